@@ -1,0 +1,287 @@
+// C++20 coroutines over kj::Promise for KJ 0.9.2, which has none.
+//
+//   harrow::Co<int> twice(kj::Promise<int> p) { co_return 2 * co_await kj::mv(p); }
+//
+// A function returning `Co<T>` may `co_await` any `kj::Promise<U>` (a `Co<U>` is one) and
+// `co_return` a T. `Co<T>` *is* a `kj::Promise<T>`: it converts by move and composes with `.then()`,
+// `exclusiveJoin()`, `TaskSet` and everything else in KJ.
+//
+// Why a subclass and not kj::Promise itself: GCC 12 crashes on coroutines whose declared return
+// type has a noexcept(false) destructor, which kj::Promise has. `Co<T>` only adds a noexcept one.
+//
+// How it works: the coroutine frame *is* the promise node (the shape KJ 0.10 later adopted). The
+// frame's promise_type implements kj::_::PromiseNode (so the Co<T> owns the frame) and
+// kj::_::Event (so an awaited promise resumes the frame from the event loop, never from inside
+// another promise's callback). Consequences users can rely on:
+//   - Coroutines start eagerly: the body runs synchronously up to its first suspension.
+//   - Dropping a Co<T> destroys the frame at its current suspension point; the awaited promise is
+//     destroyed first (it may point into the frame's locals), so cancellation propagates down
+//     synchronously, as everywhere in KJ. Only destructors run ("KJ cancellation").
+//   - A frame whose promise is dropped by its own body (while it runs) is destroyed as soon as
+//     the body next suspends; the awaited promise at that point is dropped unfired.
+//   - Each `co_await` of a not-yet-ready promise returns to the event loop; a ready one is resumed
+//     breadth-first on the next loop turn, so long loops of ready awaits neither grow the stack
+//     nor starve other events.
+//   - An exception thrown in the body (kj::Exception or std::exception) rejects the Co<T>; a
+//     rejected awaited promise throws at the `co_await`.
+//
+// trio-style cancellation (a Cancelled exception delivered at a checkpoint, so code can unwind
+// and still do async cleanup) is layered on top in cancel_scope.h: every `co_await` of a promise
+// that is not itself a harrow coroutine is a checkpoint of the scope the coroutine runs in.
+
+#pragma once
+
+#include <kj/async.h>
+
+#include <coroutine>
+#include <exception>
+#include <type_traits>
+
+namespace harrow {
+
+template <typename T>
+class Co;
+
+class CancelScope;
+
+// The exception being handled (call inside a catch block) as a kj::Exception: a std::exception
+// keeps its type name and what(). KJ 0.10 has this as currentException().
+kj::Exception currentException();
+
+namespace _ {  // private
+
+template <typename T>
+using FixVoid = kj::_::FixVoid<T>;
+
+class CoroutineBase;
+
+// The current coroutine and its cancel scope, for the one event loop of this thread. This is
+// what a trio task's "current cancel scope" is: set while a coroutine body runs, inherited by
+// coroutines it creates. Not global state across threads: each thread has its own loop.
+struct Ambient {
+  CancelScope* scope = nullptr;
+};
+Ambient& ambient() noexcept;
+
+// Swaps the ambient cancel scope for the lifetime of the guard: used by nurseries and scopes so
+// that coroutines created inside start in the right scope.
+class AmbientScopeGuard {
+public:
+  explicit AmbientScopeGuard(CancelScope* scope) noexcept
+      : saved(ambient().scope) { ambient().scope = scope; }
+  ~AmbientScopeGuard() noexcept { ambient().scope = saved; }
+  KJ_DISALLOW_COPY(AmbientScopeGuard);
+
+private:
+  CancelScope* saved;
+};
+
+// One suspended `co_await` of a promise that is not a harrow coroutine. Cancel scopes keep these
+// in a list so that cancelling a scope can interrupt exactly the leaf awaits inside it.
+class LeafAwait {
+public:
+  void interrupt();  // drops the awaited promise and resumes the coroutine with Cancelled
+  kj::ListLink<LeafAwait> link;
+
+protected:
+  friend class CoroutineBase;
+  CoroutineBase* coroutine = nullptr;
+  kj::Own<kj::_::PromiseNode> node;
+  bool interrupted = false;
+};
+
+class CoroutineBase : public kj::_::PromiseNode, public kj::_::Event {
+public:
+  CoroutineBase(std::coroutine_handle<> handle, const kj::Disposer& disposer);
+  ~CoroutineBase() noexcept(false);
+  KJ_DISALLOW_COPY(CoroutineBase);
+
+  // PromiseNode
+  void onReady(kj::_::Event* event) noexcept override;
+  void tracePromise(kj::_::TraceBuilder& builder, bool stopAtNextEvent) override;
+
+  // Event
+  kj::Maybe<kj::Own<kj::_::Event>> fire() override;
+  void traceEvent(kj::_::TraceBuilder& builder) override;
+
+  // Called by the Co<T>'s disposer.
+  void destroy();
+
+  CancelScope* scope() const { return scope_; }
+
+  // --- used by the awaiters ---
+  void enterBody() noexcept;   // the body starts or resumes on this thread
+  void leaveBody() noexcept;   // the body suspends or finishes
+  // Returns false when the coroutine must not suspend: a checkpoint in a cancelled scope.
+  bool suspendOn(LeafAwait& await, kj::Own<kj::_::PromiseNode>& node, bool checkpoint);
+  void suspendOnCoroutine(kj::Own<kj::_::PromiseNode>& node);
+  void resumed(LeafAwait* await) noexcept;
+  void finished() noexcept;
+
+  struct InitialSuspend {
+    CoroutineBase& self;
+    bool await_ready() const noexcept { return true; }
+    void await_suspend(std::coroutine_handle<>) noexcept {}
+    void await_resume() noexcept { self.enterBody(); }
+  };
+  struct FinalSuspend {
+    CoroutineBase& self;
+    bool await_ready() const noexcept { return false; }
+    void await_suspend(std::coroutine_handle<>) noexcept { self.finished(); }
+    void await_resume() noexcept {}
+  };
+
+private:
+  std::coroutine_handle<> handle;
+  const kj::Disposer& disposer;              // the Co<T>'s; reused to destroy a self-dropped frame
+  CancelScope* scope_;                       // fixed at creation: the ambient scope then
+  kj::_::Event* parentEvent = nullptr;       // armed when the coroutine completes
+  kj::Own<kj::_::PromiseNode>* awaited = nullptr;  // the awaited promise while suspended
+  LeafAwait* leafAwait = nullptr;            // the current leaf await, if suspended on one
+  CancelScope* savedScope = nullptr;
+  bool running = false;
+  bool done = false;
+  bool destroyRequested = false;
+
+  friend class LeafAwait;
+};
+
+// Awaits a kj::Promise<U> from a coroutine.
+template <typename U>
+class PromiseAwaiter : public LeafAwait {
+public:
+  PromiseAwaiter(kj::Promise<U>&& promise, bool checkpoint)
+      : checkpoint(checkpoint) { node = kj::_::PromiseNode::from(kj::mv(promise)); }
+  KJ_DISALLOW_COPY(PromiseAwaiter);
+  PromiseAwaiter(PromiseAwaiter&&) = delete;
+
+  bool await_ready() const noexcept { return false; }
+
+  template <typename P>
+  bool await_suspend(std::coroutine_handle<P> handle) {
+    CoroutineBase& co = handle.promise();
+    coroutine = &co;
+    if (isCoroutineNode()) {
+      // Awaiting another harrow coroutine is not a checkpoint: cancellation reaches that
+      // coroutine's own leaf awaits, so it can unwind and clean up before we see its result.
+      co.suspendOnCoroutine(node);
+      return true;
+    }
+    return co.suspendOn(*this, node, checkpoint);
+  }
+
+  U await_resume() {
+    coroutine->resumed(this);
+    if (interrupted) throwCancelledHere();
+    kj::_::ExceptionOr<FixVoid<U>> result;
+    node->get(result);
+    node = nullptr;  // the awaited promise is done; free it before the body continues
+    return kj::_::convertToReturn(kj::mv(result));
+  }
+
+private:
+  bool checkpoint;
+  bool isCoroutineNode() { return dynamic_cast<CoroutineBase*>(node.get()) != nullptr; }
+  void throwCancelledHere();
+};
+
+[[noreturn]] void throwCancelledFor(CancelScope* scope);
+
+template <typename U>
+void PromiseAwaiter<U>::throwCancelledHere() {
+  node = nullptr;
+  throwCancelledFor(coroutine->scope());
+}
+
+// Marks a promise as awaited without a cancellation checkpoint: used internally where a scope
+// must wait for work it has already told to stop (a nursery joining its cancelled children).
+template <typename T>
+struct Uncancellable {
+  kj::Promise<T> promise;
+};
+
+template <typename T>
+class CoroutinePromise : public CoroutineBase {
+public:
+  CoroutinePromise();
+
+  Co<T> get_return_object();
+  InitialSuspend initial_suspend() noexcept { return {*this}; }
+  FinalSuspend final_suspend() noexcept { return {*this}; }
+  void unhandled_exception() { result.addException(currentException()); }
+
+  template <typename U>
+  PromiseAwaiter<U> await_transform(kj::Promise<U>&& promise) {
+    return PromiseAwaiter<U>(kj::mv(promise), true);
+  }
+  template <typename U>
+  PromiseAwaiter<U> await_transform(Uncancellable<U>&& u) {
+    return PromiseAwaiter<U>(kj::mv(u.promise), false);
+  }
+
+  void get(kj::_::ExceptionOrValue& output) noexcept override {
+    output.as<FixVoid<T>>() = kj::mv(result);
+  }
+
+protected:
+  kj::_::ExceptionOr<FixVoid<T>> result;
+};
+
+template <typename T>
+class ValuePromise : public CoroutinePromise<T> {
+public:
+  void return_value(T&& value) { this->result.value = kj::mv(value); }
+  void return_value(const T& value) requires std::is_copy_constructible_v<T> {
+    this->result.value = value;
+  }
+};
+
+class VoidPromise : public CoroutinePromise<void> {
+public:
+  void return_void() { this->result.value = kj::_::Void(); }
+};
+
+template <typename T>
+class CoroutineDisposer final : public kj::Disposer {
+public:
+  void disposeImpl(void* pointer) const override {
+    static_cast<CoroutinePromise<T>*>(pointer)->destroy();
+  }
+  static const CoroutineDisposer instance;
+};
+template <typename T>
+const CoroutineDisposer<T> CoroutineDisposer<T>::instance;
+
+}  // namespace _
+
+template <typename T>
+class Co : public kj::Promise<T> {
+  // A kj::Promise<T> that may be implemented as a coroutine. See the top of this file.
+public:
+  using promise_type = std::conditional_t<std::is_void_v<T>, _::VoidPromise, _::ValuePromise<T>>;
+
+  Co(kj::Promise<T>&& promise) : kj::Promise<T>(kj::mv(promise)) {}
+  Co(Co&&) = default;
+  Co& operator=(Co&&) = default;
+  ~Co() noexcept {}
+};
+
+template <typename T>
+_::CoroutinePromise<T>::CoroutinePromise()
+    : CoroutineBase(std::coroutine_handle<CoroutinePromise>::from_promise(*this),
+                    CoroutineDisposer<T>::instance) {}
+
+template <typename T>
+Co<T> _::CoroutinePromise<T>::get_return_object() {
+  kj::Own<kj::_::PromiseNode> self(this, CoroutineDisposer<T>::instance);
+  return Co<T>(kj::_::PromiseNode::to<kj::Promise<T>>(kj::mv(self)));
+}
+
+// `co_await harrow::uncancellable(p)`: await `p` without a cancellation checkpoint. Use only to
+// wait for work that is already guaranteed to finish (it has been told to stop).
+template <typename T>
+_::Uncancellable<T> uncancellable(kj::Promise<T>&& promise) {
+  return {kj::mv(promise)};
+}
+
+}  // namespace harrow

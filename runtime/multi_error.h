@@ -1,0 +1,22 @@
+// MultiError: several concurrent failures raised together (trio's MultiError).
+//
+// A KJ promise can only carry a kj::Exception, so a MultiError is one: its description lists
+// every error, numbered and indented, and errorsIn() gives them back one by one.
+
+#pragma once
+
+#include <kj/array.h>
+#include <kj/exception.h>
+
+namespace harrow {
+
+// Combines `errors` (two or more) into one exception; a single error is returned unchanged.
+kj::Exception makeMultiError(kj::Array<kj::Exception> errors);
+
+bool isMultiError(const kj::Exception& exception);
+
+// The errors a MultiError holds (each as its description), or the exception itself if it is not
+// one.
+kj::Array<kj::String> errorsIn(const kj::Exception& exception);
+
+}  // namespace harrow
