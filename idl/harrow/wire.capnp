@@ -1,0 +1,100 @@
+# The harrow wire protocol: every message on a channel is one framed Cap'n Proto `Message`
+# (standard capnp stream framing: segment table, then segments). docs/PROTOCOL.md describes the
+# state machines; keep the two in step.
+@0xb9d124d1f6ee5d4f;
+
+$import "/capnp/c++.capnp".namespace("harrow::wire");
+
+const protocolVersion :UInt32 = 1;
+
+struct ActorId {
+  # Names are not unique; the uuid is (random, 128 bits).
+  name @0 :Text;
+  uuid @1 :Data;
+}
+
+struct Message {
+  union {
+    # --- channel setup: each side sends exactly one hello first ---
+    hello @0 :Hello;
+
+    # --- sent by a parent to a child it spawned, right after the hellos ---
+    spawnSpec @1 :SpawnSpec;
+
+    # --- one task (call, stream or context) is addressed by the caller's callId ---
+    start @2 :Start;          # caller -> callee: run a method
+    startAck @3 :StartAck;    # callee -> caller: the method exists; its kind
+    started @4 :Payload;      # callee -> caller: context's first value
+    yield @5 :Payload;        # either way: one stream item
+    stop @6 :Void;            # either way: no more items from the sender
+    return @7 :Payload;       # callee -> caller: the result; the task is over
+    error @8 :Error;          # either way: the task failed (or the peer violated the protocol)
+    credit @9 :UInt32;        # either way: the receiver may now accept this many more items
+    cancelTask @10 :Void;     # caller -> callee: cancel this task
+    cancelTaskAck @11 :Void;  # callee -> caller: the task has been cancelled and is gone
+
+    # --- whole-actor control, callId 0 ---
+    cancelActor @12 :Void;    # parent (or any peer) -> actor: tear the actor down
+    cancelActorAck @13 :Void; # actor -> canceller: teardown done, about to exit
+  }
+  callId @14 :UInt64;
+  # Chosen by the side that sent `start`, unique among its open tasks on this channel. Messages
+  # for a task travel both ways under the same id; 0 is reserved for channel-level messages.
+}
+
+struct Hello {
+  id @0 :ActorId;
+  pid @1 :UInt32;
+  protocolVersion @2 :UInt32;
+}
+
+struct SpawnSpec {
+  # Runtime values a child receives from its parent before it serves anything.
+  implementation @0 :Text;     # which registered implementation to run
+  bindAddresses @1 :List(Text);# where the child serves its own channel server
+  registryAddress @2 :Text;    # the tree's registry (the root, by default)
+  rootAddress @3 :Text;
+  logLevel @4 :Text;
+  debug @5 :Bool;
+  args @6 :AnyPointer;         # implementation-specific start arguments, if any
+}
+
+enum MethodKind {
+  call @0;     # params -> one result                         (tractor: Portal.run)
+  stream @1;   # params -> items until stop                   (tractor: open_stream_from)
+  context @2;  # params -> started, streams both ways, return (tractor: open_context)
+}
+
+struct Start {
+  interfaceId @0 :UInt64;   # the capnp type id of the actor interface
+  methodId @1 :UInt16;      # ordinal of the method in that interface
+  params @2 :AnyPointer;    # the method's params struct
+  window @3 :UInt32;        # initial credit the caller grants for items sent to it
+}
+
+struct StartAck {
+  kind @0 :MethodKind;
+  window @1 :UInt32;        # initial credit the callee grants for items sent to it (contexts)
+}
+
+struct Payload {
+  value @0 :AnyPointer;     # a struct of the type the schema declares for this message
+}
+
+struct Error {
+  type @0 :Text;            # the boxed error type, e.g. "kj::Exception(FAILED)" or a C++ type
+  message @1 :Text;
+  remoteTrace @2 :Text;     # stack / async trace text from where it was raised
+  file @3 :Text;            # source location where it was raised
+  line @4 :UInt32;
+  origin @5 :ActorId;       # the actor that raised it
+  relayPath @6 :List(ActorId);  # actors it passed through on the way here, nearest last
+  kind @7 :ErrorKind;
+}
+
+enum ErrorKind {
+  failed @0;              # the remote handler raised
+  contextCancelled @1;    # the remote task was cancelled (tractor: ContextCancelled)
+  protocolViolation @2;   # the peer sent something the state machine does not allow
+  unknownMethod @3;       # no such interface or method on that actor
+}
