@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 #include <kj/async.h>
+#include <kj/debug.h>
 #include <kj/function.h>
 #include <kj/timer.h>
 

@@ -1,0 +1,179 @@
+// Cancel scopes: trio cancellation delivered at checkpoints, deadlines, shields.
+
+#include "runtime/cancel_scope.h"
+
+#include "tests/test_util.h"
+
+#include <string>
+#include <vector>
+
+namespace harrow {
+namespace {
+
+using CancelScopeTest = testing::EventLoopTest;
+using testing::OnDestroy;
+using testing::thrownBy;
+
+TEST_F(CancelScopeTest, CancelInterruptsTheAwaitAndIsCaughtByItsScope) {
+  std::vector<std::string> log;
+  CancelScope* inside = nullptr;
+  auto task = [&]() -> Co<void> {
+    CancelScope scope;
+    inside = &scope;
+    co_await scope.run([&]() -> Co<void> {
+      auto never = kj::Promise<void>(kj::NEVER_DONE)
+          .attach(kj::heap<OnDestroy>([&]() { log.push_back("awaited promise dropped"); }));
+      try {
+        co_await kj::mv(never);
+      } catch (const kj::Exception& e) {
+        log.push_back(isCancelled(e) ? "cancelled" : "other error");
+        throw;
+      }
+    });
+    log.push_back(scope.cancelledCaught() ? "caught" : "not caught");
+  };
+  auto promise = task();
+  EXPECT_FALSE(promise.poll(waitScope));
+  inside->cancel();
+  promise.wait(waitScope);
+  EXPECT_EQ(log, (std::vector<std::string>{"awaited promise dropped", "cancelled", "caught"}));
+}
+
+TEST_F(CancelScopeTest, EveryCheckpointAfterCancelRaises) {
+  int checkpointsPassed = 0;
+  CancelScope scope;
+  scope.run([&]() -> Co<void> {
+    co_await kj::Promise<void>(kj::READY_NOW);
+    ++checkpointsPassed;
+    scope.cancel();
+    try {
+      co_await kj::Promise<void>(kj::READY_NOW);  // already cancelled: raises without waiting
+      ++checkpointsPassed;
+    } catch (const kj::Exception&) {
+    }
+    co_await kj::Promise<void>(kj::READY_NOW);  // and again
+    ++checkpointsPassed;
+  }).wait(waitScope);
+  EXPECT_EQ(checkpointsPassed, 1);
+  EXPECT_TRUE(scope.cancelledCaught());
+}
+
+TEST_F(CancelScopeTest, OuterCancellationPassesThroughInnerScope) {
+  CancelScope outer;
+  bool innerCaught = true;
+  auto promise = outer.run([&]() -> Co<void> {
+    CancelScope inner;
+    try {
+      co_await inner.run([&]() -> Co<void> { co_await kj::Promise<void>(kj::NEVER_DONE); });
+    } catch (...) {
+      innerCaught = inner.cancelledCaught();
+      throw;
+    }
+  });
+  EXPECT_FALSE(promise.poll(waitScope));
+  outer.cancel();
+  promise.wait(waitScope);
+  EXPECT_FALSE(innerCaught);
+  EXPECT_TRUE(outer.cancelledCaught());
+}
+
+TEST_F(CancelScopeTest, ShieldedCleanupRunsWhileCancelled) {
+  // The pattern for async cleanup: catch Cancelled, await the cleanup inside a shield (here the
+  // remote peer's acknowledgement), then re-raise.
+  std::vector<std::string> log;
+  auto ack = kj::newPromiseAndFulfiller<void>();
+  CancelScope scope;
+  auto promise = scope.run([&]() -> Co<void> {
+    bool cancelled = false;
+    try {
+      co_await kj::Promise<void>(kj::NEVER_DONE);
+    } catch (const kj::Exception& e) {
+      cancelled = isCancelled(e);
+    }
+    EXPECT_TRUE(cancelled);
+    co_await shielded([&]() -> Co<void> {
+      log.push_back("cleanup started");
+      co_await kj::mv(ack.promise);
+      log.push_back("peer acknowledged");
+    });
+    log.push_back("after shield");
+    co_await kj::Promise<void>(kj::READY_NOW);  // unshielded again: raises
+    log.push_back("not reached");
+  });
+  EXPECT_FALSE(promise.poll(waitScope));
+  scope.cancel();
+  EXPECT_FALSE(promise.poll(waitScope));
+  EXPECT_EQ(log, (std::vector<std::string>{"cleanup started"}));
+  ack.fulfiller->fulfill();
+  promise.wait(waitScope);
+  EXPECT_EQ(log,
+            (std::vector<std::string>{"cleanup started", "peer acknowledged", "after shield"}));
+  EXPECT_TRUE(scope.cancelledCaught());
+}
+
+TEST_F(CancelScopeTest, MoveOnAfterDeadlineExpiresMidAwait) {
+  bool unwound = false;
+  auto promise = moveOnAfter(timer, 100 * kj::MILLISECONDS, [&]() -> Co<void> {
+    OnDestroy onUnwind{[&]() { unwound = true; }};
+    co_await kj::Promise<void>(kj::NEVER_DONE);
+  });
+  advance(99 * kj::MILLISECONDS);
+  EXPECT_FALSE(promise.poll(waitScope));
+  advance(1 * kj::MILLISECONDS);
+  EXPECT_TRUE(promise.wait(waitScope));
+  EXPECT_TRUE(unwound);
+}
+
+TEST_F(CancelScopeTest, MoveOnAfterReportsBodyThatFinishedFirst) {
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  auto promise = moveOnAfter(timer, 1 * kj::SECONDS, [&]() -> Co<void> {
+    co_await kj::mv(paf.promise);
+  });
+  paf.fulfiller->fulfill();
+  EXPECT_FALSE(promise.wait(waitScope));
+  advance(2 * kj::SECONDS);  // the deadline no longer fires into anything
+}
+
+TEST_F(CancelScopeTest, FailAfterRaisesTooSlow) {
+  auto promise = failAfter(timer, 50 * kj::MILLISECONDS, [&]() -> Co<void> {
+    co_await kj::Promise<void>(kj::NEVER_DONE);
+  });
+  advance(50 * kj::MILLISECONDS);
+  kj::Maybe<kj::Exception> failure = kj::runCatchingExceptions([&]() { promise.wait(waitScope); });
+  KJ_IF_MAYBE(e, failure) {
+    EXPECT_TRUE(isTooSlow(*e)) << e->getDescription().cStr();
+  } else {
+    ADD_FAILURE() << "failAfter did not raise";
+  }
+}
+
+TEST_F(CancelScopeTest, ShieldedScopeIgnoresOuterCancelButNotItsOwnDeadline) {
+  CancelScope outer;
+  bool finished = false;
+  auto promise = outer.run([&]() -> Co<void> {
+    co_await shielded([&]() -> Co<void> {
+      bool cut = co_await moveOnAfter(timer, 10 * kj::MILLISECONDS, [&]() -> Co<void> {
+        co_await kj::Promise<void>(kj::NEVER_DONE);
+      });
+      finished = cut;
+    });
+  });
+  outer.cancel();
+  EXPECT_FALSE(promise.poll(waitScope));
+  advance(10 * kj::MILLISECONDS);
+  promise.wait(waitScope);
+  EXPECT_TRUE(finished);
+}
+
+TEST_F(CancelScopeTest, ErrorsOtherThanCancelledPropagate) {
+  CancelScope scope;
+  auto promise = scope.run([&]() -> Co<void> {
+    co_await kj::Promise<void>(kj::READY_NOW);
+    KJ_FAIL_REQUIRE("real failure");
+  });
+  EXPECT_EQ(thrownBy([&] { promise.wait(waitScope); }), "real failure");
+  EXPECT_FALSE(scope.cancelledCaught());
+}
+
+}  // namespace
+}  // namespace harrow
