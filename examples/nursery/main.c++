@@ -1,0 +1,133 @@
+// A tour of harrow's structured concurrency on a real KJ event loop and timer:
+//   (a) a nursery running tasks concurrently, (b) a started handshake, (c) a deadline,
+//   (d) a failure cancelling its siblings, which clean up before the error reaches main.
+//
+//   bazel run //examples/nursery
+
+#include "runtime/nursery.h"
+
+#include <kj/async-io.h>
+#include <kj/debug.h>
+
+#include <cstdio>
+
+using harrow::Co;
+using harrow::TaskNursery;
+using kj::MILLISECONDS;
+
+namespace {
+
+kj::Timer* timer = nullptr;  // the event loop's timer, set up in main()
+int cancelledTasks = 0, cleanedUpTasks = 0;
+
+void say(kj::StringPtr who, kj::StringPtr what) {
+  printf("%-9s %s\n", kj::str("[", who, "]").cStr(), what.cStr());
+  fflush(stdout);
+}
+
+kj::Promise<void> sleep(int ms) { return timer->afterDelay(ms * MILLISECONDS); }
+
+// (a) A task that takes `steps` steps of `ms` each, reporting its progress.
+Co<void> worker(const char* name, int steps, int ms) {
+  for (int i = 1; i <= steps; ++i) {
+    co_await sleep(ms);
+    say(name, kj::str("step ", i, "/", steps));
+  }
+  say(name, "done");
+}
+
+// (d) A task that runs until cancelled, then cleans up (asynchronously!) before re-raising.
+Co<void> patientWorker(const char* name) {
+  kj::Maybe<kj::Exception> cancelled;
+  try {
+    for (int i = 1;; ++i) {
+      co_await sleep(15);
+      say(name, kj::str("tick ", i));
+    }
+  } catch (const kj::Exception& e) {
+    if (!harrow::isCancelled(e)) throw;
+    cancelled = e;  // no co_await inside a catch block: clean up below
+  }
+  say(name, "cancelled; cleaning up");
+  ++cancelledTasks;
+  // Cleanup may await, but it must be shielded: every checkpoint would raise Cancelled again.
+  // (Capture coroutine parameters by value: GCC 12 crashes on a by-reference capture.)
+  co_await harrow::shielded([name]() -> Co<void> {
+    co_await sleep(10);  // e.g. tell a peer we are leaving and wait for its ack
+    say(name, "cleanup finished");
+    ++cleanedUpTasks;
+  });
+  KJ_IF_MAYBE(e, cancelled) kj::throwFatalException(kj::mv(*e));  // let the nursery see it
+}
+
+Co<void> flaky() {
+  co_await sleep(40);
+  say("flaky", "failing: disk on fire");
+  KJ_FAIL_REQUIRE("disk on fire");
+}
+
+Co<bool> tour() {
+  say("main", "(a) three workers in one nursery");
+  co_await harrow::openNursery([](TaskNursery& n) -> Co<void> {
+    n.start([]() { return worker("fast", 3, 10); });
+    n.start([]() { return worker("medium", 2, 17); });
+    n.start([]() { return worker("slow", 1, 45); });
+    say("main", "all three started; the nursery waits for them");
+    co_return;
+  });
+  say("main", "nursery closed: every worker has finished");
+
+  say("main", "(b) started handshake");
+  co_await harrow::openNursery([](TaskNursery& n) -> Co<void> {
+    int port = co_await n.startUntilStarted<int>([](harrow::TaskStatus<int>& status) -> Co<void> {
+      KJ_DEFER(say("server", "stopped listening"));  // runs however the task ends
+      say("server", "binding...");
+      co_await sleep(20);
+      say("server", "listening on port 8080");
+      status.started(8080);
+      co_await kj::Promise<void>(kj::NEVER_DONE);  // serve forever (until cancelled)
+    });
+    say("main", kj::str("server is up on port ", port, "; connecting"));
+    co_await sleep(10);
+    say("main", "done with the server; cancelling the nursery");
+    n.cancel();  // cancellation is not an error: the nursery just closes
+  });
+  say("main", "server stopped");
+
+  say("main", "(c) deadline: moveOnAfter(30ms) around a 1s operation");
+  bool cutShort = co_await harrow::moveOnAfter(*timer, 30 * MILLISECONDS, []() -> Co<void> {
+    say("download", "started (takes 1s)");
+    co_await sleep(1000);
+    say("download", "finished");  // not reached
+  });
+  say("main", cutShort ? "deadline passed: download abandoned" : "download finished in time");
+
+  say("main", "(d) one failure cancels the siblings");
+  kj::Maybe<kj::Exception> error;
+  try {
+    co_await harrow::openNursery([](TaskNursery& n) -> Co<void> {
+      n.start([]() { return patientWorker("alice"); });
+      n.start([]() { return patientWorker("bob"); });
+      n.start(flaky);
+      co_return;
+    });
+  } catch (const kj::Exception& e) {
+    error = e;
+  }
+  KJ_IF_MAYBE(e, error) {
+    say("main", kj::str("nursery raised: ", e->getDescription()));
+  } else {
+    say("main", "nursery raised nothing (unexpected)");
+  }
+  co_return cutShort && error != nullptr && cancelledTasks == 2 && cleanedUpTasks == 2;
+}
+
+}  // namespace
+
+int main() {
+  auto io = kj::setupAsyncIo();
+  timer = &io.provider->getTimer();
+  bool ok = tour().wait(io.waitScope);
+  say("main", ok ? "everything behaved as expected" : "UNEXPECTED behaviour");
+  return ok ? 0 : 1;
+}
