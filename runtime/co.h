@@ -230,8 +230,9 @@ protected:
 template <typename T>
 class ValuePromise : public CoroutinePromise<T> {
 public:
-  void return_value(T&& value) { this->result.value = kj::mv(value); }
-  void return_value(const T& value) requires std::is_copy_constructible_v<T> {
+  void return_value(T&& value) { this->result.value = kj::fwd<T>(value); }
+  void return_value(const T& value)
+      requires(std::is_copy_constructible_v<T> && !std::is_reference_v<T>) {
     this->result.value = value;
   }
 };

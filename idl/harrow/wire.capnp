@@ -39,7 +39,9 @@ struct Message {
   }
   callId @14 :UInt64;
   # Chosen by the side that sent `start`, unique among its open tasks on this channel. Messages
-  # for a task travel both ways under the same id; 0 is reserved for channel-level messages.
+  # for a task travel both ways under the same id, so the two sides draw from disjoint sets: the
+  # side that opened the connection uses odd ids, the side that accepted it even ids (as HTTP/2
+  # streams do). 0 is reserved for channel-level messages (hello, spawnSpec, cancelActor*).
 }
 
 struct Hello {
@@ -68,7 +70,7 @@ enum MethodKind {
 struct Start {
   interfaceId @0 :UInt64;   # the capnp type id of the actor interface
   methodId @1 :UInt16;      # ordinal of the method in that interface
-  params @2 :AnyPointer;    # the method's params struct
+  params @2 :Payload;       # the method's params struct
   window @3 :UInt32;        # initial credit the caller grants for items sent to it
 }
 
@@ -79,6 +81,8 @@ struct StartAck {
 
 struct Payload {
   value @0 :AnyPointer;     # a struct of the type the schema declares for this message
+  typeId @1 :UInt64;        # that struct's capnp type id: the receiver checks it (a mismatch is
+                            # a protocol violation, not a misread)
 }
 
 struct Error {

@@ -1,0 +1,146 @@
+#include "runtime/actor_nursery.h"
+
+#include <kj/debug.h>
+
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace harrow {
+
+struct ActorNursery::Child {
+  kj::String name;
+  kj::Own<ChildProcess> process;
+  kj::Maybe<kj::Own<Peer>> peer;
+  bool cancelSent = false;
+};
+
+ActorNursery::ActorNursery(Actor& actor, TaskNursery& tasks, ActorNurseryOptions options)
+    : actor(actor), tasks(tasks), options(options) {}
+
+ActorNursery::~ActorNursery() noexcept(false) {
+  // Children that never got a supervisor (cancelled while starting) are killed and reaped by
+  // ChildProcess's destructor; peers go before processes.
+  for (auto& child : children) child->peer = nullptr;
+}
+
+Co<Peer&> ActorNursery::spawn(kj::StringPtr name, kj::StringPtr implementation) {
+  int fds[2];
+  KJ_SYSCALL(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds));
+  kj::AutoCloseFd parentEnd(fds[0]);
+  kj::AutoCloseFd childEnd(fds[1]);
+
+  auto self = selfExecutable();
+  auto parentPid = kj::str(getpid());
+  kj::StringPtr argv[] = {self, "--harrow-child", name, parentPid};
+  auto child = kj::heap<Child>();
+  child->name = kj::heapString(name);
+  child->process = kj::heap<ChildProcess>(actor.eventPort(), argv, childEnd.get());
+  childEnd = nullptr;
+  Child& ref = *child;
+  children.add(kj::mv(child));
+
+  auto stream = actor.io().lowLevelProvider->wrapSocketFd(
+      parentEnd.release(), kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+  auto peer = co_await handshake(kj::heap<Channel>(kj::mv(stream)), actor, /*initiator=*/false);
+
+  auto message = peer->newControlMessage();
+  auto spec = message->getRoot<wire::Message>().initSpawnSpec();
+  spec.setImplementation(implementation);
+  peer->send(kj::mv(message));
+
+  Peer& peerRef = *peer;
+  ref.peer = kj::mv(peer);
+  tasks.start([this, &ref]() { return supervise(ref); });
+  co_return peerRef;
+}
+
+void ActorNursery::cancel() {
+  cancelling = true;
+  for (auto& child : children) {
+    KJ_IF_MAYBE(peer, child->peer) {
+      if (!child->cancelSent && !(*peer)->isClosed()) {
+        child->cancelSent = true;
+        auto message = (*peer)->newControlMessage();
+        message->getRoot<wire::Message>().setCancelActor();
+        (*peer)->send(kj::mv(message));
+      }
+    }
+  }
+}
+
+Co<void> ActorNursery::stop(Child& child) {
+  // Graceful first: cancel-actor, then wait for the exit; SIGKILL after the grace period.
+  if (!child.cancelSent) {
+    KJ_IF_MAYBE(peer, child.peer) {
+      if (!(*peer)->isClosed()) {
+        child.cancelSent = true;
+        auto message = (*peer)->newControlMessage();
+        message->getRoot<wire::Message>().setCancelActor();
+        (*peer)->send(kj::mv(message));
+      }
+    }
+  }
+  ChildProcess& process = *child.process;
+  co_await process.onExit().exclusiveJoin(
+      actor.timer().afterDelay(options.gracePeriod).then([&process]() {
+        process.kill(SIGKILL);
+        return process.onExit();
+      }));
+}
+
+Co<void> ActorNursery::supervise(Child& child) {
+  Peer& peer = *KJ_ASSERT_NONNULL(child.peer);
+  kj::Maybe<kj::Exception> failure;
+  try {
+    co_await peer.serve();  // routes the child's answers until its channel ends
+  } catch (...) {
+    failure = currentException();
+  }
+  co_await shielded([&]() { return stop(child); });
+
+  bool cancelled = false;
+  KJ_IF_MAYBE(e, failure) cancelled = isCancelled(*e);
+  if (cancelled) kj::throwFatalException(kj::mv(KJ_ASSERT_NONNULL(failure)));
+
+  int status = co_await child.process->onExit();
+  bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  if (!clean && !child.cancelSent) {
+    KJ_FAIL_REQUIRE(kj::str("harrow.ActorDied: actor '", child.name, "' (pid ",
+                            child.process->pid(), ") ", ChildProcess::describe(status)));
+  }
+  if (!clean && !(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)) {
+    KJ_FAIL_REQUIRE(kj::str("harrow.ActorDied: actor '", child.name, "' (pid ",
+                            child.process->pid(), ") ", ChildProcess::describe(status),
+                            " while being cancelled"));
+  }
+}
+
+Co<void> ActorNursery::reapAll() {
+  // Supervisors stop and reap the children they own, even while we are being cancelled; a child
+  // that never finished its handshake has no supervisor and is killed now.
+  for (auto& child : children) {
+    if (child->peer == nullptr) child->process->kill(SIGKILL);
+  }
+  for (auto& child : children) {
+    co_await child->process->onExit();
+  }
+}
+
+Co<void> openActorNursery(Actor& actor, kj::Function<kj::Promise<void>(ActorNursery&)> body,
+                          ActorNurseryOptions options) {
+  co_await openNursery([&](TaskNursery& tasks) -> Co<void> {
+    ActorNursery nursery(actor, tasks, options);
+    kj::Maybe<kj::Exception> failure;
+    try {
+      co_await body(nursery);
+    } catch (...) {
+      failure = currentException();
+    }
+    nursery.cancel();  // daemons live until the block ends
+    co_await shielded([&]() { return nursery.reapAll(); });
+    KJ_IF_MAYBE(e, failure) kj::throwFatalException(kj::mv(*e));
+  });
+}
+
+}  // namespace harrow

@@ -1,0 +1,104 @@
+#include "runtime/main.h"
+
+#include <kj/debug.h>
+#include <kj/main.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+namespace harrow {
+namespace {
+
+constexpr kj::StringPtr CHILD_FLAG = "--harrow-child"_kj;
+
+// A child's life: handshake on the inherited channel (fd 3), receive the spawn spec, serve.
+// Teardown follows the seed notes: rpc tasks first, then the parent channel, last.
+Co<void> runChild(Actor& actor, Implementations& implementations) {
+  auto stream = actor.io().lowLevelProvider->wrapSocketFd(
+      3, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+  kj::Own<Peer> parent =
+      co_await handshake(kj::heap<Channel>(kj::mv(stream)), actor, /*initiator=*/true);
+
+  auto specMessage = co_await parent->receiveOne();
+  auto message = specMessage->getRoot<wire::Message>();
+  KJ_REQUIRE(message.isSpawnSpec(), "the parent's first message after hello is not a spawn spec");
+  actor.addServer(implementations.create(message.getSpawnSpec().getImplementation()));
+
+  co_await openNursery([&](TaskNursery& root) -> Co<void> {
+    root.start([&]() -> Co<void> {
+      try {
+        co_await parent->serve();
+      } catch (...) {
+        auto e = currentException();
+        if (isCancelled(e)) throw;
+        KJ_LOG(INFO, "parent channel lost; shutting down", e);
+      }
+      actor.cancel();  // the parent is gone: nobody is left to serve
+    });
+
+    co_await actor.serve([&]() { return actor.whenCancelled(); });
+
+    // Every rpc task has finished. Acknowledge the canceller, then close the parent channel.
+    KJ_IF_MAYBE(requester, actor.cancelRequester()) {
+      if (!requester->isClosed()) {
+        auto ack = requester->newControlMessage();
+        ack->getRoot<wire::Message>().setCancelActorAck();
+        requester->send(kj::mv(ack));
+      }
+    }
+    if (!parent->isClosed()) {
+      try {
+        co_await parent->channel().shutdownWrite();
+      } catch (...) {
+        // The parent may already be gone; there is nothing more to tell it.
+      }
+    }
+    root.cancel();
+  });
+}
+
+int childMain(kj::StringPtr name, pid_t parentPid, Implementations& implementations) {
+  // Die with the parent, even if it is killed with SIGKILL. If it died before this line, we
+  // were re-parented already: leave at once.
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != parentPid) _exit(1);
+  prctl(PR_SET_NAME, name.cStr());
+
+  auto io = kj::setupAsyncIo();
+  Actor actor(io, ActorIdentity::random(name));
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions(
+                      [&]() { runChild(actor, implementations).wait(io.waitScope); })) {
+    fprintf(stderr, "harrow: actor '%s' failed: %s\n", name.cStr(),
+            e->getDescription().cStr());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv, Implementations& implementations,
+         kj::Function<kj::Promise<void>(Actor& root)> body) {
+  // Before any thread exists: children are reaped through the event loop.
+  kj::UnixEventPort::captureChildExit();
+
+  if (argc >= 4 && CHILD_FLAG == argv[1]) {
+    return childMain(argv[2], atoi(argv[3]), implementations);
+  }
+
+  auto io = kj::setupAsyncIo();
+  const char* program = strrchr(argv[0], '/');
+  Actor root(io, ActorIdentity::random(program != nullptr ? program + 1 : argv[0]));
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+                   root.serve([&]() { return body(root); }).wait(io.waitScope);
+                 })) {
+    fprintf(stderr, "harrow: %s\n", e->getDescription().cStr());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace harrow

@@ -1,0 +1,28 @@
+// harrow::main: the entry point of a harrow program. The same binary is both the root of the
+// actor tree and, re-executed by its parent, every child actor.
+//
+//   int main(int argc, char** argv) {
+//     harrow::Implementations impls;
+//     impls.add<CounterImpl>("counter");
+//     return harrow::main(argc, argv, impls, [&](harrow::Actor& root) -> harrow::Co<void> {
+//       co_await harrow::openActorNursery(root, [&](harrow::ActorNursery& an) -> harrow::Co<void> {
+//         ...
+//       });
+//     });
+//   }
+//
+// In the root, `body` runs inside the root actor (tractor: open_root_actor) and main returns 0
+// when it succeeds, 1 (after printing the error) when it fails. In a child, main serves the
+// implementation the parent asked for until it is cancelled or its parent goes away; `body`
+// does not run.
+
+#pragma once
+
+#include "runtime/actor.h"
+
+namespace harrow {
+
+int main(int argc, char** argv, Implementations& implementations,
+         kj::Function<kj::Promise<void>(Actor& root)> body);
+
+}  // namespace harrow
