@@ -34,6 +34,13 @@ void throwTooSlow(kj::Duration timeout) {
       kj::str(TOO_SLOW, ": deadline of ", timeout, " passed")));
 }
 
+kj::StringPtr currentTaskName() {
+  for (const CancelScope* s = _::ambient().scope; s != nullptr; s = s->parent) {
+    if (s->taskName.size() > 0) return s->taskName;
+  }
+  return "main";
+}
+
 CancelScope::CancelScope(bool shield)
     : parent(_::ambient().scope), shield(shield) {
   if (parent != nullptr) parent->children.add(*this);

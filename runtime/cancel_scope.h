@@ -62,6 +62,9 @@ public:
   // Whether a checkpoint inside this scope would raise Cancelled now.
   bool isEffectivelyCancelled() const;
 
+  // Names the task running in this scope, for log lines (see currentTaskName()).
+  void setName(kj::String name) { taskName = kj::mv(name); }
+
 private:
   CancelScope* parent;
   bool shield;
@@ -69,6 +72,7 @@ private:
   bool cancelledCaught_ = false;
   bool deadlineExpired_ = false;
   kj::Maybe<kj::Promise<void>> deadlineTask;
+  kj::String taskName;
 
   kj::ListLink<CancelScope> childLink;
   kj::List<CancelScope, &CancelScope::childLink> children;
@@ -79,6 +83,7 @@ private:
 
   friend class _::CoroutineBase;
   friend class TaskNursery;
+  friend kj::StringPtr currentTaskName();
   template <typename T> friend class TaskStatus;
 };
 
@@ -101,6 +106,9 @@ Co<bool> moveOnAfter(kj::Timer& timer, kj::Duration timeout, Body body) {
 }
 
 [[noreturn]] void throwTooSlow(kj::Duration timeout);
+
+// The name of the innermost named scope around the running coroutine ("main" outside any).
+kj::StringPtr currentTaskName();
 
 // trio's fail_after: like moveOnAfter, but a body cut short by the deadline raises TooSlow.
 template <typename Body>

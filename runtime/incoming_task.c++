@@ -5,8 +5,9 @@
 namespace harrow {
 
 IncomingTaskImpl::IncomingTaskImpl(Peer& peer, uint64_t callId, MethodKind kind,
-                                   kj::Own<capnp::MessageReader> start)
+                                   kj::Own<capnp::MessageReader> start, kj::String name)
     : stream(peer, callId, peer.getOptions().window), methodKind(kind) {
+  scope.setName(kj::mv(name));
   auto params = start->getRoot<wire::Message>().getStart().getParams();
   paramsMessage = kj::heap<WireIncoming>(kj::mv(start), params);
   peer.addRoute(callId, *this);

@@ -9,8 +9,9 @@ namespace harrow {
 
 class IncomingTaskImpl final : public IncomingTask, public Peer::Route {
 public:
+  // `name` names the task in log lines, e.g. "Counter.add#3".
   IncomingTaskImpl(Peer& peer, uint64_t callId, MethodKind kind,
-                   kj::Own<capnp::MessageReader> start);
+                   kj::Own<capnp::MessageReader> start, kj::String name);
   ~IncomingTaskImpl() noexcept(false);
   KJ_DISALLOW_COPY(IncomingTaskImpl);
 

@@ -1,5 +1,7 @@
 #include "runtime/main.h"
 
+#include "runtime/log.h"
+
 #include <kj/debug.h>
 #include <kj/main.h>
 
@@ -66,6 +68,8 @@ int childMain(kj::StringPtr name, pid_t parentPid, Implementations& implementati
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != parentPid) _exit(1);
   prctl(PR_SET_NAME, name.cStr());
+  ActorLog log(name);
+  setLogLevelFromEnvironment();
 
   auto io = kj::setupAsyncIo();
   Actor actor(io, ActorIdentity::random(name));
@@ -89,9 +93,18 @@ int main(int argc, char** argv, Implementations& implementations,
     return childMain(argv[2], atoi(argv[3]), implementations);
   }
 
+  // --harrow-log=LEVEL goes through the environment, so that every child inherits it.
+  for (int i = 1; i < argc; ++i) {
+    kj::StringPtr arg = argv[i];
+    if (arg.startsWith("--harrow-log=")) setenv("HARROW_LOG", arg.slice(13).cStr(), 1);
+  }
+  setLogLevelFromEnvironment();
+  const char* slash = strrchr(argv[0], '/');
+  kj::StringPtr program = slash != nullptr ? slash + 1 : argv[0];
+  ActorLog log(program);
+
   auto io = kj::setupAsyncIo();
-  const char* program = strrchr(argv[0], '/');
-  Actor root(io, ActorIdentity::random(program != nullptr ? program + 1 : argv[0]));
+  Actor root(io, ActorIdentity::random(program));
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
                    root.serve([&]() { return body(root); }).wait(io.waitScope);
                  })) {

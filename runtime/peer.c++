@@ -229,7 +229,9 @@ void Peer::startIncoming(uint64_t callId, kj::Own<capnp::MessageReader> reader) 
   // actor's service scope; the coroutine runs eagerly, so its route exists before we return.
   tasks->start([this, callId, kind, server, methodId,
                reader = kj::mv(reader)]() mutable -> Co<void> {
-    IncomingTaskImpl task(*this, callId, kind, kj::mv(reader));
+    IncomingTaskImpl task(*this, callId, kind, kj::mv(reader),
+                          kj::str(server->interfaceName(), ".", server->methodName(methodId),
+                                  "#", callId));
     co_await task.run(*server, methodId);
   });
 }
