@@ -21,7 +21,7 @@ def capnp_cc_library(name, srcs, deps = [], capnp_deps = [], includes = [], visi
         name = name + "_gen",
         srcs = srcs + capnp_deps,
         outs = outs,
-        cmd = "capnp compile -I idl --no-standard-import -I /usr/include -oc++:$(GENDIR) " +
+        cmd = "mkdir -p idl && capnp compile -I idl --no-standard-import -I /usr/include -oc++:$(GENDIR) " +
               " ".join(["$(location %s)" % s for s in srcs]),
         visibility = ["//visibility:private"],
     )
@@ -31,5 +31,53 @@ def capnp_cc_library(name, srcs, deps = [], capnp_deps = [], includes = [], visi
         hdrs = [s + ".h" for s in srcs],
         deps = deps + ["//third_party/system:capnp"],
         includes = includes,
+        visibility = visibility,
+    )
+
+def harrow_capnp_library(name, srcs, deps = [], capnp_deps = [], visibility = None):
+    """Compiles .capnp schemas with capnp's C++ generator and capnpc-harrow into one cc_library.
+
+    For each schema `x.capnp` the library has capnp's `x.capnp.h` and harrow's
+    `x.capnp.harrow.h` (include it as "<package>/x.capnp.harrow.h"): for every interface marked
+    `$Harrow.actor`, FooActor::Server and FooActor::Portal. A schema without actor interfaces
+    still yields both harrow files (saying so), so the outputs follow from the file names.
+
+    Imports work as in capnp_cc_library: `import "/harrow/actor.capnp"` (rooted at idl/) or
+    relative to the schema's folder; list .capnp files imported from other packages in
+    `capnp_deps` and their libraries in `deps`. `<name>_harrow_srcs` is a filegroup of just
+    capnpc-harrow's output (generated/ checks it in for the examples).
+    """
+    capnp_outs = [s + ".h" for s in srcs] + [s + ".c++" for s in srcs]
+    harrow_outs = [s + ".harrow.h" for s in srcs] + [s + ".harrow.c++" for s in srcs]
+    plugin = "//codegen:capnpc-harrow"
+    native.genrule(
+        name = name + "_gen",
+        srcs = srcs + capnp_deps + ["//idl:harrow/actor.capnp"],
+        outs = capnp_outs + harrow_outs,
+        tools = [plugin],
+        cmd = "mkdir -p idl && capnp compile -I idl --no-standard-import -I /usr/include " +
+              "-oc++:$(GENDIR) -o$(location %s):$(GENDIR) " % plugin +
+              " ".join(["$(location %s)" % s for s in srcs]),
+        visibility = ["//visibility:private"],
+    )
+    native.filegroup(
+        name = name + "_harrow_srcs",
+        srcs = harrow_outs,
+        visibility = ["//visibility:public"],
+    )
+    native.cc_library(
+        name = name,
+        srcs = [s + ".c++" for s in srcs] + [s + ".harrow.c++" for s in srcs],
+        hdrs = [s + ".h" for s in srcs] + [s + ".harrow.h" for s in srcs],
+        copts = HARROW_COPTS,
+        deps = deps + [
+            "//idl:actor_capnp",
+            "//idl:wire_capnp",
+            "//runtime:typed",
+            "//third_party/system:capnp",
+            "//third_party/system:capnp_rpc",
+            "//third_party/system:kj",
+            "//third_party/system:kj_async",
+        ],
         visibility = visibility,
     )

@@ -26,7 +26,8 @@
 // Cancellation: receive(), flush() and whenWritable() may be cancelled (KJ or scope
 // cancellation) at any point without losing or corrupting data: the channel owns the stream I/O,
 // callers only wait for it. Destroying the Channel cancels in-flight I/O (KJ cancellation) and
-// closes the stream; queued messages that were not yet written are dropped.
+// closes the stream; queued messages that were not yet written are dropped. As everywhere in KJ,
+// promises a Channel returns must be completed or dropped before the Channel is destroyed.
 
 #pragma once
 

@@ -8,8 +8,9 @@ IncomingTaskImpl::IncomingTaskImpl(Peer& peer, uint64_t callId, MethodKind kind,
                                    kj::Own<capnp::MessageReader> start, kj::String name)
     : stream(peer, callId, peer.getOptions().window), methodKind(kind) {
   scope.setName(kj::mv(name));
-  auto params = start->getRoot<wire::Message>().getStart().getParams();
-  paramsMessage = kj::heap<WireIncoming>(kj::mv(start), params);
+  auto startMessage = start->getRoot<wire::Message>().getStart();
+  stream.grantSendCredit(startMessage.getWindow());  // the caller's window for our items
+  paramsMessage = kj::heap<WireIncoming>(kj::mv(start), startMessage.getParams());
   peer.addRoute(callId, *this);
 }
 

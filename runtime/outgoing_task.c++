@@ -36,10 +36,11 @@ PendingCall::PendingCall(Peer& peer, uint64_t callId)
 
 PendingCall::~PendingCall() noexcept(false) {
   peer.removeRoute(callId);
-  if (fulfiller->isWaiting()) sendCancelTask(peer, callId);
+  if (!answered) sendCancelTask(peer, callId);
 }
 
 void PendingCall::receive(wire::Message::Reader message, kj::Own<capnp::MessageReader>& owner) {
+  answered = true;
   switch (message.which()) {
     case wire::Message::RETURN:
       fulfiller->fulfill(kj::heap<WireIncoming>(kj::mv(owner), message.getReturn()));
@@ -60,7 +61,10 @@ void PendingCall::receive(wire::Message::Reader message, kj::Own<capnp::MessageR
   }
 }
 
-void PendingCall::channelLost(const kj::Exception& why) { fulfiller->reject(kj::cp(why)); }
+void PendingCall::channelLost(const kj::Exception& why) {
+  answered = true;
+  fulfiller->reject(kj::cp(why));
+}
 
 // ---------------------------------------------------------------------------------------------
 

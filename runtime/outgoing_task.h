@@ -25,6 +25,7 @@ private:
   uint64_t callId;
   kj::Promise<kj::Own<IncomingMessage>> promise;
   kj::Own<kj::PromiseFulfiller<kj::Own<IncomingMessage>>> fulfiller;
+  bool answered = false;
 };
 
 class OutgoingTaskImpl final : public OutgoingTask, public Peer::Route {

@@ -49,11 +49,11 @@ void splitTypePrefix(kj::StringPtr description, kj::String& type, kj::String& me
     // "::" inside a C++ name is not the separator: look for ": ".
     for (size_t i = *colon; i + 1 < description.size(); ++i) {
       if (description[i] == ':' && description[i + 1] == ' ') {
-        kj::StringPtr head = kj::StringPtr(description.begin(), i);
+        kj::String head = kj::heapString(description.begin(), i);
         bool looksLikeType = head.size() > 0 && head.findFirst(' ') == nullptr &&
                              (head.findFirst('.') != nullptr || head.findFirst(':') != nullptr);
         if (looksLikeType) {
-          type = kj::str(head);
+          type = kj::mv(head);
           message = kj::str(description.slice(i + 2));
           return;
         }
@@ -84,12 +84,12 @@ bool parseActor(kj::StringPtr text, ActorIdentity& out) {
   return false;
 }
 
-kj::Vector<kj::StringPtr> lines(kj::StringPtr text) {
-  kj::Vector<kj::StringPtr> out;
+kj::Vector<kj::String> lines(kj::StringPtr text) {
+  kj::Vector<kj::String> out;
   size_t start = 0;
   for (size_t i = 0; i <= text.size(); ++i) {
     if (i == text.size() || text[i] == '\n') {
-      out.add(kj::StringPtr(text.begin() + start, i - start));
+      out.add(kj::heapString(text.begin() + start, i - start));
       start = i + 1;
     }
   }
@@ -174,7 +174,7 @@ kj::Maybe<RemoteErrorInfo> remoteErrorInfo(const kj::Exception& exception) {
   kj::StringPtr head = all[0].slice(prefix.size() + 2);  // after "<prefix>: "
   constexpr kj::StringPtr FROM = " from actor "_kj;
   for (size_t i = 0; i + FROM.size() <= head.size(); ++i) {
-    if (kj::StringPtr(head.begin() + i, FROM.size()) == FROM) {
+    if (kj::arrayPtr(head.begin() + i, FROM.size()) == FROM.asArray()) {
       info.type = kj::heapString(head.begin(), i);
       if (!parseActor(head.slice(i + FROM.size()), info.origin)) return nullptr;
       break;
@@ -185,7 +185,7 @@ kj::Maybe<RemoteErrorInfo> remoteErrorInfo(const kj::Exception& exception) {
   kj::Vector<kj::String> message, trace;
   enum { NONE, MESSAGE, TRACE } section = NONE;
   for (size_t i = 1; i < all.size(); ++i) {
-    kj::StringPtr line = all[i];
+    kj::StringPtr line = all[i];  // a kj::String: NUL-terminated
     if (section == MESSAGE && line.startsWith("    ")) { message.add(kj::str(line.slice(4))); continue; }
     if (section == TRACE && line.startsWith("    ")) { trace.add(kj::str(line.slice(4))); continue; }
     section = NONE;

@@ -10,6 +10,7 @@
 
 #include <capnp/any.h>
 #include <capnp/message.h>
+#include <capnp/schema.h>
 #include <harrow/wire.capnp.h>
 
 namespace harrow {
@@ -40,12 +41,14 @@ public:
   // The payload as T; a payload of another type raises a protocol violation naming both.
   template <typename T>
   typename T::Reader get() {
-    checkTypeId(capnp::typeId<T>(), T::_capnpPrivate::schema->displayName);
+    if (!holds(capnp::typeId<T>())) throwWrongType(capnp::Schema::from<T>());
     return payload().template getAs<T>();
   }
 
   virtual capnp::AnyPointer::Reader payload() = 0;
-  virtual void checkTypeId(uint64_t expected, const char* expectedName) = 0;
+  // Whether the payload is a struct of the type with this id.
+  virtual bool holds(uint64_t typeId) = 0;
+  [[noreturn]] virtual void throwWrongType(capnp::Schema expected) = 0;
 };
 
 // The item stream inside a task, in both directions (tractor: MsgStream). Sending waits for

@@ -12,17 +12,16 @@ WireOutgoing& asWire(OutgoingMessage& message) {
   return *wire;
 }
 
-void WireIncoming::checkTypeId(uint64_t expected, const char* expectedName) {
-  uint64_t actual = payloadReader.getTypeId();
-  if (actual != expected) {
-    kj::throwFatalException(protocolViolation(kj::str(
-        "payload has type id ", kj::hex(actual), ", expected ", expectedName, " (",
-        kj::hex(expected), ")")));
-  }
-  if (payloadReader.getValue().getPointerType() != capnp::PointerType::STRUCT &&
-      !payloadReader.getValue().isNull()) {
-    kj::throwFatalException(protocolViolation(kj::str("payload is not a struct: ", expectedName)));
-  }
+bool WireIncoming::holds(uint64_t typeId) {
+  auto value = payloadReader.getValue();
+  return payloadReader.getTypeId() == typeId &&
+         (value.isNull() || value.getPointerType() == capnp::PointerType::STRUCT);
+}
+
+void WireIncoming::throwWrongType(capnp::Schema expected) {
+  kj::throwFatalException(protocolViolation(kj::str(
+      "payload has type id ", kj::hex(payloadReader.getTypeId()), ", expected ",
+      expected.getShortDisplayName(), " (", kj::hex(expected.getProto().getId()), ")")));
 }
 
 }  // namespace harrow

@@ -36,7 +36,8 @@ public:
       : reader(kj::mv(reader)), payloadReader(payload) {}
 
   capnp::AnyPointer::Reader payload() override { return payloadReader.getValue(); }
-  void checkTypeId(uint64_t expected, const char* expectedName) override;
+  bool holds(uint64_t typeId) override;
+  [[noreturn]] void throwWrongType(capnp::Schema expected) override;
 
 private:
   kj::Own<capnp::MessageReader> reader;

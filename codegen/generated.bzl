@@ -1,0 +1,7 @@
+"""The generated code checked in under generated/, for review and as a golden test."""
+
+# The `<name>_harrow_srcs` filegroups of harrow_capnp_library targets (capnpc-harrow's output
+# only). Add an example schema here and run `bazel run //codegen:update_generated`.
+CHECKED_IN_GENERATED = [
+    "//examples/counter:counter_capnp_harrow_srcs",
+]
