@@ -15,8 +15,8 @@ struct ActorNursery::Child {
   bool cancelSent = false;
 };
 
-ActorNursery::ActorNursery(Actor& actor, TaskNursery& tasks, ActorNurseryOptions options)
-    : actor(actor), tasks(tasks), options(options) {}
+ActorNursery::ActorNursery(Actor& actor, ActorNurseryOptions options)
+    : actor(actor), options(options) {}
 
 ActorNursery::~ActorNursery() noexcept(false) {
   // Children that never got a supervisor (cancelled while starting) are killed and reaped by
@@ -24,7 +24,7 @@ ActorNursery::~ActorNursery() noexcept(false) {
   for (auto& child : children) child->peer = nullptr;
 }
 
-Co<Peer&> ActorNursery::spawn(kj::StringPtr name, kj::StringPtr implementation) {
+Co<Peer*> ActorNursery::spawn(kj::StringPtr name, kj::StringPtr implementation) {
   int fds[2];
   KJ_SYSCALL(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds));
   kj::AutoCloseFd parentEnd(fds[0]);
@@ -49,10 +49,12 @@ Co<Peer&> ActorNursery::spawn(kj::StringPtr name, kj::StringPtr implementation) 
   spec.setImplementation(implementation);
   peer->send(kj::mv(message));
 
-  Peer& peerRef = *peer;
+  Peer* result = peer.get();
   ref.peer = kj::mv(peer);
-  tasks.start([this, &ref]() { return supervise(ref); });
-  co_return peerRef;
+  KJ_ASSERT_NONNULL(tasks, "the actor nursery is closed").start([this, &ref]() {
+    return supervise(ref);
+  });
+  co_return result;
 }
 
 void ActorNursery::cancel() {
@@ -129,8 +131,11 @@ Co<void> ActorNursery::reapAll() {
 
 Co<void> openActorNursery(Actor& actor, kj::Function<kj::Promise<void>(ActorNursery&)> body,
                           ActorNurseryOptions options) {
+  // The nursery object outlives the task nursery: supervisors refer to its children.
+  ActorNursery nursery(actor, options);
   co_await openNursery([&](TaskNursery& tasks) -> Co<void> {
-    ActorNursery nursery(actor, tasks, options);
+    nursery.tasks = tasks;
+    KJ_DEFER(nursery.tasks = nullptr);
     kj::Maybe<kj::Exception> failure;
     try {
       co_await body(nursery);

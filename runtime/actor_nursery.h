@@ -29,7 +29,7 @@ struct ActorNurseryOptions {
 
 class ActorNursery {
 public:
-  ActorNursery(Actor& actor, TaskNursery& tasks, ActorNurseryOptions options);
+  ActorNursery(Actor& actor, ActorNurseryOptions options);
   ~ActorNursery() noexcept(false);
   KJ_DISALLOW_COPY(ActorNursery);
 
@@ -38,12 +38,13 @@ public:
   // received its spawn spec. The portal is valid until the nursery ends.
   template <typename Interface>
   Co<typename Interface::Portal> startActor(kj::StringPtr name, kj::StringPtr implementation) {
-    Peer& peer = co_await spawn(name, implementation);
-    co_return typename Interface::Portal(peer);
+    Peer* peer = co_await spawn(name, implementation);
+    co_return typename Interface::Portal(*peer);
   }
 
-  // The untyped form: a portal on the new child's channel.
-  Co<Peer&> spawn(kj::StringPtr name, kj::StringPtr implementation);
+  // The untyped form: the new child's channel (never null; a pointer only because a KJ promise
+  // cannot carry a reference). Valid until the nursery ends.
+  Co<Peer*> spawn(kj::StringPtr name, kj::StringPtr implementation);
 
   // Graceful cancel of every child (cancel-actor, then SIGKILL after the grace period).
   void cancel();
@@ -53,7 +54,7 @@ public:
 private:
   struct Child;
   Actor& actor;
-  TaskNursery& tasks;
+  kj::Maybe<TaskNursery&> tasks;  // the supervisors' nursery, while the block is open
   ActorNurseryOptions options;
   kj::Vector<kj::Own<Child>> children;
   bool cancelling = false;

@@ -11,8 +11,8 @@ namespace harrow {
 kj::Exception currentException() {
   try {
     throw;
-  } catch (kj::Exception& e) {
-    return kj::mv(e);
+  } catch (const kj::Exception& e) {
+    return kj::cp(e);  // a copy: the caller may still rethrow the original with `throw;`
   } catch (std::exception& e) {
     int status = 0;
     char* name = abi::__cxa_demangle(typeid(e).name(), nullptr, nullptr, &status);

@@ -75,8 +75,7 @@ int childMain(kj::StringPtr name, pid_t parentPid, Implementations& implementati
   Actor actor(io, ActorIdentity::random(name));
   KJ_IF_MAYBE(e, kj::runCatchingExceptions(
                       [&]() { runChild(actor, implementations).wait(io.waitScope); })) {
-    fprintf(stderr, "harrow: actor '%s' failed: %s\n", name.cStr(),
-            e->getDescription().cStr());
+    fprintf(stderr, "harrow: actor '%s' failed: %s\n", name.cStr(), kj::str(*e).cStr());
     return 1;
   }
   return 0;

@@ -1,0 +1,100 @@
+// The flagship example: a Counter actor in a child process, exercised through each kind of
+// method harrow has — a call, a stream and a context.
+//
+//   bazel run //examples/counter
+//
+// The program is its own child: harrow::main re-executes this binary to run the "counter"
+// implementation, talks to it over a socketpair, and reaps it when the nursery ends.
+
+#include "examples/counter/counter.capnp.harrow.h"
+#include "runtime/actor_nursery.h"
+#include "runtime/main.h"
+
+#include <kj/debug.h>
+
+#include <stdio.h>
+#include <unistd.h>
+
+namespace {
+
+using harrow::Co;
+using Schema = CounterActor::Schema;
+
+void say(kj::StringPtr who, kj::StringPtr what) {
+  printf("[%s %d] %s\n", who.cStr(), getpid(), what.cStr());
+  fflush(stdout);
+}
+
+// Runs in the child process.
+class CounterImpl final : public CounterActor::Server {
+public:
+  Co<void> add(AddCall call) override {
+    total += call.params().getN();
+    call.results().setTotal(total);
+    co_return;
+  }
+
+  Co<void> count(CountCall call) override {
+    for (uint32_t i = 0; i < call.params().getUpTo(); ++i) {
+      // Waits for the caller's credit: a slow reader slows this loop, nothing piles up.
+      co_await call.yield([&](Schema::Tick::Builder tick) { tick.setValue(i); });
+    }
+  }
+
+  Co<void> session(SessionCall call) override {
+    say("counter", kj::str("session '", call.params().getLabel(), "' opened at ", total));
+    co_await call.started([&](Schema::Ready::Builder ready) { ready.setStart(total); });
+    co_await call.openStream([&](auto& stream) -> Co<void> {
+      while (auto delta = co_await stream.receive()) {  // ends when the caller stops sending
+        total += delta->getBy();
+        co_await stream.send([&](Schema::Total::Builder t) { t.setValue(total); });
+      }
+    });
+    call.results().setTotal(total);
+  }
+
+private:
+  int64_t total = 0;
+};
+
+// Runs in the root process.
+Co<void> run(harrow::Actor& root) {
+  co_await harrow::openActorNursery(root, [&](harrow::ActorNursery& an) -> Co<void> {
+    CounterActor::Portal counter = co_await an.startActor<CounterActor>("counter-1", "counter");
+    say("root", "spawned actor counter-1");
+
+    // A call (tractor: Portal.run).
+    auto added = co_await counter.add(5);
+    say("root", kj::str("add(5) -> total ", added->getTotal()));
+
+    // A stream (tractor: Portal.open_stream_from): the block ends when the actor stops.
+    co_await counter.count(3, [&](CounterActor::Portal::CountStream& ticks) -> Co<void> {
+      while (auto tick = co_await ticks.receive()) {
+        say("root", kj::str("tick ", tick->getValue()));
+      }
+    });
+
+    // A context (tractor: Portal.open_context): started value, a stream both ways, a result.
+    auto result = co_await counter.session("demo",
+        [&](CounterActor::Portal::SessionContext& ctx, Schema::Ready::Reader ready) -> Co<void> {
+          say("root", kj::str("session started at ", ready.getStart()));
+          co_await ctx.openStream([&](auto& stream) -> Co<void> {
+            for (int64_t by : {2, 3, 4}) {
+              co_await stream.send([&](Schema::Delta::Builder d) { d.setBy(by); });
+              auto total = co_await stream.receive();
+              say("root", kj::str("sent +", by, ", total now ", total->getValue()));
+            }
+          });
+        });
+    say("root", kj::str("session returned total ", result->getTotal()));
+  });
+  say("root", "nursery closed: counter-1 cancelled and reaped");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  harrow::Implementations implementations;
+  implementations.add<CounterImpl>("counter");
+  return harrow::main(argc, argv, implementations, run);
+}
