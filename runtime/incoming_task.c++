@@ -69,7 +69,7 @@ Co<void> IncomingTaskImpl::run(ActorServer& server, uint16_t methodId) {
 
 void IncomingTaskImpl::sendFinal(kj::Maybe<kj::Exception> failure) {
   Peer& peer = stream.peer;
-  if (lost || peer.isClosed()) return;  // nobody left to tell
+  if (lost || terminalSent || peer.isClosed()) return;  // nobody to tell, or already told
   wire::Message::Builder root = nullptr;
 
   KJ_IF_MAYBE(e, failure) {
@@ -101,6 +101,7 @@ void IncomingTaskImpl::receive(wire::Message::Reader message,
                                kj::Own<capnp::MessageReader>& owner) {
   switch (message.which()) {
     case wire::Message::CANCEL_TASK:
+    case wire::Message::ERROR:  // the caller's side failed: same as cancel-task
       cancelRequested = true;
       scope.cancel();
       return;
@@ -109,19 +110,30 @@ void IncomingTaskImpl::receive(wire::Message::Reader message,
       return;
     case wire::Message::YIELD:
       if (methodKind != MethodKind::CONTEXT) {
-        stream.peer.sendViolation(stream.callId, "yield from the caller of a non-context method");
-        return;
+        return violation("yield from the caller of a non-context method");
       }
-      stream.deliverItem(message, owner);
+      if (!stream.deliverItem(message, owner)) {
+        // deliverItem() has answered with the error: it is this task's terminal message.
+        terminalSent = true;
+        stream.fail(protocolViolation("the caller overran its credit window"));
+        scope.cancel();
+      }
       return;
     case wire::Message::STOP:
       stream.deliverStop();
       return;
     default:
-      stream.peer.sendViolation(stream.callId,
-          kj::str("message ", static_cast<unsigned>(message.which()), " is not allowed from a caller"));
-      return;
+      return violation(kj::str("message ", static_cast<unsigned>(message.which()),
+                               " is not allowed from a caller"));
   }
+}
+
+void IncomingTaskImpl::violation(kj::StringPtr what) {
+  if (terminalSent) return;
+  stream.peer.sendViolation(stream.callId, what);
+  terminalSent = true;
+  stream.fail(protocolViolation(what));
+  scope.cancel();
 }
 
 void IncomingTaskImpl::channelLost(const kj::Exception& why) {

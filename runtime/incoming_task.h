@@ -47,8 +47,11 @@ private:
   bool cancelRequested = false;  // by the caller
   bool cancelledHere = false;    // by the callee itself
   bool lost = false;
+  bool terminalSent = false;     // e.g. the error answering a caller's violation
 
   void sendFinal(kj::Maybe<kj::Exception> failure);
+  // The caller broke the protocol: the error we send is this task's terminal message.
+  void violation(kj::StringPtr what);
 };
 
 }  // namespace harrow

@@ -169,8 +169,9 @@ void Peer::route(kj::Own<capnp::MessageReader> reader) {
       (*r)->receive(message, reader);
       return;
     }
-    // A message crossing our finish or cancel is normal; an id never used is not.
-    if (!wasUsed(callId)) {
+    // A message crossing our finish or cancel is normal; an id never used is not. An error is
+    // never answered with an error (two confused peers would ping-pong forever).
+    if (!wasUsed(callId) && !message.isError()) {
       sendViolation(callId, kj::str("unknown call id ", callId));
     }
   } catch (...) {
@@ -250,21 +251,36 @@ Co<kj::Own<Peer>> handshake(kj::Own<Channel> channel, PeerHost& host, bool initi
     channel->send(builder);
   }
   auto received = co_await channel->receive();
+  kj::Maybe<kj::Exception> refusal;
   KJ_IF_MAYBE(reader, received) {
     auto message = (*reader)->getRoot<wire::Message>();
     if (!message.isHello()) {
-      kj::throwFatalException(protocolViolation("the peer's first message is not hello"));
+      refusal = protocolViolation("the peer's first message is not hello");
+    } else if (message.getHello().getProtocolVersion() != wire::PROTOCOL_VERSION) {
+      refusal = protocolViolation(kj::str(
+          "the peer speaks protocol version ", message.getHello().getProtocolVersion(),
+          ", this actor ", wire::PROTOCOL_VERSION));
+    } else {
+      auto remote = ActorIdentity::fromWire(message.getHello().getId());
+      co_return kj::heap<Peer>(kj::mv(channel), host, kj::mv(remote), initiator, options);
     }
-    auto hello = message.getHello();
-    if (hello.getProtocolVersion() != wire::PROTOCOL_VERSION) {
-      kj::throwFatalException(protocolViolation(kj::str(
-          "the peer speaks protocol version ", hello.getProtocolVersion(), ", this actor ",
-          wire::PROTOCOL_VERSION)));
-    }
-    auto remote = ActorIdentity::fromWire(hello.getId());
-    co_return kj::heap<Peer>(kj::mv(channel), host, kj::mv(remote), initiator, options);
+  } else {
+    kj::throwFatalException(transportClosed("the peer closed the channel during the handshake"));
   }
-  kj::throwFatalException(transportClosed("the peer closed the channel during the handshake"));
+  // Tell the peer why before closing: it may be an older or newer harrow.
+  auto& why = KJ_ASSERT_NONNULL(refusal);
+  {
+    capnp::MallocMessageBuilder builder(256);
+    auto root = builder.initRoot<wire::Message>();
+    fillWireError(root.initError(), why, host.identity(), wire::ErrorKind::PROTOCOL_VIOLATION);
+    channel->send(builder);
+  }
+  try {
+    co_await channel->shutdownWrite();
+  } catch (...) {
+    // The peer may be gone already; the refusal below is what matters.
+  }
+  kj::throwFatalException(kj::mv(why));
 }
 
 }  // namespace harrow
