@@ -2,6 +2,7 @@
 // with flow control, contexts, errors, cancellation both ways, violations, a lost channel.
 
 #include "runtime/actor.h"
+#include "runtime/transport.h"
 #include "runtime/typed.h"
 #include "tests/engine/probe.capnp.h"
 
@@ -10,6 +11,7 @@
 #include <kj/debug.h>
 
 #include <string>
+#include <unistd.h>
 #include <vector>
 
 namespace harrow {
@@ -100,7 +102,9 @@ public:
   }
 };
 
-class PeerTest : public ::testing::Test {
+// Every test runs over each transport: a socketpair (how a parent talks to its child), TCP on
+// loopback, and a Unix socket (abstract name) through a listener.
+class PeerTest : public ::testing::TestWithParam<const char*> {
 protected:
   ~PeerTest() noexcept override {}
 
@@ -118,9 +122,23 @@ protected:
   // Connects the two actors over a socketpair and runs `body` with the client's peer while both
   // sides serve; then closes the client's channel and waits for the server to see it.
   void run(kj::Function<kj::Promise<void>(Peer& client)> body, PeerOptions options = {}) {
-    auto pipe = io.provider->newTwoWayPipe();
-    auto clientSide = handshake(kj::heap<Channel>(kj::mv(pipe.ends[0])), clientActor, true, options);
-    auto serverSide = handshake(kj::heap<Channel>(kj::mv(pipe.ends[1])), serverActor, false, options);
+    kj::Own<Channel> clientChannel, serverChannel;
+    kj::StringPtr transport = GetParam();
+    if (transport == "socketpair") {
+      auto pipe = io.provider->newTwoWayPipe();
+      clientChannel = kj::heap<Channel>(kj::mv(pipe.ends[0]));
+      serverChannel = kj::heap<Channel>(kj::mv(pipe.ends[1]));
+    } else {
+      auto address = transport == "tcp" ? kj::str("tcp:127.0.0.1:0")
+                                        : kj::str("unix:@harrow-peer-test-", getpid());
+      auto& network = io.provider->getNetwork();
+      auto listener = Listener::bind(network, address).wait(io.waitScope);
+      auto accepted = listener->accept();
+      clientChannel = connect(network, listener->getAddress()).wait(io.waitScope);
+      serverChannel = accepted.wait(io.waitScope);
+    }
+    auto clientSide = handshake(kj::mv(clientChannel), clientActor, true, options);
+    auto serverSide = handshake(kj::mv(serverChannel), serverActor, false, options);
     kj::Own<Peer> clientPeer = clientSide.wait(io.waitScope);
     kj::Own<Peer> serverPeer = serverSide.wait(io.waitScope);
 
@@ -146,7 +164,7 @@ protected:
   }
 };
 
-TEST_F(PeerTest, CallReturnsTypedResult) {
+TEST_P(PeerTest, CallReturnsTypedResult) {
   run([&](Peer& peer) -> Co<void> {
     auto reply = co_await callMethod<Words, Words>(peer, PROBE_ID, ECHO,
         [](Words::Builder p) { p.setText("hi"); });
@@ -154,7 +172,7 @@ TEST_F(PeerTest, CallReturnsTypedResult) {
   });
 }
 
-TEST_F(PeerTest, TenThousandConcurrentCallsOnOneChannel) {
+TEST_P(PeerTest, TenThousandConcurrentCallsOnOneChannel) {
   run([&](Peer& peer) -> Co<void> {
     size_t ok = 0;
     co_await openNursery([&](TaskNursery& n) -> Co<void> {
@@ -172,7 +190,7 @@ TEST_F(PeerTest, TenThousandConcurrentCallsOnOneChannel) {
   });
 }
 
-TEST_F(PeerTest, RemoteErrorArrivesAsRemoteActorError) {
+TEST_P(PeerTest, RemoteErrorArrivesAsRemoteActorError) {
   run([&](Peer& peer) -> Co<void> {
     kj::Maybe<kj::Exception> failure;
     try {
@@ -190,7 +208,7 @@ TEST_F(PeerTest, RemoteErrorArrivesAsRemoteActorError) {
   });
 }
 
-TEST_F(PeerTest, StreamDeliversEveryItemThenEnds) {
+TEST_P(PeerTest, StreamDeliversEveryItemThenEnds) {
   run([&](Peer& peer) -> Co<void> {
     std::vector<uint32_t> got;
     co_await streamMethod<Count, Item>(peer, PROBE_ID, COUNT,
@@ -204,7 +222,7 @@ TEST_F(PeerTest, StreamDeliversEveryItemThenEnds) {
   });
 }
 
-TEST_F(PeerTest, SlowConsumerStallsOnlyItsOwnStream) {
+TEST_P(PeerTest, SlowConsumerStallsOnlyItsOwnStream) {
   PeerOptions options;
   options.window = 8;
   run([&](Peer& peer) -> Co<void> {
@@ -227,7 +245,7 @@ TEST_F(PeerTest, SlowConsumerStallsOnlyItsOwnStream) {
   }, options);
 }
 
-TEST_F(PeerTest, ContextStartedStreamBothWaysThenResult) {
+TEST_P(PeerTest, ContextStartedStreamBothWaysThenResult) {
   run([&](Peer& peer) -> Co<void> {
     std::vector<uint32_t> sums;
     auto result = co_await contextMethod<Count, Count, Count, Item, Item>(
@@ -247,7 +265,7 @@ TEST_F(PeerTest, ContextStartedStreamBothWaysThenResult) {
   });
 }
 
-TEST_F(PeerTest, CallerCancellingContextIsAbsorbed) {
+TEST_P(PeerTest, CallerCancellingContextIsAbsorbed) {
   run([&](Peer& peer) -> Co<void> {
     auto result = co_await contextMethod<Count, Count, Count, Item, Item>(
         peer, PROBE_ID, SESSION, [](Count::Builder p) { p.setN(1); },
@@ -259,7 +277,7 @@ TEST_F(PeerTest, CallerCancellingContextIsAbsorbed) {
   });
 }
 
-TEST_F(PeerTest, ScopeCancellingACallCancelsTheRemoteTask) {
+TEST_P(PeerTest, ScopeCancellingACallCancelsTheRemoteTask) {
   auto started = kj::newPromiseAndFulfiller<void>();
   server->hangStarted = kj::mv(started.fulfiller);
   run([&](Peer& peer) -> Co<void> {
@@ -280,7 +298,7 @@ TEST_F(PeerTest, ScopeCancellingACallCancelsTheRemoteTask) {
   });
 }
 
-TEST_F(PeerTest, UnknownMethodAndInterfaceAreErrorsNotCrashes) {
+TEST_P(PeerTest, UnknownMethodAndInterfaceAreErrorsNotCrashes) {
   run([&](Peer& peer) -> Co<void> {
     for (uint64_t iface : {PROBE_ID, uint64_t(0x999)}) {
       kj::Maybe<kj::Exception> failure;
@@ -298,7 +316,7 @@ TEST_F(PeerTest, UnknownMethodAndInterfaceAreErrorsNotCrashes) {
   });
 }
 
-TEST_F(PeerTest, WrongPayloadTypeIsAProtocolViolation) {
+TEST_P(PeerTest, WrongPayloadTypeIsAProtocolViolation) {
   run([&](Peer& peer) -> Co<void> {
     kj::Maybe<kj::Exception> failure;
     try {
@@ -311,7 +329,7 @@ TEST_F(PeerTest, WrongPayloadTypeIsAProtocolViolation) {
   });
 }
 
-TEST_F(PeerTest, StreamOpenedAsCallIsRejected) {
+TEST_P(PeerTest, StreamOpenedAsCallIsRejected) {
   run([&](Peer& peer) -> Co<void> {
     kj::Maybe<kj::Exception> failure;
     try {
@@ -322,6 +340,9 @@ TEST_F(PeerTest, StreamOpenedAsCallIsRejected) {
     EXPECT_TRUE(isProtocolViolation(KJ_ASSERT_NONNULL(failure)));
   });
 }
+
+INSTANTIATE_TEST_SUITE_P(Transports, PeerTest, ::testing::Values("socketpair", "tcp", "unix"),
+                         [](const auto& info) { return std::string(info.param); });
 
 }  // namespace
 }  // namespace harrow
