@@ -13,6 +13,9 @@ struct ActorNursery::Child {
   kj::Own<ChildProcess> process;
   kj::Maybe<kj::Own<Peer>> peer;
   bool cancelSent = false;
+  // SIGKILL once the grace period after cancel() has passed. Declared after `process`, which it
+  // refers to, so that it is destroyed first.
+  kj::Maybe<kj::Promise<void>> killAfterGrace;
 };
 
 ActorNursery::ActorNursery(Actor& actor, ActorNurseryOptions options)
@@ -67,6 +70,16 @@ void ActorNursery::cancel() {
         message->getRoot<wire::Message>().setCancelActor();
         (*peer)->send(kj::mv(message));
       }
+    }
+    // A child that does not exit within the grace period is killed, whether or not its channel
+    // ever ends (its supervisor only starts its own grace timer once the channel has ended, and a
+    // child stuck in a task that ignores cancellation keeps its channel open forever).
+    if (child->killAfterGrace == nullptr && !child->process->hasExited()) {
+      ChildProcess& process = *child->process;
+      child->killAfterGrace = actor.timer()
+          .afterDelay(options.gracePeriod)
+          .then([&process]() { process.kill(SIGKILL); })
+          .eagerlyEvaluate(nullptr);
     }
   }
 }

@@ -1,0 +1,806 @@
+// Actors in real child processes. This test binary is itself a harrow program: run with
+// --harrow-child it is a Probe actor (see main() at the bottom), otherwise it runs the tests,
+// each of which spawns probes through an actor nursery and talks to them over their channels.
+//
+// Every test runs under two failure guards: failAfter() on the root's real timer (scope
+// cancellation, so the nursery still tears its children down) and, should even that hang, an
+// alarm that ends the whole process. After every test no child process of ours may remain:
+// neither one still running, nor a zombie, nor one that outlived us as an orphan.
+
+#include "runtime/actor_nursery.h"
+#include "runtime/main.h"
+#include "tests/process/probe.capnp.harrow.h"
+
+#include <gtest/gtest.h>
+#include <kj/async-io.h>
+#include <kj/async-unix.h>
+#include <kj/debug.h>
+
+#include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace harrow {
+namespace {
+
+using Item = ProbeActor::Schema::Item;
+
+// ---------------------------------------------------------------------------------------------
+// The child side: the Probe actor.
+
+// Every error a probe raises comes from this line, so the caller can check file and line.
+[[noreturn]] void raise(kj::StringPtr what) { kj::throwFatalException(kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__, kj::str("probe.Refused: ", what))); }
+constexpr uint32_t RAISE_LINE = __LINE__ - 1;
+
+// How a handler ended, for the probe's log.
+kj::String how(const kj::Exception& e) {
+  if (isCancelled(e)) return kj::str("cancelled");
+  return kj::str("failed: ", e.getDescription());
+}
+
+// A deliberate crash: no core file, just SIGABRT.
+[[noreturn]] void crash() {
+  struct rlimit none = {0, 0};
+  setrlimit(RLIMIT_CORE, &none);
+  abort();
+}
+
+class ProbeImpl final : public ProbeActor::Server {
+public:
+  Co<void> echo(EchoCall call) override {
+    call.results().setText(kj::str("echo: ", call.params().getText()));
+    co_return;
+  }
+
+  Co<void> fail(FailCall call) override {
+    co_await kj::Promise<void>(kj::READY_NOW);
+    raise(call.params().getText());
+  }
+
+  Co<void> count(CountCall call) override {
+    for (uint32_t i = 0; i < call.params().getN(); ++i) {
+      co_await call.yield([&](Item::Builder item) { item.setValue(i); });
+    }
+  }
+
+  Co<void> countThenFail(CountThenFailCall call) override {
+    uint32_t n = call.params().getN();
+    for (uint32_t i = 0; i < n; ++i) {
+      co_await call.yield([&](Item::Builder item) { item.setValue(i); });
+    }
+    raise(kj::str("in a stream after ", n, " items"));
+  }
+
+  Co<void> endless(EndlessCall call) override {
+    try {
+      for (;;) {
+        co_await call.yield([&](Item::Builder item) { item.setValue(endlessSent); });
+        ++endlessSent;
+        note(kj::str("endless yielded ", endlessSent));
+      }
+    } catch (...) {
+      note(kj::str("endless ended: ", how(currentException())));
+      throw;
+    }
+  }
+
+  Co<void> session(SessionCall call) override {
+    try {
+      uint32_t sum = call.params().getStart();
+      co_await call.started([&](Item::Builder started) { started.setValue(sum); });
+      co_await call.openStream([&](auto& stream) -> Co<void> {
+        while (auto item = co_await stream.receive()) {
+          sum += item->getValue();
+          co_await stream.send([&](Item::Builder reply) { reply.setValue(sum); });
+        }
+      });
+      call.results().setSum(sum);
+    } catch (...) {
+      note(kj::str("session ended: ", how(currentException())));
+      throw;
+    }
+    note("session ended: returned");
+  }
+
+  Co<void> failingSession(FailingSessionCall call) override {
+    uint32_t afterItems = call.params().getAfterItems();
+    co_await call.started([&](Item::Builder started) { started.setValue(afterItems); });
+    co_await call.openStream([&](auto& stream) -> Co<void> {
+      for (uint32_t i = 0; i < afterItems; ++i) {
+        auto item = co_await stream.receive();
+        uint32_t value = item->getValue();
+        co_await stream.send([&](Item::Builder reply) { reply.setValue(value); });
+      }
+      raise(kj::str("in a context after ", afterItems, " items"));
+    });
+  }
+
+  Co<void> selfCancel(SelfCancelCall call) override {
+    co_await call.started([&](Item::Builder started) { started.setValue(1); });
+    call.cancel();
+    co_await kj::Promise<void>(kj::NEVER_DONE);  // the checkpoint where the cancel lands
+  }
+
+  Co<void> abortCall(AbortCallCall) override {
+    co_await kj::Promise<void>(kj::READY_NOW);
+    crash();
+  }
+
+  Co<void> abortStream(AbortStreamCall call) override {
+    for (uint32_t i = 0; i < call.params().getAfter(); ++i) {
+      co_await call.yield([&](Item::Builder item) { item.setValue(i); });
+    }
+    crash();
+  }
+
+  Co<void> hang(HangCall) override {
+    note("hang started");
+    try {
+      co_await kj::Promise<void>(kj::NEVER_DONE);
+    } catch (...) {
+      note(kj::str("hang ended: ", how(currentException())));
+      throw;
+    }
+  }
+
+  Co<void> stubborn(StubbornCall) override {
+    note("stubborn started");
+    co_await shielded([]() -> Co<void> { co_await kj::Promise<void>(kj::NEVER_DONE); });
+  }
+
+  Co<void> waitFor(WaitForCall call) override {
+    auto prefix = kj::str(call.params().getPrefix());
+    for (;;) {
+      for (auto& entry : log) {
+        if (entry.startsWith(prefix)) {
+          call.results().setEntry(entry);
+          co_return;
+        }
+      }
+      auto paf = kj::newPromiseAndFulfiller<void>();
+      watchers.add(kj::mv(paf.fulfiller));
+      co_await kj::mv(paf.promise);
+    }
+  }
+
+  Co<void> report(ReportCall call) override {
+    auto results = call.results();
+    results.setPid(getpid());
+    results.setEndlessSent(endlessSent);
+    auto entries = results.initLog(log.size());
+    for (auto i : kj::indices(log)) entries.set(i, log[i]);
+    co_return;
+  }
+
+private:
+  kj::Vector<kj::String> log;
+  kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> watchers;
+  uint32_t endlessSent = 0;
+
+  void note(kj::StringPtr entry) {
+    log.add(kj::str(entry));
+    auto waiting = kj::mv(watchers);
+    for (auto& watcher : waiting) watcher->fulfill();
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Processes: who is our child, and does a pid still exist.
+
+struct ProcStat {
+  pid_t pid;
+  char state;
+  pid_t ppid;
+  std::string comm;
+};
+
+kj::Maybe<ProcStat> readStat(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text;
+  if (!in || !std::getline(in, text)) return nullptr;
+  // "pid (comm) state ppid ...": comm may hold spaces and parentheses; it ends at the last ')'.
+  auto open = text.find('(');
+  auto close = text.rfind(')');
+  if (open == std::string::npos || close == std::string::npos || close + 2 >= text.size()) {
+    return nullptr;
+  }
+  ProcStat stat;
+  stat.pid = pid;
+  stat.comm = text.substr(open + 1, close - open - 1);
+  std::istringstream rest(text.substr(close + 2));
+  rest >> stat.state >> stat.ppid;
+  if (!rest) return nullptr;
+  return stat;
+}
+
+std::vector<ProcStat> childrenOf(pid_t parent) {
+  std::vector<ProcStat> children;
+  DIR* dir = opendir("/proc");
+  KJ_ASSERT(dir != nullptr);
+  KJ_DEFER(closedir(dir));
+  while (struct dirent* entry = readdir(dir)) {
+    char* end;
+    long pid = strtol(entry->d_name, &end, 10);
+    if (*end != '\0' || pid <= 0) continue;
+    KJ_IF_MAYBE(stat, readStat(pid)) {
+      if (stat->ppid == parent) children.push_back(*stat);
+    }
+  }
+  return children;
+}
+
+std::string describe(const ProcStat& p) {
+  return "pid " + std::to_string(p.pid) + " (" + p.comm + ") state " + p.state + " ppid " +
+         std::to_string(p.ppid);
+}
+
+bool contains(const kj::Exception& e, const std::string& what) {
+  return std::string(e.getDescription().cStr()).find(what) != std::string::npos;
+}
+
+bool isActorDied(const kj::Exception& e) { return contains(e, "harrow.ActorDied: "); }
+
+// ---------------------------------------------------------------------------------------------
+// The root side.
+
+constexpr kj::Duration GUARD = 30 * kj::SECONDS;  // failAfter around every test's body
+constexpr unsigned WATCHDOG_SECONDS = 90;          // if even the guard does not end it
+constexpr kj::Duration GRACEFUL_EXIT = 10 * kj::SECONDS;  // grace period where none is needed
+
+class ProcessTest : public ::testing::Test {
+protected:
+  ~ProcessTest() noexcept override {}
+
+  kj::AsyncIoContext io = kj::setupAsyncIo();
+  Actor root{io, ActorIdentity::random("process-test")};
+  std::vector<pid_t> spawned;  // every probe's pid, as it reported it
+
+  void SetUp() override { alarm(WATCHDOG_SECONDS); }
+
+  void TearDown() override {
+    alarm(0);
+    // Nothing of ours is left: no child of this process, running or zombie...
+    for (auto& child : childrenOf(getpid())) {
+      ADD_FAILURE() << "a child process is left: " << describe(child);
+    }
+    // ...and no probe survived as an orphan either.
+    for (pid_t pid : spawned) {
+      KJ_IF_MAYBE(stat, readStat(pid)) {
+        ADD_FAILURE() << "spawned child still exists: " << describe(*stat);
+      }
+    }
+  }
+
+  // Runs `body` as the root actor's body under the failure guard; returns what it raised.
+  kj::Maybe<kj::Exception> runRoot(kj::Function<kj::Promise<void>()> body) {
+    return kj::runCatchingExceptions([&]() {
+      root.serve([&]() { return failAfter(root.timer(), GUARD, kj::mv(body)); })
+          .wait(io.waitScope);
+    });
+  }
+
+  // Spawns a probe in `nursery` and records its pid (asked over its channel).
+  Co<ProbeActor::Portal> startProbe(ActorNursery& nursery, kj::StringPtr name) {
+    ProbeActor::Portal probe = co_await nursery.startActor<ProbeActor>(name, "probe");
+    auto report = co_await probe.report();
+    pid_t pid = report->getPid();
+    spawned.push_back(pid);
+    EXPECT_NE(pid, getpid());
+    // It is a real child process of ours, named after the actor.
+    KJ_IF_MAYBE(stat, readStat(pid)) {
+      EXPECT_EQ(stat->ppid, getpid()) << describe(*stat);
+      EXPECT_EQ(stat->comm, std::string(name.cStr()).substr(0, 15));
+    } else {
+      ADD_FAILURE() << "the probe's pid " << pid << " does not exist";
+    }
+    co_return probe;
+  }
+
+  // The common case: one probe in an actor nursery, `body(probe)` inside it, and all of it must
+  // succeed (the nursery included: its child is cancelled and reaped without error).
+  // The grace period is long, so a probe that did not leave on cancel-actor by itself (and was
+  // killed at the end of it instead) shows as a slow teardown.
+  void withProbe(kj::StringPtr name, kj::Function<kj::Promise<void>(ProbeActor::Portal&)> body) {
+    ActorNurseryOptions options;
+    options.gracePeriod = GRACEFUL_EXIT;
+    kj::Maybe<kj::TimePoint> bodyDone;
+    auto failure = runRoot([&]() -> Co<void> {
+      co_await openActorNursery(root, [&](ActorNursery& nursery) -> Co<void> {
+        auto probe = co_await startProbe(nursery, name);
+        co_await body(probe);
+        bodyDone = root.timer().now();
+      }, options);
+      KJ_IF_MAYBE(done, bodyDone) {
+        EXPECT_LT(root.timer().now() - *done, GRACEFUL_EXIT) << "the probe was killed";
+      }
+    });
+    KJ_IF_MAYBE(e, failure) ADD_FAILURE() << kj::str(*e).cStr();
+    EXPECT_TRUE(bodyDone != nullptr);
+    EXPECT_EQ(spawned.size(), 1u);
+  }
+};
+
+// A RemoteActorError raised by raise() in actor `actor`, with `message`.
+void expectRefused(const kj::Maybe<kj::Exception>& raised, kj::StringPtr message,
+                   kj::StringPtr actor) {
+  KJ_IF_MAYBE(e, raised) {
+    EXPECT_TRUE(isRemoteActorError(*e)) << kj::str(*e).cStr();
+    KJ_IF_MAYBE(info, remoteErrorInfo(*e)) {
+      EXPECT_EQ(info->kind, wire::ErrorKind::FAILED);
+      EXPECT_EQ(std::string(info->type.cStr()), "probe.Refused");
+      EXPECT_EQ(std::string(info->message.cStr()), message.cStr());
+      EXPECT_EQ(std::string(info->origin.name.cStr()), actor.cStr());
+      EXPECT_EQ(info->origin.uuid.size(), 16u);
+      EXPECT_EQ(std::string(info->file.cStr()), __FILE__);
+      EXPECT_EQ(info->line, RAISE_LINE);
+      EXPECT_EQ(info->relayPath.size(), 0u);
+    } else {
+      ADD_FAILURE() << "no remote error info in: " << kj::str(*e).cStr();
+    }
+  } else {
+    ADD_FAILURE() << "expected a RemoteActorError (" << message.cStr() << ")";
+  }
+}
+
+TEST_F(ProcessTest, CallStreamAndContextWorkAcrossProcesses) {
+  withProbe("probe-kinds", [&](ProbeActor::Portal& probe) -> Co<void> {
+    // A call.
+    auto reply = co_await probe.echo("hi");
+    EXPECT_EQ(std::string(reply->getText().cStr()), "echo: hi");
+
+    // A stream, longer than the credit window, so credit has to flow back.
+    std::vector<uint32_t> got;
+    co_await probe.count(300, [&](ProbeActor::Portal::CountStream& items) -> Co<void> {
+      while (auto item = co_await items.receive()) got.push_back(item->getValue());
+    });
+    KJ_ASSERT(got.size() == 300u, got.size());
+    for (uint32_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i], i);
+
+    // A context: started, a stream both ways, then the result.
+    std::vector<uint32_t> sums;
+    uint32_t startedWith = 0;
+    auto result = co_await probe.session(100,
+        [&](ProbeActor::Portal::SessionContext& ctx, Item::Reader started) -> Co<void> {
+          startedWith = started.getValue();
+          co_await ctx.openStream([&](auto& stream) -> Co<void> {
+            for (uint32_t by = 1; by <= 5; ++by) {
+              co_await stream.send([&](Item::Builder item) { item.setValue(by); });
+              auto sum = co_await stream.receive();
+              sums.push_back(sum->getValue());
+            }
+          });
+        });
+    EXPECT_EQ(startedWith, 100u);
+    EXPECT_EQ(sums, (std::vector<uint32_t>{101, 103, 106, 110, 115}));
+    KJ_ASSERT(bool(result));
+    EXPECT_EQ(result->getSum(), 115u);
+    auto ended = co_await probe.waitFor("session ended");
+    EXPECT_EQ(std::string(ended->getEntry().cStr()), "session ended: returned");
+  });
+}
+
+TEST_F(ProcessTest, ErrorsInEveryKindOfMethodArriveAsRemoteActorError) {
+  withProbe("probe-errors", [&](ProbeActor::Portal& probe) -> Co<void> {
+    // A call.
+    kj::Maybe<kj::Exception> callError;
+    try {
+      co_await probe.fail("in a call");
+    } catch (...) {
+      callError = currentException();
+    }
+    expectRefused(callError, "in a call", "probe-errors");
+
+    // A stream: the items yielded before the error arrive, then the error.
+    std::vector<uint32_t> got;
+    kj::Maybe<kj::Exception> streamError;
+    try {
+      co_await probe.countThenFail(3, [&](ProbeActor::Portal::CountThenFailStream& items) -> Co<void> {
+        while (auto item = co_await items.receive()) got.push_back(item->getValue());
+      });
+    } catch (...) {
+      streamError = currentException();
+    }
+    EXPECT_EQ(got, (std::vector<uint32_t>{0, 1, 2}));
+    expectRefused(streamError, "in a stream after 3 items", "probe-errors");
+
+    // A context, after started and two items each way.
+    std::vector<uint32_t> echoed;
+    kj::Maybe<kj::Exception> contextError;
+    try {
+      co_await probe.failingSession(2,
+          [&](ProbeActor::Portal::FailingSessionContext& ctx, Item::Reader) -> Co<void> {
+            co_await ctx.openStream([&](auto& stream) -> Co<void> {
+              for (uint32_t i = 10; i < 12; ++i) {
+                co_await stream.send([&](Item::Builder item) { item.setValue(i); });
+                echoed.push_back((co_await stream.receive())->getValue());
+              }
+              co_await stream.receive();  // the callee fails instead of answering
+              ADD_FAILURE() << "the failing context's stream went on";
+            });
+          });
+    } catch (...) {
+      contextError = currentException();
+    }
+    EXPECT_EQ(echoed, (std::vector<uint32_t>{10, 11}));
+    expectRefused(contextError, "in a context after 2 items", "probe-errors");
+
+    // Each error ended its own task only: the actor still serves.
+    auto reply = co_await probe.echo("still alive");
+    EXPECT_EQ(std::string(reply->getText().cStr()), "echo: still alive");
+  });
+}
+
+TEST_F(ProcessTest, LeavingAStreamBlockEarlyCancelsTheRemoteTask) {
+  withProbe("probe-early-exit", [&](ProbeActor::Portal& probe) -> Co<void> {
+    std::vector<uint32_t> got;
+    co_await probe.endless([&](ProbeActor::Portal::EndlessStream& items) -> Co<void> {
+      for (int i = 0; i < 5; ++i) {
+        auto item = co_await items.receive();
+        got.push_back(item->getValue());
+      }
+    });  // leaving early is not an error
+    EXPECT_EQ(got, (std::vector<uint32_t>{0, 1, 2, 3, 4}));
+    auto ended = co_await probe.waitFor("endless ended");
+    EXPECT_EQ(std::string(ended->getEntry().cStr()), "endless ended: cancelled");
+  });
+}
+
+TEST_F(ProcessTest, ContextCancelledByTheCallerIsAbsorbed) {
+  withProbe("probe-caller-cancel", [&](ProbeActor::Portal& probe) -> Co<void> {
+    uint32_t firstSum = 0;
+    auto result = co_await probe.session(7,
+        [&](ProbeActor::Portal::SessionContext& ctx, Item::Reader started) -> Co<void> {
+          EXPECT_EQ(started.getValue(), 7u);
+          co_await ctx.openStream([&](auto& stream) -> Co<void> {
+            co_await stream.send([&](Item::Builder item) { item.setValue(5); });
+            firstSum = (co_await stream.receive())->getValue();
+            ctx.cancel();  // while the callee waits for our next item
+          });
+          EXPECT_TRUE(ctx.cancelCalled());
+        });
+    EXPECT_EQ(firstSum, 12u);
+    EXPECT_FALSE(result);  // cancelled by us: no result, and no error
+    auto ended = co_await probe.waitFor("session ended");
+    EXPECT_EQ(std::string(ended->getEntry().cStr()), "session ended: cancelled");
+  });
+}
+
+TEST_F(ProcessTest, ContextCancelledByTheCalleeRaisesContextCancelled) {
+  withProbe("probe-self-cancel", [&](ProbeActor::Portal& probe) -> Co<void> {
+    bool started = false;
+    kj::Maybe<kj::Exception> error;
+    try {
+      co_await probe.selfCancel(
+          [&](ProbeActor::Portal::SelfCancelContext& ctx, Item::Reader value) -> Co<void> {
+            started = value.getValue() == 1;
+            co_await ctx.openStream([&](auto& stream) -> Co<void> {
+              co_await stream.receive();  // the callee cancels instead of sending
+              ADD_FAILURE() << "the self-cancelled context's stream went on";
+            });
+          });
+    } catch (...) {
+      error = currentException();
+    }
+    EXPECT_TRUE(started);
+    KJ_IF_MAYBE(e, error) {
+      EXPECT_TRUE(isContextCancelled(*e)) << kj::str(*e).cStr();
+      EXPECT_FALSE(isRemoteActorError(*e));
+      KJ_IF_MAYBE(info, remoteErrorInfo(*e)) {
+        EXPECT_EQ(info->kind, wire::ErrorKind::CONTEXT_CANCELLED);
+        EXPECT_EQ(std::string(info->origin.name.cStr()), "probe-self-cancel");
+      } else {
+        ADD_FAILURE() << "no remote error info in: " << kj::str(*e).cStr();
+      }
+    } else {
+      ADD_FAILURE() << "a context the callee cancelled returned normally";
+    }
+    auto reply = co_await probe.echo("after");
+    EXPECT_EQ(std::string(reply->getText().cStr()), "echo: after");
+  });
+}
+
+// The nursery's error for a probe that crashed on its own: names the actor and the signal.
+void expectDiedOfAbort(const kj::Maybe<kj::Exception>& raised, kj::StringPtr actor, pid_t pid) {
+  KJ_IF_MAYBE(e, raised) {
+    EXPECT_TRUE(isActorDied(*e)) << kj::str(*e).cStr();
+    EXPECT_TRUE(contains(*e, kj::str("actor '", actor, "' (pid ", pid, ")").cStr()))
+        << kj::str(*e).cStr();
+    EXPECT_TRUE(contains(*e, "killed by signal 6 (Aborted)")) << kj::str(*e).cStr();
+    EXPECT_FALSE(isCancelled(*e));
+    EXPECT_FALSE(isTooSlow(*e)) << "the guard fired: something hung";
+  } else {
+    ADD_FAILURE() << "the nursery of a crashed actor raised nothing";
+  }
+}
+
+// The caller's error for a task whose actor died under it.
+void expectLostActor(const kj::Maybe<kj::Exception>& raised) {
+  KJ_IF_MAYBE(e, raised) {
+    EXPECT_TRUE(isTransportClosed(*e) || isActorDied(*e)) << kj::str(*e).cStr();
+    EXPECT_FALSE(isTooSlow(*e)) << "the guard fired: something hung";
+  } else {
+    ADD_FAILURE() << "a task whose actor died returned normally";
+  }
+}
+
+TEST_F(ProcessTest, ChildAbortingMidCallIsAnErrorNotAHang) {
+  kj::Maybe<kj::Exception> callError;
+  auto nurseryError = runRoot([&]() -> Co<void> {
+    co_await openActorNursery(root, [&](ActorNursery& nursery) -> Co<void> {
+      auto probe = co_await startProbe(nursery, "probe-abort-call");
+      try {
+        co_await probe.abortCall();
+      } catch (...) {
+        callError = currentException();
+      }
+    });
+  });
+  expectLostActor(callError);
+  KJ_ASSERT(spawned.size() == 1);
+  expectDiedOfAbort(nurseryError, "probe-abort-call", spawned[0]);
+}
+
+TEST_F(ProcessTest, ChildAbortingMidStreamIsAnErrorNotAHang) {
+  std::vector<uint32_t> got;
+  kj::Maybe<kj::Exception> streamError;
+  auto nurseryError = runRoot([&]() -> Co<void> {
+    co_await openActorNursery(root, [&](ActorNursery& nursery) -> Co<void> {
+      auto probe = co_await startProbe(nursery, "probe-abort-stream");
+      try {
+        co_await probe.abortStream(5, [&](ProbeActor::Portal::AbortStreamStream& items) -> Co<void> {
+          while (auto item = co_await items.receive()) got.push_back(item->getValue());
+        });
+      } catch (...) {
+        streamError = currentException();
+      }
+    });
+  });
+  // What the child wrote before it died may arrive; nothing else does.
+  EXPECT_LE(got.size(), 5u);
+  for (uint32_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i], i);
+  expectLostActor(streamError);
+  KJ_ASSERT(spawned.size() == 1);
+  expectDiedOfAbort(nurseryError, "probe-abort-stream", spawned[0]);
+}
+
+TEST_F(ProcessTest, TenThousandConcurrentCallsOnOneChildsChannel) {
+  withProbe("probe-load", [&](ProbeActor::Portal& probe) -> Co<void> {
+    constexpr int CALLS = 10000;
+    int ok = 0;
+    co_await openNursery([&](TaskNursery& n) -> Co<void> {
+      for (int i = 0; i < CALLS; ++i) {
+        n.start([&probe, &ok, i]() -> Co<void> {
+          auto text = kj::str(i);
+          auto reply = co_await probe.echo(text);
+          if (reply->getText() == kj::str("echo: ", i)) ++ok;
+        });
+      }
+      co_return;
+    });
+    EXPECT_EQ(ok, CALLS);
+  });
+}
+
+TEST_F(ProcessTest, SlowConsumerHoldsAFastProducerToTheWindowWhileCallsFlow) {
+  withProbe("probe-credit", [&](ProbeActor::Portal& probe) -> Co<void> {
+    const uint32_t window = PeerOptions{}.window;  // what actor nurseries' channels use
+    co_await probe.endless([&](ProbeActor::Portal::EndlessStream& items) -> Co<void> {
+      auto first = co_await items.receive();
+      EXPECT_EQ(first->getValue(), 0u);
+      // We stop reading. The producer fills the window, then waits for credit...
+      co_await probe.waitFor(kj::str("endless yielded ", window));
+      // ...while calls on the same channel keep flowing,
+      for (int i = 0; i < 100; ++i) {
+        auto reply = co_await probe.echo("still here");
+        EXPECT_EQ(std::string(reply->getText().cStr()), "echo: still here");
+      }
+      // and it has not yielded a single item beyond the window.
+      EXPECT_EQ((co_await probe.report())->getEndlessSent(), window);
+
+      // Consuming half a window returns that much credit, and the producer moves on by as much.
+      for (uint32_t i = 1; i < window / 2; ++i) {
+        auto item = co_await items.receive();
+        EXPECT_EQ(item->getValue(), i);
+      }
+      co_await probe.waitFor(kj::str("endless yielded ", window + window / 2));
+      for (int i = 0; i < 20; ++i) co_await probe.echo("again");
+      EXPECT_EQ((co_await probe.report())->getEndlessSent(), window + window / 2);
+    });
+    auto ended = co_await probe.waitFor("endless ended");
+    EXPECT_EQ(std::string(ended->getEntry().cStr()), "endless ended: cancelled");
+  });
+}
+
+TEST_F(ProcessTest, CancelScopeAroundAHangingCallCancelsTheRemoteTask) {
+  withProbe("probe-hang-scope", [&](ProbeActor::Portal& probe) -> Co<void> {
+    bool returned = false;
+    CancelScope scope;
+    co_await scope.run([&]() -> Co<void> {
+      co_await openNursery([&](TaskNursery& n) -> Co<void> {
+        n.start([&]() -> Co<void> {
+          co_await probe.hang();
+          returned = true;
+        });
+        co_await probe.waitFor("hang started");
+        scope.cancel();
+      });
+    });
+    EXPECT_TRUE(scope.cancelledCaught());
+    EXPECT_FALSE(returned);
+    auto ended = co_await probe.waitFor("hang ended");
+    EXPECT_EQ(std::string(ended->getEntry().cStr()), "hang ended: cancelled");
+  });
+}
+
+TEST_F(ProcessTest, MoveOnAfterAHangingCallCancelsTheRemoteTask) {
+  withProbe("probe-hang-timer", [&](ProbeActor::Portal& probe) -> Co<void> {
+    bool returned = false;
+    bool cut = co_await moveOnAfter(root.timer(), 200 * kj::MILLISECONDS, [&]() -> Co<void> {
+      co_await probe.hang();
+      returned = true;
+    });
+    EXPECT_TRUE(cut);
+    EXPECT_FALSE(returned);
+    auto ended = co_await probe.waitFor("hang ended");
+    EXPECT_EQ(std::string(ended->getEntry().cStr()), "hang ended: cancelled");
+    auto report = co_await probe.report();
+    std::vector<std::string> log;
+    for (auto entry : report->getLog()) log.push_back(entry.cStr());
+    EXPECT_EQ(log, (std::vector<std::string>{"hang started", "hang ended: cancelled"}));
+  });
+}
+
+TEST_F(ProcessTest, CancellingTheScopeAroundAnActorNurseryStopsItsChildren) {
+  CancelScope outer;
+  bool returned = false;
+  auto failure = runRoot([&]() -> Co<void> {
+    co_await outer.run([&]() -> Co<void> {
+      co_await openActorNursery(root, [&](ActorNursery& nursery) -> Co<void> {
+        auto first = co_await startProbe(nursery, "probe-outer-1");
+        auto second = co_await startProbe(nursery, "probe-outer-2");
+        co_await openNursery([&](TaskNursery& n) -> Co<void> {
+          n.start([&]() -> Co<void> {
+            co_await first.hang();
+            returned = true;
+          });
+          n.start([&]() -> Co<void> {
+            co_await second.hang();
+            returned = true;
+          });
+          co_await first.waitFor("hang started");
+          co_await second.waitFor("hang started");
+          outer.cancel();
+        });
+      });
+    });
+  });
+  KJ_IF_MAYBE(e, failure) ADD_FAILURE() << kj::str(*e).cStr();
+  EXPECT_TRUE(outer.cancelledCaught());
+  EXPECT_FALSE(returned);
+  EXPECT_EQ(spawned.size(), 2u);
+}
+
+TEST_F(ProcessTest, BodyErrorCancelsTheChildrenAndIsRaisedAsIs) {
+  auto failure = runRoot([&]() -> Co<void> {
+    co_await openActorNursery(root, [&](ActorNursery& nursery) -> Co<void> {
+      auto first = co_await startProbe(nursery, "probe-body-1");
+      auto second = co_await startProbe(nursery, "probe-body-2");
+      co_await first.echo("a");
+      co_await second.echo("b");
+      kj::throwFatalException(kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+                                            kj::str("test.GaveUp: the body failed")));
+    });
+  });
+  KJ_IF_MAYBE(e, failure) {
+    EXPECT_EQ(std::string(e->getDescription().cStr()), "test.GaveUp: the body failed");
+  } else {
+    ADD_FAILURE() << "the body's error was lost";
+  }
+  EXPECT_EQ(spawned.size(), 2u);
+}
+
+TEST_F(ProcessTest, ActorIgnoringCancelIsKilledAfterTheGracePeriod) {
+  ActorNurseryOptions options;
+  options.gracePeriod = 300 * kj::MILLISECONDS;
+  auto failure = runRoot([&]() -> Co<void> {
+    co_await openActorNursery(root, [&](ActorNursery& nursery) -> Co<void> {
+      auto probe = co_await startProbe(nursery, "probe-stubborn");
+      // Leave a call running that the probe will not give up: we stop waiting for it, it goes on.
+      CancelScope scope;
+      co_await scope.run([&]() -> Co<void> {
+        co_await openNursery([&](TaskNursery& n) -> Co<void> {
+          n.start([&]() -> Co<void> { co_await probe.stubborn(); });
+          co_await probe.waitFor("stubborn started");
+          scope.cancel();
+        });
+      });
+      // The body ends normally: cancel-actor cannot end the probe, the grace period must.
+    }, options);
+  });
+  KJ_IF_MAYBE(e, failure) ADD_FAILURE() << kj::str(*e).cStr();
+  EXPECT_EQ(spawned.size(), 1u);
+}
+
+TEST_F(ProcessTest, ActorIgnoringCancelIsKilledWhenTheNurseryIsCancelled) {
+  ActorNurseryOptions options;
+  options.gracePeriod = 300 * kj::MILLISECONDS;
+  CancelScope outer;
+  auto failure = runRoot([&]() -> Co<void> {
+    co_await outer.run([&]() -> Co<void> {
+      co_await openActorNursery(root, [&](ActorNursery& nursery) -> Co<void> {
+        auto probe = co_await startProbe(nursery, "probe-stubborn-2");
+        co_await openNursery([&](TaskNursery& n) -> Co<void> {
+          n.start([&]() -> Co<void> { co_await probe.stubborn(); });
+          co_await probe.waitFor("stubborn started");
+          outer.cancel();
+        });
+      }, options);
+    });
+  });
+  KJ_IF_MAYBE(e, failure) ADD_FAILURE() << kj::str(*e).cStr();
+  EXPECT_TRUE(outer.cancelledCaught());
+  EXPECT_EQ(spawned.size(), 1u);
+}
+
+TEST_F(ProcessTest, UnknownImplementationFailsClearly) {
+  kj::Maybe<kj::Exception> callError;
+  auto nurseryError = runRoot([&]() -> Co<void> {
+    co_await openActorNursery(root, [&](ActorNursery& nursery) -> Co<void> {
+      auto probe = co_await nursery.startActor<ProbeActor>("probe-unknown", "no-such-thing");
+      try {
+        co_await probe.echo("anyone?");
+      } catch (...) {
+        callError = currentException();
+      }
+    });
+  });
+  expectLostActor(callError);
+  KJ_IF_MAYBE(e, nurseryError) {
+    EXPECT_TRUE(isActorDied(*e)) << kj::str(*e).cStr();
+    EXPECT_TRUE(contains(*e, "actor 'probe-unknown'")) << kj::str(*e).cStr();
+    EXPECT_TRUE(contains(*e, "exited with status 1")) << kj::str(*e).cStr();
+  } else {
+    ADD_FAILURE() << "a child that could not start raised nothing";
+  }
+}
+
+}  // namespace
+}  // namespace harrow
+
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+
+void onWatchdog(int) {
+  static const char message[] = "process_test: watchdog: a test hung past every guard\n";
+  ssize_t ignored = write(STDERR_FILENO, message, sizeof(message) - 1);
+  (void)ignored;
+  _exit(3);  // our children die with us (PR_SET_PDEATHSIG)
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  harrow::Implementations implementations;
+  implementations.add<harrow::ProbeImpl>("probe");
+  if (argc > 1 && kj::StringPtr(argv[1]) == "--harrow-child") {
+    // Re-executed by a test's actor nursery: serve as the probe. The root body never runs here.
+    return harrow::main(argc, argv, implementations,
+                        [](harrow::Actor&) -> kj::Promise<void> { return kj::READY_NOW; });
+  }
+  // Before any thread exists: the tests' event loops reap children through SIGCHLD.
+  kj::UnixEventPort::captureChildExit();
+  struct sigaction watchdog = {};
+  watchdog.sa_handler = onWatchdog;
+  sigaction(SIGALRM, &watchdog, nullptr);
+  ::testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}
