@@ -10,8 +10,8 @@ kj::Own<ActorServer> Implementations::create(kj::StringPtr name) {
   }
   kj::Vector<kj::StringPtr> known;
   for (auto& entry : factories) known.add(entry.key);
-  KJ_FAIL_REQUIRE("no implementation registered under this name", name,
-                  kj::strArray(known, ", "));
+  KJ_FAIL_REQUIRE(kj::str("no implementation registered under the name '", name,
+                          "'; registered: ", kj::strArray(known, ", ")));
 }
 
 namespace {
@@ -22,8 +22,32 @@ kj::ForkedPromise<void> newCancelledPromise(kj::Own<kj::PromiseFulfiller<void>>&
 }
 }  // namespace
 
-Actor::Actor(kj::AsyncIoContext& io, ActorIdentity identity)
-    : ioContext(io), id(kj::mv(identity)), cancelled(newCancelledPromise(cancelFulfiller)) {}
+Actor::Actor(kj::AsyncIoContext& io, ActorIdentity identity,
+             kj::Maybe<Implementations&> implementations)
+    : ioContext(io), id(kj::mv(identity)), impls(implementations),
+      cancelled(newCancelledPromise(cancelFulfiller)) {}
+
+Actor::~Actor() noexcept(false) {
+  while (!exitCallbacks.empty()) {
+    auto callback = kj::mv(exitCallbacks.back());
+    exitCallbacks.removeLast();
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { callback(); })) {
+      KJ_LOG(ERROR, "exit callback failed", *e);
+    }
+  }
+}
+
+namespace {
+thread_local Actor* current = nullptr;
+}  // namespace
+
+Actor& currentActor() {
+  KJ_REQUIRE(current != nullptr, "no harrow actor runs on this thread (use harrow::main)");
+  return *current;
+}
+
+CurrentActorScope::CurrentActorScope(Actor& actor) : saved(current) { current = &actor; }
+CurrentActorScope::~CurrentActorScope() noexcept { current = saved; }
 
 void Actor::addServer(kj::Own<ActorServer> server) {
   uint64_t interfaceId = server->interfaceId();

@@ -33,8 +33,18 @@ private:
 
 class Actor final : public PeerHost {
 public:
-  Actor(kj::AsyncIoContext& io, ActorIdentity identity);
+  // `implementations`, if given, are what this program can run in children it spawns.
+  Actor(kj::AsyncIoContext& io, ActorIdentity identity,
+        kj::Maybe<Implementations&> implementations = nullptr);
+  // Runs the exit callbacks (last registered first).
+  ~Actor() noexcept(false);
   KJ_DISALLOW_COPY(Actor);
+
+  kj::Maybe<Implementations&> implementations() { return impls; }
+
+  // tractor's lifetime stack: callbacks run when the actor is torn down, last first, after its
+  // tasks have ended.
+  void atExit(kj::Function<void()> callback) { exitCallbacks.add(kj::mv(callback)); }
 
   kj::AsyncIoContext& io() { return ioContext; }
   kj::Timer& timer() { return ioContext.provider->getTimer(); }
@@ -64,12 +74,30 @@ public:
 private:
   kj::AsyncIoContext& ioContext;
   ActorIdentity id;
+  kj::Maybe<Implementations&> impls;
+  kj::Vector<kj::Function<void()>> exitCallbacks;
   kj::HashMap<uint64_t, kj::Own<ActorServer>> servers;
   kj::Maybe<TaskNursery&> service;
   kj::Maybe<Peer&> requester;
   bool cancelRequested = false;
   kj::Own<kj::PromiseFulfiller<void>> cancelFulfiller;
   kj::ForkedPromise<void> cancelled;
+};
+
+// The actor this thread runs (tractor: current_actor()): set by harrow::main for the root and for
+// every child, so a handler can open its own actor nursery or cancel its actor. Throws when no
+// actor runs on this thread.
+Actor& currentActor();
+
+// Makes `actor` the current actor for as long as the guard lives.
+class CurrentActorScope {
+public:
+  explicit CurrentActorScope(Actor& actor);
+  ~CurrentActorScope() noexcept;
+  KJ_DISALLOW_COPY(CurrentActorScope);
+
+private:
+  Actor* saved;
 };
 
 }  // namespace harrow

@@ -27,13 +27,21 @@ ActorNursery::~ActorNursery() noexcept(false) {
   for (auto& child : children) child->peer = nullptr;
 }
 
-Co<Peer*> ActorNursery::spawn(kj::StringPtr name, kj::StringPtr implementation) {
+Co<Peer*> ActorNursery::spawn(kj::StringPtr name, kj::StringPtr implementation,
+                              SpawnOptions spawnOptions) {
+  if (spawnOptions.executable.size() == 0) {
+    // Same binary: an unknown implementation is known here already, no need to spawn to find out.
+    KJ_IF_MAYBE(impls, actor.implementations()) {
+      if (!impls->has(implementation)) impls->create(implementation);  // throws, listing names
+    }
+  }
   int fds[2];
   KJ_SYSCALL(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds));
   kj::AutoCloseFd parentEnd(fds[0]);
   kj::AutoCloseFd childEnd(fds[1]);
 
-  auto self = selfExecutable();
+  auto self = spawnOptions.executable.size() > 0 ? kj::heapString(spawnOptions.executable)
+                                                  : selfExecutable();
   auto parentPid = kj::str(getpid());
   kj::StringPtr argv[] = {self, "--harrow-child", name, parentPid};
   auto child = kj::heap<Child>();
@@ -140,6 +148,11 @@ Co<void> ActorNursery::reapAll() {
   for (auto& child : children) {
     co_await child->process->onExit();
   }
+}
+
+Co<void> openActorNursery(kj::Function<kj::Promise<void>(ActorNursery&)> body,
+                          ActorNurseryOptions options) {
+  return openActorNursery(currentActor(), kj::mv(body), options);
 }
 
 Co<void> openActorNursery(Actor& actor, kj::Function<kj::Promise<void>(ActorNursery&)> body,

@@ -22,6 +22,13 @@
 
 namespace harrow {
 
+// How to run one child.
+struct SpawnOptions {
+  // The program to run; empty: this program again (a C++ child can only run code linked into
+  // it). A named binary must itself call harrow::main and register the implementation.
+  kj::StringPtr executable;
+};
+
 struct ActorNurseryOptions {
   // How long a child may take to exit after cancel-actor before it is killed.
   kj::Duration gracePeriod = 1 * kj::SECONDS;
@@ -37,14 +44,16 @@ public:
   // implementation `implementation` as actor `name`; resolves once the child has handshaken and
   // received its spawn spec. The portal is valid until the nursery ends.
   template <typename Interface>
-  Co<typename Interface::Portal> startActor(kj::StringPtr name, kj::StringPtr implementation) {
-    Peer* peer = co_await spawn(name, implementation);
+  Co<typename Interface::Portal> startActor(kj::StringPtr name, kj::StringPtr implementation,
+                                            SpawnOptions spawnOptions = {}) {
+    Peer* peer = co_await spawn(name, implementation, spawnOptions);
     co_return typename Interface::Portal(*peer);
   }
 
   // The untyped form: the new child's channel (never null; a pointer only because a KJ promise
   // cannot carry a reference). Valid until the nursery ends.
-  Co<Peer*> spawn(kj::StringPtr name, kj::StringPtr implementation);
+  Co<Peer*> spawn(kj::StringPtr name, kj::StringPtr implementation,
+                  SpawnOptions spawnOptions = {});
 
   // Graceful cancel of every child (cancel-actor, then SIGKILL after the grace period).
   void cancel();
@@ -69,6 +78,10 @@ private:
 };
 
 Co<void> openActorNursery(Actor& actor, kj::Function<kj::Promise<void>(ActorNursery&)> body,
+                          ActorNurseryOptions options = {});
+
+// The same, in the current actor (harrow::currentActor()): how a handler grows a subtree.
+Co<void> openActorNursery(kj::Function<kj::Promise<void>(ActorNursery&)> body,
                           ActorNurseryOptions options = {});
 
 }  // namespace harrow

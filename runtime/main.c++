@@ -72,7 +72,8 @@ int childMain(kj::StringPtr name, pid_t parentPid, Implementations& implementati
   setLogLevelFromEnvironment();
 
   auto io = kj::setupAsyncIo();
-  Actor actor(io, ActorIdentity::random(name));
+  Actor actor(io, ActorIdentity::random(name), implementations);
+  CurrentActorScope current(actor);
   KJ_IF_MAYBE(e, kj::runCatchingExceptions(
                       [&]() { runChild(actor, implementations).wait(io.waitScope); })) {
     fprintf(stderr, "harrow: actor '%s' failed: %s\n", name.cStr(), kj::str(*e).cStr());
@@ -92,6 +93,11 @@ int main(int argc, char** argv, Implementations& implementations,
     return childMain(argv[2], atoi(argv[3]), implementations);
   }
 
+  // Ctrl-C and SIGTERM cancel the whole tree in order. Children run in process groups of their
+  // own, so a terminal's Ctrl-C reaches only the root and no child races its orderly cancel.
+  kj::UnixEventPort::captureSignal(SIGINT);
+  kj::UnixEventPort::captureSignal(SIGTERM);
+
   // --harrow-log=LEVEL goes through the environment, so that every child inherits it.
   for (int i = 1; i < argc; ++i) {
     kj::StringPtr arg = argv[i];
@@ -103,14 +109,28 @@ int main(int argc, char** argv, Implementations& implementations,
   ActorLog log(program);
 
   auto io = kj::setupAsyncIo();
-  Actor root(io, ActorIdentity::random(program));
+  Actor root(io, ActorIdentity::random(program), implementations);
+  CurrentActorScope current(root);
+
+  int interruptedBy = 0;
+  auto onSignal = [&](int signal) {
+    return io.unixEventPort.onSignal(signal).then([&, signal](siginfo_t) {
+      if (interruptedBy != 0) _exit(128 + signal);  // a second signal: leave now; children
+                                                   // follow through PR_SET_PDEATHSIG
+      interruptedBy = signal;
+      fprintf(stderr, "harrow: %s: cancelling the actor tree\n", strsignal(signal));
+      root.cancel();
+    });
+  };
+  auto interrupts = onSignal(SIGINT).exclusiveJoin(onSignal(SIGTERM)).eagerlyEvaluate(nullptr);
+
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
                    root.serve([&]() { return body(root); }).wait(io.waitScope);
                  })) {
     fprintf(stderr, "harrow: %s\n", e->getDescription().cStr());
-    return 1;
+    return interruptedBy != 0 ? 128 + interruptedBy : 1;
   }
-  return 0;
+  return interruptedBy != 0 ? 128 + interruptedBy : 0;
 }
 
 }  // namespace harrow

@@ -44,8 +44,11 @@ pid_t spawn(kj::ArrayPtr<const kj::StringPtr> argv, int passFd) {
   sigaddset(&defaults, SIGTERM);
   KJ_ASSERT(posix_spawnattr_setsigmask(&attributes, &empty) == 0);
   KJ_ASSERT(posix_spawnattr_setsigdefault(&attributes, &defaults) == 0);
-  KJ_ASSERT(posix_spawnattr_setflags(&attributes,
-                                     POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF) == 0);
+  // A process group of its own: a terminal's Ctrl-C goes to the root alone, which cancels its
+  // children in order instead of having them die under it.
+  KJ_ASSERT(posix_spawnattr_setpgroup(&attributes, 0) == 0);
+  KJ_ASSERT(posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
+                                                      POSIX_SPAWN_SETPGROUP) == 0);
 
   kj::Vector<char*> args;
   for (auto& arg : argv) args.add(const_cast<char*>(arg.cStr()));

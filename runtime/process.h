@@ -2,7 +2,7 @@
 //
 // Spawning resets what the parent's event loop changed for itself: SIGCHLD is blocked (KJ's
 // child-exit capture) and SIGPIPE ignored; the child gets the default disposition and an empty
-// signal mask. Standard I/O is inherited.
+// signal mask. Standard I/O is inherited. Each child leads a process group of its own.
 
 #pragma once
 
