@@ -70,46 +70,46 @@ Co<Peer*> ActorNursery::spawn(kj::StringPtr name, kj::StringPtr implementation,
 
 void ActorNursery::cancel() {
   cancelling = true;
+  for (auto& child : children) cancelChild(*child);
+}
+
+void ActorNursery::cancelChildOf(Peer& peer) {
   for (auto& child : children) {
-    KJ_IF_MAYBE(peer, child->peer) {
-      if (!child->cancelSent && !(*peer)->isClosed()) {
-        child->cancelSent = true;
-        auto message = (*peer)->newControlMessage();
-        message->getRoot<wire::Message>().setCancelActor();
-        (*peer)->send(kj::mv(message));
-      }
+    KJ_IF_MAYBE(p, child->peer) {
+      if (p->get() == &peer) return cancelChild(*child);
     }
-    // A child that does not exit within the grace period is killed, whether or not its channel
-    // ever ends (its supervisor only starts its own grace timer once the channel has ended, and a
-    // child stuck in a task that ignores cancellation keeps its channel open forever).
-    if (child->killAfterGrace == nullptr && !child->process->hasExited()) {
-      ChildProcess& process = *child->process;
-      child->killAfterGrace = actor.timer()
-          .afterDelay(options.gracePeriod)
-          .then([&process]() { process.kill(SIGKILL); })
-          .eagerlyEvaluate(nullptr);
+  }
+}
+
+TaskNursery& ActorNursery::taskNursery() {
+  return KJ_ASSERT_NONNULL(tasks, "the actor nursery is closed");
+}
+
+void ActorNursery::cancelChild(Child& child) {
+  KJ_IF_MAYBE(peer, child.peer) {
+    if (!child.cancelSent && !(*peer)->isClosed()) {
+      child.cancelSent = true;
+      auto message = (*peer)->newControlMessage();
+      message->getRoot<wire::Message>().setCancelActor();
+      (*peer)->send(kj::mv(message));
     }
+  }
+  // A child that does not exit within the grace period is killed, whether or not its channel
+  // ever ends (its supervisor only starts its own grace timer once the channel has ended, and a
+  // child stuck in a task that ignores cancellation keeps its channel open forever).
+  if (child.killAfterGrace == nullptr && !child.process->hasExited()) {
+    ChildProcess& process = *child.process;
+    child.killAfterGrace = actor.timer()
+        .afterDelay(options.gracePeriod)
+        .then([&process]() { process.kill(SIGKILL); })
+        .eagerlyEvaluate(nullptr);
   }
 }
 
 Co<void> ActorNursery::stop(Child& child) {
   // Graceful first: cancel-actor, then wait for the exit; SIGKILL after the grace period.
-  if (!child.cancelSent) {
-    KJ_IF_MAYBE(peer, child.peer) {
-      if (!(*peer)->isClosed()) {
-        child.cancelSent = true;
-        auto message = (*peer)->newControlMessage();
-        message->getRoot<wire::Message>().setCancelActor();
-        (*peer)->send(kj::mv(message));
-      }
-    }
-  }
-  ChildProcess& process = *child.process;
-  co_await process.onExit().exclusiveJoin(
-      actor.timer().afterDelay(options.gracePeriod).then([&process]() {
-        process.kill(SIGKILL);
-        return process.onExit();
-      }));
+  cancelChild(child);
+  co_await child.process->onExit();
 }
 
 Co<void> ActorNursery::supervise(Child& child) {

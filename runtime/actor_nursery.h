@@ -55,6 +55,14 @@ public:
   Co<Peer*> spawn(kj::StringPtr name, kj::StringPtr implementation,
                   SpawnOptions spawnOptions = {});
 
+  // tractor: run_in_actor. Spawns a one-shot actor and runs `fn(Interface::Portal&)` (returning
+  // a promise for one result) against it as a task of the nursery. Once the result is in, the
+  // actor is cancelled. An error is raised like any child's: it cancels the nursery and arrives
+  // with the others when the nursery exits. The returned handle gives the result (once).
+  template <typename Interface, typename Fn>
+  auto runInActor(kj::StringPtr name, kj::StringPtr implementation, Fn fn,
+                  SpawnOptions spawnOptions = {});
+
   // Graceful cancel of every child (cancel-actor, then SIGKILL after the grace period).
   void cancel();
 
@@ -71,6 +79,9 @@ private:
   Co<void> supervise(Child& child);
   Co<void> stop(Child& child);
   Co<void> reapAll();
+  void cancelChild(Child& child);
+  void cancelChildOf(Peer& peer);
+  TaskNursery& taskNursery();
 
   friend Co<void> openActorNursery(Actor& actor,
                                    kj::Function<kj::Promise<void>(ActorNursery&)> body,
@@ -79,6 +90,50 @@ private:
 
 Co<void> openActorNursery(Actor& actor, kj::Function<kj::Promise<void>(ActorNursery&)> body,
                           ActorNurseryOptions options = {});
+
+// The result of a one-shot actor started with runInActor().
+template <typename T>
+class ActorResult {
+public:
+  explicit ActorResult(kj::Promise<T>&& promise) : promise(kj::mv(promise)) {}
+  // The result, or the actor's error. Once.
+  kj::Promise<T> result() {
+    KJ_REQUIRE(promise != nullptr, "result() already taken");
+    auto taken = kj::mv(KJ_ASSERT_NONNULL(promise));
+    promise = nullptr;
+    return taken;
+  }
+
+private:
+  kj::Maybe<kj::Promise<T>> promise;
+};
+
+template <typename Interface, typename Fn>
+auto ActorNursery::runInActor(kj::StringPtr name, kj::StringPtr implementation, Fn fn,
+                              SpawnOptions spawnOptions) {
+  using Portal = typename Interface::Portal;
+  using T = PromiseValue<decltype(fn(kj::instance<Portal&>()))>;
+  return [](ActorNursery& self, Co<Peer*> spawned, Fn fn) -> Co<ActorResult<T>> {
+    Peer* peer = co_await kj::mv(spawned);
+    auto paf = kj::newPromiseAndFulfiller<T>();
+    self.taskNursery().start([&self, peer, fn = kj::mv(fn),
+                              fulfiller = kj::mv(paf.fulfiller)]() mutable -> Co<void> {
+      Portal portal(*peer);
+      kj::Maybe<kj::Exception> failure;
+      try {
+        fulfiller->fulfill(co_await fn(portal));
+      } catch (...) {
+        failure = currentException();
+      }
+      self.cancelChildOf(*peer);  // its one job is done (or failed)
+      KJ_IF_MAYBE(e, failure) {
+        fulfiller->reject(kj::cp(*e));
+        kj::throwFatalException(kj::mv(*e));
+      }
+    });
+    co_return ActorResult<T>(kj::mv(paf.promise));
+  }(*this, spawn(name, implementation, spawnOptions), kj::mv(fn));
+}
 
 // The same, in the current actor (harrow::currentActor()): how a handler grows a subtree.
 Co<void> openActorNursery(kj::Function<kj::Promise<void>(ActorNursery&)> body,

@@ -278,6 +278,16 @@ Co<T> _::CoroutinePromise<T>::get_return_object() {
   return Co<T>(kj::_::PromiseNode::to<kj::Promise<T>>(kj::mv(self)));
 }
 
+namespace _ {
+template <typename U>
+U promiseValueOf(kj::Promise<U>*);
+}  // namespace _
+
+// The value type of a promise type: PromiseValue<Co<int>> and PromiseValue<kj::Promise<int>> are
+// both int.
+template <typename P>
+using PromiseValue = decltype(_::promiseValueOf(static_cast<P*>(nullptr)));
+
 // `co_await harrow::uncancellable(p)`: await `p` without a cancellation checkpoint. Use only to
 // wait for work that is already guaranteed to finish (it has been told to stop).
 template <typename T>

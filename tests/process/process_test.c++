@@ -772,6 +772,36 @@ TEST_F(ProcessTest, UnknownImplementationFailsClearly) {
   }
 }
 
+TEST_F(ProcessTest, RunInActorGivesTheResultAndCancelsTheActor) {
+  auto failure = runRoot([&]() -> Co<void> {
+    co_await openActorNursery(root, [&](ActorNursery& nursery) -> Co<void> {
+      auto echoed = co_await nursery.runInActor<ProbeActor>(
+          "probe-one-shot", "probe", [](ProbeActor::Portal& probe) { return probe.echo("once"); });
+      auto reply = co_await echoed.result();
+      EXPECT_EQ(std::string(reply->getText().cStr()), "echo: once");
+    });
+  });
+  KJ_IF_MAYBE(e, failure) ADD_FAILURE() << kj::str(*e).cStr();
+}
+
+TEST_F(ProcessTest, RunInActorErrorReachesTheNurseryAndTheResult) {
+  kj::Maybe<kj::Exception> resultError;
+  auto failure = runRoot([&]() -> Co<void> {
+    co_await openActorNursery(root, [&](ActorNursery& nursery) -> Co<void> {
+      auto failed = co_await nursery.runInActor<ProbeActor>(
+          "probe-one-shot-fails", "probe",
+          [](ProbeActor::Portal& probe) { return probe.fail("no thanks"); });
+      try {
+        co_await failed.result();
+      } catch (...) {
+        resultError = currentException();
+      }
+    });
+  });
+  expectRefused(resultError, "no thanks", "probe-one-shot-fails");
+  expectRefused(failure, "no thanks", "probe-one-shot-fails");
+}
+
 }  // namespace
 }  // namespace harrow
 
