@@ -17,18 +17,32 @@ using kj::MILLISECONDS;
 
 namespace {
 
-kj::Timer* timer = nullptr;  // the event loop's timer, set up in main()
-int cancelledTasks = 0, cleanedUpTasks = 0;
-
 void say(kj::StringPtr who, kj::StringPtr what) {
   printf("%-9s %s\n", kj::str("[", who, "]").cStr(), what.cStr());
   fflush(stdout);
 }
 
-kj::Promise<void> sleep(int ms) { return timer->afterDelay(ms * MILLISECONDS); }
+// The tour's tasks, sharing the event loop's timer and counting what happened to them.
+class Tour {
+public:
+  explicit Tour(kj::Timer& timer) : timer(timer) {}
+
+  // Runs (a) to (d); true when everything behaved as described.
+  Co<bool> run();
+
+private:
+  kj::Timer& timer;
+  int cancelledTasks = 0;
+  int cleanedUpTasks = 0;
+
+  kj::Promise<void> sleep(int ms) { return timer.afterDelay(ms * MILLISECONDS); }
+  Co<void> worker(const char* name, int steps, int ms);
+  Co<void> patientWorker(const char* name);
+  Co<void> flaky();
+};
 
 // (a) A task that takes `steps` steps of `ms` each, reporting its progress.
-Co<void> worker(const char* name, int steps, int ms) {
+Co<void> Tour::worker(const char* name, int steps, int ms) {
   for (int i = 1; i <= steps; ++i) {
     co_await sleep(ms);
     say(name, kj::str("step ", i, "/", steps));
@@ -37,7 +51,7 @@ Co<void> worker(const char* name, int steps, int ms) {
 }
 
 // (d) A task that runs until cancelled, then cleans up (asynchronously!) before re-raising.
-Co<void> patientWorker(const char* name) {
+Co<void> Tour::patientWorker(const char* name) {
   kj::Maybe<kj::Exception> cancelled;
   try {
     for (int i = 1;; ++i) {
@@ -52,7 +66,7 @@ Co<void> patientWorker(const char* name) {
   ++cancelledTasks;
   // Cleanup may await, but it must be shielded: every checkpoint would raise Cancelled again.
   // (Capture coroutine parameters by value: GCC 12 crashes on a by-reference capture.)
-  co_await harrow::shielded([name]() -> Co<void> {
+  co_await harrow::shielded([this, name]() -> Co<void> {
     co_await sleep(10);  // e.g. tell a peer we are leaving and wait for its ack
     say(name, "cleanup finished");
     ++cleanedUpTasks;
@@ -60,33 +74,34 @@ Co<void> patientWorker(const char* name) {
   KJ_IF_MAYBE(e, cancelled) kj::throwFatalException(kj::mv(*e));  // let the nursery see it
 }
 
-Co<void> flaky() {
+Co<void> Tour::flaky() {
   co_await sleep(40);
   say("flaky", "failing: disk on fire");
   KJ_FAIL_REQUIRE("disk on fire");
 }
 
-Co<bool> tour() {
+Co<bool> Tour::run() {
   say("main", "(a) three workers in one nursery");
-  co_await harrow::openNursery([](TaskNursery& n) -> Co<void> {
-    n.start([]() { return worker("fast", 3, 10); });
-    n.start([]() { return worker("medium", 2, 17); });
-    n.start([]() { return worker("slow", 1, 45); });
+  co_await harrow::openNursery([this](TaskNursery& n) -> Co<void> {
+    n.start([this]() { return worker("fast", 3, 10); });
+    n.start([this]() { return worker("medium", 2, 17); });
+    n.start([this]() { return worker("slow", 1, 45); });
     say("main", "all three started; the nursery waits for them");
     co_return;
   });
   say("main", "nursery closed: every worker has finished");
 
   say("main", "(b) started handshake");
-  co_await harrow::openNursery([](TaskNursery& n) -> Co<void> {
-    int port = co_await n.startUntilStarted<int>([](harrow::TaskStatus<int>& status) -> Co<void> {
+  co_await harrow::openNursery([this](TaskNursery& n) -> Co<void> {
+    auto serve = [this](harrow::TaskStatus<int>& status) -> Co<void> {
       KJ_DEFER(say("server", "stopped listening"));  // runs however the task ends
       say("server", "binding...");
       co_await sleep(20);
       say("server", "listening on port 8080");
       status.started(8080);
       co_await kj::Promise<void>(kj::NEVER_DONE);  // serve forever (until cancelled)
-    });
+    };
+    int port = co_await n.startUntilStarted<int>(kj::mv(serve));
     say("main", kj::str("server is up on port ", port, "; connecting"));
     co_await sleep(10);
     say("main", "done with the server; cancelling the nursery");
@@ -95,7 +110,7 @@ Co<bool> tour() {
   say("main", "server stopped");
 
   say("main", "(c) deadline: moveOnAfter(30ms) around a 1s operation");
-  bool cutShort = co_await harrow::moveOnAfter(*timer, 30 * MILLISECONDS, []() -> Co<void> {
+  bool cutShort = co_await harrow::moveOnAfter(timer, 30 * MILLISECONDS, [this]() -> Co<void> {
     say("download", "started (takes 1s)");
     co_await sleep(1000);
     say("download", "finished");  // not reached
@@ -105,10 +120,10 @@ Co<bool> tour() {
   say("main", "(d) one failure cancels the siblings");
   kj::Maybe<kj::Exception> error;
   try {
-    co_await harrow::openNursery([](TaskNursery& n) -> Co<void> {
-      n.start([]() { return patientWorker("alice"); });
-      n.start([]() { return patientWorker("bob"); });
-      n.start(flaky);
+    co_await harrow::openNursery([this](TaskNursery& n) -> Co<void> {
+      n.start([this]() { return patientWorker("alice"); });
+      n.start([this]() { return patientWorker("bob"); });
+      n.start([this]() { return flaky(); });
       co_return;
     });
   } catch (const kj::Exception& e) {
@@ -126,8 +141,8 @@ Co<bool> tour() {
 
 int main() {
   auto io = kj::setupAsyncIo();
-  timer = &io.provider->getTimer();
-  bool ok = tour().wait(io.waitScope);
+  Tour tour(io.provider->getTimer());
+  bool ok = tour.run().wait(io.waitScope);
   say("main", ok ? "everything behaved as expected" : "UNEXPECTED behaviour");
   return ok ? 0 : 1;
 }
