@@ -46,7 +46,7 @@ void LeafAwait::interrupt() {
 CoroutineBase::CoroutineBase(std::coroutine_handle<> handle, const kj::Disposer& disposer)
     : handle(handle), disposer(disposer), scope_(ambient().scope) {}
 
-CoroutineBase::~CoroutineBase() noexcept(false) {}
+CoroutineBase::~CoroutineBase() noexcept {}
 
 void CoroutineBase::onReady(kj::_::Event* event) noexcept {
   parentEvent = event;

@@ -93,7 +93,9 @@ protected:
 class CoroutineBase : public kj::_::PromiseNode, public kj::_::Event {
 public:
   CoroutineBase(std::coroutine_handle<> handle, const kj::Disposer& disposer);
-  ~CoroutineBase() noexcept(false);
+  // noexcept: GCC 12 crashes (ICE) compiling coroutines with some parameter types, kj::StringPtr
+  // among them, when the promise type's destructor may throw.
+  ~CoroutineBase() noexcept;
   KJ_DISALLOW_COPY(CoroutineBase);
 
   // PromiseNode

@@ -146,6 +146,16 @@ TEST_F(CoTest, CoroutineWhosePromiseIsDroppedByItsOwnBody) {
             (std::vector<std::string>{"still running after self-drop", "local destroyed"}));
 }
 
+// GCC 12 once crashed compiling exactly this (a kj::StringPtr parameter); keep it compiled.
+Co<kj::String> greet(kj::StringPtr name, kj::Promise<void> ready) {
+  co_await kj::mv(ready);
+  co_return kj::str("hello, ", name);
+}
+
+TEST_F(CoTest, StringPtrParameters) {
+  EXPECT_EQ(greet("world", kj::READY_NOW).wait(waitScope), "hello, world");
+}
+
 Co<int> inner(kj::Promise<int> p) { co_return co_await kj::mv(p) * 2; }
 Co<int> outer(kj::Promise<int> p) { co_return co_await inner(kj::mv(p)) + 1; }
 

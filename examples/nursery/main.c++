@@ -65,7 +65,6 @@ Co<void> Tour::patientWorker(const char* name) {
   say(name, "cancelled; cleaning up");
   ++cancelledTasks;
   // Cleanup may await, but it must be shielded: every checkpoint would raise Cancelled again.
-  // (Capture coroutine parameters by value: GCC 12 crashes on a by-reference capture.)
   co_await harrow::shielded([this, name]() -> Co<void> {
     co_await sleep(10);  // e.g. tell a peer we are leaving and wait for its ack
     say(name, "cleanup finished");
