@@ -40,13 +40,12 @@ Co<Peer*> ActorNursery::spawn(kj::StringPtr name, kj::StringPtr implementation,
   kj::AutoCloseFd parentEnd(fds[0]);
   kj::AutoCloseFd childEnd(fds[1]);
 
-  auto self = spawnOptions.executable.size() > 0 ? kj::heapString(spawnOptions.executable)
-                                                  : selfExecutable();
-  auto parentPid = kj::str(getpid());
-  kj::StringPtr argv[] = {self, "--harrow-child", name, parentPid};
   auto child = kj::heap<Child>();
   child->name = kj::heapString(name);
-  child->process = kj::heap<ChildProcess>(actor.eventPort(), argv, childEnd.get());
+  // Re-executed or forked by the zygote, as spawnOptions.backend says; registered with the event
+  // port before we yield to it.
+  child->process = startChildProcess(actor.eventPort(), name, spawnOptions.executable,
+                                     spawnOptions.backend, childEnd.get());
   childEnd = nullptr;
   Child& ref = *child;
   children.add(kj::mv(child));
@@ -58,6 +57,7 @@ Co<Peer*> ActorNursery::spawn(kj::StringPtr name, kj::StringPtr implementation,
   auto message = peer->newControlMessage();
   auto spec = message->getRoot<wire::Message>().initSpawnSpec();
   spec.setImplementation(implementation);
+  actor.fillSpawnSpec(spec, name);  // its listen address, the registry's and the root's
   peer->send(kj::mv(message));
 
   Peer* result = peer.get();

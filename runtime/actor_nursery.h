@@ -25,8 +25,13 @@ namespace harrow {
 // How to run one child.
 struct SpawnOptions {
   // The program to run; empty: this program again (a C++ child can only run code linked into
-  // it). A named binary must itself call harrow::main and register the implementation.
+  // it). A named binary must itself call harrow::main and register the implementation; it is
+  // always started by exec.
   kj::StringPtr executable;
+
+  // How the child's process starts (runtime/forkserver.h): re-executed (EXEC) or forked by this
+  // process's zygote (FORKSERVER, much cheaper). DEFAULT: the process default, HARROW_SPAWN.
+  SpawnBackend backend = SpawnBackend::DEFAULT;
 };
 
 struct ActorNurseryOptions {

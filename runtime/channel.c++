@@ -1,5 +1,7 @@
 #include "runtime/channel.h"
 
+#include "runtime/fd_stream.h"
+
 #include <capnp/any.h>
 #include <capnp/serialize.h>
 #include <kj/debug.h>
@@ -113,11 +115,32 @@ private:
   kj::Array<capnp::word> words;  // word-aligned storage, so frames parse in place
 };
 
-Channel::Channel(kj::Own<kj::AsyncIoStream> stream, ChannelOptions options)
-    : stream(kj::mv(stream)), options(options),
+Channel::Channel(kj::Own<kj::AsyncIoStream> streamParam, ChannelOptions options)
+    : stream(FdStream::adopt(kj::mv(streamParam))),
+      fdStream(dynamic_cast<FdStream*>(stream.get())), options(options),
       buffer(kj::refcounted<Buffer>(roundUpToWord(kj::max(options.readBufferBytes, size_t(64))))) {}
 
+Channel::Channel(kj::UnixEventPort& eventPort, kj::AutoCloseFd fd, ChannelOptions options)
+    : Channel(kj::heap<FdStream>(eventPort, kj::mv(fd)), options) {}
+
 Channel::~Channel() noexcept(false) {
+  if (writeScheduled && !queue.empty()) {
+    // Messages waiting for the end of the turn: hand the stream what it takes now, as send() did
+    // when it wrote a lone message at once, so that send-then-close loses nothing.
+    writeTask = nullptr;
+    kj::Vector<Outgoing> batch;
+    uint64_t bytes;
+    auto pieces = takeBatch(batch, bytes);
+    kj::runCatchingExceptions([&]() {
+      if (fdStream != nullptr) {
+        size_t index = 0;
+        size_t offset = 0;
+        fdStream->writeNow(pieces, index, offset);  // the rest, if any, is dropped
+      } else {
+        auto ignored = stream->write(pieces);  // an fd stream writes before returning
+      }
+    });
+  }
   // KJ cancellation of in-flight I/O, before the buffer and queue it points into go away.
   writeTask = nullptr;
   pendingRead = nullptr;
@@ -139,6 +162,12 @@ Co<kj::Maybe<kj::Own<capnp::MessageReader>>> Channel::receive() {
       if (begin == end) co_return nullptr;
       failRead(transportClosed(kj::str("EOF in the middle of a frame (", end - begin, " of ",
                                        needed, " bytes received)")));
+    }
+    if (fdStream != nullptr) {
+      // Read what is there; if nothing is, wait for readability. Cancellation while waiting
+      // loses nothing: no bytes are in flight.
+      if (!readNow(needed)) co_await fdStream->whenReadable();
+      continue;
     }
     co_await readMore(needed);
     pendingRead = nullptr;
@@ -191,10 +220,9 @@ kj::Maybe<kj::Own<capnp::MessageReader>> Channel::tryParse(size_t& needed) {
       .attach(kj::addRef(*buffer));
 }
 
-kj::Promise<void> Channel::readMore(size_t needed) {
-  // A read left over from a cancelled receive() must finish first: its bytes land in the buffer.
-  KJ_IF_MAYBE(read, pendingRead) return read->addBranch();
-
+// Makes room for a frame of `needed` bytes of which the buffer holds [begin, end): returns the free
+// space after `end`, at least needed - (end - begin) bytes.
+kj::ArrayPtr<kj::byte> Channel::makeRoom(size_t needed) {
   size_t available = end - begin;
   size_t standard = roundUpToWord(kj::max(options.readBufferBytes, size_t(64)));
   bool oversized = buffer->size() > standard;  // left over from an earlier large frame
@@ -215,12 +243,40 @@ kj::Promise<void> Channel::readMore(size_t needed) {
     begin = end = 0;  // free compaction: the next frame starts at the front again
   }
 
-  size_t minBytes = needed - available;
-  size_t maxBytes = buffer->size() - end;
-  KJ_ASSERT(minBytes > 0 && minBytes <= maxBytes);
+  KJ_ASSERT(needed > available && needed - available <= buffer->size() - end);
+  return kj::arrayPtr(buffer->bytes() + end, buffer->size() - end);
+}
+
+// The fd path: one read() into the buffer. False if nothing could be read now.
+bool Channel::readNow(size_t needed) {
+  auto space = makeRoom(needed);
+  kj::Maybe<size_t> count;
+  KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
+    count = fdStream->readNow(space.begin(), space.size());
+  })) {
+    failRead(transportClosed(exception->getDescription()));
+  }
+  KJ_IF_MAYBE(n, count) {
+    if (*n == 0) {
+      eof = true;
+    } else {
+      end += *n;
+    }
+    return true;
+  }
+  return false;
+}
+
+kj::Promise<void> Channel::readMore(size_t needed) {
+  // A read left over from a cancelled receive() must finish first: its bytes land in the buffer.
+  KJ_IF_MAYBE(read, pendingRead) return read->addBranch();
+
+  auto space = makeRoom(needed);
+  size_t minBytes = needed - (end - begin);
+  size_t maxBytes = space.size();
   // evalNow: a stream may fail synchronously (a socket's first read() syscall happens inside
   // tryRead()); that failure must take the same path as an asynchronous one.
-  kj::byte* into = buffer->bytes() + end;
+  kj::byte* into = space.begin();
   auto& read = pendingRead.emplace(
       kj::evalNow([&]() { return stream->tryRead(into, minBytes, maxBytes); })
           .then([this, minBytes](size_t n) {
@@ -276,47 +332,86 @@ void Channel::enqueue(Outgoing&& outgoing) {
   KJ_REQUIRE(!writeShut, "Channel::send() after shutdownWrite()");
   queuedTotal += outgoing.bytes;
   queue.add(kj::mv(outgoing));
-  // A lone message goes out now; messages queued behind a write in flight wait for it and then
-  // leave together. No timer: coalescing only ever happens while the stream is busy anyway.
+  // The first message on an idle channel schedules the write for the end of this loop turn, so
+  // that whatever else this turn's events send leaves with it in one writev. Messages queued
+  // behind a blocked write leave together once it completes.
   if (!writing) {
     writing = true;
-    writeTask = writeQueued().eagerlyEvaluate(nullptr);
+    writeScheduled = true;
+    writeTask = kj::evalLast([this]() { return writeQueued(); }).eagerlyEvaluate(nullptr);
   }
 }
 
-kj::Promise<void> Channel::writeQueued() {
-  auto batch = kj::mv(queue);
+kj::Array<kj::ArrayPtr<const kj::byte>> Channel::takeBatch(kj::Vector<Outgoing>& batch,
+                                                           uint64_t& bytes) {
+  batch = kj::mv(queue);
   queue = kj::Vector<Outgoing>();
-
   size_t pieceCount = 0;
-  uint64_t bytes = 0;
+  bytes = 0;
   for (auto& outgoing : batch) {
     pieceCount += outgoing.pieces.size();
     bytes += outgoing.bytes;
   }
   auto pieces = kj::heapArrayBuilder<kj::ArrayPtr<const kj::byte>>(pieceCount);
   for (auto& outgoing : batch) pieces.addAll(outgoing.pieces);
-  auto piecesArray = pieces.finish();
+  return pieces.finish();
+}
+
+kj::Promise<void> Channel::writeQueued() {
+  writeScheduled = false;
+  kj::Vector<Outgoing> batch;
+  uint64_t bytes;
+  auto pieces = takeBatch(batch, bytes);
+
+  if (fdStream != nullptr) {
+    // Whatever the kernel takes now; only a blocked write leaves a promise behind.
+    size_t index = 0;
+    size_t offset = 0;
+    bool done = false;
+    KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
+      done = fdStream->writeNow(pieces, index, offset);
+    })) {
+      writeFailed(transportClosed(exception->getDescription()));
+      return kj::READY_NOW;
+    }
+    if (!done) {
+      auto rest = fdStream->writeLater(pieces, index, offset);
+      return rest.attach(kj::mv(pieces), kj::mv(batch))
+          .then([this, bytes]() { return written(bytes); },
+                [this](kj::Exception&& exception) -> kj::Promise<void> {
+                  writeFailed(transportClosed(exception.getDescription()));
+                  return kj::READY_NOW;
+                });
+    }
+    return written(bytes);
+  }
 
   // KJ wants the pieces (and what they point at) to stay valid until the write completes.
-  auto write = kj::evalNow([&]() { return stream->write(piecesArray); });  // see readMore()
-  return write.attach(kj::mv(piecesArray), kj::mv(batch))
-      .then([this, bytes]() -> kj::Promise<void> {
-        writtenTotal += bytes;
-        wakeWaiters();
-        if (queue.empty()) {
-          writing = false;
-          return kj::READY_NOW;
-        }
-        return writeQueued();
-      }, [this](kj::Exception&& exception) -> kj::Promise<void> {
-        writeFailed(transportClosed(exception.getDescription()));
-        return kj::READY_NOW;
-      });
+  auto write = kj::evalNow([&]() { return stream->write(pieces); });  // see readMore()
+  return write.attach(kj::mv(pieces), kj::mv(batch))
+      .then([this, bytes]() { return written(bytes); },
+            [this](kj::Exception&& exception) -> kj::Promise<void> {
+              writeFailed(transportClosed(exception.getDescription()));
+              return kj::READY_NOW;
+            });
+}
+
+kj::Promise<void> Channel::written(uint64_t bytes) {
+  writtenTotal += bytes;
+  wakeWaiters();
+  if (queue.empty()) {
+    writing = false;
+    return kj::READY_NOW;
+  }
+  // Sent while the write was blocked (or, for a stream without an fd, in flight): these leave
+  // together at the end of this turn, with whatever else it sends.
+  writeScheduled = true;
+  return kj::evalLast([this]() { return writeQueued(); });
 }
 
 void Channel::writeFailed(kj::Exception&& exception) {
   writing = false;
+  writeScheduled = false;
   queue.clear();
   writeError = kj::cp(exception);
   for (auto& waiter : flushWaiters) waiter.fulfiller->reject(kj::cp(exception));

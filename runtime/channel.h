@@ -1,9 +1,9 @@
 // Channel: framed Cap'n Proto messages over one byte stream (a socket, a pipe).
 //
-//   harrow::Channel channel(kj::mv(stream));
+//   harrow::Channel channel(kj::mv(stream));  // or Channel(eventPort, kj::mv(fd))
 //   capnp::MallocMessageBuilder out;
 //   out.initRoot<wire::Message>().setCallId(1);
-//   channel.send(out);                        // queued; written at once if the stream is idle
+//   channel.send(out);                        // queued; written at the end of this loop turn
 //   co_await channel.flush();                 // optional: wait until it reached the kernel
 //   KJ_IF_MAYBE(in, co_await channel.receive()) {
 //     auto message = (*in)->getRoot<wire::Message>();
@@ -13,6 +13,17 @@
 //
 // Framing is Cap'n Proto's standard stream framing (see docs/PROTOCOL.md), so a channel talks to
 // capnp::writeMessage()/readMessage() peers too.
+//
+// I/O: a channel over a socket (or any stream whose getFd() reports an fd) does its own I/O on
+// that fd (runtime/fd_stream.h): the fd is watched for readability only, read() and sendmsg() are
+// called directly, and write space is watched only while a write is blocked. That saves the
+// wakeups KJ's fd streams cause on every write-space edge, and a syscall per message. Streams
+// without an fd (in-memory pipes) go through the kj::AsyncIoStream interface.
+//
+// Writes are batched per burst of events: send() never writes; the first message queued on an
+// idle channel schedules a write with kj::evalLast(), which runs once the events ready now have
+// run and before the loop waits for I/O. A lone message thus still leaves in the same loop turn,
+// while everything sent in that turn (100 returns, a window of stream items) leaves in one writev.
 //
 // Errors, all as kj::Exception:
 //  - TransportClosed (isTransportClosed()): the stream failed: ECONNRESET, EOF inside a frame,
@@ -25,9 +36,11 @@
 //
 // Cancellation: receive(), flush() and whenWritable() may be cancelled (KJ or scope
 // cancellation) at any point without losing or corrupting data: the channel owns the stream I/O,
-// callers only wait for it. Destroying the Channel cancels in-flight I/O (KJ cancellation) and
-// closes the stream; queued messages that were not yet written are dropped. As everywhere in KJ,
-// promises a Channel returns must be completed or dropped before the Channel is destroyed.
+// callers only wait for it. Destroying the Channel first hands the stream, without waiting,
+// whatever it takes at once of the messages waiting for the end of the loop turn (so a message
+// sent just before is not lost); then it cancels in-flight I/O (KJ cancellation) and closes the
+// stream; anything not yet written is dropped. As everywhere in KJ, promises a Channel returns
+// must be completed or dropped before the Channel is destroyed.
 
 #pragma once
 
@@ -35,6 +48,8 @@
 
 #include <capnp/message.h>
 #include <kj/async-io.h>
+#include <kj/async-unix.h>
+#include <kj/io.h>
 #include <kj/refcount.h>
 #include <kj/vector.h>
 
@@ -70,9 +85,19 @@ struct ChannelOptions {
   size_t readBufferBytes = 64u << 10;
 };
 
+class FdStream;
+
 class Channel {
 public:
+  // Over `stream`. If it has an fd (getFd()) and this thread's event loop runs on a
+  // kj::UnixEventPort (kj::setupAsyncIo()), the channel dup()s the fd, destroys `stream` (which
+  // deregisters and, if it owned it, closes its fd) and does its own I/O on the dup. Only for
+  // plain byte streams: a wrapper that transforms bytes must not report its inner fd.
   explicit Channel(kj::Own<kj::AsyncIoStream> stream, ChannelOptions options = {});
+
+  // Over a socket (or pipe) fd the channel takes; made non-blocking and close-on-exec.
+  Channel(kj::UnixEventPort& eventPort, kj::AutoCloseFd fd, ChannelOptions options = {});
+
   ~Channel() noexcept(false);
   KJ_DISALLOW_COPY(Channel);
 
@@ -85,8 +110,8 @@ public:
 
   // ---- sending ----
 
-  // Queues a copy of `message`. If no write is in flight it is written at once; messages sent
-  // while a write is in flight go out together in the next write (one writev). Throws the
+  // Queues a copy of `message`. Everything queued goes out together (one writev) at the end of
+  // the current loop turn, or, while a write is blocked, as soon as it completes. Throws the
   // transport's error if an earlier write failed, and refuses frames over maxFrameBytes and sends
   // after shutdownWrite().
   void send(capnp::MessageBuilder& message);
@@ -110,8 +135,13 @@ public:
   // everything. Later send() calls throw. Receiving continues to work.
   Co<void> shutdownWrite();
 
-  // The underlying stream, e.g. for getsockopt(). Do not read or write it directly.
+  // The underlying stream, e.g. for getsockopt(). Do not read or write it directly. For a channel
+  // doing its own fd I/O (see above) this is a harrow::FdStream over the channel's fd, not the
+  // stream the channel was built from.
   kj::AsyncIoStream& getStream() { return *stream; }
+
+  // True if the channel does its own I/O on an fd (see above).
+  bool usesFd() const { return fdStream != nullptr; }
 
 private:
   class Buffer;
@@ -126,6 +156,7 @@ private:
   };
 
   kj::Own<kj::AsyncIoStream> stream;
+  FdStream* fdStream = nullptr;  // `stream`, if the channel does its own fd I/O
   ChannelOptions options;
 
   // --- read side ---
@@ -135,15 +166,17 @@ private:
   bool eof = false;
   bool receiving = false;
   kj::Maybe<kj::Exception> readError;  // once set, receive() throws it forever
-  // The read in flight. Owned here, not by receive(), so that cancelling receive() cannot drop
-  // bytes the kernel already handed over; the next receive() picks it up.
+  // Streams without an fd: the read in flight. Owned here, not by receive(), so that cancelling
+  // receive() cannot drop bytes the stream already handed over; the next receive() picks it up.
+  // (The fd path reads synchronously and only waits for readability, which loses nothing.)
   kj::Maybe<kj::ForkedPromise<void>> pendingRead;
 
   // --- write side ---
-  kj::Vector<Outgoing> queue;          // waiting for the write in flight to finish
+  kj::Vector<Outgoing> queue;          // waiting for the next write
   uint64_t queuedTotal = 0;            // bytes ever queued
   uint64_t writtenTotal = 0;           // bytes ever written
-  bool writing = false;
+  bool writing = false;                // a write is scheduled (see below) or in flight
+  bool writeScheduled = false;         // the write waits in kj::evalLast() for the turn's end
   bool writeShut = false;
   kj::Maybe<kj::Exception> writeError;
   kj::Vector<Waiter> flushWaiters;     // ordered by target
@@ -152,12 +185,16 @@ private:
 
   // Read side.
   kj::Maybe<kj::Own<capnp::MessageReader>> tryParse(size_t& needed);
+  kj::ArrayPtr<kj::byte> makeRoom(size_t needed);
+  bool readNow(size_t needed);
   kj::Promise<void> readMore(size_t needed);
   [[noreturn]] void failRead(kj::Exception&& exception);
 
   // Write side.
   void enqueue(Outgoing&& outgoing);
   kj::Promise<void> writeQueued();
+  kj::Promise<void> written(uint64_t bytes);
+  kj::Array<kj::ArrayPtr<const kj::byte>> takeBatch(kj::Vector<Outgoing>& batch, uint64_t& bytes);
   void writeFailed(kj::Exception&& exception);
   void wakeWaiters();
 };

@@ -26,6 +26,8 @@ public:
   kj::Own<OutgoingMessage> newStarted() override;
   Co<void> sendStarted(kj::Own<OutgoingMessage> started) override;
   void cancel() override;
+  RawPortal& caller() override { return stream.peer; }
+  kj::Promise<void> callerGone() override { return stream.peer.whenClosed(); }
 
   // RawStream
   kj::Own<OutgoingMessage> newItem() override { return stream.newItem(); }

@@ -1,5 +1,6 @@
 #include "runtime/main.h"
 
+#include "runtime/forkserver.h"
 #include "runtime/log.h"
 
 #include <kj/debug.h>
@@ -28,9 +29,14 @@ Co<void> runChild(Actor& actor, Implementations& implementations) {
   auto message = specMessage->getRoot<wire::Message>();
   KJ_REQUIRE(message.isSpawnSpec(), "the parent's first message after hello is not a spawn spec");
   actor.addServer(implementations.create(message.getSpawnSpec().getImplementation()));
+  KJ_IF_MAYBE(discovery, DiscoveryOptions::forChild(message.getSpawnSpec())) {
+    actor.setDiscovery(kj::mv(*discovery));
+  }
 
   co_await openNursery([&](TaskNursery& root) -> Co<void> {
-    root.start([&]() -> Co<void> {
+    // The parent's messages are served once this actor is up: its own channel server bound and
+    // registered with the registry (Actor::serve does both before it runs its body).
+    auto serveParent = [&]() { root.start([&]() -> Co<void> {
       try {
         co_await parent->serve();
       } catch (...) {
@@ -39,9 +45,12 @@ Co<void> runChild(Actor& actor, Implementations& implementations) {
         KJ_LOG(INFO, "parent channel lost; shutting down", e);
       }
       actor.cancel();  // the parent is gone: nobody is left to serve
-    });
+    }); };
 
-    co_await actor.serve([&]() { return actor.whenCancelled(); });
+    co_await actor.serve([&]() -> Co<void> {
+      serveParent();
+      co_await actor.whenCancelled();
+    });
 
     // Every rpc task has finished. Acknowledge the canceller, then close the parent channel.
     KJ_IF_MAYBE(requester, actor.cancelRequester()) {
@@ -62,12 +71,25 @@ Co<void> runChild(Actor& actor, Implementations& implementations) {
   });
 }
 
+}  // namespace
+
+namespace _ {
+
+// A child's process, however it started: re-executed with --harrow-child (from harrow::main), or
+// forked by its parent's zygote (from runtime/forkserver.c++, with its fds already in place).
 int childMain(kj::StringPtr name, pid_t parentPid, Implementations& implementations) {
   // Die with the parent, even if it is killed with SIGKILL. If it died before this line, we
   // were re-parented already: leave at once.
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != parentPid) _exit(1);
   prctl(PR_SET_NAME, name.cStr());
+  // Children are reaped through the event loop. A forked child's zygote reset SIGCHLD to its
+  // default; an exec'd child captured it in harrow::main already (this is then a no-op).
+  kj::UnixEventPort::captureChildExit();
+  // A zygote of our own when our process default is forkserver, for the children we may spawn:
+  // before the event loop and the log callback exist. Reaped when we are done.
+  if (wantsForkServer(/*isRoot=*/false)) startForkServer(implementations);
+  KJ_DEFER(stopForkServer());
   ActorLog log(name);
   setLogLevelFromEnvironment();
 
@@ -82,7 +104,7 @@ int childMain(kj::StringPtr name, pid_t parentPid, Implementations& implementati
   return 0;
 }
 
-}  // namespace
+}  // namespace _
 
 int main(int argc, char** argv, Implementations& implementations,
          kj::Function<kj::Promise<void>(Actor& root)> body) {
@@ -90,7 +112,7 @@ int main(int argc, char** argv, Implementations& implementations,
   kj::UnixEventPort::captureChildExit();
 
   if (argc >= 4 && CHILD_FLAG == argv[1]) {
-    return childMain(argv[2], atoi(argv[3]), implementations);
+    return _::childMain(argv[2], atoi(argv[3]), implementations);
   }
 
   // Ctrl-C and SIGTERM cancel the whole tree in order. Children run in process groups of their
@@ -98,12 +120,29 @@ int main(int argc, char** argv, Implementations& implementations,
   kj::UnixEventPort::captureSignal(SIGINT);
   kj::UnixEventPort::captureSignal(SIGTERM);
 
-  // --harrow-log=LEVEL goes through the environment, so that every child inherits it.
+  // --harrow-log=LEVEL goes through the environment, so that every child inherits it. So do
+  // --harrow-registry=ADDR|none and --harrow-transport=KIND (DiscoveryOptions in actor.h).
   for (int i = 1; i < argc; ++i) {
     kj::StringPtr arg = argv[i];
     if (arg.startsWith("--harrow-log=")) setenv("HARROW_LOG", arg.slice(13).cStr(), 1);
+    if (arg.startsWith("--harrow-registry=")) setenv("HARROW_REGISTRY", arg.slice(18).cStr(), 1);
+    if (arg.startsWith("--harrow-transport=")) {
+      setenv("HARROW_TRANSPORT", arg.slice(19).cStr(), 1);
+    }
   }
   setLogLevelFromEnvironment();
+
+  // The zygote for forkserver spawns (runtime/forkserver.h): forked now, before the event loop,
+  // any thread or the log callback exist, with the --harrow-* settings above already in the
+  // environment (forked children see the environment as it is now). Stopped and reaped on the
+  // way out, after the actor tree is gone.
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([]() { processSpawnBackend(); })) {
+    fprintf(stderr, "harrow: %s\n", e->getDescription().cStr());
+    return 1;
+  }
+  if (wantsForkServer(/*isRoot=*/true)) startForkServer(implementations);
+  KJ_DEFER(stopForkServer());
+
   const char* slash = strrchr(argv[0], '/');
   kj::StringPtr program = slash != nullptr ? slash + 1 : argv[0];
   ActorLog log(program);
@@ -111,6 +150,13 @@ int main(int argc, char** argv, Implementations& implementations,
   auto io = kj::setupAsyncIo();
   Actor root(io, ActorIdentity::random(program), implementations);
   CurrentActorScope current(root);
+  // Its channel server and the registry (hosted here, or joined): set up as root.serve() starts.
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+                   root.setDiscovery(DiscoveryOptions::forRoot(program));
+                 })) {
+    fprintf(stderr, "harrow: %s\n", e->getDescription().cStr());
+    return 1;
+  }
 
   int interruptedBy = 0;
   auto onSignal = [&](int signal) {

@@ -10,16 +10,39 @@
 
 namespace harrow {
 
+namespace {
+uint64_t nextPeerSerial = 1;
+
+kj::ForkedPromise<void> newClosedPromise(kj::Own<kj::PromiseFulfiller<void>>& fulfiller) {
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  fulfiller = kj::mv(paf.fulfiller);
+  return paf.promise.fork();
+}
+}  // namespace
+
 Peer::Peer(kj::Own<Channel> channel, PeerHost& host, ActorIdentity remote, bool initiator,
            PeerOptions options)
     : chan(kj::mv(channel)), hostRef(host), remoteId(kj::mv(remote)), options(options),
-      nextCallId(initiator ? 1 : 2) {}
+      nextCallId(initiator ? 1 : 2), serialNumber(nextPeerSerial++),
+      closedPromise(newClosedPromise(closedFulfiller)) {}
 
 Peer::~Peer() noexcept(false) {
   // Tasks hold references to us; they must all be gone (serve() ends them).
   if (routes.size() > 0) {
     lose(transportClosed("the channel to this actor was destroyed"));
   }
+  markClosed();
+}
+
+void Peer::markClosed() {
+  if (closedFulfiller->isWaiting()) closedFulfiller->fulfill();
+}
+
+kj::Promise<void> Peer::whenDrained() {
+  if (routes.size() == 0) return kj::READY_NOW;
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  drainWaiters.add(kj::mv(paf.fulfiller));
+  return kj::mv(paf.promise);
 }
 
 bool Peer::isOurs(uint64_t callId) const { return (callId & 1) == (nextCallId & 1); }
@@ -32,7 +55,13 @@ kj::Maybe<const kj::Exception&> Peer::closedBecause() const { return closeReason
 
 void Peer::addRoute(uint64_t callId, Route& route) { routes.insert(callId, &route); }
 
-void Peer::removeRoute(uint64_t callId) { routes.erase(callId); }
+void Peer::removeRoute(uint64_t callId) {
+  routes.erase(callId);
+  if (routes.size() == 0 && drainWaiters.size() > 0) {
+    auto waiters = kj::mv(drainWaiters);
+    for (auto& waiter : waiters) waiter->fulfill();
+  }
+}
 
 kj::Own<capnp::MallocMessageBuilder> Peer::newMessage(uint64_t callId,
                                                       wire::Message::Builder& root) {
@@ -123,6 +152,7 @@ Co<void> Peer::serve() {
       // We stopped reading, the channel itself is fine: the owner may still send on it (e.g.
       // cancel-actor to a child), but no task of ours can get an answer any more.
       failRoutes(*e);
+      markClosed();
     } else {
       lose(*e);
     }
@@ -135,6 +165,7 @@ void Peer::lose(const kj::Exception& why) {
   if (closeReason == nullptr) closeReason = kj::cp(why);
   closed = true;
   failRoutes(why);
+  markClosed();
 }
 
 void Peer::failRoutes(const kj::Exception& why) {

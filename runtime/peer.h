@@ -85,6 +85,19 @@ public:
   const PeerOptions& getOptions() const { return options; }
   kj::Maybe<const kj::Exception&> closedBecause() const;
 
+  // Resolves once this side has stopped serving the channel: it closed or failed (serve() ended),
+  // serve() was cancelled, or the Peer was destroyed. Never rejects; any number of waiters.
+  // The registry ties entries to the channel that registered them with it.
+  kj::Promise<void> whenClosed() { return closedPromise.addBranch(); }
+
+  // Resolves once no task (either direction) is open on this channel. After serve() has ended,
+  // every task has been told so and is unwinding: the owner waits for this before destroying
+  // the Peer, which the tasks still refer to.
+  kj::Promise<void> whenDrained();
+
+  // A number unique to this Peer within the process (for logs and for telling channels apart).
+  uint64_t serial() const { return serialNumber; }
+
 private:
   kj::Own<Channel> chan;
   PeerHost& hostRef;
@@ -95,6 +108,12 @@ private:
   kj::HashMap<uint64_t, Route*> routes;
   bool closed = false;
   kj::Maybe<kj::Exception> closeReason;
+  uint64_t serialNumber;
+  kj::Own<kj::PromiseFulfiller<void>> closedFulfiller;
+  kj::ForkedPromise<void> closedPromise;
+  kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> drainWaiters;
+
+  void markClosed();
 
   void route(kj::Own<capnp::MessageReader> reader);
   void startIncoming(uint64_t callId, kj::Own<capnp::MessageReader> reader);

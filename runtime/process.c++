@@ -16,6 +16,8 @@ extern char** environ;
 namespace harrow {
 namespace {
 
+constexpr int RESET_IN_CHILDREN[] = {SIGPIPE, SIGCHLD, SIGINT, SIGTERM};
+
 pid_t spawn(kj::ArrayPtr<const kj::StringPtr> argv, int passFd) {
   KJ_REQUIRE(argv.size() > 0);
   posix_spawn_file_actions_t actions;
@@ -38,10 +40,7 @@ pid_t spawn(kj::ArrayPtr<const kj::StringPtr> argv, int passFd) {
   sigset_t empty, defaults;
   sigemptyset(&empty);
   sigemptyset(&defaults);
-  sigaddset(&defaults, SIGPIPE);
-  sigaddset(&defaults, SIGCHLD);
-  sigaddset(&defaults, SIGINT);
-  sigaddset(&defaults, SIGTERM);
+  for (int signal : signalsResetInChildren()) sigaddset(&defaults, signal);
   KJ_ASSERT(posix_spawnattr_setsigmask(&attributes, &empty) == 0);
   KJ_ASSERT(posix_spawnattr_setsigdefault(&attributes, &defaults) == 0);
   // A process group of its own: a terminal's Ctrl-C goes to the root alone, which cancels its
@@ -68,10 +67,27 @@ pid_t spawn(kj::ArrayPtr<const kj::StringPtr> argv, int passFd) {
 
 }  // namespace
 
+kj::StringPtr spawnBackendName(SpawnBackend backend) {
+  switch (backend) {
+    case SpawnBackend::DEFAULT: return "default";
+    case SpawnBackend::EXEC: return "exec";
+    case SpawnBackend::FORKSERVER: return "forkserver";
+  }
+  return "?";
+}
+
+kj::ArrayPtr<const int> signalsResetInChildren() { return RESET_IN_CHILDREN; }
+
 ChildProcess::ChildProcess(kj::UnixEventPort& eventPort, kj::ArrayPtr<const kj::StringPtr> argv,
                            int passFd)
-    : pidValue(spawn(argv, passFd)), pidSlot(pidValue), exit(nullptr) {
-  // Must be registered before returning to the event loop, or the exit could be missed.
+    : ChildProcess(eventPort, spawn(argv, passFd)) {}
+
+ChildProcess::ChildProcess(kj::UnixEventPort& eventPort, pid_t pid)
+    : pidValue(pid), pidSlot(pidValue), exit(nullptr) {
+  // Must be registered before returning to the event loop, or the exit could be missed (and,
+  // KJ reaping every child, its status lost). A child that has exited already is a zombie until
+  // then, and its SIGCHLD is still pending (SIGCHLD is blocked outside the event loop's wait),
+  // so the next turn of the loop reaps it through this registration.
   exit = eventPort.onChildExit(pidSlot).then([this](int waitStatus) {
     status = waitStatus;
     return waitStatus;

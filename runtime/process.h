@@ -1,4 +1,5 @@
-// A child process of this one: spawned with posix_spawn, reaped through the event loop.
+// A child process of this one: spawned with posix_spawn (or forked for us by the zygote, see
+// runtime/forkserver.h), reaped through the event loop.
 //
 // Spawning resets what the parent's event loop changed for itself: SIGCHLD is blocked (KJ's
 // child-exit capture) and SIGPIPE ignored; the child gets the default disposition and an empty
@@ -7,6 +8,7 @@
 #pragma once
 
 #include <kj/array.h>
+#include <kj/memory.h>
 #include <kj/async-unix.h>
 #include <kj/string.h>
 
@@ -14,12 +16,34 @@
 
 namespace harrow {
 
+// How a child actor's process is started (SpawnOptions::backend; HARROW_SPAWN for the default).
+//  - EXEC: this program re-executed with posix_spawn (or a named executable). Always available.
+//  - FORKSERVER: forked by this process's zygote, a single-threaded copy of the program made
+//    before any event loop or thread existed (runtime/forkserver.h). Much cheaper: no exec, no
+//    dynamic loading, no static initialisation; the child is still a child of this process.
+//  - DEFAULT: the process default, from the environment variable HARROW_SPAWN.
+enum class SpawnBackend { DEFAULT, EXEC, FORKSERVER };
+
+kj::StringPtr spawnBackendName(SpawnBackend backend);  // "default", "exec", "forkserver"
+
+// The signals a child gets back at their default disposition: those harrow and KJ handle or
+// ignore in a parent (SIGPIPE, SIGCHLD, SIGINT, SIGTERM). Both backends reset these and empty the
+// signal mask; other handlers (say, a sanitizer's SIGSEGV handler) are left alone.
+kj::ArrayPtr<const int> signalsResetInChildren();
+
 class ChildProcess {
 public:
   // Starts `argv[0]` with `argv`. `passFd`, if not -1, becomes the child's fd 3 (every other fd is
   // close-on-exec). `eventPort` must have captureChildExit() in effect.
   ChildProcess(kj::UnixEventPort& eventPort, kj::ArrayPtr<const kj::StringPtr> argv,
                int passFd = -1);
+
+  // Adopts `pid`, a child of this process started some other way (the zygote forks children
+  // whose parent is this process). Must be called before the event loop runs again after the
+  // child came into being: KJ reaps *every* exited child on SIGCHLD (waitpid(-1)) and drops the
+  // status of those nobody registered, so a child that exited before this registration would
+  // never be seen exiting. runtime/forkserver.h says how the zygote path keeps to this.
+  ChildProcess(kj::UnixEventPort& eventPort, pid_t pid);
 
   // Last resort when the owner was destroyed without waiting (KJ cancellation): SIGKILL and reap,
   // which returns promptly since SIGKILL cannot be ignored. Supervisors wait for onExit() instead.
@@ -47,5 +71,14 @@ private:
 
 // The path of this process's executable, for re-executing itself.
 kj::String selfExecutable();
+
+// Starts the process for child actor `name`, with `channelFd` as its fd 3: this program (or
+// `executable`) re-executed in child mode, or a fork from this process's zygote, as `backend`
+// says (runtime/forkserver.h, where it is defined, has the rules). The child is registered with
+// `eventPort` on return. Throws an exception naming the actor if it cannot start; never blocks
+// for long (a zygote that does not answer within seconds is an error).
+kj::Own<ChildProcess> startChildProcess(kj::UnixEventPort& eventPort, kj::StringPtr name,
+                                        kj::StringPtr executable, SpawnBackend backend,
+                                        int channelFd);
 
 }  // namespace harrow

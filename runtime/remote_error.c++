@@ -140,7 +140,7 @@ kj::Exception toException(wire::Error::Reader error) {
   parts.add(kj::str(kind == wire::ErrorKind::CONTEXT_CANCELLED ? CANCELLED : REMOTE, ": ",
                     error.getType(), " from actor ",
                     actorText(error.getOrigin().getName(), error.getOrigin().getUuid())));
-  parts.add(kj::str("\n  message: ", indent(error.getMessage(), "\n    ")));
+  parts.add(kj::str("\n  message: ", indent(error.getMessage(), "    ")));
   if (kind != wire::ErrorKind::FAILED) parts.add(kj::str("\n  kind: ", kindName(kind)));
   if (error.getFile().size() > 0) {
     parts.add(kj::str("\n  raised at ", error.getFile(), ":", error.getLine()));
@@ -149,7 +149,7 @@ kj::Exception toException(wire::Error::Reader error) {
     parts.add(kj::str("\n  relayed by ", actorText(hop.getName(), hop.getUuid())));
   }
   if (error.getRemoteTrace().size() > 0) {
-    parts.add(kj::str("\n  remote trace:\n    ", indent(error.getRemoteTrace(), "\n    ")));
+    parts.add(kj::str("\n  remote trace:\n    ", indent(error.getRemoteTrace(), "    ")));
   }
   auto type = kind == wire::ErrorKind::FAILED ? kj::Exception::Type::FAILED
                                               : kj::Exception::Type::DISCONNECTED;

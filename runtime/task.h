@@ -17,6 +17,8 @@ namespace harrow {
 
 using MethodKind = wire::MethodKind;
 
+class RawPortal;
+
 // One wire::Message being built; the caller fills the payload and hands it back to be sent.
 class OutgoingMessage {
 public:
@@ -83,6 +85,15 @@ public:
 
   // Ends this task from the callee's side: the caller sees ContextCancelled (not asked for).
   virtual void cancel() = 0;
+
+  // The channel this task arrived on, as a portal back to the calling actor (tractor: the
+  // context's channel). Valid while the handler runs; calls through it go to the caller's actor.
+  // Implementations without a channel (test fakes) throw.
+  virtual RawPortal& caller();
+  // Resolves once the caller's channel has ended: closed, lost, or no longer served by this side
+  // (the registry uses it to drop entries of actors that died without deregistering). Never
+  // rejects. Implementations without a channel never resolve it.
+  virtual kj::Promise<void> callerGone() { return kj::NEVER_DONE; }
 };
 
 // The caller's view of one open stream or context task.
@@ -108,6 +119,11 @@ public:
   // A stream or context: resolves once the callee has acknowledged the start.
   virtual Co<kj::Own<OutgoingTask>> open(kj::Own<OutgoingMessage> start, MethodKind kind) = 0;
 };
+
+inline RawPortal& IncomingTask::caller() {
+  kj::throwFatalException(kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+      kj::str("this task has no caller channel")));
+}
 
 // The callee side of one actor interface: what capnpc-harrow's server skeletons implement.
 class ActorServer {

@@ -10,6 +10,9 @@
 //   auto listener = co_await harrow::Listener::bind(network, "tcp:127.0.0.1:0");
 //   auto client = co_await harrow::connect(network, listener->getAddress());
 //   auto server = co_await listener->accept();
+//
+// The channels made here own their socket and do their own I/O on it (runtime/fd_stream.h: watched
+// for readability only, direct read()/sendmsg()); TCP sockets get TCP_NODELAY first.
 
 #pragma once
 

@@ -102,6 +102,11 @@ public:
   typename Params::Reader params() { return task.params().template get<Params>(); }
   typename Results::Builder results() { return resultsBuilder; }
 
+  // The calling actor's channel (valid while the handler runs), and a promise that resolves once
+  // that channel has ended. See IncomingTask::caller().
+  RawPortal& caller() { return task.caller(); }
+  kj::Promise<void> callerGone() { return task.callerGone(); }
+
 private:
   IncomingTask& task;
   typename Results::Builder resultsBuilder;
@@ -122,6 +127,11 @@ public:
     fill(item->template init<Item>());
     return task.send(kj::mv(item));
   }
+
+  // The calling actor's channel (valid while the handler runs), and a promise that resolves once
+  // that channel has ended. See IncomingTask::caller().
+  RawPortal& caller() { return task.caller(); }
+  kj::Promise<void> callerGone() { return task.callerGone(); }
 
 private:
   IncomingTask& task;
@@ -156,6 +166,11 @@ public:
 
   // Ends the context from this side: the caller sees ContextCancelled.
   void cancel() { task.cancel(); }
+
+  // The calling actor's channel (valid while the handler runs), and a promise that resolves once
+  // that channel has ended. See IncomingTask::caller().
+  RawPortal& caller() { return task.caller(); }
+  kj::Promise<void> callerGone() { return task.callerGone(); }
 
 private:
   IncomingTask& task;

@@ -8,6 +8,7 @@
 // neither one still running, nor a zombie, nor one that outlived us as an orphan.
 
 #include "runtime/actor_nursery.h"
+#include "runtime/forkserver.h"
 #include "runtime/main.h"
 #include "tests/process/probe.capnp.harrow.h"
 
@@ -269,6 +270,9 @@ protected:
     alarm(0);
     // Nothing of ours is left: no child of this process, running or zombie...
     for (auto& child : childrenOf(getpid())) {
+      KJ_IF_MAYBE(zygote, forkServerPid()) {
+        if (child.pid == *zygote) continue;  // the forkserver lives as long as the test process
+      }
       ADD_FAILURE() << "a child process is left: " << describe(child);
     }
     // ...and no probe survived as an orphan either.
@@ -828,6 +832,9 @@ int main(int argc, char** argv) {
   }
   // Before any thread exists: the tests' event loops reap children through SIGCHLD.
   kj::UnixEventPort::captureChildExit();
+  // Under HARROW_SPAWN=forkserver the tests' roots fork their probes through a zygote.
+  if (harrow::wantsForkServer(/*isRoot=*/false)) harrow::startForkServer(implementations);
+  KJ_DEFER(harrow::stopForkServer());
   struct sigaction watchdog = {};
   watchdog.sa_handler = onWatchdog;
   sigaction(SIGALRM, &watchdog, nullptr);

@@ -1,0 +1,67 @@
+// Process bookkeeping for the discovery tests: which processes are our children, and does a pid
+// still exist (a zombie counts as existing: nobody reaped it).
+
+#pragma once
+
+#include <kj/common.h>
+#include <kj/debug.h>
+
+#include <dirent.h>
+#include <stdlib.h>
+#include <sys/types.h>
+
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace harrow::testing {
+
+struct ProcStat {
+  pid_t pid;
+  char state;
+  pid_t ppid;
+  std::string comm;
+};
+
+inline kj::Maybe<ProcStat> readStat(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text;
+  if (!in || !std::getline(in, text)) return nullptr;
+  // "pid (comm) state ppid ...": comm may hold spaces and parentheses; it ends at the last ')'.
+  auto open = text.find('(');
+  auto close = text.rfind(')');
+  if (open == std::string::npos || close == std::string::npos || close + 2 >= text.size()) {
+    return nullptr;
+  }
+  ProcStat stat;
+  stat.pid = pid;
+  stat.comm = text.substr(open + 1, close - open - 1);
+  std::istringstream rest(text.substr(close + 2));
+  rest >> stat.state >> stat.ppid;
+  if (!rest) return nullptr;
+  return stat;
+}
+
+inline std::vector<ProcStat> childrenOf(pid_t parent) {
+  std::vector<ProcStat> children;
+  DIR* dir = opendir("/proc");
+  KJ_ASSERT(dir != nullptr);
+  KJ_DEFER(closedir(dir));
+  while (struct dirent* entry = readdir(dir)) {
+    char* end;
+    long pid = strtol(entry->d_name, &end, 10);
+    if (*end != '\0' || pid <= 0) continue;
+    KJ_IF_MAYBE(stat, readStat(pid)) {
+      if (stat->ppid == parent) children.push_back(*stat);
+    }
+  }
+  return children;
+}
+
+inline std::string describe(const ProcStat& p) {
+  return "pid " + std::to_string(p.pid) + " (" + p.comm + ") state " + p.state + " ppid " +
+         std::to_string(p.ppid);
+}
+
+}  // namespace harrow::testing
