@@ -4,4 +4,7 @@
 # only). Add an example schema here and run `bazel run //codegen:update_generated`.
 CHECKED_IN_GENERATED = [
     "//examples/counter:counter_capnp_harrow_srcs",
+    "//examples/multi_program:greeter_capnp_harrow_srcs",
+    "//examples/tree:tree_capnp_harrow_srcs",
+    "//idl:registry_capnp_harrow_srcs",
 ]
