@@ -62,6 +62,11 @@ Actor& currentActor() {
   return *current;
 }
 
+kj::Maybe<Actor&> tryCurrentActor() {
+  if (current == nullptr) return nullptr;
+  return *current;
+}
+
 CurrentActorScope::CurrentActorScope(Actor& actor) : saved(current) { current = &actor; }
 CurrentActorScope::~CurrentActorScope() noexcept { current = saved; }
 

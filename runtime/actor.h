@@ -229,6 +229,7 @@ private:
 // every child, so a handler can open its own actor nursery or cancel its actor. Throws when no
 // actor runs on this thread.
 Actor& currentActor();
+kj::Maybe<Actor&> tryCurrentActor();
 
 // Makes `actor` the current actor for as long as the guard lives.
 class CurrentActorScope {

@@ -115,6 +115,12 @@ int main(int argc, char** argv, Implementations& implementations,
     return _::childMain(argv[2], atoi(argv[3]), implementations);
   }
 
+  // One root per process (tractor refuses a second open_root_actor too).
+  if (tryCurrentActor() != nullptr) {
+    fprintf(stderr, "harrow: a root actor already runs in this process\n");
+    return 1;
+  }
+
   // Ctrl-C and SIGTERM cancel the whole tree in order. Children run in process groups of their
   // own, so a terminal's Ctrl-C reaches only the root and no child races its orderly cancel.
   kj::UnixEventPort::captureSignal(SIGINT);
@@ -143,8 +149,13 @@ int main(int argc, char** argv, Implementations& implementations,
   if (wantsForkServer(/*isRoot=*/true)) startForkServer(implementations);
   KJ_DEFER(stopForkServer());
 
+  // The root's name: --harrow-name=NAME, else the program's file name.
   const char* slash = strrchr(argv[0], '/');
   kj::StringPtr program = slash != nullptr ? slash + 1 : argv[0];
+  for (int i = 1; i < argc; ++i) {
+    kj::StringPtr arg = argv[i];
+    if (arg.startsWith("--harrow-name=") && arg.size() > 14) program = arg.slice(14);
+  }
   ActorLog log(program);
 
   auto io = kj::setupAsyncIo();

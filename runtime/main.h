@@ -11,6 +11,13 @@
 //     });
 //   }
 //
+// Flags the root understands (and removes nothing: the program may parse its own):
+//   --harrow-name=NAME        the root actor's name (default: the program's file name)
+//   --harrow-log=LEVEL        debug, info, warning or error, for the whole tree
+//   --harrow-registry=ADDR    the registry to host or join, or "none"
+//   --harrow-transport=KIND   what actors listen on: tcp, unix or unix-abstract
+// Opening a second root in one process is an error.
+//
 // In the root, `body` runs inside the root actor (tractor: open_root_actor) and main returns 0
 // when it succeeds, 1 (after printing the error) when it fails. In a child, main serves the
 // implementation the parent asked for until it is cancelled or its parent goes away; `body`
