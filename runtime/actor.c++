@@ -631,10 +631,11 @@ Co<void> Actor::stopDiscovery() {
   // when it sees our channel end). Never connect anew just to say goodbye.
   if (connection == nullptr || !connection->open) co_return;
   Peer& peer = *connection->peer;
+  kj::Duration timeout = 1 * kj::SECONDS;
+  KJ_IF_MAYBE(options, discoveryOptions) timeout = options->deregisterTimeout;
   kj::Maybe<kj::Exception> failure;
   try {
-    bool late = co_await moveOnAfter(timer(), KJ_ASSERT_NONNULL(discoveryOptions).deregisterTimeout,
-                                      [&]() -> Co<void> {
+    bool late = co_await moveOnAfter(timer(), timeout, [&]() -> Co<void> {
       co_await RegistryActor::Portal(peer).deregisterActor(id.uuid);
     });
     if (late) HARROW_LOG_DEBUG("the registry did not answer the deregistration in time", address);

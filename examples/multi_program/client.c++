@@ -28,12 +28,15 @@ void say(kj::StringPtr what) {
   fflush(stdout);
 }
 
-kj::String greetName = kj::str("world");
-kj::Maybe<kj::String> waitFor;
+struct Request {
+  kj::String greetName = kj::str("world");
+  kj::Maybe<kj::String> waitFor;
+};
 
-Co<void> run(harrow::Actor& root) {
+Co<void> run(harrow::Actor& root, const Request& request) {
+  kj::StringPtr greetName = request.greetName;
   kj::StringPtr registry = KJ_REQUIRE_NONNULL(root.registryAddress(), "no registry");
-  KJ_IF_MAYBE(name, waitFor) {
+  KJ_IF_MAYBE(name, request.waitFor) {
     say(kj::str("waiting for '", *name, "' at the registry ", registry));
     co_await harrow::waitForActor<GreeterActor>(*name);
   }
@@ -52,11 +55,13 @@ Co<void> run(harrow::Actor& root) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  Request request;
   for (int i = 1; i < argc; ++i) {
     kj::StringPtr arg = argv[i];
-    if (arg.startsWith("--name=")) greetName = kj::str(arg.slice(7));
-    if (arg.startsWith("--wait-for=")) waitFor = kj::str(arg.slice(11));
+    if (arg.startsWith("--name=")) request.greetName = kj::str(arg.slice(7));
+    if (arg.startsWith("--wait-for=")) request.waitFor = kj::str(arg.slice(11));
   }
   harrow::Implementations implementations;  // the client spawns no actors
-  return harrow::main(argc, argv, implementations, run);
+  return harrow::main(argc, argv, implementations,
+                      [&](harrow::Actor& root) { return run(root, request); });
 }
