@@ -1,0 +1,662 @@
+// What spawning and supervising actors costs, beside the bare process-creation baselines, in one
+// binary and one run:
+//
+//   bazel run -c opt //bench:spawn_bench
+//
+//  - ForkExit:        fork() + _exit(0) in the child + waitpid(): the floor of any new process.
+//  - ForkExecTrue:    fork() + execv("/bin/true") + waitpid(): exec of a small dynamic binary.
+//  - ForkExecStatic:  the same with a statically linked C no-op (//bench:noop_static; no loader).
+//  - ForkExecSelf:    the same with this very binary and `--noop` (returns first thing in main):
+//                     exec + dynamic loading + relocation + static initialisation of a harrow
+//                     program, i.e. what the exec backend pays before harrow runs at all.
+//  - Spawn/mode:      openActorNursery + startActor + the first typed call (Spawnee.ping) on one
+//                     new child; p50 of "up" (nursery opened -> first reply) and "down" (first
+//                     reply -> nursery closed, child cancelled and reaped). Modes:
+//                       0 exec: SpawnBackend::EXEC (children start no zygote of their own);
+//                       1 forkserver: SpawnBackend::FORKSERVER, the root's zygote forks the child,
+//                         which starts no zygote of its own (HARROW_SPAWN not forkserver);
+//                       2 forkserver+zygote: the same with HARROW_SPAWN=forkserver everywhere, so
+//                         every forked child forks a zygote of its own first (needed for nested
+//                         trees to fork their grandchildren).
+//  - Flat200/mode:    one nursery, 200 children spawned at once (each startActor + ping in a task
+//                     of its own), then the nursery closes: start -> all up, and start -> all
+//                     reaped.
+//  - Tree14x2/mode:   a width-14 depth-2 tree (14 + 196 = 210 actors) of Spawnee.grow: each node
+//                     spawns its children one after the other, then grows them all at once; start
+//                     -> every process reaped.
+//  - Cascade/mode:    a depth-3 width-2 tree (2 + 4 + 8 = 14 actors, all holding) in which one leaf
+//                     fails 200 ms after it was asked to grow; the time from the leaf's failure
+//                     (its steady-clock time, carried in the error) to the root's nursery raising,
+//                     every process reaped. The root is a child subreaper, and afterwards counts
+//                     any process left with it as parent (counter `left`, must be 0).
+//
+// The root is built by hand as in call_bench (see the comment there): its own kj::setupAsyncIo()
+// and harrow::Actor with the same discovery settings harrow::main gives a root
+// (DiscoveryOptions::forRoot, HARROW_REGISTRY=none so that no registry is hosted), one root per
+// benchmark run, driven by `promise.wait(waitScope)`; each iteration runs one job inside the
+// root's serve(). The zygote is started in main before any event loop exists, and restarted
+// between benchmark runs when a mode needs a different HARROW_SPAWN in it (forked children see
+// the environment the zygote was forked with).
+//
+// Every benchmark runs a fixed number of iterations, three repetitions (the 200-actor trees: one
+// iteration, one repetition, to stay within a minute), interleaved in random order; the summary
+// uses the median of the repetitions' medians.
+
+#include "bench/spawn.capnp.h"
+#include "bench/spawn.capnp.harrow.h"
+#include "runtime/actor_nursery.h"
+#include "runtime/forkserver.h"
+#include "runtime/main.h"
+#include "runtime/nursery.h"
+
+#include <benchmark/benchmark.h>
+#include <kj/async-io.h>
+#include <kj/async-unix.h>
+#include <kj/debug.h>
+
+#include <algorithm>
+#include <chrono>
+#include <deque>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace {
+
+using harrow::Co;
+using Clock = std::chrono::steady_clock;
+
+constexpr int kRepetitions = 3;
+constexpr int kFailDelayMs = 200;
+
+int64_t nowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+      .count();
+}
+
+double us(Clock::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
+
+// ---- the actor ---------------------------------------------------------------------------------
+
+class SpawneeImpl final : public SpawneeActor::Server {
+public:
+  Co<void> ping(PingCall call) override {
+    call.results().setPid(getpid());
+    co_return;
+  }
+
+  Co<void> grow(GrowCall call) override {
+    auto params = call.params();
+    uint32_t depth = params.getDepth();
+    uint32_t width = params.getWidth();
+    kj::String failAt = kj::str(params.getFailAt());
+    bool hold = params.getHold();
+    kj::String self = kj::str(harrow::currentActor().identity().name);
+    if (depth == 0 || width == 0) {
+      if (self == failAt) {
+        co_await harrow::currentActor().timer().afterDelay(kFailDelayMs * kj::MILLISECONDS);
+        kj::throwFatalException(KJ_EXCEPTION(
+            FAILED, kj::str("spawnbench.LeafFailed: ", self, " at_ns=", nowNs(), " ")));
+      }
+      if (hold) co_await kj::Promise<void>(kj::NEVER_DONE);
+      call.results().setNodes(1);
+      co_return;
+    }
+    uint32_t nodes = 1;
+    co_await harrow::openActorNursery([&](harrow::ActorNursery& nursery) -> Co<void> {
+      kj::Vector<SpawneeActor::Portal> children;
+      for (uint32_t i = 0; i < width; ++i) {
+        auto name = kj::str(self, ".", i);
+        children.add(co_await nursery.startActor<SpawneeActor>(name, "spawnee"));
+      }
+      co_await harrow::openNursery([&](harrow::TaskNursery& calls) -> Co<void> {
+        for (auto& each : children) {
+          calls.start([&, child = &each]() -> Co<void> {
+            auto result = co_await child->grow([&](auto p) {
+              p.setDepth(depth - 1);
+              p.setWidth(width);
+              p.setFailAt(failAt);
+              p.setHold(hold);
+            });
+            nodes += result->getNodes();
+          });
+        }
+        co_return;
+      });
+    });
+    call.results().setNodes(nodes);
+  }
+};
+
+harrow::Implementations& implementations() {
+  static harrow::Implementations* impls = []() {
+    auto* i = new harrow::Implementations;
+    i->add<SpawneeImpl>("spawnee");
+    return i;
+  }();
+  return *impls;
+}
+
+// ---- modes and the zygote ----------------------------------------------------------------------
+
+enum Mode { EXEC = 0, FORKSERVER = 1, FORKSERVER_ZYGOTES = 2 };
+
+const char* modeName(int mode) {
+  switch (mode) {
+    case EXEC: return "exec";
+    case FORKSERVER: return "forkserver";
+    default: return "forkserver+zygote";
+  }
+}
+
+harrow::SpawnBackend backendOf(int mode) {
+  return mode == EXEC ? harrow::SpawnBackend::EXEC : harrow::SpawnBackend::FORKSERVER;
+}
+
+pid_t forkServerPidOrZero() {
+  KJ_IF_MAYBE(pid, harrow::forkServerPid()) return *pid;
+  return 0;
+}
+
+std::string zygoteSpawnEnv;  // the HARROW_SPAWN our zygote was forked with
+
+// Before the root of a benchmark run exists (no event loop, no thread): makes the zygote's
+// environment fit `mode`, then sets HARROW_SPAWN for exec'd children and for the root itself.
+void configure(int mode) {
+  std::string want = mode == FORKSERVER_ZYGOTES ? "forkserver" : "exec";
+  if (want != zygoteSpawnEnv || forkServerPidOrZero() == 0) {
+    harrow::stopForkServer();
+    setenv("HARROW_SPAWN", want.c_str(), 1);
+    harrow::startForkServer(implementations());
+    zygoteSpawnEnv = want;
+  }
+  // Exec'd children (mode EXEC) inherit this: no zygote of their own, exec for grandchildren.
+  // In mode 2 the whole tree uses forkserver (forked children have it from the zygote).
+  setenv("HARROW_SPAWN", mode == FORKSERVER_ZYGOTES ? "forkserver" : "exec", 1);
+}
+
+// ---- the root ----------------------------------------------------------------------------------
+
+// A root actor serving from construction to finish(); run(job) runs `job` inside its serve().
+class Root {
+public:
+  Root()
+      : io(kj::setupAsyncIo()),
+        actor(io, harrow::ActorIdentity::random("spawn_bench"), implementations()),
+        current(actor),
+        served(nullptr) {
+    actor.setDiscovery(harrow::DiscoveryOptions::forRoot("spawn_bench"));
+    auto first = kj::newPromiseAndFulfiller<Job*>();
+    jobFulfiller = kj::mv(first.fulfiller);
+    jobs.push_back(kj::mv(first.promise));
+    served = actor.serve([this]() -> kj::Promise<void> { return loop(); }).fork();
+  }
+  ~Root() noexcept(false) {
+    if (!finished) finish();
+  }
+
+  harrow::Actor& root() { return actor; }
+  kj::WaitScope& waitScope() { return io.waitScope; }
+
+  void run(kj::Function<kj::Promise<void>()> fn) {
+    auto done = kj::newPromiseAndFulfiller<void>();
+    Job job{kj::mv(fn), kj::mv(done.fulfiller)};
+    auto fulfiller = kj::mv(jobFulfiller);
+    auto next = kj::newPromiseAndFulfiller<Job*>();
+    jobFulfiller = kj::mv(next.fulfiller);
+    jobs.push_back(kj::mv(next.promise));
+    fulfiller->fulfill(&job);
+    done.promise.exclusiveJoin(served.addBranch().then([]() {
+      KJ_FAIL_REQUIRE("the root stopped serving");
+    })).wait(io.waitScope);
+  }
+
+  void finish() {
+    finished = true;
+    jobFulfiller->fulfill(nullptr);
+    served.addBranch().wait(io.waitScope);
+  }
+
+private:
+  struct Job {
+    kj::Function<kj::Promise<void>()> fn;
+    kj::Own<kj::PromiseFulfiller<void>> done;
+  };
+
+  Co<void> loop() {
+    for (;;) {
+      KJ_ASSERT(!jobs.empty());
+      auto promise = kj::mv(jobs.front());
+      jobs.pop_front();
+      Job* job = co_await kj::mv(promise);
+      if (job == nullptr) co_return;
+      kj::Maybe<kj::Exception> failure;
+      try {
+        co_await job->fn();
+      } catch (...) {
+        failure = harrow::currentException();
+      }
+      KJ_IF_MAYBE(e, failure) {
+        job->done->reject(kj::mv(*e));
+      } else {
+        job->done->fulfill();
+      }
+    }
+  }
+
+  kj::AsyncIoContext io;
+  harrow::Actor actor;
+  harrow::CurrentActorScope current;
+  kj::Own<kj::PromiseFulfiller<Job*>> jobFulfiller;
+  std::deque<kj::Promise<Job*>> jobs;  // the loop takes the front one (run() adds the next)
+  kj::ForkedPromise<void> served;
+  bool finished = false;
+};
+
+// ---- measurement helpers -----------------------------------------------------------------------
+
+struct Samples {
+  std::vector<double> v;
+  void add(double x) { v.push_back(x); }
+  double median() const {
+    if (v.empty()) return 0;
+    auto s = v;
+    std::sort(s.begin(), s.end());
+    return s[s.size() / 2];
+  }
+};
+
+// Children of this process other than the zygote (running or zombie).
+int leftoverChildren() {
+  pid_t self = getpid();
+  pid_t zygote = forkServerPidOrZero();
+  int count = 0;
+  DIR* dir = opendir("/proc");
+  if (dir == nullptr) return -1;
+  while (struct dirent* entry = readdir(dir)) {
+    char* end;
+    long pid = strtol(entry->d_name, &end, 10);
+    if (*end != '\0' || pid <= 0 || pid == zygote) continue;
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    FILE* f = fopen(path, "r");
+    if (f == nullptr) continue;
+    char buf[512];
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char* close = strrchr(buf, ')');
+    if (close == nullptr) continue;
+    char state;
+    int ppid;
+    if (sscanf(close + 2, "%c %d", &state, &ppid) == 2 && ppid == self) ++count;
+  }
+  closedir(dir);
+  return count;
+}
+
+// ---- baselines ---------------------------------------------------------------------------------
+
+std::string selfExe;
+std::string staticNoop;  // empty if it is missing
+
+void waitChild(pid_t pid) {
+  int status;
+  while (waitpid(pid, &status, 0) < 0) {
+    KJ_ASSERT(errno == EINTR, strerror(errno));
+  }
+  KJ_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0, "baseline child failed", status);
+}
+
+void BM_ForkExit(benchmark::State& state) {
+  Samples samples;
+  for (auto _ : state) {
+    auto t0 = Clock::now();
+    pid_t pid = fork();
+    if (pid == 0) _exit(0);
+    KJ_ASSERT(pid > 0);
+    waitChild(pid);
+    samples.add(us(Clock::now() - t0));
+  }
+  state.counters["p50_us"] = samples.median();
+}
+
+void forkExec(benchmark::State& state, const std::string& path, const char* arg) {
+  if (path.empty()) {
+    state.SkipWithError("binary not found");
+    for (auto _ : state) {}
+    return;
+  }
+  Samples samples;
+  for (auto _ : state) {
+    auto t0 = Clock::now();
+    pid_t pid = fork();
+    if (pid == 0) {
+      char* argv[] = {const_cast<char*>(path.c_str()), const_cast<char*>(arg), nullptr};
+      execv(path.c_str(), argv);
+      _exit(127);
+    }
+    KJ_ASSERT(pid > 0);
+    waitChild(pid);
+    samples.add(us(Clock::now() - t0));
+  }
+  state.counters["p50_us"] = samples.median();
+}
+
+void BM_ForkExecTrue(benchmark::State& state) { forkExec(state, "/bin/true", nullptr); }
+void BM_ForkExecStatic(benchmark::State& state) { forkExec(state, staticNoop, nullptr); }
+void BM_ForkExecSelf(benchmark::State& state) { forkExec(state, selfExe, "--noop"); }
+
+// ---- harrow ------------------------------------------------------------------------------------
+
+void BM_Spawn(benchmark::State& state) {
+  int mode = state.range(0);
+  configure(mode);
+  Root r;
+  harrow::SpawnOptions options;
+  options.backend = backendOf(mode);
+  Samples up, down;
+  int k = 0;
+  for (auto _ : state) {
+    Clock::time_point t0, t1;
+    auto name = kj::str("s", k++);
+    t0 = Clock::now();
+    r.run([&]() -> kj::Promise<void> {
+      return harrow::openActorNursery(r.root(), [&](harrow::ActorNursery& an) -> Co<void> {
+        auto portal = co_await an.startActor<SpawneeActor>(name, "spawnee", options);
+        auto reply = co_await portal.ping();
+        KJ_ASSERT(reply->getPid() != 0);
+        t1 = Clock::now();
+      });
+    });
+    auto t2 = Clock::now();
+    up.add(us(t1 - t0));
+    down.add(us(t2 - t1));
+  }
+  r.finish();
+  state.counters["up_p50_us"] = up.median();
+  state.counters["down_p50_us"] = down.median();
+  state.counters["left"] = leftoverChildren();
+}
+
+constexpr int kFlat = 200;
+
+void BM_Flat200(benchmark::State& state) {
+  int mode = state.range(0);
+  configure(mode);
+  Root r;
+  harrow::SpawnOptions options;
+  options.backend = backendOf(mode);
+  Samples up, total;
+  for (auto _ : state) {
+    Clock::time_point t1;
+    int answered = 0;
+    auto t0 = Clock::now();
+    r.run([&]() -> kj::Promise<void> {
+      return harrow::openActorNursery(r.root(), [&](harrow::ActorNursery& an) -> Co<void> {
+        co_await harrow::openNursery([&](harrow::TaskNursery& tasks) -> Co<void> {
+          for (int i = 0; i < kFlat; ++i) {
+            tasks.start([&, i]() -> Co<void> {
+              auto name = kj::str("f", i);
+              auto portal = co_await an.startActor<SpawneeActor>(name, "spawnee", options);
+              co_await portal.ping();
+              ++answered;
+            });
+          }
+          co_return;
+        });
+        t1 = Clock::now();
+      });
+    });
+    auto t2 = Clock::now();
+    KJ_ASSERT(answered == kFlat);
+    up.add(us(t1 - t0) / 1e3);
+    total.add(us(t2 - t0) / 1e3);
+  }
+  r.finish();
+  state.counters["up_p50_ms"] = up.median();
+  state.counters["total_p50_ms"] = total.median();
+  state.counters["left"] = leftoverChildren();
+}
+
+// Root-level: spawn `width` nodes, grow each (depth - 1 more levels) at once.
+Co<uint32_t> growTree(harrow::Actor& root, uint32_t depth, uint32_t width, kj::StringPtr failAt,
+                      bool hold, harrow::SpawnOptions options) {
+  uint32_t nodes = 0;
+  co_await harrow::openActorNursery(root, [&](harrow::ActorNursery& an) -> Co<void> {
+    kj::Vector<SpawneeActor::Portal> children;
+    for (uint32_t i = 0; i < width; ++i) {
+      auto name = kj::str("c", i);
+      children.add(co_await an.startActor<SpawneeActor>(name, "spawnee", options));
+    }
+    co_await harrow::openNursery([&](harrow::TaskNursery& calls) -> Co<void> {
+      for (auto& each : children) {
+        calls.start([&, child = &each]() -> Co<void> {
+          auto result = co_await child->grow([&](auto p) {
+            p.setDepth(depth - 1);
+            p.setWidth(width);
+            p.setFailAt(failAt);
+            p.setHold(hold);
+          });
+          nodes += result->getNodes();
+        });
+      }
+      co_return;
+    });
+  });
+  co_return nodes;
+}
+
+void BM_Tree14x2(benchmark::State& state) {
+  int mode = state.range(0);
+  configure(mode);
+  Root r;
+  harrow::SpawnOptions options;
+  options.backend = backendOf(mode);
+  Samples total;
+  for (auto _ : state) {
+    uint32_t nodes = 0;
+    auto t0 = Clock::now();
+    r.run([&]() -> kj::Promise<void> {
+      return growTree(r.root(), 2, 14, "", false, options).then([&](uint32_t n) { nodes = n; });
+    });
+    total.add(us(Clock::now() - t0) / 1e3);
+    KJ_ASSERT(nodes == 14 + 14 * 14, nodes);
+  }
+  r.finish();
+  state.counters["total_p50_ms"] = total.median();
+  state.counters["left"] = leftoverChildren();
+}
+
+void BM_Cascade(benchmark::State& state) {
+  int mode = state.range(0);
+  configure(mode);
+  Root r;
+  harrow::SpawnOptions options;
+  options.backend = backendOf(mode);
+  Samples teardown;
+  int left = 0;
+  for (auto _ : state) {
+    kj::Maybe<kj::Exception> error;
+    r.run([&]() -> kj::Promise<void> {
+      return growTree(r.root(), 3, 2, "c0.1.0", true, options)
+          .then([](uint32_t) {}, [&](kj::Exception&& e) { error = kj::mv(e); });
+    });
+    int64_t end = nowNs();
+    auto& e = KJ_ASSERT_NONNULL(error, "the tree did not fail");
+    auto text = kj::str(e.getDescription());
+    const char* at = strstr(text.cStr(), "at_ns=");
+    KJ_ASSERT(at != nullptr, "not the leaf's failure", text);
+    int64_t failedAt = strtoll(at + 6, nullptr, 10);
+    teardown.add((end - failedAt) / 1e6);
+    left += leftoverChildren();
+  }
+  r.finish();
+  state.counters["teardown_p50_ms"] = teardown.median();
+  state.counters["left"] = left;
+}
+
+// ---- summary -----------------------------------------------------------------------------------
+
+// Collects each benchmark's counters per repetition; prints medians and ratios at the end.
+class SummaryReporter : public benchmark::ConsoleReporter {
+public:
+  void ReportRuns(const std::vector<Run>& runs) override {
+    ConsoleReporter::ReportRuns(runs);
+    for (auto& run : runs) {
+      if (run.run_type != Run::RT_Iteration || run.error_occurred) continue;
+      for (auto& [key, counter] : run.counters) {
+        values[run.run_name.function_name + "/" + run.run_name.args + ":" + key].push_back(
+            counter.value);
+      }
+    }
+  }
+
+  double get(const std::string& name, const std::string& counter) {
+    auto it = values.find(name + ":" + counter);
+    if (it == values.end() || it->second.empty()) return 0;
+    auto v = it->second;
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  }
+
+  void Finalize() override {
+    ConsoleReporter::Finalize();
+    double forkExit = get("BM_ForkExit/", "p50_us");
+    double execTrue = get("BM_ForkExecTrue/", "p50_us");
+    double execStatic = get("BM_ForkExecStatic/", "p50_us");
+    double execSelf = get("BM_ForkExecSelf/", "p50_us");
+    printf("\nSummary (median over repetitions of each repetition's median)\n");
+    printf("  baselines: fork+_exit %.0f us, fork+exec /bin/true %.0f us, static no-op %.0f us, "
+           "this binary --noop %.0f us\n",
+           forkExit, execTrue, execStatic, execSelf);
+    for (int mode = 0; mode < 3; ++mode) {
+      auto m = std::to_string(mode);
+      double up = get("BM_Spawn/" + m, "up_p50_us");
+      double down = get("BM_Spawn/" + m, "down_p50_us");
+      if (up == 0) continue;
+      printf("  spawn+handshake+first call, %-18s %7.0f us (%.1fx fork+exec /bin/true, %.1fx "
+             "fork+exec self, %.1fx fork+_exit); teardown %.0f us; target %s: %s\n",
+             modeName(mode), up, up / execTrue, up / execSelf, up / forkExit, down,
+             mode == EXEC ? "< 2000 us" : "< 500 us",
+             up < (mode == EXEC ? 2000 : 500) ? "met" : "NOT met");
+    }
+    for (int mode = 0; mode < 3; ++mode) {
+      auto m = std::to_string(mode);
+      double up = get("BM_Flat200/" + m, "up_p50_ms");
+      double total = get("BM_Flat200/" + m, "total_p50_ms");
+      if (total != 0) {
+        printf("  200 children in one nursery, %-18s up %.0f ms, up+down %.0f ms (%.2f ms per "
+               "actor; 200 x fork+exec /bin/true = %.0f ms)\n",
+               modeName(mode), up, total, total / kFlat, kFlat * execTrue / 1e3);
+      }
+      double tree = get("BM_Tree14x2/" + m, "total_p50_ms");
+      if (tree != 0) {
+        printf("  14x2 tree (210 actors),      %-18s up+down %.0f ms\n", modeName(mode), tree);
+      }
+      double cascade = get("BM_Cascade/" + m, "teardown_p50_ms");
+      if (cascade != 0) {
+        printf("  depth-3 cascade teardown,    %-18s %.1f ms (target < 100 ms: %s)\n",
+               modeName(mode), cascade, cascade < 100 ? "met" : "NOT met");
+      }
+    }
+    fflush(stdout);
+  }
+
+private:
+  std::map<std::string, std::vector<double>> values;
+};
+
+}  // namespace
+
+BENCHMARK(BM_ForkExit)->Iterations(300)->Repetitions(kRepetitions)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_ForkExecTrue)
+    ->Iterations(200)
+    ->Repetitions(kRepetitions)
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_ForkExecStatic)
+    ->Iterations(200)
+    ->Repetitions(kRepetitions)
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_ForkExecSelf)
+    ->Iterations(50)
+    ->Repetitions(kRepetitions)
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_Spawn)
+    ->Arg(EXEC)
+    ->Arg(FORKSERVER)
+    ->Arg(FORKSERVER_ZYGOTES)
+    ->Iterations(50)
+    ->Repetitions(kRepetitions)
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_Flat200)
+    ->Arg(EXEC)
+    ->Arg(FORKSERVER)
+    ->Iterations(1)
+    ->Repetitions(1)
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Tree14x2)
+    ->Arg(EXEC)
+    ->Arg(FORKSERVER_ZYGOTES)
+    ->Iterations(1)
+    ->Repetitions(1)
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Cascade)
+    ->Arg(EXEC)
+    ->Arg(FORKSERVER_ZYGOTES)
+    ->Iterations(2)
+    ->Repetitions(kRepetitions)
+    ->Unit(benchmark::kMillisecond);
+
+int main(int argc, char** argv) {
+  if (argc > 1 && kj::StringPtr(argv[1]) == "--noop") return 0;  // the exec baseline
+  // Benchmark roots host no registry (children get none either).
+  setenv("HARROW_REGISTRY", "none", 1);
+  if (argc > 1 && kj::StringPtr(argv[1]) == "--harrow-child") {
+    return harrow::main(argc, argv, implementations(),
+                        [](harrow::Actor&) -> kj::Promise<void> { return kj::READY_NOW; });
+  }
+
+  // What harrow::main does for a root: children are reaped through the event loop.
+  kj::UnixEventPort::captureChildExit();
+  // Orphans (a grandchild whose parent was killed) come to us, so the leftover check sees them.
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
+
+  char exe[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  KJ_ASSERT(n > 0);
+  exe[n] = '\0';
+  selfExe = exe;
+  std::string dir = selfExe.substr(0, selfExe.rfind('/'));
+  if (access((dir + "/noop_static").c_str(), X_OK) == 0) staticNoop = dir + "/noop_static";
+
+  configure(EXEC);
+
+  std::vector<char*> args(argv, argv + argc);
+  bool interleavingGiven = false;
+  for (char* arg : args) {
+    interleavingGiven |= kj::StringPtr(arg).startsWith("--benchmark_enable_random_interleaving");
+  }
+  char interleave[] = "--benchmark_enable_random_interleaving=true";
+  if (!interleavingGiven) args.insert(args.begin() + 1, interleave);
+  int benchArgc = static_cast<int>(args.size());
+  args.push_back(nullptr);
+  benchmark::Initialize(&benchArgc, args.data());
+  if (benchmark::ReportUnrecognizedArguments(benchArgc, args.data())) return 1;
+  SummaryReporter reporter;
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  benchmark::Shutdown();
+  harrow::stopForkServer();
+  return 0;
+}
