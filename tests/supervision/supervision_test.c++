@@ -822,6 +822,10 @@ TEST_F(SupervisionTest, ChildBlockedInASystemCallIsKilledAfterTheGracePeriod) {
   auto events = eventsOf("blocker");
   EXPECT_TRUE(has(events, "blocking")) << joined(events);
   EXPECT_FALSE(has(events, "exit")) << "it was not killed: " << joined(events);
+  // Killed, it could not reap its own helpers (its forkserver zygote, under HARROW_SPAWN=
+  // forkserver): they die with it and are orphaned to us, the subreaper.
+  auto left = reapOrphans({pid}, milliseconds(2000));
+  EXPECT_TRUE(left.empty()) << "left behind:" << lines(left);
 }
 
 // Fifty children started concurrently, then torn down together: all cancelled in order (none
