@@ -27,6 +27,8 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <poll.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -524,11 +526,13 @@ Co<void> asRoot(Actor& root, char** argv) {
     forkServer.backend = SpawnBackend::FORKSERVER;
     if (killZygote) {
       pid_t zygote = KJ_ASSERT_NONNULL(forkServerPid());
+      // Wait for it to be dead (a pidfd turns readable when its process exits), at most 5 s.
+      int pidfd = static_cast<int>(syscall(SYS_pidfd_open, zygote, 0));
       KJ_SYSCALL(kill(zygote, SIGKILL));
-      for (int i = 0; i < 5000; ++i) {  // until it is dead (a zombie, or reaped already)
-        auto stat = readStat(zygote);
-        if (stat == nullptr || KJ_ASSERT_NONNULL(stat).state == 'Z') break;
-        usleep(1000);
+      if (pidfd >= 0) {
+        struct pollfd exited = {pidfd, POLLIN, 0};
+        KJ_SYSCALL(poll(&exited, 1, 5000));
+        close(pidfd);
       }
       kj::Maybe<kj::Exception> error;
       try {
