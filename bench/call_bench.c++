@@ -289,7 +289,7 @@ void BM_Channel(benchmark::State& state) {
   kj::AutoCloseFd fd;
   pid_t pid = forkChild(pinned, fd, [](int childFd) {
     auto io = kj::setupAsyncIo();
-    harrow::Channel channel(io.lowLevelProvider->wrapSocketFd(childFd));
+    harrow::Channel channel(io.unixEventPort, kj::AutoCloseFd(childFd));
     for (;;) {
       KJ_IF_MAYBE(in, channel.receive().wait(io.waitScope)) {
         auto out = kj::heap<capnp::MallocMessageBuilder>();
@@ -303,7 +303,7 @@ void BM_Channel(benchmark::State& state) {
   });
   {
     auto io = kj::setupAsyncIo();
-    harrow::Channel channel(io.lowLevelProvider->wrapSocketFd(fd.get()));
+    harrow::Channel channel(io.unixEventPort, kj::mv(fd));
     auto payload = makePayload(kPayloadBytes);
     Samples samples(state.max_iterations);
     for (auto _ : state) {

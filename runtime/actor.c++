@@ -351,7 +351,7 @@ Co<void> Actor::startDiscovery() {
 }
 
 Co<void> Actor::listenOn(kj::StringPtr address, bool forRegistry) {
-  auto listener = co_await Listener::bind(io().provider->getNetwork(), address);
+  auto listener = co_await Listener::bind(io().provider->getNetwork(), address, channelOptions());
   auto bound = kj::heapString(listener->getAddress());
   HARROW_LOG_DEBUG("accepting channels", bound, forRegistry ? "(registry)" : "");
   if (forRegistry) {
@@ -435,7 +435,7 @@ Co<Peer*> Actor::connectTo(kj::StringPtr addressParam) {
   kj::Maybe<kj::Exception> failure;
   try {
     co_await failAfter(timer(), timeout, [&]() -> Co<void> {
-      auto channel = co_await harrow::connect(io().provider->getNetwork(), address);
+      auto channel = co_await harrow::connect(io().provider->getNetwork(), address, channelOptions());
       peer = co_await handshake(kj::mv(channel), *this, /*initiator=*/true);
     });
   } catch (...) {
@@ -509,7 +509,7 @@ Co<Actor::ProbeResult> Actor::probeRegistry(kj::StringPtr address,
   kj::Own<Channel> channel;
   kj::Maybe<kj::Exception> failure;
   try {
-    channel = co_await harrow::connect(io().provider->getNetwork(), address);
+    channel = co_await harrow::connect(io().provider->getNetwork(), address, channelOptions());
   } catch (...) {
     failure = currentException();
   }

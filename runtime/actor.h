@@ -137,6 +137,12 @@ public:
   kj::AsyncIoContext& io() { return ioContext; }
   kj::Timer& timer() { return ioContext.provider->getTimer(); }
   kj::UnixEventPort& eventPort() { return ioContext.unixEventPort; }
+  // Options for this actor's channels: its event port, so sockets take the fd fast path.
+  ChannelOptions channelOptions() {
+    ChannelOptions options;
+    options.eventPort = eventPort();
+    return options;
+  }
 
   void addServer(kj::Own<ActorServer> server);
 

@@ -50,9 +50,8 @@ Co<Peer*> ActorNursery::spawn(kj::StringPtr name, kj::StringPtr implementation,
   Child& ref = *child;
   children.add(kj::mv(child));
 
-  auto stream = actor.io().lowLevelProvider->wrapSocketFd(
-      parentEnd.release(), kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
-  auto peer = co_await handshake(kj::heap<Channel>(kj::mv(stream)), actor, /*initiator=*/false);
+  auto peer = co_await handshake(kj::heap<Channel>(actor.eventPort(), kj::mv(parentEnd)), actor,
+                                 /*initiator=*/false);
 
   auto message = peer->newControlMessage();
   auto spec = message->getRoot<wire::Message>().initSpawnSpec();

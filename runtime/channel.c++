@@ -116,7 +116,7 @@ private:
 };
 
 Channel::Channel(kj::Own<kj::AsyncIoStream> streamParam, ChannelOptions options)
-    : stream(FdStream::adopt(kj::mv(streamParam))),
+    : stream(FdStream::adopt(kj::mv(streamParam), options.eventPort)),
       fdStream(dynamic_cast<FdStream*>(stream.get())), options(options),
       buffer(kj::refcounted<Buffer>(roundUpToWord(kj::max(options.readBufferBytes, size_t(64))))) {}
 

@@ -14,8 +14,8 @@
 // Framing is Cap'n Proto's standard stream framing (see docs/PROTOCOL.md), so a channel talks to
 // capnp::writeMessage()/readMessage() peers too.
 //
-// I/O: a channel over a socket (or any stream whose getFd() reports an fd) does its own I/O on
-// that fd (runtime/fd_stream.h): the fd is watched for readability only, read() and sendmsg() are
+// I/O: a channel over a socket (or any stream whose getFd() reports an fd), given the event port
+// (ChannelOptions::eventPort, or the fd constructor), does its own I/O on that fd (runtime/fd_stream.h): the fd is watched for readability only, read() and sendmsg() are
 // called directly, and write space is watched only while a write is blocked. That saves the
 // wakeups KJ's fd streams cause on every write-space edge, and a syscall per message. Streams
 // without an fd (in-memory pipes) go through the kj::AsyncIoStream interface.
@@ -65,6 +65,10 @@ bool isMalformedFrame(const kj::Exception& exception);
 kj::Exception transportClosed(kj::StringPtr why);
 
 struct ChannelOptions {
+  // The event loop's port. With it, a channel over a socket does its own I/O on the fd (below);
+  // without it, it uses the stream's kj::AsyncIoStream interface. harrow's actors always pass it.
+  kj::Maybe<kj::UnixEventPort&> eventPort;
+
   // Largest frame (segment table plus segments) either direction accepts. A larger incoming frame
   // is a MalformedFrame; send() refuses to queue a larger one.
   size_t maxFrameBytes = 64u << 20;

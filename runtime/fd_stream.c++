@@ -14,28 +14,6 @@ namespace {
 // At most this many pieces per sendmsg()/writev() (the kernel's UIO_MAXIOV).
 constexpr size_t MAX_IOV = 1024;
 
-// KJ 0.9.2 has no public way to reach the current thread's event port (later versions neither):
-// the EventLoop keeps it private and only Executor can get at the loop. An explicit template
-// instantiation may name private members (the usual access checks do not apply there, C++20
-// [temp.spec.general]/6), which is how the two accessors below are obtained. Both members are
-// part of KJ 0.9.2's ABI, which the Debian package pins.
-template <typename Tag, typename Tag::Type member>
-struct PrivateMember {
-  friend typename Tag::Type privateMember(Tag) { return member; }
-};
-
-struct ExecutorGetLoop {
-  using Type = kj::EventLoop& (kj::Executor::*)() const;
-  friend Type privateMember(ExecutorGetLoop);
-};
-template struct PrivateMember<ExecutorGetLoop, &kj::Executor::getLoop>;
-
-struct EventLoopPort {
-  using Type = kj::Maybe<kj::EventPort&> kj::EventLoop::*;
-  friend Type privateMember(EventLoopPort);
-};
-template struct PrivateMember<EventLoopPort, &kj::EventLoop::port>;
-
 }  // namespace
 
 // A registration for write space, on its own dup() of the fd: epoll keys registrations on the fd
@@ -78,23 +56,11 @@ FdStream::~FdStream() noexcept(false) {
   writeWatch = nullptr;
 }
 
-kj::Maybe<kj::UnixEventPort&> FdStream::currentEventPort() {
-  const kj::Executor* executor = nullptr;
-  // getCurrentThreadExecutor() throws when this thread has no event loop.
-  if (kj::runCatchingExceptions([&]() { executor = &kj::getCurrentThreadExecutor(); }) != nullptr) {
-    return nullptr;
-  }
-  kj::EventLoop& loop = (executor->*privateMember(ExecutorGetLoop()))();
-  KJ_IF_MAYBE(port, loop.*privateMember(EventLoopPort())) {
-    if (auto unixPort = dynamic_cast<kj::UnixEventPort*>(port)) return *unixPort;
-  }
-  return nullptr;
-}
-
-kj::Own<kj::AsyncIoStream> FdStream::adopt(kj::Own<kj::AsyncIoStream> stream) {
+kj::Own<kj::AsyncIoStream> FdStream::adopt(kj::Own<kj::AsyncIoStream> stream,
+                                           kj::Maybe<kj::UnixEventPort&> eventPort) {
   if (dynamic_cast<FdStream*>(stream.get()) != nullptr) return kj::mv(stream);  // one already
   KJ_IF_MAYBE(fd, stream->getFd()) {
-    KJ_IF_MAYBE(port, currentEventPort()) {
+    KJ_IF_MAYBE(port, eventPort) {
       kj::AutoCloseFd own = WriteWatch::duplicate(*fd);
       // The KJ stream's observer deregisters its fd (EPOLL_CTL_DEL) and, if it owned the fd,
       // closes it; the socket lives on in `own`.

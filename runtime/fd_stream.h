@@ -34,16 +34,14 @@ public:
   ~FdStream() noexcept(false);
   KJ_DISALLOW_COPY(FdStream);
 
-  // If `stream` has an fd (getFd()) and this thread's event loop runs on a kj::UnixEventPort,
-  // returns an FdStream over a dup() of that fd and destroys `stream` (its epoll registration
-  // goes with it; the socket stays open through the dup). Otherwise (or if `stream` is an
-  // FdStream already) returns `stream` unchanged.
+  // If `stream` has an fd (getFd()) and `eventPort` (the event loop's port) is given, returns an
+  // FdStream over a dup() of that fd and destroys `stream` (its epoll registration goes with it;
+  // the socket stays open through the dup). Otherwise (or if `stream` is an FdStream already)
+  // returns `stream` unchanged.
   // Only for plain byte streams over their fd: a wrapper that transforms the bytes but forwards
   // getFd() would be bypassed.
-  static kj::Own<kj::AsyncIoStream> adopt(kj::Own<kj::AsyncIoStream> stream);
-
-  // The UnixEventPort the current thread's event loop waits on, if there is such a loop.
-  static kj::Maybe<kj::UnixEventPort&> currentEventPort();
+  static kj::Own<kj::AsyncIoStream> adopt(kj::Own<kj::AsyncIoStream> stream,
+                                          kj::Maybe<kj::UnixEventPort&> eventPort);
 
   // ---- the synchronous interface (one reader and one writer at a time) ----
 

@@ -20,10 +20,8 @@ constexpr kj::StringPtr CHILD_FLAG = "--harrow-child"_kj;
 // A child's life: handshake on the inherited channel (fd 3), receive the spawn spec, serve.
 // Teardown follows the seed notes: rpc tasks first, then the parent channel, last.
 Co<void> runChild(Actor& actor, Implementations& implementations) {
-  auto stream = actor.io().lowLevelProvider->wrapSocketFd(
-      3, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
-  kj::Own<Peer> parent =
-      co_await handshake(kj::heap<Channel>(kj::mv(stream)), actor, /*initiator=*/true);
+  kj::Own<Peer> parent = co_await handshake(
+      kj::heap<Channel>(actor.eventPort(), kj::AutoCloseFd(3)), actor, /*initiator=*/true);
 
   auto specMessage = co_await parent->receiveOne();
   auto message = specMessage->getRoot<wire::Message>();

@@ -115,6 +115,8 @@ protected:
   // stream counts its write calls there.
   Pair connectedPair(ChannelOptions clientOptions = {}, ChannelOptions serverOptions = {},
                      size_t* writes = nullptr) {
+    clientOptions.eventPort = io.unixEventPort;  // as harrow's actors do: the fd fast path
+    serverOptions.eventPort = io.unixEventPort;
     Pair pair;
     pair.listener = Listener::bind(network, bindAddress(), serverOptions).wait(ws);
     auto accepted = pair.listener->accept();
@@ -537,8 +539,11 @@ TEST_F(TransportTest, AChannelTakesOverTheFdOfAWrappedSocket) {
   ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
   kj::AutoCloseFd original(fds[0]);
   // Not owned by the KJ stream: the channel works on a dup and leaves the original alone.
-  Channel a(io.lowLevelProvider->wrapSocketFd(original.get()));
-  Channel b(io.lowLevelProvider->wrapSocketFd(fds[1], kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP));
+  ChannelOptions options;
+  options.eventPort = io.unixEventPort;
+  Channel a(io.lowLevelProvider->wrapSocketFd(original.get()), options);
+  Channel b(io.lowLevelProvider->wrapSocketFd(fds[1], kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP),
+            options);
   EXPECT_TRUE(a.usesFd());
   EXPECT_TRUE(b.usesFd());
   EXPECT_NE(KJ_ASSERT_NONNULL(a.getStream().getFd()), original.get());
@@ -550,6 +555,15 @@ TEST_F(TransportTest, AChannelTakesOverTheFdOfAWrappedSocket) {
   EXPECT_EQ(callIdOf(*KJ_ASSERT_NONNULL(a.receive().wait(ws))), 2u);
   a.shutdownWrite().wait(ws);
   EXPECT_TRUE(b.receive().wait(ws) == nullptr);
+}
+
+TEST_F(TransportTest, WithoutTheEventPortASocketUsesTheStreamInterface) {
+  auto pipe = io.provider->newTwoWayPipe();  // a socketpair: each end has an fd
+  Channel a(kj::mv(pipe.ends[0]));
+  Channel b(kj::mv(pipe.ends[1]));
+  EXPECT_FALSE(a.usesFd());
+  sendBurstAndReceive(ws, a, b);
+  sendBurstAndReceive(ws, b, a);
 }
 
 TEST_F(TransportTest, ChannelOverAStreamWithoutAnFd) {
