@@ -13,7 +13,7 @@
 #include "runtime/discovery.h"
 #include "runtime/main.h"
 #include "runtime/registry.h"
-#include "tests/discovery/processes.h"
+#include "tests/processes.h"
 #include "tests/discovery/service.capnp.harrow.h"
 
 #include <gtest/gtest.h>

@@ -11,7 +11,7 @@
 
 #include "runtime/actor.h"
 #include "runtime/cancel_scope.h"
-#include "tests/discovery/processes.h"
+#include "tests/processes.h"
 
 #include <gtest/gtest.h>
 #include <kj/async-io.h>

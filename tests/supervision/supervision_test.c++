@@ -19,6 +19,7 @@
 #include "runtime/main.h"
 #include "tests/supervision/worker.capnp.harrow.h"
 #include "tests/supervision/worker.h"
+#include "tests/processes.h"
 
 #include <gtest/gtest.h>
 #include <kj/async-io.h>
@@ -71,46 +72,10 @@ Implementations& implementations() {
 // ---------------------------------------------------------------------------------------------
 // Processes
 
-struct ProcStat {
-  pid_t pid;
-  char state;
-  pid_t ppid;
-  std::string comm;
-};
-
-kj::Maybe<ProcStat> readStat(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string text;
-  if (!in || !std::getline(in, text)) return nullptr;
-  auto open = text.find('(');
-  auto close = text.rfind(')');
-  if (open == std::string::npos || close == std::string::npos || close + 2 >= text.size()) {
-    return nullptr;
-  }
-  ProcStat stat;
-  stat.pid = pid;
-  stat.comm = text.substr(open + 1, close - open - 1);
-  std::istringstream rest(text.substr(close + 2));
-  rest >> stat.state >> stat.ppid;
-  if (!rest) return nullptr;
-  return stat;
-}
-
-std::vector<ProcStat> childrenOf(pid_t parent) {
-  std::vector<ProcStat> children;
-  DIR* dir = opendir("/proc");
-  KJ_ASSERT(dir != nullptr);
-  KJ_DEFER(closedir(dir));
-  while (struct dirent* entry = readdir(dir)) {
-    char* end;
-    long pid = strtol(entry->d_name, &end, 10);
-    if (*end != '\0' || pid <= 0) continue;
-    KJ_IF_MAYBE(stat, readStat(pid)) {
-      if (stat->ppid == parent) children.push_back(*stat);
-    }
-  }
-  return children;
-}
+using testing::childrenOf;
+using testing::describe;
+using testing::ProcStat;
+using testing::readStat;
 
 // Every process below `pid`, at this moment.
 std::vector<pid_t> descendantsOf(pid_t pid) {
@@ -129,10 +94,6 @@ std::vector<pid_t> descendantsOf(pid_t pid) {
   return out;
 }
 
-std::string describe(const ProcStat& p) {
-  return "pid " + std::to_string(p.pid) + " (" + p.comm + ") state " + p.state + " ppid " +
-         std::to_string(p.ppid);
-}
 
 int pidfdOpen(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
 

@@ -1,5 +1,6 @@
-// Process bookkeeping for the discovery tests: which processes are our children, and does a pid
-// still exist (a zombie counts as existing: nobody reaped it).
+// Process bookkeeping for the multi-process tests: which processes are our children, and does a
+// pid still exist (a zombie counts as existing: nobody reaped it). Every such test checks
+// afterwards that no process it started is left.
 
 #pragma once
 
