@@ -90,6 +90,19 @@ private:
 template <typename Item>
 using ReceiveStream = MsgStream<void, Item>;
 
+namespace _ {
+
+// Context.open_stream() on either side: runs `body(stream)`, then tells the peer this side sends
+// no more.
+template <typename Send, typename Recv, typename Body>
+Co<void> openMsgStream(RawStream& raw, Body body) {
+  MsgStream<Send, Recv> stream(raw);
+  co_await body(stream);
+  co_await stream.stop();
+}
+
+}  // namespace _
+
 // ---------------------------------------------------------------------------------------------
 // Server side
 
@@ -159,9 +172,7 @@ public:
   // tells the caller this side sends no more.
   template <typename Body>
   Co<void> openStream(Body body) {
-    MsgStream<CalleeSends, CallerSends> stream(task);
-    co_await body(stream);
-    co_await stream.stop();
+    return _::openMsgStream<CalleeSends, CallerSends>(task, kj::mv(body));
   }
 
   // Ends the context from this side: the caller sees ContextCancelled.
@@ -191,9 +202,7 @@ public:
   // the callee this side sends no more.
   template <typename Body>
   Co<void> openStream(Body body) {
-    MsgStream<CallerSends, CalleeSends> stream(task);
-    co_await body(stream);
-    co_await stream.stop();
+    return _::openMsgStream<CallerSends, CalleeSends>(task, kj::mv(body));
   }
 
   // tractor: Context.cancel(). The callee's task is cancelled; the ContextCancelled it answers
