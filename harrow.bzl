@@ -1,4 +1,18 @@
-"""Build settings shared by every harrow target."""
+"""harrow's Bazel macros: load("@harrow//:harrow.bzl", "harrow_capnp_library") from any workspace.
+
+Every label below is resolved against harrow's own repository (Label(...)), not the caller's, so
+the macros work the same from harrow's tree and from a project that has harrow as an external
+repository (local_repository, http_archive, ...).
+"""
+
+def _harrow(label):
+    return str(Label(label))
+
+# Where capnp finds harrow's schemas (`import "/harrow/actor.capnp"`): idl/ of harrow's
+# repository, which is external/harrow/idl when harrow is an external repository.
+def _idl_dir():
+    root = Label("//idl:BUILD.bazel").workspace_root
+    return root + "/idl" if root else "idl"
 
 # Project code is warning-free; system headers are exempt by the compiler.
 HARROW_COPTS = [
@@ -21,7 +35,9 @@ def capnp_cc_library(name, srcs, deps = [], capnp_deps = [], includes = [], visi
         name = name + "_gen",
         srcs = srcs + capnp_deps,
         outs = outs,
-        cmd = "mkdir -p idl && capnp compile -I idl --no-standard-import -I /usr/include -oc++:$(GENDIR) " +
+        # (mkdir: a schema that imports none of harrow's has none of idl/ among its inputs.)
+        cmd = "mkdir -p " + _idl_dir() + " && capnp compile -I " + _idl_dir() +
+              " --no-standard-import -I /usr/include -oc++:$(GENDIR) " +
               " ".join(["$(location %s)" % s for s in srcs]),
         visibility = ["//visibility:private"],
     )
@@ -29,16 +45,17 @@ def capnp_cc_library(name, srcs, deps = [], capnp_deps = [], includes = [], visi
         name = name,
         srcs = [s + ".c++" for s in srcs],
         hdrs = [s + ".h" for s in srcs],
-        deps = deps + ["//third_party/system:capnp"],
+        deps = deps + [_harrow("//third_party/system:capnp")],
         includes = includes,
         visibility = visibility,
     )
 
-def harrow_capnp_library(name, srcs, deps = [], capnp_deps = [], visibility = None):
+def harrow_capnp_library(name, srcs, deps = [], capnp_deps = [], includes = [], visibility = None):
     """Compiles .capnp schemas with capnp's C++ generator and capnpc-harrow into one cc_library.
 
     For each schema `x.capnp` the library has capnp's `x.capnp.h` and harrow's
-    `x.capnp.harrow.h` (include it as "<package>/x.capnp.harrow.h"): for every interface marked
+    `x.capnp.harrow.h` (include it as "<package>/x.capnp.harrow.h", or relative to the package with
+    includes = ["."]): for every interface marked
     `$Harrow.actor`, FooActor::Server and FooActor::Portal. A schema without actor interfaces
     still yields both harrow files (saying so), so the outputs follow from the file names.
 
@@ -49,13 +66,13 @@ def harrow_capnp_library(name, srcs, deps = [], capnp_deps = [], visibility = No
     """
     capnp_outs = [s + ".h" for s in srcs] + [s + ".c++" for s in srcs]
     harrow_outs = [s + ".harrow.h" for s in srcs] + [s + ".harrow.c++" for s in srcs]
-    plugin = "//codegen:capnpc-harrow"
+    plugin = _harrow("//codegen:capnpc-harrow")
     native.genrule(
         name = name + "_gen",
-        srcs = srcs + capnp_deps + ["//idl:harrow/actor.capnp"],
+        srcs = srcs + capnp_deps + [_harrow("//idl:harrow/actor.capnp")],
         outs = capnp_outs + harrow_outs,
         tools = [plugin],
-        cmd = "mkdir -p idl && capnp compile -I idl --no-standard-import -I /usr/include " +
+        cmd = "capnp compile -I " + _idl_dir() + " --no-standard-import -I /usr/include " +
               "-oc++:$(GENDIR) -o$(location %s):$(GENDIR) " % plugin +
               " ".join(["$(location %s)" % s for s in srcs]),
         visibility = ["//visibility:private"],
@@ -71,13 +88,14 @@ def harrow_capnp_library(name, srcs, deps = [], capnp_deps = [], visibility = No
         hdrs = [s + ".h" for s in srcs] + [s + ".harrow.h" for s in srcs],
         copts = HARROW_COPTS,
         deps = deps + [
-            "//idl:actor_capnp",
-            "//idl:wire_capnp",
-            "//runtime:typed",
-            "//third_party/system:capnp",
-            "//third_party/system:capnp_rpc",
-            "//third_party/system:kj",
-            "//third_party/system:kj_async",
+            _harrow("//idl:actor_capnp"),
+            _harrow("//idl:wire_capnp"),
+            _harrow("//runtime/typed"),
+            _harrow("//third_party/system:capnp"),
+            _harrow("//third_party/system:capnp_rpc"),
+            _harrow("//third_party/system:kj"),
+            _harrow("//third_party/system:kj_async"),
         ],
+        includes = includes,
         visibility = visibility,
     )

@@ -39,9 +39,9 @@
 
 #include "bench/bench.capnp.h"
 #include "bench/bench.capnp.harrow.h"
-#include "runtime/actor_nursery.h"
-#include "runtime/channel.h"
-#include "runtime/main.h"
+#include <harrow/spawn/actor_nursery.h>
+#include <harrow/ipc/channel.h>
+#include <harrow/main.h>
 
 #include <benchmark/benchmark.h>
 #include <capnp/message.h>

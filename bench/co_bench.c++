@@ -9,7 +9,7 @@
 //  - nursery:   openNursery() starting N trivial tasks (one ready await each) and joining them,
 //               beside kj::joinPromises() of the same N coroutines (no nursery).
 
-#include "runtime/nursery.h"
+#include <harrow/co/nursery.h>
 
 #include <benchmark/benchmark.h>
 #include <kj/async.h>

@@ -17,9 +17,9 @@
 // the lookup / plain-call ratios.
 
 #include "bench/bench.capnp.harrow.h"
-#include "runtime/actor_nursery.h"
-#include "runtime/discovery.h"
-#include "runtime/main.h"
+#include <harrow/spawn/actor_nursery.h>
+#include <harrow/actor/discovery.h>
+#include <harrow/main.h>
 
 #include <benchmark/benchmark.h>
 #include <kj/async-io.h>

@@ -44,10 +44,10 @@
 
 #include "bench/spawn.capnp.h"
 #include "bench/spawn.capnp.harrow.h"
-#include "runtime/actor_nursery.h"
-#include "runtime/forkserver.h"
-#include "runtime/main.h"
-#include "runtime/nursery.h"
+#include <harrow/spawn/actor_nursery.h>
+#include <harrow/spawn/forkserver.h>
+#include <harrow/main.h>
+#include <harrow/co/nursery.h>
 
 #include <benchmark/benchmark.h>
 #include <kj/async-io.h>

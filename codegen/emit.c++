@@ -498,7 +498,7 @@ std::string emitHeader(const FileModel& file) {
   out.line();
   out.line("#include \"" + file.baseName() + ".h\"");
   for (auto& include : file.includes) out.line("#include " + include);
-  out.line("#include \"runtime/typed.h\"");
+  out.line("#include <harrow/typed/typed.h>");
   out.line();
   out.line("#include <concepts>");
   out.line("#include <cstdint>");

@@ -1,7 +1,7 @@
-#include "runtime/main.h"
+#include <harrow/main.h>
 
-#include "runtime/forkserver.h"
-#include "runtime/log.h"
+#include <harrow/spawn/forkserver.h>
+#include <harrow/actor/log.h>
 
 #include <kj/debug.h>
 #include <kj/main.h>
@@ -69,12 +69,8 @@ Co<void> runChild(Actor& actor, Implementations& implementations) {
   });
 }
 
-}  // namespace
-
-namespace _ {
-
 // A child's process, however it started: re-executed with --harrow-child (from harrow::main), or
-// forked by its parent's zygote (from runtime/forkserver.c++, with its fds already in place).
+// forked by its parent's zygote (through startForkServer below, with its fds already in place).
 int childMain(kj::StringPtr name, pid_t parentPid, Implementations& implementations) {
   // Die with the parent, even if it is killed with SIGKILL. If it died before this line, we
   // were re-parented already: leave at once.
@@ -102,7 +98,13 @@ int childMain(kj::StringPtr name, pid_t parentPid, Implementations& implementati
   return 0;
 }
 
-}  // namespace _
+}  // namespace
+
+void startForkServer(Implementations& implementations) {
+  startForkServer([&implementations](kj::StringPtr name, pid_t parentPid) {
+    return childMain(name, parentPid, implementations);
+  });
+}
 
 int main(int argc, char** argv, Implementations& implementations,
          kj::Function<kj::Promise<void>(Actor& root)> body) {
@@ -110,7 +112,7 @@ int main(int argc, char** argv, Implementations& implementations,
   kj::UnixEventPort::captureChildExit();
 
   if (argc >= 4 && CHILD_FLAG == argv[1]) {
-    return _::childMain(argv[2], atoi(argv[3]), implementations);
+    return childMain(argv[2], atoi(argv[3]), implementations);
   }
 
   // One root per process (tractor refuses a second open_root_actor too).

@@ -25,11 +25,17 @@
 
 #pragma once
 
-#include "runtime/actor.h"
+#include <harrow/actor/actor.h>
+#include <harrow/spawn/forkserver.h>
 
 namespace harrow {
 
 int main(int argc, char** argv, Implementations& implementations,
          kj::Function<kj::Promise<void>(Actor& root)> body);
+
+// Starts this process's zygote (<harrow/spawn/forkserver.h>) for a program that serves its children
+// with `implementations` in harrow::main's child mode. harrow::main calls it itself; programs
+// that spawn actors without harrow::main (tests, benchmarks) call it before any thread exists.
+void startForkServer(Implementations& implementations);
 
 }  // namespace harrow

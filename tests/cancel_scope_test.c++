@@ -1,6 +1,6 @@
 // Cancel scopes: trio cancellation delivered at checkpoints, deadlines, shields.
 
-#include "runtime/cancel_scope.h"
+#include <harrow/co/cancel_scope.h>
 
 #include "tests/test_util.h"
 

@@ -1,8 +1,8 @@
 // Channel and transport over real sockets: TCP loopback, abstract and file Unix sockets.
 
-#include "runtime/channel.h"
-#include "runtime/fd_stream.h"
-#include "runtime/transport.h"
+#include <harrow/ipc/channel.h>
+#include <harrow/ipc/fd_stream.h>
+#include <harrow/ipc/transport.h>
 
 #include "harrow/wire.capnp.h"
 #include "tests/test_util.h"

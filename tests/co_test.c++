@@ -1,6 +1,6 @@
 // Coroutines over kj::Promise: values, errors, KJ cancellation, self-drop, and memory use.
 
-#include "runtime/co.h"
+#include <harrow/co/co.h>
 
 #include "tests/test_util.h"
 

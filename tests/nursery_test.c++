@@ -1,6 +1,6 @@
 // Task nurseries: joins, one-cancels-all, MultiError, nesting, the started handshake.
 
-#include "runtime/nursery.h"
+#include <harrow/co/nursery.h>
 
 #include "tests/test_util.h"
 

@@ -7,8 +7,8 @@
 // implementation, talks to it over a socketpair, and reaps it when the nursery ends.
 
 #include "examples/counter/counter.capnp.harrow.h"
-#include "runtime/actor_nursery.h"
-#include "runtime/main.h"
+#include <harrow/spawn/actor_nursery.h>
+#include <harrow/main.h>
 
 #include <kj/debug.h>
 

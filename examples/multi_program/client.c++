@@ -11,8 +11,8 @@
 // Exits 1 with a clear message when there is no greeter, or when the registry goes away.
 
 #include "examples/multi_program/greeter.capnp.harrow.h"
-#include "runtime/discovery.h"
-#include "runtime/main.h"
+#include <harrow/actor/discovery.h>
+#include <harrow/main.h>
 
 #include <kj/debug.h>
 

@@ -4,9 +4,9 @@
 // registry find "greeter" by name and call it (client.c++). See README.md.
 
 #include "examples/multi_program/greeter.capnp.harrow.h"
-#include "runtime/actor_nursery.h"
-#include "runtime/discovery.h"
-#include "runtime/main.h"
+#include <harrow/spawn/actor_nursery.h>
+#include <harrow/actor/discovery.h>
+#include <harrow/main.h>
 
 #include <kj/debug.h>
 

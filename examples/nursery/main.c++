@@ -4,7 +4,7 @@
 //
 //   bazel run //examples/nursery
 
-#include "runtime/nursery.h"
+#include <harrow/co/nursery.h>
 
 #include <kj/async-io.h>
 #include <kj/debug.h>

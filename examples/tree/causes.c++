@@ -1,6 +1,6 @@
 #include "examples/tree/causes.h"
 
-#include "runtime/multi_error.h"
+#include <harrow/co/multi_error.h>
 
 namespace tree {
 namespace {

@@ -13,7 +13,7 @@
 
 #pragma once
 
-#include "runtime/remote_error.h"
+#include <harrow/engine/remote_error.h>
 
 #include <kj/exception.h>
 #include <kj/string.h>

@@ -28,9 +28,9 @@
 
 #include "examples/tree/causes.h"
 #include "examples/tree/tree.capnp.harrow.h"
-#include "runtime/actor_nursery.h"
-#include "runtime/main.h"
-#include "runtime/multi_error.h"
+#include <harrow/spawn/actor_nursery.h>
+#include <harrow/main.h>
+#include <harrow/co/multi_error.h>
 
 #include <kj/debug.h>
 

@@ -3,7 +3,7 @@
 
 #pragma once
 
-#include "runtime/typed.h"
+#include <harrow/typed/typed.h>
 
 #include <capnp/message.h>
 #include <kj/debug.h>

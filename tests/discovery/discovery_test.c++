@@ -9,10 +9,10 @@
 // Every test runs under failure guards (failAfter on the root's timer, and an alarm); after every
 // test no process of ours may remain.
 
-#include "runtime/actor_nursery.h"
-#include "runtime/discovery.h"
-#include "runtime/main.h"
-#include "runtime/registry.h"
+#include <harrow/spawn/actor_nursery.h>
+#include <harrow/actor/discovery.h>
+#include <harrow/main.h>
+#include <harrow/actor/registry.h>
 #include "tests/processes.h"
 #include "tests/discovery/service.capnp.harrow.h"
 

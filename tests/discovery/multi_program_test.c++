@@ -9,8 +9,8 @@
 //
 // Usage (from BUILD.bazel): multi_program_test DAEMON CLIENT
 
-#include "runtime/actor.h"
-#include "runtime/cancel_scope.h"
+#include <harrow/actor/actor.h>
+#include <harrow/co/cancel_scope.h>
 #include "tests/processes.h"
 
 #include <gtest/gtest.h>

@@ -1,9 +1,9 @@
 // The protocol engine between two peers in one process, over a real socketpair: calls, streams
 // with flow control, contexts, errors, cancellation both ways, violations, a lost channel.
 
-#include "runtime/actor.h"
-#include "runtime/transport.h"
-#include "runtime/typed.h"
+#include <harrow/actor/actor.h>
+#include <harrow/ipc/transport.h>
+#include <harrow/typed/typed.h>
 #include "tests/engine/probe.capnp.h"
 
 #include <gtest/gtest.h>

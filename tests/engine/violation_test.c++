@@ -1,8 +1,8 @@
 // A peer that breaks the protocol gets an error back for that call id, and the actor it talks to
 // carries on: hand-written wire messages against a real Peer.
 
-#include "runtime/actor.h"
-#include "runtime/typed.h"
+#include <harrow/actor/actor.h>
+#include <harrow/typed/typed.h>
 #include "tests/engine/probe.capnp.h"
 
 #include <gtest/gtest.h>

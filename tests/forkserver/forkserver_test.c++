@@ -8,9 +8,9 @@
 // process except our zygote, running or zombie, and none of the spawned actors as an orphan. At
 // the very end the zygote is stopped, and then no child at all may remain.
 
-#include "runtime/actor_nursery.h"
-#include "runtime/forkserver.h"
-#include "runtime/main.h"
+#include <harrow/spawn/actor_nursery.h>
+#include <harrow/spawn/forkserver.h>
+#include <harrow/main.h>
 #include "tests/forkserver/ping.capnp.harrow.h"
 #include "tests/processes.h"
 

@@ -7,9 +7,9 @@
 // alarm that ends the whole process. After every test no child process of ours may remain:
 // neither one still running, nor a zombie, nor one that outlived us as an orphan.
 
-#include "runtime/actor_nursery.h"
-#include "runtime/forkserver.h"
-#include "runtime/main.h"
+#include <harrow/spawn/actor_nursery.h>
+#include <harrow/spawn/forkserver.h>
+#include <harrow/main.h>
 #include "tests/process/probe.capnp.harrow.h"
 #include "tests/processes.h"
 

@@ -15,8 +15,8 @@
 // a watchdog alarm that ends the whole binary should even those hang.
 
 #include "examples/tree/causes.h"
-#include "runtime/actor_nursery.h"
-#include "runtime/main.h"
+#include <harrow/spawn/actor_nursery.h>
+#include <harrow/main.h>
 #include "tests/supervision/worker.capnp.harrow.h"
 #include "tests/supervision/worker.h"
 #include "tests/processes.h"

@@ -9,8 +9,8 @@
 //
 //   tree_program [--depth=N] [--width=N]   (defaults: depth 2, width 2)
 
-#include "runtime/actor_nursery.h"
-#include "runtime/main.h"
+#include <harrow/spawn/actor_nursery.h>
+#include <harrow/main.h>
 #include "tests/supervision/worker.capnp.harrow.h"
 #include "tests/supervision/worker.h"
 

@@ -1,6 +1,6 @@
 #include "tests/supervision/worker.h"
 
-#include "runtime/actor_nursery.h"
+#include <harrow/spawn/actor_nursery.h>
 #include "tests/supervision/worker.capnp.harrow.h"
 
 #include <kj/debug.h>

@@ -10,7 +10,7 @@
 
 #pragma once
 
-#include "runtime/actor.h"
+#include <harrow/actor/actor.h>
 
 #include <stdint.h>
 #include <sys/types.h>

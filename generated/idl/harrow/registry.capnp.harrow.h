@@ -8,7 +8,7 @@
 #pragma once
 
 #include "registry.capnp.h"
-#include "runtime/typed.h"
+#include <harrow/typed/typed.h>
 
 #include <concepts>
 #include <cstdint>

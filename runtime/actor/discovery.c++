@@ -1,0 +1,178 @@
+#include <harrow/actor/discovery.h>
+
+#include <kj/debug.h>
+#include <kj/encoding.h>
+
+namespace harrow {
+
+RegisteredActor RegisteredActor::fromEntry(registry::Registry::Entry::Reader entry) {
+  RegisteredActor result;
+  result.name = kj::heapString(entry.getName());
+  result.uuid = kj::heapArray(entry.getUuid());
+  result.pid = entry.getPid();
+  auto addresses = kj::heapArrayBuilder<kj::String>(entry.getAddresses().size());
+  for (auto address : entry.getAddresses()) addresses.add(kj::heapString(address));
+  result.addresses = addresses.finish();
+  return result;
+}
+
+kj::String RegisteredActor::toString() const {
+  return kj::str(name, " (", kj::encodeHex(uuid), "), pid ", pid, ", at ",
+                 kj::strArray(addresses, ", "));
+}
+
+namespace {
+
+// Registry calls made on a channel that then fails: say which registry is gone.
+template <typename Fn>
+auto askRegistry(Actor& actor, Fn fn) -> Co<PromiseValue<decltype(fn(kj::instance<RegistryActor::Portal&>()))>> {
+  RegistryActor::Portal portal(*co_await actor.registryPeer());
+  kj::Maybe<kj::Exception> failure;
+  try {
+    co_return co_await fn(portal);
+  } catch (...) {
+    failure = currentException();
+  }
+  auto& e = KJ_ASSERT_NONNULL(failure);
+  if (isTransportClosed(e)) {
+    kj::throwFatalException(transportClosed(kj::str(
+        "lost the registry at ", KJ_ASSERT_NONNULL(actor.registryAddress()), ": ",
+        e.getDescription())));
+  }
+  if (isContextCancelled(e) && !isCancelled(e)) {
+    // The registry's actor cancelled our call: its host is shutting down.
+    kj::String host = kj::str("its host");
+    KJ_IF_MAYBE(info, remoteErrorInfo(e)) host = kj::str("its host ", info->origin.toString());
+    kj::throwFatalException(transportClosed(kj::str(
+        "lost the registry at ", KJ_ASSERT_NONNULL(actor.registryAddress()), ": ", host,
+        " is shutting down")));
+  }
+  kj::throwFatalException(kj::mv(e));
+}
+
+}  // namespace
+
+Co<RegistryActor::Portal> registryPortal(Actor& actor) {
+  co_return RegistryActor::Portal(*co_await actor.registryPeer());
+}
+
+Co<kj::Array<RegisteredActor>> queryActor(Actor& actor, kj::StringPtr nameParam) {
+  auto name = kj::heapString(nameParam);
+  auto reply = co_await askRegistry(actor, [&](RegistryActor::Portal& registry) {
+    return registry.query(name);
+  });
+  auto entries = reply->getEntries();
+  auto result = kj::heapArrayBuilder<RegisteredActor>(entries.size());
+  for (auto entry : entries) result.add(RegisteredActor::fromEntry(entry));
+  co_return result.finish();
+}
+
+Co<kj::Array<RegisteredActor>> queryActor(kj::StringPtr name) {
+  return queryActor(currentActor(), name);
+}
+
+Co<Peer*> connectToActor(Actor& actor, const RegisteredActor& entry) {
+  kj::Maybe<kj::Exception> lastFailure;
+  for (auto& address : entry.addresses) {
+    Peer* peer = nullptr;
+    try {
+      peer = co_await actor.connectTo(address);
+    } catch (...) {
+      lastFailure = currentException();
+    }
+    KJ_IF_MAYBE(e, lastFailure) {
+      if (isCancelled(*e)) kj::throwFatalException(kj::mv(*e));
+    }
+    if (peer == nullptr) continue;
+    if (peer->remote().uuid == entry.uuid) co_return peer;
+    // The address now belongs to another actor (the registered one died, the port was reused).
+    lastFailure = transportClosed(kj::str("the actor at ", address, " is ",
+                                          peer->remote().toString(), ", not ", entry.toString()));
+  }
+  KJ_IF_MAYBE(e, lastFailure) {
+    kj::throwFatalException(transportClosed(
+        kj::str("cannot reach ", entry.toString(), ": ", e->getDescription())));
+  }
+  kj::throwFatalException(transportClosed(kj::str(entry.toString(), " has no address")));
+}
+
+namespace {
+
+// The first of `entries` we can open a channel to (stale entries of dead actors are skipped).
+Co<kj::Maybe<Peer*>> firstReachable(Actor& actor, kj::ArrayPtr<const RegisteredActor> entries,
+                                    kj::ArrayPtr<const kj::byte> skip) {
+  for (auto& entry : entries) {
+    if (entry.uuid == skip) continue;
+    Peer* peer = nullptr;
+    kj::Maybe<kj::Exception> failure;
+    try {
+      peer = co_await connectToActor(actor, entry);
+    } catch (...) {
+      failure = currentException();
+    }
+    KJ_IF_MAYBE(e, failure) {
+      if (!isTransportClosed(*e)) kj::throwFatalException(kj::mv(*e));
+      HARROW_LOG_DEBUG("skipping an unreachable registry entry", *e);
+      continue;
+    }
+    co_return peer;
+  }
+  co_return nullptr;
+}
+
+}  // namespace
+
+Co<kj::Maybe<Peer*>> findActorChannel(Actor& actor, kj::StringPtr nameParam) {
+  auto name = kj::heapString(nameParam);
+  // One round trip: the registry's pick. Only if that actor cannot be reached (it died a moment
+  // ago and the registry has not seen its channel end yet) do we ask for the others.
+  auto found = co_await askRegistry(actor, [&](RegistryActor::Portal& registry) {
+    return registry.find(name);
+  });
+  if (!found->getFound()) co_return nullptr;
+  auto first = RegisteredActor::fromEntry(found->getEntry());
+  KJ_IF_MAYBE(peer, co_await firstReachable(actor, kj::arrayPtr(&first, 1), nullptr)) {
+    co_return *peer;
+  }
+  auto all = co_await queryActor(actor, name);
+  co_return co_await firstReachable(actor, all, first.uuid);
+}
+
+Co<Peer*> waitForActorChannel(Actor& actor, kj::StringPtr nameParam) {
+  auto name = kj::heapString(nameParam);
+  for (;;) {
+    auto found = co_await askRegistry(actor, [&](RegistryActor::Portal& registry) {
+      return registry.waitFor(name);
+    });
+    auto entry = RegisteredActor::fromEntry(found->getEntry());
+    KJ_IF_MAYBE(peer, co_await firstReachable(actor, kj::arrayPtr(&entry, 1), nullptr)) {
+      co_return *peer;
+    }
+    // It registered and died at once: wait for its stale entry to go, then for the next one.
+    auto uuid = kj::mv(entry.uuid);
+    co_await askRegistry(actor, [&](RegistryActor::Portal& registry) {
+      return registry.waitForDeparture(uuid);
+    });
+  }
+}
+
+Co<Peer*> rootChannel(Actor& actor) {
+  kj::String address;
+  KJ_IF_MAYBE(root, actor.rootAddress()) {
+    address = kj::heapString(*root);
+  } else {
+    KJ_FAIL_REQUIRE(kj::str("harrow.NoRoot: actor ", actor.identity().name,
+                            " does not know its root's address (no discovery settings)"));
+  }
+  co_return co_await actor.connectTo(address);
+}
+
+Co<Departure> waitForDeparture(Actor& actor, kj::ArrayPtr<const kj::byte> uuidParam) {
+  auto uuid = kj::heapArray(uuidParam);
+  auto reply = co_await askRegistry(actor, [&](RegistryActor::Portal& registry) {
+    return registry.waitForDeparture(uuid);
+  });
+  co_return reply->getHow();
+}
+
+}  // namespace harrow

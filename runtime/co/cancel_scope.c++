@@ -1,0 +1,118 @@
+#include <harrow/co/cancel_scope.h>
+
+#include <kj/debug.h>
+
+namespace harrow {
+namespace {
+
+// Cancelled and TooSlow travel as kj::Exception (a promise can carry nothing else); these
+// description prefixes are how they are recognised again.
+constexpr kj::StringPtr CANCELLED = "harrow.Cancelled"_kj;
+constexpr kj::StringPtr TOO_SLOW = "harrow.TooSlow"_kj;
+
+}  // namespace
+
+bool isCancelled(const kj::Exception& exception) {
+  return exception.getDescription().startsWith(CANCELLED);
+}
+
+bool isTooSlow(const kj::Exception& exception) {
+  return exception.getDescription().startsWith(TOO_SLOW);
+}
+
+namespace _ {
+
+void throwCancelledFor(CancelScope*) {
+  kj::throwFatalException(kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+      kj::str(CANCELLED, ": the enclosing cancel scope was cancelled")));
+}
+
+}  // namespace _
+
+void throwTooSlow(kj::Duration timeout) {
+  kj::throwFatalException(kj::Exception(kj::Exception::Type::OVERLOADED, __FILE__, __LINE__,
+      kj::str(TOO_SLOW, ": deadline of ", timeout, " passed")));
+}
+
+kj::StringPtr currentTaskName() {
+  for (const CancelScope* s = _::ambient().scope; s != nullptr; s = s->parent) {
+    if (s->taskName.size() > 0) return s->taskName;
+  }
+  return "main";
+}
+
+CancelScope::CancelScope(bool shield)
+    : parent(_::ambient().scope), shield(shield) {
+  if (parent != nullptr) parent->children.add(*this);
+}
+
+CancelScope::~CancelScope() noexcept(false) {
+  deadlineTask = nullptr;
+  if (parent != nullptr) parent->children.remove(*this);
+  // Coroutines running in this scope hold a pointer to it; the scope's owner must outlive them.
+  KJ_ASSERT(waiters.empty(), "cancel scope destroyed while coroutines still await inside it");
+  KJ_ASSERT(children.empty(), "cancel scope destroyed before the scopes nested in it");
+}
+
+bool CancelScope::isEffectivelyCancelled() const {
+  for (const CancelScope* s = this; s != nullptr; s = s->parent) {
+    if (s->cancelCalled_) return true;
+    if (s->shield) return false;
+  }
+  return false;
+}
+
+void CancelScope::cancel() {
+  if (cancelCalled_) return;
+  cancelCalled_ = true;
+  if (isEffectivelyCancelled()) deliver();
+}
+
+void CancelScope::setShield(bool newShield) {
+  shield = newShield;
+  if (!shield && isEffectivelyCancelled()) deliver();
+}
+
+void CancelScope::deliver() {
+  while (!waiters.empty()) {
+    _::LeafAwait& await = waiters.front();
+    waiters.remove(await);
+    await.interrupt();
+  }
+  for (CancelScope& child : children) {
+    if (!child.shield) child.deliver();
+  }
+}
+
+void CancelScope::setDeadline(kj::Timer& timer, kj::TimePoint deadline) {
+  deadlineTask = timer.atTime(deadline).then([this]() {
+    deadlineExpired_ = true;
+    cancel();
+  }).eagerlyEvaluate(nullptr);
+}
+
+Co<void> CancelScope::run(kj::Function<kj::Promise<void>()> body) {
+  // The coroutine that awaits the body runs *inside* this scope, so that a body which is a plain
+  // promise (not a coroutine) is itself a checkpoint of this scope.
+  _::AmbientScopeGuard guard(this);
+  return runInside(kj::mv(body));
+}
+
+Co<void> CancelScope::runInside(kj::Function<kj::Promise<void>()> body) {
+  kj::Maybe<kj::Exception> failure;
+  try {
+    co_await kj::evalNow([&]() { return body(); });
+  } catch (...) {
+    failure = currentException();
+  }
+  deadlineTask = nullptr;
+  KJ_IF_MAYBE(exception, failure) {
+    if (cancelCalled_ && isCancelled(*exception)) {
+      cancelledCaught_ = true;
+    } else {
+      kj::throwFatalException(kj::mv(*exception));
+    }
+  }
+}
+
+}  // namespace harrow

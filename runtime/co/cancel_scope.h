@@ -1,0 +1,122 @@
+// Cancel scopes: trio's cancellation, delivered at checkpoints, on top of harrow coroutines.
+//
+// Two kinds of cancellation meet in harrow; every operation says which one it uses.
+//  - KJ cancellation: dropping a promise. Synchronous; only destructors run; nothing can await.
+//  - Scope cancellation (trio's): cancelling a CancelScope delivers a Cancelled exception at the
+//    next checkpoint of every coroutine running inside it (and inside its unshielded nested
+//    scopes). A checkpoint is a `co_await` of any promise that is not itself a harrow coroutine;
+//    a coroutine suspended at one is woken at once and the awaited promise is dropped (KJ
+//    cancellation of that leaf only). The coroutine then unwinds normally and may still await
+//    cleanup inside a shielded scope, e.g. tell a remote actor to stop and wait for its ack.
+//
+// A Cancelled exception leaving a scope's body is absorbed by that scope if the scope itself was
+// cancelled (cancelledCaught() then reports it); otherwise it propagates to the scope that was.
+// Cancellation is never an error: nurseries do not report it.
+//
+//   harrow::CancelScope scope;                    // child of the current coroutine's scope
+//   co_await scope.run([&]() -> harrow::Co<void> { ... scope.cancel(); ... });
+//   if (scope.cancelledCaught()) ...
+
+#pragma once
+
+#include <harrow/co/co.h>
+
+#include <kj/function.h>
+#include <kj/list.h>
+#include <kj/timer.h>
+
+namespace harrow {
+
+// True for the exception that scope cancellation delivers at a checkpoint.
+bool isCancelled(const kj::Exception& exception);
+
+// True for the exception failAfter() throws when its deadline passes (trio's TooSlowError).
+bool isTooSlow(const kj::Exception& exception);
+
+class CancelScope {
+public:
+  // The new scope nests inside the scope of the coroutine that is running (if any).
+  explicit CancelScope(bool shield = false);
+  ~CancelScope() noexcept(false);
+  KJ_DISALLOW_COPY(CancelScope);
+
+  // Runs `body()` (returning a Co<void> or kj::Promise<void>) inside this scope and resolves when
+  // it has finished. A Cancelled caused by this scope's own cancel() is absorbed. The returned
+  // promise owns `body`, so a lambda's captures outlive the coroutine it starts.
+  Co<void> run(kj::Function<kj::Promise<void>()> body);
+
+  // Scope cancellation of everything inside this scope. Idempotent; takes effect immediately for
+  // suspended coroutines, and at the next checkpoint for the one calling it.
+  void cancel();
+
+  // Cancels the scope when `timer` reaches `deadline` (while the scope is still open).
+  void setDeadline(kj::Timer& timer, kj::TimePoint deadline);
+
+  // A shielded scope is not reached by cancellation of the scopes around it.
+  void setShield(bool shield);
+
+  bool cancelCalled() const { return cancelCalled_; }
+  bool cancelledCaught() const { return cancelledCaught_; }
+  bool deadlineExpired() const { return deadlineExpired_; }
+
+  // Whether a checkpoint inside this scope would raise Cancelled now.
+  bool isEffectivelyCancelled() const;
+
+  // Names the task running in this scope, for log lines (see currentTaskName()).
+  void setName(kj::String name) { taskName = kj::mv(name); }
+
+private:
+  CancelScope* parent;
+  bool shield;
+  bool cancelCalled_ = false;
+  bool cancelledCaught_ = false;
+  bool deadlineExpired_ = false;
+  kj::Maybe<kj::Promise<void>> deadlineTask;
+  kj::String taskName;
+
+  kj::ListLink<CancelScope> childLink;
+  kj::List<CancelScope, &CancelScope::childLink> children;
+  kj::List<_::LeafAwait, &_::LeafAwait::link> waiters;
+
+  void deliver();
+  Co<void> runInside(kj::Function<kj::Promise<void>()> body);
+
+  friend class _::CoroutineBase;
+  friend class TaskNursery;
+  friend kj::StringPtr currentTaskName();
+  template <typename T> friend class TaskStatus;
+};
+
+// Runs `body` shielded from cancellation of the enclosing scopes: for cleanup that must finish.
+// Guard it with a deadline (shielded scopes can still be cancelled themselves).
+template <typename Body>
+Co<void> shielded(Body body) {
+  CancelScope scope(true);
+  co_await scope.run(kj::mv(body));
+}
+
+// trio's move_on_after: runs `body`, cancelling it when `timeout` passes. Resolves to true when
+// the deadline cut the body short, false when the body finished first.
+template <typename Body>
+Co<bool> moveOnAfter(kj::Timer& timer, kj::Duration timeout, Body body) {
+  CancelScope scope;
+  scope.setDeadline(timer, timer.now() + timeout);
+  co_await scope.run(kj::mv(body));
+  co_return scope.cancelledCaught();
+}
+
+[[noreturn]] void throwTooSlow(kj::Duration timeout);
+
+// The name of the innermost named scope around the running coroutine ("main" outside any).
+kj::StringPtr currentTaskName();
+
+// trio's fail_after: like moveOnAfter, but a body cut short by the deadline raises TooSlow.
+template <typename Body>
+Co<void> failAfter(kj::Timer& timer, kj::Duration timeout, Body body) {
+  CancelScope scope;
+  scope.setDeadline(timer, timer.now() + timeout);
+  co_await scope.run(kj::mv(body));
+  if (scope.cancelledCaught()) throwTooSlow(timeout);
+}
+
+}  // namespace harrow

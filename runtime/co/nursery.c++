@@ -1,0 +1,57 @@
+#include <harrow/co/nursery.h>
+
+namespace harrow {
+
+TaskNursery::TaskNursery() : tasks(*this) {}
+
+void TaskNursery::add(kj::Function<kj::Promise<void>()> fn) {
+  KJ_REQUIRE(!closed, "nursery is closed: start tasks from inside its block or its tasks");
+  _::AmbientScopeGuard guard(&scope);  // the task's coroutine runs in the nursery's scope
+  tasks.add(runTask(kj::mv(fn)));
+}
+
+Co<void> TaskNursery::runTask(kj::Function<kj::Promise<void>()> fn) {
+  try {
+    co_await kj::evalNow([&]() { return fn(); });
+  } catch (...) {
+    record(currentException());
+  }
+}
+
+void TaskNursery::record(kj::Exception&& exception) {
+  if (isCancelled(exception)) {
+    // Our own cancellation is not an error; an enclosing scope's is re-raised at the end so
+    // that scope can absorb it.
+    if (!scope.cancelCalled() && outerCancellation == nullptr) {
+      outerCancellation = kj::mv(exception);
+    }
+    return;
+  }
+  errors.add(kj::mv(exception));
+  scope.cancel();
+}
+
+void TaskNursery::taskFailed(kj::Exception&& exception) {
+  // runTask() catches everything; anything reaching here escaped a destructor.
+  record(kj::mv(exception));
+}
+
+Co<void> TaskNursery::join() {
+  // Every task has been told to stop or is finishing on its own: waiting is not a checkpoint.
+  co_await uncancellable(tasks.onEmpty());
+  closed = true;
+  if (!errors.empty()) {
+    kj::throwFatalException(makeMultiError(errors.releaseAsArray()));
+  }
+  KJ_IF_MAYBE(cancelled, outerCancellation) {
+    kj::throwFatalException(kj::mv(*cancelled));
+  }
+}
+
+Co<void> openNursery(kj::Function<kj::Promise<void>(TaskNursery&)> body) {
+  TaskNursery nursery;
+  nursery.add([&]() { return body(nursery); });
+  co_await nursery.join();
+}
+
+}  // namespace harrow

@@ -1,0 +1,145 @@
+#include "runtime/engine/internal/incoming_task.h"
+
+#include <kj/debug.h>
+
+namespace harrow {
+
+IncomingTaskImpl::IncomingTaskImpl(Peer& peer, uint64_t callId, MethodKind kind,
+                                   kj::Own<capnp::MessageReader> start, kj::String name)
+    : stream(peer, callId, peer.getOptions().window), methodKind(kind) {
+  scope.setName(kj::mv(name));
+  auto startMessage = start->getRoot<wire::Message>().getStart();
+  stream.grantSendCredit(startMessage.getWindow());  // the caller's window for our items
+  paramsMessage = kj::heap<WireIncoming>(kj::mv(start), startMessage.getParams());
+  peer.addRoute(callId, *this);
+}
+
+IncomingTaskImpl::~IncomingTaskImpl() noexcept(false) { stream.peer.removeRoute(stream.callId); }
+
+OutgoingMessage& IncomingTaskImpl::results() {
+  KJ_IF_MAYBE(message, returnMessage) return **message;
+  wire::Message::Builder root = nullptr;
+  auto builder = stream.peer.newMessage(stream.callId, root);
+  auto payload = root.initReturn();
+  return *returnMessage.emplace(kj::heap<WireOutgoing>(kj::mv(builder), stream.callId, payload));
+}
+
+kj::Own<OutgoingMessage> IncomingTaskImpl::newStarted() {
+  wire::Message::Builder root = nullptr;
+  auto builder = stream.peer.newMessage(stream.callId, root);
+  auto payload = root.initStarted();
+  return kj::heap<WireOutgoing>(kj::mv(builder), stream.callId, payload);
+}
+
+Co<void> IncomingTaskImpl::sendStarted(kj::Own<OutgoingMessage> started) {
+  KJ_REQUIRE(methodKind == MethodKind::CONTEXT, "started() belongs to context methods");
+  KJ_REQUIRE(!startedSent, "started() called twice");
+  KJ_REQUIRE(!lost, "the caller's channel is gone");
+  startedSent = true;
+  stream.peer.send(asWire(*started).release());
+  co_return;
+}
+
+Co<void> IncomingTaskImpl::send(kj::Own<OutgoingMessage> item) {
+  KJ_REQUIRE(methodKind != MethodKind::CALL, "a call has no stream");
+  KJ_REQUIRE(methodKind == MethodKind::STREAM || startedSent,
+             "a context must send started() before streaming");
+  return stream.send(kj::mv(item));
+}
+
+Co<kj::Maybe<kj::Own<IncomingMessage>>> IncomingTaskImpl::receive() {
+  KJ_REQUIRE(methodKind == MethodKind::CONTEXT, "only a context receives items from the caller");
+  return stream.receive();
+}
+
+void IncomingTaskImpl::cancel() {
+  cancelledHere = true;
+  scope.cancel();
+}
+
+Co<void> IncomingTaskImpl::run(ActorServer& server, uint16_t methodId) {
+  kj::Maybe<kj::Exception> failure;
+  try {
+    co_await scope.run([&]() { return server.dispatch(methodId, *this); });
+  } catch (...) {
+    failure = currentException();
+  }
+  sendFinal(kj::mv(failure));
+}
+
+void IncomingTaskImpl::sendFinal(kj::Maybe<kj::Exception> failure) {
+  Peer& peer = stream.peer;
+  if (lost || terminalSent || peer.isClosed()) return;  // nobody to tell, or already told
+  wire::Message::Builder root = nullptr;
+
+  KJ_IF_MAYBE(e, failure) {
+    // A Cancelled escaping the scope came from the actor shutting down around us.
+    auto kind = isCancelled(*e) ? wire::ErrorKind::CONTEXT_CANCELLED : wire::ErrorKind::FAILED;
+    auto builder = peer.newMessage(stream.callId, root);
+    fillWireError(root.initError(), *e, peer.host().identity(), kind);
+    peer.send(kj::mv(builder));
+  } else if (scope.cancelledCaught() && cancelRequested && !cancelledHere) {
+    auto builder = peer.newMessage(stream.callId, root);
+    root.setCancelTaskAck();
+    peer.send(kj::mv(builder));
+  } else if (scope.cancelledCaught()) {
+    auto builder = peer.newMessage(stream.callId, root);
+    auto cancelled = kj::Exception(kj::Exception::Type::DISCONNECTED, __FILE__, __LINE__,
+        kj::str("harrow.Cancelled: the callee cancelled its ",
+                methodKind == MethodKind::CONTEXT ? "context" : "task"));
+    fillWireError(root.initError(), cancelled, peer.host().identity(),
+                  wire::ErrorKind::CONTEXT_CANCELLED);
+    peer.send(kj::mv(builder));
+  } else {
+    results();  // an untouched result is an empty struct
+    peer.send(KJ_ASSERT_NONNULL(returnMessage)->release());
+  }
+  peer.removeRoute(stream.callId);
+}
+
+void IncomingTaskImpl::receive(wire::Message::Reader message,
+                               kj::Own<capnp::MessageReader>& owner) {
+  switch (message.which()) {
+    case wire::Message::CANCEL_TASK:
+    case wire::Message::ERROR:  // the caller's side failed: same as cancel-task
+      cancelRequested = true;
+      scope.cancel();
+      return;
+    case wire::Message::CREDIT:
+      stream.grantSendCredit(message.getCredit());
+      return;
+    case wire::Message::YIELD:
+      if (methodKind != MethodKind::CONTEXT) {
+        return violation("yield from the caller of a non-context method");
+      }
+      if (!stream.deliverItem(message, owner)) {
+        // deliverItem() has answered with the error: it is this task's terminal message.
+        terminalSent = true;
+        stream.fail(protocolViolation("the caller overran its credit window"));
+        scope.cancel();
+      }
+      return;
+    case wire::Message::STOP:
+      stream.deliverStop();
+      return;
+    default:
+      return violation(kj::str("message ", static_cast<unsigned>(message.which()),
+                               " is not allowed from a caller"));
+  }
+}
+
+void IncomingTaskImpl::violation(kj::StringPtr what) {
+  if (terminalSent) return;
+  stream.peer.sendViolation(stream.callId, what);
+  terminalSent = true;
+  stream.fail(protocolViolation(what));
+  scope.cancel();
+}
+
+void IncomingTaskImpl::channelLost(const kj::Exception& why) {
+  lost = true;
+  stream.fail(why);
+  scope.cancel();
+}
+
+}  // namespace harrow

@@ -1,0 +1,208 @@
+#include "runtime/engine/internal/outgoing_task.h"
+
+#include <kj/debug.h>
+
+namespace harrow {
+namespace {
+
+void sendCancelTask(Peer& peer, uint64_t callId) {
+  if (peer.isClosed()) return;
+  wire::Message::Builder root = nullptr;
+  auto builder = peer.newMessage(callId, root);
+  root.setCancelTask();
+  peer.send(kj::mv(builder));
+}
+
+kj::StringPtr kindName(MethodKind kind) {
+  switch (kind) {
+    case MethodKind::CALL: return "call";
+    case MethodKind::STREAM: return "stream";
+    case MethodKind::CONTEXT: return "context";
+  }
+  return "?";
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+
+PendingCall::PendingCall(Peer& peer, uint64_t callId)
+    : peer(peer), callId(callId), promise(nullptr) {
+  auto paf = kj::newPromiseAndFulfiller<kj::Own<IncomingMessage>>();
+  promise = kj::mv(paf.promise);
+  fulfiller = kj::mv(paf.fulfiller);
+  peer.addRoute(callId, *this);
+}
+
+PendingCall::~PendingCall() noexcept(false) {
+  peer.removeRoute(callId);
+  if (!answered) sendCancelTask(peer, callId);
+}
+
+void PendingCall::receive(wire::Message::Reader message, kj::Own<capnp::MessageReader>& owner) {
+  answered = true;
+  switch (message.which()) {
+    case wire::Message::RETURN:
+      fulfiller->fulfill(kj::heap<WireIncoming>(kj::mv(owner), message.getReturn()));
+      peer.removeRoute(callId);
+      return;
+    case wire::Message::ERROR:
+      fulfiller->reject(toException(message.getError()));
+      peer.removeRoute(callId);
+      return;
+    default: {
+      auto what = kj::str("unexpected message for a call (", static_cast<unsigned>(message.which()),
+                          "); the callee's method is not a call");
+      peer.sendViolation(callId, what);
+      fulfiller->reject(protocolViolation(what));
+      peer.removeRoute(callId);
+      return;
+    }
+  }
+}
+
+void PendingCall::channelLost(const kj::Exception& why) {
+  answered = true;
+  fulfiller->reject(kj::cp(why));
+}
+
+// ---------------------------------------------------------------------------------------------
+
+OutgoingTaskImpl::OutgoingTaskImpl(Peer& peer, uint64_t callId, MethodKind kind)
+    : stream(peer, callId, peer.getOptions().window), kind(kind) {
+  peer.addRoute(callId, *this);
+}
+
+OutgoingTaskImpl::~OutgoingTaskImpl() noexcept(false) {
+  stream.peer.removeRoute(stream.callId);
+  if (!finished && !cancelSent) sendCancelTask(stream.peer, stream.callId);
+}
+
+Co<void> OutgoingTaskImpl::acknowledged() {
+  while (!acked) {
+    KJ_IF_MAYBE(e, error) kj::throwFatalException(kj::cp(*e));
+    co_await changed.wait();
+  }
+}
+
+Co<void> OutgoingTaskImpl::send(kj::Own<OutgoingMessage> item) {
+  KJ_REQUIRE(kind == MethodKind::CONTEXT, "only a context streams from caller to callee");
+  return stream.send(kj::mv(item));
+}
+
+Co<kj::Own<IncomingMessage>> OutgoingTaskImpl::started() {
+  KJ_REQUIRE(kind == MethodKind::CONTEXT, "only a context sends started");
+  while (!startedReceived) {
+    KJ_IF_MAYBE(e, error) kj::throwFatalException(kj::cp(*e));
+    KJ_REQUIRE(!finished, "the callee returned without sending started");
+    co_await changed.wait();
+  }
+  KJ_IF_MAYBE(value, startedValue) {
+    auto result = kj::mv(*value);
+    startedValue = nullptr;
+    co_return kj::mv(result);
+  }
+  KJ_FAIL_REQUIRE("started() already taken");
+}
+
+Co<kj::Maybe<kj::Own<IncomingMessage>>> OutgoingTaskImpl::result() {
+  while (!finished) co_await changed.wait();
+  KJ_IF_MAYBE(value, returnValue) {
+    co_return kj::mv(*value);
+  }
+  KJ_IF_MAYBE(e, error) {
+    // A cancel we asked for is absorbed as the acknowledgement; one we did not is raised.
+    if (cancelSent && isContextCancelled(*e)) co_return nullptr;
+    kj::throwFatalException(kj::cp(*e));
+  }
+  co_return nullptr;  // cancel-task acknowledged
+}
+
+void OutgoingTaskImpl::cancel() {
+  if (finished || cancelSent) return;
+  cancelSent = true;
+  sendCancelTask(stream.peer, stream.callId);
+}
+
+void OutgoingTaskImpl::violation(kj::StringPtr what) {
+  stream.peer.sendViolation(stream.callId, what);
+  error = protocolViolation(what);
+  stream.fail(KJ_ASSERT_NONNULL(error));
+  finish();
+}
+
+void OutgoingTaskImpl::finish() {
+  finished = true;
+  stream.deliverStop();  // `return` also ends the callee's item stream
+  stream.peer.removeRoute(stream.callId);
+  changed.wake();
+}
+
+void OutgoingTaskImpl::receive(wire::Message::Reader message,
+                               kj::Own<capnp::MessageReader>& owner) {
+  switch (message.which()) {
+    case wire::Message::START_ACK: {
+      auto ack = message.getStartAck();
+      if (acked) return violation("second startAck");
+      if (ack.getKind() != kind) {
+        return violation(kj::str("the caller opened a ", kindName(kind), " but the callee's method is a ",
+                                 kindName(ack.getKind())));
+      }
+      acked = true;
+      stream.grantSendCredit(ack.getWindow());
+      changed.wake();
+      return;
+    }
+    case wire::Message::STARTED:
+      if (kind != MethodKind::CONTEXT) return violation("started on a stream");
+      if (!acked) return violation("started before startAck");
+      if (startedReceived) return violation("a second started");
+      startedReceived = true;
+      startedValue = kj::heap<WireIncoming>(kj::mv(owner), message.getStarted());
+      changed.wake();
+      return;
+    case wire::Message::YIELD:
+      if (!acked) return violation("yield before startAck");
+      if (kind == MethodKind::CONTEXT && !startedReceived) return violation("yield before started");
+      if (!stream.deliverItem(message, owner)) {
+        error = protocolViolation("the callee overran its credit window");
+        stream.fail(KJ_ASSERT_NONNULL(error));
+        finish();
+      }
+      return;
+    case wire::Message::STOP:
+      stream.deliverStop();
+      return;
+    case wire::Message::CREDIT:
+      stream.grantSendCredit(message.getCredit());
+      return;
+    case wire::Message::RETURN:
+      returnValue = kj::heap<WireIncoming>(kj::mv(owner), message.getReturn());
+      finish();
+      return;
+    case wire::Message::ERROR:
+      error = toException(message.getError());
+      if (!(cancelSent && isContextCancelled(KJ_ASSERT_NONNULL(error)))) {
+        stream.fail(KJ_ASSERT_NONNULL(error));
+      }
+      finish();
+      return;
+    case wire::Message::CANCEL_TASK_ACK:
+      if (!cancelSent) return violation("cancelTaskAck without cancelTask");
+      finish();
+      return;
+    default:
+      return violation(kj::str("message ", static_cast<unsigned>(message.which()),
+                               " is not allowed from a callee"));
+  }
+}
+
+void OutgoingTaskImpl::channelLost(const kj::Exception& why) {
+  if (finished) return;
+  error = kj::cp(why);
+  stream.fail(why);
+  finished = true;
+  changed.wake();
+}
+
+}  // namespace harrow

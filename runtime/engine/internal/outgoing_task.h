@@ -1,0 +1,71 @@
+// The caller's end of a task: a pending call, or an open stream / context.
+
+#pragma once
+
+#include "runtime/engine/internal/task_stream.h"
+
+namespace harrow {
+
+// A call in flight: resolves with the `return` message or raises the `error`.
+class PendingCall final : public Peer::Route {
+public:
+  PendingCall(Peer& peer, uint64_t callId);
+  // Unregisters; a call abandoned before its answer (KJ or scope cancellation of the caller)
+  // tells the callee with cancel-task.
+  ~PendingCall() noexcept(false);
+  KJ_DISALLOW_COPY(PendingCall);
+
+  kj::Promise<kj::Own<IncomingMessage>> result() { return kj::mv(promise); }
+
+  void receive(wire::Message::Reader message, kj::Own<capnp::MessageReader>& owner) override;
+  void channelLost(const kj::Exception& why) override;
+
+private:
+  Peer& peer;
+  uint64_t callId;
+  kj::Promise<kj::Own<IncomingMessage>> promise;
+  kj::Own<kj::PromiseFulfiller<kj::Own<IncomingMessage>>> fulfiller;
+  bool answered = false;
+};
+
+class OutgoingTaskImpl final : public OutgoingTask, public Peer::Route {
+public:
+  OutgoingTaskImpl(Peer& peer, uint64_t callId, MethodKind kind);
+  ~OutgoingTaskImpl() noexcept(false);
+  KJ_DISALLOW_COPY(OutgoingTaskImpl);
+
+  // Resolves when the callee has acknowledged the start (or raises its error).
+  Co<void> acknowledged();
+
+  // RawStream
+  kj::Own<OutgoingMessage> newItem() override { return stream.newItem(); }
+  Co<void> send(kj::Own<OutgoingMessage> item) override;
+  Co<kj::Maybe<kj::Own<IncomingMessage>>> receive() override { return stream.receive(); }
+  Co<void> stop() override { return stream.stop(); }
+
+  // OutgoingTask
+  Co<kj::Own<IncomingMessage>> started() override;
+  Co<kj::Maybe<kj::Own<IncomingMessage>>> result() override;
+  void cancel() override;
+
+  // Route
+  void receive(wire::Message::Reader message, kj::Own<capnp::MessageReader>& owner) override;
+  void channelLost(const kj::Exception& why) override;
+
+private:
+  TaskStream stream;
+  MethodKind kind;
+  bool acked = false;
+  bool cancelSent = false;
+  bool finished = false;  // return, error or cancel ack received
+  kj::Maybe<kj::Own<IncomingMessage>> startedValue;
+  bool startedReceived = false;
+  kj::Maybe<kj::Own<IncomingMessage>> returnValue;
+  kj::Maybe<kj::Exception> error;
+  Wakeup changed;
+
+  void finish();
+  void violation(kj::StringPtr what);
+};
+
+}  // namespace harrow

@@ -1,0 +1,115 @@
+#include "runtime/engine/internal/task_stream.h"
+
+#include <kj/debug.h>
+
+namespace harrow {
+
+kj::Promise<void> Wakeup::wait() {
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  waiter = kj::mv(paf.fulfiller);
+  return kj::mv(paf.promise);
+}
+
+void Wakeup::wake() {
+  KJ_IF_MAYBE(w, waiter) {
+    (*w)->fulfill();
+    waiter = nullptr;
+  }
+}
+
+TaskStream::TaskStream(Peer& peer, uint64_t callId, uint32_t receiveWindow)
+    : peer(peer), callId(callId), receiveWindow(receiveWindow) {}
+
+void TaskStream::throwIfFailed() {
+  KJ_IF_MAYBE(e, failure) {
+    kj::throwFatalException(kj::cp(*e));
+  }
+}
+
+kj::Own<OutgoingMessage> TaskStream::newItem() {
+  wire::Message::Builder root = nullptr;
+  auto builder = peer.newMessage(callId, root);
+  auto payload = root.initYield();
+  return kj::heap<WireOutgoing>(kj::mv(builder), callId, payload);
+}
+
+Co<void> TaskStream::send(kj::Own<OutgoingMessage> item) {
+  KJ_REQUIRE(!stopped, "send() after stop()");
+  while (sendCredit == 0) {
+    throwIfFailed();
+    co_await creditChanged.wait();  // the consumer is behind: wait, never buffer
+  }
+  throwIfFailed();
+  --sendCredit;
+  peer.send(asWire(*item).release());
+  if (!peer.channel().isWritable()) co_await peer.channel().whenWritable();
+}
+
+Co<kj::Maybe<kj::Own<IncomingMessage>>> TaskStream::receive() {
+  while (inbox.empty() && !peerStopped) {
+    throwIfFailed();
+    co_await inboxChanged.wait();
+  }
+  if (inbox.empty()) {
+    throwIfFailed();  // a stream that ended because the task failed raises that failure
+    co_return nullptr;
+  }
+  kj::Own<IncomingMessage> item = kj::mv(inbox.front());
+  inbox.pop_front();
+  // Return credit in batches of half a window: one credit message per several items.
+  if (++consumedSinceGrant >= kj::max(receiveWindow / 2, 1u) && !peerStopped && !peer.isClosed()) {
+    wire::Message::Builder root = nullptr;
+    auto builder = peer.newMessage(callId, root);
+    root.setCredit(consumedSinceGrant);
+    consumedSinceGrant = 0;
+    peer.send(kj::mv(builder));
+  }
+  co_return kj::mv(item);
+}
+
+Co<void> TaskStream::stop() {
+  if (stopped) co_return;
+  stopped = true;
+  throwIfFailed();
+  wire::Message::Builder root = nullptr;
+  auto builder = peer.newMessage(callId, root);
+  root.setStop();
+  peer.send(kj::mv(builder));
+  co_return;
+}
+
+void TaskStream::grantSendCredit(uint32_t credit) {
+  sendCredit += credit;
+  creditChanged.wake();
+}
+
+bool TaskStream::deliverItem(wire::Message::Reader message, kj::Own<capnp::MessageReader>& owner) {
+  if (peerStopped) {
+    peer.sendViolation(callId, "yield after stop");
+    return false;
+  }
+  if (inbox.size() + consumedSinceGrant >= receiveWindow) {
+    peer.sendViolation(callId, kj::str("yield beyond the credit window of ", receiveWindow));
+    return false;
+  }
+  inbox.push_back(kj::heap<WireIncoming>(kj::mv(owner), message.getYield()));
+  inboxChanged.wake();
+  return true;
+}
+
+void TaskStream::deliverStop() {
+  peerStopped = true;
+  inboxChanged.wake();
+}
+
+void TaskStream::fail(const kj::Exception& why) {
+  if (failure == nullptr) failure = kj::cp(why);
+  wakeAll();
+}
+
+void TaskStream::wakeAll() {
+  inboxChanged.wake();
+  creditChanged.wake();
+}
+
+}  // namespace harrow

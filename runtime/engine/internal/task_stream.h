@@ -1,0 +1,60 @@
+// The item stream of one task, shared by both ends' task objects: an inbox that grants credit
+// back as its consumer takes items, and a sender that waits for the peer's credit.
+
+#pragma once
+
+#include <harrow/engine/peer.h>
+#include "runtime/engine/internal/wire_message.h"
+
+#include <deque>
+
+namespace harrow {
+
+// A re-armable wake-up for one waiting coroutine.
+class Wakeup {
+public:
+  kj::Promise<void> wait();
+  void wake();
+
+private:
+  kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> waiter;
+};
+
+class TaskStream {
+public:
+  TaskStream(Peer& peer, uint64_t callId, uint32_t receiveWindow);
+
+  // --- RawStream, forwarded by the task classes ---
+  kj::Own<OutgoingMessage> newItem();
+  Co<void> send(kj::Own<OutgoingMessage> item);
+  Co<kj::Maybe<kj::Own<IncomingMessage>>> receive();
+  Co<void> stop();
+
+  // --- fed by the task's route ---
+  void grantSendCredit(uint32_t credit);
+  // Returns false (after reporting a violation) if the item exceeds the credit we granted.
+  bool deliverItem(wire::Message::Reader message, kj::Own<capnp::MessageReader>& owner);
+  void deliverStop();
+  // Everything waiting or arriving later fails with `why`.
+  void fail(const kj::Exception& why);
+  bool failed() const { return failure != nullptr; }
+  void wakeAll();
+
+  Peer& peer;
+  const uint64_t callId;
+
+private:
+  uint32_t receiveWindow;
+  uint32_t consumedSinceGrant = 0;
+  std::deque<kj::Own<IncomingMessage>> inbox;
+  bool peerStopped = false;
+  uint32_t sendCredit = 0;
+  bool stopped = false;
+  kj::Maybe<kj::Exception> failure;
+  Wakeup inboxChanged;
+  Wakeup creditChanged;
+
+  void throwIfFailed();
+};
+
+}  // namespace harrow

@@ -1,0 +1,131 @@
+// Peer: the protocol engine for one channel to another actor, after the hello handshake.
+//
+// Both ends of a channel are symmetric: either may start tasks (calls, streams, contexts) on the
+// other. A Peer routes every received message by call id to the task it belongs to, runs
+// incoming tasks on the actor's servers, and is the RawPortal through which typed portals start
+// outgoing ones. docs/PROTOCOL.md is the state machine it implements.
+//
+// Failure containment: a message the state machine forbids gets an `error` (protocolViolation)
+// back to the sender for that call id and harms nothing else; a malformed frame ends this
+// channel only; a lost channel cancels this channel's incoming tasks (scope cancellation) and
+// fails its outgoing ones with TransportClosed.
+
+#pragma once
+
+#include <harrow/ipc/channel.h>
+#include <harrow/co/nursery.h>
+#include <harrow/engine/remote_error.h>
+#include <harrow/typed/task.h>
+
+#include <kj/map.h>
+
+namespace harrow {
+
+class Peer;
+
+struct PeerOptions {
+  // Items a receiver accepts ahead of its consumer (the initial credit it grants, per stream
+  // direction). The producer waits when it runs out; the receiver never buffers more.
+  uint32_t window = 64;
+};
+
+// What a Peer needs from the actor that owns it.
+class PeerHost {
+public:
+  virtual const ActorIdentity& identity() const = 0;
+  // The server for an actor interface this actor serves, if any.
+  virtual kj::Maybe<ActorServer&> findServer(uint64_t interfaceId) = 0;
+  // A channel-level message (call id 0) other than hello: spawnSpec, cancelActor, ...
+  virtual void controlMessage(Peer& peer, wire::Message::Reader message) = 0;
+  // Where incoming tasks run; nullptr while the actor serves none (starting up, shutting down):
+  // a start then gets an error back.
+  virtual kj::Maybe<TaskNursery&> serviceNursery() = 0;
+};
+
+class Peer final : public RawPortal {
+public:
+  // `initiator`: whether this side opened the connection (it then allocates odd call ids).
+  Peer(kj::Own<Channel> channel, PeerHost& host, ActorIdentity remote, bool initiator,
+       PeerOptions options = {});
+  ~Peer() noexcept(false);
+  KJ_DISALLOW_COPY(Peer);
+
+  const ActorIdentity& remote() const { return remoteId; }
+  Channel& channel() { return *chan; }
+  PeerHost& host() { return hostRef; }
+
+  // Reads and routes messages until the channel ends; incoming tasks run in the host's service
+  // nursery. Resolves on a clean EOF, throws TransportClosed or MalformedFrame otherwise. Either
+  // way every task of this channel has been ended first.
+  Co<void> serve();
+
+  // One raw message, before serve() runs (e.g. the spawn spec right after the handshake).
+  Co<kj::Own<capnp::MessageReader>> receiveOne();
+
+  // A channel-level message builder (call id 0) and sending it.
+  kj::Own<capnp::MallocMessageBuilder> newControlMessage();
+  void send(kj::Own<capnp::MallocMessageBuilder> message);
+
+  // RawPortal
+  kj::Own<OutgoingMessage> newStart(uint64_t interfaceId, uint16_t methodId) override;
+  Co<kj::Own<IncomingMessage>> call(kj::Own<OutgoingMessage> start) override;
+  Co<kj::Own<OutgoingTask>> open(kj::Own<OutgoingMessage> start, MethodKind kind) override;
+
+  // Internal to the engine: one open task, either direction, addressed by call id.
+  class Route {
+  public:
+    virtual void receive(wire::Message::Reader message, kj::Own<capnp::MessageReader>& owner) = 0;
+    virtual void channelLost(const kj::Exception& why) = 0;
+  };
+  void addRoute(uint64_t callId, Route& route);
+  void removeRoute(uint64_t callId);
+  kj::Own<capnp::MallocMessageBuilder> newMessage(uint64_t callId, wire::Message::Builder& root);
+  void sendViolation(uint64_t callId, kj::StringPtr what);
+  bool isClosed() const { return closed; }
+  const PeerOptions& getOptions() const { return options; }
+  kj::Maybe<const kj::Exception&> closedBecause() const;
+
+  // Resolves once this side has stopped serving the channel: it closed or failed (serve() ended),
+  // serve() was cancelled, or the Peer was destroyed. Never rejects; any number of waiters.
+  // The registry ties entries to the channel that registered them with it.
+  kj::Promise<void> whenClosed() { return closedPromise.addBranch(); }
+
+  // Resolves once no task (either direction) is open on this channel. After serve() has ended,
+  // every task has been told so and is unwinding: the owner waits for this before destroying
+  // the Peer, which the tasks still refer to.
+  kj::Promise<void> whenDrained();
+
+  // A number unique to this Peer within the process (for logs and for telling channels apart).
+  uint64_t serial() const { return serialNumber; }
+
+private:
+  kj::Own<Channel> chan;
+  PeerHost& hostRef;
+  ActorIdentity remoteId;
+  PeerOptions options;
+  uint64_t nextCallId;          // ours: odd for the initiator, even for the acceptor
+  uint64_t highestPeerCallId = 0;
+  kj::HashMap<uint64_t, Route*> routes;
+  bool closed = false;
+  kj::Maybe<kj::Exception> closeReason;
+  uint64_t serialNumber;
+  kj::Own<kj::PromiseFulfiller<void>> closedFulfiller;
+  kj::ForkedPromise<void> closedPromise;
+  kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> drainWaiters;
+
+  void markClosed();
+
+  void route(kj::Own<capnp::MessageReader> reader);
+  void startIncoming(uint64_t callId, kj::Own<capnp::MessageReader> reader);
+  bool isOurs(uint64_t callId) const;
+  bool wasUsed(uint64_t callId) const;
+  void lose(const kj::Exception& why);
+  void failRoutes(const kj::Exception& why);
+};
+
+// The hello exchange on a fresh channel: each side sends its identity, pid and protocol version,
+// then reads the other's. A peer speaking another version, or anything but hello, is refused.
+Co<kj::Own<Peer>> handshake(kj::Own<Channel> channel, PeerHost& host, bool initiator,
+                            PeerOptions options = {});
+
+}  // namespace harrow

@@ -1,0 +1,264 @@
+#include <harrow/engine/remote_error.h>
+
+#include <kj/debug.h>
+#include <kj/encoding.h>
+
+#include <sys/random.h>
+
+namespace harrow {
+namespace {
+
+constexpr kj::StringPtr REMOTE = "harrow.RemoteActorError"_kj;
+constexpr kj::StringPtr CANCELLED = "harrow.ContextCancelled"_kj;
+constexpr kj::StringPtr VIOLATION = "harrow.ProtocolViolation"_kj;
+
+kj::StringPtr kindName(wire::ErrorKind kind) {
+  switch (kind) {
+    case wire::ErrorKind::FAILED: return "failed";
+    case wire::ErrorKind::CONTEXT_CANCELLED: return "contextCancelled";
+    case wire::ErrorKind::PROTOCOL_VIOLATION: return "protocolViolation";
+    case wire::ErrorKind::UNKNOWN_METHOD: return "unknownMethod";
+  }
+  return "failed";
+}
+
+wire::ErrorKind kindFromName(kj::StringPtr name) {
+  if (name == "contextCancelled") return wire::ErrorKind::CONTEXT_CANCELLED;
+  if (name == "protocolViolation") return wire::ErrorKind::PROTOCOL_VIOLATION;
+  if (name == "unknownMethod") return wire::ErrorKind::UNKNOWN_METHOD;
+  return wire::ErrorKind::FAILED;
+}
+
+kj::String indent(kj::StringPtr text, kj::StringPtr by) {
+  kj::Vector<char> out;
+  for (char c : text) {
+    out.add(c);
+    if (c == '\n') out.addAll(by);
+  }
+  out.add('\0');
+  return kj::String(out.releaseAsArray());
+}
+
+kj::String actorText(kj::StringPtr name, kj::ArrayPtr<const kj::byte> uuid) {
+  return kj::str("'", name, "' (", kj::encodeHex(uuid), ")");
+}
+
+// Splits "a.b.Type: message" or "ns::Type: message" into type and message.
+void splitTypePrefix(kj::StringPtr description, kj::String& type, kj::String& message) {
+  KJ_IF_MAYBE(colon, description.findFirst(':')) {
+    // "::" inside a C++ name is not the separator: look for ": ".
+    for (size_t i = *colon; i + 1 < description.size(); ++i) {
+      if (description[i] == ':' && description[i + 1] == ' ') {
+        kj::String head = kj::heapString(description.begin(), i);
+        bool looksLikeType = head.size() > 0 && head.findFirst(' ') == nullptr &&
+                             (head.findFirst('.') != nullptr || head.findFirst(':') != nullptr);
+        if (looksLikeType) {
+          type = kj::mv(head);
+          message = kj::str(description.slice(i + 2));
+          return;
+        }
+        break;
+      }
+    }
+  }
+  type = nullptr;
+  message = kj::str(description);
+}
+
+// Reads "'name' (hex)" at the start of `text`.
+bool parseActor(kj::StringPtr text, ActorIdentity& out) {
+  if (!text.startsWith("'")) return false;
+  for (size_t i = 1; i + 2 < text.size(); ++i) {
+    if (text[i] == '\'' && text[i + 1] == ' ' && text[i + 2] == '(') {
+      kj::StringPtr rest = text.slice(i + 3);
+      KJ_IF_MAYBE(close, rest.findFirst(')')) {
+        out.name = kj::heapString(text.slice(1, i));
+        auto decoded = kj::decodeHex(kj::arrayPtr(rest.begin(), *close));
+        if (decoded.hadErrors) return false;
+        out.uuid = kj::mv(decoded);
+        return true;
+      }
+      return false;
+    }
+  }
+  return false;
+}
+
+kj::Vector<kj::String> lines(kj::StringPtr text) {
+  kj::Vector<kj::String> out;
+  size_t start = 0;
+  for (size_t i = 0; i <= text.size(); ++i) {
+    if (i == text.size() || text[i] == '\n') {
+      out.add(kj::heapString(text.begin() + start, i - start));
+      start = i + 1;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+
+ActorIdentity ActorIdentity::random(kj::StringPtr name) {
+  auto uuid = kj::heapArray<kj::byte>(16);
+  KJ_SYSCALL(getrandom(uuid.begin(), uuid.size(), 0));
+  return {kj::heapString(name), kj::mv(uuid)};
+}
+
+ActorIdentity ActorIdentity::fromWire(wire::ActorId::Reader id) {
+  return {kj::heapString(id.getName()), kj::heapArray(id.getUuid())};
+}
+
+void ActorIdentity::toWire(wire::ActorId::Builder id) const {
+  id.setName(name);
+  id.setUuid(uuid);
+}
+
+ActorIdentity ActorIdentity::clone() const { return {kj::heapString(name), kj::heapArray(uuid.asPtr())}; }
+
+kj::String ActorIdentity::toString() const { return actorText(name, uuid); }
+
+bool isRemoteActorError(const kj::Exception& e) { return e.getDescription().startsWith(REMOTE); }
+bool isContextCancelled(const kj::Exception& e) { return e.getDescription().startsWith(CANCELLED); }
+bool isProtocolViolation(const kj::Exception& e) {
+  if (e.getDescription().startsWith(VIOLATION)) return true;
+  KJ_IF_MAYBE(info, remoteErrorInfo(e)) {
+    return info->kind == wire::ErrorKind::PROTOCOL_VIOLATION;
+  }
+  return false;
+}
+
+kj::Exception protocolViolation(kj::StringPtr what) {
+  return kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+                       kj::str(VIOLATION, ": ", what));
+}
+
+kj::Exception toException(wire::Error::Reader error) {
+  auto kind = error.getKind();
+  kj::Vector<kj::String> parts;
+  parts.add(kj::str(kind == wire::ErrorKind::CONTEXT_CANCELLED ? CANCELLED : REMOTE, ": ",
+                    error.getType(), " from actor ",
+                    actorText(error.getOrigin().getName(), error.getOrigin().getUuid())));
+  parts.add(kj::str("\n  message: ", indent(error.getMessage(), "    ")));
+  if (kind != wire::ErrorKind::FAILED) parts.add(kj::str("\n  kind: ", kindName(kind)));
+  if (error.getFile().size() > 0) {
+    parts.add(kj::str("\n  raised at ", error.getFile(), ":", error.getLine()));
+  }
+  for (auto hop : error.getRelayPath()) {
+    parts.add(kj::str("\n  relayed by ", actorText(hop.getName(), hop.getUuid())));
+  }
+  if (error.getRemoteTrace().size() > 0) {
+    parts.add(kj::str("\n  remote trace:\n    ", indent(error.getRemoteTrace(), "    ")));
+  }
+  auto type = kind == wire::ErrorKind::FAILED ? kj::Exception::Type::FAILED
+                                              : kj::Exception::Type::DISCONNECTED;
+  return kj::Exception(type, "(remote)", 0, kj::strArray(parts, ""));
+}
+
+kj::Maybe<RemoteErrorInfo> remoteErrorInfo(const kj::Exception& exception) {
+  kj::StringPtr text = exception.getDescription();
+  kj::StringPtr prefix;
+  if (text.startsWith(REMOTE)) {
+    prefix = REMOTE;
+  } else if (text.startsWith(CANCELLED)) {
+    prefix = CANCELLED;
+  } else {
+    return nullptr;
+  }
+  auto all = lines(text);
+  RemoteErrorInfo info{
+      prefix == CANCELLED ? wire::ErrorKind::CONTEXT_CANCELLED : wire::ErrorKind::FAILED,
+      nullptr, nullptr, nullptr, 0, nullptr, {}, {}};
+
+  kj::StringPtr head = all[0].slice(prefix.size() + 2);  // after "<prefix>: "
+  constexpr kj::StringPtr FROM = " from actor "_kj;
+  for (size_t i = 0; i + FROM.size() <= head.size(); ++i) {
+    if (kj::arrayPtr(head.begin() + i, FROM.size()) == FROM.asArray()) {
+      info.type = kj::heapString(head.begin(), i);
+      if (!parseActor(head.slice(i + FROM.size()), info.origin)) return nullptr;
+      break;
+    }
+  }
+  if (info.type == nullptr) return nullptr;
+
+  kj::Vector<kj::String> message, trace;
+  enum { NONE, MESSAGE, TRACE } section = NONE;
+  for (size_t i = 1; i < all.size(); ++i) {
+    kj::StringPtr line = all[i];  // a kj::String: NUL-terminated
+    if (section == MESSAGE && line.startsWith("    ")) { message.add(kj::str(line.slice(4))); continue; }
+    if (section == TRACE && line.startsWith("    ")) { trace.add(kj::str(line.slice(4))); continue; }
+    section = NONE;
+    if (line.startsWith("  message: ")) {
+      message.add(kj::str(line.slice(11)));
+      section = MESSAGE;
+    } else if (line.startsWith("  kind: ")) {
+      info.kind = kindFromName(line.slice(8));
+    } else if (line.startsWith("  raised at ")) {
+      kj::StringPtr where = line.slice(12);
+      KJ_IF_MAYBE(colon, where.findLast(':')) {
+        info.file = kj::heapString(where.begin(), *colon);
+        info.line = where.slice(*colon + 1).parseAs<uint32_t>();
+      }
+    } else if (line.startsWith("  relayed by ")) {
+      ActorIdentity hop;
+      if (parseActor(line.slice(13), hop)) info.relayPath.add(kj::mv(hop));
+    } else if (line == "  remote trace:") {
+      section = TRACE;
+    }
+  }
+  info.message = kj::strArray(message, "\n");
+  info.remoteTrace = kj::strArray(trace, "\n");
+  return kj::mv(info);
+}
+
+void fillWireError(wire::Error::Builder error, const kj::Exception& exception,
+                   const ActorIdentity& self, wire::ErrorKind kind) {
+  KJ_IF_MAYBE(remote, remoteErrorInfo(exception)) {
+    // Relayed: the origin stays, we join the path.
+    error.setKind(kind == wire::ErrorKind::FAILED ? remote->kind : kind);
+    error.setType(remote->type);
+    error.setMessage(remote->message);
+    error.setFile(remote->file);
+    error.setLine(remote->line);
+    error.setRemoteTrace(remote->remoteTrace);
+    remote->origin.toWire(error.initOrigin());
+    auto path = error.initRelayPath(remote->relayPath.size() + 1);
+    for (auto i : kj::indices(remote->relayPath)) remote->relayPath[i].toWire(path[i]);
+    self.toWire(path[remote->relayPath.size()]);
+    return;
+  }
+
+  kj::String type, message;
+  splitTypePrefix(exception.getDescription(), type, message);
+  if (type == nullptr) {
+    type = kj::str("kj::Exception(", exception.getType(), ")");
+  }
+  if (kind == wire::ErrorKind::FAILED && isProtocolViolation(exception)) {
+    kind = wire::ErrorKind::PROTOCOL_VIOLATION;
+  }
+  error.setKind(kind);
+  error.setType(type);
+  error.setMessage(message);
+  error.setFile(exception.getFile());
+  error.setLine(exception.getLine());
+  kj::Vector<kj::String> trace;
+  const kj::Exception::Context* context = nullptr;
+  KJ_IF_MAYBE(first, exception.getContext()) context = first;
+  while (context != nullptr) {
+    trace.add(kj::str(context->file, ":", context->line, ": ", context->description));
+    const kj::Exception::Context* next = nullptr;
+    KJ_IF_MAYBE(n, context->next) next = n->get();
+    context = next;
+  }
+  if (exception.getStackTrace().size() > 0) {
+    trace.add(kj::str("stack:", kj::strArray(KJ_MAP(a, exception.getStackTrace()) {
+      return kj::str(" ", a);
+    }, "")));
+  }
+  if (exception.getRemoteTrace().size() > 0) trace.add(kj::str(exception.getRemoteTrace()));
+  error.setRemoteTrace(kj::strArray(trace, "\n"));
+  self.toWire(error.initOrigin());
+}
+
+}  // namespace harrow

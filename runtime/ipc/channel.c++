@@ -1,0 +1,464 @@
+#include <harrow/ipc/channel.h>
+
+#include <harrow/ipc/fd_stream.h>
+
+#include <capnp/any.h>
+#include <capnp/serialize.h>
+#include <kj/debug.h>
+
+#include <string.h>
+
+namespace harrow {
+namespace {
+
+// Errors travel as kj::Exception; these description prefixes are how they are recognised again
+// (the same scheme as Cancelled in cancel_scope.c++).
+constexpr kj::StringPtr TRANSPORT_CLOSED = "harrow.TransportClosed"_kj;
+constexpr kj::StringPtr MALFORMED_FRAME = "harrow.MalformedFrame"_kj;
+
+// capnp's own readers refuse more segments than this; so do we, before allocating anything.
+constexpr uint32_t MAX_SEGMENTS = 512;
+
+kj::Exception malformedFrame(kj::StringPtr why) {
+  return kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+      kj::str(MALFORMED_FRAME, ": ", why));
+}
+
+uint32_t readLE32(const kj::byte* p) {
+  return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
+}
+
+void writeLE32(kj::byte* p, uint32_t value) {
+  p[0] = value;
+  p[1] = value >> 8;
+  p[2] = value >> 16;
+  p[3] = value >> 24;
+}
+
+// The segment table: a 32-bit segment count minus one, a 32-bit size in words per segment, and
+// padding to a whole word.
+size_t segmentTableBytes(size_t segmentCount) { return (segmentCount / 2 + 1) * sizeof(capnp::word); }
+
+size_t roundUpToWord(size_t bytes) {
+  return (bytes + sizeof(capnp::word) - 1) & ~(sizeof(capnp::word) - 1);
+}
+
+// Walks every pointer of a message through the ordinary reader API, which bounds-checks each
+// pointer and charges the reader's traversal limit and nesting limit. (AnyPointer::targetSize()
+// would be shorter but charges no traversal limit, so a message whose pointers share targets
+// could make it run for exponential time.)
+void walk(capnp::AnyPointer::Reader pointer);
+
+void walkPointers(capnp::List<capnp::AnyPointer>::Reader pointers) {
+  for (auto pointer : pointers) walk(pointer);
+}
+
+void walk(capnp::AnyPointer::Reader pointer) {
+  switch (pointer.getPointerType()) {
+    case capnp::PointerType::NULL_:
+      return;
+    case capnp::PointerType::STRUCT:
+      walkPointers(pointer.getAs<capnp::AnyStruct>().getPointerSection());
+      return;
+    case capnp::PointerType::LIST: {
+      auto list = pointer.getAs<capnp::AnyList>();
+      switch (list.getElementSize()) {
+        case capnp::ElementSize::POINTER:
+          walkPointers(list.as<capnp::List<capnp::AnyPointer>>());
+          return;
+        case capnp::ElementSize::INLINE_COMPOSITE: {
+          auto structs = list.as<capnp::List<capnp::AnyStruct>>();
+          // All elements share one layout: without pointers there is nothing below them.
+          if (structs.size() == 0 || structs[0].getPointerSection().size() == 0) return;
+          for (auto element : structs) walkPointers(element.getPointerSection());
+          return;
+        }
+        default:
+          return;  // plain data: the bounds check when reading the pointer covered it
+      }
+    }
+    case capnp::PointerType::CAPABILITY:
+      // harrow messages carry no capability table, so a capability pointer is always bogus.
+      KJ_FAIL_REQUIRE("message contains a capability pointer");
+  }
+}
+
+}  // namespace
+
+bool isTransportClosed(const kj::Exception& exception) {
+  return exception.getDescription().startsWith(TRANSPORT_CLOSED);
+}
+
+bool isMalformedFrame(const kj::Exception& exception) {
+  return exception.getDescription().startsWith(MALFORMED_FRAME);
+}
+
+kj::Exception transportClosed(kj::StringPtr why) {
+  return kj::Exception(kj::Exception::Type::DISCONNECTED, __FILE__, __LINE__,
+      kj::str(TRANSPORT_CLOSED, ": ", why));
+}
+
+// Received bytes. Message readers handed out by receive() point into a Buffer and hold a
+// reference to it, so the channel never overwrites bytes a reader may still look at: it only
+// appends after `end`, and moves data (compacts) only while nobody else holds the buffer.
+class Channel::Buffer final : public kj::Refcounted {
+public:
+  explicit Buffer(size_t bytes) : words(kj::heapArray<capnp::word>(bytes / sizeof(capnp::word))) {}
+  kj::byte* bytes() { return words.asBytes().begin(); }
+  size_t size() const { return words.size() * sizeof(capnp::word); }
+  kj::ArrayPtr<const capnp::word> wordsAt(size_t offset, size_t bytes) const {
+    return words.slice(offset / sizeof(capnp::word), (offset + bytes) / sizeof(capnp::word));
+  }
+  using kj::Refcounted::isShared;
+
+private:
+  kj::Array<capnp::word> words;  // word-aligned storage, so frames parse in place
+};
+
+Channel::Channel(kj::Own<kj::AsyncIoStream> streamParam, ChannelOptions options)
+    : stream(FdStream::adopt(kj::mv(streamParam), options.eventPort)),
+      fdStream(dynamic_cast<FdStream*>(stream.get())), options(options),
+      buffer(kj::refcounted<Buffer>(roundUpToWord(kj::max(options.readBufferBytes, size_t(64))))) {}
+
+Channel::Channel(kj::UnixEventPort& eventPort, kj::AutoCloseFd fd, ChannelOptions options)
+    : Channel(kj::heap<FdStream>(eventPort, kj::mv(fd)), options) {}
+
+Channel::~Channel() noexcept(false) {
+  if (writeScheduled && !queue.empty()) {
+    // Messages waiting for the end of the turn: hand the stream what it takes now, as send() did
+    // when it wrote a lone message at once, so that send-then-close loses nothing.
+    writeTask = nullptr;
+    kj::Vector<Outgoing> batch;
+    uint64_t bytes;
+    auto pieces = takeBatch(batch, bytes);
+    kj::runCatchingExceptions([&]() {
+      if (fdStream != nullptr) {
+        size_t index = 0;
+        size_t offset = 0;
+        fdStream->writeNow(pieces, index, offset);  // the rest, if any, is dropped
+      } else {
+        auto ignored = stream->write(pieces);  // an fd stream writes before returning
+      }
+    });
+  }
+  // KJ cancellation of in-flight I/O, before the buffer and queue it points into go away.
+  writeTask = nullptr;
+  pendingRead = nullptr;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Receiving
+
+Co<kj::Maybe<kj::Own<capnp::MessageReader>>> Channel::receive() {
+  KJ_IF_MAYBE(error, readError) kj::throwFatalException(kj::cp(*error));
+  KJ_REQUIRE(!receiving, "Channel::receive() called while another receive() is waiting");
+  receiving = true;
+  KJ_DEFER(receiving = false);
+
+  for (;;) {
+    size_t needed = 0;
+    KJ_IF_MAYBE(message, tryParse(needed)) co_return kj::mv(*message);
+    if (eof) {
+      if (begin == end) co_return nullptr;
+      failRead(transportClosed(kj::str("EOF in the middle of a frame (", end - begin, " of ",
+                                       needed, " bytes received)")));
+    }
+    if (fdStream != nullptr) {
+      // Read what is there; if nothing is, wait for readability. Cancellation while waiting
+      // loses nothing: no bytes are in flight.
+      if (!readNow(needed)) co_await fdStream->whenReadable();
+      continue;
+    }
+    co_await readMore(needed);
+    pendingRead = nullptr;
+    KJ_IF_MAYBE(error, readError) kj::throwFatalException(kj::cp(*error));
+  }
+}
+
+kj::Maybe<kj::Own<capnp::MessageReader>> Channel::tryParse(size_t& needed) {
+  size_t available = end - begin;
+  const kj::byte* frame = buffer->bytes() + begin;
+
+  needed = sizeof(capnp::word);
+  if (available < needed) return nullptr;
+  uint64_t segmentCount = uint64_t(readLE32(frame)) + 1;
+  if (segmentCount > MAX_SEGMENTS) {
+    failRead(malformedFrame(kj::str("bogus segment table: ", segmentCount,
+                                    " segments (at most ", MAX_SEGMENTS, ")")));
+  }
+  size_t tableBytes = segmentTableBytes(segmentCount);
+  needed = tableBytes;
+  if (available < needed) return nullptr;
+
+  uint64_t frameBytes = tableBytes;
+  for (uint64_t i = 0; i < segmentCount; i++) {
+    frameBytes += uint64_t(readLE32(frame + 4 + 4 * i)) * sizeof(capnp::word);
+  }
+  if (frameBytes > options.maxFrameBytes) {
+    failRead(malformedFrame(kj::str("frame of ", frameBytes, " bytes exceeds limit ",
+                                    options.maxFrameBytes)));
+  }
+  needed = frameBytes;
+  if (available < needed) return nullptr;
+
+  // The whole frame is here. It starts on a word boundary: the buffer does, and every frame is a
+  // whole number of words.
+  auto words = buffer->wordsAt(begin, frameBytes);
+  if (options.validate) {
+    // A reader of its own, so that validation does not use up the traversal limit of the reader
+    // the application gets.
+    KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
+      capnp::FlatArrayMessageReader check(words, options.readerOptions);
+      walk(check.getRoot<capnp::AnyPointer>());
+    })) {
+      failRead(malformedFrame(kj::str("message of ", frameBytes, " bytes failed validation: ",
+                                      exception->getDescription())));
+    }
+  }
+  begin += frameBytes;
+  return kj::heap<capnp::FlatArrayMessageReader>(words, options.readerOptions)
+      .attach(kj::addRef(*buffer));
+}
+
+// Makes room for a frame of `needed` bytes of which the buffer holds [begin, end): returns the free
+// space after `end`, at least needed - (end - begin) bytes.
+kj::ArrayPtr<kj::byte> Channel::makeRoom(size_t needed) {
+  size_t available = end - begin;
+  size_t standard = roundUpToWord(kj::max(options.readBufferBytes, size_t(64)));
+  bool oversized = buffer->size() > standard;  // left over from an earlier large frame
+  if (begin + needed > buffer->size() || (available == 0 && oversized && needed <= standard)) {
+    if (!buffer->isShared() && !oversized && needed <= buffer->size()) {
+      // Nobody else looks at this buffer: slide the partial frame to the front.
+      memmove(buffer->bytes(), buffer->bytes() + begin, available);
+    } else {
+      // Readers still point into the old buffer (it dies with the last of them), or it is too
+      // small for this frame, or too large to keep around.
+      auto fresh = kj::refcounted<Buffer>(kj::max(standard, roundUpToWord(needed)));
+      memcpy(fresh->bytes(), buffer->bytes() + begin, available);
+      buffer = kj::mv(fresh);
+    }
+    begin = 0;
+    end = available;
+  } else if (available == 0 && !buffer->isShared()) {
+    begin = end = 0;  // free compaction: the next frame starts at the front again
+  }
+
+  KJ_ASSERT(needed > available && needed - available <= buffer->size() - end);
+  return kj::arrayPtr(buffer->bytes() + end, buffer->size() - end);
+}
+
+// The fd path: one read() into the buffer. False if nothing could be read now.
+bool Channel::readNow(size_t needed) {
+  auto space = makeRoom(needed);
+  kj::Maybe<size_t> count;
+  KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
+    count = fdStream->readNow(space.begin(), space.size());
+  })) {
+    failRead(transportClosed(exception->getDescription()));
+  }
+  KJ_IF_MAYBE(n, count) {
+    if (*n == 0) {
+      eof = true;
+    } else {
+      end += *n;
+    }
+    return true;
+  }
+  return false;
+}
+
+kj::Promise<void> Channel::readMore(size_t needed) {
+  // A read left over from a cancelled receive() must finish first: its bytes land in the buffer.
+  KJ_IF_MAYBE(read, pendingRead) return read->addBranch();
+
+  auto space = makeRoom(needed);
+  size_t minBytes = needed - (end - begin);
+  size_t maxBytes = space.size();
+  // evalNow: a stream may fail synchronously (a socket's first read() syscall happens inside
+  // tryRead()); that failure must take the same path as an asynchronous one.
+  kj::byte* into = space.begin();
+  auto& read = pendingRead.emplace(
+      kj::evalNow([&]() { return stream->tryRead(into, minBytes, maxBytes); })
+          .then([this, minBytes](size_t n) {
+            end += n;
+            if (n < minBytes) eof = true;  // tryRead returns short only at EOF
+          }, [this](kj::Exception&& exception) {
+            readError = transportClosed(exception.getDescription());
+          })
+          .eagerlyEvaluate(nullptr)
+          .fork());
+  return read.addBranch();
+}
+
+void Channel::failRead(kj::Exception&& exception) {
+  readError = kj::cp(exception);
+  kj::throwFatalException(kj::mv(exception));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sending
+
+void Channel::send(capnp::MessageBuilder& message) {
+  auto segments = message.getSegmentsForOutput();
+  KJ_REQUIRE(segments.size() > 0, "Channel::send() of a message with no root");
+  size_t bytes = capnp::computeSerializedSizeInWords(segments) * sizeof(capnp::word);
+  KJ_REQUIRE(bytes <= options.maxFrameBytes, "frame exceeds limit", bytes, options.maxFrameBytes);
+  auto flat = capnp::messageToFlatArray(segments);
+  auto pieces = kj::heapArray<kj::ArrayPtr<const kj::byte>>(1);
+  pieces[0] = flat.asBytes();
+  enqueue({pieces.attach(kj::mv(flat)), bytes});
+}
+
+void Channel::send(kj::Own<capnp::MessageBuilder> message) {
+  auto segments = message->getSegmentsForOutput();
+  KJ_REQUIRE(segments.size() > 0, "Channel::send() of a message with no root");
+  size_t bytes = capnp::computeSerializedSizeInWords(segments) * sizeof(capnp::word);
+  KJ_REQUIRE(bytes <= options.maxFrameBytes, "frame exceeds limit", bytes, options.maxFrameBytes);
+
+  auto table = kj::heapArray<kj::byte>(segmentTableBytes(segments.size()));
+  memset(table.begin(), 0, table.size());
+  writeLE32(table.begin(), segments.size() - 1);
+  for (size_t i = 0; i < segments.size(); i++) {
+    writeLE32(table.begin() + 4 + 4 * i, segments[i].size());
+  }
+  auto pieces = kj::heapArrayBuilder<kj::ArrayPtr<const kj::byte>>(segments.size() + 1);
+  pieces.add(table.asPtr());
+  for (auto segment : segments) pieces.add(segment.asBytes());
+  enqueue({pieces.finish().attach(kj::mv(table), kj::mv(message)), bytes});
+}
+
+void Channel::enqueue(Outgoing&& outgoing) {
+  KJ_IF_MAYBE(error, writeError) kj::throwFatalException(kj::cp(*error));
+  KJ_REQUIRE(!writeShut, "Channel::send() after shutdownWrite()");
+  queuedTotal += outgoing.bytes;
+  queue.add(kj::mv(outgoing));
+  // The first message on an idle channel schedules the write for the end of this loop turn, so
+  // that whatever else this turn's events send leaves with it in one writev. Messages queued
+  // behind a blocked write leave together once it completes.
+  if (!writing) {
+    writing = true;
+    writeScheduled = true;
+    writeTask = kj::evalLast([this]() { return writeQueued(); }).eagerlyEvaluate(nullptr);
+  }
+}
+
+kj::Array<kj::ArrayPtr<const kj::byte>> Channel::takeBatch(kj::Vector<Outgoing>& batch,
+                                                           uint64_t& bytes) {
+  batch = kj::mv(queue);
+  queue = kj::Vector<Outgoing>();
+  size_t pieceCount = 0;
+  bytes = 0;
+  for (auto& outgoing : batch) {
+    pieceCount += outgoing.pieces.size();
+    bytes += outgoing.bytes;
+  }
+  auto pieces = kj::heapArrayBuilder<kj::ArrayPtr<const kj::byte>>(pieceCount);
+  for (auto& outgoing : batch) pieces.addAll(outgoing.pieces);
+  return pieces.finish();
+}
+
+kj::Promise<void> Channel::writeQueued() {
+  writeScheduled = false;
+  kj::Vector<Outgoing> batch;
+  uint64_t bytes;
+  auto pieces = takeBatch(batch, bytes);
+
+  if (fdStream != nullptr) {
+    // Whatever the kernel takes now; only a blocked write leaves a promise behind.
+    size_t index = 0;
+    size_t offset = 0;
+    bool done = false;
+    KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
+      done = fdStream->writeNow(pieces, index, offset);
+    })) {
+      writeFailed(transportClosed(exception->getDescription()));
+      return kj::READY_NOW;
+    }
+    if (!done) {
+      auto rest = fdStream->writeLater(pieces, index, offset);
+      return rest.attach(kj::mv(pieces), kj::mv(batch))
+          .then([this, bytes]() { return written(bytes); },
+                [this](kj::Exception&& exception) -> kj::Promise<void> {
+                  writeFailed(transportClosed(exception.getDescription()));
+                  return kj::READY_NOW;
+                });
+    }
+    return written(bytes);
+  }
+
+  // KJ wants the pieces (and what they point at) to stay valid until the write completes.
+  auto write = kj::evalNow([&]() { return stream->write(pieces); });  // see readMore()
+  return write.attach(kj::mv(pieces), kj::mv(batch))
+      .then([this, bytes]() { return written(bytes); },
+            [this](kj::Exception&& exception) -> kj::Promise<void> {
+              writeFailed(transportClosed(exception.getDescription()));
+              return kj::READY_NOW;
+            });
+}
+
+kj::Promise<void> Channel::written(uint64_t bytes) {
+  writtenTotal += bytes;
+  wakeWaiters();
+  if (queue.empty()) {
+    writing = false;
+    return kj::READY_NOW;
+  }
+  // Sent while the write was blocked (or, for a stream without an fd, in flight): these leave
+  // together at the end of this turn, with whatever else it sends.
+  writeScheduled = true;
+  return kj::evalLast([this]() { return writeQueued(); });
+}
+
+void Channel::writeFailed(kj::Exception&& exception) {
+  writing = false;
+  writeScheduled = false;
+  queue.clear();
+  writeError = kj::cp(exception);
+  for (auto& waiter : flushWaiters) waiter.fulfiller->reject(kj::cp(exception));
+  flushWaiters.clear();
+  for (auto& waiter : writableWaiters) waiter->reject(kj::cp(exception));
+  writableWaiters.clear();
+}
+
+void Channel::wakeWaiters() {
+  size_t done = 0;
+  while (done < flushWaiters.size() && flushWaiters[done].target <= writtenTotal) {
+    flushWaiters[done++].fulfiller->fulfill();
+  }
+  if (done > 0) {
+    kj::Vector<Waiter> rest(flushWaiters.size() - done);
+    for (size_t i = done; i < flushWaiters.size(); i++) rest.add(kj::mv(flushWaiters[i]));
+    flushWaiters = kj::mv(rest);
+  }
+  if (isWritable()) {
+    for (auto& waiter : writableWaiters) waiter->fulfill();
+    writableWaiters.clear();
+  }
+}
+
+kj::Promise<void> Channel::flush() {
+  KJ_IF_MAYBE(error, writeError) return kj::cp(*error);
+  if (writtenTotal >= queuedTotal) return kj::READY_NOW;
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  flushWaiters.add(Waiter{queuedTotal, kj::mv(paf.fulfiller)});
+  return kj::mv(paf.promise);
+}
+
+kj::Promise<void> Channel::whenWritable() {
+  KJ_IF_MAYBE(error, writeError) return kj::cp(*error);
+  if (isWritable()) return kj::READY_NOW;
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  writableWaiters.add(kj::mv(paf.fulfiller));
+  return kj::mv(paf.promise);
+}
+
+Co<void> Channel::shutdownWrite() {
+  if (writeShut) co_return;
+  writeShut = true;  // refuse new sends now; what is queued still goes out
+  co_await flush();
+  KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() { stream->shutdownWrite(); })) {
+    kj::throwFatalException(transportClosed(exception->getDescription()));
+  }
+}
+
+}  // namespace harrow

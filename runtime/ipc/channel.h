@@ -1,0 +1,206 @@
+// Channel: framed Cap'n Proto messages over one byte stream (a socket, a pipe).
+//
+//   harrow::Channel channel(kj::mv(stream));  // or Channel(eventPort, kj::mv(fd))
+//   capnp::MallocMessageBuilder out;
+//   out.initRoot<wire::Message>().setCallId(1);
+//   channel.send(out);                        // queued; written at the end of this loop turn
+//   co_await channel.flush();                 // optional: wait until it reached the kernel
+//   KJ_IF_MAYBE(in, co_await channel.receive()) {
+//     auto message = (*in)->getRoot<wire::Message>();
+//   } else {
+//     // the peer shut down its write side cleanly (EOF between two frames)
+//   }
+//
+// Framing is Cap'n Proto's standard stream framing (see docs/PROTOCOL.md), so a channel talks to
+// capnp::writeMessage()/readMessage() peers too.
+//
+// I/O: a channel over a socket (or any stream whose getFd() reports an fd), given the event port
+// (ChannelOptions::eventPort, or the fd constructor), does its own I/O on that fd (runtime/fd_stream.h): the fd is watched for readability only, read() and sendmsg() are
+// called directly, and write space is watched only while a write is blocked. That saves the
+// wakeups KJ's fd streams cause on every write-space edge, and a syscall per message. Streams
+// without an fd (in-memory pipes) go through the kj::AsyncIoStream interface.
+//
+// Writes are batched per burst of events: send() never writes; the first message queued on an
+// idle channel schedules a write with kj::evalLast(), which runs once the events ready now have
+// run and before the loop waits for I/O. A lone message thus still leaves in the same loop turn,
+// while everything sent in that turn (100 returns, a window of stream items) leaves in one writev.
+//
+// Errors, all as kj::Exception:
+//  - TransportClosed (isTransportClosed()): the stream failed: ECONNRESET, EOF inside a frame,
+//    any other I/O error. Type DISCONNECTED.
+//  - MalformedFrame (isMalformedFrame()): the peer sent something that is not a valid frame:
+//    over maxFrameBytes, a bogus segment table, pointers that fail validation. Type FAILED.
+// After either, receive() keeps throwing the same error: the read side is unusable, because the
+// stream is no longer at a frame boundary. Sending still works, so the owner may tell the peer
+// why before it closes the channel.
+//
+// Cancellation: receive(), flush() and whenWritable() may be cancelled (KJ or scope
+// cancellation) at any point without losing or corrupting data: the channel owns the stream I/O,
+// callers only wait for it. Destroying the Channel first hands the stream, without waiting,
+// whatever it takes at once of the messages waiting for the end of the loop turn (so a message
+// sent just before is not lost); then it cancels in-flight I/O (KJ cancellation) and closes the
+// stream; anything not yet written is dropped. As everywhere in KJ, promises a Channel returns
+// must be completed or dropped before the Channel is destroyed.
+
+#pragma once
+
+#include <harrow/co/co.h>
+
+#include <capnp/message.h>
+#include <kj/async-io.h>
+#include <kj/async-unix.h>
+#include <kj/io.h>
+#include <kj/refcount.h>
+#include <kj/vector.h>
+
+namespace harrow {
+
+// True for the exception a channel throws when its transport broke (see above).
+bool isTransportClosed(const kj::Exception& exception);
+
+// True for the exception a channel throws when the peer sent a malformed frame.
+bool isMalformedFrame(const kj::Exception& exception);
+
+// Builds a TransportClosed exception: `why` says what happened.
+kj::Exception transportClosed(kj::StringPtr why);
+
+struct ChannelOptions {
+  // The event loop's port. With it, a channel over a socket does its own I/O on the fd (below);
+  // without it, it uses the stream's kj::AsyncIoStream interface. harrow's actors always pass it.
+  kj::Maybe<kj::UnixEventPort&> eventPort;
+
+  // Largest frame (segment table plus segments) either direction accepts. A larger incoming frame
+  // is a MalformedFrame; send() refuses to queue a larger one.
+  size_t maxFrameBytes = 64u << 20;
+
+  // Limits for reading received messages. Also applied while validating each frame on receipt.
+  capnp::ReaderOptions readerOptions;
+
+  // Walk every received message once, so that out-of-bounds or amplified pointers surface as a
+  // MalformedFrame from receive() instead of an exception deep inside application code. Costs one
+  // pass over each message.
+  bool validate = true;
+
+  // Backpressure: the channel counts as writable while fewer bytes than this are queued or being
+  // written. send() never blocks; producers that may outrun the peer await whenWritable().
+  size_t maxQueuedBytes = 1u << 20;
+
+  // Size of the receive buffer; one read() fills it with as many frames as have arrived.
+  size_t readBufferBytes = 64u << 10;
+};
+
+class FdStream;
+
+class Channel {
+public:
+  // Over `stream`. If it has an fd (getFd()) and this thread's event loop runs on a
+  // kj::UnixEventPort (kj::setupAsyncIo()), the channel dup()s the fd, destroys `stream` (which
+  // deregisters and, if it owned it, closes its fd) and does its own I/O on the dup. Only for
+  // plain byte streams: a wrapper that transforms bytes must not report its inner fd.
+  explicit Channel(kj::Own<kj::AsyncIoStream> stream, ChannelOptions options = {});
+
+  // Over a socket (or pipe) fd the channel takes; made non-blocking and close-on-exec.
+  Channel(kj::UnixEventPort& eventPort, kj::AutoCloseFd fd, ChannelOptions options = {});
+
+  ~Channel() noexcept(false);
+  KJ_DISALLOW_COPY(Channel);
+
+  // ---- receiving ----
+
+  // The next message, or nullptr on a clean EOF at a frame boundary. Throws TransportClosed or
+  // MalformedFrame as described at the top. One receive() at a time. The reader points into the
+  // channel's receive buffer (no copy) and keeps that buffer alive for as long as it lives.
+  Co<kj::Maybe<kj::Own<capnp::MessageReader>>> receive();
+
+  // ---- sending ----
+
+  // Queues a copy of `message`. Everything queued goes out together (one writev) at the end of
+  // the current loop turn, or, while a write is blocked, as soon as it completes. Throws the
+  // transport's error if an earlier write failed, and refuses frames over maxFrameBytes and sends
+  // after shutdownWrite().
+  void send(capnp::MessageBuilder& message);
+
+  // Same, without the copy: the channel keeps `message` until it has been written.
+  void send(kj::Own<capnp::MessageBuilder> message);
+
+  // Resolves once everything queued before the call has been handed to the stream. Throws
+  // TransportClosed if a write failed.
+  kj::Promise<void> flush();
+
+  // Bytes queued or being written.
+  size_t queuedBytes() const { return queuedTotal - writtenTotal; }
+  bool isWritable() const { return queuedBytes() < options.maxQueuedBytes; }
+
+  // Resolves when isWritable() (at once if it already is). Throws TransportClosed if a write
+  // failed.
+  kj::Promise<void> whenWritable();
+
+  // Flushes, then shuts down the write side: the peer's receive() returns nullptr once it has read
+  // everything. Later send() calls throw. Receiving continues to work.
+  Co<void> shutdownWrite();
+
+  // The underlying stream, e.g. for getsockopt(). Do not read or write it directly. For a channel
+  // doing its own fd I/O (see above) this is a harrow::FdStream over the channel's fd, not the
+  // stream the channel was built from.
+  kj::AsyncIoStream& getStream() { return *stream; }
+
+  // True if the channel does its own I/O on an fd (see above).
+  bool usesFd() const { return fdStream != nullptr; }
+
+private:
+  class Buffer;
+  struct Outgoing {
+    // One framed message: the pieces to write, each keeping alive what it points into.
+    kj::Array<kj::ArrayPtr<const kj::byte>> pieces;
+    size_t bytes;
+  };
+  struct Waiter {
+    uint64_t target;  // resolves when writtenTotal reaches this
+    kj::Own<kj::PromiseFulfiller<void>> fulfiller;
+  };
+
+  kj::Own<kj::AsyncIoStream> stream;
+  FdStream* fdStream = nullptr;  // `stream`, if the channel does its own fd I/O
+  ChannelOptions options;
+
+  // --- read side ---
+  kj::Own<Buffer> buffer;       // frames arrive here; [begin, end) is unconsumed
+  size_t begin = 0;
+  size_t end = 0;
+  bool eof = false;
+  bool receiving = false;
+  kj::Maybe<kj::Exception> readError;  // once set, receive() throws it forever
+  // Streams without an fd: the read in flight. Owned here, not by receive(), so that cancelling
+  // receive() cannot drop bytes the stream already handed over; the next receive() picks it up.
+  // (The fd path reads synchronously and only waits for readability, which loses nothing.)
+  kj::Maybe<kj::ForkedPromise<void>> pendingRead;
+
+  // --- write side ---
+  kj::Vector<Outgoing> queue;          // waiting for the next write
+  uint64_t queuedTotal = 0;            // bytes ever queued
+  uint64_t writtenTotal = 0;           // bytes ever written
+  bool writing = false;                // a write is scheduled (see below) or in flight
+  bool writeScheduled = false;         // the write waits in kj::evalLast() for the turn's end
+  bool writeShut = false;
+  kj::Maybe<kj::Exception> writeError;
+  kj::Vector<Waiter> flushWaiters;     // ordered by target
+  kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> writableWaiters;
+  kj::Maybe<kj::Promise<void>> writeTask;  // declared last: destroyed (cancelled) first
+
+  // Read side.
+  kj::Maybe<kj::Own<capnp::MessageReader>> tryParse(size_t& needed);
+  kj::ArrayPtr<kj::byte> makeRoom(size_t needed);
+  bool readNow(size_t needed);
+  kj::Promise<void> readMore(size_t needed);
+  [[noreturn]] void failRead(kj::Exception&& exception);
+
+  // Write side.
+  void enqueue(Outgoing&& outgoing);
+  kj::Promise<void> writeQueued();
+  kj::Promise<void> written(uint64_t bytes);
+  kj::Array<kj::ArrayPtr<const kj::byte>> takeBatch(kj::Vector<Outgoing>& batch, uint64_t& bytes);
+  void writeFailed(kj::Exception&& exception);
+  void wakeWaiters();
+};
+
+}  // namespace harrow

@@ -1,0 +1,212 @@
+#include <harrow/ipc/transport.h>
+
+#include <harrow/co/cancel_scope.h>
+
+#include <kj/debug.h>
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+
+namespace harrow {
+namespace {
+
+constexpr size_t SUN_PATH_SIZE = sizeof(sockaddr_un::sun_path);
+
+kj::Maybe<uint16_t> parsePort(kj::StringPtr text) {
+  if (text.size() == 0 || text.size() > 5) return nullptr;
+  uint32_t port = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return nullptr;
+    port = port * 10 + (c - '0');
+  }
+  if (port > 65535) return nullptr;
+  return uint16_t(port);
+}
+
+[[noreturn]] void badAddress(kj::StringPtr text, kj::StringPtr why) {
+  kj::throwFatalException(kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+      kj::str("invalid address \"", text, "\": ", why)));
+}
+
+// Harrow coalesces writes itself; Nagle's algorithm would only delay a lone message.
+void setNoDelay(kj::AsyncIoStream& stream) {
+  int one = 1;
+  stream.setsockopt(IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+}  // namespace
+
+Address Address::parse(kj::StringPtr text) {
+  Address result;
+  if (text.startsWith("tcp:")) {
+    kj::StringPtr rest = text.slice(4);
+    kj::StringPtr portText;
+    if (rest.startsWith("[")) {
+      KJ_IF_MAYBE(close, rest.findFirst(']')) {
+        if (rest.size() <= *close + 1 || rest[*close + 1] != ':') {
+          badAddress(text, "expected \":PORT\" after \"]\"");
+        }
+        result.host = kj::heapString(rest.slice(1, *close));
+        portText = rest.slice(*close + 2);
+      } else {
+        badAddress(text, "missing \"]\"");
+      }
+    } else {
+      KJ_IF_MAYBE(colon, rest.findLast(':')) {
+        result.host = kj::heapString(rest.slice(0, *colon));
+        portText = rest.slice(*colon + 1);
+      } else {
+        badAddress(text, "expected tcp:HOST:PORT");
+      }
+      if (result.host.asPtr().findFirst(':') != nullptr) {
+        badAddress(text, "an IPv6 host needs brackets: tcp:[::1]:PORT");
+      }
+    }
+    if (result.host.size() == 0) badAddress(text, "empty host");
+    KJ_IF_MAYBE(port, parsePort(portText)) {
+      result.port = *port;
+    } else {
+      badAddress(text, "port must be a number from 0 to 65535");
+    }
+    result.kind = Kind::TCP;
+  } else if (text.startsWith("unix:@")) {
+    kj::StringPtr name = text.slice(6);
+    if (name.size() == 0) badAddress(text, "empty abstract socket name");
+    // sun_path holds a leading NUL, the name, and the NUL KJ appends.
+    if (name.size() + 2 > SUN_PATH_SIZE) {
+      badAddress(text, kj::str("abstract socket name longer than ", SUN_PATH_SIZE - 2, " bytes"));
+    }
+    result.kind = Kind::UNIX_ABSTRACT;
+    result.path = kj::heapString(name);
+  } else if (text.startsWith("unix:")) {
+    kj::StringPtr path = text.slice(5);
+    if (path.size() == 0) badAddress(text, "empty socket path");
+    if (path.size() + 1 > SUN_PATH_SIZE) {
+      badAddress(text, kj::str("socket path longer than ", SUN_PATH_SIZE - 1,
+                               " bytes (use unix:@name, an abstract socket)"));
+    }
+    result.kind = Kind::UNIX;
+    result.path = kj::heapString(path);
+  } else {
+    badAddress(text, "expected tcp:HOST:PORT, unix:/PATH or unix:@NAME");
+  }
+  if (result.host.asPtr().findFirst('\0') != nullptr ||
+      result.path.asPtr().findFirst('\0') != nullptr) {
+    badAddress(text, "contains a NUL byte");
+  }
+  return result;
+}
+
+kj::String Address::toString() const {
+  switch (kind) {
+    case Kind::TCP:
+      if (host.asPtr().findFirst(':') != nullptr) return kj::str("tcp:[", host, "]:", port);
+      return kj::str("tcp:", host, ":", port);
+    case Kind::UNIX:
+      return kj::str("unix:", path);
+    case Kind::UNIX_ABSTRACT:
+      return kj::str("unix:@", path);
+  }
+  KJ_UNREACHABLE;
+}
+
+kj::String Address::toKjAddress() const {
+  switch (kind) {
+    case Kind::TCP:
+      if (host.asPtr().findFirst(':') != nullptr) return kj::str("[", host, "]:", port);
+      return kj::str(host, ":", port);
+    case Kind::UNIX:
+      return kj::str("unix:", path);
+    case Kind::UNIX_ABSTRACT:
+      return kj::str("unix-abstract:", path);
+  }
+  KJ_UNREACHABLE;
+}
+
+Co<kj::Own<Channel>> connect(kj::Network& network, kj::StringPtr addressText,
+                             ChannelOptions options) {
+  Address address = Address::parse(addressText);
+  auto target = co_await network.parseAddress(address.toKjAddress());
+  kj::Own<kj::AsyncIoStream> stream;
+  kj::Maybe<kj::Exception> failure;
+  try {
+    stream = co_await target->connect();
+  } catch (...) {
+    failure = currentException();
+  }
+  KJ_IF_MAYBE(exception, failure) {
+    if (isCancelled(*exception)) kj::throwFatalException(kj::mv(*exception));
+    kj::throwFatalException(transportClosed(
+        kj::str("connect to ", addressText, " failed: ", exception->getDescription())));
+  }
+  if (address.kind == Address::Kind::TCP) setNoDelay(*stream);
+  co_return kj::heap<Channel>(kj::mv(stream), options);
+}
+
+kj::Maybe<Listener::FileId> Listener::socketFileAt(kj::StringPtr path) {
+  struct stat st;
+  if (lstat(path.cStr(), &st) != 0 || !S_ISSOCK(st.st_mode)) return nullptr;
+  return FileId{uint64_t(st.st_dev), uint64_t(st.st_ino)};
+}
+
+Co<kj::Own<Listener>> Listener::bind(kj::Network& network, kj::StringPtr addressText,
+                                     ChannelOptions options) {
+  Address address = Address::parse(addressText);
+  auto local = co_await network.parseAddress(address.toKjAddress());
+
+  kj::Own<kj::ConnectionReceiver> receiver;
+  KJ_IF_MAYBE(bindError, kj::runCatchingExceptions([&]() { receiver = local->listen(); })) {
+    // A socket file at the path is either live (someone listens) or stale (its listener died
+    // without removing it). Only a connection attempt tells them apart.
+    if (address.kind != Address::Kind::UNIX || socketFileAt(address.path) == nullptr) {
+      kj::throwFatalException(kj::mv(*bindError));
+    }
+    bool live = false;
+    kj::Maybe<kj::Exception> probeError;
+    try {
+      co_await local->connect();
+      live = true;
+    } catch (...) {
+      probeError = currentException();
+    }
+    KJ_IF_MAYBE(exception, probeError) {
+      if (isCancelled(*exception)) kj::throwFatalException(kj::mv(*exception));
+    }
+    if (live) {
+      kj::throwFatalException(kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+          kj::str("address in use: ", addressText, " (another process is listening)")));
+    }
+    KJ_SYSCALL(unlink(address.path.cStr()), "removing stale socket file", address.path);
+    receiver = local->listen();
+  }
+  co_return kj::heap<Listener>(kj::mv(receiver), kj::mv(address), options);
+}
+
+Listener::Listener(kj::Own<kj::ConnectionReceiver> receiverParam, Address addressParam,
+                   ChannelOptions options)
+    : receiver(kj::mv(receiverParam)), address(kj::mv(addressParam)), options(options) {
+  if (address.kind == Address::Kind::TCP) address.port = receiver->getPort();
+  if (address.kind == Address::Kind::UNIX) socketFile = socketFileAt(address.path);
+  addressText = address.toString();
+}
+
+Listener::~Listener() noexcept(false) {
+  receiver = nullptr;  // close the listening socket before its file goes
+  KJ_IF_MAYBE(created, socketFile) {
+    KJ_IF_MAYBE(now, socketFileAt(address.path)) {
+      if (*now == *created) unlink(address.path.cStr());
+    }
+  }
+}
+
+Co<kj::Own<Channel>> Listener::accept() {
+  auto stream = co_await receiver->accept();
+  if (address.kind == Address::Kind::TCP) setNoDelay(*stream);
+  co_return kj::heap<Channel>(kj::mv(stream), options);
+}
+
+}  // namespace harrow

@@ -1,0 +1,176 @@
+#include <harrow/spawn/actor_nursery.h>
+
+#include <kj/debug.h>
+
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace harrow {
+
+struct ActorNursery::Child {
+  kj::String name;
+  kj::Own<ChildProcess> process;
+  kj::Maybe<kj::Own<Peer>> peer;
+  bool cancelSent = false;
+  // SIGKILL once the grace period after cancel() has passed. Declared after `process`, which it
+  // refers to, so that it is destroyed first.
+  kj::Maybe<kj::Promise<void>> killAfterGrace;
+};
+
+ActorNursery::ActorNursery(Actor& actor, ActorNurseryOptions options)
+    : actor(actor), options(options) {}
+
+ActorNursery::~ActorNursery() noexcept(false) {
+  // Children that never got a supervisor (cancelled while starting) are killed and reaped by
+  // ChildProcess's destructor; peers go before processes.
+  for (auto& child : children) child->peer = nullptr;
+}
+
+Co<Peer*> ActorNursery::spawn(kj::StringPtr name, kj::StringPtr implementation,
+                              SpawnOptions spawnOptions) {
+  if (spawnOptions.executable.size() == 0) {
+    // Same binary: an unknown implementation is known here already, no need to spawn to find out.
+    KJ_IF_MAYBE(impls, actor.implementations()) {
+      if (!impls->has(implementation)) impls->create(implementation);  // throws, listing names
+    }
+  }
+  int fds[2];
+  KJ_SYSCALL(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds));
+  kj::AutoCloseFd parentEnd(fds[0]);
+  kj::AutoCloseFd childEnd(fds[1]);
+
+  auto child = kj::heap<Child>();
+  child->name = kj::heapString(name);
+  // Re-executed or forked by the zygote, as spawnOptions.backend says; registered with the event
+  // port before we yield to it.
+  child->process = startChildProcess(actor.eventPort(), name, spawnOptions.executable,
+                                     spawnOptions.backend, childEnd.get());
+  childEnd = nullptr;
+  Child& ref = *child;
+  children.add(kj::mv(child));
+
+  auto peer = co_await handshake(kj::heap<Channel>(actor.eventPort(), kj::mv(parentEnd)), actor,
+                                 /*initiator=*/false);
+
+  auto message = peer->newControlMessage();
+  auto spec = message->getRoot<wire::Message>().initSpawnSpec();
+  spec.setImplementation(implementation);
+  actor.fillSpawnSpec(spec, name);  // its listen address, the registry's and the root's
+  peer->send(kj::mv(message));
+
+  Peer* result = peer.get();
+  ref.peer = kj::mv(peer);
+  KJ_ASSERT_NONNULL(tasks, "the actor nursery is closed").start([this, &ref]() {
+    return supervise(ref);
+  });
+  co_return result;
+}
+
+void ActorNursery::cancel() {
+  cancelling = true;
+  for (auto& child : children) cancelChild(*child);
+}
+
+void ActorNursery::cancelChildOf(Peer& peer) {
+  for (auto& child : children) {
+    KJ_IF_MAYBE(p, child->peer) {
+      if (p->get() == &peer) return cancelChild(*child);
+    }
+  }
+}
+
+TaskNursery& ActorNursery::taskNursery() {
+  return KJ_ASSERT_NONNULL(tasks, "the actor nursery is closed");
+}
+
+void ActorNursery::cancelChild(Child& child) {
+  KJ_IF_MAYBE(peer, child.peer) {
+    if (!child.cancelSent && !(*peer)->isClosed()) {
+      child.cancelSent = true;
+      auto message = (*peer)->newControlMessage();
+      message->getRoot<wire::Message>().setCancelActor();
+      (*peer)->send(kj::mv(message));
+    }
+  }
+  // A child that does not exit within the grace period is killed, whether or not its channel
+  // ever ends (its supervisor only starts its own grace timer once the channel has ended, and a
+  // child stuck in a task that ignores cancellation keeps its channel open forever).
+  if (child.killAfterGrace == nullptr && !child.process->hasExited()) {
+    ChildProcess& process = *child.process;
+    child.killAfterGrace = actor.timer()
+        .afterDelay(options.gracePeriod)
+        .then([&process]() { process.kill(SIGKILL); })
+        .eagerlyEvaluate(nullptr);
+  }
+}
+
+Co<void> ActorNursery::stop(Child& child) {
+  // Graceful first: cancel-actor, then wait for the exit; SIGKILL after the grace period.
+  cancelChild(child);
+  co_await child.process->onExit();
+}
+
+Co<void> ActorNursery::supervise(Child& child) {
+  Peer& peer = *KJ_ASSERT_NONNULL(child.peer);
+  kj::Maybe<kj::Exception> failure;
+  try {
+    co_await peer.serve();  // routes the child's answers until its channel ends
+  } catch (...) {
+    failure = currentException();
+  }
+  co_await shielded([&]() { return stop(child); });
+
+  bool cancelled = false;
+  KJ_IF_MAYBE(e, failure) cancelled = isCancelled(*e);
+  if (cancelled) kj::throwFatalException(kj::mv(KJ_ASSERT_NONNULL(failure)));
+
+  int status = co_await child.process->onExit();
+  bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  if (!clean && !child.cancelSent) {
+    KJ_FAIL_REQUIRE(kj::str("harrow.ActorDied: actor '", child.name, "' (pid ",
+                            child.process->pid(), ") ", ChildProcess::describe(status)));
+  }
+  if (!clean && !(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)) {
+    KJ_FAIL_REQUIRE(kj::str("harrow.ActorDied: actor '", child.name, "' (pid ",
+                            child.process->pid(), ") ", ChildProcess::describe(status),
+                            " while being cancelled"));
+  }
+}
+
+Co<void> ActorNursery::reapAll() {
+  // Supervisors stop and reap the children they own, even while we are being cancelled; a child
+  // that never finished its handshake has no supervisor and is killed now.
+  for (auto& child : children) {
+    if (child->peer == nullptr) child->process->kill(SIGKILL);
+  }
+  for (auto& child : children) {
+    co_await child->process->onExit();
+  }
+}
+
+Co<void> openActorNursery(kj::Function<kj::Promise<void>(ActorNursery&)> body,
+                          ActorNurseryOptions options) {
+  return openActorNursery(currentActor(), kj::mv(body), options);
+}
+
+Co<void> openActorNursery(Actor& actor, kj::Function<kj::Promise<void>(ActorNursery&)> body,
+                          ActorNurseryOptions options) {
+  // The nursery object outlives the task nursery: supervisors refer to its children.
+  ActorNursery nursery(actor, options);
+  co_await openNursery([&](TaskNursery& tasks) -> Co<void> {
+    nursery.tasks = tasks;
+    KJ_DEFER(nursery.tasks = nullptr);
+    kj::Maybe<kj::Exception> failure;
+    try {
+      co_await body(nursery);
+    } catch (...) {
+      failure = currentException();
+    }
+    nursery.cancel();  // daemons live until the block ends
+    co_await shielded([&]() { return nursery.reapAll(); });
+    KJ_IF_MAYBE(e, failure) kj::throwFatalException(kj::mv(*e));
+  });
+}
+
+}  // namespace harrow

@@ -1,0 +1,147 @@
+// Actor nurseries: spawn actors as child processes and supervise them (tractor: open_nursery,
+// ActorNursery.start_actor).
+//
+//   co_await harrow::openActorNursery(root, [&](harrow::ActorNursery& an) -> harrow::Co<void> {
+//     CounterActor::Portal counter = co_await an.startActor<CounterActor>("counter-1", "counter");
+//     auto total = co_await counter.add(5);
+//   });  // every child is cancelled, has exited and has been reaped
+//
+// Supervision (one-cancels-all, as a trio nursery):
+//  - Each child runs under a supervising task in the nursery. An error in the body, a child dying
+//    unexpectedly, or a failure anywhere cancels the nursery; every child is then asked to stop
+//    (cancel-actor), and killed (SIGKILL) if it has not exited after the grace period.
+//  - When the body finishes, daemon actors are cancelled the same way; the block resolves once
+//    every child process has been reaped. Errors are raised together (MultiError).
+//  - A child that is still starting (no handshake yet) when the nursery is cancelled is killed at
+//    once.
+
+#pragma once
+
+#include <harrow/actor/actor.h>
+#include <harrow/spawn/forkserver.h>
+
+namespace harrow {
+
+// How to run one child.
+struct SpawnOptions {
+  // The program to run; empty: this program again (a C++ child can only run code linked into
+  // it). A named binary must itself call harrow::main and register the implementation; it is
+  // always started by exec.
+  kj::StringPtr executable;
+
+  // How the child's process starts (runtime/forkserver.h): re-executed (EXEC) or forked by this
+  // process's zygote (FORKSERVER, much cheaper). DEFAULT: the process default, HARROW_SPAWN.
+  SpawnBackend backend = SpawnBackend::DEFAULT;
+};
+
+struct ActorNurseryOptions {
+  // How long a child may take to exit after cancel-actor before it is killed.
+  kj::Duration gracePeriod = 1 * kj::SECONDS;
+};
+
+class ActorNursery {
+public:
+  ActorNursery(Actor& actor, ActorNurseryOptions options);
+  ~ActorNursery() noexcept(false);
+  KJ_DISALLOW_COPY(ActorNursery);
+
+  // tractor: start_actor. Spawns this program again in child mode, running the registered
+  // implementation `implementation` as actor `name`; resolves once the child has handshaken and
+  // received its spawn spec. The portal is valid until the nursery ends.
+  template <typename Interface>
+  Co<typename Interface::Portal> startActor(kj::StringPtr name, kj::StringPtr implementation,
+                                            SpawnOptions spawnOptions = {}) {
+    Peer* peer = co_await spawn(name, implementation, spawnOptions);
+    co_return typename Interface::Portal(*peer);
+  }
+
+  // The untyped form: the new child's channel (never null; a pointer only because a KJ promise
+  // cannot carry a reference). Valid until the nursery ends.
+  Co<Peer*> spawn(kj::StringPtr name, kj::StringPtr implementation,
+                  SpawnOptions spawnOptions = {});
+
+  // tractor: run_in_actor. Spawns a one-shot actor and runs `fn(Interface::Portal&)` (returning
+  // a promise for one result) against it as a task of the nursery. Once the result is in, the
+  // actor is cancelled. An error is raised like any child's: it cancels the nursery and arrives
+  // with the others when the nursery exits. The returned handle gives the result (once).
+  template <typename Interface, typename Fn>
+  auto runInActor(kj::StringPtr name, kj::StringPtr implementation, Fn fn,
+                  SpawnOptions spawnOptions = {});
+
+  // Graceful cancel of every child (cancel-actor, then SIGKILL after the grace period).
+  void cancel();
+
+  size_t size() const { return children.size(); }
+
+private:
+  struct Child;
+  Actor& actor;
+  kj::Maybe<TaskNursery&> tasks;  // the supervisors' nursery, while the block is open
+  ActorNurseryOptions options;
+  kj::Vector<kj::Own<Child>> children;
+  bool cancelling = false;
+
+  Co<void> supervise(Child& child);
+  Co<void> stop(Child& child);
+  Co<void> reapAll();
+  void cancelChild(Child& child);
+  void cancelChildOf(Peer& peer);
+  TaskNursery& taskNursery();
+
+  friend Co<void> openActorNursery(Actor& actor,
+                                   kj::Function<kj::Promise<void>(ActorNursery&)> body,
+                                   ActorNurseryOptions options);
+};
+
+Co<void> openActorNursery(Actor& actor, kj::Function<kj::Promise<void>(ActorNursery&)> body,
+                          ActorNurseryOptions options = {});
+
+// The result of a one-shot actor started with runInActor().
+template <typename T>
+class ActorResult {
+public:
+  explicit ActorResult(kj::Promise<T>&& promise) : promise(kj::mv(promise)) {}
+  // The result, or the actor's error. Once.
+  kj::Promise<T> result() {
+    KJ_REQUIRE(promise != nullptr, "result() already taken");
+    auto taken = kj::mv(KJ_ASSERT_NONNULL(promise));
+    promise = nullptr;
+    return taken;
+  }
+
+private:
+  kj::Maybe<kj::Promise<T>> promise;
+};
+
+template <typename Interface, typename Fn>
+auto ActorNursery::runInActor(kj::StringPtr name, kj::StringPtr implementation, Fn fn,
+                              SpawnOptions spawnOptions) {
+  using Portal = typename Interface::Portal;
+  using T = PromiseValue<decltype(fn(kj::instance<Portal&>()))>;
+  return [](ActorNursery& self, Co<Peer*> spawned, Fn fn) -> Co<ActorResult<T>> {
+    Peer* peer = co_await kj::mv(spawned);
+    auto paf = kj::newPromiseAndFulfiller<T>();
+    self.taskNursery().start([&self, peer, fn = kj::mv(fn),
+                              fulfiller = kj::mv(paf.fulfiller)]() mutable -> Co<void> {
+      Portal portal(*peer);
+      kj::Maybe<kj::Exception> failure;
+      try {
+        fulfiller->fulfill(co_await fn(portal));
+      } catch (...) {
+        failure = currentException();
+      }
+      self.cancelChildOf(*peer);  // its one job is done (or failed)
+      KJ_IF_MAYBE(e, failure) {
+        fulfiller->reject(kj::cp(*e));
+        kj::throwFatalException(kj::mv(*e));
+      }
+    });
+    co_return ActorResult<T>(kj::mv(paf.promise));
+  }(*this, spawn(name, implementation, spawnOptions), kj::mv(fn));
+}
+
+// The same, in the current actor (harrow::currentActor()): how a handler grows a subtree.
+Co<void> openActorNursery(kj::Function<kj::Promise<void>(ActorNursery&)> body,
+                          ActorNurseryOptions options = {});
+
+}  // namespace harrow

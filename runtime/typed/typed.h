@@ -1,0 +1,278 @@
+// Typed calls, streams and contexts: the layer capnpc-harrow's generated code is written against.
+//
+// Server side (one object per incoming task, handed to the user's handler by value):
+//   CallContext<Params, Results>                                   tractor: an async function
+//   StreamCall<Params, Item>                                       tractor: @stream / asyncgen
+//   ContextCall<Params, Results, Started, CallerSends, CalleeSends> tractor: @context
+// Client side (free functions the generated portal stubs call):
+//   callMethod      -> Received<Results>                           tractor: Portal.run
+//   streamMethod    -> runs a block over a ReceiveStream<Item>     tractor: Portal.open_stream_from
+//   contextMethod   -> runs a block over Context<...>, then the result  tractor: Portal.open_context
+//
+// `void` stands for a stream direction that carries no items.
+
+#pragma once
+
+#include <harrow/co/cancel_scope.h>
+#include <harrow/typed/task.h>
+
+#include <kj/debug.h>
+
+namespace harrow {
+
+// A received struct of type T that owns its message. Empty (false) for "nothing": the end of a
+// stream, or the result of a context we cancelled ourselves.
+template <typename T>
+class Received {
+public:
+  Received() = default;
+  explicit Received(kj::Own<IncomingMessage> message)
+      : message(kj::mv(message)), reader(this->message->template get<T>()) {}
+
+  explicit operator bool() const { return message.get() != nullptr; }
+  typename T::Reader get() const {
+    KJ_REQUIRE(message.get() != nullptr, "no value: the stream ended or the task was cancelled");
+    return reader;
+  }
+  typename T::Reader operator*() const { return get(); }
+  const typename T::Reader* operator->() const {
+    get();
+    return &reader;
+  }
+
+private:
+  kj::Own<IncomingMessage> message;
+  typename T::Reader reader;
+};
+
+// Both directions of a task's item stream (tractor: MsgStream). `Send` or `Recv` may be void.
+template <typename Send, typename Recv>
+class MsgStream {
+public:
+  explicit MsgStream(RawStream& raw) : raw(raw) {}
+  KJ_DISALLOW_COPY(MsgStream);
+
+  // Sends one item, built by `fill(Send::Builder)`; waits while the peer grants no credit.
+  template <typename Fill>
+  Co<void> send(Fill&& fill) requires (!std::is_void_v<Send>) {
+    KJ_REQUIRE(!stopped, "send() after stop()");
+    auto item = raw.newItem();
+    fill(item->template init<Send>());
+    return raw.send(kj::mv(item));
+  }
+
+  // The next item; empty once the peer has stopped sending.
+  Co<Received<Recv>> receive() requires (!std::is_void_v<Recv>) {
+    auto item = co_await raw.receive();
+    KJ_IF_MAYBE(message, item) {
+      co_return Received<Recv>(kj::mv(*message));
+    }
+    ended = true;
+    co_return Received<Recv>();
+  }
+
+  // No more items from this side (the peer's receive() then ends).
+  Co<void> stop() {
+    if (stopped) return Co<void>(kj::READY_NOW);
+    stopped = true;
+    return raw.stop();
+  }
+
+  // Whether the peer's stop has been received.
+  bool peerStopped() const { return ended; }
+
+private:
+  RawStream& raw;
+  bool stopped = false;
+  bool ended = false;
+};
+
+template <typename Item>
+using ReceiveStream = MsgStream<void, Item>;
+
+namespace _ {
+
+// Context.open_stream() on either side: runs `body(stream)`, then tells the peer this side sends
+// no more.
+template <typename Send, typename Recv, typename Body>
+Co<void> openMsgStream(RawStream& raw, Body body) {
+  MsgStream<Send, Recv> stream(raw);
+  co_await body(stream);
+  co_await stream.stop();
+}
+
+}  // namespace _
+
+// ---------------------------------------------------------------------------------------------
+// Server side
+
+template <typename Params, typename Results>
+class CallContext {
+public:
+  explicit CallContext(IncomingTask& task)
+      : task(task), resultsBuilder(task.results().template init<Results>()) {}
+
+  typename Params::Reader params() { return task.params().template get<Params>(); }
+  typename Results::Builder results() { return resultsBuilder; }
+
+  // The calling actor's channel (valid while the handler runs), and a promise that resolves once
+  // that channel has ended. See IncomingTask::caller().
+  RawPortal& caller() { return task.caller(); }
+  kj::Promise<void> callerGone() { return task.callerGone(); }
+
+private:
+  IncomingTask& task;
+  typename Results::Builder resultsBuilder;
+};
+
+template <typename Params, typename Item>
+class StreamCall {
+public:
+  explicit StreamCall(IncomingTask& task) : task(task) {}
+
+  typename Params::Reader params() { return task.params().template get<Params>(); }
+
+  // Sends one item (tractor: `yield` in a stream function); waits for the caller's credit, so a
+  // consumer that stops reading stalls this producer, and nothing else.
+  template <typename Fill>
+  Co<void> yield(Fill&& fill) {
+    auto item = task.newItem();
+    fill(item->template init<Item>());
+    return task.send(kj::mv(item));
+  }
+
+  // The calling actor's channel (valid while the handler runs), and a promise that resolves once
+  // that channel has ended. See IncomingTask::caller().
+  RawPortal& caller() { return task.caller(); }
+  kj::Promise<void> callerGone() { return task.callerGone(); }
+
+private:
+  IncomingTask& task;
+};
+
+template <typename Params, typename Results, typename Started, typename CallerSends,
+          typename CalleeSends>
+class ContextCall {
+public:
+  explicit ContextCall(IncomingTask& task)
+      : task(task), resultsBuilder(task.results().template init<Results>()) {}
+
+  typename Params::Reader params() { return task.params().template get<Params>(); }
+  typename Results::Builder results() { return resultsBuilder; }
+
+  // tractor: Context.started(value). Exactly once, before the stream is opened.
+  template <typename Fill>
+  Co<void> started(Fill&& fill) {
+    auto value = task.newStarted();
+    fill(value->template init<Started>());
+    return task.sendStarted(kj::mv(value));
+  }
+
+  // tractor: Context.open_stream(). Runs `body(MsgStream<CalleeSends, CallerSends>&)`, then
+  // tells the caller this side sends no more.
+  template <typename Body>
+  Co<void> openStream(Body body) {
+    return _::openMsgStream<CalleeSends, CallerSends>(task, kj::mv(body));
+  }
+
+  // Ends the context from this side: the caller sees ContextCancelled.
+  void cancel() { task.cancel(); }
+
+  // The calling actor's channel (valid while the handler runs), and a promise that resolves once
+  // that channel has ended. See IncomingTask::caller().
+  RawPortal& caller() { return task.caller(); }
+  kj::Promise<void> callerGone() { return task.callerGone(); }
+
+private:
+  IncomingTask& task;
+  typename Results::Builder resultsBuilder;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Client side
+
+// The caller's handle on an open context (tractor: Context, portal side).
+template <typename Started, typename CallerSends, typename CalleeSends>
+class Context {
+public:
+  explicit Context(OutgoingTask& task) : task(task) {}
+  KJ_DISALLOW_COPY(Context);
+
+  // tractor: Context.open_stream(). Runs `body(MsgStream<CallerSends, CalleeSends>&)`, then tells
+  // the callee this side sends no more.
+  template <typename Body>
+  Co<void> openStream(Body body) {
+    return _::openMsgStream<CallerSends, CalleeSends>(task, kj::mv(body));
+  }
+
+  // tractor: Context.cancel(). The callee's task is cancelled; the ContextCancelled it answers
+  // with is absorbed as the acknowledgement, and the context's result is then empty.
+  void cancel() {
+    cancelled = true;
+    task.cancel();
+  }
+  bool cancelCalled() const { return cancelled; }
+
+private:
+  OutgoingTask& task;
+  bool cancelled = false;
+};
+
+namespace _ {
+
+// If the caller's block fails or is cancelled, the callee's task is told to stop; the caller does
+// not wait for the acknowledgement (the engine discards it when it arrives).
+struct CancelRemoteUnlessFinished {
+  OutgoingTask& task;
+  bool finished = false;
+  ~CancelRemoteUnlessFinished() noexcept(false) {
+    if (!finished) task.cancel();
+  }
+};
+
+}  // namespace _
+
+template <typename Params, typename Results, typename Fill>
+Co<Received<Results>> callMethod(RawPortal& portal, uint64_t interfaceId, uint16_t methodId,
+                                 Fill&& fill) {
+  auto start = portal.newStart(interfaceId, methodId);
+  fill(start->template init<Params>());
+  co_return Received<Results>(co_await portal.call(kj::mv(start)));
+}
+
+template <typename Params, typename Item, typename Fill, typename Body>
+Co<void> streamMethod(RawPortal& portal, uint64_t interfaceId, uint16_t methodId, Fill&& fill,
+                      Body body) {
+  auto start = portal.newStart(interfaceId, methodId);
+  fill(start->template init<Params>());
+  kj::Own<OutgoingTask> task = co_await portal.open(kj::mv(start), MethodKind::STREAM);
+  ReceiveStream<Item> stream(*task);
+  {
+    _::CancelRemoteUnlessFinished guard{*task};
+    co_await body(stream);
+    // Leaving the block before the callee's stop cancels the remote task (tractor does the same
+    // when open_stream_from's block exits early); either way we wait for its final word.
+    guard.finished = stream.peerStopped();
+  }
+  co_await task->result();
+}
+
+template <typename Params, typename Results, typename Started, typename CallerSends,
+          typename CalleeSends, typename Fill, typename Body>
+Co<Received<Results>> contextMethod(RawPortal& portal, uint64_t interfaceId, uint16_t methodId,
+                                    Fill&& fill, Body body) {
+  auto start = portal.newStart(interfaceId, methodId);
+  fill(start->template init<Params>());
+  kj::Own<OutgoingTask> task = co_await portal.open(kj::mv(start), MethodKind::CONTEXT);
+  _::CancelRemoteUnlessFinished guard{*task};
+  Received<Started> started(co_await task->started());
+  Context<Started, CallerSends, CalleeSends> context(*task);
+  co_await body(context, started.get());
+  guard.finished = true;
+  KJ_IF_MAYBE(result, co_await task->result()) {
+    co_return Received<Results>(kj::mv(*result));
+  }
+  co_return Received<Results>();
+}
+
+}  // namespace harrow
