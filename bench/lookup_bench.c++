@@ -18,7 +18,7 @@
 
 #include "bench/bench.capnp.harrow.h"
 #include <harrow/spawn/actor_nursery.h>
-#include <harrow/actor/discovery.h>
+#include <harrow/discovery/discovery.h>
 #include <harrow/main.h>
 
 #include <benchmark/benchmark.h>
@@ -77,7 +77,7 @@ int runRegistryHost(int argc, char** argv) {
     co_await harrow::openActorNursery(root, [&](harrow::ActorNursery& an) -> Co<void> {
       auto echo = co_await an.startActor<EchoActor>("echo", "echo");
       co_await echo.pid();  // registered once it answers
-      printf("ready %s\n", KJ_ASSERT_NONNULL(root.registryAddress()).cStr());
+      printf("ready %s\n", KJ_ASSERT_NONNULL(harrow::registryAddress(root)).cStr());
       fflush(stdout);
       co_await root.whenCancelled();
     });
@@ -126,7 +126,7 @@ struct Client {
     options.registryAddress = kj::str(address.c_str());
     options.mayHostRegistry = true;  // it probes, and joins the host's registry
     options.childTransport = tcp ? harrow::TransportKind::TCP : harrow::TransportKind::UNIX_ABSTRACT;
-    actor.setDiscovery(kj::mv(options));
+    harrow::setDiscovery(actor, kj::mv(options));
 
     auto ready = kj::newPromiseAndFulfiller<void>();
     auto finished = kj::newPromiseAndFulfiller<void>();
@@ -138,7 +138,7 @@ struct Client {
         })
         .eagerlyEvaluate(nullptr);
     ready.promise.wait(io.waitScope);
-    KJ_REQUIRE(!actor.hostsRegistry(), "the benchmark must join the host's registry");
+    KJ_REQUIRE(!harrow::hostsRegistry(actor), "the benchmark must join the host's registry");
   }
 
   Co<void> body(kj::Own<kj::PromiseFulfiller<void>> ready, kj::Promise<void> finished) {

@@ -46,6 +46,7 @@
 #include "bench/spawn.capnp.harrow.h"
 #include <harrow/spawn/actor_nursery.h>
 #include <harrow/spawn/forkserver.h>
+#include <harrow/discovery/discovery.h>
 #include <harrow/main.h>
 #include <harrow/co/nursery.h>
 
@@ -196,7 +197,7 @@ public:
         actor(io, harrow::ActorIdentity::random("spawn_bench"), implementations()),
         current(actor),
         served(nullptr) {
-    actor.setDiscovery(harrow::DiscoveryOptions::forRoot("spawn_bench"));
+    harrow::setDiscovery(actor, harrow::DiscoveryOptions::forRoot("spawn_bench"));
     auto first = kj::newPromiseAndFulfiller<Job*>();
     jobFulfiller = kj::mv(first.fulfiller);
     jobs.push_back(kj::mv(first.promise));

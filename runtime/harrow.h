@@ -14,6 +14,6 @@
 #include <harrow/engine/remote_error.h>
 #include <harrow/actor/actor.h>
 #include <harrow/actor/log.h>
-#include <harrow/actor/discovery.h>
+#include <harrow/discovery/discovery.h>
 #include <harrow/spawn/actor_nursery.h>
 #include <harrow/main.h>

@@ -1,7 +1,8 @@
 #include <harrow/main.h>
 
-#include <harrow/spawn/forkserver.h>
 #include <harrow/actor/log.h>
+#include <harrow/discovery/discovery.h>
+#include <harrow/spawn/forkserver.h>
 
 #include <kj/debug.h>
 #include <kj/main.h>
@@ -28,7 +29,7 @@ Co<void> runChild(Actor& actor, Implementations& implementations) {
   KJ_REQUIRE(message.isSpawnSpec(), "the parent's first message after hello is not a spawn spec");
   actor.addServer(implementations.create(message.getSpawnSpec().getImplementation()));
   KJ_IF_MAYBE(discovery, DiscoveryOptions::forChild(message.getSpawnSpec())) {
-    actor.setDiscovery(kj::mv(*discovery));
+    setDiscovery(actor, kj::mv(*discovery));
   }
 
   co_await openNursery([&](TaskNursery& root) -> Co<void> {
@@ -127,7 +128,7 @@ int main(int argc, char** argv, Implementations& implementations,
   kj::UnixEventPort::captureSignal(SIGTERM);
 
   // --harrow-log=LEVEL goes through the environment, so that every child inherits it. So do
-  // --harrow-registry=ADDR|none and --harrow-transport=KIND (DiscoveryOptions in actor.h).
+  // --harrow-registry=ADDR|none and --harrow-transport=KIND (<harrow/discovery/discovery.h>).
   for (int i = 1; i < argc; ++i) {
     kj::StringPtr arg = argv[i];
     if (arg.startsWith("--harrow-log=")) setenv("HARROW_LOG", arg.slice(13).cStr(), 1);
@@ -163,7 +164,7 @@ int main(int argc, char** argv, Implementations& implementations,
   CurrentActorScope current(root);
   // Its channel server and the registry (hosted here, or joined): set up as root.serve() starts.
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
-                   root.setDiscovery(DiscoveryOptions::forRoot(program));
+                   setDiscovery(root, DiscoveryOptions::forRoot(program));
                  })) {
     fprintf(stderr, "harrow: %s\n", e->getDescription().cStr());
     return 1;

@@ -6,9 +6,8 @@
 // The program is its own child: harrow::main re-executes this binary to run the "counter"
 // implementation, talks to it over a socketpair, and reaps it when the nursery ends.
 
+#include <harrow/harrow.h>
 #include "examples/counter/counter.capnp.harrow.h"
-#include <harrow/spawn/actor_nursery.h>
-#include <harrow/main.h>
 
 #include <kj/debug.h>
 

@@ -10,9 +10,8 @@
 //
 // Exits 1 with a clear message when there is no greeter, or when the registry goes away.
 
+#include <harrow/harrow.h>
 #include "examples/multi_program/greeter.capnp.harrow.h"
-#include <harrow/actor/discovery.h>
-#include <harrow/main.h>
 
 #include <kj/debug.h>
 
@@ -35,7 +34,7 @@ struct Request {
 
 Co<void> run(harrow::Actor& root, const Request& request) {
   kj::StringPtr greetName = request.greetName;
-  kj::StringPtr registry = KJ_REQUIRE_NONNULL(root.registryAddress(), "no registry");
+  kj::StringPtr registry = KJ_REQUIRE_NONNULL(harrow::registryAddress(root), "no registry");
   KJ_IF_MAYBE(name, request.waitFor) {
     say(kj::str("waiting for '", *name, "' at the registry ", registry));
     co_await harrow::waitForActor<GreeterActor>(*name);
@@ -46,7 +45,7 @@ Co<void> run(harrow::Actor& root, const Request& request) {
   } else {
     KJ_FAIL_REQUIRE(kj::str(
         "no actor named 'greeter' is registered with the registry at ", registry,
-        root.hostsRegistry() ? " (no registry was running there: this program hosted one "
+        harrow::hostsRegistry(root) ? " (no registry was running there: this program hosted one "
                                "itself; is the daemon running?)"
                              : ""));
   }

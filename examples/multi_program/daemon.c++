@@ -3,10 +3,8 @@
 // "greeter", in a child process, until Ctrl-C or SIGTERM. Other programs pointed at the same
 // registry find "greeter" by name and call it (client.c++). See README.md.
 
+#include <harrow/harrow.h>
 #include "examples/multi_program/greeter.capnp.harrow.h"
-#include <harrow/spawn/actor_nursery.h>
-#include <harrow/actor/discovery.h>
-#include <harrow/main.h>
 
 #include <kj/debug.h>
 
@@ -39,11 +37,11 @@ Co<void> run(harrow::Actor& root) {
     // can be found by name.
     auto hello = co_await greeter.greet("daemon");
     kj::StringPtr registry = "none";
-    KJ_IF_MAYBE(address, root.registryAddress()) registry = *address;
+    KJ_IF_MAYBE(address, harrow::registryAddress(root)) registry = *address;
     // What the registry knows about it (tractor: query_actor).
     auto entries = co_await harrow::queryActor(root, "greeter");
     KJ_REQUIRE(entries.size() > 0, "greeter is not registered");
-    say(kj::str("ready registry=", registry, " hosted=", root.hostsRegistry() ? "yes" : "no",
+    say(kj::str("ready registry=", registry, " hosted=", harrow::hostsRegistry(root) ? "yes" : "no",
                 " greeter-pid=", hello->getPid(), " greeter-address=", entries[0].addresses[0],
                 " address=", root.addresses().size() > 0 ? root.addresses()[0].asPtr() : "none"_kj));
     co_await root.whenCancelled();  // Ctrl-C / SIGTERM: the greeter is cancelled and reaped

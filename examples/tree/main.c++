@@ -26,11 +26,9 @@
 //
 // Each node prints a line when it starts ("[n0.1] pid 1234: ...") so you can follow the tree.
 
+#include <harrow/harrow.h>
 #include "examples/tree/causes.h"
 #include "examples/tree/tree.capnp.harrow.h"
-#include <harrow/spawn/actor_nursery.h>
-#include <harrow/main.h>
-#include <harrow/co/multi_error.h>
 
 #include <kj/debug.h>
 

@@ -1,7 +1,5 @@
 #include <harrow/actor/actor.h>
 
-#include <harrow/actor/registry.h>
-
 #include <kj/debug.h>
 #include <kj/encoding.h>
 
@@ -96,16 +94,16 @@ Co<void> Actor::serve(kj::Function<kj::Promise<void>()> body) {
       co_await openNursery([&](TaskNursery& nursery) -> Co<void> {
         service = nursery;
         KJ_DEFER(service = nullptr);
-        // Bind, find or host the registry, register: before the body, so that a child serves
-        // its parent's first message only once it can be found.
-        co_await startDiscovery();
+        // Listen, then start the attachments (discovery registers): before the body, so that a
+        // child serves its parent's first message only once it can be found.
+        co_await startAttachments();
         co_await body();
         nursery.cancel();  // the body is done: rpc tasks still running are cancelled
       });
     } catch (...) {
       failure = currentException();
     }
-    co_await shielded([&]() { return stopDiscovery(); });
+    co_await shielded([&]() { return stopAttachments(); });
     channels.cancel();
     KJ_IF_MAYBE(e, failure) kj::throwFatalException(kj::mv(*e));
   });
@@ -114,7 +112,6 @@ Co<void> Actor::serve(kj::Function<kj::Promise<void>()> body) {
   outboundByAddress.clear();
   outbound.clear();
   boundAddresses.clear();
-  registered = false;
 }
 
 void Actor::forgetPeer(Peer& peer) {
@@ -146,9 +143,11 @@ void Actor::controlMessage(Peer& peer, wire::Message::Reader message) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Discovery: addresses and options
+// The channel server: addresses and options
 
 namespace {
+
+}  // namespace
 
 kj::Duration handshakeTimeoutFromEnvironment() {
   const char* text = getenv("HARROW_HANDSHAKE_TIMEOUT_MS");
@@ -158,6 +157,8 @@ kj::Duration handshakeTimeoutFromEnvironment() {
   KJ_REQUIRE(*end == '\0' && ms > 0, "HARROW_HANDSHAKE_TIMEOUT_MS must be a positive number", text);
   return ms * kj::MILLISECONDS;
 }
+
+namespace {
 
 kj::String randomHex(size_t bytes) {
   kj::byte buffer[16];
@@ -228,140 +229,75 @@ TransportKind parseTransportKind(kj::StringPtr text) {
   KJ_FAIL_REQUIRE("unknown transport (use tcp, unix or unix-abstract)", text);
 }
 
-DiscoveryOptions DiscoveryOptions::forRoot(kj::StringPtr name) {
-  DiscoveryOptions options;
-  options.isRoot = true;
-  options.mayHostRegistry = true;
-  const char* transport = getenv("HARROW_TRANSPORT");
-  if (transport != nullptr && *transport != '\0') {
-    options.childTransport = parseTransportKind(transport);
-  }
-  options.bindAddresses.add(newBindAddress(options.childTransport, name));
-  const char* registry = getenv("HARROW_REGISTRY");
-  if (registry == nullptr || *registry == '\0') {
-    // The default address: if it cannot be had, the program still runs, without a registry.
-    options.registryAddress = kj::heapString(DEFAULT_REGISTRY_ADDRESS);
-    options.registryRequired = false;
-  } else if (kj::StringPtr(registry) == "none") {
-    options.registryAddress = nullptr;
-  } else {
-    Address::parse(registry);  // a malformed address fails here, naming it
-    options.registryAddress = kj::heapString(registry);
-    options.registryRequired = true;
-  }
-  options.handshakeTimeout = handshakeTimeoutFromEnvironment();
-  return options;
-}
-
-kj::Maybe<DiscoveryOptions> DiscoveryOptions::forChild(wire::SpawnSpec::Reader spec) {
-  if (spec.getBindAddresses().size() == 0 && spec.getRegistryAddress().size() == 0 &&
-      spec.getRootAddress().size() == 0) {
-    return nullptr;
-  }
-  DiscoveryOptions options;
-  for (auto address : spec.getBindAddresses()) {
-    options.bindAddresses.add(kj::heapString(address));
-  }
-  if (options.bindAddresses.size() > 0) {
-    // The children we spawn get the kind of address we were given.
-    switch (Address::parse(options.bindAddresses[0]).kind) {
-      case Address::Kind::TCP: options.childTransport = TransportKind::TCP; break;
-      case Address::Kind::UNIX: options.childTransport = TransportKind::UNIX; break;
-      case Address::Kind::UNIX_ABSTRACT: options.childTransport = TransportKind::UNIX_ABSTRACT; break;
-    }
-  }
-  options.registryAddress = kj::heapString(spec.getRegistryAddress());
-  // A child that cannot reach its tree's registry still serves its parent (logged).
-  options.registryRequired = false;
-  options.rootAddress = kj::heapString(spec.getRootAddress());
-  options.handshakeTimeout = handshakeTimeoutFromEnvironment();
-  return options;
-}
-
 // ---------------------------------------------------------------------------------------------
-// Discovery: the channel server, outbound channels, the registry
+// The channel server, outbound channels, attachments
 
-void Actor::setDiscovery(DiscoveryOptions options) {
-  KJ_REQUIRE(channelTasks == nullptr, "setDiscovery() must come before serve()");
-  discoveryOptions = kj::mv(options);
+TransportKind transportKindOf(kj::StringPtr address) {
+  switch (Address::parse(address).kind) {
+    case Address::Kind::TCP: return TransportKind::TCP;
+    case Address::Kind::UNIX: return TransportKind::UNIX;
+    case Address::Kind::UNIX_ABSTRACT: return TransportKind::UNIX_ABSTRACT;
+  }
+  KJ_UNREACHABLE;
 }
 
-kj::Maybe<kj::StringPtr> Actor::registryAddress() const {
-  KJ_IF_MAYBE(address, registryBound) return address->asPtr();
-  return nullptr;
+void Actor::setChannelServer(ChannelServerOptions options) {
+  KJ_REQUIRE(channelTasks == nullptr, "setChannelServer() must come before serve()");
+  serverOptions = kj::mv(options);
 }
 
-kj::Maybe<kj::StringPtr> Actor::rootAddress() const {
-  KJ_IF_MAYBE(address, rootBound) return address->asPtr();
-  return nullptr;
+void Actor::attach(kj::Own<ActorAttachment> attachment) {
+  KJ_REQUIRE(channelTasks == nullptr, "attach() must come before serve()");
+  attachments.add(kj::mv(attachment));
 }
 
 void Actor::fillSpawnSpec(wire::SpawnSpec::Builder spec, kj::StringPtr childName) {
-  KJ_IF_MAYBE(options, discoveryOptions) {
+  KJ_IF_MAYBE(options, serverOptions) {
     spec.initBindAddresses(1).set(0, newBindAddress(options->childTransport, childName));
-    KJ_IF_MAYBE(registry, registryAddress()) spec.setRegistryAddress(*registry);
-    KJ_IF_MAYBE(root, rootAddress()) spec.setRootAddress(*root);
   }
+  for (auto& attachment : attachments) attachment->fillSpawnSpec(spec);
 }
 
-Co<void> Actor::startDiscovery() {
-  DiscoveryOptions* options;
-  KJ_IF_MAYBE(o, discoveryOptions) {
-    options = o;
-  } else {
-    co_return;
+Co<void> Actor::startAttachments() {
+  KJ_IF_MAYBE(options, serverOptions) {
+    for (auto& address : options->bindAddresses) boundAddresses.add(co_await bind(address));
   }
-  for (auto& address : options->bindAddresses) co_await listenOn(address, false);
-  if (options->isRoot) {
-    if (boundAddresses.size() > 0) rootBound = kj::heapString(boundAddresses[0]);
-  } else if (options->rootAddress.size() > 0) {
-    rootBound = kj::heapString(options->rootAddress);
-  }
-  if (options->registryAddress.size() == 0) co_return;
+  for (auto& attachment : attachments) co_await attachment->start();
+}
 
-  for (uint attempt = 1;; ++attempt) {
+Co<void> Actor::stopAttachments() {
+  // Last started, first stopped; one failing does not keep the others from stopping.
+  for (size_t i = attachments.size(); i > 0; --i) {
     kj::Maybe<kj::Exception> failure;
     try {
-      co_await setUpRegistry();
-      co_await registerSelf();
+      co_await attachments[i - 1]->stop();
     } catch (...) {
       failure = currentException();
     }
-    KJ_IF_MAYBE(e, failure) {
-      if (isCancelled(*e)) kj::throwFatalException(kj::mv(*e));
-      if (options->mayHostRegistry && !registryHosted && isTransportClosed(*e) && attempt < 3) {
-        // The registry we were about to join went away (its program is exiting): decide again.
-        KJ_LOG(INFO, "the registry went away while joining it; probing again", *e);
-        registryBound = nullptr;
-        continue;
-      }
-      auto why = kj::str("harrow.RegistryUnavailable: ", id.name, " cannot use the registry at ",
-                         options->registryAddress, ": ", e->getDescription());
-      if (options->registryRequired) {
-        kj::throwFatalException(kj::Exception(e->getType(), __FILE__, __LINE__, kj::mv(why)));
-      }
-      KJ_LOG(INFO, "running without a registry", why);
-      if (!registryHosted) registryBound = nullptr;
-    }
-    break;
-  }
-  if (options->isRoot && rootBound == nullptr && registryHosted) {
-    rootBound = kj::heapString(KJ_ASSERT_NONNULL(registryBound));
+    KJ_IF_MAYBE(e, failure) KJ_LOG(WARNING, "stopping an actor attachment failed", *e);
   }
 }
 
-Co<void> Actor::listenOn(kj::StringPtr address, bool forRegistry) {
+Co<kj::String> Actor::listen(kj::StringPtr address) {
+  KJ_REQUIRE(channelTasks != nullptr, "the actor is not serving: listen from inside serve()");
+  co_return co_await bind(address);
+}
+
+kj::Maybe<Peer&> Actor::openChannelTo(kj::StringPtr address) {
+  KJ_IF_MAYBE(existing, outboundByAddress.find(address)) {
+    if ((*existing)->open) return *(*existing)->peer;
+  }
+  return nullptr;
+}
+
+Co<kj::String> Actor::bind(kj::StringPtr address) {
   auto listener = co_await Listener::bind(io().provider->getNetwork(), address, channelOptions());
   auto bound = kj::heapString(listener->getAddress());
-  HARROW_LOG_DEBUG("accepting channels", bound, forRegistry ? "(registry)" : "");
-  if (forRegistry) {
-    registryBound = kj::mv(bound);
-  } else {
-    boundAddresses.add(kj::mv(bound));
-  }
+  HARROW_LOG_DEBUG("accepting channels", bound);
   KJ_ASSERT_NONNULL(channelTasks).start([this, listener = kj::mv(listener)]() mutable {
     return acceptLoop(*listener);
   });
+  co_return bound;
 }
 
 Co<void> Actor::acceptLoop(Listener& listener) {
@@ -387,7 +323,8 @@ Co<void> Actor::acceptLoop(Listener& listener) {
 }
 
 Co<void> Actor::serveIncoming(kj::Own<Channel> channel) {
-  kj::Duration timeout = KJ_ASSERT_NONNULL(discoveryOptions).handshakeTimeout;
+  kj::Duration timeout = 5 * kj::SECONDS;
+  KJ_IF_MAYBE(options, serverOptions) timeout = options->handshakeTimeout;
   kj::Own<Peer> peer;
   kj::Maybe<kj::Exception> failure;
   try {
@@ -429,7 +366,7 @@ Co<Peer*> Actor::connectTo(kj::StringPtr addressParam) {
   }
   KJ_REQUIRE(channelTasks != nullptr, "the actor is not serving: connect from inside serve()");
   kj::Duration timeout = 5 * kj::SECONDS;
-  KJ_IF_MAYBE(options, discoveryOptions) timeout = options->handshakeTimeout;
+  KJ_IF_MAYBE(options, serverOptions) timeout = options->handshakeTimeout;
   auto address = kj::heapString(addressParam);
   kj::Own<Peer> peer;
   kj::Maybe<kj::Exception> failure;
@@ -478,173 +415,6 @@ Co<void> Actor::serveOutbound(Outbound& connection) {
   KJ_IF_MAYBE(e, failure) {
     if (isCancelled(*e)) kj::throwFatalException(kj::mv(*e));
     HARROW_LOG_DEBUG("outbound channel lost", connection.address, *e);
-  }
-}
-
-Co<Peer*> Actor::registryPeer() {
-  kj::String address;
-  KJ_IF_MAYBE(r, registryBound) {
-    address = kj::heapString(*r);
-  } else {
-    KJ_FAIL_REQUIRE(kj::str("harrow.NoRegistry: actor ", id.name, " has no registry"));
-  }
-  kj::Maybe<kj::Exception> failure;
-  Peer* peer = nullptr;
-  try {
-    peer = co_await connectTo(address);
-  } catch (...) {
-    failure = currentException();
-  }
-  KJ_IF_MAYBE(e, failure) {
-    if (isCancelled(*e)) kj::throwFatalException(kj::mv(*e));
-    kj::throwFatalException(transportClosed(
-        kj::str("the registry at ", address, " is unreachable: ", e->getDescription())));
-  }
-  co_return peer;
-}
-
-Co<Actor::ProbeResult> Actor::probeRegistry(kj::StringPtr address,
-                                            kj::Maybe<kj::Exception>& why) {
-  kj::Duration timeout = KJ_ASSERT_NONNULL(discoveryOptions).handshakeTimeout;
-  kj::Own<Channel> channel;
-  kj::Maybe<kj::Exception> failure;
-  try {
-    channel = co_await harrow::connect(io().provider->getNetwork(), address, channelOptions());
-  } catch (...) {
-    failure = currentException();
-  }
-  KJ_IF_MAYBE(e, failure) {
-    if (!isTransportClosed(*e)) kj::throwFatalException(kj::mv(*e));
-    why = kj::mv(*e);
-    co_return ProbeResult::NOBODY;  // refused: nobody listens there
-  }
-  // Someone listens. A real exchange tells a registry from anything else: hello both ways, then
-  // Registry.info. The channel is closed (EOF) afterwards, like any channel an actor is done with.
-  bool handshaken = false;
-  try {
-    co_await failAfter(timer(), timeout, [&]() -> Co<void> {
-      kj::Own<Peer> peer = co_await handshake(kj::mv(channel), *this, /*initiator=*/true);
-      handshaken = true;
-      co_await openNursery([&](TaskNursery& n) -> Co<void> {
-        n.start([&]() -> Co<void> { co_await peer->serve(); });
-        co_await RegistryActor::Portal(*peer).info();
-        n.cancel();
-      });
-    });
-  } catch (...) {
-    failure = currentException();
-  }
-  KJ_IF_MAYBE(e, failure) {
-    if (isCancelled(*e)) kj::throwFatalException(kj::mv(*e));
-    bool gone = isTransportClosed(*e);
-    why = kj::mv(*e);
-    if (gone) co_return ProbeResult::NOBODY;  // it closed on us: going away
-    co_return handshaken ? ProbeResult::HARROW_NOT_REGISTRY : ProbeResult::FOREIGN;
-  }
-  co_return ProbeResult::REGISTRY;
-}
-
-Co<void> Actor::setUpRegistry() {
-  DiscoveryOptions& options = KJ_ASSERT_NONNULL(discoveryOptions);
-  kj::StringPtr address = options.registryAddress;
-  if (!options.mayHostRegistry) {
-    registryBound = kj::heapString(address);
-    co_return;
-  }
-  Address parsed = Address::parse(address);
-  bool ephemeral = parsed.kind == Address::Kind::TCP && parsed.port == 0;
-  constexpr uint ATTEMPTS = 5;
-  for (uint attempt = 1;; ++attempt) {
-    if (!ephemeral) {
-      kj::Maybe<kj::Exception> why;
-      auto result = co_await probeRegistry(address, why);
-      if (result == ProbeResult::REGISTRY) {
-        HARROW_LOG_DEBUG("joining the registry", address);
-        registryBound = kj::heapString(address);
-        co_return;
-      }
-      if (result == ProbeResult::FOREIGN) {
-        KJ_FAIL_REQUIRE(kj::str("harrow.RegistryAddressInUse: something that is not a harrow "
-                                "actor listens at ", address, ": ",
-                                KJ_ASSERT_NONNULL(why).getDescription()));
-      }
-      if (result == ProbeResult::HARROW_NOT_REGISTRY) {
-        // A harrow actor, but no registry: perhaps one whose registry is shutting down.
-        if (attempt >= ATTEMPTS) {
-          KJ_FAIL_REQUIRE(kj::str("harrow.RegistryAddressInUse: the harrow actor at ", address,
-                                  " serves no registry: ",
-                                  KJ_ASSERT_NONNULL(why).getDescription()));
-        }
-        co_await timer().afterDelay(200 * kj::MILLISECONDS);
-        continue;
-      }
-    }
-    // Nobody is there: host it. The server is in place before anyone can connect.
-    addServer(kj::heap<RegistryServer>(*this));
-    kj::Maybe<kj::Exception> bindError;
-    try {
-      co_await listenOn(address, /*forRegistry=*/true);
-    } catch (...) {
-      bindError = currentException();
-    }
-    KJ_IF_MAYBE(e, bindError) {
-      servers.erase(RegistryActor::INTERFACE_ID);
-      if (isCancelled(*e) || ephemeral || attempt >= ATTEMPTS) {
-        kj::throwFatalException(kj::mv(*e));
-      }
-      // Another root bound it between our probe and our bind: probe again, and join it.
-      HARROW_LOG_DEBUG("lost the race to host the registry; probing again", address, *e);
-      continue;
-    }
-    registryHosted = true;
-    HARROW_LOG_DEBUG("hosting the registry", KJ_ASSERT_NONNULL(registryBound));
-    co_return;
-  }
-}
-
-Co<void> Actor::registerSelf() {
-  DiscoveryOptions& options = KJ_ASSERT_NONNULL(discoveryOptions);
-  Peer* peer = co_await registryPeer();
-  co_await failAfter(timer(), options.handshakeTimeout, [&]() -> Co<void> {
-    co_await RegistryActor::Portal(*peer).registerActor([&](auto params) {
-      auto entry = params.initEntry();
-      entry.setName(id.name);
-      entry.setUuid(id.uuid);
-      entry.setPid(getpid());
-      size_t count = boundAddresses.size() + (registryHosted ? 1 : 0);
-      auto addresses = entry.initAddresses(count);
-      for (auto i : kj::indices(boundAddresses)) addresses.set(i, boundAddresses[i]);
-      if (registryHosted) addresses.set(count - 1, KJ_ASSERT_NONNULL(registryBound));
-    });
-  });
-  registered = true;
-}
-
-Co<void> Actor::stopDiscovery() {
-  // The registry's host does not deregister from itself: its registry ends with it.
-  if (!registered || registryHosted) co_return;
-  registered = false;
-  kj::StringPtr address = KJ_ASSERT_NONNULL(registryBound);
-  Outbound* connection = nullptr;
-  KJ_IF_MAYBE(existing, outboundByAddress.find(address)) connection = *existing;
-  // No open channel to the registry: it is gone, and our entry with it (or it removes the entry
-  // when it sees our channel end). Never connect anew just to say goodbye.
-  if (connection == nullptr || !connection->open) co_return;
-  Peer& peer = *connection->peer;
-  kj::Duration timeout = 1 * kj::SECONDS;
-  KJ_IF_MAYBE(options, discoveryOptions) timeout = options->deregisterTimeout;
-  kj::Maybe<kj::Exception> failure;
-  try {
-    bool late = co_await moveOnAfter(timer(), timeout, [&]() -> Co<void> {
-      co_await RegistryActor::Portal(peer).deregisterActor(id.uuid);
-    });
-    if (late) HARROW_LOG_DEBUG("the registry did not answer the deregistration in time", address);
-  } catch (...) {
-    failure = currentException();
-  }
-  KJ_IF_MAYBE(e, failure) {
-    HARROW_LOG_DEBUG("deregistration failed (the registry removes the entry when our channel ends)",
-           address, *e);
   }
 }
 

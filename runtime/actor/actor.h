@@ -34,40 +34,26 @@ private:
 };
 
 // ---------------------------------------------------------------------------------------------
-// Discovery settings (docs/PROTOCOL.md section 6; runtime/discovery.h is the API on top).
+// The channel server.
 //
-// An actor with discovery settings runs a *channel server*: it listens on its bind addresses,
-// accepts channels from any actor (hello exchange within the handshake timeout, then the same
-// protocol engine as every channel), and registers itself with the tree's registry when it starts
-// serving, deregistering on teardown. It also keeps a cache of outbound channels by address, so a
-// portal found by name stays valid for as long as its channel lives.
+// An actor with channel-server options listens on its bind addresses and accepts channels from
+// any actor (hello exchange within the handshake timeout, then the same protocol engine as every
+// channel). It also keeps a cache of outbound channels by address, so a portal to an actor found
+// by name stays valid for as long as its channel lives. Finding actors by name (the registry) is
+// the discovery layer's (<harrow/discovery/discovery.h>), attached to the actor as an
+// ActorAttachment; this layer knows no registry.
 //
-// Defaults (harrow::main):
-//  - the registry: DEFAULT_REGISTRY_ADDRESS (TCP on loopback, port 1616, tractor's arbiter port),
-//    overridden by --harrow-registry=ADDR or HARROW_REGISTRY=ADDR (any address form, e.g.
-//    unix:@harrow-registry, unix:/run/user/1000/harrow/registry.sock, tcp:127.0.0.1:0 for an
-//    ephemeral port), or "none" to run without one. The root hosts the registry there unless a
-//    live registry already answers at that address (a handshake probe, see below); then it joins
-//    that one. Children receive the registry and root addresses in their spawn spec.
-//  - every actor's own listen address: an abstract Unix socket (unix:@harrow-NAME-XXXXXXXX, no file
-//    to clean up). --harrow-transport=tcp|unix|unix-abstract or HARROW_TRANSPORT picks the kind for
-//    the root and the children it spawns; `unix` makes socket files in runtimeDirectory(), which
-//    their listeners remove on exit (a stale file left by a crash is replaced, never in the way).
-//  - the handshake timeout: 5 s, or HARROW_HANDSHAKE_TIMEOUT_MS.
+// Defaults (harrow::main): every actor's own listen address is an abstract Unix socket
+// (unix:@harrow-NAME-XXXXXXXX, no file to clean up). --harrow-transport=tcp|unix|unix-abstract or
+// HARROW_TRANSPORT picks the kind for the root and the children it spawns; `unix` makes socket
+// files in runtimeDirectory(), which their listeners remove on exit (a stale file left by a crash
+// is replaced, never in the way). The handshake timeout: 5 s, or HARROW_HANDSHAKE_TIMEOUT_MS.
 //
-// The probe: a root that may host the registry first connects to the registry address, exchanges
-// hellos and calls Registry.info (never a bare connect-and-drop). An answer means "join"; a
-// refused connection means "nobody is there: bind it" (and if that bind loses a race, probe
-// again); anything else (no harrow peer, a harrow actor that is not a registry) is an error.
-//
-// Robustness of the channel server: a connection that is dropped before the hello exchange (a port
-// scanner's connect-and-drop), sends garbage, or stays silent past the handshake timeout is logged
-// at debug level as TransportClosed and closed; the actor does not notice otherwise.
+// Robustness: a connection that is dropped before the hello exchange (a port scanner's
+// connect-and-drop), sends garbage, or stays silent past the handshake timeout is logged at debug
+// level as TransportClosed and closed; the actor does not notice otherwise.
 
 enum class TransportKind { TCP, UNIX, UNIX_ABSTRACT };
-
-constexpr uint16_t DEFAULT_REGISTRY_PORT = 1616;
-constexpr kj::StringPtr DEFAULT_REGISTRY_ADDRESS = "tcp:127.0.0.1:1616"_kj;
 
 // The directory for harrow's Unix socket files: $XDG_RUNTIME_DIR/harrow if XDG_RUNTIME_DIR is
 // set, else /tmp/harrow-<uid>; created (mode 0700) if missing.
@@ -80,43 +66,38 @@ kj::String newBindAddress(TransportKind kind, kj::StringPtr name);
 // "tcp", "unix" or "unix-abstract"; throws for anything else.
 TransportKind parseTransportKind(kj::StringPtr text);
 
-struct DiscoveryOptions {
+// The kind of a parsed address ("unix:/path" is UNIX, "unix:@name" UNIX_ABSTRACT).
+TransportKind transportKindOf(kj::StringPtr address);
+
+// HARROW_HANDSHAKE_TIMEOUT_MS, or 5 s.
+kj::Duration handshakeTimeoutFromEnvironment();
+
+struct ChannelServerOptions {
   // Where this actor accepts channels from other actors. Empty: it accepts none (it can still
-  // connect out, find and call others).
+  // connect out).
   kj::Vector<kj::String> bindAddresses;
-
-  // The tree's registry; empty: none (the actor neither registers nor finds others by name).
-  kj::String registryAddress;
-
-  // Root actors: host the registry at registryAddress unless a live one answers the probe there.
-  bool mayHostRegistry = false;
-
-  // Whether failing to reach (or host) the registry at startup is an error (true) or only logged
-  // (false: the actor runs without a registry).
-  bool registryRequired = true;
-
-  // Whether this actor is the root of its tree (its own address is then the root address).
-  bool isRoot = false;
-
-  // The root of the tree, for a child (from its spawn spec).
-  kj::String rootAddress;
 
   // The kind of listen address this actor gives each child it spawns.
   TransportKind childTransport = TransportKind::UNIX_ABSTRACT;
 
   // An incoming channel must finish the hello exchange within this, or it is cut off. Also bounds
-  // connecting out (connect + hello) and the registry calls made at startup.
+  // connecting out (connect + hello).
   kj::Duration handshakeTimeout = 5 * kj::SECONDS;
+};
 
-  // Bounds the deregistration at teardown (the registry may be gone).
-  kj::Duration deregisterTimeout = 1 * kj::SECONDS;
+class Actor;
 
-  // The root defaults described above, from the environment (HARROW_REGISTRY, HARROW_TRANSPORT,
-  // HARROW_HANDSHAKE_TIMEOUT_MS); `name` names the root's socket.
-  static DiscoveryOptions forRoot(kj::StringPtr name);
-  // A child's, from the spawn spec its parent sent; nullptr if the spec has no discovery fields
-  // (a parent without discovery settings): the child then has none either.
-  static kj::Maybe<DiscoveryOptions> forChild(wire::SpawnSpec::Reader spec);
+// Something that runs beside an actor while it serves: started once the actor's channel server
+// listens, before the actor's body runs (so a child is findable before it serves its parent's
+// first message), and stopped, shielded, after the actor's tasks have ended and before its
+// channels close. Discovery (<harrow/discovery/discovery.h>) is one.
+class ActorAttachment {
+public:
+  virtual ~ActorAttachment() noexcept(false) = default;
+  virtual Co<void> start() = 0;
+  virtual Co<void> stop() = 0;
+  // What a child spawned by this actor needs from this attachment, into its spawn spec.
+  virtual void fillSpawnSpec(wire::SpawnSpec::Builder spec) { (void)spec; }
 };
 
 class Actor final : public PeerHost {
@@ -159,32 +140,44 @@ public:
   // The peer that asked for the cancel, to acknowledge once teardown is done.
   kj::Maybe<Peer&> cancelRequester() { return requester; }
 
-  // ---- discovery (see DiscoveryOptions above; runtime/discovery.h is the user API) ----
+  // ---- the channel server and attachments (see ChannelServerOptions above) ----
 
-  // Before serve(): run a channel server and use a registry. Without it the actor has neither.
-  void setDiscovery(DiscoveryOptions options);
-  kj::Maybe<const DiscoveryOptions&> discovery() const { return discoveryOptions; }
+  // Before serve(): accept channels on `options.bindAddresses`. Without it the actor accepts
+  // none (it can still connect out).
+  void setChannelServer(ChannelServerOptions options);
+  kj::Maybe<const ChannelServerOptions&> channelServer() const { return serverOptions; }
+
+  // Before serve(): `attachment` runs beside the actor (ActorAttachment above), owned by it.
+  void attach(kj::Own<ActorAttachment> attachment);
+  // The attachment of type T, if one is attached.
+  template <typename T>
+  kj::Maybe<T&> attachment() {
+    for (auto& a : attachments) {
+      if (auto* t = dynamic_cast<T*>(a.get())) return *t;
+    }
+    return nullptr;
+  }
 
   // While serving: the addresses this actor accepts channels on, as bound (real ports).
   kj::ArrayPtr<const kj::String> addresses() const { return boundAddresses; }
-  // The registry this actor uses (as bound, if it hosts it), if any.
-  kj::Maybe<kj::StringPtr> registryAddress() const;
-  bool hostsRegistry() const { return registryHosted; }
-  // The root actor's address, if known (a root's own first address).
-  kj::Maybe<kj::StringPtr> rootAddress() const;
+
+  // While serving: accept channels at `address` too (not one of addresses(): e.g. the registry's
+  // well-known address). Returns the address as bound.
+  Co<kj::String> listen(kj::StringPtr address);
 
   // An open channel to the actor at `address`: a cached one if it is still open, else a new one
   // (connect + hello within the handshake timeout), served until it ends or the actor's teardown.
   // The Peer stays valid (if closed, calls on it fail with its error) until serve() returns.
   // Throws TransportClosed if nobody is there. Only while serve() runs.
   Co<Peer*> connectTo(kj::StringPtr address);
+  // The open outbound channel to `address`, if there is one (never connects).
+  kj::Maybe<Peer&> openChannelTo(kj::StringPtr address);
 
-  // The channel to the registry (connectTo(registryAddress())); a clear TransportClosed naming
-  // the registry if it cannot be reached; FAILED if this actor has no registry.
-  Co<Peer*> registryPeer();
+  void removeServer(uint64_t interfaceId) { servers.erase(interfaceId); }
 
-  // For ActorNursery::spawn: the discovery fields of a child's spawn spec (its bind address, the
-  // registry and root addresses). Fills nothing for an actor without discovery.
+  // For ActorNursery::spawn: a child's spawn spec gets its bind address (of this actor's child
+  // transport kind) and whatever the attachments add. Fills nothing for an actor without a
+  // channel server.
   void fillSpawnSpec(wire::SpawnSpec::Builder spec, kj::StringPtr childName);
 
   // PeerHost
@@ -207,27 +200,20 @@ private:
   kj::Own<kj::PromiseFulfiller<void>> cancelFulfiller;
   kj::ForkedPromise<void> cancelled;
 
-  // Discovery.
-  kj::Maybe<DiscoveryOptions> discoveryOptions;
+  // The channel server.
+  kj::Maybe<ChannelServerOptions> serverOptions;
+  kj::Vector<kj::Own<ActorAttachment>> attachments;
   kj::Vector<kj::String> boundAddresses;
-  kj::Maybe<kj::String> registryBound;   // the registry address in use (real port if hosted)
-  kj::Maybe<kj::String> rootBound;
-  bool registryHosted = false;
-  bool registered = false;
   kj::Maybe<TaskNursery&> channelTasks;  // accept loops, incoming and outbound channels
   kj::Vector<kj::Own<Outbound>> outbound;  // every outbound channel opened while serving
   kj::HashMap<kj::String, Outbound*> outboundByAddress;  // the open one to use, per address
 
-  enum class ProbeResult { REGISTRY, NOBODY, HARROW_NOT_REGISTRY, FOREIGN };
-  Co<void> startDiscovery();
-  Co<void> stopDiscovery();
-  Co<void> listenOn(kj::StringPtr address, bool forRegistry);
+  Co<void> startAttachments();
+  Co<void> stopAttachments();
+  Co<kj::String> bind(kj::StringPtr address);
   Co<void> acceptLoop(Listener& listener);
   Co<void> serveIncoming(kj::Own<Channel> channel);
   Co<void> serveOutbound(Outbound& connection);
-  Co<void> setUpRegistry();
-  Co<ProbeResult> probeRegistry(kj::StringPtr address, kj::Maybe<kj::Exception>& why);
-  Co<void> registerSelf();
   void forgetPeer(Peer& peer);
 };
 

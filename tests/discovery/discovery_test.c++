@@ -10,9 +10,9 @@
 // test no process of ours may remain.
 
 #include <harrow/spawn/actor_nursery.h>
-#include <harrow/actor/discovery.h>
+#include <harrow/discovery/discovery.h>
 #include <harrow/main.h>
-#include <harrow/actor/registry.h>
+#include <harrow/discovery/registry.h>
 #include "tests/processes.h"
 #include "tests/discovery/service.capnp.harrow.h"
 
@@ -174,7 +174,7 @@ protected:
 
   void SetUp() override {
     alarm(WATCHDOG_SECONDS);
-    root.setDiscovery(rootOptions(GetParam(), "discovery-root", registryAddress));
+    harrow::setDiscovery(root, rootOptions(GetParam(), "discovery-root", registryAddress));
     root.addServer(kj::heap<ServiceImpl>());
   }
 
@@ -227,8 +227,8 @@ TEST_P(DiscoveryTest, RegisterFindQueryAndDeregister) {
   kj::Maybe<Departure> departure;
   kj::Vector<kj::String> childAddresses;
   expectOk(runRoot([&]() -> Co<void> {
-    EXPECT_TRUE(root.hostsRegistry());
-    kj::StringPtr bound = KJ_ASSERT_NONNULL(root.registryAddress());
+    EXPECT_TRUE(harrow::hostsRegistry(root));
+    kj::StringPtr bound = KJ_ASSERT_NONNULL(harrow::registryAddress(root));
     EXPECT_EQ(Address::parse(bound).kind, addressKindOf(GetParam())) << bound.cStr();
     if (GetParam() == TransportKind::TCP) {
       EXPECT_NE(Address::parse(bound).port, 0) << "the real port is reported";
@@ -497,7 +497,7 @@ TEST_P(DiscoveryTest, ConnectAndDropsAndGarbageDoNotDisturbAnyActor) {
       auto entries = co_await queryActor(root, "svc-target");
       KJ_ASSERT(entries.size() == 1);
       auto childAddress = kj::str(entries[0].addresses[0]);
-      auto registry = kj::str(KJ_ASSERT_NONNULL(root.registryAddress()));
+      auto registry = kj::str(KJ_ASSERT_NONNULL(harrow::registryAddress(root)));
       auto targetFound = co_await findActor<ServiceActor>(root, "svc-target");
       auto target = KJ_ASSERT_NONNULL(targetFound);
 
@@ -562,7 +562,7 @@ TEST_P(DiscoveryTest, ConnectAndDropsAndGarbageDoNotDisturbAnyActor) {
 TEST_P(DiscoveryTest, SilentConnectionIsCutOffAfterTheHandshakeTimeout) {
   expectOk(runRoot([&]() -> Co<void> {
     auto& network = io.provider->getNetwork();
-    auto registry = kj::str(KJ_ASSERT_NONNULL(root.registryAddress()));
+    auto registry = kj::str(KJ_ASSERT_NONNULL(harrow::registryAddress(root)));
     // Half-open: connected, nothing sent. And a frame begun but never finished.
     auto silent = co_await rawConnect(network, registry);
     auto partial = co_await rawConnect(network, root.addresses()[0]);
@@ -595,7 +595,7 @@ struct SecondRoot {
     auto paf = kj::newPromiseAndFulfiller<void>();
     startedFulfiller = kj::mv(paf.fulfiller);
     startedPromise = paf.promise.fork();
-    actor.setDiscovery(kj::mv(options));
+    harrow::setDiscovery(actor, kj::mv(options));
     actor.addServer(kj::heap<ServiceImpl>(name));
   }
 
@@ -620,14 +620,14 @@ struct SecondRoot {
 
 TEST_P(DiscoveryTest, ProbeJoinsALiveRegistryAndRootsFindEachOther) {
   expectOk(runRoot([&]() -> Co<void> {
-    auto registry = kj::str(KJ_ASSERT_NONNULL(root.registryAddress()));
+    auto registry = kj::str(KJ_ASSERT_NONNULL(harrow::registryAddress(root)));
     SecondRoot second(io, "second-root", rootOptions(GetParam(), "second-root", registry));
     co_await openNursery([&](TaskNursery& tasks) -> Co<void> {
       tasks.start([&]() { return second.run(); });
       auto peer = co_await waitForActor<ServiceActor>(root, "second-root");
       EXPECT_TRUE(second.started);
-      EXPECT_FALSE(second.actor.hostsRegistry()) << "it joined instead of hosting";
-      EXPECT_EQ(KJ_ASSERT_NONNULL(second.actor.registryAddress()), registry);
+      EXPECT_FALSE(harrow::hostsRegistry(second.actor)) << "it joined instead of hosting";
+      EXPECT_EQ(KJ_ASSERT_NONNULL(harrow::registryAddress(second.actor)), registry);
       EXPECT_EQ(std::string((co_await peer.echo("x"))->getText().cStr()), "second-root: x");
       // And the other way round.
       auto firstFound = co_await findActor<ServiceActor>(second.actor, "discovery-root");
@@ -707,12 +707,12 @@ TEST_P(DiscoveryTest, RegistryHostExitingUnderAClientIsAnErrorNotAHang) {
     co_await openNursery([&](TaskNursery& outer) -> Co<void> {
       outer.start([&]() { return host.run(); });
       co_await host.whenStarted();
-      auto registry = kj::str(KJ_ASSERT_NONNULL(host.actor.registryAddress()));
+      auto registry = kj::str(KJ_ASSERT_NONNULL(harrow::registryAddress(host.actor)));
       SecondRoot client(io, "client", rootOptions(GetParam(), "client", registry));
       co_await openNursery([&](TaskNursery& tasks) -> Co<void> {
         tasks.start([&]() { return client.run(); });
         co_await waitForActor<ServiceActor>(host.actor, "client");
-        EXPECT_FALSE(client.actor.hostsRegistry());
+        EXPECT_FALSE(harrow::hostsRegistry(client.actor));
         co_await openNursery([&](TaskNursery& waits) -> Co<void> {
           waits.start([&]() -> Co<void> {
             try {

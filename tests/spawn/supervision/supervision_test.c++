@@ -17,8 +17,8 @@
 #include "examples/tree/causes.h"
 #include <harrow/spawn/actor_nursery.h>
 #include <harrow/main.h>
-#include "tests/supervision/worker.capnp.harrow.h"
-#include "tests/supervision/worker.h"
+#include "tests/spawn/supervision/worker.capnp.harrow.h"
+#include "tests/spawn/supervision/worker.h"
 #include "tests/processes.h"
 
 #include <gtest/gtest.h>

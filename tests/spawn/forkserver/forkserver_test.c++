@@ -11,7 +11,7 @@
 #include <harrow/spawn/actor_nursery.h>
 #include <harrow/spawn/forkserver.h>
 #include <harrow/main.h>
-#include "tests/forkserver/ping.capnp.harrow.h"
+#include "tests/spawn/forkserver/ping.capnp.harrow.h"
 #include "tests/processes.h"
 
 #include <gtest/gtest.h>

@@ -10,7 +10,7 @@
 #include <harrow/spawn/actor_nursery.h>
 #include <harrow/spawn/forkserver.h>
 #include <harrow/main.h>
-#include "tests/process/probe.capnp.harrow.h"
+#include "tests/spawn/process/probe.capnp.harrow.h"
 #include "tests/processes.h"
 
 #include <gtest/gtest.h>

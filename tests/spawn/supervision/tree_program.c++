@@ -11,8 +11,8 @@
 
 #include <harrow/spawn/actor_nursery.h>
 #include <harrow/main.h>
-#include "tests/supervision/worker.capnp.harrow.h"
-#include "tests/supervision/worker.h"
+#include "tests/spawn/supervision/worker.capnp.harrow.h"
+#include "tests/spawn/supervision/worker.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,7 +1,7 @@
-#include "tests/supervision/worker.h"
+#include "tests/spawn/supervision/worker.h"
 
 #include <harrow/spawn/actor_nursery.h>
-#include "tests/supervision/worker.capnp.harrow.h"
+#include "tests/spawn/supervision/worker.capnp.harrow.h"
 
 #include <kj/debug.h>
 

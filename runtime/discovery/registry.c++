@@ -1,4 +1,6 @@
-#include <harrow/actor/registry.h>
+#include <harrow/discovery/registry.h>
+
+#include <harrow/discovery/discovery.h>
 
 #include <kj/debug.h>
 #include <kj/encoding.h>
@@ -170,7 +172,7 @@ Co<void> RegistryServer::info(InfoCall call) {
   self.setPid(getpid());
   kj::Vector<kj::StringPtr> addresses;
   for (auto& address : host.addresses()) addresses.add(address);
-  KJ_IF_MAYBE(registry, host.registryAddress()) addresses.add(*registry);
+  KJ_IF_MAYBE(registry, registryAddress(host)) addresses.add(*registry);
   auto out = self.initAddresses(addresses.size());
   for (auto i : kj::indices(addresses)) out.set(i, addresses[i]);
   results.setEntries(entries.size());

@@ -1,4 +1,4 @@
-#include <harrow/actor/discovery.h>
+#include <harrow/discovery/discovery.h>
 
 #include <kj/debug.h>
 #include <kj/encoding.h>
@@ -26,7 +26,7 @@ namespace {
 // Registry calls made on a channel that then fails: say which registry is gone.
 template <typename Fn>
 auto askRegistry(Actor& actor, Fn fn) -> Co<PromiseValue<decltype(fn(kj::instance<RegistryActor::Portal&>()))>> {
-  RegistryActor::Portal portal(*co_await actor.registryPeer());
+  RegistryActor::Portal portal(*co_await Discovery::of(actor).registryPeer());
   kj::Maybe<kj::Exception> failure;
   try {
     co_return co_await fn(portal);
@@ -36,7 +36,7 @@ auto askRegistry(Actor& actor, Fn fn) -> Co<PromiseValue<decltype(fn(kj::instanc
   auto& e = KJ_ASSERT_NONNULL(failure);
   if (isTransportClosed(e)) {
     kj::throwFatalException(transportClosed(kj::str(
-        "lost the registry at ", KJ_ASSERT_NONNULL(actor.registryAddress()), ": ",
+        "lost the registry at ", KJ_ASSERT_NONNULL(registryAddress(actor)), ": ",
         e.getDescription())));
   }
   if (isContextCancelled(e) && !isCancelled(e)) {
@@ -44,7 +44,7 @@ auto askRegistry(Actor& actor, Fn fn) -> Co<PromiseValue<decltype(fn(kj::instanc
     kj::String host = kj::str("its host");
     KJ_IF_MAYBE(info, remoteErrorInfo(e)) host = kj::str("its host ", info->origin.toString());
     kj::throwFatalException(transportClosed(kj::str(
-        "lost the registry at ", KJ_ASSERT_NONNULL(actor.registryAddress()), ": ", host,
+        "lost the registry at ", KJ_ASSERT_NONNULL(registryAddress(actor)), ": ", host,
         " is shutting down")));
   }
   kj::throwFatalException(kj::mv(e));
@@ -53,7 +53,7 @@ auto askRegistry(Actor& actor, Fn fn) -> Co<PromiseValue<decltype(fn(kj::instanc
 }  // namespace
 
 Co<RegistryActor::Portal> registryPortal(Actor& actor) {
-  co_return RegistryActor::Portal(*co_await actor.registryPeer());
+  co_return RegistryActor::Portal(*co_await Discovery::of(actor).registryPeer());
 }
 
 Co<kj::Array<RegisteredActor>> queryActor(Actor& actor, kj::StringPtr nameParam) {
@@ -158,7 +158,9 @@ Co<Peer*> waitForActorChannel(Actor& actor, kj::StringPtr nameParam) {
 
 Co<Peer*> rootChannel(Actor& actor) {
   kj::String address;
-  KJ_IF_MAYBE(root, actor.rootAddress()) {
+  kj::Maybe<kj::StringPtr> known;
+  KJ_IF_MAYBE(discovery, actor.attachment<Discovery>()) known = discovery->rootAddress();
+  KJ_IF_MAYBE(root, known) {
     address = kj::heapString(*root);
   } else {
     KJ_FAIL_REQUIRE(kj::str("harrow.NoRoot: actor ", actor.identity().name,

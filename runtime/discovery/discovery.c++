@@ -1,0 +1,317 @@
+#include <harrow/discovery/discovery.h>
+
+#include <harrow/actor/log.h>
+#include <harrow/discovery/registry.h>
+
+#include <kj/debug.h>
+
+#include <stdlib.h>
+#include <unistd.h>
+
+namespace harrow {
+
+// ---------------------------------------------------------------------------------------------
+// Options
+
+DiscoveryOptions DiscoveryOptions::forRoot(kj::StringPtr name) {
+  DiscoveryOptions options;
+  options.isRoot = true;
+  options.mayHostRegistry = true;
+  const char* transport = getenv("HARROW_TRANSPORT");
+  if (transport != nullptr && *transport != '\0') {
+    options.childTransport = parseTransportKind(transport);
+  }
+  options.bindAddresses.add(newBindAddress(options.childTransport, name));
+  const char* registry = getenv("HARROW_REGISTRY");
+  if (registry == nullptr || *registry == '\0') {
+    // The default address: if it cannot be had, the program still runs, without a registry.
+    options.registryAddress = kj::heapString(DEFAULT_REGISTRY_ADDRESS);
+    options.registryRequired = false;
+  } else if (kj::StringPtr(registry) == "none") {
+    options.registryAddress = nullptr;
+  } else {
+    Address::parse(registry);  // a malformed address fails here, naming it
+    options.registryAddress = kj::heapString(registry);
+    options.registryRequired = true;
+  }
+  options.handshakeTimeout = handshakeTimeoutFromEnvironment();
+  return options;
+}
+
+kj::Maybe<DiscoveryOptions> DiscoveryOptions::forChild(wire::SpawnSpec::Reader spec) {
+  if (spec.getBindAddresses().size() == 0 && spec.getRegistryAddress().size() == 0 &&
+      spec.getRootAddress().size() == 0) {
+    return nullptr;
+  }
+  DiscoveryOptions options;
+  for (auto address : spec.getBindAddresses()) {
+    options.bindAddresses.add(kj::heapString(address));
+  }
+  if (options.bindAddresses.size() > 0) {
+    // The children we spawn get the kind of address we were given.
+    options.childTransport = transportKindOf(options.bindAddresses[0]);
+  }
+  options.registryAddress = kj::heapString(spec.getRegistryAddress());
+  // A child that cannot reach its tree's registry still serves its parent (logged).
+  options.registryRequired = false;
+  options.rootAddress = kj::heapString(spec.getRootAddress());
+  options.handshakeTimeout = handshakeTimeoutFromEnvironment();
+  return options;
+}
+
+
+void setDiscovery(Actor& actor, DiscoveryOptions options) {
+  ChannelServerOptions server;
+  for (auto& address : options.bindAddresses) server.bindAddresses.add(kj::heapString(address));
+  server.childTransport = options.childTransport;
+  server.handshakeTimeout = options.handshakeTimeout;
+  actor.setChannelServer(kj::mv(server));
+  actor.attach(kj::heap<Discovery>(actor, kj::mv(options)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Discovery
+
+Discovery::Discovery(Actor& actor, DiscoveryOptions options) : actor(actor), opts(kj::mv(options)) {}
+
+Discovery& Discovery::of(Actor& actor) {
+  KJ_IF_MAYBE(discovery, actor.attachment<Discovery>()) return *discovery;
+  KJ_FAIL_REQUIRE(kj::str("harrow.NoRegistry: actor ", actor.identity().name, " has no registry"));
+}
+
+kj::Maybe<kj::StringPtr> registryAddress(Actor& actor) {
+  KJ_IF_MAYBE(discovery, actor.attachment<Discovery>()) return discovery->registryAddress();
+  return nullptr;
+}
+
+bool hostsRegistry(Actor& actor) {
+  KJ_IF_MAYBE(discovery, actor.attachment<Discovery>()) return discovery->hostsRegistry();
+  return false;
+}
+
+kj::Maybe<kj::StringPtr> Discovery::registryAddress() const {
+  KJ_IF_MAYBE(address, registryBound) return address->asPtr();
+  return nullptr;
+}
+
+kj::Maybe<kj::StringPtr> Discovery::rootAddress() const {
+  KJ_IF_MAYBE(address, rootBound) return address->asPtr();
+  return nullptr;
+}
+
+void Discovery::fillSpawnSpec(wire::SpawnSpec::Builder spec) {
+  KJ_IF_MAYBE(registry, registryAddress()) spec.setRegistryAddress(*registry);
+  KJ_IF_MAYBE(root, rootAddress()) spec.setRootAddress(*root);
+}
+
+Co<void> Discovery::start() {
+  // The actor's channel server is bound by now (its addresses are real).
+  DiscoveryOptions* options = &opts;
+  auto addresses = actor.addresses();
+  if (options->isRoot) {
+    if (addresses.size() > 0) rootBound = kj::heapString(addresses[0]);
+  } else if (options->rootAddress.size() > 0) {
+    rootBound = kj::heapString(options->rootAddress);
+  }
+  if (options->registryAddress.size() == 0) co_return;
+
+  for (uint attempt = 1;; ++attempt) {
+    kj::Maybe<kj::Exception> failure;
+    try {
+      co_await setUpRegistry();
+      co_await registerSelf();
+    } catch (...) {
+      failure = currentException();
+    }
+    KJ_IF_MAYBE(e, failure) {
+      if (isCancelled(*e)) kj::throwFatalException(kj::mv(*e));
+      if (options->mayHostRegistry && !registryHosted && isTransportClosed(*e) && attempt < 3) {
+        // The registry we were about to join went away (its program is exiting): decide again.
+        KJ_LOG(INFO, "the registry went away while joining it; probing again", *e);
+        registryBound = nullptr;
+        continue;
+      }
+      auto why = kj::str("harrow.RegistryUnavailable: ", actor.identity().name, " cannot use the registry at ",
+                         options->registryAddress, ": ", e->getDescription());
+      if (options->registryRequired) {
+        kj::throwFatalException(kj::Exception(e->getType(), __FILE__, __LINE__, kj::mv(why)));
+      }
+      KJ_LOG(INFO, "running without a registry", why);
+      if (!registryHosted) registryBound = nullptr;
+    }
+    break;
+  }
+  if (options->isRoot && rootBound == nullptr && registryHosted) {
+    rootBound = kj::heapString(KJ_ASSERT_NONNULL(registryBound));
+  }
+}
+
+
+Co<Peer*> Discovery::registryPeer() {
+  kj::String address;
+  KJ_IF_MAYBE(r, registryBound) {
+    address = kj::heapString(*r);
+  } else {
+    KJ_FAIL_REQUIRE(kj::str("harrow.NoRegistry: actor ", actor.identity().name, " has no registry"));
+  }
+  kj::Maybe<kj::Exception> failure;
+  Peer* peer = nullptr;
+  try {
+    peer = co_await actor.connectTo(address);
+  } catch (...) {
+    failure = currentException();
+  }
+  KJ_IF_MAYBE(e, failure) {
+    if (isCancelled(*e)) kj::throwFatalException(kj::mv(*e));
+    kj::throwFatalException(transportClosed(
+        kj::str("the registry at ", address, " is unreachable: ", e->getDescription())));
+  }
+  co_return peer;
+}
+
+Co<Discovery::ProbeResult> Discovery::probeRegistry(kj::StringPtr address,
+                                                    kj::Maybe<kj::Exception>& why) {
+  kj::Duration timeout = opts.handshakeTimeout;
+  kj::Own<Channel> channel;
+  kj::Maybe<kj::Exception> failure;
+  try {
+    channel = co_await harrow::connect(actor.io().provider->getNetwork(), address,
+                                        actor.channelOptions());
+  } catch (...) {
+    failure = currentException();
+  }
+  KJ_IF_MAYBE(e, failure) {
+    if (!isTransportClosed(*e)) kj::throwFatalException(kj::mv(*e));
+    why = kj::mv(*e);
+    co_return ProbeResult::NOBODY;  // refused: nobody listens there
+  }
+  // Someone listens. A real exchange tells a registry from anything else: hello both ways, then
+  // Registry.info. The channel is closed (EOF) afterwards, like any channel an actor is done with.
+  bool handshaken = false;
+  try {
+    co_await failAfter(actor.timer(), timeout, [&]() -> Co<void> {
+      kj::Own<Peer> peer = co_await handshake(kj::mv(channel), actor, /*initiator=*/true);
+      handshaken = true;
+      co_await openNursery([&](TaskNursery& n) -> Co<void> {
+        n.start([&]() -> Co<void> { co_await peer->serve(); });
+        co_await RegistryActor::Portal(*peer).info();
+        n.cancel();
+      });
+    });
+  } catch (...) {
+    failure = currentException();
+  }
+  KJ_IF_MAYBE(e, failure) {
+    if (isCancelled(*e)) kj::throwFatalException(kj::mv(*e));
+    bool gone = isTransportClosed(*e);
+    why = kj::mv(*e);
+    if (gone) co_return ProbeResult::NOBODY;  // it closed on us: going away
+    co_return handshaken ? ProbeResult::HARROW_NOT_REGISTRY : ProbeResult::FOREIGN;
+  }
+  co_return ProbeResult::REGISTRY;
+}
+
+Co<void> Discovery::setUpRegistry() {
+  DiscoveryOptions& options = opts;
+  kj::StringPtr address = options.registryAddress;
+  if (!options.mayHostRegistry) {
+    registryBound = kj::heapString(address);
+    co_return;
+  }
+  Address parsed = Address::parse(address);
+  bool ephemeral = parsed.kind == Address::Kind::TCP && parsed.port == 0;
+  constexpr uint ATTEMPTS = 5;
+  for (uint attempt = 1;; ++attempt) {
+    if (!ephemeral) {
+      kj::Maybe<kj::Exception> why;
+      auto result = co_await probeRegistry(address, why);
+      if (result == ProbeResult::REGISTRY) {
+        HARROW_LOG_DEBUG("joining the registry", address);
+        registryBound = kj::heapString(address);
+        co_return;
+      }
+      if (result == ProbeResult::FOREIGN) {
+        KJ_FAIL_REQUIRE(kj::str("harrow.RegistryAddressInUse: something that is not a harrow "
+                                "actor listens at ", address, ": ",
+                                KJ_ASSERT_NONNULL(why).getDescription()));
+      }
+      if (result == ProbeResult::HARROW_NOT_REGISTRY) {
+        // A harrow actor, but no registry: perhaps one whose registry is shutting down.
+        if (attempt >= ATTEMPTS) {
+          KJ_FAIL_REQUIRE(kj::str("harrow.RegistryAddressInUse: the harrow actor at ", address,
+                                  " serves no registry: ",
+                                  KJ_ASSERT_NONNULL(why).getDescription()));
+        }
+        co_await actor.timer().afterDelay(200 * kj::MILLISECONDS);
+        continue;
+      }
+    }
+    // Nobody is there: host it. The server is in place before anyone can connect.
+    actor.addServer(kj::heap<RegistryServer>(actor));
+    kj::Maybe<kj::Exception> bindError;
+    try {
+      registryBound = co_await actor.listen(address);
+    } catch (...) {
+      bindError = currentException();
+    }
+    KJ_IF_MAYBE(e, bindError) {
+      actor.removeServer(RegistryActor::INTERFACE_ID);
+      if (isCancelled(*e) || ephemeral || attempt >= ATTEMPTS) {
+        kj::throwFatalException(kj::mv(*e));
+      }
+      // Another root bound it between our probe and our bind: probe again, and join it.
+      HARROW_LOG_DEBUG("lost the race to host the registry; probing again", address, *e);
+      continue;
+    }
+    registryHosted = true;
+    HARROW_LOG_DEBUG("hosting the registry", KJ_ASSERT_NONNULL(registryBound));
+    co_return;
+  }
+}
+
+Co<void> Discovery::registerSelf() {
+  DiscoveryOptions& options = opts;
+  Peer* peer = co_await registryPeer();
+  co_await failAfter(actor.timer(), options.handshakeTimeout, [&]() -> Co<void> {
+    co_await RegistryActor::Portal(*peer).registerActor([&](auto params) {
+      auto entry = params.initEntry();
+      entry.setName(actor.identity().name);
+      entry.setUuid(actor.identity().uuid);
+      entry.setPid(getpid());
+      auto bound = actor.addresses();
+      size_t count = bound.size() + (registryHosted ? 1 : 0);
+      auto addresses = entry.initAddresses(count);
+      for (auto i : kj::indices(bound)) addresses.set(i, bound[i]);
+      if (registryHosted) addresses.set(count - 1, KJ_ASSERT_NONNULL(registryBound));
+    });
+  });
+  registered = true;
+}
+
+Co<void> Discovery::stop() {
+  // The registry's host does not deregister from itself: its registry ends with it.
+  if (!registered || registryHosted) co_return;
+  registered = false;
+  kj::StringPtr address = KJ_ASSERT_NONNULL(registryBound);
+  // No open channel to the registry: it is gone, and our entry with it (or it removes the entry
+  // when it sees our channel end). Never connect anew just to say goodbye.
+  Peer* peer = nullptr;
+  KJ_IF_MAYBE(open, actor.openChannelTo(address)) peer = open;
+  if (peer == nullptr) co_return;
+  kj::Duration timeout = opts.deregisterTimeout;
+  kj::Maybe<kj::Exception> failure;
+  try {
+    bool late = co_await moveOnAfter(actor.timer(), timeout, [&]() -> Co<void> {
+      co_await RegistryActor::Portal(*peer).deregisterActor(actor.identity().uuid);
+    });
+    if (late) HARROW_LOG_DEBUG("the registry did not answer the deregistration in time", address);
+  } catch (...) {
+    failure = currentException();
+  }
+  KJ_IF_MAYBE(e, failure) {
+    HARROW_LOG_DEBUG("deregistration failed (the registry removes the entry when our channel ends)",
+           address, *e);
+  }
+}
+
+}  // namespace harrow

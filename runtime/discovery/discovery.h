@@ -1,0 +1,218 @@
+// Finding actors by name (tractor: find_actor, wait_for_actor, query_actor, get_registry).
+//
+//   KJ_IF_MAYBE(counter, co_await harrow::findActor<CounterActor>("counter-1")) {
+//     co_await counter->add(5);
+//   }
+//   CounterActor::Portal late = co_await harrow::waitForActor<CounterActor>("counter-2");
+//   for (auto& entry : co_await harrow::queryActor("worker")) ...   // every "worker", with addresses
+//
+// Each actor registers itself with its tree's registry when it starts serving (the Discovery
+// attachment below, set up by setDiscovery()); these functions ask that registry and then open a channel to the
+// actor found (or reuse the open one: the current actor keeps one outbound channel per address).
+// A lookup is one round trip to the registry, plus, the first time, a connect and hello exchange
+// with the actor found.
+//
+// Portals returned here refer to a channel the current actor owns: they stay valid until the
+// actor's serve() ends; once the channel is lost, calls through them fail with TransportClosed.
+// A registry that has gone away (its program exited) is a TransportClosed naming the registry's
+// address, from every function here: never a hang.
+//
+// The functions without an Actor argument use harrow::currentActor().
+
+#pragma once
+
+#include <harrow/registry.capnp.harrow.h>
+#include <harrow/actor/actor.h>
+
+namespace harrow {
+
+using registry::RegistryActor;
+using Departure = registry::Registry::Departure;
+
+// ---------------------------------------------------------------------------------------------
+// Discovery settings (docs/PROTOCOL.md section 6).
+//
+// An actor with discovery runs a channel server (ChannelServerOptions in <harrow/actor/actor.h>)
+// and registers itself with the tree's registry when it starts serving, deregistering on teardown.
+//
+// Defaults (harrow::main): the registry is DEFAULT_REGISTRY_ADDRESS (TCP on loopback, port 1616,
+// tractor's arbiter port), overridden by --harrow-registry=ADDR or HARROW_REGISTRY=ADDR (any
+// address form, e.g. unix:@harrow-registry, unix:/run/user/1000/harrow/registry.sock,
+// tcp:127.0.0.1:0 for an ephemeral port), or "none" to run without one. The root hosts the
+// registry there unless a live registry already answers at that address (a handshake probe, see
+// below); then it joins that one. Children receive the registry and root addresses in their spawn
+// spec.
+//
+// The probe: a root that may host the registry first connects to the registry address, exchanges
+// hellos and calls Registry.info (never a bare connect-and-drop). An answer means "join"; a
+// refused connection means "nobody is there: bind it" (and if that bind loses a race, probe
+// again); anything else (no harrow peer, a harrow actor that is not a registry) is an error.
+
+constexpr uint16_t DEFAULT_REGISTRY_PORT = 1616;
+constexpr kj::StringPtr DEFAULT_REGISTRY_ADDRESS = "tcp:127.0.0.1:1616"_kj;
+
+struct DiscoveryOptions {
+  // Where this actor accepts channels from other actors. Empty: it accepts none (it can still
+  // connect out, find and call others).
+  kj::Vector<kj::String> bindAddresses;
+
+  // The tree's registry; empty: none (the actor neither registers nor finds others by name).
+  kj::String registryAddress;
+
+  // Root actors: host the registry at registryAddress unless a live one answers the probe there.
+  bool mayHostRegistry = false;
+
+  // Whether failing to reach (or host) the registry at startup is an error (true) or only logged
+  // (false: the actor runs without a registry).
+  bool registryRequired = true;
+
+  // Whether this actor is the root of its tree (its own address is then the root address).
+  bool isRoot = false;
+
+  // The root of the tree, for a child (from its spawn spec).
+  kj::String rootAddress;
+
+  // The kind of listen address this actor gives each child it spawns.
+  TransportKind childTransport = TransportKind::UNIX_ABSTRACT;
+
+  // An incoming channel must finish the hello exchange within this, or it is cut off. Also bounds
+  // connecting out (connect + hello) and the registry calls made at startup.
+  kj::Duration handshakeTimeout = 5 * kj::SECONDS;
+
+  // Bounds the deregistration at teardown (the registry may be gone).
+  kj::Duration deregisterTimeout = 1 * kj::SECONDS;
+
+  // The root defaults described above, from the environment (HARROW_REGISTRY, HARROW_TRANSPORT,
+  // HARROW_HANDSHAKE_TIMEOUT_MS); `name` names the root's socket.
+  static DiscoveryOptions forRoot(kj::StringPtr name);
+  // A child's, from the spawn spec its parent sent; nullptr if the spec has no discovery fields
+  // (a parent without discovery settings): the child then has none either.
+  static kj::Maybe<DiscoveryOptions> forChild(wire::SpawnSpec::Reader spec);
+};
+
+// Before actor.serve(): give `actor` a channel server on options.bindAddresses and attach a
+// Discovery that finds or hosts the registry and registers the actor.
+void setDiscovery(Actor& actor, DiscoveryOptions options);
+
+// The registry side of an actor (an ActorAttachment): finds or hosts the tree's registry when the
+// actor starts serving, registers the actor there, and deregisters it on teardown.
+class Discovery final : public ActorAttachment {
+public:
+  Discovery(Actor& actor, DiscoveryOptions options);
+  KJ_DISALLOW_COPY(Discovery);
+
+  // The actor's Discovery; throws harrow.NoRegistry naming the actor if it has none.
+  static Discovery& of(Actor& actor);
+
+  const DiscoveryOptions& options() const { return opts; }
+  // The registry this actor uses (as bound, if it hosts it), if any.
+  kj::Maybe<kj::StringPtr> registryAddress() const;
+  bool hostsRegistry() const { return registryHosted; }
+  // The root actor's address, if known (a root's own first address).
+  kj::Maybe<kj::StringPtr> rootAddress() const;
+
+  // The channel to the registry (actor.connectTo(registryAddress())); a clear TransportClosed
+  // naming the registry if it cannot be reached; harrow.NoRegistry if this actor has none.
+  Co<Peer*> registryPeer();
+
+  // ActorAttachment
+  Co<void> start() override;
+  Co<void> stop() override;
+  void fillSpawnSpec(wire::SpawnSpec::Builder spec) override;
+
+private:
+  enum class ProbeResult { REGISTRY, NOBODY, HARROW_NOT_REGISTRY, FOREIGN };
+
+  Actor& actor;
+  DiscoveryOptions opts;
+  kj::Maybe<kj::String> registryBound;  // the registry address in use (real port if hosted)
+  kj::Maybe<kj::String> rootBound;
+  bool registryHosted = false;
+  bool registered = false;
+
+  Co<void> setUpRegistry();
+  Co<ProbeResult> probeRegistry(kj::StringPtr address, kj::Maybe<kj::Exception>& why);
+  Co<void> registerSelf();
+};
+
+// Shorthands for Discovery::of(actor)'s, for an actor that may have no discovery: none, false.
+kj::Maybe<kj::StringPtr> registryAddress(Actor& actor);
+bool hostsRegistry(Actor& actor);
+
+// One registry entry: an actor that registered, and where it accepts channels.
+struct RegisteredActor {
+  kj::String name;
+  kj::Array<kj::byte> uuid;
+  uint32_t pid = 0;
+  kj::Array<kj::String> addresses;
+
+  static RegisteredActor fromEntry(registry::Registry::Entry::Reader entry);
+  // "name (uuid-hex), pid N, at addr1, addr2"
+  kj::String toString() const;
+};
+
+// ---- the untyped forms ----
+
+// The registry of `actor`'s tree, as a typed portal (on the actor's channel to it).
+Co<RegistryActor::Portal> registryPortal(Actor& actor);
+
+// Every actor registered under `name` (all, for an empty name), oldest first.
+Co<kj::Array<RegisteredActor>> queryActor(Actor& actor, kj::StringPtr name);
+Co<kj::Array<RegisteredActor>> queryActor(kj::StringPtr name);
+
+// A channel to one actor registered under `name`, or nullptr if there is none (or none of them
+// can be reached: stale entries of actors that just died are skipped).
+Co<kj::Maybe<Peer*>> findActorChannel(Actor& actor, kj::StringPtr name);
+
+// Waits until an actor registers under `name`, then opens a channel to it.
+Co<Peer*> waitForActorChannel(Actor& actor, kj::StringPtr name);
+
+// A channel to the actor an entry describes: tries its addresses in order and checks that the
+// actor answering has the entry's uuid. Throws TransportClosed if none can be reached.
+Co<Peer*> connectToActor(Actor& actor, const RegisteredActor& entry);
+
+// A channel to the root actor of `actor`'s tree (its own address for the root itself).
+Co<Peer*> rootChannel(Actor& actor);
+
+// Resolves once the actor with `uuid` has left the registry, saying how: deregistered (an
+// orderly teardown), channelLost (it died: the registry saw its channel end) or notRegistered.
+Co<Departure> waitForDeparture(Actor& actor, kj::ArrayPtr<const kj::byte> uuid);
+
+// ---- typed forms (Interface: a generated FooActor) ----
+
+// tractor: find_actor. nullptr if no actor is registered under `name`.
+template <typename Interface>
+Co<kj::Maybe<typename Interface::Portal>> findActor(Actor& actor, kj::StringPtr name) {
+  KJ_IF_MAYBE(peer, co_await findActorChannel(actor, name)) {
+    co_return typename Interface::Portal(**peer);
+  }
+  co_return nullptr;
+}
+template <typename Interface>
+Co<kj::Maybe<typename Interface::Portal>> findActor(kj::StringPtr name) {
+  return findActor<Interface>(currentActor(), name);
+}
+
+// tractor: wait_for_actor. Resolves once an actor registers under `name` (at once if one has).
+template <typename Interface>
+Co<typename Interface::Portal> waitForActor(Actor& actor, kj::StringPtr name) {
+  Peer* peer = co_await waitForActorChannel(actor, name);
+  co_return typename Interface::Portal(*peer);
+}
+template <typename Interface>
+Co<typename Interface::Portal> waitForActor(kj::StringPtr name) {
+  return waitForActor<Interface>(currentActor(), name);
+}
+
+// The root actor of the tree, through the interface it serves.
+template <typename Interface>
+Co<typename Interface::Portal> rootActor(Actor& actor) {
+  Peer* peer = co_await rootChannel(actor);
+  co_return typename Interface::Portal(*peer);
+}
+template <typename Interface>
+Co<typename Interface::Portal> rootActor() {
+  return rootActor<Interface>(currentActor());
+}
+
+}  // namespace harrow
