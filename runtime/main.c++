@@ -7,6 +7,8 @@
 #include <kj/debug.h>
 #include <kj/main.h>
 
+#include <atomic>
+
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +20,10 @@ namespace {
 
 constexpr kj::StringPtr CHILD_FLAG = "--harrow-child"_kj;
 
+// Whether a root runs in this process: harrow's one piece of process-wide state, since what it
+// guards is process-wide too.
+std::atomic<bool> rootRunning{false};
+
 // A child's life: handshake on the inherited channel (fd 3), receive the spawn spec, serve.
 // Teardown follows the seed notes: rpc tasks first, then the parent channel, last.
 Co<void> runChild(Actor& actor, Implementations& implementations) {
@@ -28,6 +34,9 @@ Co<void> runChild(Actor& actor, Implementations& implementations) {
   auto message = specMessage->getRoot<wire::Message>();
   KJ_REQUIRE(message.isSpawnSpec(), "the parent's first message after hello is not a spawn spec");
   actor.addServer(implementations.create(message.getSpawnSpec().getImplementation()));
+  if (uint64_t grace = message.getSpawnSpec().getGracePeriodNanos()) {
+    actor.setGracePeriod(grace * kj::NANOSECONDS);
+  }
   KJ_IF_MAYBE(discovery, DiscoveryOptions::forChild(message.getSpawnSpec())) {
     setDiscovery(actor, kj::mv(*discovery));
   }
@@ -116,11 +125,14 @@ int main(int argc, char** argv, Implementations& implementations,
     return childMain(argv[2], atoi(argv[3]), implementations);
   }
 
-  // One root per process (tractor refuses a second open_root_actor too).
-  if (tryCurrentActor() != nullptr) {
-    fprintf(stderr, "harrow: a root actor already runs in this process\n");
+  // One root per process, on any thread (tractor refuses a second open_root_actor too): what a
+  // root owns — signal dispositions, child-exit capture, the zygote — belongs to the process.
+  if (rootRunning.exchange(true)) {
+    fprintf(stderr, "harrow: a root actor already runs in this process; harrow::main can run "
+                    "one root per process at a time\n");
     return 1;
   }
+  KJ_DEFER(rootRunning = false);
 
   // Ctrl-C and SIGTERM cancel the whole tree in order. Children run in process groups of their
   // own, so a terminal's Ctrl-C reaches only the root and no child races its orderly cancel.

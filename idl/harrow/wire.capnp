@@ -59,6 +59,8 @@ struct SpawnSpec {
   logLevel @4 :Text;
   debug @5 :Bool;
   args @6 :AnyPointer;         # implementation-specific start arguments, if any
+  gracePeriodNanos @7 :UInt64; # how long the parent waits after cancelActor before SIGKILL
+                               # (0: not said); the child's own children get less (PROTOCOL 5)
 }
 
 enum MethodKind {

@@ -140,6 +140,12 @@ public:
   // The peer that asked for the cancel, to acknowledge once teardown is done.
   kj::Maybe<Peer&> cancelRequester() { return requester; }
 
+  // How long this actor's parent waits after cancel-actor before it kills it (the spawn spec's
+  // gracePeriodNanos), if it said. Actor nurseries give children at most 3/4 of it, so that
+  // grace periods nest (docs/PROTOCOL.md section 4).
+  kj::Maybe<kj::Duration> gracePeriod() const { return grace; }
+  void setGracePeriod(kj::Duration period) { grace = period; }
+
   // ---- the channel server and attachments (see ChannelServerOptions above) ----
 
   // Before serve(): accept channels on `options.bindAddresses`. Without it the actor accepts
@@ -197,6 +203,7 @@ private:
   kj::Maybe<TaskNursery&> service;
   kj::Maybe<Peer&> requester;
   bool cancelRequested = false;
+  kj::Maybe<kj::Duration> grace;
   kj::Own<kj::PromiseFulfiller<void>> cancelFulfiller;
   kj::ForkedPromise<void> cancelled;
 

@@ -18,8 +18,22 @@ struct ActorNursery::Child {
   kj::Maybe<kj::Promise<void>> killAfterGrace;
 };
 
+namespace {
+
+// Grace periods nest (docs/PROTOCOL.md section 4): a child gets at most 3/4 of the grace its own
+// actor was given, so its subtree is killed, bottom-up, before its parent's grace runs out and the
+// actors in between still run their own teardown.
+ActorNurseryOptions nested(Actor& actor, ActorNurseryOptions options) {
+  KJ_IF_MAYBE(own, actor.gracePeriod()) {
+    options.gracePeriod = kj::min(options.gracePeriod, *own * 3 / 4);
+  }
+  return options;
+}
+
+}  // namespace
+
 ActorNursery::ActorNursery(Actor& actor, ActorNurseryOptions options)
-    : actor(actor), options(options) {}
+    : actor(actor), options(nested(actor, options)) {}
 
 ActorNursery::~ActorNursery() noexcept(false) {
   // Children that never got a supervisor (cancelled while starting) are killed and reaped by
@@ -56,6 +70,7 @@ Co<Peer*> ActorNursery::spawn(kj::StringPtr name, kj::StringPtr implementation,
   auto message = peer->newControlMessage();
   auto spec = message->getRoot<wire::Message>().initSpawnSpec();
   spec.setImplementation(implementation);
+  spec.setGracePeriodNanos(options.gracePeriod / kj::NANOSECONDS);
   actor.fillSpawnSpec(spec, name);  // its listen address, the registry's and the root's
   peer->send(kj::mv(message));
 

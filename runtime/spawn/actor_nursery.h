@@ -35,7 +35,9 @@ struct SpawnOptions {
 };
 
 struct ActorNurseryOptions {
-  // How long a child may take to exit after cancel-actor before it is killed.
+  // How long a child may take to exit after cancel-actor before it is killed. Inside a child
+  // actor, at most 3/4 of that actor's own grace period (so that grace periods nest: a subtree
+  // is killed bottom-up and every actor above a stuck one still runs its teardown).
   kj::Duration gracePeriod = 1 * kj::SECONDS;
 };
 

@@ -965,6 +965,53 @@ TEST_F(SupervisionTest, KillMinus9OfAChildMidCall) {
   EXPECT_TRUE(left.empty()) << "a's subtree outlived it:" << lines(left);
 }
 
+// Grace periods nest (docs/PROTOCOL.md section 4): a -> a.0 -> a.0.0, and the leaf a.0.0 is
+// stopped (SIGSTOP), so it cannot act on cancel-actor. Cancelling a kills the leaf first (at 3/4
+// of 3/4 of a's grace), and a.0 and a, though each waits for a stuck subtree, still run their own
+// teardown (their exit callbacks) before their own grace runs out: nobody above the leaf is
+// killed.
+TEST_F(SupervisionTest, GracePeriodsNestAroundAStoppedLeaf) {
+  constexpr kj::Duration GRACE = 4 * kj::SECONDS;  // a: 4 s, a.0: 3 s, a.0.0: 2.25 s
+  std::vector<int32_t> tree;
+  kj::Maybe<kj::TimePoint> cancelledAt;
+  kj::Duration teardown = 0 * kj::SECONDS;
+  auto failure = runRoot([&]() -> Co<void> {
+    co_await openActorNursery(root, [&](ActorNursery& nursery) -> Co<void> {
+      auto a = co_await nursery.startActor<WorkerActor>("a", "worker");
+      auto up = kj::newPromiseAndFulfiller<void>();
+      co_await openNursery([&](TaskNursery& calls) -> Co<void> {
+        calls.start([&]() -> Co<void> {
+          kj::Maybe<kj::Exception> error;
+          try {
+            co_await a.hold(2, 1, [&](auto&, Grown::Reader grown) -> Co<void> {
+              for (auto pid : grown.getPids()) tree.push_back(pid);
+              up.fulfiller->fulfill();
+              co_return;
+            });
+          } catch (...) {
+            error = currentException();  // a was cancelled under the call: expected
+          }
+        });
+        co_await kj::mv(up.promise);
+        KJ_SYSCALL(kill(tree.back(), SIGSTOP));  // the leaf: pids come root-first
+        cancelledAt = root.timer().now();
+        nursery.cancel();
+      });
+    }, {GRACE});
+    KJ_IF_MAYBE(at, cancelledAt) teardown = root.timer().now() - *at;
+  });
+  ASSERT_EQ(tree.size(), 3u);
+  for (auto pid : tree) known.insert(pid);
+  KJ_IF_MAYBE(e, failure) ADD_FAILURE() << "nobody should have failed: " << text(*e);
+  EXPECT_LT(teardown, GRACE) << "a had to be killed";
+  auto aEvents = eventsOf("a");
+  auto midEvents = eventsOf("a.0");
+  auto leafEvents = eventsOf("a.0.0");
+  EXPECT_TRUE(has(aEvents, "exit")) << "a did not run its teardown: " << joined(aEvents);
+  EXPECT_TRUE(has(midEvents, "exit")) << "a.0 did not run its teardown: " << joined(midEvents);
+  EXPECT_FALSE(has(leafEvents, "exit")) << "the stopped leaf ran: " << joined(leafEvents);
+}
+
 // tree_program is killed with SIGKILL: it cannot cancel anything, so every actor below it must
 // exit on its own (PR_SET_PDEATHSIG, level by level) within 1 s.
 TEST_F(SupervisionTest, KillMinus9OfTheRootEveryChildExitsWithin1s) {

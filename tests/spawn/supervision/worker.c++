@@ -163,6 +163,8 @@ public:
         co_await call.started([&](Grown::Builder grown) { setPids(grown.initPids(1), pids); });
         co_await kj::Promise<void>(kj::NEVER_DONE);
       }
+      // A generous grace of its own: what bounds it is 3/4 of this actor's (grace periods nest).
+      harrow::ActorNurseryOptions options{30 * kj::SECONDS};
       co_await harrow::openActorNursery([&](harrow::ActorNursery& nursery) -> Co<void> {
         auto children = co_await startChildren(nursery, width);
         uint32_t up = 0;
@@ -184,7 +186,7 @@ public:
           });
           co_await kj::Promise<void>(kj::NEVER_DONE);
         });
-      });
+      }, options);
     } catch (...) {
       note(kj::str("hold ended: ", how(harrow::currentException())));
       throw;
