@@ -41,6 +41,11 @@ def capnp_cc_library(name, srcs, deps = [], capnp_deps = [], includes = [], visi
               " ".join(["$(location %s)" % s for s in srcs]),
         visibility = ["//visibility:private"],
     )
+    native.filegroup(
+        name = name + "_headers",
+        srcs = [s + ".h" for s in srcs],
+        visibility = ["//visibility:public"],
+    )
     native.cc_library(
         name = name,
         srcs = [s + ".c++" for s in srcs],
@@ -80,6 +85,11 @@ def harrow_capnp_library(name, srcs, deps = [], capnp_deps = [], includes = [], 
     native.filegroup(
         name = name + "_harrow_srcs",
         srcs = harrow_outs,
+        visibility = ["//visibility:public"],
+    )
+    native.filegroup(
+        name = name + "_headers",
+        srcs = [s + ".h" for s in srcs] + [s + ".harrow.h" for s in srcs],
         visibility = ["//visibility:public"],
     )
     native.cc_library(

@@ -258,8 +258,11 @@ const CoroutineDisposer<T> CoroutineDisposer<T>::instance;
 }  // namespace _
 
 template <typename T>
-class Co : public kj::Promise<T> {
+class [[nodiscard]] Co : public kj::Promise<T> {
   // A kj::Promise<T> that may be implemented as a coroutine. See the top of this file.
+  //
+  // [[nodiscard]]: a Co that is dropped unawaited is cancelled at once, so `portal.add(5);`
+  // without co_await would start a call and cancel it. The compiler refuses it instead.
 public:
   using promise_type = std::conditional_t<std::is_void_v<T>, _::VoidPromise, _::ValuePromise<T>>;
 
