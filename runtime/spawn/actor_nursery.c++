@@ -41,8 +41,14 @@ ActorNursery::~ActorNursery() noexcept(false) {
   for (auto& child : children) child->peer = nullptr;
 }
 
-Co<Peer*> ActorNursery::spawn(kj::StringPtr name, kj::StringPtr implementation,
+Co<Peer*> ActorNursery::spawn(kj::StringPtr nameParam, kj::StringPtr implementationParam,
                               SpawnOptions spawnOptions) {
+  // The caller's strings may be temporaries (startActor(kj::str("w", i), ...) stored and awaited
+  // later): own copies, taken before the first suspension, are what the rest uses.
+  auto name = kj::heapString(nameParam);
+  auto implementation = kj::heapString(implementationParam);
+  auto executable = kj::heapString(spawnOptions.executable);
+  spawnOptions.executable = executable;
   if (spawnOptions.executable.size() == 0) {
     // Same binary: an unknown implementation is known here already, no need to spawn to find out.
     KJ_IF_MAYBE(impls, actor.implementations()) {

@@ -57,6 +57,8 @@ public:
     co_return typename Interface::Portal(*peer);
   }
 
+  // Every argument is copied before the first suspension: temporaries are fine.
+  //
   // The untyped form: the new child's channel (never null; a pointer only because a KJ promise
   // cannot carry a reference). Valid until the nursery ends.
   Co<Peer*> spawn(kj::StringPtr name, kj::StringPtr implementation,

@@ -314,6 +314,32 @@ void expectRefused(const kj::Maybe<kj::Exception>& raised, kj::StringPtr message
   }
 }
 
+// startActor owns what it needs after its first suspension: started with temporaries for the
+// name and the implementation, stored and awaited later (how children start concurrently), each
+// child runs the right implementation under the right name.
+TEST_F(ProcessTest, ActorsStartedConcurrentlyFromTemporaryNames) {
+  constexpr int N = 4;
+  auto failure = runRoot([&]() -> Co<void> {
+    co_await openActorNursery(root, [&](ActorNursery& nursery) -> Co<void> {
+      kj::Vector<Co<ProbeActor::Portal>> starting;
+      for (int i = 0; i < N; ++i) {
+        starting.add(nursery.startActor<ProbeActor>(kj::str("temp-", i), kj::str("probe")));
+      }
+      for (int i = 0; i < N; ++i) {
+        auto probe = co_await kj::mv(starting[i]);
+        auto report = co_await probe.report();
+        spawned.push_back(report->getPid());
+        KJ_IF_MAYBE(stat, readStat(report->getPid())) {
+          EXPECT_EQ(stat->comm, "temp-" + std::to_string(i));
+        }
+        auto echo = co_await probe.echo(kj::str("hello ", i));
+        EXPECT_EQ(std::string(echo->getText().cStr()), "echo: hello " + std::to_string(i));
+      }
+    }, {GRACEFUL_EXIT});
+  });
+  KJ_IF_MAYBE(e, failure) ADD_FAILURE() << kj::str(*e).cStr();
+}
+
 TEST_F(ProcessTest, CallStreamAndContextWorkAcrossProcesses) {
   withProbe("probe-kinds", [&](ProbeActor::Portal& probe) -> Co<void> {
     // A call.
