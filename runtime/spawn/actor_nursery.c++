@@ -93,12 +93,13 @@ void ActorNursery::cancel() {
   for (auto& child : children) cancelChild(*child);
 }
 
-void ActorNursery::cancelChildOf(Peer& peer) {
+void ActorNursery::cancelChildOf(RawPortal& portal) {
   for (auto& child : children) {
     KJ_IF_MAYBE(p, child->peer) {
-      if (p->get() == &peer) return cancelChild(*child);
+      if (static_cast<RawPortal*>(p->get()) == &portal) return cancelChild(*child);
     }
   }
+  KJ_FAIL_REQUIRE("cancelActor: the portal is not to a child of this actor nursery");
 }
 
 TaskNursery& ActorNursery::taskNursery() {

@@ -75,6 +75,13 @@ public:
   // Graceful cancel of every child (cancel-actor, then SIGKILL after the grace period).
   void cancel();
 
+  // tractor: Portal.cancel_actor. Cancels the one child behind `portal` (a portal this nursery's
+  // startActor returned) the same graceful way; its siblings carry on. A child that leaves this
+  // way (or is killed after the grace period) is no error of the nursery's; calls on the portal
+  // fail from then on.
+  template <typename Portal>
+  void cancelActor(Portal& portal) { cancelChildOf(portal.raw()); }
+
   size_t size() const { return children.size(); }
 
 private:
@@ -89,7 +96,7 @@ private:
   Co<void> stop(Child& child);
   Co<void> reapAll();
   void cancelChild(Child& child);
-  void cancelChildOf(Peer& peer);
+  void cancelChildOf(RawPortal& portal);
   TaskNursery& taskNursery();
 
   friend Co<void> openActorNursery(Actor& actor,

@@ -314,6 +314,28 @@ void expectRefused(const kj::Maybe<kj::Exception>& raised, kj::StringPtr message
   }
 }
 
+// tractor's Portal.cancel_actor: one child of a nursery is cancelled, gracefully; calls on it
+// fail from then on, its sibling carries on, and the nursery ends without an error.
+TEST_F(ProcessTest, CancellingOneChildLeavesItsSiblingRunning) {
+  auto failure = runRoot([&]() -> Co<void> {
+    co_await openActorNursery(root, [&](ActorNursery& nursery) -> Co<void> {
+      auto a = co_await startProbe(nursery, "cancel-a");
+      auto b = co_await startProbe(nursery, "cancel-b");
+      nursery.cancelActor(a);
+      kj::Maybe<kj::Exception> late;
+      try {
+        co_await a.echo("late");
+      } catch (...) {
+        late = currentException();
+      }
+      EXPECT_TRUE(late != nullptr) << "a call on a cancelled child succeeded";
+      auto echo = co_await b.echo("still here");
+      EXPECT_EQ(std::string(echo->getText().cStr()), "echo: still here");
+    }, {GRACEFUL_EXIT});
+  });
+  KJ_IF_MAYBE(e, failure) ADD_FAILURE() << kj::str(*e).cStr();
+}
+
 // startActor owns what it needs after its first suspension: started with temporaries for the
 // name and the implementation, stored and awaited later (how children start concurrently), each
 // child runs the right implementation under the right name.
