@@ -7,6 +7,7 @@
 
 #include <harrow/co/cancel_scope.h>
 #include <harrow/co/co.h>
+#include <harrow/co/errors.h>
 #include <harrow/co/event.h>
 #include <harrow/co/multi_error.h>
 #include <harrow/co/nursery.h>

@@ -20,6 +20,7 @@
 #pragma once
 
 #include <harrow/co/co.h>
+#include <harrow/co/errors.h>
 
 #include <kj/function.h>
 #include <kj/list.h>
@@ -117,6 +118,30 @@ Co<void> failAfter(kj::Timer& timer, kj::Duration timeout, Body body) {
   scope.setDeadline(timer, timer.now() + timeout);
   co_await scope.run(kj::mv(body));
   if (scope.cancelledCaught()) throwTooSlow(timeout);
+}
+
+// Runs `body` (a function returning a promise) and resolves to the error it raised, or nullptr
+// if it succeeded. A cancellation is not caught: it propagates, so the enclosing scope still
+// ends (trio never lets a task swallow Cancelled). C++ forbids co_await inside a catch block; this
+// is the one place that pattern is written, so callers can co_await while handling the error:
+//
+//   KJ_IF_MAYBE(e, co_await harrow::errorOf([&]() { return portal.add(5); })) {
+//     if (harrow::is(*e, ErrorKind::ACTOR_DIED)) co_await restart();
+//   }
+//
+// A value the body produces is the body's to keep (capture it inside the lambda).
+template <typename Body>
+Co<kj::Maybe<kj::Exception>> errorOf(Body body) {
+  kj::Maybe<kj::Exception> failure;
+  try {
+    co_await body();
+  } catch (...) {
+    failure = currentException();
+  }
+  KJ_IF_MAYBE(e, failure) {
+    if (isCancelled(*e)) kj::throwFatalException(kj::mv(*e));
+  }
+  co_return kj::mv(failure);
 }
 
 }  // namespace harrow

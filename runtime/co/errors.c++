@@ -1,0 +1,61 @@
+#include <harrow/co/errors.h>
+
+namespace harrow {
+namespace {
+
+struct Named {
+  ErrorKind kind;
+  kj::StringPtr name;
+};
+
+constexpr Named NAMES[] = {
+    {ErrorKind::CANCELLED, "Cancelled"_kj},
+    {ErrorKind::TOO_SLOW, "TooSlow"_kj},
+    {ErrorKind::MULTI_ERROR, "MultiError"_kj},
+    {ErrorKind::TRANSPORT_CLOSED, "TransportClosed"_kj},
+    {ErrorKind::MALFORMED_FRAME, "MalformedFrame"_kj},
+    {ErrorKind::MESSAGE_TOO_LARGE, "MessageTooLarge"_kj},
+    {ErrorKind::REMOTE_ACTOR_ERROR, "RemoteActorError"_kj},
+    {ErrorKind::CONTEXT_CANCELLED, "ContextCancelled"_kj},
+    {ErrorKind::PROTOCOL_VIOLATION, "ProtocolViolation"_kj},
+    {ErrorKind::UNKNOWN_METHOD, "UnknownMethod"_kj},
+    {ErrorKind::ACTOR_DIED, "ActorDied"_kj},
+    {ErrorKind::SPAWN_FAILED, "SpawnFailed"_kj},
+    {ErrorKind::NO_REGISTRY, "NoRegistry"_kj},
+    {ErrorKind::NO_ROOT, "NoRoot"_kj},
+    {ErrorKind::REGISTRY_UNAVAILABLE, "RegistryUnavailable"_kj},
+    {ErrorKind::REGISTRY_ADDRESS_IN_USE, "RegistryAddressInUse"_kj},
+};
+
+constexpr kj::StringPtr PREFIX = "harrow."_kj;
+
+}  // namespace
+
+kj::StringPtr errorKindName(ErrorKind kind) {
+  for (auto& named : NAMES) {
+    if (named.kind == kind) return named.name;
+  }
+  return ""_kj;
+}
+
+ErrorKind errorKind(const kj::Exception& exception) {
+  kj::StringPtr text = exception.getDescription();
+  if (!text.startsWith(PREFIX)) return ErrorKind::NONE;
+  kj::StringPtr rest = text.slice(PREFIX.size());
+  for (auto& named : NAMES) {
+    if (rest.startsWith(named.name) && rest.size() > named.name.size() &&
+        rest[named.name.size()] == ':') {
+      return named.kind;
+    }
+  }
+  return ErrorKind::NONE;
+}
+
+kj::Exception makeError(ErrorKind kind, kj::StringPtr message, const char* file, int line) {
+  KJ_IREQUIRE(kind != ErrorKind::NONE);
+  auto type = kind == ErrorKind::TRANSPORT_CLOSED ? kj::Exception::Type::DISCONNECTED
+                                                  : kj::Exception::Type::FAILED;
+  return kj::Exception(type, file, line, kj::str(PREFIX, errorKindName(kind), ": ", message));
+}
+
+}  // namespace harrow

@@ -1,0 +1,59 @@
+// harrow's error vocabulary: one kind per thing that can go wrong, a name for each, and the
+// helpers to raise and recognise them. docs/ERRORS.md is the catalogue (what each kind means,
+// who raises it, what a program usually does about it).
+//
+// KJ promises carry only kj::Exception, so a harrow error is a kj::Exception whose description
+// starts with "harrow.<Kind>: ". That prefix is the contract: it survives crossing a channel
+// (a RemoteActorError keeps the remote kind in its text) and is what errorKind() reads.
+//
+//   if (harrow::is(e, harrow::ErrorKind::ACTOR_DIED)) ...
+//   switch (harrow::errorKind(e)) { ... }
+//   kj::throwFatalException(harrow::makeError(ErrorKind::NO_REGISTRY, "actor x has none"));
+
+#pragma once
+
+#include <kj/exception.h>
+#include <kj/string.h>
+
+namespace harrow {
+
+enum class ErrorKind {
+  NONE,                   // not a harrow error (a user's own exception, a KJ failure, ...)
+  // Structured concurrency (co/)
+  CANCELLED,              // the enclosing cancel scope was cancelled (never "an error" to report)
+  TOO_SLOW,               // failAfter's deadline passed (trio: TooSlowError)
+  MULTI_ERROR,            // several concurrent failures raised together
+  // Channels (ipc/)
+  TRANSPORT_CLOSED,       // the channel to a live peer broke or closed under a task
+  MALFORMED_FRAME,        // bytes that are not a valid frame: the channel is closed
+  MESSAGE_TOO_LARGE,      // a message over the frame limit (nothing was sent)
+  // The protocol (engine/)
+  REMOTE_ACTOR_ERROR,     // a remote handler raised: type, message, origin, relay path
+  CONTEXT_CANCELLED,      // the other side of a context cancelled it
+  PROTOCOL_VIOLATION,     // a peer broke docs/PROTOCOL.md (answered, never an actor failure)
+  UNKNOWN_METHOD,         // the actor does not serve that interface or method
+  // Actors and processes (actor/, spawn/)
+  ACTOR_DIED,             // a child exited or was killed: names the actor, pid and how
+  SPAWN_FAILED,           // a child could not be started
+  // Discovery (discovery/)
+  NO_REGISTRY,            // this actor has no registry to ask
+  NO_ROOT,                // this actor does not know its root's address
+  REGISTRY_UNAVAILABLE,   // the registry could not be reached or hosted
+  REGISTRY_ADDRESS_IN_USE,  // something that is not a registry holds the registry's address
+};
+
+// "Cancelled", "ActorDied", ...: the name after "harrow." in descriptions. "" for NONE.
+kj::StringPtr errorKindName(ErrorKind kind);
+
+// The kind of `exception`, from its description's "harrow.<Kind>: " prefix.
+ErrorKind errorKind(const kj::Exception& exception);
+inline bool is(const kj::Exception& exception, ErrorKind kind) {
+  return errorKind(exception) == kind;
+}
+
+// An exception of `kind`: "harrow.<Kind>: <message>" (type FAILED, or DISCONNECTED for
+// TRANSPORT_CLOSED, as KJ's own I/O errors are).
+kj::Exception makeError(ErrorKind kind, kj::StringPtr message,
+                        const char* file = __builtin_FILE(), int line = __builtin_LINE());
+
+}  // namespace harrow
