@@ -157,7 +157,8 @@ int main(int argc, char** argv, Implementations& implementations,
     }
   }
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([]() { defaultMaxMessageBytes(); })) {
-    fprintf(stderr, "harrow: HARROW_MAX_MESSAGE_BYTES: %s\n", e->getDescription().cStr());
+    fprintf(stderr, "harrow: --harrow-max-message / HARROW_MAX_MESSAGE_BYTES: %s\n",
+            e->getDescription().cStr());
     return 1;
   }
   setLogLevelFromEnvironment();

@@ -47,9 +47,11 @@ size_t parseMessageBytes(kj::StringPtr text) {
   bool valid = digits > 0 && digits <= 12 && (suffix.size() == 0 || shift != 0);
   uint64_t bytes = valid ? strtoull(kj::heapString(text.begin(), digits).cStr(), nullptr, 10) << shift
                          : 0;
-  KJ_REQUIRE(valid && bytes >= MIN_MAX_MESSAGE_BYTES,
-             "harrow: a message limit is a number of bytes, optionally with a K, M or G suffix "
-             "(binary multiples), of at least 4096, e.g. 256M", text);
+  if (!valid || bytes < MIN_MAX_MESSAGE_BYTES) {
+    kj::throwFatalException(kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+        kj::str("bad message limit \"", text, "\": give a number of bytes of at least ",
+                MIN_MAX_MESSAGE_BYTES, ", optionally with a K, M or G suffix (e.g. 256M)")));
+  }
   return bytes;
 }
 
