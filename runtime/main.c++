@@ -33,6 +33,10 @@ Co<void> runChild(Actor& actor, Implementations& implementations) {
   auto specMessage = co_await parent->receiveOne();
   auto message = specMessage->getRoot<wire::Message>();
   KJ_REQUIRE(message.isSpawnSpec(), "the parent's first message after hello is not a spawn spec");
+  if (uint64_t limit = message.getSpawnSpec().getMaxMessageBytes()) {
+    actor.setMaxMessageBytes(limit);  // inherited: for this channel and every later one
+    parent->adoptMaxMessageBytes(limit);
+  }
   actor.addServer(implementations.create(message.getSpawnSpec().getImplementation()));
   if (uint64_t grace = message.getSpawnSpec().getGracePeriodNanos()) {
     actor.setGracePeriod(grace * kj::NANOSECONDS);
@@ -148,6 +152,14 @@ int main(int argc, char** argv, Implementations& implementations,
     if (arg.startsWith("--harrow-transport=")) {
       setenv("HARROW_TRANSPORT", arg.slice(19).cStr(), 1);
     }
+    if (arg.startsWith("--harrow-max-message=")) {
+      setenv("HARROW_MAX_MESSAGE_BYTES", arg.slice(21).cStr(), 1);
+    }
+  }
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([]() { defaultMaxMessageBytes(); })) {
+    fprintf(stderr, "harrow: --harrow-max-message / HARROW_MAX_MESSAGE_BYTES: %s\n",
+            e->getDescription().cStr());
+    return 1;
   }
   setLogLevelFromEnvironment();
 

@@ -16,6 +16,8 @@
 //   --harrow-log=LEVEL        debug, info, warning or error, for the whole tree
 //   --harrow-registry=ADDR    the registry to host or join, or "none"
 //   --harrow-transport=KIND   what actors listen on: tcp, unix or unix-abstract
+//   --harrow-max-message=BYTES  the largest message a channel carries (default 64M; K, M, G
+//                             suffixes), for the whole tree (HARROW_MAX_MESSAGE_BYTES)
 // Opening a second root in one process is an error.
 //
 // In the root, `body` runs inside the root actor (tractor: open_root_actor) and main returns 0

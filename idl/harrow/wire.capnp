@@ -48,6 +48,9 @@ struct Hello {
   id @0 :ActorId;
   pid @1 :UInt32;
   protocolVersion @2 :UInt32;
+  maxMessageBytes @3 :UInt64;
+  # The largest frame (segment table plus segments) this side accepts; 0 means the default,
+  # 64 MiB. Neither side sends a frame over the smaller of the two limits (docs/PROTOCOL.md 2.1).
 }
 
 struct SpawnSpec {
@@ -61,6 +64,7 @@ struct SpawnSpec {
   args @6 :AnyPointer;         # implementation-specific start arguments, if any
   gracePeriodNanos @7 :UInt64; # how long the parent waits after cancelActor before SIGKILL
                                # (0: not said); the child's own children get less (PROTOCOL 5)
+  maxMessageBytes @8 :UInt64;  # the parent's message limit, which the child adopts; 0: keep its own
 }
 
 enum MethodKind {

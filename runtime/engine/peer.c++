@@ -5,13 +5,29 @@
 #include "runtime/engine/internal/wire_message.h"
 
 #include <kj/debug.h>
+#include <kj/function.h>
 
+#include <stdlib.h>
 #include <unistd.h>
 
 namespace harrow {
 
 namespace {
 uint64_t nextPeerSerial = 1;
+
+// What every MessageTooLarge error suggests.
+constexpr kj::StringPtr LARGE_MESSAGE_HINT =
+    "; raise the limit on both sides (--harrow-max-message=BYTES, HARROW_MAX_MESSAGE_BYTES or "
+    "Actor::setMaxMessageBytes) or send the data in chunks through a stream"_kj;
+
+kj::StringPtr kindName(MethodKind kind) {
+  switch (kind) {
+    case MethodKind::CALL: return "call";
+    case MethodKind::STREAM: return "stream";
+    case MethodKind::CONTEXT: return "context";
+  }
+  return "task";
+}
 
 kj::ForkedPromise<void> newClosedPromise(kj::Own<kj::PromiseFulfiller<void>>& fulfiller) {
   auto paf = kj::newPromiseAndFulfiller<void>();
@@ -20,11 +36,96 @@ kj::ForkedPromise<void> newClosedPromise(kj::Own<kj::PromiseFulfiller<void>>& fu
 }
 }  // namespace
 
+size_t parseMessageBytes(kj::StringPtr text) {
+  size_t digits = 0;
+  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
+  kj::StringPtr suffix = text.slice(digits);
+  uint shift = 0;
+  if (suffix == "K" || suffix == "k") shift = 10;
+  else if (suffix == "M" || suffix == "m") shift = 20;
+  else if (suffix == "G" || suffix == "g") shift = 30;
+  bool valid = digits > 0 && digits <= 12 && (suffix.size() == 0 || shift != 0);
+  uint64_t bytes = valid ? strtoull(kj::heapString(text.begin(), digits).cStr(), nullptr, 10) << shift
+                         : 0;
+  if (!valid || bytes < MIN_MAX_MESSAGE_BYTES) {
+    kj::throwFatalException(kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+        kj::str("bad message limit \"", text, "\": give a number of bytes of at least ",
+                MIN_MAX_MESSAGE_BYTES, ", optionally with a K, M or G suffix (e.g. 256M)")));
+  }
+  return bytes;
+}
+
+size_t defaultMaxMessageBytes() {
+  const char* text = getenv("HARROW_MAX_MESSAGE_BYTES");
+  if (text == nullptr || *text == '\0') return DEFAULT_MAX_FRAME_BYTES;
+  return parseMessageBytes(text);
+}
+
+void PeerHost::setMaxMessageBytes(size_t bytes) {
+  KJ_REQUIRE(bytes >= MIN_MAX_MESSAGE_BYTES, "the message limit must be at least 4096 bytes", bytes);
+  maxMessage = bytes;
+}
+
 Peer::Peer(kj::Own<Channel> channel, PeerHost& host, ActorIdentity remote, bool initiator,
            PeerOptions options)
     : chan(kj::mv(channel)), hostRef(host), remoteId(kj::mv(remote)), options(options),
       nextCallId(initiator ? 1 : 2), serialNumber(nextPeerSerial++),
-      closedPromise(newClosedPromise(closedFulfiller)) {}
+      closedPromise(newClosedPromise(closedFulfiller)) {
+  if (this->options.maxMessageBytes == 0) this->options.maxMessageBytes = host.maxMessageBytes();
+  chan->setMaxFrameBytes(this->options.maxMessageBytes);
+}
+
+void Peer::adoptMaxMessageBytes(size_t bytes) {
+  KJ_REQUIRE(bytes >= MIN_MAX_MESSAGE_BYTES, "the message limit must be at least 4096 bytes", bytes);
+  options.maxMessageBytes = bytes;
+  chan->setMaxFrameBytes(bytes);
+}
+
+size_t Peer::frameBytes(OutgoingMessage& message) {
+  return harrow::frameBytes(asWire(message).message());
+}
+
+void Peer::checkSize(capnp::MessageBuilder& message, kj::FunctionParam<kj::String()> what) {
+  size_t bytes = harrow::frameBytes(message);
+  if (bytes <= options.maxMessageBytes) return;
+  kj::throwFatalException(messageTooLarge(kj::str(
+      what(), " is ", bytes, " bytes, over the limit of ", options.maxMessageBytes,
+      " bytes on this channel", LARGE_MESSAGE_HINT)));
+}
+
+kj::String Peer::describeOutgoing(OutgoingMessage& message, MethodKind kind) {
+  auto& wire = asWire(message);
+  auto start = wire.root().getStart();
+  kj::String method;
+  KJ_IF_MAYBE(name, methodOfPayloadType(wire.typeName())) {
+    method = kj::mv(*name);
+  } else {
+    method = kj::str("method ", start.getMethodId(), " of interface ", kj::hex(start.getInterfaceId()));
+  }
+  return kj::str("the ", kindName(kind), " ", method, " to actor ", remoteId.toString());
+}
+
+void Peer::sendError(uint64_t callId, const kj::Exception& error, wire::ErrorKind kind,
+                     kj::StringPtr task) {
+  wire::Message::Builder root = nullptr;
+  auto builder = newMessage(callId, root);
+  fillWireError(root.initError(), error, hostRef.identity(), kind);
+  size_t bytes = harrow::frameBytes(*builder);
+  if (bytes > options.maxMessageBytes) {
+    // A huge message or trace: say so, and quote enough of it to recognise it. This stays well
+    // under MIN_MAX_MESSAGE_BYTES.
+    constexpr size_t QUOTE = 1024;
+    kj::StringPtr text = error.getDescription();
+    auto quote = text.size() > QUOTE ? kj::str(kj::heapString(text.begin(), QUOTE), "...")
+                                     : kj::str(text);
+    auto replacement = messageTooLarge(kj::str(
+        "the error raised by ", task, " is ", bytes, " bytes, over the limit of ",
+        options.maxMessageBytes, " bytes on this channel; it begins: ", quote));
+    builder = newMessage(callId, root);
+    fillWireError(root.initError(), replacement, hostRef.identity(), kind);
+  }
+  send(kj::mv(builder));
+}
 
 Peer::~Peer() noexcept(false) {
   // Tasks hold references to us; they must all be gone (serve() ends them).
@@ -84,11 +185,8 @@ void Peer::send(kj::Own<capnp::MallocMessageBuilder> message) {
 void Peer::sendViolation(uint64_t callId, kj::StringPtr what) {
   KJ_LOG(WARNING, "protocol violation by peer", remoteId.toString(), callId, what);
   if (closed) return;
-  wire::Message::Builder root = nullptr;
-  auto builder = newMessage(callId, root);
-  fillWireError(root.initError(), protocolViolation(what), hostRef.identity(),
-                wire::ErrorKind::PROTOCOL_VIOLATION);
-  chan->send(kj::mv(builder));
+  sendError(callId, protocolViolation(what), wire::ErrorKind::PROTOCOL_VIOLATION,
+            kj::str("task ", callId));
 }
 
 Co<kj::Own<capnp::MessageReader>> Peer::receiveOne() {
@@ -113,19 +211,30 @@ kj::Own<OutgoingMessage> Peer::newStart(uint64_t interfaceId, uint16_t methodId)
   return kj::heap<WireOutgoing>(kj::mv(builder), callId, start.initParams());
 }
 
+// A start that cannot be sent (too large, or the channel is gone) fails here, before the task
+// exists: nothing is registered for its call id and nothing (no cancel) is ever sent for it. The
+// task is registered right after the start is queued, before any answer can have been read.
+
 Co<kj::Own<IncomingMessage>> Peer::call(kj::Own<OutgoingMessage> start) {
   KJ_IF_MAYBE(e, closeReason) kj::throwFatalException(kj::cp(*e));
   WireOutgoing& wire = asWire(*start);
-  PendingCall pending(*this, wire.getCallId());
+  uint64_t callId = wire.getCallId();
+  checkSize(wire.message(), [&]() {
+    return kj::str("the start of ", describeOutgoing(wire, MethodKind::CALL));
+  });
   send(wire.release());
+  PendingCall pending(*this, callId);
   co_return co_await pending.result();
 }
 
 Co<kj::Own<OutgoingTask>> Peer::open(kj::Own<OutgoingMessage> start, MethodKind kind) {
   KJ_IF_MAYBE(e, closeReason) kj::throwFatalException(kj::cp(*e));
   WireOutgoing& wire = asWire(*start);
-  auto task = kj::heap<OutgoingTaskImpl>(*this, wire.getCallId(), kind);
+  uint64_t callId = wire.getCallId();
+  auto name = describeOutgoing(wire, kind);
+  checkSize(wire.message(), [&]() { return kj::str("the start of ", name); });
   send(wire.release());
+  auto task = kj::heap<OutgoingTaskImpl>(*this, callId, kind, kj::mv(name));
   co_await task->acknowledged();
   co_return kj::mv(task);
 }
@@ -148,6 +257,12 @@ Co<void> Peer::serve() {
     failure = currentException();
   }
   KJ_IF_MAYBE(e, failure) {
+    if (isMalformedFrame(*e)) {
+      // E.g. a frame over the limit both sides stated in their hellos: the peer broke the
+      // protocol. Tell it why before the channel closes (docs/PROTOCOL.md 1).
+      KJ_LOG(WARNING, "protocol violation by peer", remoteId.toString(), *e);
+      if (!closed) sendError(0, *e, wire::ErrorKind::PROTOCOL_VIOLATION, "this channel");
+    }
     if (isCancelled(*e)) {
       // We stopped reading, the channel itself is fine: the owner may still send on it (e.g.
       // cancel-actor to a child), but no task of ours can get an answer any more.
@@ -180,7 +295,11 @@ void Peer::route(kj::Own<capnp::MessageReader> reader) {
   uint64_t callId = message.getCallId();
   try {
     if (callId == 0) {
-      if (message.isHello()) {
+      if (message.isError()) {
+        // The peer reports a problem with the channel as a whole (never answered with an error).
+        KJ_LOG(WARNING, "the peer reports a channel-level error", remoteId.toString(),
+               toException(message.getError()));
+      } else if (message.isHello()) {
         sendViolation(0, "a second hello");
       } else {
         hostRef.controlMessage(*this, message);
@@ -249,6 +368,7 @@ void Peer::startIncoming(uint64_t callId, kj::Own<capnp::MessageReader> reader) 
     sendError(kj::str(server->interfaceName(), " has no method ", methodId));
     return;
   }
+  auto name = kj::str(server->interfaceName(), ".", server->methodName(methodId), "#", callId);
   if (kind != MethodKind::CALL) {
     wire::Message::Builder root = nullptr;
     auto builder = newMessage(callId, root);
@@ -259,11 +379,9 @@ void Peer::startIncoming(uint64_t callId, kj::Own<capnp::MessageReader> reader) 
   }
   // The task object is created inside the nursery's task so that its cancel scope nests in the
   // actor's service scope; the coroutine runs eagerly, so its route exists before we return.
-  tasks->start([this, callId, kind, server, methodId,
+  tasks->start([this, callId, kind, server, methodId, name = kj::mv(name),
                reader = kj::mv(reader)]() mutable -> Co<void> {
-    IncomingTaskImpl task(*this, callId, kind, kj::mv(reader),
-                          kj::str(server->interfaceName(), ".", server->methodName(methodId),
-                                  "#", callId));
+    IncomingTaskImpl task(*this, callId, kind, kj::mv(reader), kj::mv(name));
     co_await task.run(*server, methodId);
   });
 }
@@ -272,6 +390,8 @@ void Peer::startIncoming(uint64_t callId, kj::Own<capnp::MessageReader> reader) 
 
 Co<kj::Own<Peer>> handshake(kj::Own<Channel> channel, PeerHost& host, bool initiator,
                             PeerOptions options) {
+  size_t local = options.maxMessageBytes != 0 ? options.maxMessageBytes : host.maxMessageBytes();
+  channel->setMaxFrameBytes(local);
   {
     capnp::MallocMessageBuilder builder(128);
     auto root = builder.initRoot<wire::Message>();
@@ -279,6 +399,7 @@ Co<kj::Own<Peer>> handshake(kj::Own<Channel> channel, PeerHost& host, bool initi
     host.identity().toWire(hello.initId());
     hello.setPid(getpid());
     hello.setProtocolVersion(wire::PROTOCOL_VERSION);
+    hello.setMaxMessageBytes(local);
     channel->send(builder);
   }
   auto received = co_await channel->receive();
@@ -291,7 +412,16 @@ Co<kj::Own<Peer>> handshake(kj::Own<Channel> channel, PeerHost& host, bool initi
       refusal = protocolViolation(kj::str(
           "the peer speaks protocol version ", message.getHello().getProtocolVersion(),
           ", this actor ", wire::PROTOCOL_VERSION));
+    } else if (message.getHello().getMaxMessageBytes() != 0 &&
+               message.getHello().getMaxMessageBytes() < MIN_MAX_MESSAGE_BYTES) {
+      refusal = protocolViolation(kj::str(
+          "the peer's message limit of ", message.getHello().getMaxMessageBytes(),
+          " bytes is below the minimum of ", MIN_MAX_MESSAGE_BYTES));
     } else {
+      // Each side sends at most what the other accepts: the smaller limit, both ways.
+      uint64_t theirs = message.getHello().getMaxMessageBytes();
+      if (theirs == 0) theirs = DEFAULT_MAX_FRAME_BYTES;  // a peer that does not say
+      options.maxMessageBytes = kj::min(uint64_t(local), theirs);
       auto remote = ActorIdentity::fromWire(message.getHello().getId());
       co_return kj::heap<Peer>(kj::mv(channel), host, kj::mv(remote), initiator, options);
     }

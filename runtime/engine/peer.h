@@ -17,21 +17,46 @@
 #include <harrow/engine/remote_error.h>
 #include <harrow/typed/task.h>
 
+#include <kj/function.h>
 #include <kj/map.h>
 
 namespace harrow {
 
 class Peer;
 
+// The smallest message limit an actor may set: control messages and errors must always fit.
+constexpr size_t MIN_MAX_MESSAGE_BYTES = 4096;
+
+// The message limit an actor starts with: HARROW_MAX_MESSAGE_BYTES if set (harrow::main sets it
+// from --harrow-max-message=BYTES), else DEFAULT_MAX_FRAME_BYTES (64 MiB). Throws for a value
+// parseMessageBytes() refuses.
+size_t defaultMaxMessageBytes();
+
+// "1048576", "64K", "256M", "1G" (binary multiples) -> bytes. Throws, saying what is accepted,
+// for anything else or a value below MIN_MAX_MESSAGE_BYTES.
+size_t parseMessageBytes(kj::StringPtr text);
+
 struct PeerOptions {
   // Items a receiver accepts ahead of its consumer (the initial credit it grants, per stream
   // direction). The producer waits when it runs out; the receiver never buffers more.
   uint32_t window = 64;
+
+  // This side's message limit on the channel; 0: the host's (PeerHost::maxMessageBytes()). The
+  // Peer handshake() returns holds the limit both sides agreed on instead: the smaller of theirs.
+  size_t maxMessageBytes = 0;
 };
 
 // What a Peer needs from the actor that owns it.
 class PeerHost {
 public:
+  // The largest message (frame) this actor sends or accepts on a channel (docs/PROTOCOL.md 1),
+  // stated in its hellos: each channel uses the smaller of its two sides' limits. A message over
+  // it fails where it is sent with harrow.MessageTooLarge (isMessageTooLarge()). Setting it
+  // affects channels set up afterwards, and children spawned afterwards inherit it (spawnSpec).
+  // At least MIN_MAX_MESSAGE_BYTES.
+  size_t maxMessageBytes() const { return maxMessage; }
+  void setMaxMessageBytes(size_t bytes);
+
   virtual const ActorIdentity& identity() const = 0;
   // The server for an actor interface this actor serves, if any.
   virtual kj::Maybe<ActorServer&> findServer(uint64_t interfaceId) = 0;
@@ -40,11 +65,15 @@ public:
   // Where incoming tasks run; nullptr while the actor serves none (starting up, shutting down):
   // a start then gets an error back.
   virtual kj::Maybe<TaskNursery&> serviceNursery() = 0;
+
+private:
+  size_t maxMessage = defaultMaxMessageBytes();
 };
 
 class Peer final : public RawPortal {
 public:
   // `initiator`: whether this side opened the connection (it then allocates odd call ids).
+  // options.maxMessageBytes (0: the host's) becomes the channel's frame limit both ways.
   Peer(kj::Own<Channel> channel, PeerHost& host, ActorIdentity remote, bool initiator,
        PeerOptions options = {});
   ~Peer() noexcept(false);
@@ -61,6 +90,10 @@ public:
 
   // One raw message, before serve() runs (e.g. the spawn spec right after the handshake).
   Co<kj::Own<capnp::MessageReader>> receiveOne();
+
+  // The parent–child channel: once the spawn spec has gone out (parent) or come in (child), the
+  // channel's limit is the one the spec carries (docs/PROTOCOL.md 2.2). Before serve() runs.
+  void adoptMaxMessageBytes(size_t bytes);
 
   // A channel-level message builder (call id 0) and sending it.
   kj::Own<capnp::MallocMessageBuilder> newControlMessage();
@@ -81,8 +114,26 @@ public:
   void removeRoute(uint64_t callId);
   kj::Own<capnp::MallocMessageBuilder> newMessage(uint64_t callId, wire::Message::Builder& root);
   void sendViolation(uint64_t callId, kj::StringPtr what);
+  // Throws harrow.MessageTooLarge if `message` is over this channel's limit: "<what> is N bytes,
+  // over the limit of L bytes ...". Nothing is sent either way.
+  void checkSize(capnp::MessageBuilder& message, kj::FunctionParam<kj::String()> what);
+  // Sends `error` for `callId`. An error too large for the channel (a huge message or trace) is
+  // replaced by a MessageTooLarge error that says so and quotes its beginning; `task` names the
+  // task for that message.
+  void sendError(uint64_t callId, const kj::Exception& error, wire::ErrorKind kind,
+                 kj::StringPtr task);
   bool isClosed() const { return closed; }
   const PeerOptions& getOptions() const { return options; }
+
+  // The message limit both sides agreed on in their hellos (the smaller of the two).
+  size_t maxMessageBytes() const { return options.maxMessageBytes; }
+  // The frame `message` (one the engine handed out) would be on the wire: what that limit is
+  // compared with.
+  static size_t frameBytes(OutgoingMessage& message);
+
+  // Describes a task this side opened, for error messages: "the call Store.put to actor 'store'
+  // (uuid)", from the start's params type if the typed layer set it.
+  kj::String describeOutgoing(OutgoingMessage& start, MethodKind kind);
   kj::Maybe<const kj::Exception&> closedBecause() const;
 
   // Resolves once this side has stopped serving the channel: it closed or failed (serve() ended),
@@ -123,8 +174,9 @@ private:
   void failRoutes(const kj::Exception& why);
 };
 
-// The hello exchange on a fresh channel: each side sends its identity, pid and protocol version,
-// then reads the other's. A peer speaking another version, or anything but hello, is refused.
+// The hello exchange on a fresh channel: each side sends its identity, pid, protocol version and
+// message limit, then reads the other's. A peer speaking another version, or anything but hello,
+// is refused. The Peer's limit is the smaller of the two sides' limits.
 Co<kj::Own<Peer>> handshake(kj::Own<Channel> channel, PeerHost& host, bool initiator,
                             PeerOptions options = {});
 

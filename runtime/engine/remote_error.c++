@@ -1,5 +1,7 @@
 #include <harrow/engine/remote_error.h>
 
+#include <harrow/ipc/channel.h>
+
 #include <kj/debug.h>
 #include <kj/encoding.h>
 
@@ -127,6 +129,19 @@ bool isProtocolViolation(const kj::Exception& e) {
     return info->kind == wire::ErrorKind::PROTOCOL_VIOLATION;
   }
   return false;
+}
+
+bool isMessageTooLarge(const kj::Exception& e) {
+  if (e.getDescription().startsWith(MESSAGE_TOO_LARGE)) return true;
+  KJ_IF_MAYBE(info, remoteErrorInfo(e)) {
+    return info->type == MESSAGE_TOO_LARGE;
+  }
+  return false;
+}
+
+kj::Exception messageTooLarge(kj::StringPtr what) {
+  return kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+                       kj::str(MESSAGE_TOO_LARGE, ": ", what));
 }
 
 kj::Exception protocolViolation(kj::StringPtr what) {

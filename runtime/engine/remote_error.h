@@ -50,6 +50,10 @@ struct RemoteErrorInfo {
 bool isRemoteActorError(const kj::Exception& exception);
 bool isContextCancelled(const kj::Exception& exception);
 bool isProtocolViolation(const kj::Exception& exception);
+// A message over the frame limit of its channel: raised locally where it was sent (a call, a
+// stream item, a started value), received as the error result of a task whose result or error
+// was too large, or raised by a channel that received an oversized frame.
+bool isMessageTooLarge(const kj::Exception& exception);
 
 // The fields of a RemoteActorError or ContextCancelled; nullptr for any other exception.
 kj::Maybe<RemoteErrorInfo> remoteErrorInfo(const kj::Exception& exception);
@@ -64,5 +68,8 @@ void fillWireError(wire::Error::Builder error, const kj::Exception& exception,
 
 // A protocol violation raised locally (a peer sent something the state machine forbids).
 kj::Exception protocolViolation(kj::StringPtr what);
+
+// "harrow.MessageTooLarge: <what>" (type FAILED).
+kj::Exception messageTooLarge(kj::StringPtr what);
 
 }  // namespace harrow

@@ -19,6 +19,11 @@ constexpr kj::StringPtr MALFORMED_FRAME = "harrow.MalformedFrame"_kj;
 // capnp's own readers refuse more segments than this; so do we, before allocating anything.
 constexpr uint32_t MAX_SEGMENTS = 512;
 
+kj::Exception frameTooLarge(kj::StringPtr why) {
+  return kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+      kj::str(MESSAGE_TOO_LARGE, ": ", why));
+}
+
 kj::Exception malformedFrame(kj::StringPtr why) {
   return kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
       kj::str(MALFORMED_FRAME, ": ", why));
@@ -90,7 +95,13 @@ bool isTransportClosed(const kj::Exception& exception) {
 }
 
 bool isMalformedFrame(const kj::Exception& exception) {
-  return exception.getDescription().startsWith(MALFORMED_FRAME);
+  // Only receive() raises these (send() raises MessageTooLarge too, but never sets readError).
+  return exception.getDescription().startsWith(MALFORMED_FRAME) ||
+         exception.getDescription().startsWith(MESSAGE_TOO_LARGE);
+}
+
+size_t frameBytes(capnp::MessageBuilder& message) {
+  return capnp::computeSerializedSizeInWords(message.getSegmentsForOutput()) * sizeof(capnp::word);
 }
 
 kj::Exception transportClosed(kj::StringPtr why) {
@@ -195,8 +206,9 @@ kj::Maybe<kj::Own<capnp::MessageReader>> Channel::tryParse(size_t& needed) {
     frameBytes += uint64_t(readLE32(frame + 4 + 4 * i)) * sizeof(capnp::word);
   }
   if (frameBytes > options.maxFrameBytes) {
-    failRead(malformedFrame(kj::str("frame of ", frameBytes, " bytes exceeds limit ",
-                                    options.maxFrameBytes)));
+    failRead(frameTooLarge(kj::str("received a frame of ", frameBytes,
+                                   " bytes, over this channel's limit of ",
+                                   options.maxFrameBytes, " bytes")));
   }
   needed = frameBytes;
   if (available < needed) return nullptr;
@@ -302,7 +314,7 @@ void Channel::send(capnp::MessageBuilder& message) {
   auto segments = message.getSegmentsForOutput();
   KJ_REQUIRE(segments.size() > 0, "Channel::send() of a message with no root");
   size_t bytes = capnp::computeSerializedSizeInWords(segments) * sizeof(capnp::word);
-  KJ_REQUIRE(bytes <= options.maxFrameBytes, "frame exceeds limit", bytes, options.maxFrameBytes);
+  checkFrameSize(bytes);
   auto flat = capnp::messageToFlatArray(segments);
   auto pieces = kj::heapArray<kj::ArrayPtr<const kj::byte>>(1);
   pieces[0] = flat.asBytes();
@@ -313,7 +325,7 @@ void Channel::send(kj::Own<capnp::MessageBuilder> message) {
   auto segments = message->getSegmentsForOutput();
   KJ_REQUIRE(segments.size() > 0, "Channel::send() of a message with no root");
   size_t bytes = capnp::computeSerializedSizeInWords(segments) * sizeof(capnp::word);
-  KJ_REQUIRE(bytes <= options.maxFrameBytes, "frame exceeds limit", bytes, options.maxFrameBytes);
+  checkFrameSize(bytes);
 
   auto table = kj::heapArray<kj::byte>(segmentTableBytes(segments.size()));
   memset(table.begin(), 0, table.size());
@@ -325,6 +337,21 @@ void Channel::send(kj::Own<capnp::MessageBuilder> message) {
   pieces.add(table.asPtr());
   for (auto segment : segments) pieces.add(segment.asBytes());
   enqueue({pieces.finish().attach(kj::mv(table), kj::mv(message)), bytes});
+}
+
+void Channel::checkFrameSize(size_t bytes) {
+  if (bytes > options.maxFrameBytes) {
+    kj::throwFatalException(frameTooLarge(kj::str("a frame of ", bytes,
+        " bytes is over this channel's limit of ", options.maxFrameBytes, " bytes")));
+  }
+}
+
+void Channel::setMaxFrameBytes(size_t bytes) {
+  options.maxFrameBytes = bytes;
+  uint64_t words = bytes / sizeof(capnp::word);
+  if (options.readerOptions.traversalLimitInWords < words) {
+    options.readerOptions.traversalLimitInWords = words;
+  }
 }
 
 void Channel::enqueue(Outgoing&& outgoing) {

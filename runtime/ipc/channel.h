@@ -29,7 +29,9 @@
 //  - TransportClosed (isTransportClosed()): the stream failed: ECONNRESET, EOF inside a frame,
 //    any other I/O error. Type DISCONNECTED.
 //  - MalformedFrame (isMalformedFrame()): the peer sent something that is not a valid frame:
-//    over maxFrameBytes, a bogus segment table, pointers that fail validation. Type FAILED.
+//    over maxFrameBytes, a bogus segment table, pointers that fail validation. Type FAILED. A frame
+//    over the limit is described as harrow.MessageTooLarge (isMessageTooLarge() in
+//    <harrow/engine/remote_error.h>); isMalformedFrame() is true for it as well.
 // After either, receive() keeps throwing the same error: the read side is unusable, because the
 // stream is no longer at a frame boundary. Sending still works, so the owner may tell the peer
 // why before it closes the channel.
@@ -64,14 +66,26 @@ bool isMalformedFrame(const kj::Exception& exception);
 // Builds a TransportClosed exception: `why` says what happened.
 kj::Exception transportClosed(kj::StringPtr why);
 
+// The description prefix of a message over a frame limit, both when send() refuses one and when
+// receive() rejects one. The engine raises errors with the same prefix (remote_error.h).
+constexpr kj::StringPtr MESSAGE_TOO_LARGE = "harrow.MessageTooLarge"_kj;
+
+// The default frame limit: 64 MiB (docs/PROTOCOL.md section 1).
+constexpr size_t DEFAULT_MAX_FRAME_BYTES = 64u << 20;
+
+// The size of `message` framed as Channel::send() frames it (segment table plus segments): what
+// maxFrameBytes is compared with.
+size_t frameBytes(capnp::MessageBuilder& message);
+
 struct ChannelOptions {
   // The event loop's port. With it, a channel over a socket does its own I/O on the fd (below);
   // without it, it uses the stream's kj::AsyncIoStream interface. harrow's actors always pass it.
   kj::Maybe<kj::UnixEventPort&> eventPort;
 
   // Largest frame (segment table plus segments) either direction accepts. A larger incoming frame
-  // is a MalformedFrame; send() refuses to queue a larger one.
-  size_t maxFrameBytes = 64u << 20;
+  // is a MalformedFrame (harrow.MessageTooLarge); send() refuses to queue a larger one (the same
+  // error). See also Channel::setMaxFrameBytes().
+  size_t maxFrameBytes = DEFAULT_MAX_FRAME_BYTES;
 
   // Limits for reading received messages. Also applied while validating each frame on receipt.
   capnp::ReaderOptions readerOptions;
@@ -147,6 +161,13 @@ public:
   // True if the channel does its own I/O on an fd (see above).
   bool usesFd() const { return fdStream != nullptr; }
 
+  // The frame limit (ChannelOptions::maxFrameBytes), e.g. once the peers have agreed on one in
+  // their hellos. Applies to frames received from now on and to every later send(). The reader
+  // traversal limit grows with it (it is never below the frame's size in words), so that a frame
+  // within the limit can also be read in full.
+  void setMaxFrameBytes(size_t bytes);
+  size_t maxFrameBytes() const { return options.maxFrameBytes; }
+
 private:
   class Buffer;
   struct Outgoing {
@@ -195,6 +216,7 @@ private:
   [[noreturn]] void failRead(kj::Exception&& exception);
 
   // Write side.
+  void checkFrameSize(size_t bytes);
   void enqueue(Outgoing&& outgoing);
   kj::Promise<void> writeQueued();
   kj::Promise<void> written(uint64_t bytes);

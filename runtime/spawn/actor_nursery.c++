@@ -78,7 +78,10 @@ Co<Peer*> ActorNursery::spawn(kj::StringPtr nameParam, kj::StringPtr implementat
   spec.setImplementation(implementation);
   spec.setGracePeriodNanos(options.gracePeriod / kj::NANOSECONDS);
   actor.fillSpawnSpec(spec, name);  // its listen address, the registry's and the root's
+  // The child inherits our message limit, and this channel uses it from the spec on.
+  spec.setMaxMessageBytes(actor.maxMessageBytes());
   peer->send(kj::mv(message));
+  peer->adoptMaxMessageBytes(actor.maxMessageBytes());
 
   Peer* result = peer.get();
   ref.peer = kj::mv(peer);

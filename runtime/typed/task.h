@@ -27,12 +27,15 @@ public:
   // The payload value to fill: `payload().initAs<T>()`. Also records T's type id on the wire.
   template <typename T>
   typename T::Builder init() {
-    setTypeId(capnp::typeId<T>());
+    setType(capnp::Schema::from<T>());
     return payload().template initAs<T>();
   }
 
   virtual capnp::AnyPointer::Builder payload() = 0;
   virtual void setTypeId(uint64_t typeId) = 0;
+  // Records the payload's type: its id for the wire, its name for error messages (a message too
+  // large to send names the method it belongs to).
+  virtual void setType(capnp::Schema schema) { setTypeId(schema.getProto().getId()); }
 };
 
 // One received wire::Message holding a payload; owns the bytes the reader points into.

@@ -6,7 +6,9 @@ namespace harrow {
 
 IncomingTaskImpl::IncomingTaskImpl(Peer& peer, uint64_t callId, MethodKind kind,
                                    kj::Own<capnp::MessageReader> start, kj::String name)
-    : stream(peer, callId, peer.getOptions().window), methodKind(kind) {
+    : stream(peer, callId, peer.getOptions().window,
+             kj::str(name, " for actor ", peer.remote().toString())),
+      methodKind(kind) {
   scope.setName(kj::mv(name));
   auto startMessage = start->getRoot<wire::Message>().getStart();
   stream.grantSendCredit(startMessage.getWindow());  // the caller's window for our items
@@ -35,8 +37,14 @@ Co<void> IncomingTaskImpl::sendStarted(kj::Own<OutgoingMessage> started) {
   KJ_REQUIRE(methodKind == MethodKind::CONTEXT, "started() belongs to context methods");
   KJ_REQUIRE(!startedSent, "started() called twice");
   KJ_REQUIRE(!lost, "the caller's channel is gone");
+  WireOutgoing& wire = asWire(*started);
+  stream.peer.checkSize(wire.message(), [&]() {
+    kj::StringPtr type = wire.typeName();
+    return kj::str("the started value", type.size() > 0 ? kj::str(" (", type, ")") : kj::str(),
+                   " of ", stream.task);
+  });
   startedSent = true;
-  stream.peer.send(asWire(*started).release());
+  stream.peer.send(wire.release());
   co_return;
 }
 
@@ -75,9 +83,7 @@ void IncomingTaskImpl::sendFinal(kj::Maybe<kj::Exception> failure) {
   KJ_IF_MAYBE(e, failure) {
     // A Cancelled escaping the scope came from the actor shutting down around us.
     auto kind = isCancelled(*e) ? wire::ErrorKind::CONTEXT_CANCELLED : wire::ErrorKind::FAILED;
-    auto builder = peer.newMessage(stream.callId, root);
-    fillWireError(root.initError(), *e, peer.host().identity(), kind);
-    peer.send(kj::mv(builder));
+    peer.sendError(stream.callId, *e, kind, stream.task);
   } else if (scope.cancelledCaught() && cancelRequested && !cancelledHere) {
     auto builder = peer.newMessage(stream.callId, root);
     root.setCancelTaskAck();
@@ -92,7 +98,16 @@ void IncomingTaskImpl::sendFinal(kj::Maybe<kj::Exception> failure) {
     peer.send(kj::mv(builder));
   } else {
     results();  // an untouched result is an empty struct
-    peer.send(KJ_ASSERT_NONNULL(returnMessage)->release());
+    WireOutgoing& result = *KJ_ASSERT_NONNULL(returnMessage);
+    // A result too large for the channel becomes an error result naming the limit: the caller
+    // gets an answer, and the channel carries on.
+    KJ_IF_MAYBE(tooLarge, kj::runCatchingExceptions([&]() {
+      peer.checkSize(result.message(), [&]() { return kj::str("the result of ", stream.task); });
+    })) {
+      peer.sendError(stream.callId, *tooLarge, wire::ErrorKind::FAILED, stream.task);
+    } else {
+      peer.send(result.release());
+    }
   }
   peer.removeRoute(stream.callId);
 }

@@ -68,8 +68,8 @@ void PendingCall::channelLost(const kj::Exception& why) {
 
 // ---------------------------------------------------------------------------------------------
 
-OutgoingTaskImpl::OutgoingTaskImpl(Peer& peer, uint64_t callId, MethodKind kind)
-    : stream(peer, callId, peer.getOptions().window), kind(kind) {
+OutgoingTaskImpl::OutgoingTaskImpl(Peer& peer, uint64_t callId, MethodKind kind, kj::String name)
+    : stream(peer, callId, peer.getOptions().window, kj::mv(name)), kind(kind) {
   peer.addRoute(callId, *this);
 }
 

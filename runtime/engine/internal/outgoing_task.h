@@ -30,7 +30,8 @@ private:
 
 class OutgoingTaskImpl final : public OutgoingTask, public Peer::Route {
 public:
-  OutgoingTaskImpl(Peer& peer, uint64_t callId, MethodKind kind);
+  // `name` describes the task for error messages (Peer::describeOutgoing()).
+  OutgoingTaskImpl(Peer& peer, uint64_t callId, MethodKind kind, kj::String name);
   ~OutgoingTaskImpl() noexcept(false);
   KJ_DISALLOW_COPY(OutgoingTaskImpl);
 

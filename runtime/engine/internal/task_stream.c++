@@ -17,8 +17,8 @@ void Wakeup::wake() {
   }
 }
 
-TaskStream::TaskStream(Peer& peer, uint64_t callId, uint32_t receiveWindow)
-    : peer(peer), callId(callId), receiveWindow(receiveWindow) {}
+TaskStream::TaskStream(Peer& peer, uint64_t callId, uint32_t receiveWindow, kj::String task)
+    : peer(peer), callId(callId), task(kj::mv(task)), receiveWindow(receiveWindow) {}
 
 void TaskStream::throwIfFailed() {
   KJ_IF_MAYBE(e, failure) {
@@ -35,13 +35,20 @@ kj::Own<OutgoingMessage> TaskStream::newItem() {
 
 Co<void> TaskStream::send(kj::Own<OutgoingMessage> item) {
   KJ_REQUIRE(!stopped, "send() after stop()");
+  // An item too large for the channel fails here, before it uses credit: the stream carries on.
+  WireOutgoing& wire = asWire(*item);
+  peer.checkSize(wire.message(), [&]() {
+    kj::StringPtr type = wire.typeName();
+    return kj::str("a stream item", type.size() > 0 ? kj::str(" (", type, ")") : kj::str(),
+                   " of ", task);
+  });
   while (sendCredit == 0) {
     throwIfFailed();
     co_await creditChanged.wait();  // the consumer is behind: wait, never buffer
   }
   throwIfFailed();
   --sendCredit;
-  peer.send(asWire(*item).release());
+  peer.send(wire.release());
   if (!peer.channel().isWritable()) co_await peer.channel().whenWritable();
 }
 

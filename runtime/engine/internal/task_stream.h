@@ -22,7 +22,8 @@ private:
 
 class TaskStream {
 public:
-  TaskStream(Peer& peer, uint64_t callId, uint32_t receiveWindow);
+  // `task` describes the task in error messages, e.g. "the context Store.session to actor 'x'".
+  TaskStream(Peer& peer, uint64_t callId, uint32_t receiveWindow, kj::String task);
 
   // --- RawStream, forwarded by the task classes ---
   kj::Own<OutgoingMessage> newItem();
@@ -42,6 +43,7 @@ public:
 
   Peer& peer;
   const uint64_t callId;
+  const kj::String task;
 
 private:
   uint32_t receiveWindow;

@@ -12,6 +12,25 @@ WireOutgoing& asWire(OutgoingMessage& message) {
   return *wire;
 }
 
+kj::StringPtr WireOutgoing::typeName() const {
+  KJ_IF_MAYBE(schema, payloadSchema) {
+    // The display name is "path/file.capnp:Outer.Inner"; the part after the file names the type.
+    kj::StringPtr name = schema->getProto().getDisplayName();
+    KJ_IF_MAYBE(colon, name.findLast(':')) return name.slice(*colon + 1);
+    return name;
+  }
+  return "";
+}
+
+kj::Maybe<kj::String> methodOfPayloadType(kj::StringPtr typeName) {
+  for (kj::StringPtr suffix : {"$Params"_kj, "$Results"_kj}) {
+    if (typeName.endsWith(suffix)) {
+      return kj::heapString(typeName.begin(), typeName.size() - suffix.size());
+    }
+  }
+  return nullptr;
+}
+
 bool WireIncoming::holds(uint64_t typeId) {
   auto value = payloadReader.getValue();
   return payloadReader.getTypeId() == typeId &&

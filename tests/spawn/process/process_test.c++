@@ -670,6 +670,53 @@ TEST_F(ProcessTest, MoveOnAfterAHangingCallCancelsTheRemoteTask) {
   });
 }
 
+// Every KJ log line of this process at WARNING or above.
+class WarningCapture final : public kj::ExceptionCallback {
+public:
+  std::vector<std::string> warnings;
+  void logMessage(kj::LogSeverity severity, const char* file, int line, int contextDepth,
+                  kj::String&& text) override {
+    if (severity >= kj::LogSeverity::WARNING) warnings.push_back(text.cStr());
+    next.logMessage(severity, file, line, contextDepth, kj::mv(text));
+  }
+};
+
+// A value over the message limit: the caller gets exactly one typed error, at the call, naming
+// the method, the actor and the limit; the start never leaves, so the child hears of nothing and
+// the channel carries on. The root's limit is inherited by its child (spawnSpec): a value over the
+// default 64 MiB, within the root's 80 MiB, goes through both ways.
+TEST_F(ProcessTest, OversizedValueGivesOneTypedErrorAndTheLimitIsInherited) {
+  WarningCapture capture;
+  root.setMaxMessageBytes(80u << 20);
+  auto filled = [](size_t bytes) {
+    auto text = kj::heapString(bytes);
+    memset(text.begin(), 'v', bytes);
+    return text;
+  };
+  withProbe("probe-large", [&](ProbeActor::Portal& probe) -> Co<void> {
+    auto reply = co_await probe.echo(filled(65u << 20));
+    EXPECT_EQ(reply->getText().size(), (65u << 20) + 6);
+
+    kj::Maybe<kj::Exception> failure;
+    try {
+      co_await probe.echo(filled(81u << 20));
+    } catch (...) {
+      failure = currentException();
+    }
+    KJ_IF_MAYBE(e, failure) {
+      EXPECT_TRUE(isMessageTooLarge(*e)) << kj::str(*e).cStr();
+      EXPECT_FALSE(isRemoteActorError(*e));
+      EXPECT_TRUE(contains(*e, "the call Probe.echo to actor 'probe-large'")) << kj::str(*e).cStr();
+      EXPECT_TRUE(contains(*e, "over the limit of 83886080 bytes")) << kj::str(*e).cStr();
+    } else {
+      ADD_FAILURE() << "an 81 MiB value went through an 80 MiB limit";
+    }
+    auto again = co_await probe.echo("small");
+    EXPECT_EQ(std::string(again->getText().cStr()), "echo: small");
+  });
+  EXPECT_TRUE(capture.warnings.empty()) << capture.warnings.front();
+}
+
 TEST_F(ProcessTest, CancellingTheScopeAroundAnActorNurseryStopsItsChildren) {
   CancelScope outer;
   bool returned = false;
