@@ -4,6 +4,7 @@
 #include <kj/encoding.h>
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -322,7 +323,30 @@ Co<void> Actor::acceptLoop(Listener& listener) {
   }
 }
 
+// Counts the incoming channel for as long as its coroutine lives: declared first, so it is
+// destroyed last, after the channel's Peer and buffers.
+struct Actor::IncomingCount {
+  Actor& actor;
+  explicit IncomingCount(Actor& actor) : actor(actor) {
+    if (++actor.liveIncoming > actor.incomingPeak) actor.incomingPeak = actor.liveIncoming;
+  }
+  ~IncomingCount() noexcept { actor.incomingEnded(); }
+};
+
+void Actor::incomingEnded() {
+  --liveIncoming;
+  // A flood of connections (a port scan, a burst of clients) leaves the heap with many free
+  // pages between live blocks, which glibc keeps: measured, 900 concurrent junk connections held
+  // 8 MB of a registry host's memory after they were gone. Hand those pages back once most of a
+  // burst has left (at most once per 64 connections that went, so it costs nothing per channel).
+  if (liveIncoming * 2 <= incomingPeak && incomingPeak - liveIncoming >= 64) {
+    malloc_trim(0);
+    incomingPeak = liveIncoming;
+  }
+}
+
 Co<void> Actor::serveIncoming(kj::Own<Channel> channel) {
+  IncomingCount counted(*this);
   kj::Duration timeout = 5 * kj::SECONDS;
   KJ_IF_MAYBE(options, serverOptions) timeout = options->handshakeTimeout;
   kj::Own<Peer> peer;

@@ -214,6 +214,10 @@ private:
   kj::Maybe<TaskNursery&> channelTasks;  // accept loops, incoming and outbound channels
   kj::Vector<kj::Own<Outbound>> outbound;  // every outbound channel opened while serving
   kj::HashMap<kj::String, Outbound*> outboundByAddress;  // the open one to use, per address
+  struct IncomingCount;
+  size_t liveIncoming = 0;  // incoming channels being served (or handshaking)
+  size_t incomingPeak = 0;  // their most since memory was last handed back
+  void incomingEnded();
 
   Co<void> startAttachments();
   Co<void> stopAttachments();
