@@ -6,6 +6,7 @@
 #include <harrow/actor.capnp.h>
 
 #include <algorithm>
+#include <map>
 #include <set>
 
 namespace harrow::codegen {
@@ -191,7 +192,65 @@ private:
         ok = false;
       }
     }
+    ok &= checkCollisions(node, interface);
     if (ok) model.interfaces.push_back(std::move(interface));
+  }
+
+  // Every C++ name the generated code (and capnp's, for implicit param structs) declares in one
+  // scope must be declared once: two methods that map to the same name would otherwise fail deep
+  // inside the generated header. Scopes: FooActor::Server and FooActor::Portal share the handler
+  // and call-type names and the stream/context aliases; capnp's struct for the interface holds
+  // its nested declarations and the implicit `FooParams`/`FooResults` structs.
+  bool checkCollisions(Node::Reader node, const Interface& interface) {
+    struct Owner {
+      std::string who;   // "method delete @0", "nested struct FooParams"
+      std::string what;  // "its handler and portal method", ...
+      const Method* method = nullptr;
+    };
+    bool ok = true;
+    auto claim = [&](std::map<std::string, Owner>& scope, const std::string& name, Owner owner) {
+      auto [it, fresh] = scope.emplace(name, owner);
+      if (fresh) return;
+      Where where = owner.method != nullptr
+          ? whereMethod(interface.name, owner.method->name, owner.method->ordinal)
+          : Where{model.path, interface.name, ""};
+      diagnostics.error(where, "generates the C++ name \"" + name + "\" (" + owner.what +
+                               "), which " + it->second.who + " also generates (" +
+                               it->second.what + "); rename one of them, e.g. with "
+                               "$Cxx.name(\"...\")");
+      ok = false;
+    };
+    std::map<std::string, Owner> members;  // FooActor::Server / FooActor::Portal
+    std::map<std::string, Owner> nested;   // capnp's ::Foo
+    for (auto entry : node.getNestedNodes()) {
+      nested.emplace(entry.getName().cStr(),
+                     Owner{std::string("the nested declaration ") + entry.getName().cStr(),
+                           "a type capnp declares", nullptr});
+    }
+    auto methods = node.getInterface().getMethods();
+    for (auto& method : interface.methods) {
+      std::string who = "method " + method.name + " @" + std::to_string(method.ordinal);
+      claim(members, method.cxxName, {who, "its handler and portal method", &method});
+      claim(members, method.callTypeName(), {who, "its handler's call type", &method});
+      std::string title = method.callTypeName();
+      title.resize(title.size() - 4);
+      if (method.kind == MethodKind::STREAM) {
+        claim(members, title + "Stream", {who, "its stream type", &method});
+      }
+      if (method.kind == MethodKind::CONTEXT) {
+        claim(members, title + "Context", {who, "its context type", &method});
+      }
+      auto proto = methods[method.ordinal];
+      std::string capnpName = SchemaIndex::cxxIdentifier(proto.getAnnotations(), proto.getName());
+      for (bool results : {false, true}) {
+        uint64_t id = results ? proto.getResultStructType() : proto.getParamStructType();
+        if (index.node(id).getScopeId() != 0) continue;  // a named struct, declared elsewhere
+        claim(nested, SchemaIndex::implicitStructName(capnpName, results),
+              {who, results ? "capnp's struct for its results" : "capnp's struct for its params",
+               &method});
+      }
+    }
+    return ok;
   }
 
   bool analyzeMethod(const Interface& interface, capnp::schema::Method::Reader proto,
