@@ -37,7 +37,7 @@ bool isCxxKeyword(const std::string& name) {
 // Members of harrow::ActorServer and of the generated Portal that a method must not shadow.
 bool isReservedMethodName(const std::string& name) {
   static const std::set<std::string> reserved = {"interfaceId", "interfaceName", "methodKind",
-                                                 "methodName", "dispatch", "raw"};
+                                                 "methodName", "dispatch", "raw", "Interface"};
   return reserved.count(name) != 0;
 }
 

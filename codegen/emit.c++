@@ -219,6 +219,8 @@ void emitServer(CodeWriter& out, const Interface& interface, const Names& names)
   out.line("class " + names.actorMember("Server") + " : public harrow::ActorServer {");
   out.line("public:");
   out.indent();
+  out.line("using Interface = " + interface.actorName + ";  // what harrow::Implementations records");
+  out.line();
   for (auto& method : interface.methods) {
     std::string head = "using " + method.callTypeName() + " = ";
     switch (method.kind) {

@@ -13,13 +13,32 @@
 namespace harrow {
 
 kj::Own<ActorServer> Implementations::create(kj::StringPtr name) {
-  KJ_IF_MAYBE(factory, factories.find(name)) {
-    return (*factory)();
+  KJ_IF_MAYBE(entry, entries.find(name)) return entry->factory();
+  unknown(name);
+}
+
+Implementations::Served Implementations::served(kj::StringPtr name) const {
+  KJ_IF_MAYBE(entry, entries.find(name)) return entry->served;
+  unknown(name);
+}
+
+kj::StringPtr Implementations::nameOfType(const void* type, const char* typeName) const {
+  for (auto& entry : entries) {
+    if (entry.value.type == type) return entry.key;
   }
+  KJ_FAIL_REQUIRE(kj::str("harrow.SpawnFailed: no implementation of type ", typeName,
+                          " is registered (Implementations::add<T>(name))"));
+}
+
+kj::String Implementations::names() const {
   kj::Vector<kj::StringPtr> known;
-  for (auto& entry : factories) known.add(entry.key);
+  for (auto& entry : entries) known.add(entry.key);
+  return kj::strArray(known, ", ");
+}
+
+void Implementations::unknown(kj::StringPtr name) const {
   KJ_FAIL_REQUIRE(kj::str("no implementation registered under the name '", name,
-                          "'; registered: ", kj::strArray(known, ", ")));
+                          "'; registered: ", names()));
 }
 
 namespace {

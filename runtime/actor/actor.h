@@ -12,25 +12,67 @@
 #include <kj/function.h>
 #include <kj/map.h>
 
+#include <type_traits>
+#include <typeinfo>
+
 namespace harrow {
 
 // The implementations a program can run in its actors, registered explicitly by name (no
-// static-initialisation magic). A child process is told which one to run.
+// static-initialisation magic), each with the actor interface it serves. A child process is told
+// which one to run.
+//
+//   impls.add<CounterImpl>("counter");
+//   co_await an.startActor<CounterActor>("c1", "counter");  // checked at spawn: serves Counter?
+//   co_await an.startActor<CounterImpl>("c2");              // by type: cannot be mismatched
 class Implementations {
 public:
+  // The interface an implementation serves, as recorded by add().
+  struct Served {
+    uint64_t interfaceId = 0;  // 0: not known (a hand-written ActorServer without `Interface`)
+    kj::StringPtr interfaceName;
+  };
+
   template <typename Impl, typename... Args>
   void add(kj::StringPtr name, Args... args) {
-    factories.insert(kj::heapString(name), [args...]() mutable -> kj::Own<ActorServer> {
-      return kj::heap<Impl>(args...);
-    });
+    static_assert(std::is_base_of_v<ActorServer, Impl>,
+                  "an implementation derives from a generated FooActor::Server");
+    Served served;
+    if constexpr (requires { Impl::Interface::INTERFACE_ID; }) {
+      served = {Impl::Interface::INTERFACE_ID, Impl::Interface::NAME};
+    }
+    Entry entry{[args...]() mutable -> kj::Own<ActorServer> { return kj::heap<Impl>(args...); },
+                served, typeKey<Impl>()};
+    entries.upsert(kj::heapString(name), kj::mv(entry),
+                   [](Entry& existing, Entry&& replacement) { existing = kj::mv(replacement); });
   }
 
-  bool has(kj::StringPtr name) const { return factories.find(name) != nullptr; }
+  bool has(kj::StringPtr name) const { return entries.find(name) != nullptr; }
   // Throws, naming the registered implementations, for an unknown name.
   kj::Own<ActorServer> create(kj::StringPtr name);
+  // "a, b, c": the registered names.
+  kj::String names() const;
+  // What `name` serves; throws like create() for an unknown name.
+  Served served(kj::StringPtr name) const;
+  // The name `Impl` was registered under (the first, if several); throws if it was not.
+  template <typename Impl>
+  kj::StringPtr nameOf() const { return nameOfType(typeKey<Impl>(), typeid(Impl).name()); }
 
 private:
-  kj::HashMap<kj::String, kj::Function<kj::Own<ActorServer>()>> factories;
+  struct Entry {
+    kj::Function<kj::Own<ActorServer>()> factory;
+    Served served;
+    const void* type;
+  };
+  kj::HashMap<kj::String, Entry> entries;
+
+  // One address per type, without RTTI comparisons across shared objects.
+  template <typename T>
+  static const void* typeKey() {
+    static const char key = 0;
+    return &key;
+  }
+  kj::StringPtr nameOfType(const void* type, const char* typeName) const;
+  [[noreturn]] void unknown(kj::StringPtr name) const;
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -52,7 +52,11 @@ Co<Peer*> ActorNursery::spawn(kj::StringPtr nameParam, kj::StringPtr implementat
   if (spawnOptions.executable.size() == 0) {
     // Same binary: an unknown implementation is known here already, no need to spawn to find out.
     KJ_IF_MAYBE(impls, actor.implementations()) {
-      if (!impls->has(implementation)) impls->create(implementation);  // throws, listing names
+      if (!impls->has(implementation)) {
+        kj::throwFatalException(makeError(ErrorKind::SPAWN_FAILED,
+            kj::str("actor '", name, "': no implementation registered under the name '",
+                    implementation, "'; registered: ", impls->names())));
+      }
     }
   }
   int fds[2];
@@ -89,6 +93,20 @@ Co<Peer*> ActorNursery::spawn(kj::StringPtr nameParam, kj::StringPtr implementat
     return supervise(ref);
   });
   co_return result;
+}
+
+void ActorNursery::checkServes(kj::StringPtr implementation, uint64_t interfaceId,
+                               kj::StringPtr interfaceName, const SpawnOptions& spawnOptions) {
+  if (spawnOptions.executable.size() > 0) return;  // another program: its registry, not ours
+  KJ_IF_MAYBE(impls, actor.implementations()) {
+    if (!impls->has(implementation)) return;  // spawn() says so, listing the names
+    auto served = impls->served(implementation);
+    if (served.interfaceId != 0 && served.interfaceId != interfaceId) {
+      KJ_FAIL_REQUIRE(kj::str("harrow.SpawnFailed: implementation '", implementation,
+                              "' serves ", served.interfaceName, ", not ", interfaceName,
+                              " (startActor<", interfaceName, "Actor>)"));
+    }
+  }
 }
 
 void ActorNursery::cancel() {

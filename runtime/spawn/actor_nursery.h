@@ -49,12 +49,24 @@ public:
 
   // tractor: start_actor. Spawns this program again in child mode, running the registered
   // implementation `implementation` as actor `name`; resolves once the child has handshaken and
-  // received its spawn spec. The portal is valid until the nursery ends.
+  // received its spawn spec. The portal is valid until the nursery ends. An implementation
+  // registered as serving another interface fails here (harrow.SpawnFailed, naming both),
+  // before anything is spawned.
   template <typename Interface>
+    requires requires { Interface::INTERFACE_ID; }
   Co<typename Interface::Portal> startActor(kj::StringPtr name, kj::StringPtr implementation,
                                             SpawnOptions spawnOptions = {}) {
+    checkServes(implementation, Interface::INTERFACE_ID, Interface::NAME, spawnOptions);
     Peer* peer = co_await spawn(name, implementation, spawnOptions);
     co_return typename Interface::Portal(*peer);
+  }
+
+  // The same by implementation type (`startActor<CounterImpl>("c1")`): the portal's type follows
+  // from the implementation's, so starting one as the wrong interface does not compile.
+  template <typename Impl>
+    requires std::is_base_of_v<typename Impl::Interface::Server, Impl>
+  Co<typename Impl::Interface::Portal> startActor(kj::StringPtr name, SpawnOptions spawnOptions = {}) {
+    return startActor<typename Impl::Interface>(name, implementationNameOf<Impl>(), spawnOptions);
   }
 
   // Every argument is copied before the first suspension: temporaries are fine.
@@ -93,6 +105,13 @@ private:
   bool cancelling = false;
 
   Co<void> supervise(Child& child);
+  void checkServes(kj::StringPtr implementation, uint64_t interfaceId, kj::StringPtr interfaceName,
+                   const SpawnOptions& spawnOptions);
+  template <typename Impl>
+  kj::StringPtr implementationNameOf() {
+    return KJ_REQUIRE_NONNULL(actor.implementations(), "this actor has no Implementations")
+        .template nameOf<Impl>();
+  }
   Co<void> stop(Child& child);
   Co<void> reapAll();
   void cancelChild(Child& child);

@@ -32,6 +32,8 @@ struct CounterActor {
 // the caller as a RemoteActorError.
 class CounterActor::Server : public harrow::ActorServer {
 public:
+  using Interface = CounterActor;  // what harrow::Implementations records
+
   using AddCall = harrow::CallContext<Schema::AddParams, Schema::AddResults>;
   using CountCall = harrow::StreamCall<Schema::CountParams, Schema::Tick>;
   using SessionCall = harrow::ContextCall<Schema::SessionParams, Schema::SessionResults,

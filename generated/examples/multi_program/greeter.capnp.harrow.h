@@ -30,6 +30,8 @@ struct GreeterActor {
 // the caller as a RemoteActorError.
 class GreeterActor::Server : public harrow::ActorServer {
 public:
+  using Interface = GreeterActor;  // what harrow::Implementations records
+
   using GreetCall = harrow::CallContext<Schema::GreetParams, Schema::GreetResults>;
 
   // greet @0, a call: fill call.results().

@@ -32,6 +32,8 @@ struct NodeActor {
 // caller as a RemoteActorError.
 class NodeActor::Server : public harrow::ActorServer {
 public:
+  using Interface = NodeActor;  // what harrow::Implementations records
+
   using GrowCall = harrow::CallContext<Schema::GrowParams, Schema::GrowResults>;
 
   // grow @0, a call: fill call.results().

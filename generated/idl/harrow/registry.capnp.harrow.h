@@ -32,6 +32,8 @@ struct RegistryActor {
 // the caller as a RemoteActorError.
 class RegistryActor::Server : public harrow::ActorServer {
 public:
+  using Interface = RegistryActor;  // what harrow::Implementations records
+
   using RegisterActorCall = harrow::CallContext<
       Schema::RegisterActorParams, Schema::RegisterActorResults>;
   using DeregisterActorCall = harrow::CallContext<

@@ -7,6 +7,7 @@
 // alarm that ends the whole process. After every test no child process of ours may remain:
 // neither one still running, nor a zombie, nor one that outlived us as an orphan.
 
+#include <harrow/discovery/discovery.h>
 #include <harrow/spawn/actor_nursery.h>
 #include <harrow/spawn/forkserver.h>
 #include <harrow/main.h>
@@ -194,6 +195,16 @@ private:
   }
 };
 
+// What this program can run in its children (the same binary, re-executed or forked).
+Implementations& implementations() {
+  static Implementations* impls = []() {
+    auto* i = new Implementations;
+    i->add<ProbeImpl>("probe");
+    return i;
+  }();
+  return *impls;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Processes: who is our child, and does a pid still exist.
 
@@ -221,7 +232,7 @@ protected:
   ~ProcessTest() noexcept override {}
 
   kj::AsyncIoContext io = kj::setupAsyncIo();
-  Actor root{io, ActorIdentity::random("process-test")};
+  Actor root{io, ActorIdentity::random("process-test"), implementations()};
   std::vector<pid_t> spawned;  // every probe's pid, as it reported it
 
   void SetUp() override { alarm(WATCHDOG_SECONDS); }
@@ -312,6 +323,37 @@ void expectRefused(const kj::Maybe<kj::Exception>& raised, kj::StringPtr message
   } else {
     ADD_FAILURE() << "expected a RemoteActorError (" << message.cStr() << ")";
   }
+}
+
+// Implementations know the interface they serve: starting one as another interface fails before
+// anything is spawned, naming both; starting one by its type needs no name at all.
+TEST_F(ProcessTest, ImplementationsAreCheckedAgainstTheInterfaceTheyAreStartedAs) {
+  auto failure = runRoot([&]() -> Co<void> {
+    co_await openActorNursery(root, [&](ActorNursery& nursery) -> Co<void> {
+      kj::Maybe<kj::Exception> wrong;
+      try {
+        co_await nursery.startActor<RegistryActor>("not-a-registry", "probe");
+      } catch (...) {
+        wrong = currentException();
+      }
+      KJ_IF_MAYBE(e, wrong) {
+        EXPECT_TRUE(is(*e, ErrorKind::SPAWN_FAILED)) << kj::str(*e).cStr();
+        EXPECT_NE(std::string(e->getDescription().cStr())
+                      .find("implementation 'probe' serves Probe, not Registry"),
+                  std::string::npos) << kj::str(*e).cStr();
+      } else {
+        ADD_FAILURE() << "a Probe implementation started as a Registry";
+      }
+      EXPECT_EQ(nursery.size(), 0u) << "something was spawned";
+
+      ProbeActor::Portal byType = co_await nursery.startActor<ProbeImpl>("by-type");
+      auto report = co_await byType.report();
+      spawned.push_back(report->getPid());
+      auto echo = co_await byType.echo("typed");
+      EXPECT_EQ(std::string(echo->getText().cStr()), "echo: typed");
+    }, {GRACEFUL_EXIT});
+  });
+  KJ_IF_MAYBE(e, failure) ADD_FAILURE() << kj::str(*e).cStr();
 }
 
 // tractor's Portal.cancel_actor: one child of a nursery is cancelled, gracefully; calls on it
@@ -809,25 +851,26 @@ TEST_F(ProcessTest, ActorIgnoringCancelIsKilledWhenTheNurseryIsCancelled) {
   EXPECT_EQ(spawned.size(), 1u);
 }
 
+// An implementation this program does not have: known before anything is spawned, and said.
 TEST_F(ProcessTest, UnknownImplementationFailsClearly) {
-  kj::Maybe<kj::Exception> callError;
+  kj::Maybe<kj::Exception> startError;
   auto nurseryError = runRoot([&]() -> Co<void> {
     co_await openActorNursery(root, [&](ActorNursery& nursery) -> Co<void> {
-      auto probe = co_await nursery.startActor<ProbeActor>("probe-unknown", "no-such-thing");
       try {
-        co_await probe.echo("anyone?");
+        co_await nursery.startActor<ProbeActor>("probe-unknown", "no-such-thing");
       } catch (...) {
-        callError = currentException();
+        startError = currentException();
       }
+      EXPECT_EQ(nursery.size(), 0u) << "a child was spawned for an unknown implementation";
     });
   });
-  expectLostActor(callError);
-  KJ_IF_MAYBE(e, nurseryError) {
-    EXPECT_TRUE(isActorDied(*e)) << kj::str(*e).cStr();
+  KJ_IF_MAYBE(e, nurseryError) ADD_FAILURE() << kj::str(*e).cStr();
+  KJ_IF_MAYBE(e, startError) {
+    EXPECT_TRUE(is(*e, ErrorKind::SPAWN_FAILED)) << kj::str(*e).cStr();
     EXPECT_TRUE(contains(*e, "actor 'probe-unknown'")) << kj::str(*e).cStr();
-    EXPECT_TRUE(contains(*e, "exited with status 1")) << kj::str(*e).cStr();
+    EXPECT_TRUE(contains(*e, "'no-such-thing'; registered: probe")) << kj::str(*e).cStr();
   } else {
-    ADD_FAILURE() << "a child that could not start raised nothing";
+    ADD_FAILURE() << "starting an unknown implementation did not fail";
   }
 }
 
@@ -878,8 +921,7 @@ void onWatchdog(int) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  harrow::Implementations implementations;
-  implementations.add<harrow::ProbeImpl>("probe");
+  harrow::Implementations& implementations = harrow::implementations();
   if (argc > 1 && kj::StringPtr(argv[1]) == "--harrow-child") {
     // Re-executed by a test's actor nursery: serve as the probe. The root body never runs here.
     return harrow::main(argc, argv, implementations,
