@@ -19,15 +19,15 @@
 // each of them concurrently. A child's call either answers with the size of its subtree or fails
 // with a RemoteActorError. The node waits for every child's answer (a failing child does not cut
 // its siblings short), then raises the errors together: one error as it is, several as one
-// MultiError. A MultiError from a child crosses the channel as one RemoteActorError of type
-// harrow.MultiError, so at the root the errors are nested as deep as the tree; causesOf()
-// (causes.h) unnests them again. When the nursery block ends, every child that is still running
+// MultiError. A MultiError crosses a channel with each of its errors whole (origin, relay path,
+// source line, trace), so at the root harrow::failuresIn() lists every original failure once and
+// harrow::remoteErrorInfo() reads each one's fields: nothing is parsed back from text. When the
+// nursery block ends, every child that is still running
 // is cancelled and reaped: when this program exits, no process of the tree is left.
 //
 // Each node prints a line when it starts ("[n0.1] pid 1234: ...") so you can follow the tree.
 
 #include <harrow/harrow.h>
-#include "examples/tree/causes.h"
 #include "examples/tree/tree.capnp.harrow.h"
 
 #include <kj/debug.h>
@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <vector>
 
 namespace {
 
@@ -202,28 +203,34 @@ Flags parseFlags(int argc, char** argv) {
 // What the root prints about the error that reached it: each original failure, sorted by the
 // actor that raised it.
 void report(const kj::Exception& error) {
-  auto causes = tree::causesOf(error);
-  std::sort(causes.begin(), causes.end(), [](const tree::Cause& a, const tree::Cause& b) {
-    auto name = [](const tree::Cause& c) -> kj::StringPtr {
-      KJ_IF_MAYBE(origin, c.origin) return origin->name;
-      return "";
-    };
-    return strcmp(name(a).cStr(), name(b).cStr()) < 0;
+  auto failures = harrow::failuresIn(error);
+  auto originOf = [](const kj::Exception& e) -> kj::String {
+    KJ_IF_MAYBE(info, harrow::remoteErrorInfo(e)) return kj::mv(info->origin.name);
+    return kj::str("");
+  };
+  std::vector<size_t> order(failures.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return strcmp(originOf(failures[a]).cStr(), originOf(failures[b]).cStr()) < 0;
   });
   kj::String what = harrow::isMultiError(error)
-      ? kj::str("a MultiError of ", harrow::errorsIn(error).size(), " errors (one per failing child)")
+      ? kj::str("a MultiError of ", harrow::errorsIn(error).size(), " errors")
       : kj::str("one error");
-  printf("\nThe root received %s, carrying %zu failure(s) in all:\n", what.cStr(), causes.size());
-  for (auto i : kj::indices(causes)) {
-    auto& cause = causes[i];
-    KJ_IF_MAYBE(origin, cause.origin) {
-      printf("  %zu. %s from actor '%s': %s\n", i + 1, cause.type.cStr(), origin->name.cStr(),
-             cause.message.cStr());
-      printf("       raised at %s:%u\n", cause.file.cStr(), cause.line);
+  printf("\nThe root received %s, carrying %zu failure(s) in all:\n", what.cStr(),
+         failures.size());
+  for (size_t i = 0; i < order.size(); ++i) {
+    const kj::Exception& failure = failures[order[i]];
+    KJ_IF_MAYBE(info, harrow::remoteErrorInfo(failure)) {
+      printf("  %zu. %s from actor '%s': %s\n", i + 1, info->type.cStr(),
+             info->origin.name.cStr(), info->message.cStr());
+      printf("       raised at %s:%u\n", info->file.cStr(), info->line);
+      kj::Vector<kj::StringPtr> path;
+      for (auto& hop : info->relayPath) path.add(hop.name);
+      printf("       relayed by %s\n",
+             path.empty() ? "(none)" : kj::strArray(path, " -> ").cStr());
     } else {
-      printf("  %zu. %s\n", i + 1, cause.text.cStr());
+      printf("  %zu. %s\n", i + 1, failure.getDescription().cStr());
     }
-    printf("       relayed by %s\n", tree::pathText(cause.relayPath).cStr());
   }
   printf("(\"relayed by\": the actors a failure passed through on its way up, nearest last.)\n");
   fflush(stdout);
@@ -261,6 +268,6 @@ int main(int argc, char** argv) {
     // Exit status 1, with a short line on stderr (the whole error is above with --raw).
     kj::throwFatalException(kj::Exception(
         kj::Exception::Type::FAILED, __FILE__, __LINE__,
-        kj::str("tree.Failed: ", tree::causesOf(error).size(), " node(s) failed")));
+        kj::str("tree.Failed: ", harrow::failuresIn(error).size(), " node(s) failed")));
   });
 }

@@ -100,6 +100,8 @@ struct Error {
   origin @5 :ActorId;       # the actor that raised it
   relayPath @6 :List(ActorId);  # actors it passed through on the way here, nearest last
   kind @7 :ErrorKind;
+  causes @8 :List(Error);   # a MultiError's errors, each whole; the fields above then describe the
+                            # MultiError itself (type "harrow.MultiError", origin: who raised it)
 }
 
 enum ErrorKind {

@@ -69,4 +69,26 @@ kj::Array<kj::String> errorsIn(const kj::Exception& exception) {
   return out.releaseAsArray();
 }
 
+namespace {
+
+void collectFailures(const kj::Exception& exception, kj::Vector<kj::Exception>& out) {
+  if (!isMultiError(exception)) {
+    out.add(kj::cp(exception));
+    return;
+  }
+  for (auto& text : errorsIn(exception)) {
+    collectFailures(kj::Exception(exception.getType(), exception.getFile(), exception.getLine(),
+                                  kj::mv(text)),
+                    out);
+  }
+}
+
+}  // namespace
+
+kj::Array<kj::Exception> failuresIn(const kj::Exception& exception) {
+  kj::Vector<kj::Exception> out;
+  collectFailures(exception, out);
+  return out.releaseAsArray();
+}
+
 }  // namespace harrow

@@ -19,4 +19,10 @@ bool isMultiError(const kj::Exception& exception);
 // one.
 kj::Array<kj::String> errorsIn(const kj::Exception& exception);
 
+// Every single failure inside `exception`, MultiErrors within MultiErrors unnested, each once, as
+// an exception of its own (a MultiError from another actor arrives as one of these already:
+// remoteErrorInfo() then gives each failure's origin and relay path). The exception itself if it
+// is no MultiError.
+kj::Array<kj::Exception> failuresIn(const kj::Exception& exception);
+
 }  // namespace harrow

@@ -1,5 +1,7 @@
 #include <harrow/engine/remote_error.h>
 
+#include <harrow/co/multi_error.h>
+
 #include <harrow/ipc/channel.h>
 
 #include <kj/debug.h>
@@ -149,7 +151,12 @@ kj::Exception protocolViolation(kj::StringPtr what) {
                        kj::str(VIOLATION, ": ", what));
 }
 
-kj::Exception toException(wire::Error::Reader error) {
+namespace {
+
+// `error` as the caller raises it; `outerHops`: the relay path of the MultiError that carried it
+// (the error passed through those actors too, after its own path).
+kj::Exception toExceptionVia(wire::Error::Reader error,
+                             capnp::List<wire::ActorId>::Reader outerHops) {
   auto kind = error.getKind();
   kj::Vector<kj::String> parts;
   parts.add(kj::str(kind == wire::ErrorKind::CONTEXT_CANCELLED ? CANCELLED : REMOTE, ": ",
@@ -160,8 +167,10 @@ kj::Exception toException(wire::Error::Reader error) {
   if (error.getFile().size() > 0) {
     parts.add(kj::str("\n  raised at ", error.getFile(), ":", error.getLine()));
   }
-  for (auto hop : error.getRelayPath()) {
-    parts.add(kj::str("\n  relayed by ", actorText(hop.getName(), hop.getUuid())));
+  for (auto hops : {error.getRelayPath(), outerHops}) {
+    for (auto hop : hops) {
+      parts.add(kj::str("\n  relayed by ", actorText(hop.getName(), hop.getUuid())));
+    }
   }
   if (error.getRemoteTrace().size() > 0) {
     parts.add(kj::str("\n  remote trace:\n    ", indent(error.getRemoteTrace(), "    ")));
@@ -169,6 +178,33 @@ kj::Exception toException(wire::Error::Reader error) {
   auto type = kind == wire::ErrorKind::FAILED ? kj::Exception::Type::FAILED
                                               : kj::Exception::Type::DISCONNECTED;
   return kj::Exception(type, "(remote)", 0, kj::strArray(parts, ""));
+}
+
+}  // namespace
+
+kj::Exception toException(wire::Error::Reader error) {
+  if (error.getCauses().size() == 0) return toExceptionVia(error, {});
+  // A MultiError raised in another actor: each of its errors comes back as its own exception
+  // (the raiser put itself on the path of each), and the MultiError's relay path is appended.
+  // No text to parse back: errorsIn() and remoteErrorInfo() give each one's fields.
+  kj::Vector<kj::Exception> out;
+  for (auto cause : error.getCauses()) {
+    if (cause.getCauses().size() > 0) {
+      // A MultiError inside: flattened, its own path extended by ours.
+      for (auto& inner : failuresIn(toException(cause))) {
+        auto text = kj::str(inner.getDescription());
+        kj::Vector<kj::String> hops;
+        for (auto hop : error.getRelayPath()) {
+          hops.add(kj::str("\n  relayed by ", actorText(hop.getName(), hop.getUuid())));
+        }
+        out.add(kj::Exception(inner.getType(), inner.getFile(), inner.getLine(),
+                              kj::str(text, kj::strArray(hops, ""))));
+      }
+      continue;
+    }
+    out.add(toExceptionVia(cause, error.getRelayPath()));
+  }
+  return makeMultiError(out.releaseAsArray());
 }
 
 kj::Maybe<RemoteErrorInfo> remoteErrorInfo(const kj::Exception& exception) {
@@ -229,6 +265,24 @@ kj::Maybe<RemoteErrorInfo> remoteErrorInfo(const kj::Exception& exception) {
 
 void fillWireError(wire::Error::Builder error, const kj::Exception& exception,
                    const ActorIdentity& self, wire::ErrorKind kind) {
+  if (isMultiError(exception)) {
+    // Several errors raised together here: each goes whole, as its own Error (a remote one keeps
+    // its origin and gains us on its path), under an envelope that says who raised them.
+    auto errors = errorsIn(exception);
+    error.setKind(kind);
+    error.setType("harrow.MultiError");
+    error.setMessage(kj::str(errors.size(), " errors"));
+    error.setFile(exception.getFile());
+    error.setLine(exception.getLine());
+    self.toWire(error.initOrigin());
+    auto causes = error.initCauses(errors.size());
+    for (auto i : kj::indices(errors)) {
+      kj::Exception cause(kj::Exception::Type::FAILED, exception.getFile(), exception.getLine(),
+                          kj::mv(errors[i]));
+      fillWireError(causes[i], cause, self);
+    }
+    return;
+  }
   KJ_IF_MAYBE(remote, remoteErrorInfo(exception)) {
     // Relayed: the origin stays, we join the path.
     error.setKind(kind == wire::ErrorKind::FAILED ? remote->kind : kind);

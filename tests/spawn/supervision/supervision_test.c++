@@ -14,7 +14,6 @@
 // Guards: failAfter() around every in-process tree, a bounded wait for every external event, and
 // a watchdog alarm that ends the whole binary should even those hang.
 
-#include "examples/tree/causes.h"
 #include <harrow/spawn/actor_nursery.h>
 #include <harrow/main.h>
 #include "tests/spawn/supervision/worker.capnp.harrow.h"
@@ -573,22 +572,23 @@ void expectEachLeafOnce(const kj::Exception& e, int depth, int width) {
     }
     leaves = next;
   }
-  auto causes = tree::causesOf(e);
-  ASSERT_EQ(causes.size(), leaves.size()) << text(e);
+  // Structured all the way: each failure is its own exception, its fields from remoteErrorInfo.
+  auto failures = failuresIn(e);
+  ASSERT_EQ(failures.size(), leaves.size()) << text(e);
   std::set<std::string> seen;
-  for (auto& cause : causes) {
-    std::string origin;
-    KJ_IF_MAYBE(o, cause.origin) origin = o->name.cStr();
-    EXPECT_EQ(std::string(cause.type.cStr()), "sup.Failed");
-    EXPECT_EQ(std::string(cause.message.cStr()), "leaf " + origin + " failed");
-    EXPECT_EQ(cause.line, sup::FAIL_LINE);
+  for (auto& failure : failures) {
+    auto info = KJ_ASSERT_NONNULL(remoteErrorInfo(failure), text(failure));
+    std::string origin = info.origin.name.cStr();
+    EXPECT_EQ(std::string(info.type.cStr()), "sup.Failed");
+    EXPECT_EQ(std::string(info.message.cStr()), "leaf " + origin + " failed");
+    EXPECT_EQ(info.line, sup::FAIL_LINE);
     // Its ancestors, nearest last: for t.0.1.1, "t.0.1", "t.0", "t".
     std::vector<std::string> ancestors;
     for (std::string node = origin; node.find('.') != std::string::npos;) {
       node = node.substr(0, node.rfind('.'));
       ancestors.push_back(node);
     }
-    EXPECT_EQ(names(cause.relayPath), ancestors) << origin;
+    EXPECT_EQ(names(info.relayPath), ancestors) << origin;
     EXPECT_TRUE(seen.insert(origin).second) << origin << " twice";
   }
   EXPECT_EQ(seen, std::set<std::string>(leaves.begin(), leaves.end()));
@@ -598,8 +598,9 @@ void expectEachLeafOnce(const kj::Exception& e, int depth, int width) {
   }
 }
 
-// t -> 3 failing leaves: t raises a MultiError, which crosses t's channel as one
-// RemoteActorError of type harrow.MultiError from t.
+// t -> 3 failing leaves: t raises a MultiError, which crosses t's channel with its errors
+// structured (wire Error.causes): the root gets a MultiError of the leaves' RemoteActorErrors,
+// each relayed by t.
 TEST_F(SupervisionTest, NestedMultiErrorOneLevelDown) {
   auto failure = runRoot([&]() -> Co<void> {
     co_await openActorNursery(root, [&](ActorNursery& nursery) -> Co<void> {
@@ -608,11 +609,7 @@ TEST_F(SupervisionTest, NestedMultiErrorOneLevelDown) {
     });
   });
   KJ_IF_MAYBE(e, failure) {
-    EXPECT_TRUE(isRemoteActorError(*e)) << text(*e);
-    KJ_IF_MAYBE(info, remoteErrorInfo(*e)) {
-      EXPECT_EQ(std::string(info->type.cStr()), "harrow.MultiError");
-      EXPECT_EQ(std::string(info->origin.name.cStr()), "t");
-    }
+    EXPECT_TRUE(isMultiError(*e)) << text(*e);
     expectEachLeafOnce(*e, 1, 3);
   } else {
     ADD_FAILURE() << "the leaves' errors were lost";
@@ -629,7 +626,7 @@ TEST_F(SupervisionTest, NestedMultiErrorsThreeLevelsDown) {
     });
   });
   KJ_IF_MAYBE(e, failure) {
-    EXPECT_TRUE(isRemoteActorError(*e)) << text(*e);
+    EXPECT_TRUE(isMultiError(*e)) << text(*e);
     expectEachLeafOnce(*e, 3, 2);
   } else {
     ADD_FAILURE() << "the leaves' errors were lost";
