@@ -28,9 +28,7 @@ endfunction()
 # (targets are declared bottom-up, so prepending puts the top first).
 function(harrow_export target export_name)
   set_target_properties(${target} PROPERTIES EXPORT_NAME ${export_name})
-  if(NOT export_name STREQUAL "harrow")
-    add_library(Harrow::${export_name} ALIAS ${target})
-  endif()
+  add_library(Harrow::${export_name} ALIAS ${target})
   install(TARGETS ${target} EXPORT HarrowTargets
           ARCHIVE DESTINATION "${CMAKE_INSTALL_LIBDIR}"
           LIBRARY DESTINATION "${CMAKE_INSTALL_LIBDIR}")
