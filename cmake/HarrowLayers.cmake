@@ -27,7 +27,8 @@ endfunction()
 # Installs and exports `target` as Harrow::<export_name>, and keeps the link order for harrow.pc
 # (targets are declared bottom-up, so prepending puts the top first).
 function(harrow_export target export_name)
-  set_target_properties(${target} PROPERTIES EXPORT_NAME ${export_name})
+  # Shared libraries find each other next to themselves once installed (BUILD_SHARED_LIBS=ON).
+  set_target_properties(${target} PROPERTIES EXPORT_NAME ${export_name} INSTALL_RPATH "$ORIGIN")
   add_library(Harrow::${export_name} ALIAS ${target})
   install(TARGETS ${target} EXPORT HarrowTargets
           ARCHIVE DESTINATION "${CMAKE_INSTALL_LIBDIR}"
