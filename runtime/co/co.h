@@ -84,6 +84,10 @@ public:
   kj::ListLink<LeafAwait> link;
 
 protected:
+  // Initialised here, not assigned in a derived constructor's body: GCC 12 at -O3 otherwise
+  // warns (-Wnonnull, falsely) about the disposer of the default-constructed kj::Own.
+  explicit LeafAwait(kj::Own<kj::_::PromiseNode> node) : node(kj::mv(node)) {}
+
   friend class CoroutineBase;
   CoroutineBase* coroutine = nullptr;
   kj::Own<kj::_::PromiseNode> node;
@@ -153,7 +157,7 @@ template <typename U>
 class PromiseAwaiter : public LeafAwait {
 public:
   PromiseAwaiter(kj::Promise<U>&& promise, bool checkpoint)
-      : checkpoint(checkpoint) { node = kj::_::PromiseNode::from(kj::mv(promise)); }
+      : LeafAwait(kj::_::PromiseNode::from(kj::mv(promise))), checkpoint(checkpoint) {}
   KJ_DISALLOW_COPY(PromiseAwaiter);
   PromiseAwaiter(PromiseAwaiter&&) = delete;
 
