@@ -1,6 +1,7 @@
 #include <harrow/engine/remote_error.h>
 
 #include <harrow/co/multi_error.h>
+#include "runtime/engine/internal/symbolize.h"
 
 #include <harrow/ipc/channel.h>
 
@@ -321,9 +322,7 @@ void fillWireError(wire::Error::Builder error, const kj::Exception& exception,
     context = next;
   }
   if (exception.getStackTrace().size() > 0) {
-    trace.add(kj::str("stack:", kj::strArray(KJ_MAP(a, exception.getStackTrace()) {
-      return kj::str(" ", a);
-    }, "")));
+    trace.add(kj::str("stack:\n", _::symbolize(exception.getStackTrace())));
   }
   if (exception.getRemoteTrace().size() > 0) trace.add(kj::str(exception.getRemoteTrace()));
   error.setRemoteTrace(kj::strArray(trace, "\n"));

@@ -205,6 +205,11 @@ TEST_P(PeerTest, RemoteErrorArrivesAsRemoteActorError) {
     EXPECT_EQ(std::string(info.type.cStr()), "kj::Exception(failed)");
     EXPECT_TRUE(info.message.startsWith("handler refused")) << info.message.cStr();
     EXPECT_TRUE(info.file.endsWith("peer_test.c++")) << info.file.cStr();
+    // Its trace was symbolized where it was raised: the handler's frame by name and line.
+    std::string trace = info.remoteTrace.cStr();
+    EXPECT_NE(trace.find("::fail("), std::string::npos) << trace;
+    EXPECT_NE(trace.find("tests/engine/peer_test.c++:"), std::string::npos) << trace;
+    EXPECT_EQ(trace.find("stack: "), std::string::npos) << "raw addresses: " << trace;
   });
 }
 
