@@ -1,5 +1,6 @@
 #include <harrow/main.h>
 
+#include <harrow/actor/cookie.h>
 #include <harrow/actor/log.h>
 #include <harrow/discovery/discovery.h>
 #include <harrow/spawn/forkserver.h>
@@ -27,12 +28,15 @@ std::atomic<bool> rootRunning{false};
 // A child's life: handshake on the inherited channel (fd 3), receive the spawn spec, serve.
 // Teardown follows the seed notes: rpc tasks first, then the parent channel, last.
 Co<void> runChild(Actor& actor, Implementations& implementations) {
-  kj::Own<Peer> parent = co_await handshake(
-      kj::heap<Channel>(actor.eventPort(), kj::AutoCloseFd(3)), actor, /*initiator=*/true);
+  // fd 3 is trusted by construction (docs/PROTOCOL.md 2.2): no proof on it; the spawn spec
+  // brings the tree's secret, before this actor listens or connects anywhere.
+  kj::Own<Peer> parent = co_await handshakeWithParent(
+      kj::heap<Channel>(actor.eventPort(), kj::AutoCloseFd(3)), actor);
 
   auto specMessage = co_await parent->receiveOne();
   auto message = specMessage->getRoot<wire::Message>();
   KJ_REQUIRE(message.isSpawnSpec(), "the parent's first message after hello is not a spawn spec");
+  actor.setTreeSecret(TreeSecret::fromBytes(message.getSpawnSpec().getTreeSecret()));
   if (uint64_t limit = message.getSpawnSpec().getMaxMessageBytes()) {
     actor.setMaxMessageBytes(limit);  // inherited: for this channel and every later one
     parent->adoptMaxMessageBytes(limit);
@@ -144,7 +148,9 @@ int main(int argc, char** argv, Implementations& implementations,
   kj::UnixEventPort::captureSignal(SIGTERM);
 
   // --harrow-log=LEVEL goes through the environment, so that every child inherits it. So do
-  // --harrow-registry=ADDR|none and --harrow-transport=KIND (<harrow/discovery/discovery.h>).
+  // --harrow-registry=ADDR|none and --harrow-transport=KIND (<harrow/discovery/discovery.h>), and
+  // --harrow-cookie=PATH (<harrow/actor/cookie.h>; children get the secret itself from their
+  // spawn spec, never from the environment).
   for (int i = 1; i < argc; ++i) {
     kj::StringPtr arg = argv[i];
     if (arg.startsWith("--harrow-log=")) setenv("HARROW_LOG", arg.slice(13).cStr(), 1);
@@ -152,6 +158,7 @@ int main(int argc, char** argv, Implementations& implementations,
     if (arg.startsWith("--harrow-transport=")) {
       setenv("HARROW_TRANSPORT", arg.slice(19).cStr(), 1);
     }
+    if (arg.startsWith("--harrow-cookie=")) setenv("HARROW_COOKIE", arg.slice(16).cStr(), 1);
     if (arg.startsWith("--harrow-max-message=")) {
       setenv("HARROW_MAX_MESSAGE_BYTES", arg.slice(21).cStr(), 1);
     }
@@ -186,8 +193,10 @@ int main(int argc, char** argv, Implementations& implementations,
   auto io = kj::setupAsyncIo();
   Actor root(io, ActorIdentity::random(program), implementations);
   CurrentActorScope current(root);
-  // Its channel server and the registry (hosted here, or joined): set up as root.serve() starts.
+  // The tree's secret from the cookie file; its channel server and the registry (hosted here, or
+  // joined): set up as root.serve() starts.
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+                   root.setTreeSecret(readCookie(cookiePathFromEnvironment()));
                    setDiscovery(root, DiscoveryOptions::forRoot(program));
                  })) {
     fprintf(stderr, "harrow: %s\n", e->getDescription().cStr());

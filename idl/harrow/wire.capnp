@@ -15,8 +15,10 @@ struct ActorId {
 
 struct Message {
   union {
-    # --- channel setup: each side sends exactly one hello first ---
+    # --- channel setup: each side sends exactly one hello first, then (except on the channel
+    # between a parent and the child it spawned) proves it knows the tree's secret ---
     hello @0 :Hello;
+    authenticate @15 :Data;   # HMAC-SHA512-256 over both hellos (docs/PROTOCOL.md 2.2)
 
     # --- sent by a parent to a child it spawned, right after the hellos ---
     spawnSpec @1 :SpawnSpec;
@@ -34,14 +36,15 @@ struct Message {
     cancelTaskAck @11 :Void;  # callee -> caller: the task has been cancelled and is gone
 
     # --- whole-actor control, callId 0 ---
-    cancelActor @12 :Void;    # parent (or any peer) -> actor: tear the actor down
+    cancelActor @12 :Void;    # parent or authenticated peer -> actor: tear the actor down
     cancelActorAck @13 :Void; # actor -> canceller: teardown done, about to exit
   }
   callId @14 :UInt64;
   # Chosen by the side that sent `start`, unique among its open tasks on this channel. Messages
   # for a task travel both ways under the same id, so the two sides draw from disjoint sets: the
   # side that opened the connection uses odd ids, the side that accepted it even ids (as HTTP/2
-  # streams do). 0 is reserved for channel-level messages (hello, spawnSpec, cancelActor*).
+  # streams do). 0 is reserved for channel-level messages (hello, authenticate, spawnSpec,
+  # cancelActor*).
 }
 
 struct Hello {
@@ -51,6 +54,7 @@ struct Hello {
   maxMessageBytes @3 :UInt64;
   # The largest frame (segment table plus segments) this side accepts; 0 means the default,
   # 64 MiB. Neither side sends a frame over the smaller of the two limits (docs/PROTOCOL.md 2.1).
+  nonce @4 :Data;             # 32 fresh random bytes: the challenge the peer's proof must cover
 }
 
 struct SpawnSpec {
@@ -65,6 +69,7 @@ struct SpawnSpec {
   gracePeriodNanos @7 :UInt64; # how long the parent waits after cancelActor before SIGKILL
                                # (0: not said); the child's own children get less (PROTOCOL 5)
   maxMessageBytes @8 :UInt64;  # the parent's message limit, which the child adopts; 0: keep its own
+  treeSecret @9 :Data;         # the tree's 32-byte secret: the child authenticates with it
 }
 
 enum MethodKind {

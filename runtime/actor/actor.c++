@@ -47,12 +47,17 @@ kj::ForkedPromise<void> newCancelledPromise(kj::Own<kj::PromiseFulfiller<void>>&
   fulfiller = kj::mv(paf.fulfiller);
   return paf.promise.fork();
 }
+
+const TreeSecret& processSecret() {
+  static const TreeSecret secret = TreeSecret::random();
+  return secret;
+}
 }  // namespace
 
 Actor::Actor(kj::AsyncIoContext& io, ActorIdentity identity,
              kj::Maybe<Implementations&> implementations)
     : ioContext(io), id(kj::mv(identity)), impls(implementations),
-      cancelled(newCancelledPromise(cancelFulfiller)) {}
+      cancelled(newCancelledPromise(cancelFulfiller)), sharedSecret(processSecret().clone()) {}
 
 Actor::~Actor() noexcept(false) {
   while (!exitCallbacks.empty()) {
@@ -151,6 +156,16 @@ void Actor::cancel() {
 void Actor::controlMessage(Peer& peer, wire::Message::Reader message) {
   switch (message.which()) {
     case wire::Message::CANCEL_ACTOR:
+      // From the parent or a peer that proved the tree's secret; never from a child (harrow's
+      // children do not cancel their parent: that would be a bug or a compromised child).
+      if (peer.trust() == PeerTrust::CHILD) {
+        if (!warnedAboutCancel) {
+          warnedAboutCancel = true;
+          KJ_LOG(WARNING, "refused cancelActor from a child", peer.remote().toString());
+        }
+        peer.sendViolation(0, "cancelActor is honoured from the parent or an authenticated peer");
+        return;
+      }
       if (requester == nullptr) requester = peer;
       cancel();
       return;
@@ -160,6 +175,15 @@ void Actor::controlMessage(Peer& peer, wire::Message::Reader message) {
       peer.sendViolation(0, kj::str("channel-level message ", static_cast<unsigned>(message.which()),
                                     " is not expected now"));
   }
+}
+
+void Actor::authenticationFailed(const kj::Exception& why) {
+  // Once per actor, so that a wrong cookie is noticed; a stranger knocking again and again
+  // fills no log (each refusal is also logged at debug level, as a dropped connection).
+  if (warnedAboutAuthentication) return;
+  warnedAboutAuthentication = true;
+  KJ_LOG(WARNING, "refused a peer that failed authentication (further ones at debug level)",
+         why.getDescription());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -272,6 +296,8 @@ void Actor::attach(kj::Own<ActorAttachment> attachment) {
 }
 
 void Actor::fillSpawnSpec(wire::SpawnSpec::Builder spec, kj::StringPtr childName) {
+  auto secret = treeSecret().bytes();
+  spec.setTreeSecret(capnp::Data::Reader(secret.begin(), secret.size()));
   KJ_IF_MAYBE(options, serverOptions) {
     spec.initBindAddresses(1).set(0, newBindAddress(options->childTransport, childName));
   }
@@ -422,7 +448,9 @@ Co<Peer*> Actor::connectTo(kj::StringPtr addressParam) {
     failure = currentException();
   }
   KJ_IF_MAYBE(e, failure) {
-    if (isCancelled(*e) || isTransportClosed(*e)) kj::throwFatalException(kj::mv(*e));
+    if (isCancelled(*e) || isTransportClosed(*e) || isAuthenticationFailed(*e)) {
+      kj::throwFatalException(kj::mv(*e));
+    }
     kj::throwFatalException(transportClosed(
         kj::str("no harrow actor answered at ", address, ": ", e->getDescription())));
   }

@@ -223,13 +223,22 @@ public:
 
   void removeServer(uint64_t interfaceId) { servers.erase(interfaceId); }
 
-  // For ActorNursery::spawn: a child's spawn spec gets its bind address (of this actor's child
-  // transport kind) and whatever the attachments add. Fills nothing for an actor without a
+  // The secret this actor's tree shares (<harrow/engine/auth.h>): every channel but the one to
+  // its parent or children is authenticated with it. Until set, a random secret shared by the
+  // actors of this process (so one process's actors meet, nobody else's). harrow::main sets the
+  // root's from the cookie file (<harrow/actor/cookie.h>) and a child's from its spawn spec;
+  // fillSpawnSpec passes it on. Before serve().
+  void setTreeSecret(TreeSecret secret) { sharedSecret = kj::mv(secret); }
+
+  // For ActorNursery::spawn: a child's spawn spec gets the tree secret, its bind address (of this
+  // actor's child transport kind) and whatever the attachments add. Fills nothing for an actor without a
   // channel server.
   void fillSpawnSpec(wire::SpawnSpec::Builder spec, kj::StringPtr childName);
 
   // PeerHost
   const ActorIdentity& identity() const override { return id; }
+  const TreeSecret& treeSecret() const override { return sharedSecret; }
+  void authenticationFailed(const kj::Exception& why) override;
   kj::Maybe<ActorServer&> findServer(uint64_t interfaceId) override;
   void controlMessage(Peer& peer, wire::Message::Reader message) override;
   kj::Maybe<TaskNursery&> serviceNursery() override { return service; }
@@ -248,6 +257,9 @@ private:
   kj::Maybe<kj::Duration> grace;
   kj::Own<kj::PromiseFulfiller<void>> cancelFulfiller;
   kj::ForkedPromise<void> cancelled;
+  TreeSecret sharedSecret;
+  bool warnedAboutAuthentication = false;
+  bool warnedAboutCancel = false;
 
   // The channel server.
   kj::Maybe<ChannelServerOptions> serverOptions;

@@ -203,6 +203,10 @@ Co<Discovery::ProbeResult> Discovery::probeRegistry(kj::StringPtr address,
   }
   KJ_IF_MAYBE(e, failure) {
     if (isCancelled(*e)) kj::throwFatalException(kj::mv(*e));
+    if (isAuthenticationFailed(*e)) {
+      KJ_FAIL_REQUIRE(kj::str("harrow.RegistryAddressInUse: the harrow actor at ", address,
+                              " belongs to another tree: ", e->getDescription()));
+    }
     bool gone = isTransportClosed(*e);
     why = kj::mv(*e);
     if (gone) co_return ProbeResult::NOBODY;  // it closed on us: going away

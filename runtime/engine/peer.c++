@@ -67,9 +67,9 @@ void PeerHost::setMaxMessageBytes(size_t bytes) {
 }
 
 Peer::Peer(kj::Own<Channel> channel, PeerHost& host, ActorIdentity remote, bool initiator,
-           PeerOptions options)
+           PeerOptions options, PeerTrust trust)
     : chan(kj::mv(channel)), hostRef(host), remoteId(kj::mv(remote)), options(options),
-      nextCallId(initiator ? 1 : 2), serialNumber(nextPeerSerial++),
+      trustedAs(trust), nextCallId(initiator ? 1 : 2), serialNumber(nextPeerSerial++),
       closedPromise(newClosedPromise(closedFulfiller)) {
   if (this->options.maxMessageBytes == 0) this->options.maxMessageBytes = host.maxMessageBytes();
   chan->setMaxFrameBytes(this->options.maxMessageBytes);
@@ -388,60 +388,171 @@ void Peer::startIncoming(uint64_t callId, kj::Own<capnp::MessageReader> reader) 
 
 // ---------------------------------------------------------------------------------------------
 
-Co<kj::Own<Peer>> handshake(kj::Own<Channel> channel, PeerHost& host, bool initiator,
-                            PeerOptions options) {
+namespace {
+
+constexpr kj::StringPtr AUTHENTICATION_FAILED = "harrow.AuthenticationFailed"_kj;
+
+kj::StringPtr messageName(wire::Message::Reader message) {
+  switch (message.which()) {
+    case wire::Message::HELLO: return "hello";
+    case wire::Message::AUTHENTICATE: return "authenticate";
+    case wire::Message::SPAWN_SPEC: return "spawnSpec";
+    case wire::Message::CANCEL_ACTOR: return "cancelActor";
+    case wire::Message::ERROR: return "error";
+    default: return "a task message";
+  }
+}
+
+// What the peer's `error` during the handshake means here: its refusal of us.
+kj::Exception refusedBy(wire::Error::Reader error) {
+  if (error.getType() == AUTHENTICATION_FAILED) {
+    return authenticationFailed(kj::str(
+        "actor ", ActorIdentity::fromWire(error.getOrigin()).toString(),
+        " refused this actor's proof of the tree secret (do both use the same cookie?)"));
+  }
+  return toException(error);
+}
+
+// Tells the peer why, closes our write side, throws `why`. It may be an older or newer harrow,
+// or a stranger: either way it gets one `error` and nothing else.
+Co<void> refuse(Channel& channel, PeerHost& host, kj::Exception why) {
+  if (isAuthenticationFailed(why)) host.authenticationFailed(why);
+  {
+    capnp::MallocMessageBuilder builder(256);
+    auto root = builder.initRoot<wire::Message>();
+    auto error = root.initError();
+    fillWireError(error, why, host.identity(), wire::ErrorKind::PROTOCOL_VIOLATION);
+    // The peer may be anyone: it learns what was wrong, not where in this program (a stack trace
+    // would hand a stranger this process's memory layout).
+    error.setRemoteTrace("");
+    error.setFile("");
+    error.setLine(0);
+    channel.send(builder);
+  }
+  try {
+    co_await channel.shutdownWrite();
+  } catch (...) {
+    // The peer may be gone already; the refusal below is what matters.
+  }
+  kj::throwFatalException(kj::mv(why));
+}
+
+// Why `message`, received during the handshake where `expected` was due, is refused.
+kj::Exception unexpected(wire::Message::Reader message, wire::Message::Which expected) {
+  // An error is never answered with an error: it is the peer's refusal of us.
+  if (message.isError()) return refusedBy(message.getError());
+  if (expected == wire::Message::HELLO) {
+    return protocolViolation(
+        kj::str("the peer's first message is not hello but ", messageName(message)));
+  }
+  // Before it has proved it knows the secret, a peer may send nothing else.
+  return authenticationFailed(
+      kj::str("the peer sent ", messageName(message), " before authenticating"));
+}
+
+// The next handshake message, which must be `expected`; anything else (including EOF) throws.
+Co<kj::Own<capnp::MessageReader>> receiveHandshake(Channel& channel, PeerHost& host,
+                                                   wire::Message::Which expected) {
+  auto received = co_await channel.receive();
+  if (received == nullptr) {
+    kj::throwFatalException(transportClosed("the peer closed the channel during the handshake"));
+  }
+  kj::Own<capnp::MessageReader> reader = kj::mv(KJ_ASSERT_NONNULL(received));
+  auto message = reader->getRoot<wire::Message>();
+  if (message.which() != expected || message.getCallId() != 0) {
+    auto why = unexpected(message, expected);
+    if (message.isError()) kj::throwFatalException(kj::mv(why));
+    co_await refuse(channel, host, kj::mv(why));
+  }
+  co_return kj::mv(reader);
+}
+
+Co<kj::Own<Peer>> exchangeHellos(kj::Own<Channel> channel, PeerHost& host, bool initiator,
+                                 PeerOptions options, PeerTrust trust) {
   size_t local = options.maxMessageBytes != 0 ? options.maxMessageBytes : host.maxMessageBytes();
   channel->setMaxFrameBytes(local);
+  capnp::MallocMessageBuilder ours(128);
   {
-    capnp::MallocMessageBuilder builder(128);
-    auto root = builder.initRoot<wire::Message>();
+    auto root = ours.initRoot<wire::Message>();
     auto hello = root.initHello();
     host.identity().toWire(hello.initId());
     hello.setPid(getpid());
     hello.setProtocolVersion(wire::PROTOCOL_VERSION);
     hello.setMaxMessageBytes(local);
-    channel->send(builder);
+    setHelloNonce(hello);
+    channel->send(ours);
   }
-  auto received = co_await channel->receive();
-  kj::Maybe<kj::Exception> refusal;
-  KJ_IF_MAYBE(reader, received) {
-    auto message = (*reader)->getRoot<wire::Message>();
-    if (!message.isHello()) {
-      refusal = protocolViolation("the peer's first message is not hello");
-    } else if (message.getHello().getProtocolVersion() != wire::PROTOCOL_VERSION) {
-      refusal = protocolViolation(kj::str(
-          "the peer speaks protocol version ", message.getHello().getProtocolVersion(),
-          ", this actor ", wire::PROTOCOL_VERSION));
-    } else if (message.getHello().getMaxMessageBytes() != 0 &&
-               message.getHello().getMaxMessageBytes() < MIN_MAX_MESSAGE_BYTES) {
-      refusal = protocolViolation(kj::str(
-          "the peer's message limit of ", message.getHello().getMaxMessageBytes(),
-          " bytes is below the minimum of ", MIN_MAX_MESSAGE_BYTES));
-    } else {
-      // Each side sends at most what the other accepts: the smaller limit, both ways.
-      uint64_t theirs = message.getHello().getMaxMessageBytes();
-      if (theirs == 0) theirs = DEFAULT_MAX_FRAME_BYTES;  // a peer that does not say
-      options.maxMessageBytes = kj::min(uint64_t(local), theirs);
-      auto remote = ActorIdentity::fromWire(message.getHello().getId());
-      co_return kj::heap<Peer>(kj::mv(channel), host, kj::mv(remote), initiator, options);
+  auto theirs = co_await receiveHandshake(*channel, host, wire::Message::HELLO);
+  auto ourHello = ours.getRoot<wire::Message>().getHello().asReader();
+  auto theirHello = theirs->getRoot<wire::Message>().getHello();
+  if (theirHello.getProtocolVersion() != wire::PROTOCOL_VERSION) {
+    co_await refuse(*channel, host, protocolViolation(kj::str(
+        "the peer speaks protocol version ", theirHello.getProtocolVersion(), ", this actor ",
+        wire::PROTOCOL_VERSION)));
+  }
+  uint64_t theirLimit = theirHello.getMaxMessageBytes();
+  if (theirLimit != 0 && theirLimit < MIN_MAX_MESSAGE_BYTES) {
+    co_await refuse(*channel, host, protocolViolation(kj::str(
+        "the peer's message limit of ", theirLimit, " bytes is below the minimum of ",
+        MIN_MAX_MESSAGE_BYTES)));
+  }
+  if (trust == PeerTrust::TREE_SECRET) {
+    if (theirHello.getNonce().size() < HELLO_NONCE_SIZE) {
+      co_await refuse(*channel, host, authenticationFailed("the peer's hello has no nonce"));
     }
-  } else {
-    kj::throwFatalException(transportClosed("the peer closed the channel during the handshake"));
+    auto opener = initiator ? ourHello : theirHello;
+    auto acceptor = initiator ? theirHello : ourHello;
+    HandshakeRole mine = initiator ? HandshakeRole::OPENER : HandshakeRole::ACCEPTOR;
+    HandshakeRole peers = initiator ? HandshakeRole::ACCEPTOR : HandshakeRole::OPENER;
+    auto sendProof = [&]() {
+      capnp::MallocMessageBuilder builder(64);
+      auto mac = handshakeProof(host.treeSecret(), mine, opener, acceptor);
+      builder.initRoot<wire::Message>().setAuthenticate(
+          capnp::Data::Reader(mac.begin(), mac.size()));
+      channel->send(builder);
+    };
+    // The opener proves itself first; the acceptor answers only a good proof.
+    if (initiator) sendProof();
+    auto proof = co_await receiveHandshake(*channel, host, wire::Message::AUTHENTICATE);
+    if (!verifyHandshakeProof(host.treeSecret(), peers, opener, acceptor,
+                              proof->getRoot<wire::Message>().getAuthenticate())) {
+      co_await refuse(*channel, host, authenticationFailed(kj::str(
+          "actor ", ActorIdentity::fromWire(theirHello.getId()).toString(),
+          " does not know this tree's secret (a wrong cookie?)")));
+    }
+    if (!initiator) sendProof();
   }
-  // Tell the peer why before closing: it may be an older or newer harrow.
-  auto& why = KJ_ASSERT_NONNULL(refusal);
-  {
-    capnp::MallocMessageBuilder builder(256);
-    auto root = builder.initRoot<wire::Message>();
-    fillWireError(root.initError(), why, host.identity(), wire::ErrorKind::PROTOCOL_VIOLATION);
-    channel->send(builder);
-  }
-  try {
-    co_await channel->shutdownWrite();
-  } catch (...) {
-    // The peer may be gone already; the refusal below is what matters.
-  }
-  kj::throwFatalException(kj::mv(why));
+  // Each side sends at most what the other accepts: the smaller limit, both ways.
+  if (theirLimit == 0) theirLimit = DEFAULT_MAX_FRAME_BYTES;  // a peer that does not say
+  options.maxMessageBytes = kj::min(uint64_t(local), theirLimit);
+  auto remote = ActorIdentity::fromWire(theirHello.getId());
+  co_return kj::heap<Peer>(kj::mv(channel), host, kj::mv(remote), initiator, options, trust);
+}
+
+}  // namespace
+
+kj::Exception authenticationFailed(kj::StringPtr what) {
+  return kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+                       kj::str(AUTHENTICATION_FAILED, ": ", what));
+}
+
+bool isAuthenticationFailed(const kj::Exception& exception) {
+  return exception.getDescription().startsWith(AUTHENTICATION_FAILED);
+}
+
+Co<kj::Own<Peer>> handshake(kj::Own<Channel> channel, PeerHost& host, bool initiator,
+                            PeerOptions options) {
+  return exchangeHellos(kj::mv(channel), host, initiator, options, PeerTrust::TREE_SECRET);
+}
+
+Co<kj::Own<Peer>> handshakeWithParent(kj::Own<Channel> channel, PeerHost& host,
+                                      PeerOptions options) {
+  return exchangeHellos(kj::mv(channel), host, /*initiator=*/true, options, PeerTrust::PARENT);
+}
+
+Co<kj::Own<Peer>> handshakeWithChild(kj::Own<Channel> channel, PeerHost& host,
+                                     PeerOptions options) {
+  return exchangeHellos(kj::mv(channel), host, /*initiator=*/false, options, PeerTrust::CHILD);
 }
 
 }  // namespace harrow

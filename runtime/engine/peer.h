@@ -14,6 +14,7 @@
 
 #include <harrow/ipc/channel.h>
 #include <harrow/co/nursery.h>
+#include <harrow/engine/auth.h>
 #include <harrow/engine/remote_error.h>
 #include <harrow/typed/task.h>
 
@@ -46,6 +47,13 @@ struct PeerOptions {
   size_t maxMessageBytes = 0;
 };
 
+// Why this side trusts the other end of a channel (docs/PROTOCOL.md 2.2).
+enum class PeerTrust {
+  TREE_SECRET,  // it proved in the handshake that it knows the tree's secret
+  PARENT,       // it is this actor's parent: the socketpair this process inherited as fd 3
+  CHILD,        // it is a child this actor spawned: the socketpair this actor made for it
+};
+
 // What a Peer needs from the actor that owns it.
 class PeerHost {
 public:
@@ -58,6 +66,10 @@ public:
   void setMaxMessageBytes(size_t bytes);
 
   virtual const ActorIdentity& identity() const = 0;
+  // The secret this actor's tree shares: what authenticated handshakes prove knowledge of.
+  virtual const TreeSecret& treeSecret() const = 0;
+  // A peer failed authentication (wrong secret, or no proof at all): the handshake refused it.
+  virtual void authenticationFailed(const kj::Exception& why) { (void)why; }
   // The server for an actor interface this actor serves, if any.
   virtual kj::Maybe<ActorServer&> findServer(uint64_t interfaceId) = 0;
   // A channel-level message (call id 0) other than hello: spawnSpec, cancelActor, ...
@@ -75,11 +87,12 @@ public:
   // `initiator`: whether this side opened the connection (it then allocates odd call ids).
   // options.maxMessageBytes (0: the host's) becomes the channel's frame limit both ways.
   Peer(kj::Own<Channel> channel, PeerHost& host, ActorIdentity remote, bool initiator,
-       PeerOptions options = {});
+       PeerOptions options = {}, PeerTrust trust = PeerTrust::TREE_SECRET);
   ~Peer() noexcept(false);
   KJ_DISALLOW_COPY(Peer);
 
   const ActorIdentity& remote() const { return remoteId; }
+  PeerTrust trust() const { return trustedAs; }
   Channel& channel() { return *chan; }
   PeerHost& host() { return hostRef; }
 
@@ -154,6 +167,7 @@ private:
   PeerHost& hostRef;
   ActorIdentity remoteId;
   PeerOptions options;
+  PeerTrust trustedAs;
   uint64_t nextCallId;          // ours: odd for the initiator, even for the acceptor
   uint64_t highestPeerCallId = 0;
   kj::HashMap<uint64_t, Route*> routes;
@@ -174,10 +188,28 @@ private:
   void failRoutes(const kj::Exception& why);
 };
 
-// The hello exchange on a fresh channel: each side sends its identity, pid, protocol version and
-// message limit, then reads the other's. A peer speaking another version, or anything but hello,
-// is refused. The Peer's limit is the smaller of the two sides' limits.
+// The handshake on a fresh channel (docs/PROTOCOL.md 2.1, 2.2): each side sends its hello
+// (identity, pid, protocol version, message limit, a fresh nonce) and reads the other's; then the
+// opener proves it knows the host's tree secret, and only once that proof checks out does the
+// acceptor prove it in turn (so a stranger who connects learns nothing it could use elsewhere). A
+// peer speaking another version, sending anything but the handshake, or failing the proof is
+// refused: it gets an `error`, the channel is closed, and this throws (AuthenticationFailed for a
+// wrong or missing proof, after telling the host through PeerHost::authenticationFailed). The
+// Peer's limit is the smaller of the two sides' limits.
 Co<kj::Own<Peer>> handshake(kj::Own<Channel> channel, PeerHost& host, bool initiator,
                             PeerOptions options = {});
+
+// The hello exchange on the socketpair between a parent and the child it spawns, trusted by
+// construction: the parent made it and handed one end only to the child (as fd 3), so nobody else
+// can be at either end, and no proof is exchanged (the child does not know the secret yet: the
+// spawn spec brings it). The child calls handshakeWithParent, the parent handshakeWithChild.
+Co<kj::Own<Peer>> handshakeWithParent(kj::Own<Channel> channel, PeerHost& host,
+                                      PeerOptions options = {});
+Co<kj::Own<Peer>> handshakeWithChild(kj::Own<Channel> channel, PeerHost& host,
+                                     PeerOptions options = {});
+
+// A failed proof of the tree secret: "harrow.AuthenticationFailed: ...".
+kj::Exception authenticationFailed(kj::StringPtr what);
+bool isAuthenticationFailed(const kj::Exception& exception);
 
 }  // namespace harrow

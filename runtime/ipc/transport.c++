@@ -6,6 +6,7 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -30,6 +31,19 @@ kj::Maybe<uint16_t> parsePort(kj::StringPtr text) {
 [[noreturn]] void badAddress(kj::StringPtr text, kj::StringPtr why) {
   kj::throwFatalException(kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
       kj::str("invalid address \"", text, "\": ", why)));
+}
+
+// The uid of the process at the other end of a Unix socket (SO_PEERCRED: the credentials it had
+// when it connected, or when it called listen()).
+uid_t peerUid(kj::AsyncIoStream& stream) {
+  struct ucred credentials;
+  uint length = sizeof(credentials);
+  stream.getsockopt(SOL_SOCKET, SO_PEERCRED, &credentials, &length);
+  return credentials.uid;
+}
+
+bool isUnix(Address::Kind kind) {
+  return kind == Address::Kind::UNIX || kind == Address::Kind::UNIX_ABSTRACT;
 }
 
 // Harrow coalesces writes itself; Nagle's algorithm would only delay a lone message.
@@ -144,6 +158,15 @@ Co<kj::Own<Channel>> connect(kj::Network& network, kj::StringPtr addressText,
         kj::str("connect to ", addressText, " failed: ", exception->getDescription())));
   }
   if (address.kind == Address::Kind::TCP) setNoDelay(*stream);
+  if (isUnix(address.kind)) {
+    // Whoever listens on an abstract name (no file permissions guard it) may be anyone: only a
+    // process of this user is a harrow actor of ours. (The handshake's proof is checked anyway.)
+    uid_t uid = peerUid(*stream);
+    if (uid != geteuid()) {
+      kj::throwFatalException(transportClosed(kj::str(
+          "connect to ", addressText, " refused: it is served by uid ", uid, ", not this user")));
+    }
+  }
   co_return kj::heap<Channel>(kj::mv(stream), options);
 }
 
@@ -190,7 +213,12 @@ Listener::Listener(kj::Own<kj::ConnectionReceiver> receiverParam, Address addres
                    ChannelOptions options)
     : receiver(kj::mv(receiverParam)), address(kj::mv(addressParam)), options(options) {
   if (address.kind == Address::Kind::TCP) address.port = receiver->getPort();
-  if (address.kind == Address::Kind::UNIX) socketFile = socketFileAt(address.path);
+  if (address.kind == Address::Kind::UNIX) {
+    // Only this user may connect (the runtime directory is 0700 too, but a path given explicitly
+    // may be anywhere). A connection made before this chmod is still refused by accept().
+    KJ_SYSCALL(chmod(address.path.cStr(), 0600), address.path);
+    socketFile = socketFileAt(address.path);
+  }
   addressText = address.toString();
 }
 
@@ -204,9 +232,18 @@ Listener::~Listener() noexcept(false) {
 }
 
 Co<kj::Own<Channel>> Listener::accept() {
-  auto stream = co_await receiver->accept();
-  if (address.kind == Address::Kind::TCP) setNoDelay(*stream);
-  co_return kj::heap<Channel>(kj::mv(stream), options);
+  for (;;) {
+    auto stream = co_await receiver->accept();
+    // A process of another user is closed at once, before it can send a byte of the handshake:
+    // an abstract socket has no file permissions to keep it out. Not reported (a stranger
+    // knocking must not fill anyone's log); counted.
+    if (isUnix(address.kind) && peerUid(*stream) != geteuid()) {
+      ++refused;
+      continue;
+    }
+    if (address.kind == Address::Kind::TCP) setNoDelay(*stream);
+    co_return kj::heap<Channel>(kj::mv(stream), options);
+  }
 }
 
 }  // namespace harrow

@@ -42,7 +42,8 @@ struct Address {
 };
 
 // Connects to `address`. A refused or failed connection throws TransportClosed (the peer is not
-// there); a malformed address or a failed name lookup throws as such.
+// there), as does a Unix socket served by a process of another uid (SO_PEERCRED); a malformed
+// address or a failed name lookup throws as such.
 Co<kj::Own<Channel>> connect(kj::Network& network, kj::StringPtr address,
                              ChannelOptions options = {});
 
@@ -63,14 +64,20 @@ public:
   // The bound address in harrow form, with the actual port: what peers pass to connect().
   kj::StringPtr getAddress() const { return addressText; }
 
-  // The next incoming connection, as a Channel with this listener's options.
+  // The next incoming connection, as a Channel with this listener's options. On a Unix socket,
+  // connections from processes of another uid (SO_PEERCRED) are closed unseen; socket files are
+  // made mode 0600.
   Co<kj::Own<Channel>> accept();
+
+  // How many connections accept() refused because they came from another uid.
+  uint64_t refusedConnections() const { return refused; }
 
 private:
   kj::Own<kj::ConnectionReceiver> receiver;
   Address address;
   kj::String addressText;
   ChannelOptions options;
+  uint64_t refused = 0;
   // The socket file this listener created (device, inode), so the destructor removes only that
   // file and not one a later listener put at the same path.
   struct FileId {

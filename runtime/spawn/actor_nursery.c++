@@ -74,14 +74,16 @@ Co<Peer*> ActorNursery::spawn(kj::StringPtr nameParam, kj::StringPtr implementat
   Child& ref = *child;
   children.add(kj::mv(child));
 
-  auto peer = co_await handshake(kj::heap<Channel>(actor.eventPort(), kj::mv(parentEnd)), actor,
-                                 /*initiator=*/false);
+  // The socketpair is trusted by construction (only the child holds its other end): no proof is
+  // exchanged on it, and the spawn spec brings the child the tree's secret.
+  auto peer = co_await handshakeWithChild(
+      kj::heap<Channel>(actor.eventPort(), kj::mv(parentEnd)), actor);
 
   auto message = peer->newControlMessage();
   auto spec = message->getRoot<wire::Message>().initSpawnSpec();
   spec.setImplementation(implementation);
   spec.setGracePeriodNanos(options.gracePeriod / kj::NANOSECONDS);
-  actor.fillSpawnSpec(spec, name);  // its listen address, the registry's and the root's
+  actor.fillSpawnSpec(spec, name);  // the secret, its listen address, the registry's, the root's
   // The child inherits our message limit, and this channel uses it from the spec on.
   spec.setMaxMessageBytes(actor.maxMessageBytes());
   peer->send(kj::mv(message));

@@ -60,13 +60,35 @@ protected:
     return builder;
   }
 
-  void sendHello(uint32_t version = wire::PROTOCOL_VERSION) {
+  // A hello, without the proof that must follow it.
+  kj::Own<capnp::MallocMessageBuilder> sendBareHello(uint32_t version = wire::PROTOCOL_VERSION) {
     wire::Message::Builder root = nullptr;
     auto m = message(0, root);
     auto hello = root.initHello();
     ActorIdentity::random("rogue").toWire(hello.initId());
     hello.setProtocolVersion(version);
+    setHelloNonce(hello);
+    raw->send(*m);
+    return m;
+  }
+
+  // The opener's side of the handshake, by hand: the rogue knows the tree's secret (it breaks
+  // the protocol later, not the handshake).
+  void sendHello() {
+    auto ours = sendBareHello();
+    auto theirs = KJ_ASSERT_NONNULL(raw->receive().wait(io.waitScope));
+    auto opener = ours->getRoot<wire::Message>().getHello().asReader();
+    auto acceptor = theirs->getRoot<wire::Message>().getHello();
+    auto proof = handshakeProof(actor.treeSecret(), HandshakeRole::OPENER, opener, acceptor);
+    wire::Message::Builder root = nullptr;
+    auto m = message(0, root);
+    root.setAuthenticate(capnp::Data::Reader(proof.begin(), proof.size()));
     raw->send(kj::mv(m));
+    auto answer = KJ_ASSERT_NONNULL(raw->receive().wait(io.waitScope));
+    auto theirProof = answer->getRoot<wire::Message>();
+    KJ_ASSERT(theirProof.isAuthenticate());
+    KJ_ASSERT(verifyHandshakeProof(actor.treeSecret(), HandshakeRole::ACCEPTOR, opener, acceptor,
+                                   theirProof.getAuthenticate()));
   }
 
   void sendStart(uint64_t callId, uint16_t method) {
@@ -150,7 +172,7 @@ TEST_F(ViolationTest, VersionMismatchIsRefusedWithAnError) {
   auto pipe = io.provider->newTwoWayPipe();
   raw = kj::heap<Channel>(kj::mv(pipe.ends[0]));
   auto shaking = handshake(kj::heap<Channel>(kj::mv(pipe.ends[1])), actor, false);
-  sendHello(99);
+  sendBareHello(99);
   auto failure = kj::runCatchingExceptions([&]() { shaking.wait(io.waitScope); });
   EXPECT_TRUE(isProtocolViolation(KJ_ASSERT_NONNULL(failure)));
   auto reader = next();
@@ -199,7 +221,7 @@ TEST_F(ViolationTest, YieldToACallIsAViolation) {
 TEST_F(ViolationTest, SecondHelloIsAChannelLevelViolation) {
   run([&]() {
     sendHello();
-    sendHello();
+    sendBareHello();
     expectViolation(0, "a second hello");
     expectEchoStillWorks(1);
   });

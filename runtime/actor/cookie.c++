@@ -1,0 +1,127 @@
+#include <harrow/actor/cookie.h>
+
+#include <harrow/actor/actor.h>
+
+#include <kj/debug.h>
+#include <kj/encoding.h>
+
+#include <sodium.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace harrow {
+
+namespace {
+
+constexpr size_t MAX_COOKIE_BYTES = 4096;
+
+[[noreturn]] void cookieError(kj::StringPtr path, kj::StringPtr what) {
+  kj::throwFatalException(kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+                                        kj::str("the cookie file ", path, " ", what)));
+}
+
+kj::String modeText(mode_t mode) {
+  char text[8];
+  snprintf(text, sizeof(text), "%04o", unsigned(mode & 07777));
+  return kj::str(text);
+}
+
+void writeAll(int fd, kj::ArrayPtr<const kj::byte> bytes, kj::StringPtr path) {
+  while (bytes.size() > 0) {
+    ssize_t n = write(fd, bytes.begin(), bytes.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) KJ_FAIL_SYSCALL("write", errno, path);
+    bytes = bytes.slice(n, bytes.size());
+  }
+}
+
+// A new cookie at `path`, unless one appears there first. Written to a private temporary file
+// (O_EXCL, 0600) and linked into place, so the cookie appears complete or not at all; if another
+// process linked its cookie first, that one wins and ours goes.
+void createCookie(kj::StringPtr path) {
+  kj::byte random[32];
+  randombytes_buf(random, sizeof(random));
+  auto text = kj::str(kj::encodeHex(kj::arrayPtr(random, sizeof(random))), "\n");
+  sodium_memzero(random, sizeof(random));
+  KJ_DEFER(sodium_memzero(text.begin(), text.size()));
+
+  kj::byte suffix[8];
+  randombytes_buf(suffix, sizeof(suffix));
+  auto temporary = kj::str(path, ".new-", kj::encodeHex(kj::arrayPtr(suffix, sizeof(suffix))));
+  int fd = open(temporary.cStr(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) {
+    cookieError(path, kj::str("does not exist and cannot be created: ", strerror(errno)));
+  }
+  KJ_DEFER(unlink(temporary.cStr()));
+  {
+    KJ_DEFER(close(fd));
+    writeAll(fd, text.asBytes(), temporary);
+    KJ_SYSCALL(fsync(fd), temporary);
+  }
+  if (link(temporary.cStr(), path.cStr()) != 0 && errno != EEXIST) {
+    cookieError(path, kj::str("does not exist and cannot be created: ", strerror(errno)));
+  }
+}
+
+}  // namespace
+
+kj::String cookiePathFromEnvironment() {
+  const char* path = getenv("HARROW_COOKIE");
+  if (path != nullptr && *path != '\0') return kj::str(path);
+  return kj::str(runtimeDirectory(), "/cookie");
+}
+
+TreeSecret readCookie(kj::StringPtr path) {
+  int fd = open(path.cStr(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0 && errno == ENOENT) {
+    createCookie(path);
+    fd = open(path.cStr(), O_RDONLY | O_CLOEXEC);
+  }
+  if (fd < 0) cookieError(path, kj::str("cannot be read: ", strerror(errno)));
+  KJ_DEFER(close(fd));
+
+  struct stat st;
+  KJ_SYSCALL(fstat(fd, &st), path);
+  if (!S_ISREG(st.st_mode)) cookieError(path, "is not a regular file");
+  if (st.st_uid != geteuid()) {
+    cookieError(path, kj::str("belongs to uid ", st.st_uid, ", not to this user (uid ", geteuid(),
+                              "): refused"));
+  }
+  if ((st.st_mode & 077) != 0) {
+    cookieError(path, kj::str("has mode ", modeText(st.st_mode),
+                              ": others may read or change it, so it proves nothing; refused "
+                              "(chmod 600 ", path, ")"));
+  }
+  if (st.st_size > off_t(MAX_COOKIE_BYTES)) {
+    cookieError(path, kj::str("is larger than ", MAX_COOKIE_BYTES, " bytes"));
+  }
+
+  kj::byte buffer[MAX_COOKIE_BYTES + 1];
+  KJ_DEFER(sodium_memzero(buffer, sizeof(buffer)));
+  size_t size = 0;
+  for (;;) {
+    ssize_t n = read(fd, buffer + size, sizeof(buffer) - size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) cookieError(path, kj::str("cannot be read: ", strerror(errno)));
+    if (n == 0) break;
+    size += n;
+    if (size == sizeof(buffer)) {
+      cookieError(path, kj::str("is larger than ", MAX_COOKIE_BYTES, " bytes"));
+    }
+  }
+  // A trailing newline (or any whitespace) is an editor's, not part of the cookie.
+  while (size > 0 && (buffer[size - 1] == '\n' || buffer[size - 1] == '\r' ||
+                      buffer[size - 1] == ' ' || buffer[size - 1] == '\t')) {
+    --size;
+  }
+  if (size < 16) {
+    cookieError(path, kj::str("holds ", size, " bytes; a cookie needs at least 16"));
+  }
+  return TreeSecret::fromCookie(kj::arrayPtr(buffer, size));
+}
+
+}  // namespace harrow
