@@ -79,8 +79,8 @@ private:
 // The channel server.
 //
 // An actor with channel-server options listens on its bind addresses and accepts channels from
-// any actor (hello exchange within the handshake timeout, then the same protocol engine as every
-// channel). It also keeps a cache of outbound channels by address, so a portal to an actor found
+// any actor of its tree (the handshake, proving the tree secret, within the handshake timeout;
+// then the same protocol engine as every channel). It also keeps a cache of outbound channels by address, so a portal to an actor found
 // by name stays valid for as long as its channel lives. Finding actors by name (the registry) is
 // the discovery layer's (<harrow/discovery/discovery.h>), attached to the actor as an
 // ActorAttachment; this layer knows no registry.
@@ -92,8 +92,9 @@ private:
 // is replaced, never in the way). The handshake timeout: 5 s, or HARROW_HANDSHAKE_TIMEOUT_MS.
 //
 // Robustness: a connection that is dropped before the hello exchange (a port scanner's
-// connect-and-drop), sends garbage, or stays silent past the handshake timeout is logged at debug
-// level as TransportClosed and closed; the actor does not notice otherwise.
+// connect-and-drop), sends garbage, fails authentication, or stays silent past the handshake
+// timeout is logged at debug level and closed (the first failed authentication also at warning
+// level, so that a wrong cookie is noticed); the actor does not notice otherwise.
 
 enum class TransportKind { TCP, UNIX, UNIX_ABSTRACT };
 

@@ -105,7 +105,7 @@ public:
   Co<kj::Own<capnp::MessageReader>> receiveOne();
 
   // The parent–child channel: once the spawn spec has gone out (parent) or come in (child), the
-  // channel's limit is the one the spec carries (docs/PROTOCOL.md 2.2). Before serve() runs.
+  // channel's limit is the one the spec carries (docs/PROTOCOL.md 2.3). Before serve() runs.
   void adoptMaxMessageBytes(size_t bytes);
 
   // A channel-level message builder (call id 0) and sending it.
