@@ -12,6 +12,7 @@
 #include <harrow/actor/actor.h>
 #include <harrow/co/cancel_scope.h>
 #include "tests/processes.h"
+#include "tests/program.h"
 
 #include <gtest/gtest.h>
 #include <kj/async-io.h>
@@ -38,6 +39,8 @@ namespace harrow {
 namespace {
 
 using testing::childrenOf;
+using testing::field;
+using testing::Program;
 using testing::describe;
 using testing::readStat;
 
@@ -46,112 +49,6 @@ const char* clientPath = nullptr;
 
 constexpr kj::Duration GUARD = 60 * kj::SECONDS;
 constexpr unsigned WATCHDOG_SECONDS = 120;
-
-// One program started by the test, its stdout and stderr captured together.
-class Program {
-public:
-  Program(kj::AsyncIoContext& io, std::vector<std::string> args) : io(io) {
-    int fds[2];
-    KJ_SYSCALL(pipe2(fds, O_CLOEXEC));
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
-    posix_spawn_file_actions_adddup2(&actions, fds[1], STDERR_FILENO);
-    // The event loop blocks SIGCHLD (and more); the program gets a clean mask.
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    sigset_t none;
-    sigemptyset(&none);
-    posix_spawnattr_setsigmask(&attr, &none);
-    sigset_t defaults;
-    sigemptyset(&defaults);
-    sigaddset(&defaults, SIGPIPE);
-    sigaddset(&defaults, SIGCHLD);
-    posix_spawnattr_setsigdefault(&attr, &defaults);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    int error = posix_spawn(&pid, argv[0], &actions, &attr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attr);
-    close(fds[1]);
-    if (error != 0) {
-      close(fds[0]);
-      KJ_FAIL_SYSCALL("posix_spawn", error, args[0]);
-    }
-    pidSlot = pid;
-    output = io.lowLevelProvider->wrapInputFd(fds[0], kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
-    exitStatus = io.unixEventPort.onChildExit(pidSlot).fork();
-  }
-
-  ~Program() noexcept(false) {
-    if (!exited) {
-      // A failed test: do not leave it behind.
-      kill(pid, SIGKILL);
-      KJ_IF_MAYBE(p, pidSlot) {
-        int status;
-        waitpid(*p, &status, 0);
-      }
-    }
-  }
-
-  pid_t getPid() const { return pid; }
-
-  // The program's output up to the first line starting with `prefix` (which it returns).
-  Co<std::string> waitForLine(std::string prefix) {
-    for (;;) {
-      size_t start = 0;
-      while (true) {
-        auto newline = text.find('\n', start);
-        if (newline == std::string::npos) break;
-        std::string line = text.substr(start, newline - start);
-        // Lines are "[daemon PID] ..." or "[client PID] ...": match after the tag.
-        auto tagEnd = line.find("] ");
-        std::string body = tagEnd == std::string::npos ? line : line.substr(tagEnd + 2);
-        if (body.rfind(prefix, 0) == 0) co_return body;
-        start = newline + 1;
-      }
-      if (!co_await readMore()) {
-        KJ_FAIL_REQUIRE("the program ended its output without the expected line", prefix, text);
-      }
-    }
-  }
-
-  // Reads everything until EOF, then waits for the exit; returns the wait status.
-  Co<int> finish() {
-    while (co_await readMore()) {}
-    int status = co_await exitStatus.addBranch();
-    exited = true;
-    co_return status;
-  }
-
-  const std::string& outputSoFar() const { return text; }
-
-private:
-  kj::AsyncIoContext& io;
-  pid_t pid = 0;
-  kj::Maybe<pid_t> pidSlot;
-  kj::Own<kj::AsyncInputStream> output;
-  kj::ForkedPromise<int> exitStatus = nullptr;
-  std::string text;
-  bool exited = false;
-
-  Co<bool> readMore() {
-    char buffer[4096];
-    size_t n = co_await output->tryRead(buffer, 1, sizeof(buffer));
-    text.append(buffer, n);
-    co_return n > 0;
-  }
-};
-
-std::string field(const std::string& line, const std::string& key) {
-  auto at = line.find(" " + key + "=");  // "ready a=1 b=2": every field follows a space
-  if (at == std::string::npos) return "";
-  at += key.size() + 2;
-  auto end = line.find_first_of(" \n", at);
-  return line.substr(at, end == std::string::npos ? std::string::npos : end - at);
-}
 
 bool exitedWith(int status, int code) { return WIFEXITED(status) && WEXITSTATUS(status) == code; }
 

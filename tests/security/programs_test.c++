@@ -1,0 +1,251 @@
+// Authentication between independent programs (examples/multi_program's daemon and client):
+//  - two programs given the same cookie file meet (the first one creates it);
+//  - a program with another cookie is refused with an error that says so, and the daemon carries
+//    on; strangers that skip the proof, send cancelActor or a wrong MAC are refused the same way,
+//    and the daemon logs at most one warning for all of them;
+//  - a cookie file others may read stops the root with an error naming the file;
+// and no process is left behind.
+//
+// Usage (from BUILD.bazel): programs_test DAEMON CLIENT
+
+#include <harrow/actor/actor.h>
+#include <harrow/co/cancel_scope.h>
+#include "tests/processes.h"
+#include "tests/program.h"
+
+#include <gtest/gtest.h>
+#include <kj/async-io.h>
+#include <kj/async-unix.h>
+#include <kj/debug.h>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <set>
+#include <string>
+#include <vector>
+
+namespace harrow {
+namespace {
+
+using testing::childrenOf;
+using testing::describe;
+using testing::field;
+using testing::Program;
+using testing::readStat;
+
+const char* daemonPath = nullptr;
+const char* clientPath = nullptr;
+
+constexpr kj::Duration GUARD = 60 * kj::SECONDS;
+constexpr unsigned WATCHDOG_SECONDS = 120;
+
+bool has(const std::string& text, const std::string& what) {
+  return text.find(what) != std::string::npos;
+}
+
+int countLines(const std::string& text, const std::string& what) {
+  int n = 0;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    if (text.substr(start, end - start).find(what) != std::string::npos) ++n;
+    start = end + 1;
+  }
+  return n;
+}
+
+class ProgramsTest : public ::testing::Test {
+protected:
+  ~ProgramsTest() noexcept override {}
+
+  kj::AsyncIoContext io = kj::setupAsyncIo();
+  std::set<pid_t> known;
+  std::string dir = []() {
+    char buffer[] = "/tmp/harrow-programs-test-XXXXXX";
+    KJ_ASSERT(mkdtemp(buffer) != nullptr);
+    return std::string(buffer);
+  }();
+
+  void SetUp() override { alarm(WATCHDOG_SECONDS); }
+
+  void TearDown() override {
+    alarm(0);
+    for (auto& child : childrenOf(getpid())) {
+      ADD_FAILURE() << "a child process is left: " << describe(child);
+    }
+    for (pid_t pid : known) {
+      KJ_IF_MAYBE(stat, readStat(pid)) {
+        if (stat->state == 'Z' && stat->ppid != getpid()) continue;
+        ADD_FAILURE() << "a process of the test still exists: " << describe(*stat);
+      }
+    }
+    for (auto name : {"cookie", "other"}) unlink((dir + "/" + name).c_str());
+    rmdir(dir.c_str());
+  }
+
+  void run(kj::Function<kj::Promise<void>()> body) {
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+                  failAfter(io.provider->getTimer(), GUARD, kj::mv(body)).wait(io.waitScope);
+                })) {
+      ADD_FAILURE() << kj::str(*e).cStr();
+    }
+  }
+
+  kj::Own<Program> daemon(const std::string& cookie) {
+    return kj::heap<Program>(io, std::vector<std::string>{
+        daemonPath, "--harrow-registry=tcp:127.0.0.1:0", "--harrow-cookie=" + cookie});
+  }
+
+  // The client gets its cookie through the environment (HARROW_COOKIE), the daemon by flag.
+  kj::Own<Program> client(const std::string& registry, const std::string& cookie) {
+    return kj::heap<Program>(io,
+        std::vector<std::string>{clientPath, "--harrow-registry=" + registry},
+        std::vector<std::string>{"HARROW_COOKIE=" + cookie});
+  }
+
+  // The registry address a ready daemon reports.
+  Co<std::string> ready(Program& program) {
+    known.insert(program.getPid());
+    auto line = co_await program.waitForLine("ready ");
+    known.insert(std::stoi(field(line, "greeter-pid")));
+    co_return field(line, "registry");
+  }
+
+  Co<void> expectGreeting(const std::string& registry, const std::string& cookie) {
+    auto c = client(registry, cookie);
+    known.insert(c->getPid());
+    auto line = co_await c->waitForLine("greeter (pid ");
+    EXPECT_TRUE(has(line, "says: hello, world")) << line;
+    int status = co_await c->finish();
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << c->outputSoFar();
+  }
+
+  Co<void> stop(Program& program) {
+    kill(program.getPid(), SIGTERM);
+    int status = co_await program.finish();
+    EXPECT_TRUE(WIFEXITED(status)) << status;
+  }
+};
+
+// A stranger's attempt at the daemon's registry, speaking wire messages by hand: its hello, then
+// `proof` (if any), then cancelActor. It must get an error and EOF, and no proof.
+Co<void> knock(kj::Network& network, kj::StringPtr address, kj::Maybe<const TreeSecret&> proofKey) {
+  auto channel = co_await connect(network, address);
+  capnp::MallocMessageBuilder hello;
+  auto root = hello.initRoot<wire::Message>();
+  ActorIdentity::random("stranger").toWire(root.initHello().initId());
+  root.getHello().setProtocolVersion(wire::PROTOCOL_VERSION);
+  setHelloNonce(root.getHello());
+  channel->send(hello);
+  auto theirs = co_await channel->receive();
+  KJ_ASSERT(theirs != nullptr);
+  KJ_IF_MAYBE(key, proofKey) {
+    auto mac = handshakeProof(*key, HandshakeRole::OPENER, root.getHello().asReader(),
+                              KJ_ASSERT_NONNULL(theirs)->getRoot<wire::Message>().getHello());
+    capnp::MallocMessageBuilder proof;
+    proof.initRoot<wire::Message>().setAuthenticate(capnp::Data::Reader(mac.begin(), mac.size()));
+    channel->send(proof);
+  }
+  capnp::MallocMessageBuilder cancel;
+  cancel.initRoot<wire::Message>().setCancelActor();
+  channel->send(cancel);
+  auto answer = co_await channel->receive();
+  KJ_ASSERT(answer != nullptr);
+  EXPECT_TRUE(KJ_ASSERT_NONNULL(answer)->getRoot<wire::Message>().isError());
+  kj::Maybe<kj::Own<capnp::MessageReader>> after;
+  try {
+    after = co_await channel->receive();
+  } catch (...) {
+    // A reset is a close too.
+  }
+  EXPECT_TRUE(after == nullptr);
+}
+
+TEST_F(ProgramsTest, ProgramsSharingACookieMeetAndOthersAreRefused) {
+  std::string cookie = dir + "/cookie";
+  std::string other = dir + "/other";
+  run([&]() -> Co<void> {
+    auto d = daemon(cookie);  // creates the cookie file
+    std::string registry = co_await ready(*d);
+    struct stat st;
+    EXPECT_EQ(stat(cookie.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0600u);
+
+    co_await expectGreeting(registry, cookie);
+
+    // Another cookie: the client's probe of the registry fails authentication.
+    {
+      auto c = client(registry, other);
+      known.insert(c->getPid());
+      int status = co_await c->finish();
+      EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << c->outputSoFar();
+      EXPECT_TRUE(has(c->outputSoFar(), "belongs to another tree")) << c->outputSoFar();
+      EXPECT_TRUE(has(c->outputSoFar(), "same cookie")) << c->outputSoFar();
+    }
+
+    // Strangers: no proof, a proof with a key of their own; each then tries cancelActor.
+    auto& network = io.provider->getNetwork();
+    auto wrongKey = TreeSecret::random();
+    for (int i = 0; i < 5; ++i) {
+      co_await knock(network, registry, nullptr);
+      co_await knock(network, registry, wrongKey);
+    }
+
+    // The daemon carries on: its greeter is still found and answers.
+    co_await expectGreeting(registry, cookie);
+    co_await stop(*d);
+    // Eleven refusals, at most one warning line about them (the rest at debug level).
+    EXPECT_LE(countLines(d->outputSoFar(), "warning"), 1) << d->outputSoFar();
+  });
+}
+
+TEST_F(ProgramsTest, ACookieOthersMayReadStopsTheRootWithAnErrorNamingIt) {
+  std::string cookie = dir + "/cookie";
+  int fd = open(cookie.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(write(fd, "0123456789abcdef0123456789abcdef\n", 33), 33);
+  close(fd);
+  ASSERT_EQ(chmod(cookie.c_str(), 0644), 0);
+  run([&]() -> Co<void> {
+    auto d = daemon(cookie);
+    known.insert(d->getPid());
+    int status = co_await d->finish();
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << status;
+    EXPECT_TRUE(has(d->outputSoFar(), "the cookie file " + cookie + " has mode 0644"))
+        << d->outputSoFar();
+    EXPECT_FALSE(has(d->outputSoFar(), "ready")) << d->outputSoFar();
+  });
+}
+
+}  // namespace
+}  // namespace harrow
+
+namespace {
+void onWatchdog(int) {
+  static const char message[] = "programs_test: watchdog: a test hung past every guard\n";
+  ssize_t ignored = write(STDERR_FILENO, message, sizeof(message) - 1);
+  (void)ignored;
+  _exit(3);
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  kj::UnixEventPort::captureChildExit();
+  struct sigaction watchdog = {};
+  watchdog.sa_handler = onWatchdog;
+  sigaction(SIGALRM, &watchdog, nullptr);
+  ::testing::InitGoogleTest(&argc, argv);
+  if (argc != 3) {
+    fprintf(stderr, "usage: programs_test DAEMON CLIENT\n");
+    return 2;
+  }
+  harrow::daemonPath = argv[1];
+  harrow::clientPath = argv[2];
+  return RUN_ALL_TESTS();
+}
