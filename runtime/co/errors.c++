@@ -19,6 +19,7 @@ constexpr Named NAMES[] = {
     {ErrorKind::CONTEXT_CANCELLED, "ContextCancelled"_kj},
     {ErrorKind::PROTOCOL_VIOLATION, "ProtocolViolation"_kj},
     {ErrorKind::UNKNOWN_METHOD, "UnknownMethod"_kj},
+    {ErrorKind::AUTHENTICATION_FAILED, "AuthenticationFailed"_kj},
     {ErrorKind::ACTOR_DIED, "ActorDied"_kj},
     {ErrorKind::SPAWN_FAILED, "SpawnFailed"_kj},
     {ErrorKind::NO_REGISTRY, "NoRegistry"_kj},

@@ -32,6 +32,7 @@ enum class ErrorKind {
   CONTEXT_CANCELLED,      // the other side of a context cancelled it
   PROTOCOL_VIOLATION,     // a peer broke docs/PROTOCOL.md (answered, never an actor failure)
   UNKNOWN_METHOD,         // the actor does not serve that interface or method
+  AUTHENTICATION_FAILED,  // a peer could not prove the tree's secret: the handshake refused it
   // Actors and processes (actor/, spawn/)
   ACTOR_DIED,             // a child exited or was killed: names the actor, pid and how
   SPAWN_FAILED,           // a child could not be started

@@ -1,5 +1,7 @@
 #include <harrow/engine/peer.h>
 
+#include <harrow/co/errors.h>
+
 #include "runtime/engine/internal/incoming_task.h"
 #include "runtime/engine/internal/outgoing_task.h"
 #include "runtime/engine/internal/wire_message.h"
@@ -532,12 +534,11 @@ Co<kj::Own<Peer>> exchangeHellos(kj::Own<Channel> channel, PeerHost& host, bool 
 }  // namespace
 
 kj::Exception authenticationFailed(kj::StringPtr what) {
-  return kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
-                       kj::str(AUTHENTICATION_FAILED, ": ", what));
+  return makeError(ErrorKind::AUTHENTICATION_FAILED, what);
 }
 
 bool isAuthenticationFailed(const kj::Exception& exception) {
-  return exception.getDescription().startsWith(AUTHENTICATION_FAILED);
+  return is(exception, ErrorKind::AUTHENTICATION_FAILED);
 }
 
 Co<kj::Own<Peer>> handshake(kj::Own<Channel> channel, PeerHost& host, bool initiator,

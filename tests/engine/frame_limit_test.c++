@@ -448,16 +448,24 @@ TEST_F(FrameLimitTest, OversizedFrameFromAPeerIsAViolationOfThatPeer) {
   options.maxMessageBytes = 64 << 10;
   auto victimSide = handshake(kj::heap<Channel>(kj::mv(pipe.ends[1])), serverActor, false, options);
   {
+    // The rogue knows the tree's secret: it passes the handshake and breaks the limit later.
     capnp::MallocMessageBuilder hello;
     auto h = hello.initRoot<wire::Message>().initHello();
     ActorIdentity::random("rogue").toWire(h.initId());
     h.setProtocolVersion(wire::PROTOCOL_VERSION);
     h.setMaxMessageBytes(64 << 10);
+    setHelloNonce(h);
     rogue->send(hello);
+    auto theirs = KJ_ASSERT_NONNULL(rogue->receive().wait(io.waitScope));  // the victim's hello
+    auto mac = handshakeProof(serverActor.treeSecret(), HandshakeRole::OPENER, h.asReader(),
+                              theirs->getRoot<wire::Message>().getHello());
+    capnp::MallocMessageBuilder proof;
+    proof.initRoot<wire::Message>().setAuthenticate(capnp::Data::Reader(mac.begin(), mac.size()));
+    rogue->send(proof);
   }
   auto victim = victimSide.wait(io.waitScope);
   EXPECT_EQ(victim->maxMessageBytes(), 64u << 10);
-  KJ_ASSERT_NONNULL(rogue->receive().wait(io.waitScope));  // the victim's hello
+  KJ_ASSERT_NONNULL(rogue->receive().wait(io.waitScope));  // the victim's proof
 
   capnp::MallocMessageBuilder big;
   auto root = big.initRoot<wire::Message>();
