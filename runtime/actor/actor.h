@@ -78,12 +78,12 @@ private:
 // ---------------------------------------------------------------------------------------------
 // The channel server.
 //
-// An actor with channel-server options listens on its bind addresses and accepts channels from
-// any actor of its tree (the handshake, proving the tree secret, within the handshake timeout;
-// then the same protocol engine as every channel). It also keeps a cache of outbound channels by address, so a portal to an actor found
-// by name stays valid for as long as its channel lives. Finding actors by name (the registry) is
-// the discovery layer's (<harrow/discovery/discovery.h>), attached to the actor as an
-// ActorAttachment; this layer knows no registry.
+// An actor with channel-server options listens on its bind addresses and accepts channels from any
+// actor of its tree (the handshake, proving the tree secret, within the handshake timeout; then the
+// same protocol engine as every channel). It also keeps a cache of outbound channels by address, so
+// a portal to an actor found by name stays valid for as long as its channel lives. Finding actors
+// by name (the registry) is the discovery layer's (<harrow/discovery/discovery.h>), attached to the
+// actor as an ActorAttachment; this layer knows no registry.
 //
 // Defaults (harrow::main): every actor's own listen address is an abstract Unix socket
 // (unix:@harrow-NAME-XXXXXXXX, no file to clean up). --harrow-transport=tcp|unix|unix-abstract or
@@ -232,8 +232,8 @@ public:
   void setTreeSecret(TreeSecret secret) { sharedSecret = kj::mv(secret); }
 
   // For ActorNursery::spawn: a child's spawn spec gets the tree secret, its bind address (of this
-  // actor's child transport kind) and whatever the attachments add. Fills nothing for an actor without a
-  // channel server.
+  // actor's child transport kind) and whatever the attachments add. Fills nothing else for an
+  // actor without a channel server.
   void fillSpawnSpec(wire::SpawnSpec::Builder spec, kj::StringPtr childName);
 
   // PeerHost
