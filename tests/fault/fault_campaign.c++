@@ -212,10 +212,11 @@ Outcome runOnce(const std::string& program, std::mt19937& random, std::string& d
         }
         if (name == hit) {
           // Told of the fault itself, in time: a child killed under the call is ActorDied (it
-          // names the actor and the signal); one deeper arrives relayed, as RemoteActorError.
+          // names the actor and the signal); one deeper arrives relayed, as RemoteActorError, or
+          // as a MultiError when the child's nursery raised that death with the call's failure.
           std::string want = kind == "close"                     ? "TransportClosed|ActorDied"
                              : target.size() == 1 && kind == "kill9" ? "ActorDied"
-                                                                 : "RemoteActorError";
+                                                                 : "RemoteActorError|MultiError";
           if (("|" + want + "|").find("|" + errorKind + "|") == std::string::npos) {
             outcome.fail(std::string("caller ") + name + " got " + errorKind + ", not " + want);
           }
