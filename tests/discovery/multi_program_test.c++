@@ -11,6 +11,7 @@
 
 #include <harrow/actor/actor.h>
 #include <harrow/co/cancel_scope.h>
+#include "tests/names.h"
 #include "tests/processes.h"
 
 #include <gtest/gtest.h>
@@ -209,15 +210,14 @@ protected:
     }
   }
 
-  // A registry address for the daemon; TCP uses an ephemeral port (the daemon reports it).
-  std::string registryAddress(int n) {
+  // A registry address for the daemon that no other test, nor another copy of this one, uses;
+  // TCP uses an ephemeral port (the daemon reports it).
+  std::string registryAddress() {
     switch (GetParam()) {
       case TransportKind::TCP: return "tcp:127.0.0.1:0";
-      case TransportKind::UNIX:
-        return std::string("unix:") + runtimeDirectory().cStr() + "/multi-test-" +
-               std::to_string(getpid()) + "-" + std::to_string(n) + ".sock";
+      case TransportKind::UNIX: return testing::uniqueSocketFileAddress("multi-registry").cStr();
       case TransportKind::UNIX_ABSTRACT:
-        return "unix:@harrow-multi-test-" + std::to_string(getpid()) + "-" + std::to_string(n);
+        return testing::uniqueAbstractAddress("multi-registry").cStr();
     }
     return "";
   }
@@ -252,7 +252,7 @@ bool fileExists(const std::string& path) {
 
 TEST_P(MultiProgramTest, ClientFindsTheDaemonsActorAndTheDaemonLeavingIsAClearError) {
   run([&]() -> Co<void> {
-    auto d = daemon(registryAddress(1));
+    auto d = daemon(registryAddress());
     pid_t greeterPid = 0;
     std::string registry = co_await startDaemon(*d, &greeterPid);
     EXPECT_NE(registry.find(GetParam() == TransportKind::TCP ? "tcp:" : "unix:"), std::string::npos)
@@ -307,7 +307,7 @@ TEST_P(MultiProgramTest, WaitingClientStartedBeforeTheDaemon) {
     GTEST_SKIP() << "needs a fixed address; the Unix transports cover it";
   }
   run([&]() -> Co<void> {
-    auto address = registryAddress(2);
+    auto address = registryAddress();
     // The client comes first: it finds no registry, hosts one itself, and waits in it.
     auto c = client(address, {"--wait-for=greeter", "--name=early bird"});
     known.insert(c->getPid());
@@ -331,7 +331,7 @@ TEST_P(MultiProgramTest, WaitingClientStartedBeforeTheDaemon) {
 TEST_P(MultiProgramTest, StaleSocketFileOfAKilledDaemonDoesNotBlockARestart) {
   if (GetParam() != TransportKind::UNIX) GTEST_SKIP() << "socket files only";
   run([&]() -> Co<void> {
-    auto address = registryAddress(3);
+    auto address = registryAddress();
     auto path = address.substr(5);
     std::vector<std::string> otherSockets;
     {

@@ -5,6 +5,7 @@
 #include <harrow/ipc/transport.h>
 #include <harrow/typed/typed.h>
 #include "tests/engine/probe.capnp.h"
+#include "tests/names.h"
 
 #include <gtest/gtest.h>
 #include <kj/async-io.h>
@@ -130,7 +131,7 @@ protected:
       serverChannel = kj::heap<Channel>(kj::mv(pipe.ends[1]));
     } else {
       auto address = transport == "tcp" ? kj::str("tcp:127.0.0.1:0")
-                                        : kj::str("unix:@harrow-peer-test-", getpid());
+                                        : testing::uniqueAbstractAddress("peer");
       auto& network = io.provider->getNetwork();
       auto listener = Listener::bind(network, address).wait(io.waitScope);
       auto accepted = listener->accept();

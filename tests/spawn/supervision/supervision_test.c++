@@ -18,6 +18,7 @@
 #include <harrow/main.h>
 #include "tests/spawn/supervision/worker.capnp.harrow.h"
 #include "tests/spawn/supervision/worker.h"
+#include "tests/names.h"
 #include "tests/processes.h"
 
 #include <gtest/gtest.h>
@@ -374,8 +375,10 @@ protected:
     alarm(WATCHDOG_SECONDS);
     const char* tmp = getenv("TEST_TMPDIR");
     tmpDir = tmp != nullptr ? tmp : "/tmp";
-    logPath = tmpDir + "/" + ::testing::UnitTest::GetInstance()->current_test_info()->name() +
-              "." + std::to_string(getpid()) + ".log";
+    logPath = tmpDir + "/" +
+              testing::uniqueName(::testing::UnitTest::GetInstance()->current_test_info()->name())
+                  .cStr() +
+              ".log";
     unlink(logPath.c_str());
     setenv(sup::LOG_ENV, logPath.c_str(), 1);  // every process of the tree inherits it
   }
