@@ -179,7 +179,24 @@ kj::Own<capnp::MallocMessageBuilder> Peer::newControlMessage() {
 
 void Peer::send(kj::Own<capnp::MallocMessageBuilder> message) {
   KJ_IF_MAYBE(e, closeReason) kj::throwFatalException(kj::cp(*e));
-  chan->send(kj::mv(message));
+  if (explainer == nullptr) return chan->send(kj::mv(message));
+  // The write side may break before serve() sees the read side end; the explained loss reaches
+  // every task through serve(), so a broken channel's own error is not raised here.
+  if (closed) return;
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { chan->send(kj::mv(message)); })) {
+    if (!isTransportClosed(*e)) kj::throwFatalException(kj::mv(*e));
+  }
+}
+
+kj::Promise<void> Peer::whenWritable() {
+  if (explainer == nullptr) return chan->whenWritable();
+  return chan->whenWritable().catch_([this](kj::Exception&& e) -> kj::Promise<void> {
+    if (!isTransportClosed(e)) return kj::mv(e);
+    return whenClosed().then([this, e = kj::mv(e)]() mutable -> kj::Promise<void> {
+      KJ_IF_MAYBE(why, closeReason) return kj::cp(*why);
+      return kj::mv(e);
+    });
+  });
 }
 
 void Peer::sendViolation(uint64_t callId, kj::StringPtr what) {
@@ -216,6 +233,7 @@ kj::Own<OutgoingMessage> Peer::newStart(uint64_t interfaceId, uint16_t methodId)
 // task is registered right after the start is queued, before any answer can have been read.
 
 Co<kj::Own<IncomingMessage>> Peer::call(kj::Own<OutgoingMessage> start) {
+  if (closed && closeReason == nullptr) co_await whenClosed();  // being explained: wait for it
   KJ_IF_MAYBE(e, closeReason) kj::throwFatalException(kj::cp(*e));
   WireOutgoing& wire = asWire(*start);
   uint64_t callId = wire.getCallId();
@@ -228,6 +246,7 @@ Co<kj::Own<IncomingMessage>> Peer::call(kj::Own<OutgoingMessage> start) {
 }
 
 Co<kj::Own<OutgoingTask>> Peer::open(kj::Own<OutgoingMessage> start, MethodKind kind) {
+  if (closed && closeReason == nullptr) co_await whenClosed();  // being explained: wait for it
   KJ_IF_MAYBE(e, closeReason) kj::throwFatalException(kj::cp(*e));
   WireOutgoing& wire = asWire(*start);
   uint64_t callId = wire.getCallId();
@@ -268,12 +287,30 @@ Co<void> Peer::serve() {
       // cancel-actor to a child), but no task of ours can get an answer any more.
       failRoutes(*e);
       markClosed();
-    } else {
-      lose(*e);
+      kj::throwFatalException(kj::mv(*e));
     }
-    kj::throwFatalException(kj::mv(*e));
   }
-  lose(transportClosed(kj::str("actor ", remoteId.toString(), " closed the channel")));
+  kj::Exception lost = failure == nullptr
+      ? transportClosed(kj::str("actor ", remoteId.toString(), " closed the channel"))
+      : kj::cp(KJ_ASSERT_NONNULL(failure));
+  kj::Maybe<kj::Exception> explained;
+  if (explainer != nullptr && isTransportClosed(lost)) {
+    closed = true;  // nothing goes out any more; call() and open() wait for the explanation
+    kj::Maybe<kj::Exception> explainFailed;
+    try {
+      // Bounded by the owner; a cancelled owner still wants its tasks told why.
+      explained = co_await uncancellable(KJ_ASSERT_NONNULL(explainer)(kj::cp(lost)));
+    } catch (...) {
+      explainFailed = currentException();
+    }
+    KJ_IF_MAYBE(e, explainFailed) KJ_LOG(WARNING, "explaining a lost channel failed", *e);
+  }
+  KJ_IF_MAYBE(e, explained) {
+    lose(*e);
+  } else {
+    lose(lost);
+  }
+  KJ_IF_MAYBE(e, failure) kj::throwFatalException(kj::mv(*e));
 }
 
 void Peer::lose(const kj::Exception& why) {
