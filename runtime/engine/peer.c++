@@ -290,16 +290,23 @@ Co<void> Peer::serve() {
       kj::throwFatalException(kj::mv(*e));
     }
   }
-  kj::Exception lost = failure == nullptr
-      ? transportClosed(kj::str("actor ", remoteId.toString(), " closed the channel"))
-      : kj::cp(KJ_ASSERT_NONNULL(failure));
+  auto lost = [&]() {
+    KJ_IF_MAYBE(e, failure) return kj::cp(*e);
+    return transportClosed(kj::str("actor ", remoteId.toString(), " closed the channel"));
+  }();
+  // (KJ_IF_MAYBE, not KJ_ASSERT_NONNULL: GCC 12 miscompiles the latter's statement expression
+  // inside a co_await operand.)
+  kj::Maybe<kj::Promise<kj::Exception>> explaining;
+  KJ_IF_MAYBE(explain, explainer) {
+    if (isTransportClosed(lost)) explaining = (*explain)(kj::cp(lost));
+  }
   kj::Maybe<kj::Exception> explained;
-  if (explainer != nullptr && isTransportClosed(lost)) {
+  KJ_IF_MAYBE(promise, explaining) {
     closed = true;  // nothing goes out any more; call() and open() wait for the explanation
     kj::Maybe<kj::Exception> explainFailed;
     try {
       // Bounded by the owner; a cancelled owner still wants its tasks told why.
-      explained = co_await uncancellable(KJ_ASSERT_NONNULL(explainer)(kj::cp(lost)));
+      explained = co_await uncancellable(kj::mv(*promise));
     } catch (...) {
       explainFailed = currentException();
     }
