@@ -302,17 +302,25 @@ TEST_P(MultiProgramTest, ClientFindsTheDaemonsActorAndTheDaemonLeavingIsAClearEr
   });
 }
 
+// Clients started before the daemon: the first program at the address hosts the registry, and
+// the daemon, started last, finds it by probing, joins it and registers greeter there, which
+// ends the wait of the client waiting for it. The registry's host is a client that waits for an
+// actor that never comes: were it the client waiting for greeter, it would leave, taking the
+// registry with it, as soon as it has its answer, maybe before the daemon's ready line.
 TEST_P(MultiProgramTest, WaitingClientStartedBeforeTheDaemon) {
   if (GetParam() == TransportKind::TCP) {
     GTEST_SKIP() << "needs a fixed address; the Unix transports cover it";
   }
   run([&]() -> Co<void> {
     auto address = registryAddress();
-    // The client comes first: it finds no registry, hosts one itself, and waits in it.
+    // The first client finds no registry, hosts one itself, and waits in it.
+    auto host = client(address, {"--wait-for=nobody"});
+    known.insert(host->getPid());
+    co_await host->waitForLine("waiting for 'nobody'");
     auto c = client(address, {"--wait-for=greeter", "--name=early bird"});
     known.insert(c->getPid());
     co_await c->waitForLine("waiting for 'greeter'");
-    // The daemon then finds the client's registry by probing, joins it, and registers there.
+    // The daemon then finds the clients' registry by probing, joins it, and registers there.
     auto d = daemon(address);
     known.insert(d->getPid());
     auto ready = co_await d->waitForLine("ready ");
@@ -325,6 +333,9 @@ TEST_P(MultiProgramTest, WaitingClientStartedBeforeTheDaemon) {
         << c->outputSoFar();
     kill(d->getPid(), SIGTERM);
     co_await d->finish();
+    kill(host->getPid(), SIGTERM);
+    int hostStatus = co_await host->finish();
+    EXPECT_TRUE(exitedWith(hostStatus, 128 + SIGTERM)) << host->outputSoFar();
   });
 }
 
