@@ -189,9 +189,7 @@ Co<void> ActorNursery::supervise(Child& child) {
   KJ_IF_MAYBE(e, failure) cancelled = isCancelled(*e);
   if (cancelled) kj::throwFatalException(kj::mv(KJ_ASSERT_NONNULL(failure)));
 
-  // Exited already (stop() waited for it): no checkpoint here, so that a death is reported even
-  // when the nursery is being cancelled meanwhile (say, by a caller that got this ActorDied).
-  int status = co_await uncancellable(child.process->onExit());
+  int status = co_await child.process->onExit();
   bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
   bool killedByUs = WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL && child.cancelSent;
   if (!clean && !killedByUs) kj::throwFatalException(died(child, status));
