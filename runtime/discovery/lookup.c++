@@ -39,8 +39,14 @@ auto askRegistry(Actor& actor, Fn fn) -> Co<PromiseValue<decltype(fn(kj::instanc
         "lost the registry at ", KJ_ASSERT_NONNULL(registryAddress(actor)), ": ",
         e.getDescription())));
   }
-  if (isContextCancelled(e) && !isCancelled(e)) {
-    // The registry's actor cancelled our call: its host is shutting down.
+  // The registry's actor cancelled our call, or refused it as unknown (it serves nothing any more:
+  // the call reached it after its tasks had ended; it answered as a registry before, so that is
+  // all unknownMethod can mean now): its host is shutting down.
+  bool shuttingDown = isContextCancelled(e) && !isCancelled(e);
+  KJ_IF_MAYBE(info, remoteErrorInfo(e)) {
+    if (info->kind == wire::ErrorKind::UNKNOWN_METHOD) shuttingDown = true;
+  }
+  if (shuttingDown) {
     kj::String host = kj::str("its host");
     KJ_IF_MAYBE(info, remoteErrorInfo(e)) host = kj::str("its host ", info->origin.toString());
     kj::throwFatalException(transportClosed(kj::str(

@@ -181,7 +181,24 @@ kj::Own<capnp::MallocMessageBuilder> Peer::newControlMessage() {
 
 void Peer::send(kj::Own<capnp::MallocMessageBuilder> message) {
   KJ_IF_MAYBE(e, closeReason) kj::throwFatalException(kj::cp(*e));
-  chan->send(kj::mv(message));
+  if (explainer == nullptr) return chan->send(kj::mv(message));
+  // The write side may break before serve() sees the read side end; the explained loss reaches
+  // every task through serve(), so a broken channel's own error is not raised here.
+  if (closed) return;
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { chan->send(kj::mv(message)); })) {
+    if (!isTransportClosed(*e)) kj::throwFatalException(kj::mv(*e));
+  }
+}
+
+kj::Promise<void> Peer::whenWritable() {
+  if (explainer == nullptr) return chan->whenWritable();
+  return chan->whenWritable().catch_([this](kj::Exception&& e) -> kj::Promise<void> {
+    if (!isTransportClosed(e)) return kj::mv(e);
+    return whenClosed().then([this, e = kj::mv(e)]() mutable -> kj::Promise<void> {
+      KJ_IF_MAYBE(why, closeReason) return kj::cp(*why);
+      return kj::mv(e);
+    });
+  });
 }
 
 void Peer::sendViolation(uint64_t callId, kj::StringPtr what) {
@@ -218,6 +235,7 @@ kj::Own<OutgoingMessage> Peer::newStart(uint64_t interfaceId, uint16_t methodId)
 // task is registered right after the start is queued, before any answer can have been read.
 
 Co<kj::Own<IncomingMessage>> Peer::call(kj::Own<OutgoingMessage> start) {
+  if (closed && closeReason == nullptr) co_await whenClosed();  // being explained: wait for it
   KJ_IF_MAYBE(e, closeReason) kj::throwFatalException(kj::cp(*e));
   WireOutgoing& wire = asWire(*start);
   uint64_t callId = wire.getCallId();
@@ -230,6 +248,7 @@ Co<kj::Own<IncomingMessage>> Peer::call(kj::Own<OutgoingMessage> start) {
 }
 
 Co<kj::Own<OutgoingTask>> Peer::open(kj::Own<OutgoingMessage> start, MethodKind kind) {
+  if (closed && closeReason == nullptr) co_await whenClosed();  // being explained: wait for it
   KJ_IF_MAYBE(e, closeReason) kj::throwFatalException(kj::cp(*e));
   WireOutgoing& wire = asWire(*start);
   uint64_t callId = wire.getCallId();
@@ -270,12 +289,37 @@ Co<void> Peer::serve() {
       // cancel-actor to a child), but no task of ours can get an answer any more.
       failRoutes(*e);
       markClosed();
-    } else {
-      lose(*e);
+      kj::throwFatalException(kj::mv(*e));
     }
-    kj::throwFatalException(kj::mv(*e));
   }
-  lose(transportClosed(kj::str("actor ", remoteId.toString(), " closed the channel")));
+  auto lost = [&]() {
+    KJ_IF_MAYBE(e, failure) return kj::cp(*e);
+    return transportClosed(kj::str("actor ", remoteId.toString(), " closed the channel"));
+  }();
+  // (KJ_IF_MAYBE, not KJ_ASSERT_NONNULL: GCC 12 miscompiles the latter's statement expression
+  // inside a co_await operand.)
+  kj::Maybe<kj::Promise<kj::Exception>> explaining;
+  KJ_IF_MAYBE(explain, explainer) {
+    if (isTransportClosed(lost)) explaining = (*explain)(kj::cp(lost));
+  }
+  kj::Maybe<kj::Exception> explained;
+  KJ_IF_MAYBE(promise, explaining) {
+    closed = true;  // nothing goes out any more; call() and open() wait for the explanation
+    kj::Maybe<kj::Exception> explainFailed;
+    try {
+      // Bounded by the owner; a cancelled owner still wants its tasks told why.
+      explained = co_await uncancellable(kj::mv(*promise));
+    } catch (...) {
+      explainFailed = currentException();
+    }
+    KJ_IF_MAYBE(e, explainFailed) KJ_LOG(WARNING, "explaining a lost channel failed", *e);
+  }
+  KJ_IF_MAYBE(e, explained) {
+    lose(*e);
+  } else {
+    lose(lost);
+  }
+  KJ_IF_MAYBE(e, failure) kj::throwFatalException(kj::mv(*e));
 }
 
 void Peer::lose(const kj::Exception& why) {

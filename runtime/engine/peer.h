@@ -8,7 +8,8 @@
 // Failure containment: a message the state machine forbids gets an `error` (protocolViolation)
 // back to the sender for that call id and harms nothing else; a malformed frame ends this
 // channel only; a lost channel cancels this channel's incoming tasks (scope cancellation) and
-// fails its outgoing ones with TransportClosed.
+// fails its outgoing ones with TransportClosed, or with the cause its owner knows
+// (explainLossWith(): a supervisor's ActorDied).
 
 #pragma once
 
@@ -162,6 +163,21 @@ public:
   // A number unique to this Peer within the process (for logs and for telling channels apart).
   uint64_t serial() const { return serialNumber; }
 
+  // Why the channel was lost, as its owner knows it: a supervisor knows how its child died,
+  // which the channel (EOF, ECONNRESET, EPIPE) cannot tell. With an explainer, a channel that
+  // ends (clean EOF or TransportClosed; not a malformed frame, not cancellation) is explained
+  // before its tasks fail: they, and every call or open started later, raise what `explain`
+  // returns for the channel's own error. Until then send() drops messages on a broken channel
+  // instead of throwing (its tasks learn of the loss, explained, through serve()). `explain`
+  // must resolve promptly: the owner bounds it (a child's supervisor: the channel's own error if
+  // the child has not exited within a second).
+  using LossExplainer = kj::Function<kj::Promise<kj::Exception>(kj::Exception channelError)>;
+  void explainLossWith(LossExplainer explain) { explainer = kj::mv(explain); }
+
+  // Channel::whenWritable(); on a channel with a loss explainer, a failed write raises the
+  // explained loss once serve() has it.
+  kj::Promise<void> whenWritable();
+
 private:
   kj::Own<Channel> chan;
   PeerHost& hostRef;
@@ -177,6 +193,7 @@ private:
   kj::Own<kj::PromiseFulfiller<void>> closedFulfiller;
   kj::ForkedPromise<void> closedPromise;
   kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> drainWaiters;
+  kj::Maybe<LossExplainer> explainer;
 
   void markClosed();
 

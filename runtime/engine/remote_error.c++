@@ -1,4 +1,5 @@
 #include <harrow/engine/remote_error.h>
+#include <harrow/co/errors.h>
 
 #include <harrow/co/multi_error.h>
 #include "runtime/engine/internal/symbolize.h"
@@ -16,6 +17,7 @@ namespace {
 constexpr kj::StringPtr REMOTE = "harrow.RemoteActorError"_kj;
 constexpr kj::StringPtr CANCELLED = "harrow.ContextCancelled"_kj;
 constexpr kj::StringPtr VIOLATION = "harrow.ProtocolViolation"_kj;
+constexpr kj::StringPtr ACTOR_DIED = "harrow.ActorDied"_kj;
 
 kj::StringPtr kindName(wire::ErrorKind kind) {
   switch (kind) {
@@ -145,6 +147,16 @@ bool isMessageTooLarge(const kj::Exception& e) {
 kj::Exception messageTooLarge(kj::StringPtr what) {
   return kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
                        kj::str(MESSAGE_TOO_LARGE, ": ", what));
+}
+
+bool isActorDied(const kj::Exception& e) {
+  if (is(e, ErrorKind::ACTOR_DIED)) return true;
+  KJ_IF_MAYBE(info, remoteErrorInfo(e)) return info->type == ACTOR_DIED;
+  return false;
+}
+
+kj::Exception actorDied(kj::StringPtr name, int pid, kj::StringPtr how) {
+  return makeError(ErrorKind::ACTOR_DIED, kj::str("actor '", name, "' (pid ", pid, ") ", how));
 }
 
 kj::Exception protocolViolation(kj::StringPtr what) {

@@ -54,6 +54,8 @@ bool isProtocolViolation(const kj::Exception& exception);
 // stream item, a started value), received as the error result of a task whose result or error
 // was too large, or raised by a channel that received an oversized frame.
 bool isMessageTooLarge(const kj::Exception& exception);
+// harrow.ActorDied, raised here or relayed from further down the tree.
+bool isActorDied(const kj::Exception& exception);
 
 // The fields of a RemoteActorError or ContextCancelled; nullptr for any other exception.
 kj::Maybe<RemoteErrorInfo> remoteErrorInfo(const kj::Exception& exception);
@@ -71,5 +73,9 @@ kj::Exception protocolViolation(kj::StringPtr what);
 
 // "harrow.MessageTooLarge: <what>" (type FAILED).
 kj::Exception messageTooLarge(kj::StringPtr what);
+// "harrow.ActorDied: actor 'NAME' (pid PID) HOW": a child actor's process ended (`how`, e.g.
+// "killed by signal 9 (Killed)" or "exited with status 3"). Its supervisor raises it, and every
+// caller still waiting on the child gets it, whatever it was doing (harrow/spawn/actor_nursery.h).
+kj::Exception actorDied(kj::StringPtr name, int pid, kj::StringPtr how);
 
 }  // namespace harrow

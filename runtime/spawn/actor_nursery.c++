@@ -30,6 +30,11 @@ ActorNurseryOptions nested(Actor& actor, ActorNurseryOptions options) {
   return options;
 }
 
+// How long, once a child's channel has ended, its callers wait for the child's exit to tell them
+// why (ActorDied). A dead child is reaped within milliseconds of its channel ending; one that is
+// alive but dropped its channel leaves its callers with the channel's own TransportClosed.
+constexpr kj::Duration EXIT_EXPLAINS_LOSS_WITHIN = 1 * kj::SECONDS;
+
 }  // namespace
 
 ActorNursery::ActorNursery(Actor& actor, ActorNurseryOptions options)
@@ -76,8 +81,24 @@ Co<Peer*> ActorNursery::spawn(kj::StringPtr nameParam, kj::StringPtr implementat
 
   // The socketpair is trusted by construction (only the child holds its other end): no proof is
   // exchanged on it, and the spawn spec brings the child the tree's secret.
-  auto peer = co_await handshakeWithChild(
-      kj::heap<Channel>(actor.eventPort(), kj::mv(parentEnd)), actor);
+  kj::Own<Peer> peer;
+  kj::Maybe<kj::Exception> failure;
+  try {
+    peer = co_await handshakeWithChild(
+        kj::heap<Channel>(actor.eventPort(), kj::mv(parentEnd)), actor);
+  } catch (...) {
+    failure = currentException();
+  }
+  KJ_IF_MAYBE(e, failure) {
+    // A child that dies before its hello (a crash at startup, a kill) is an ActorDied too.
+    if (isTransportClosed(*e)) kj::throwFatalException(co_await explainLoss(ref, kj::mv(*e)));
+    kj::throwFatalException(kj::mv(*e));
+  }
+  // Every task of the child's channel that is still waiting when it dies (a call, a stream, a
+  // context) gets ActorDied, naming the child and how it ended, not the channel's EOF or reset.
+  peer->explainLossWith([this, &ref](kj::Exception channelError) {
+    return explainLoss(ref, kj::mv(channelError));
+  });
 
   auto message = peer->newControlMessage();
   auto spec = message->getRoot<wire::Message>().initSpawnSpec();
@@ -172,15 +193,21 @@ Co<void> ActorNursery::supervise(Child& child) {
 
   int status = co_await child.process->onExit();
   bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-  if (!clean && !child.cancelSent) {
-    KJ_FAIL_REQUIRE(kj::str("harrow.ActorDied: actor '", child.name, "' (pid ",
-                            child.process->pid(), ") ", ChildProcess::describe(status)));
-  }
-  if (!clean && !(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)) {
-    KJ_FAIL_REQUIRE(kj::str("harrow.ActorDied: actor '", child.name, "' (pid ",
-                            child.process->pid(), ") ", ChildProcess::describe(status),
-                            " while being cancelled"));
-  }
+  bool killedByUs = WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL && child.cancelSent;
+  if (!clean && !killedByUs) kj::throwFatalException(died(child, status));
+}
+
+kj::Exception ActorNursery::died(Child& child, int status) {
+  return actorDied(child.name, child.process->pid(),
+                   kj::str(ChildProcess::describe(status),
+                           child.cancelSent ? " while being cancelled" : ""));
+}
+
+kj::Promise<kj::Exception> ActorNursery::explainLoss(Child& child, kj::Exception channelError) {
+  return child.process->onExit()
+      .then([this, &child](int status) { return died(child, status); })
+      .exclusiveJoin(actor.timer().afterDelay(EXIT_EXPLAINS_LOSS_WITHIN)
+          .then([channelError = kj::mv(channelError)]() mutable { return kj::mv(channelError); }));
 }
 
 Co<void> ActorNursery::reapAll() {

@@ -112,6 +112,11 @@ private:
     return KJ_REQUIRE_NONNULL(actor.implementations(), "this actor has no Implementations")
         .template nameOf<Impl>();
   }
+  // harrow.ActorDied for `child`, which ended with wait status `status`.
+  kj::Exception died(Child& child, int status);
+  // What the child's callers get once its channel is lost: ActorDied if it exits in time, else
+  // `channelError`.
+  kj::Promise<kj::Exception> explainLoss(Child& child, kj::Exception channelError);
   Co<void> stop(Child& child);
   Co<void> reapAll();
   void cancelChild(Child& child);

@@ -13,6 +13,7 @@
 #include <harrow/discovery/discovery.h>
 #include <harrow/main.h>
 #include <harrow/discovery/registry.h>
+#include "tests/names.h"
 #include "tests/processes.h"
 #include "tests/discovery/service.capnp.harrow.h"
 
@@ -107,17 +108,12 @@ std::string kindName(TransportKind kind) {
   return "?";
 }
 
-// A registry address of `kind` that no other test (or concurrently running test binary) uses.
+// A registry address of `kind` that no other test, and no other copy of this one, uses.
 kj::String uniqueRegistryAddress(TransportKind kind) {
-  static uint counter = 0;
-  ++counter;
   switch (kind) {
     case TransportKind::TCP: return kj::str("tcp:127.0.0.1:0");
-    case TransportKind::UNIX:
-      return kj::str("unix:", runtimeDirectory(), "/test-registry-", getpid(), "-", counter,
-                     ".sock");
-    case TransportKind::UNIX_ABSTRACT:
-      return kj::str("unix:@harrow-test-registry-", getpid(), "-", counter);
+    case TransportKind::UNIX: return testing::uniqueSocketFileAddress("registry");
+    case TransportKind::UNIX_ABSTRACT: return testing::uniqueAbstractAddress("registry");
   }
   KJ_UNREACHABLE;
 }

@@ -11,6 +11,7 @@
 
 #include <harrow/actor/actor.h>
 #include <harrow/co/cancel_scope.h>
+#include "tests/names.h"
 #include "tests/processes.h"
 #include "tests/program.h"
 
@@ -106,15 +107,14 @@ protected:
     }
   }
 
-  // A registry address for the daemon; TCP uses an ephemeral port (the daemon reports it).
-  std::string registryAddress(int n) {
+  // A registry address for the daemon that no other test, nor another copy of this one, uses;
+  // TCP uses an ephemeral port (the daemon reports it).
+  std::string registryAddress() {
     switch (GetParam()) {
       case TransportKind::TCP: return "tcp:127.0.0.1:0";
-      case TransportKind::UNIX:
-        return std::string("unix:") + runtimeDirectory().cStr() + "/multi-test-" +
-               std::to_string(getpid()) + "-" + std::to_string(n) + ".sock";
+      case TransportKind::UNIX: return testing::uniqueSocketFileAddress("multi-registry").cStr();
       case TransportKind::UNIX_ABSTRACT:
-        return "unix:@harrow-multi-test-" + std::to_string(getpid()) + "-" + std::to_string(n);
+        return testing::uniqueAbstractAddress("multi-registry").cStr();
     }
     return "";
   }
@@ -149,7 +149,7 @@ bool fileExists(const std::string& path) {
 
 TEST_P(MultiProgramTest, ClientFindsTheDaemonsActorAndTheDaemonLeavingIsAClearError) {
   run([&]() -> Co<void> {
-    auto d = daemon(registryAddress(1));
+    auto d = daemon(registryAddress());
     pid_t greeterPid = 0;
     std::string registry = co_await startDaemon(*d, &greeterPid);
     EXPECT_NE(registry.find(GetParam() == TransportKind::TCP ? "tcp:" : "unix:"), std::string::npos)
@@ -199,17 +199,25 @@ TEST_P(MultiProgramTest, ClientFindsTheDaemonsActorAndTheDaemonLeavingIsAClearEr
   });
 }
 
+// Clients started before the daemon: the first program at the address hosts the registry, and
+// the daemon, started last, finds it by probing, joins it and registers greeter there, which
+// ends the wait of the client waiting for it. The registry's host is a client that waits for an
+// actor that never comes: were it the client waiting for greeter, it would leave, taking the
+// registry with it, as soon as it has its answer, maybe before the daemon's ready line.
 TEST_P(MultiProgramTest, WaitingClientStartedBeforeTheDaemon) {
   if (GetParam() == TransportKind::TCP) {
     GTEST_SKIP() << "needs a fixed address; the Unix transports cover it";
   }
   run([&]() -> Co<void> {
-    auto address = registryAddress(2);
-    // The client comes first: it finds no registry, hosts one itself, and waits in it.
+    auto address = registryAddress();
+    // The first client finds no registry, hosts one itself, and waits in it.
+    auto host = client(address, {"--wait-for=nobody"});
+    known.insert(host->getPid());
+    co_await host->waitForLine("waiting for 'nobody'");
     auto c = client(address, {"--wait-for=greeter", "--name=early bird"});
     known.insert(c->getPid());
     co_await c->waitForLine("waiting for 'greeter'");
-    // The daemon then finds the client's registry by probing, joins it, and registers there.
+    // The daemon then finds the clients' registry by probing, joins it, and registers there.
     auto d = daemon(address);
     known.insert(d->getPid());
     auto ready = co_await d->waitForLine("ready ");
@@ -222,13 +230,16 @@ TEST_P(MultiProgramTest, WaitingClientStartedBeforeTheDaemon) {
         << c->outputSoFar();
     kill(d->getPid(), SIGTERM);
     co_await d->finish();
+    kill(host->getPid(), SIGTERM);
+    int hostStatus = co_await host->finish();
+    EXPECT_TRUE(exitedWith(hostStatus, 128 + SIGTERM)) << host->outputSoFar();
   });
 }
 
 TEST_P(MultiProgramTest, StaleSocketFileOfAKilledDaemonDoesNotBlockARestart) {
   if (GetParam() != TransportKind::UNIX) GTEST_SKIP() << "socket files only";
   run([&]() -> Co<void> {
-    auto address = registryAddress(3);
+    auto address = registryAddress();
     auto path = address.substr(5);
     std::vector<std::string> otherSockets;
     {

@@ -5,6 +5,7 @@
 #include <harrow/ipc/transport.h>
 #include <harrow/typed/typed.h>
 #include "tests/engine/probe.capnp.h"
+#include "tests/names.h"
 
 #include <gtest/gtest.h>
 #include <kj/async-io.h>
@@ -130,7 +131,7 @@ protected:
       serverChannel = kj::heap<Channel>(kj::mv(pipe.ends[1]));
     } else {
       auto address = transport == "tcp" ? kj::str("tcp:127.0.0.1:0")
-                                        : kj::str("unix:@harrow-peer-test-", getpid());
+                                        : testing::uniqueAbstractAddress("peer");
       auto& network = io.provider->getNetwork();
       auto listener = Listener::bind(network, address).wait(io.waitScope);
       auto accepted = listener->accept();
@@ -344,6 +345,71 @@ TEST_P(PeerTest, StreamOpenedAsCallIsRejected) {
     }
     EXPECT_TRUE(isProtocolViolation(KJ_ASSERT_NONNULL(failure)));
   });
+}
+
+// A channel's owner may know better than the channel why it was lost (a supervisor knows how its
+// child died). With an explainer, the call waiting on the lost channel, a call started while the
+// explanation is pending, and every call after it raise the owner's explanation; the explainer
+// is given the channel's own error.
+TEST(PeerLossTest, TheOwnersExplanationReachesEveryCallOnALostChannel) {
+  kj::AsyncIoContext io = kj::setupAsyncIo();
+  Actor clientActor{io, ActorIdentity::random("client")};
+  Actor serverActor{io, ActorIdentity::random("server")};
+  auto pipe = io.provider->newTwoWayPipe();
+  auto clientSide = handshake(kj::heap<Channel>(kj::mv(pipe.ends[0])), clientActor, true);
+  auto serverSide = handshake(kj::heap<Channel>(kj::mv(pipe.ends[1])), serverActor, false);
+  kj::Own<Peer> client = clientSide.wait(io.waitScope);
+  kj::Own<Peer> server = serverSide.wait(io.waitScope);  // never serves: calls to it stay open
+
+  kj::Maybe<kj::Exception> channelError;
+  auto explanation = kj::newPromiseAndFulfiller<kj::Exception>();
+  auto asked = kj::newPromiseAndFulfiller<void>();
+  client->explainLossWith([&](kj::Exception e) {
+    channelError = kj::mv(e);
+    asked.fulfiller->fulfill();
+    return kj::mv(explanation.promise);
+  });
+  auto echo = [&]() {
+    return callMethod<Words, Words>(*client, PROBE_ID, ECHO, [](Words::Builder) {});
+  };
+  kj::Maybe<kj::Exception> waiting, duringExplanation, later;
+  openNursery([&](TaskNursery& n) -> Co<void> {
+    n.start([&]() { return client->serve(); });
+    n.start([&]() -> Co<void> {
+      try {
+        co_await echo();
+      } catch (...) {
+        waiting = currentException();
+      }
+    });
+    server = nullptr;  // the other end goes away: a clean EOF
+    co_await kj::mv(asked.promise);
+    n.start([&]() -> Co<void> {
+      try {
+        co_await echo();
+      } catch (...) {
+        duringExplanation = currentException();
+      }
+    });
+    EXPECT_TRUE(waiting == nullptr) << "failed before the explanation";
+    EXPECT_TRUE(duringExplanation == nullptr) << "failed before the explanation";
+    explanation.fulfiller->fulfill(
+        kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__, kj::str("test.Gone: why")));
+  }).wait(io.waitScope);
+  try {
+    echo().wait(io.waitScope);
+  } catch (...) {
+    later = currentException();
+  }
+
+  EXPECT_TRUE(isTransportClosed(KJ_ASSERT_NONNULL(channelError)));
+  for (auto* raised : {&waiting, &duringExplanation, &later}) {
+    KJ_IF_MAYBE(e, *raised) {
+      EXPECT_EQ(std::string(e->getDescription().cStr()), "test.Gone: why");
+    } else {
+      ADD_FAILURE() << "a call on the lost channel succeeded";
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Transports, PeerTest, ::testing::Values("socketpair", "tcp", "unix"),

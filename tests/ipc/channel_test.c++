@@ -5,6 +5,7 @@
 #include <harrow/ipc/transport.h>
 
 #include "harrow/wire.capnp.h"
+#include "tests/names.h"
 #include "tests/test_util.h"
 
 #include <capnp/message.h>
@@ -16,7 +17,6 @@
 
 #include <fcntl.h>
 #include <stdlib.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -70,25 +70,8 @@ uint64_t callIdOf(capnp::MessageReader& reader) {
   return reader.getRoot<wire::Message>().getCallId();
 }
 
-// Random, because concurrent test runs may share a network namespace (where abstract names live)
-// while each sees the same pid in its own pid namespace.
-kj::String randomTag() {
-  uint64_t value;
-  KJ_ASSERT(getrandom(&value, sizeof(value), 0) == sizeof(value));
-  return kj::str(kj::hex(value));
-}
-
-kj::String uniqueAbstractName(kj::StringPtr what) {
-  return kj::str("unix:@harrow-channel-test-", randomTag(), "-", what);
-}
-
-// A path for a Unix socket file that fits into sun_path: bazel's TEST_TMPDIR may not.
-kj::String socketPath(kj::StringPtr name) {
-  const char* tmp = getenv("TEST_TMPDIR");
-  auto path = kj::str(tmp != nullptr ? tmp : "/tmp", "/", name);
-  if (path.size() > 100) path = kj::str("/tmp/harrow-", randomTag(), "-", name);
-  return path;
-}
+using testing::uniqueAbstractAddress;
+using testing::uniqueSocketPath;
 
 class ChannelTest : public ::testing::TestWithParam<const char*> {
 protected:
@@ -102,7 +85,7 @@ protected:
     kj::StringPtr kind = GetParam();
     if (kind == "tcp") return kj::str("tcp:127.0.0.1:0");
     if (kind == "tcp6") return kj::str("tcp:[::1]:0");
-    return uniqueAbstractName("pair");
+    return uniqueAbstractAddress("channel-pair");
   }
 
   struct Pair {
@@ -626,7 +609,7 @@ TEST_F(TransportTest, TcpListenerReportsItsEphemeralPort) {
 
 TEST_F(TransportTest, ConnectionRefusedIsTransportClosed) {
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
-    connect(network, uniqueAbstractName("nobody")).wait(ws);
+    connect(network, uniqueAbstractAddress("channel-nobody")).wait(ws);
   })) {
     EXPECT_TRUE(isTransportClosed(*e)) << e->getDescription().cStr();
   } else {
@@ -635,7 +618,7 @@ TEST_F(TransportTest, ConnectionRefusedIsTransportClosed) {
 }
 
 TEST_F(TransportTest, UnixSocketFileLifecycle) {
-  auto path = socketPath("lifecycle.sock");
+  auto path = uniqueSocketPath("lifecycle");
   unlink(path.cStr());
   auto address = kj::str("unix:", path);
 
@@ -677,7 +660,7 @@ TEST_F(TransportTest, UnixSocketFileLifecycle) {
 }
 
 TEST_F(TransportTest, ANonSocketFileIsNeverRemoved) {
-  auto path = socketPath("not-a-socket");
+  auto path = uniqueSocketPath("not-a-socket");
   {
     kj::FdOutputStream out(kj::AutoCloseFd(open(path.cStr(), O_CREAT | O_WRONLY | O_TRUNC, 0600)));
     out.write("x", 1);

@@ -49,7 +49,7 @@ Co<void> TaskStream::send(kj::Own<OutgoingMessage> item) {
   throwIfFailed();
   --sendCredit;
   peer.send(wire.release());
-  if (!peer.channel().isWritable()) co_await peer.channel().whenWritable();
+  if (!peer.channel().isWritable()) co_await peer.whenWritable();
 }
 
 Co<kj::Maybe<kj::Own<IncomingMessage>>> TaskStream::receive() {
