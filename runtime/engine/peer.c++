@@ -1,8 +1,11 @@
 #include <harrow/engine/peer.h>
 
+#include "runtime/engine/internal/decode.h"
 #include "runtime/engine/internal/incoming_task.h"
 #include "runtime/engine/internal/outgoing_task.h"
 #include "runtime/engine/internal/wire_message.h"
+
+#include <harrow/co/log_level.h>
 
 #include <kj/debug.h>
 #include <kj/function.h>
@@ -27,6 +30,13 @@ kj::StringPtr kindName(MethodKind kind) {
     case MethodKind::CONTEXT: return "context";
   }
   return "task";
+}
+
+// What is wrong with a received message's envelope (wire::Message, everything but the payload
+// values), or nullptr if the engine can read all of it.
+kj::Maybe<kj::String> checkEnvelope(capnp::MessageReader& reader) {
+  auto fresh = decodeReader(reader, reader.getOptions());
+  return checkStruct(capnp::Schema::from<wire::Message>(), fresh->getRoot<capnp::AnyPointer>());
 }
 
 kj::ForkedPromise<void> newClosedPromise(kj::Own<kj::PromiseFulfiller<void>>& fulfiller) {
@@ -182,8 +192,24 @@ void Peer::send(kj::Own<capnp::MallocMessageBuilder> message) {
   chan->send(kj::mv(message));
 }
 
+void Peer::logViolation(uint64_t callId, kj::StringPtr what,
+                        kj::Maybe<const kj::Exception&> trace) {
+  // A hostile or broken peer can send violations as fast as it likes: one warning per channel,
+  // without a stack trace (it would be ours, not the peer's), the details at debug level.
+  if (!violationLogged) {
+    violationLogged = true;
+    KJ_LOG(WARNING, "protocol violation by peer (further ones on this channel are logged at "
+           "debug level)", remoteId.toString(), callId, what);
+  }
+  KJ_IF_MAYBE(e, trace) {
+    HARROW_LOG_DEBUG("protocol violation by peer", remoteId.toString(), callId, *e);
+  } else {
+    HARROW_LOG_DEBUG("protocol violation by peer", remoteId.toString(), callId, what);
+  }
+}
+
 void Peer::sendViolation(uint64_t callId, kj::StringPtr what) {
-  KJ_LOG(WARNING, "protocol violation by peer", remoteId.toString(), callId, what);
+  logViolation(callId, what, nullptr);
   if (closed) return;
   sendError(callId, protocolViolation(what), wire::ErrorKind::PROTOCOL_VIOLATION,
             kj::str("task ", callId));
@@ -191,6 +217,11 @@ void Peer::sendViolation(uint64_t callId, kj::StringPtr what) {
 
 Co<kj::Own<capnp::MessageReader>> Peer::receiveOne() {
   KJ_IF_MAYBE(reader, co_await chan->receive()) {
+    KJ_IF_MAYBE(problem, checkEnvelope(**reader)) {
+      uint64_t callId = (*reader)->getRoot<wire::Message>().getCallId();
+      sendViolation(callId, kj::str("malformed message: ", *problem));
+      kj::throwFatalException(protocolViolation(kj::str("malformed message: ", *problem)));
+    }
     co_return kj::mv(*reader);
   }
   kj::throwFatalException(transportClosed("the peer closed the channel"));
@@ -291,9 +322,15 @@ void Peer::failRoutes(const kj::Exception& why) {
 }
 
 void Peer::route(kj::Own<capnp::MessageReader> reader) {
+  // The root and the call id are a struct pointer and a data field: the channel's validation
+  // made both readable. Everything else is read only after the envelope check.
   wire::Message::Reader message = reader->getRoot<wire::Message>();
   uint64_t callId = message.getCallId();
   try {
+    KJ_IF_MAYBE(problem, checkEnvelope(*reader)) {
+      routeMalformed(callId, message, kj::str("malformed message: ", *problem));
+      return;
+    }
     if (callId == 0) {
       if (message.isError()) {
         // The peer reports a problem with the channel as a whole (never answered with an error).
@@ -325,9 +362,47 @@ void Peer::route(kj::Own<capnp::MessageReader> reader) {
       sendViolation(callId, kj::str("unknown call id ", callId));
     }
   } catch (...) {
-    // A bug or an unreadable field must not end the channel's other tasks.
+    // A bug must not end the channel's other tasks (unreadable fields were caught above).
     auto e = currentException();
-    sendViolation(callId, e.getDescription());
+    logViolation(callId, e.getDescription(), e);
+    if (!closed && !message.isError()) {
+      wire::Message::Builder root = nullptr;
+      auto builder = newMessage(callId, root);
+      fillWireError(root.initError(), protocolViolation(e.getDescription()), hostRef.identity(),
+                    wire::ErrorKind::PROTOCOL_VIOLATION);
+      chan->send(kj::mv(builder));
+    }
+  }
+}
+
+void Peer::routeMalformed(uint64_t callId, wire::Message::Reader message, kj::StringPtr what) {
+  // Only which() (a data field) is read here. An error is never answered with an error.
+  bool answer = !message.isError();
+  if (callId == 0) {
+    if (answer) {
+      sendViolation(0, what);
+    } else {
+      logViolation(0, what, nullptr);
+    }
+    return;
+  }
+  if (message.isStart()) {
+    if (isOurs(callId) || routes.find(callId) != nullptr || callId <= highestPeerCallId) {
+      sendViolation(callId, kj::str("start with call id ", callId, ", which is not free"));
+    } else {
+      highestPeerCallId = callId;  // refused, but used: later messages for it are late
+      sendViolation(callId, what);
+    }
+    return;
+  }
+  KJ_IF_MAYBE(r, routes.find(callId)) {
+    (*r)->malformed(what, answer);
+    return;
+  }
+  if (!wasUsed(callId) && answer) {
+    sendViolation(callId, kj::str("unknown call id ", callId));
+  } else {
+    logViolation(callId, what, nullptr);
   }
 }
 
@@ -406,8 +481,13 @@ Co<kj::Own<Peer>> handshake(kj::Own<Channel> channel, PeerHost& host, bool initi
   kj::Maybe<kj::Exception> refusal;
   KJ_IF_MAYBE(reader, received) {
     auto message = (*reader)->getRoot<wire::Message>();
+    kj::Maybe<kj::String> problem;
+    if (message.isHello()) problem = checkEnvelope(**reader);
     if (!message.isHello()) {
       refusal = protocolViolation("the peer's first message is not hello");
+    } else if (problem != nullptr) {
+      refusal = protocolViolation(
+          kj::str("the peer's hello is malformed: ", KJ_ASSERT_NONNULL(problem)));
     } else if (message.getHello().getProtocolVersion() != wire::PROTOCOL_VERSION) {
       refusal = protocolViolation(kj::str(
           "the peer speaks protocol version ", message.getHello().getProtocolVersion(),
