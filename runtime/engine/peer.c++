@@ -39,6 +39,12 @@ kj::Maybe<kj::String> checkEnvelope(capnp::MessageReader& reader) {
   return checkStruct(capnp::Schema::from<wire::Message>(), fresh->getRoot<capnp::AnyPointer>());
 }
 
+// Whether getRoot<wire::Message>() can be called at all (a null root reads as the default).
+bool hasStructRoot(capnp::MessageReader& reader) {
+  auto root = reader.getRoot<capnp::AnyPointer>();
+  return root.isNull() || root.getPointerType() == capnp::PointerType::STRUCT;
+}
+
 kj::ForkedPromise<void> newClosedPromise(kj::Own<kj::PromiseFulfiller<void>>& fulfiller) {
   auto paf = kj::newPromiseAndFulfiller<void>();
   fulfiller = kj::mv(paf.fulfiller);
@@ -218,9 +224,9 @@ void Peer::sendViolation(uint64_t callId, kj::StringPtr what) {
 Co<kj::Own<capnp::MessageReader>> Peer::receiveOne() {
   KJ_IF_MAYBE(reader, co_await chan->receive()) {
     KJ_IF_MAYBE(problem, checkEnvelope(**reader)) {
-      uint64_t callId = (*reader)->getRoot<wire::Message>().getCallId();
-      sendViolation(callId, kj::str("malformed message: ", *problem));
-      kj::throwFatalException(protocolViolation(kj::str("malformed message: ", *problem)));
+      auto what = kj::str("malformed message: ", *problem);
+      routeMalformed(**reader, what);
+      kj::throwFatalException(protocolViolation(what));
     }
     co_return kj::mv(*reader);
   }
@@ -322,15 +328,15 @@ void Peer::failRoutes(const kj::Exception& why) {
 }
 
 void Peer::route(kj::Own<capnp::MessageReader> reader) {
-  // The root and the call id are a struct pointer and a data field: the channel's validation
-  // made both readable. Everything else is read only after the envelope check.
+  // Nothing is read before the envelope check: not even the root (the channel's validation
+  // accepts a list as the root pointer).
+  KJ_IF_MAYBE(problem, checkEnvelope(*reader)) {
+    routeMalformed(*reader, kj::str("malformed message: ", *problem));
+    return;
+  }
   wire::Message::Reader message = reader->getRoot<wire::Message>();
   uint64_t callId = message.getCallId();
   try {
-    KJ_IF_MAYBE(problem, checkEnvelope(*reader)) {
-      routeMalformed(callId, message, kj::str("malformed message: ", *problem));
-      return;
-    }
     if (callId == 0) {
       if (message.isError()) {
         // The peer reports a problem with the channel as a whole (never answered with an error).
@@ -375,8 +381,15 @@ void Peer::route(kj::Own<capnp::MessageReader> reader) {
   }
 }
 
-void Peer::routeMalformed(uint64_t callId, wire::Message::Reader message, kj::StringPtr what) {
-  // Only which() (a data field) is read here. An error is never answered with an error.
+void Peer::routeMalformed(capnp::MessageReader& reader, kj::StringPtr what) {
+  if (!hasStructRoot(reader)) {
+    sendViolation(0, what);  // no call id to blame: a channel-level violation
+    return;
+  }
+  // Only the call id and which() (data fields) are read here. An error is never answered with
+  // an error.
+  wire::Message::Reader message = reader.getRoot<wire::Message>();
+  uint64_t callId = message.getCallId();
   bool answer = !message.isError();
   if (callId == 0) {
     if (answer) {
@@ -480,30 +493,33 @@ Co<kj::Own<Peer>> handshake(kj::Own<Channel> channel, PeerHost& host, bool initi
   auto received = co_await channel->receive();
   kj::Maybe<kj::Exception> refusal;
   KJ_IF_MAYBE(reader, received) {
-    auto message = (*reader)->getRoot<wire::Message>();
-    kj::Maybe<kj::String> problem;
-    if (message.isHello()) problem = checkEnvelope(**reader);
-    if (!message.isHello()) {
+    // Checked before anything is read, the root included (see Peer::route()).
+    auto problem = checkEnvelope(**reader);
+    bool isHello = hasStructRoot(**reader) && (*reader)->getRoot<wire::Message>().isHello();
+    if (!isHello) {
       refusal = protocolViolation("the peer's first message is not hello");
-    } else if (problem != nullptr) {
-      refusal = protocolViolation(
-          kj::str("the peer's hello is malformed: ", KJ_ASSERT_NONNULL(problem)));
-    } else if (message.getHello().getProtocolVersion() != wire::PROTOCOL_VERSION) {
-      refusal = protocolViolation(kj::str(
-          "the peer speaks protocol version ", message.getHello().getProtocolVersion(),
-          ", this actor ", wire::PROTOCOL_VERSION));
-    } else if (message.getHello().getMaxMessageBytes() != 0 &&
-               message.getHello().getMaxMessageBytes() < MIN_MAX_MESSAGE_BYTES) {
-      refusal = protocolViolation(kj::str(
-          "the peer's message limit of ", message.getHello().getMaxMessageBytes(),
-          " bytes is below the minimum of ", MIN_MAX_MESSAGE_BYTES));
+    } else KJ_IF_MAYBE(what, problem) {
+      refusal = protocolViolation(kj::str("the peer's hello is malformed: ", *what));
     } else {
-      // Each side sends at most what the other accepts: the smaller limit, both ways.
-      uint64_t theirs = message.getHello().getMaxMessageBytes();
-      if (theirs == 0) theirs = DEFAULT_MAX_FRAME_BYTES;  // a peer that does not say
-      options.maxMessageBytes = kj::min(uint64_t(local), theirs);
-      auto remote = ActorIdentity::fromWire(message.getHello().getId());
-      co_return kj::heap<Peer>(kj::mv(channel), host, kj::mv(remote), initiator, options);
+      auto hello = (*reader)->getRoot<wire::Message>().getHello();
+      if (hello.getProtocolVersion() != wire::PROTOCOL_VERSION) {
+        refusal = protocolViolation(kj::str("the peer speaks protocol version ",
+                                            hello.getProtocolVersion(), ", this actor ",
+                                            wire::PROTOCOL_VERSION));
+      } else if (hello.getMaxMessageBytes() != 0 &&
+                 hello.getMaxMessageBytes() < MIN_MAX_MESSAGE_BYTES) {
+        refusal = protocolViolation(kj::str("the peer's message limit of ",
+                                            hello.getMaxMessageBytes(),
+                                            " bytes is below the minimum of ",
+                                            MIN_MAX_MESSAGE_BYTES));
+      } else {
+        // Each side sends at most what the other accepts: the smaller limit, both ways.
+        uint64_t theirs = hello.getMaxMessageBytes();
+        if (theirs == 0) theirs = DEFAULT_MAX_FRAME_BYTES;  // a peer that does not say
+        options.maxMessageBytes = kj::min(uint64_t(local), theirs);
+        auto remote = ActorIdentity::fromWire(hello.getId());
+        co_return kj::heap<Peer>(kj::mv(channel), host, kj::mv(remote), initiator, options);
+      }
     }
   } else {
     kj::throwFatalException(transportClosed("the peer closed the channel during the handshake"));

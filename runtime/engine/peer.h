@@ -176,7 +176,7 @@ private:
   void markClosed();
 
   void route(kj::Own<capnp::MessageReader> reader);
-  void routeMalformed(uint64_t callId, wire::Message::Reader message, kj::StringPtr what);
+  void routeMalformed(capnp::MessageReader& reader, kj::StringPtr what);
   void startIncoming(uint64_t callId, kj::Own<capnp::MessageReader> reader);
   bool isOurs(uint64_t callId) const;
   bool wasUsed(uint64_t callId) const;

@@ -378,6 +378,33 @@ TEST_F(ViolationTest, MalformedControlMessagesAreChannelLevelViolations) {
   });
 }
 
+TEST_F(ViolationTest, ListAsTheRootIsAChannelLevelViolation) {
+  // Found by fuzz/engine_fuzz: the channel's validation accepts any root pointer; reading it as a
+  // wire::Message threw out of Peer::route() and ended the channel.
+  run([&]() {
+    sendHello();
+    capnp::MallocMessageBuilder m;
+    m.initRoot<capnp::AnyPointer>().initAs<capnp::List<uint32_t>>(2);
+    raw->send(m);
+    expectViolation(0, "expected a Message struct, got a list pointer");
+    expectEchoStillWorks(1);
+  });
+}
+
+TEST_F(ViolationTest, ListAsTheRootOfTheHelloIsRefused) {
+  // Found by fuzz/handshake_fuzz: the same, during the handshake (an unexpected exception).
+  auto pipe = io.provider->newTwoWayPipe();
+  raw = kj::heap<Channel>(kj::mv(pipe.ends[0]));
+  auto shaking = handshake(kj::heap<Channel>(kj::mv(pipe.ends[1])), actor, false);
+  capnp::MallocMessageBuilder m;
+  m.initRoot<capnp::AnyPointer>().setAs<capnp::Text>("hello?");
+  raw->send(m);
+  auto failure = kj::runCatchingExceptions([&]() { shaking.wait(io.waitScope); });
+  EXPECT_TRUE(isProtocolViolation(KJ_ASSERT_NONNULL(failure)));
+  EXPECT_EQ(next()->getRoot<wire::Message>().getError().getKind(),
+            wire::ErrorKind::PROTOCOL_VIOLATION);
+}
+
 TEST_F(ViolationTest, MalformedHelloIsRefused) {
   auto pipe = io.provider->newTwoWayPipe();
   raw = kj::heap<Channel>(kj::mv(pipe.ends[0]));
@@ -478,6 +505,26 @@ TEST_F(CallerViolationTest, MalformedErrorFailsTheCallAndIsNotAnswered) {
   failure = nullptr;
   second.wait(io.waitScope);
   EXPECT_TRUE(failure == nullptr);
+}
+
+TEST_F(CallerViolationTest, ReturnBeforeStartAckFailsTheStream) {
+  // Found by fuzz/engine_fuzz: a `return` in answer to a stream's start (the callee's method is
+  // a call) left the caller waiting for a startAck forever.
+  connect();
+  kj::Maybe<kj::Exception> failure;
+  auto opened = streamMethod<probe::Count, probe::Item>(
+      *peer, PROBE_ID, 3, [](probe::Count::Builder) {},
+      [](ReceiveStream<probe::Item>&) -> Co<void> { co_return; })
+      .then([]() {}, [&failure](kj::Exception&& e) { failure = kj::mv(e); })
+      .eagerlyEvaluate(nullptr);
+  uint64_t callId = 0;
+  answerNextStart([&](wire::Message::Builder m) {
+    callId = m.getCallId();
+    m.initReturn().setTypeId(capnp::typeId<probe::Empty>());
+  });
+  opened.wait(io.waitScope);
+  EXPECT_TRUE(isProtocolViolation(KJ_ASSERT_NONNULL(failure)));
+  expectViolation(callId, "return before startAck");
 }
 
 TEST_F(CallerViolationTest, StartedOfTheWrongKindFailsTheContext) {

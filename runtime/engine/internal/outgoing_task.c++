@@ -93,6 +93,7 @@ OutgoingTaskImpl::~OutgoingTaskImpl() noexcept(false) {
 Co<void> OutgoingTaskImpl::acknowledged() {
   while (!acked) {
     KJ_IF_MAYBE(e, error) kj::throwFatalException(kj::cp(*e));
+    KJ_ASSERT(!finished, "a task that ended unacknowledged has an error");
     co_await changed.wait();
   }
 }
@@ -184,12 +185,18 @@ void OutgoingTaskImpl::receive(wire::Message::Reader message,
       }
       return;
     case wire::Message::STOP:
+      if (!acked) return violation("stop before startAck");
       stream.deliverStop();
       return;
     case wire::Message::CREDIT:
       stream.grantSendCredit(message.getCredit());
       return;
     case wire::Message::RETURN:
+      // A call's answer to a stream or context (docs/PROTOCOL.md 3.3: a kind mismatch).
+      if (!acked) {
+        return violation(kj::str("return before startAck: the caller opened a ", kindName(kind),
+                                 " but the callee's method is a call"));
+      }
       // (Read after the task has finished: a malformed result fails only the local reader.)
       returnValue = kj::heap<WireIncoming>(kj::mv(owner), message.getReturn());
       finish();
