@@ -17,6 +17,7 @@
 #include "tests/discovery/service.capnp.harrow.h"
 
 #include <gtest/gtest.h>
+#include <capnp/any.h>
 #include <capnp/serialize.h>
 #include <harrow/wire.capnp.h>
 #include <kj/async-io.h>
@@ -555,6 +556,60 @@ TEST_P(DiscoveryTest, ConnectAndDropsAndGarbageDoNotDisturbAnyActor) {
       auto fresh = KJ_ASSERT_NONNULL(freshFound);
       EXPECT_EQ(std::string((co_await fresh.echo("still here"))->getText().cStr()),
                 "svc-target: still here");
+    });
+  }));
+}
+
+// Connects to `address`, says hello, sends a start whose params pointer is a list, and expects
+// a protocol violation for it.
+Co<void> sendJunkStart(kj::Network& network, kj::StringPtr address, uint64_t interfaceId) {
+  auto stream = co_await rawConnect(network, address);
+  Channel channel(kj::mv(stream));
+  capnp::MallocMessageBuilder hello;
+  auto h = hello.initRoot<wire::Message>().initHello();
+  ActorIdentity::random("junk").toWire(h.initId());
+  h.setProtocolVersion(wire::PROTOCOL_VERSION);
+  channel.send(hello);
+  capnp::MallocMessageBuilder junk;
+  auto start = junk.initRoot<wire::Message>();
+  start.setCallId(1);
+  start.initStart().setInterfaceId(interfaceId);
+  capnp::AnyStruct::Builder(start.getStart()).getPointerSection()[0]
+      .initAs<capnp::List<uint32_t>>(3);  // params: a list, not a Payload
+  channel.send(junk);
+  for (;;) {
+    // (No co_await inside KJ_ASSERT_NONNULL: GCC 12 has an ICE on co_await in its expression.)
+    auto next = co_await channel.receive();
+    auto& reader = KJ_ASSERT_NONNULL(next, "the victim closed the channel");
+    auto m = reader->getRoot<wire::Message>();
+    if (m.isHello()) continue;
+    EXPECT_EQ(m.getCallId(), 1u);
+    EXPECT_TRUE(m.isError() && m.getError().getKind() == wire::ErrorKind::PROTOCOL_VIOLATION);
+    co_return;
+  }
+}
+
+// A well-framed start whose params pointer is a list (docs/PROTOCOL.md 3.6, decoding) sent to a
+// child's channel server and to the root's registry listener: before the decode boundary it
+// failed the victim's service nursery and killed the process (the root: the whole tree).
+TEST_P(DiscoveryTest, JunkStartsDoNotKillAChildOrTheRegistry) {
+  expectOk(runRoot([&]() -> Co<void> {
+    auto& network = io.provider->getNetwork();
+    co_await openActorNursery(root, [&](ActorNursery& nursery) -> Co<void> {
+      pid_t pid = 0;
+      co_await startService(nursery, "svc-junk", &pid);
+      auto entries = co_await queryActor(root, "svc-junk");
+      KJ_ASSERT(entries.size() == 1);
+      auto childAddress = kj::str(entries[0].addresses[0]);
+      auto registry = kj::str(KJ_ASSERT_NONNULL(root.registryAddress()));
+      co_await sendJunkStart(network, childAddress, ServiceActor::INTERFACE_ID);
+      co_await sendJunkStart(network, registry, RegistryActor::INTERFACE_ID);
+      // Both still serve: the same child answers, the registry still knows it.
+      auto found = co_await findActor<ServiceActor>(root, "svc-junk");
+      auto service = KJ_ASSERT_NONNULL(found);
+      auto again = co_await service.report();
+      EXPECT_EQ(again->getPid(), pid);
+      EXPECT_EQ((co_await queryActor(root, "svc-junk")).size(), 1u);
     });
   }));
 }
