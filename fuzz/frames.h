@@ -40,13 +40,13 @@ inline bool parseFrames(const uint8_t* data, size_t size, std::vector<Frame>& fr
   size_t at = 0;
   while (at < size) {
     if (size - at < 8) return false;
-    uint32_t count = le32(data + at) + 1;
+    uint64_t count = uint64_t(le32(data + at)) + 1;
     if (count > 16) return false;
     size_t table = (count / 2 + 1) * 8;
     if (size - at < table) return false;
     size_t body = 0;
     std::vector<size_t> sizes;
-    for (uint32_t i = 0; i < count; ++i) {
+    for (uint64_t i = 0; i < count; ++i) {
       size_t words = le32(data + at + 4 + 4 * i);
       if (words > (1u << 16)) return false;
       sizes.push_back(words * 8);
