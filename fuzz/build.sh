@@ -54,8 +54,9 @@ export COMMON_FLAGS="${COMMON[*]}" SAN_FLAGS="${SAN[*]}"
 compile_one() {
   local src=$1
   local obj="$OUT/obj/$(echo "${src#$ROOT/}" | tr '/' '_').o"
-  # Rebuild when the source or any runtime header is newer than the object.
-  if [[ ! -f "$obj" || -n $(find "$src" "$ROOT/runtime" "$ROOT/fuzz" -newer "$obj" \
+  # Rebuild when the source or any runtime header is newer than the object (runtime sources
+  # include no fuzz/ header).
+  if [[ ! -f "$obj" || -n $(find "$src" "$ROOT/runtime" "$OUT/include" -newer "$obj" \
         \( -name '*.h' -o -samefile "$src" \) -print -quit) ]]; then
     echo "  CXX ${src#$ROOT/}" >&2
     $CXX $COMMON_FLAGS $SAN_FLAGS -fsanitize=fuzzer-no-link -c "$src" -o "$obj"

@@ -8,7 +8,7 @@
 
 #include "fuzz/harness.h"
 
-#include <harrow/actor/registry.h>
+#include <harrow/discovery/registry.h>
 
 using namespace harrow;
 using namespace harrow::fuzz;

@@ -7,7 +7,7 @@
 
 #include "fuzz/frames.h"
 
-#include <harrow/actor/registry.h>
+#include <harrow/discovery/registry.h>
 #include <harrow/engine/remote_error.h>
 #include "tests/engine/probe.capnp.h"
 

@@ -601,7 +601,7 @@ TEST_P(DiscoveryTest, JunkStartsDoNotKillAChildOrTheRegistry) {
       auto entries = co_await queryActor(root, "svc-junk");
       KJ_ASSERT(entries.size() == 1);
       auto childAddress = kj::str(entries[0].addresses[0]);
-      auto registry = kj::str(KJ_ASSERT_NONNULL(root.registryAddress()));
+      auto registry = kj::str(KJ_ASSERT_NONNULL(harrow::registryAddress(root)));
       co_await sendJunkStart(network, childAddress, ServiceActor::INTERFACE_ID);
       co_await sendJunkStart(network, registry, RegistryActor::INTERFACE_ID);
       // Both still serve: the same child answers, the registry still knows it.
