@@ -17,15 +17,9 @@ void ActorLog::logMessage(kj::LogSeverity severity, const char* file, int line,
   next.logMessage(severity, file, line, contextDepth, kj::mv(prefixed));
 }
 
-namespace {
-bool debugOn = false;  // set once at startup, from the flag or the environment
-}  // namespace
-
-bool debugLogging() { return debugOn; }
-
 void setLogLevel(kj::StringPtr level) {
   kj::LogSeverity severity;
-  debugOn = level == "debug";
+  setDebugLogging(level == "debug");
   if (level == "debug") {
     severity = kj::LogSeverity::INFO;  // the most KJ can show; debugLogging() adds harrow's
   } else if (level == "info") {

@@ -6,6 +6,8 @@
 
 #pragma once
 
+#include <harrow/co/log_level.h>
+
 #include <kj/exception.h>
 #include <kj/string.h>
 
@@ -23,13 +25,7 @@ private:
   kj::String actorName;
 };
 
-// Whether harrow's "debug" level is on. KJ has no level below INFO (its DBG severity is printed
-// at every level), so debug lines go through HARROW_LOG_DEBUG, which checks this first.
-bool debugLogging();
-#define HARROW_LOG_DEBUG(...)                                      \
-  do {                                                             \
-    if (::harrow::debugLogging()) KJ_LOG(INFO, ##__VA_ARGS__);     \
-  } while (false)
+// debugLogging() and HARROW_LOG_DEBUG: <harrow/co/log_level.h>.
 
 // Applies a level name ("debug", "info", "warning", "error"); throws for an unknown one.
 void setLogLevel(kj::StringPtr level);

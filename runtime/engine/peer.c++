@@ -2,9 +2,12 @@
 
 #include <harrow/co/errors.h>
 
+#include "runtime/engine/internal/decode.h"
 #include "runtime/engine/internal/incoming_task.h"
 #include "runtime/engine/internal/outgoing_task.h"
 #include "runtime/engine/internal/wire_message.h"
+
+#include <harrow/co/log_level.h>
 
 #include <kj/debug.h>
 #include <kj/function.h>
@@ -29,6 +32,19 @@ kj::StringPtr kindName(MethodKind kind) {
     case MethodKind::CONTEXT: return "context";
   }
   return "task";
+}
+
+// What is wrong with a received message's envelope (wire::Message, everything but the payload
+// values), or nullptr if the engine can read all of it.
+kj::Maybe<kj::String> checkEnvelope(capnp::MessageReader& reader) {
+  auto fresh = decodeReader(reader, reader.getOptions());
+  return checkStruct(capnp::Schema::from<wire::Message>(), fresh->getRoot<capnp::AnyPointer>());
+}
+
+// Whether getRoot<wire::Message>() can be called at all (a null root reads as the default).
+bool hasStructRoot(capnp::MessageReader& reader) {
+  auto root = reader.getRoot<capnp::AnyPointer>();
+  return root.isNull() || root.getPointerType() == capnp::PointerType::STRUCT;
 }
 
 kj::ForkedPromise<void> newClosedPromise(kj::Own<kj::PromiseFulfiller<void>>& fulfiller) {
@@ -201,8 +217,24 @@ kj::Promise<void> Peer::whenWritable() {
   });
 }
 
+void Peer::logViolation(uint64_t callId, kj::StringPtr what,
+                        kj::Maybe<const kj::Exception&> trace) {
+  // A hostile or broken peer can send violations as fast as it likes: one warning per channel,
+  // without a stack trace (it would be ours, not the peer's), the details at debug level.
+  if (!violationLogged) {
+    violationLogged = true;
+    KJ_LOG(WARNING, "protocol violation by peer (further ones on this channel are logged at "
+           "debug level)", remoteId.toString(), callId, what);
+  }
+  KJ_IF_MAYBE(e, trace) {
+    HARROW_LOG_DEBUG("protocol violation by peer", remoteId.toString(), callId, *e);
+  } else {
+    HARROW_LOG_DEBUG("protocol violation by peer", remoteId.toString(), callId, what);
+  }
+}
+
 void Peer::sendViolation(uint64_t callId, kj::StringPtr what) {
-  KJ_LOG(WARNING, "protocol violation by peer", remoteId.toString(), callId, what);
+  logViolation(callId, what, nullptr);
   if (closed) return;
   sendError(callId, protocolViolation(what), wire::ErrorKind::PROTOCOL_VIOLATION,
             kj::str("task ", callId));
@@ -210,6 +242,11 @@ void Peer::sendViolation(uint64_t callId, kj::StringPtr what) {
 
 Co<kj::Own<capnp::MessageReader>> Peer::receiveOne() {
   KJ_IF_MAYBE(reader, co_await chan->receive()) {
+    KJ_IF_MAYBE(problem, checkEnvelope(**reader)) {
+      auto what = kj::str("malformed message: ", *problem);
+      routeMalformed(**reader, what);
+      kj::throwFatalException(protocolViolation(what));
+    }
     co_return kj::mv(*reader);
   }
   kj::throwFatalException(transportClosed("the peer closed the channel"));
@@ -337,6 +374,12 @@ void Peer::failRoutes(const kj::Exception& why) {
 }
 
 void Peer::route(kj::Own<capnp::MessageReader> reader) {
+  // Nothing is read before the envelope check: not even the root (the channel's validation
+  // accepts a list as the root pointer).
+  KJ_IF_MAYBE(problem, checkEnvelope(*reader)) {
+    routeMalformed(*reader, kj::str("malformed message: ", *problem));
+    return;
+  }
   wire::Message::Reader message = reader->getRoot<wire::Message>();
   uint64_t callId = message.getCallId();
   try {
@@ -371,9 +414,54 @@ void Peer::route(kj::Own<capnp::MessageReader> reader) {
       sendViolation(callId, kj::str("unknown call id ", callId));
     }
   } catch (...) {
-    // A bug or an unreadable field must not end the channel's other tasks.
+    // A bug must not end the channel's other tasks (unreadable fields were caught above).
     auto e = currentException();
-    sendViolation(callId, e.getDescription());
+    logViolation(callId, e.getDescription(), e);
+    if (!closed && !message.isError()) {
+      wire::Message::Builder root = nullptr;
+      auto builder = newMessage(callId, root);
+      fillWireError(root.initError(), protocolViolation(e.getDescription()), hostRef.identity(),
+                    wire::ErrorKind::PROTOCOL_VIOLATION);
+      chan->send(kj::mv(builder));
+    }
+  }
+}
+
+void Peer::routeMalformed(capnp::MessageReader& reader, kj::StringPtr what) {
+  if (!hasStructRoot(reader)) {
+    sendViolation(0, what);  // no call id to blame: a channel-level violation
+    return;
+  }
+  // Only the call id and which() (data fields) are read here. An error is never answered with
+  // an error.
+  wire::Message::Reader message = reader.getRoot<wire::Message>();
+  uint64_t callId = message.getCallId();
+  bool answer = !message.isError();
+  if (callId == 0) {
+    if (answer) {
+      sendViolation(0, what);
+    } else {
+      logViolation(0, what, nullptr);
+    }
+    return;
+  }
+  if (message.isStart()) {
+    if (isOurs(callId) || routes.find(callId) != nullptr || callId <= highestPeerCallId) {
+      sendViolation(callId, kj::str("start with call id ", callId, ", which is not free"));
+    } else {
+      highestPeerCallId = callId;  // refused, but used: later messages for it are late
+      sendViolation(callId, what);
+    }
+    return;
+  }
+  KJ_IF_MAYBE(r, routes.find(callId)) {
+    (*r)->malformed(what, answer);
+    return;
+  }
+  if (!wasUsed(callId) && answer) {
+    sendViolation(callId, kj::str("unknown call id ", callId));
+  } else {
+    logViolation(callId, what, nullptr);
   }
 }
 
@@ -504,6 +592,16 @@ Co<kj::Own<capnp::MessageReader>> receiveHandshake(Channel& channel, PeerHost& h
     kj::throwFatalException(transportClosed("the peer closed the channel during the handshake"));
   }
   kj::Own<capnp::MessageReader> reader = kj::mv(KJ_ASSERT_NONNULL(received));
+  // Checked before anything is read, the root included (see Peer::route()).
+  if (!hasStructRoot(*reader)) {
+    co_await refuse(channel, host,
+                    protocolViolation("the peer's handshake message is not a struct"));
+  }
+  KJ_IF_MAYBE(problem, checkEnvelope(*reader)) {
+    kj::StringPtr what = expected == wire::Message::HELLO ? "hello" : "authenticate";
+    co_await refuse(channel, host, protocolViolation(kj::str("the peer's ", what,
+                                                             " is malformed: ", *problem)));
+  }
   auto message = reader->getRoot<wire::Message>();
   if (message.which() != expected || message.getCallId() != 0) {
     auto why = unexpected(message, expected);

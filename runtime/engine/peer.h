@@ -6,10 +6,12 @@
 // outgoing ones. docs/PROTOCOL.md is the state machine it implements.
 //
 // Failure containment: a message the state machine forbids gets an `error` (protocolViolation)
-// back to the sender for that call id and harms nothing else; a malformed frame ends this
-// channel only; a lost channel cancels this channel's incoming tasks (scope cancellation) and
-// fails its outgoing ones with TransportClosed, or with the cause its owner knows
-// (explainLossWith(): a supervisor's ActorDied).
+// back to the sender for that call id and harms nothing else. So does one that does not decode
+// (runtime/engine/internal/decode.h): every message's envelope is checked against wire.capnp
+// before it is routed, every payload against its declared type before it is read. A malformed
+// frame ends this channel only; a lost channel cancels this channel's incoming tasks (scope
+// cancellation) and fails its outgoing ones with TransportClosed, or with the cause its owner
+// knows (explainLossWith(): a supervisor's ActorDied).
 
 #pragma once
 
@@ -123,6 +125,9 @@ public:
   public:
     virtual void receive(wire::Message::Reader message, kj::Own<capnp::MessageReader>& owner) = 0;
     virtual void channelLost(const kj::Exception& why) = 0;
+    // The peer sent this task a message (or payload) that does not decode: a violation of this
+    // task, answered with an error unless `answer` is false (the message was itself an error).
+    virtual void malformed(kj::StringPtr what, bool answer = true) = 0;
   };
   void addRoute(uint64_t callId, Route& route);
   void removeRoute(uint64_t callId);
@@ -136,6 +141,9 @@ public:
   // task for that message.
   void sendError(uint64_t callId, const kj::Exception& error, wire::ErrorKind kind,
                  kj::StringPtr task);
+  // Logs a violation by the peer: the first on this channel at warning level, the rest (and the
+  // trace, if any) at debug level.
+  void logViolation(uint64_t callId, kj::StringPtr what, kj::Maybe<const kj::Exception&> trace);
   bool isClosed() const { return closed; }
   const PeerOptions& getOptions() const { return options; }
 
@@ -190,6 +198,7 @@ private:
   bool closed = false;
   kj::Maybe<kj::Exception> closeReason;
   uint64_t serialNumber;
+  bool violationLogged = false;
   kj::Own<kj::PromiseFulfiller<void>> closedFulfiller;
   kj::ForkedPromise<void> closedPromise;
   kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> drainWaiters;
@@ -198,6 +207,7 @@ private:
   void markClosed();
 
   void route(kj::Own<capnp::MessageReader> reader);
+  void routeMalformed(capnp::MessageReader& reader, kj::StringPtr what);
   void startIncoming(uint64_t callId, kj::Own<capnp::MessageReader> reader);
   bool isOurs(uint64_t callId) const;
   bool wasUsed(uint64_t callId) const;

@@ -43,17 +43,20 @@ class IncomingMessage {
 public:
   virtual ~IncomingMessage() noexcept(false) = default;
 
-  // The payload as T; a payload of another type raises a protocol violation naming both.
+  // The payload as T. This is the decode boundary for received payloads: a payload of another
+  // type, or one that does not decode as T (a pointer of the wrong kind anywhere inside it),
+  // raises a protocol violation naming both, and the engine reports it to the peer as a
+  // violation of the task the payload belongs to. Nothing reads the payload before this check.
   template <typename T>
   typename T::Reader get() {
-    if (!holds(capnp::typeId<T>())) throwWrongType(capnp::Schema::from<T>());
+    check(capnp::Schema::from<T>());
     return payload().template getAs<T>();
   }
 
   virtual capnp::AnyPointer::Reader payload() = 0;
-  // Whether the payload is a struct of the type with this id.
-  virtual bool holds(uint64_t typeId) = 0;
-  [[noreturn]] virtual void throwWrongType(capnp::Schema expected) = 0;
+  // Returns if the payload is a struct of type `expected` that decodes as such (checked once per
+  // type); throws a protocol violation otherwise.
+  virtual void check(capnp::StructSchema expected) = 0;
 };
 
 // The item stream inside a task, in both directions (tractor: MsgStream). Sending waits for

@@ -106,11 +106,27 @@ Co<void> openMsgStream(RawStream& raw, Body body) {
 // ---------------------------------------------------------------------------------------------
 // Server side
 
+namespace _ {
+
+// Decodes a task's params as Params before anything else touches the task (see
+// IncomingMessage::get): a malformed start fails in the server object's constructor, before the
+// handler runs, and the engine answers it as a protocol violation.
+template <typename Params>
+IncomingTask& decodeParams(IncomingTask& task) {
+  task.params().template get<Params>();
+  return task;
+}
+
+}  // namespace _
+
 template <typename Params, typename Results>
 class CallContext {
 public:
+  // Decodes the params first (see IncomingMessage::get): a malformed start fails here, before the
+  // handler runs.
   explicit CallContext(IncomingTask& task)
-      : task(task), resultsBuilder(task.results().template init<Results>()) {}
+      : task(_::decodeParams<Params>(task)),
+        resultsBuilder(task.results().template init<Results>()) {}
 
   typename Params::Reader params() { return task.params().template get<Params>(); }
   typename Results::Builder results() { return resultsBuilder; }
@@ -128,7 +144,7 @@ private:
 template <typename Params, typename Item>
 class StreamCall {
 public:
-  explicit StreamCall(IncomingTask& task) : task(task) {}
+  explicit StreamCall(IncomingTask& task) : task(_::decodeParams<Params>(task)) {}
 
   typename Params::Reader params() { return task.params().template get<Params>(); }
 
@@ -155,7 +171,8 @@ template <typename Params, typename Results, typename Started, typename CallerSe
 class ContextCall {
 public:
   explicit ContextCall(IncomingTask& task)
-      : task(task), resultsBuilder(task.results().template init<Results>()) {}
+      : task(_::decodeParams<Params>(task)),
+        resultsBuilder(task.results().template init<Results>()) {}
 
   typename Params::Reader params() { return task.params().template get<Params>(); }
   typename Results::Builder results() { return resultsBuilder; }

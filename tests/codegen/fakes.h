@@ -37,9 +37,9 @@ public:
   capnp::AnyPointer::Reader payload() override {
     return message.getRoot<capnp::AnyPointer>().asReader();
   }
-  bool holds(uint64_t id) override { return id == typeId; }
-  [[noreturn]] void throwWrongType(capnp::Schema expected) override {
-    KJ_FAIL_REQUIRE("payload of another type", expected.getProto().getDisplayName(), typeId);
+  void check(capnp::StructSchema expected) override {
+    KJ_REQUIRE(expected.getProto().getId() == typeId, "payload of another type",
+               expected.getProto().getDisplayName(), typeId);
   }
 };
 

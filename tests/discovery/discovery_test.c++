@@ -13,11 +13,13 @@
 #include <harrow/discovery/discovery.h>
 #include <harrow/main.h>
 #include <harrow/discovery/registry.h>
+#include <harrow/engine/auth.h>
 #include "tests/names.h"
 #include "tests/processes.h"
 #include "tests/discovery/service.capnp.harrow.h"
 
 #include <gtest/gtest.h>
+#include <capnp/any.h>
 #include <capnp/serialize.h>
 #include <harrow/wire.capnp.h>
 #include <kj/async-io.h>
@@ -551,6 +553,75 @@ TEST_P(DiscoveryTest, ConnectAndDropsAndGarbageDoNotDisturbAnyActor) {
       auto fresh = KJ_ASSERT_NONNULL(freshFound);
       EXPECT_EQ(std::string((co_await fresh.echo("still here"))->getText().cStr()),
                 "svc-target: still here");
+    });
+  }));
+}
+
+// Connects to `address`, completes the handshake (it knows the tree's secret: a buggy member of
+// the tree, not a stranger), sends a start whose params pointer is a list, and expects a protocol
+// violation for it.
+Co<void> sendJunkStart(kj::Network& network, kj::StringPtr address, uint64_t interfaceId,
+                       const TreeSecret& secret) {
+  auto stream = co_await rawConnect(network, address);
+  Channel channel(kj::mv(stream));
+  capnp::MallocMessageBuilder hello;
+  auto h = hello.initRoot<wire::Message>().initHello();
+  ActorIdentity::random("junk").toWire(h.initId());
+  h.setProtocolVersion(wire::PROTOCOL_VERSION);
+  setHelloNonce(h);
+  channel.send(hello);
+  {
+    auto theirs = co_await channel.receive();
+    auto& reader = KJ_ASSERT_NONNULL(theirs, "the victim closed the channel");
+    auto proof = handshakeProof(secret, HandshakeRole::OPENER, h.asReader(),
+                                reader->getRoot<wire::Message>().getHello());
+    capnp::MallocMessageBuilder authenticate;
+    authenticate.initRoot<wire::Message>().setAuthenticate(
+        capnp::Data::Reader(proof.begin(), proof.size()));
+    channel.send(authenticate);
+  }
+  capnp::MallocMessageBuilder junk;
+  auto start = junk.initRoot<wire::Message>();
+  start.setCallId(1);
+  start.initStart().setInterfaceId(interfaceId);
+  capnp::AnyStruct::Builder(start.getStart()).getPointerSection()[0]
+      .initAs<capnp::List<uint32_t>>(3);  // params: a list, not a Payload
+  channel.send(junk);
+  for (;;) {
+    // (No co_await inside KJ_ASSERT_NONNULL: GCC 12 has an ICE on co_await in its expression.)
+    auto next = co_await channel.receive();
+    auto& reader = KJ_ASSERT_NONNULL(next, "the victim closed the channel");
+    auto m = reader->getRoot<wire::Message>();
+    if (m.isHello() || m.isAuthenticate()) continue;
+    EXPECT_EQ(m.getCallId(), 1u);
+    EXPECT_TRUE(m.isError() && m.getError().getKind() == wire::ErrorKind::PROTOCOL_VIOLATION);
+    co_return;
+  }
+}
+
+// A well-framed start whose params pointer is a list (docs/PROTOCOL.md 3.6, decoding) sent to a
+// child's channel server and to the root's registry listener: before the decode boundary it
+// failed the victim's service nursery and killed the process (the root: the whole tree).
+TEST_P(DiscoveryTest, JunkStartsDoNotKillAChildOrTheRegistry) {
+  expectOk(runRoot([&]() -> Co<void> {
+    auto& network = io.provider->getNetwork();
+    co_await openActorNursery(root, [&](ActorNursery& nursery) -> Co<void> {
+      pid_t pid = 0;
+      co_await startService(nursery, "svc-junk", &pid);
+      auto entries = co_await queryActor(root, "svc-junk");
+      KJ_ASSERT(entries.size() == 1);
+      auto childAddress = kj::str(entries[0].addresses[0]);
+      auto registry = kj::str(KJ_ASSERT_NONNULL(harrow::registryAddress(root)));
+      co_await sendJunkStart(network, childAddress, ServiceActor::INTERFACE_ID,
+                             root.treeSecret());
+      co_await sendJunkStart(network, registry, RegistryActor::INTERFACE_ID,
+                             root.treeSecret());
+      // Both still serve: the same child answers, the registry still knows it.
+      auto found = co_await findActor<ServiceActor>(root, "svc-junk");
+      auto service = KJ_ASSERT_NONNULL(found);
+      auto again = co_await service.report();
+      EXPECT_EQ(again->getPid(), pid);
+      EXPECT_EQ((co_await queryActor(root, "svc-junk")).size(), 1u);
     });
   }));
 }

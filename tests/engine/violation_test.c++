@@ -5,6 +5,7 @@
 #include <harrow/typed/typed.h>
 #include "tests/engine/probe.capnp.h"
 
+#include <capnp/any.h>
 #include <gtest/gtest.h>
 #include <kj/async-io.h>
 #include <kj/debug.h>
@@ -62,29 +63,34 @@ protected:
 
   // A hello, without the proof that must follow it.
   kj::Own<capnp::MallocMessageBuilder> sendBareHello(uint32_t version = wire::PROTOCOL_VERSION) {
+    return sendBareHelloOn(*raw, "rogue", version);
+  }
+  kj::Own<capnp::MallocMessageBuilder> sendBareHelloOn(Channel& channel, kj::StringPtr name,
+                                                       uint32_t version = wire::PROTOCOL_VERSION) {
     wire::Message::Builder root = nullptr;
     auto m = message(0, root);
     auto hello = root.initHello();
-    ActorIdentity::random("rogue").toWire(hello.initId());
+    ActorIdentity::random(name).toWire(hello.initId());
     hello.setProtocolVersion(version);
     setHelloNonce(hello);
-    raw->send(*m);
+    channel.send(*m);
     return m;
   }
 
   // The opener's side of the handshake, by hand: the rogue knows the tree's secret (it breaks
   // the protocol later, not the handshake).
-  void sendHello() {
-    auto ours = sendBareHello();
-    auto theirs = KJ_ASSERT_NONNULL(raw->receive().wait(io.waitScope));
+  void sendHello() { authenticateOn(*raw, "rogue"); }
+  void authenticateOn(Channel& channel, kj::StringPtr name) {
+    auto ours = sendBareHelloOn(channel, name);
+    auto theirs = KJ_ASSERT_NONNULL(channel.receive().wait(io.waitScope));
     auto opener = ours->getRoot<wire::Message>().getHello().asReader();
     auto acceptor = theirs->getRoot<wire::Message>().getHello();
     auto proof = handshakeProof(actor.treeSecret(), HandshakeRole::OPENER, opener, acceptor);
     wire::Message::Builder root = nullptr;
     auto m = message(0, root);
     root.setAuthenticate(capnp::Data::Reader(proof.begin(), proof.size()));
-    raw->send(kj::mv(m));
-    auto answer = KJ_ASSERT_NONNULL(raw->receive().wait(io.waitScope));
+    channel.send(kj::mv(m));
+    auto answer = KJ_ASSERT_NONNULL(channel.receive().wait(io.waitScope));
     auto theirProof = answer->getRoot<wire::Message>();
     KJ_ASSERT(theirProof.isAuthenticate());
     KJ_ASSERT(verifyHandshakeProof(actor.treeSecret(), HandshakeRole::ACCEPTOR, opener, acceptor,
@@ -128,22 +134,35 @@ protected:
     }
   }
 
-  // Runs the victim's side (handshake, serve) while `body` misbehaves.
+  kj::Own<Channel> good;  // another peer of the victim, well-behaved
+
+  // Runs the victim's side (handshake, serve) with two peers while `body` misbehaves on one.
   void run(kj::Function<void()> body) {
     auto pipe = io.provider->newTwoWayPipe();
     raw = kj::heap<Channel>(kj::mv(pipe.ends[0]));
     auto victim = kj::heap<Channel>(kj::mv(pipe.ends[1]));
-    auto served = actor.serve([&]() -> Co<void> {
+    auto goodPipe = io.provider->newTwoWayPipe();
+    good = kj::heap<Channel>(kj::mv(goodPipe.ends[0]));
+    auto victimOfGood = kj::heap<Channel>(kj::mv(goodPipe.ends[1]));
+    auto serveOne = [&](kj::Own<Channel> channel) -> Co<void> {
       PeerOptions options;
       options.window = 4;  // small, so that a credit overrun is easy to provoke
-      auto peer = co_await handshake(kj::mv(victim), actor, false, options);
+      auto peer = co_await handshake(kj::mv(channel), actor, false, options);
       try {
         co_await peer->serve();
       } catch (...) {
       }
+    };
+    auto served = actor.serve([&]() -> Co<void> {
+      auto first = serveOne(kj::mv(victim)).eagerlyEvaluate(nullptr);
+      co_await serveOne(kj::mv(victimOfGood));
+      co_await kj::mv(first);
     }).eagerlyEvaluate(nullptr);
+    authenticateOn(*good, "good");
     body();
+    echoOn(*good, 101, io.waitScope);  // the victim still serves its other peers
     raw = nullptr;  // the rogue leaves; the victim ends cleanly
+    good = nullptr;
     served.wait(io.waitScope);
   }
 
@@ -155,6 +174,53 @@ protected:
     EXPECT_EQ(m.getError().getKind(), wire::ErrorKind::PROTOCOL_VIOLATION);
     EXPECT_NE(std::string(m.getError().getMessage().cStr()).find(containing.cStr()),
               std::string::npos) << m.getError().getMessage().cStr();
+  }
+
+  // Pointer `index` of `target` replaced by a pointer of the wrong kind.
+  enum class Junk { LIST, TEXT, STRUCT };
+  template <typename Builder>
+  static void junk(Builder target, unsigned index, Junk kind) {
+    auto pointer = capnp::AnyStruct::Builder(kj::mv(target)).getPointerSection()[index];
+    switch (kind) {
+      case Junk::LIST: pointer.initAs<capnp::List<uint32_t>>(3); return;
+      case Junk::TEXT: pointer.setAs<capnp::Text>("junk"); return;
+      case Junk::STRUCT: pointer.initAs<probe::Count>().setN(7); return;
+    }
+  }
+
+  // A start for echo whose message is then broken by `breakIt(root)`.
+  void sendBrokenStart(uint64_t callId, kj::Function<void(wire::Message::Builder)> breakIt) {
+    wire::Message::Builder root = nullptr;
+    auto m = message(callId, root);
+    auto start = root.initStart();
+    start.setInterfaceId(PROBE_ID);
+    start.setMethodId(0);
+    start.setWindow(4);
+    start.initParams().initValue().initAs<probe::Words>().setText("hello");
+    start.getParams().setTypeId(capnp::typeId<probe::Words>());
+    breakIt(root);
+    raw->send(kj::mv(m));
+  }
+
+  // The same, on `channel` (another peer of the victim).
+  static void echoOn(Channel& channel, uint64_t callId, kj::WaitScope& waitScope) {
+    wire::Message::Builder root = nullptr;
+    auto m = message(callId, root);
+    auto start = root.initStart();
+    start.setInterfaceId(PROBE_ID);
+    start.initParams().initValue().initAs<probe::Words>().setText("fine");
+    start.getParams().setTypeId(capnp::typeId<probe::Words>());
+    channel.send(kj::mv(m));
+    for (;;) {
+      auto reader = KJ_ASSERT_NONNULL(channel.receive().wait(waitScope));
+      auto reply = reader->getRoot<wire::Message>();
+      if (reply.isHello()) continue;
+      ASSERT_TRUE(reply.isReturn()) << static_cast<int>(reply.which());
+      EXPECT_EQ(reply.getCallId(), callId);
+      EXPECT_EQ(std::string(reply.getReturn().getValue().getAs<probe::Words>().getText().cStr()),
+                "fine");
+      return;
+    }
   }
 
   void expectEchoStillWorks(uint64_t callId) {
@@ -234,6 +300,278 @@ TEST_F(ViolationTest, StartWithTheVictimsParityIsRefused) {
     expectViolation(2, "not free");
     expectEchoStillWorks(1);
   });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The decode boundary: well-framed messages with pointers of the wrong kind (docs/PROTOCOL.md
+// 3.6). Each is a violation of its task; the actor, the channel and the other peer carry on.
+
+TEST_F(ViolationTest, StartWithListParamsIsAViolation) {
+  run([&]() {
+    sendHello();
+    sendBrokenStart(1, [](wire::Message::Builder m) { junk(m.getStart(), 0, Junk::LIST); });
+    expectViolation(1, "malformed message");
+    expectEchoStillWorks(3);
+  });
+}
+
+TEST_F(ViolationTest, StartWithTextAsStartIsAViolation) {
+  run([&]() {
+    sendHello();
+    sendBrokenStart(1, [](wire::Message::Builder m) { junk(m, 0, Junk::TEXT); });
+    expectViolation(1, "malformed message");
+    expectEchoStillWorks(3);
+  });
+}
+
+TEST_F(ViolationTest, ParamsValueOfTheWrongKindIsAViolation) {
+  run([&]() {
+    sendHello();
+    sendBrokenStart(1, [](wire::Message::Builder m) {
+      junk(m.getStart().getParams(), 0, Junk::TEXT);  // Text where the Words struct belongs
+    });
+    expectViolation(1, "expected a Words struct");
+    sendBrokenStart(3, [](wire::Message::Builder m) {
+      junk(m.getStart().getParams(), 0, Junk::LIST);
+    });
+    expectViolation(3, "expected a Words struct");
+    expectEchoStillWorks(5);
+  });
+}
+
+TEST_F(ViolationTest, ParamsFieldOfTheWrongKindIsAViolation) {
+  run([&]() {
+    sendHello();
+    sendBrokenStart(1, [](wire::Message::Builder m) {
+      // Words.text is a struct: only a deep check finds it, before the handler reads it.
+      junk(m.getStart().getParams().getValue().getAs<probe::Words>(), 0, Junk::STRUCT);
+    });
+    expectViolation(1, "Words does not decode");
+    expectEchoStillWorks(3);
+  });
+}
+
+TEST_F(ViolationTest, YieldOfTheWrongKindIsAViolationOfItsTask) {
+  run([&]() {
+    sendHello();
+    sendStart(1, 1);  // a context that reads its items
+    {
+      wire::Message::Builder root = nullptr;
+      auto m = message(1, root);
+      root.initYield();
+      junk(root, 0, Junk::LIST);  // the yield's Payload is a list
+      raw->send(kj::mv(m));
+    }
+    expectViolation(1, "malformed message");
+    sendStart(3, 1);
+    {
+      wire::Message::Builder root = nullptr;
+      auto m = message(3, root);
+      root.initYield().setTypeId(capnp::typeId<probe::Item>());
+      junk(root.getYield(), 0, Junk::TEXT);  // the item is Text, not an Item
+      raw->send(kj::mv(m));
+    }
+    expectViolation(3, "expected a Item struct");
+    expectEchoStillWorks(5);
+  });
+}
+
+TEST_F(ViolationTest, MalformedControlMessagesAreChannelLevelViolations) {
+  run([&]() {
+    sendHello();
+    {
+      wire::Message::Builder root = nullptr;
+      auto m = message(0, root);
+      root.initSpawnSpec();
+      junk(root.getSpawnSpec(), 1, Junk::STRUCT);  // bindAddresses: a struct, not List(Text)
+      raw->send(kj::mv(m));
+    }
+    expectViolation(0, "malformed message");
+    {
+      wire::Message::Builder root = nullptr;
+      auto m = message(7, root);
+      root.initError();
+      junk(root.getError(), 5, Junk::LIST);  // origin: a list; an error is never answered
+      raw->send(kj::mv(m));
+    }
+    expectEchoStillWorks(1);
+  });
+}
+
+TEST_F(ViolationTest, ListAsTheRootIsAChannelLevelViolation) {
+  // Found by fuzz/engine_fuzz: the channel's validation accepts any root pointer; reading it as a
+  // wire::Message threw out of Peer::route() and ended the channel.
+  run([&]() {
+    sendHello();
+    capnp::MallocMessageBuilder m;
+    m.initRoot<capnp::AnyPointer>().initAs<capnp::List<uint32_t>>(2);
+    raw->send(m);
+    expectViolation(0, "expected a Message struct, got a list pointer");
+    expectEchoStillWorks(1);
+  });
+}
+
+TEST_F(ViolationTest, ListAsTheRootOfTheHelloIsRefused) {
+  // Found by fuzz/handshake_fuzz: the same, during the handshake (an unexpected exception).
+  auto pipe = io.provider->newTwoWayPipe();
+  raw = kj::heap<Channel>(kj::mv(pipe.ends[0]));
+  auto shaking = handshake(kj::heap<Channel>(kj::mv(pipe.ends[1])), actor, false);
+  capnp::MallocMessageBuilder m;
+  m.initRoot<capnp::AnyPointer>().setAs<capnp::Text>("hello?");
+  raw->send(m);
+  auto failure = kj::runCatchingExceptions([&]() { shaking.wait(io.waitScope); });
+  EXPECT_TRUE(isProtocolViolation(KJ_ASSERT_NONNULL(failure)));
+  EXPECT_EQ(next()->getRoot<wire::Message>().getError().getKind(),
+            wire::ErrorKind::PROTOCOL_VIOLATION);
+}
+
+TEST_F(ViolationTest, MalformedHelloIsRefused) {
+  auto pipe = io.provider->newTwoWayPipe();
+  raw = kj::heap<Channel>(kj::mv(pipe.ends[0]));
+  auto shaking = handshake(kj::heap<Channel>(kj::mv(pipe.ends[1])), actor, false);
+  wire::Message::Builder root = nullptr;
+  auto m = message(0, root);
+  root.initHello().setProtocolVersion(wire::PROTOCOL_VERSION);
+  junk(root.getHello(), 0, Junk::TEXT);  // id: Text, not an ActorId
+  raw->send(kj::mv(m));
+  auto failure = kj::runCatchingExceptions([&]() { shaking.wait(io.waitScope); });
+  EXPECT_TRUE(isProtocolViolation(KJ_ASSERT_NONNULL(failure)));
+  auto reader = next();
+  auto reply = reader->getRoot<wire::Message>();
+  ASSERT_TRUE(reply.isError());
+  EXPECT_NE(std::string(reply.getError().getMessage().cStr()).find("hello is malformed"),
+            std::string::npos) << reply.getError().getMessage().cStr();
+}
+
+// The victim as the caller: what a callee answers is checked the same way.
+class CallerViolationTest : public ViolationTest {
+protected:
+  kj::Own<Peer> peer;
+  kj::Promise<void> serving = nullptr;
+
+  void connect() {
+    auto pipe = io.provider->newTwoWayPipe();
+    raw = kj::heap<Channel>(kj::mv(pipe.ends[0]));
+    auto shaking = handshake(kj::heap<Channel>(kj::mv(pipe.ends[1])), actor, false);
+    sendHello();
+    peer = shaking.wait(io.waitScope);
+    serving = peer->serve().then([]() {}, [](kj::Exception&&) {}).eagerlyEvaluate(nullptr);
+  }
+
+  ~CallerViolationTest() noexcept override {
+    raw = nullptr;
+    serving.wait(io.waitScope);
+    peer->whenDrained().wait(io.waitScope);
+  }
+
+  kj::Promise<void> echo(kj::Maybe<kj::Exception>& failure) {
+    return callMethod<probe::Words, probe::Words>(
+               *peer, PROBE_ID, 0, [](probe::Words::Builder b) { b.setText("x"); })
+        .then([](Received<probe::Words> r) { r->getText(); },
+              [&failure](kj::Exception&& e) { failure = kj::mv(e); })
+        .eagerlyEvaluate(nullptr);
+  }
+
+  // The victim's next start; answered by `answer(root)` for its call id.
+  void answerNextStart(kj::Function<void(wire::Message::Builder)> answer) {
+    auto reader = KJ_ASSERT_NONNULL(raw->receive().wait(io.waitScope));
+    while (reader->getRoot<wire::Message>().isHello()) {
+      reader = KJ_ASSERT_NONNULL(raw->receive().wait(io.waitScope));
+    }
+    auto start = reader->getRoot<wire::Message>();
+    ASSERT_TRUE(start.isStart());
+    wire::Message::Builder root = nullptr;
+    auto m = message(start.getCallId(), root);
+    answer(root);
+    raw->send(kj::mv(m));
+  }
+};
+
+TEST_F(CallerViolationTest, ReturnOfTheWrongKindFailsTheCallWithAViolation) {
+  connect();
+  kj::Maybe<kj::Exception> failure;
+  auto call = echo(failure);
+  answerNextStart([](wire::Message::Builder m) { junk(m, 0, Junk::TEXT); });  // return: Text
+  call.wait(io.waitScope);
+  EXPECT_TRUE(isProtocolViolation(KJ_ASSERT_NONNULL(failure)));
+  expectViolation(2, "malformed message");
+
+  failure = nullptr;
+  auto second = echo(failure);  // a well-typed return whose value is a list
+  answerNextStart([](wire::Message::Builder m) {
+    m.initReturn().setTypeId(capnp::typeId<probe::Words>());
+    junk(m.getReturn(), 0, Junk::LIST);
+  });
+  second.wait(io.waitScope);
+  EXPECT_TRUE(isProtocolViolation(KJ_ASSERT_NONNULL(failure)));
+}
+
+TEST_F(CallerViolationTest, MalformedErrorFailsTheCallAndIsNotAnswered) {
+  connect();
+  kj::Maybe<kj::Exception> failure;
+  auto call = echo(failure);
+  answerNextStart([](wire::Message::Builder m) {
+    m.initError();
+    junk(m.getError(), 1, Junk::STRUCT);  // message: a struct, not Text
+  });
+  call.wait(io.waitScope);
+  EXPECT_TRUE(isProtocolViolation(KJ_ASSERT_NONNULL(failure)));
+  // Nothing came back for the error: the next message is the following call's start.
+  auto second = echo(failure);
+  answerNextStart([](wire::Message::Builder m) {
+    m.initReturn().setTypeId(capnp::typeId<probe::Words>());
+    m.getReturn().initValue().initAs<probe::Words>().setText("ok");
+  });
+  failure = nullptr;
+  second.wait(io.waitScope);
+  EXPECT_TRUE(failure == nullptr);
+}
+
+TEST_F(CallerViolationTest, ReturnBeforeStartAckFailsTheStream) {
+  // Found by fuzz/engine_fuzz: a `return` in answer to a stream's start (the callee's method is
+  // a call) left the caller waiting for a startAck forever.
+  connect();
+  kj::Maybe<kj::Exception> failure;
+  auto opened = streamMethod<probe::Count, probe::Item>(
+      *peer, PROBE_ID, 3, [](probe::Count::Builder) {},
+      [](ReceiveStream<probe::Item>&) -> Co<void> { co_return; })
+      .then([]() {}, [&failure](kj::Exception&& e) { failure = kj::mv(e); })
+      .eagerlyEvaluate(nullptr);
+  uint64_t callId = 0;
+  answerNextStart([&](wire::Message::Builder m) {
+    callId = m.getCallId();
+    m.initReturn().setTypeId(capnp::typeId<probe::Empty>());
+  });
+  opened.wait(io.waitScope);
+  EXPECT_TRUE(isProtocolViolation(KJ_ASSERT_NONNULL(failure)));
+  expectViolation(callId, "return before startAck");
+}
+
+TEST_F(CallerViolationTest, StartedOfTheWrongKindFailsTheContext) {
+  connect();
+  kj::Maybe<kj::Exception> failure;
+  auto opened = contextMethod<probe::Count, probe::Count, probe::Count, probe::Item, probe::Item>(
+      *peer, PROBE_ID, 1, [](probe::Count::Builder) {},
+      [](Context<probe::Count, probe::Item, probe::Item>&, probe::Count::Reader) -> Co<void> {
+        co_return;
+      }).then([](Received<probe::Count>) {}, [&failure](kj::Exception&& e) {
+        failure = kj::mv(e);
+      }).eagerlyEvaluate(nullptr);
+  uint64_t callId = 0;
+  answerNextStart([&](wire::Message::Builder m) {
+    callId = m.getCallId();
+    m.initStartAck().setKind(MethodKind::CONTEXT);
+  });
+  {
+    wire::Message::Builder root = nullptr;
+    auto m = message(callId, root);
+    root.initStarted().setTypeId(capnp::typeId<probe::Count>());
+    junk(root.getStarted(), 0, Junk::LIST);  // the started value is a list
+    raw->send(kj::mv(m));
+  }
+  opened.wait(io.waitScope);
+  EXPECT_TRUE(isProtocolViolation(KJ_ASSERT_NONNULL(failure)));
+  expectViolation(callId, "expected a Count struct");
 }
 
 }  // namespace

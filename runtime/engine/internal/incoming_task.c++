@@ -7,12 +7,15 @@ namespace harrow {
 IncomingTaskImpl::IncomingTaskImpl(Peer& peer, uint64_t callId, MethodKind kind,
                                    kj::Own<capnp::MessageReader> start, kj::String name)
     : stream(peer, callId, peer.getOptions().window,
-             kj::str(name, " for actor ", peer.remote().toString())),
+             kj::str(name, " for actor ", peer.remote().toString()), *this),
       methodKind(kind) {
   scope.setName(kj::mv(name));
   auto startMessage = start->getRoot<wire::Message>().getStart();
   stream.grantSendCredit(startMessage.getWindow());  // the caller's window for our items
-  paramsMessage = kj::heap<WireIncoming>(kj::mv(start), startMessage.getParams());
+  // The params are decoded (checked) when the server's typed layer first reads them, before the
+  // handler runs; a failure reaches malformed() through the sink.
+  paramsMessage =
+      kj::heap<WireIncoming>(kj::mv(start), startMessage.getParams(), stream.decodeSink());
   peer.addRoute(callId, *this);
 }
 
@@ -149,6 +152,17 @@ void IncomingTaskImpl::violation(kj::StringPtr what) {
   terminalSent = true;
   stream.fail(protocolViolation(what));
   scope.cancel();
+}
+
+void IncomingTaskImpl::malformed(kj::StringPtr what, bool answer) {
+  if (answer) {
+    violation(what);
+  } else {
+    // An unreadable error from the caller: its side failed all the same (as for `error`).
+    stream.peer.logViolation(stream.callId, what, nullptr);
+    cancelRequested = true;
+    scope.cancel();
+  }
 }
 
 void IncomingTaskImpl::channelLost(const kj::Exception& why) {

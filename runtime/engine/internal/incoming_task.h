@@ -38,6 +38,7 @@ public:
   // Route
   void receive(wire::Message::Reader message, kj::Own<capnp::MessageReader>& owner) override;
   void channelLost(const kj::Exception& why) override;
+  void malformed(kj::StringPtr what, bool answer) override;
 
 private:
   TaskStream stream;

@@ -61,6 +61,18 @@ void PendingCall::receive(wire::Message::Reader message, kj::Own<capnp::MessageR
   }
 }
 
+void PendingCall::malformed(kj::StringPtr what, bool answer) {
+  if (answered) return;
+  answered = true;
+  if (answer) {
+    peer.sendViolation(callId, what);
+  } else {
+    peer.logViolation(callId, what, nullptr);
+  }
+  fulfiller->reject(protocolViolation(what));
+  peer.removeRoute(callId);
+}
+
 void PendingCall::channelLost(const kj::Exception& why) {
   answered = true;
   fulfiller->reject(kj::cp(why));
@@ -69,7 +81,7 @@ void PendingCall::channelLost(const kj::Exception& why) {
 // ---------------------------------------------------------------------------------------------
 
 OutgoingTaskImpl::OutgoingTaskImpl(Peer& peer, uint64_t callId, MethodKind kind, kj::String name)
-    : stream(peer, callId, peer.getOptions().window, kj::mv(name)), kind(kind) {
+    : stream(peer, callId, peer.getOptions().window, kj::mv(name), *this), kind(kind) {
   peer.addRoute(callId, *this);
 }
 
@@ -81,6 +93,7 @@ OutgoingTaskImpl::~OutgoingTaskImpl() noexcept(false) {
 Co<void> OutgoingTaskImpl::acknowledged() {
   while (!acked) {
     KJ_IF_MAYBE(e, error) kj::throwFatalException(kj::cp(*e));
+    KJ_ASSERT(!finished, "a task that ended unacknowledged has an error");
     co_await changed.wait();
   }
 }
@@ -158,7 +171,8 @@ void OutgoingTaskImpl::receive(wire::Message::Reader message,
       if (!acked) return violation("started before startAck");
       if (startedReceived) return violation("a second started");
       startedReceived = true;
-      startedValue = kj::heap<WireIncoming>(kj::mv(owner), message.getStarted());
+      startedValue =
+          kj::heap<WireIncoming>(kj::mv(owner), message.getStarted(), stream.decodeSink());
       changed.wake();
       return;
     case wire::Message::YIELD:
@@ -171,12 +185,19 @@ void OutgoingTaskImpl::receive(wire::Message::Reader message,
       }
       return;
     case wire::Message::STOP:
+      if (!acked) return violation("stop before startAck");
       stream.deliverStop();
       return;
     case wire::Message::CREDIT:
       stream.grantSendCredit(message.getCredit());
       return;
     case wire::Message::RETURN:
+      // A call's answer to a stream or context (docs/PROTOCOL.md 3.3: a kind mismatch).
+      if (!acked) {
+        return violation(kj::str("return before startAck: the caller opened a ", kindName(kind),
+                                 " but the callee's method is a call"));
+      }
+      // (Read after the task has finished: a malformed result fails only the local reader.)
       returnValue = kj::heap<WireIncoming>(kj::mv(owner), message.getReturn());
       finish();
       return;
@@ -195,6 +216,15 @@ void OutgoingTaskImpl::receive(wire::Message::Reader message,
       return violation(kj::str("message ", static_cast<unsigned>(message.which()),
                                " is not allowed from a callee"));
   }
+}
+
+void OutgoingTaskImpl::malformed(kj::StringPtr what, bool answer) {
+  if (finished) return;
+  if (answer) return violation(what);
+  stream.peer.logViolation(stream.callId, what, nullptr);
+  error = protocolViolation(what);
+  stream.fail(KJ_ASSERT_NONNULL(error));
+  finish();
 }
 
 void OutgoingTaskImpl::channelLost(const kj::Exception& why) {

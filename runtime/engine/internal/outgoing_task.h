@@ -19,6 +19,7 @@ public:
 
   void receive(wire::Message::Reader message, kj::Own<capnp::MessageReader>& owner) override;
   void channelLost(const kj::Exception& why) override;
+  void malformed(kj::StringPtr what, bool answer) override;
 
 private:
   Peer& peer;
@@ -52,6 +53,7 @@ public:
   // Route
   void receive(wire::Message::Reader message, kj::Own<capnp::MessageReader>& owner) override;
   void channelLost(const kj::Exception& why) override;
+  void malformed(kj::StringPtr what, bool answer) override;
 
 private:
   TaskStream stream;

@@ -17,8 +17,12 @@ void Wakeup::wake() {
   }
 }
 
-TaskStream::TaskStream(Peer& peer, uint64_t callId, uint32_t receiveWindow, kj::String task)
-    : peer(peer), callId(callId), task(kj::mv(task)), receiveWindow(receiveWindow) {}
+TaskStream::TaskStream(Peer& peer, uint64_t callId, uint32_t receiveWindow, kj::String task,
+                       Peer::Route& route)
+    : peer(peer), callId(callId), task(kj::mv(task)), sink(kj::refcounted<DecodeSink>(route)),
+      receiveWindow(receiveWindow) {}
+
+TaskStream::~TaskStream() noexcept(false) { sink->route = nullptr; }
 
 void TaskStream::throwIfFailed() {
   KJ_IF_MAYBE(e, failure) {
@@ -99,7 +103,7 @@ bool TaskStream::deliverItem(wire::Message::Reader message, kj::Own<capnp::Messa
     peer.sendViolation(callId, kj::str("yield beyond the credit window of ", receiveWindow));
     return false;
   }
-  inbox.push_back(kj::heap<WireIncoming>(kj::mv(owner), message.getYield()));
+  inbox.push_back(kj::heap<WireIncoming>(kj::mv(owner), message.getYield(), *sink));
   inboxChanged.wake();
   return true;
 }

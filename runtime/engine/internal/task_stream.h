@@ -23,7 +23,14 @@ private:
 class TaskStream {
 public:
   // `task` describes the task in error messages, e.g. "the context Store.session to actor 'x'".
-  TaskStream(Peer& peer, uint64_t callId, uint32_t receiveWindow, kj::String task);
+  // `route`: the task's route; it hears of received payloads that fail their decode check
+  // (DecodeSink) for as long as this stream exists.
+  TaskStream(Peer& peer, uint64_t callId, uint32_t receiveWindow, kj::String task,
+             Peer::Route& route);
+  ~TaskStream() noexcept(false);
+  KJ_DISALLOW_COPY(TaskStream);
+
+  DecodeSink& decodeSink() { return *sink; }
 
   // --- RawStream, forwarded by the task classes ---
   kj::Own<OutgoingMessage> newItem();
@@ -46,6 +53,7 @@ public:
   const kj::String task;
 
 private:
+  kj::Own<DecodeSink> sink;
   uint32_t receiveWindow;
   uint32_t consumedSinceGrant = 0;
   std::deque<kj::Own<IncomingMessage>> inbox;

@@ -1,6 +1,7 @@
 #include "runtime/engine/internal/wire_message.h"
 
 #include <harrow/engine/remote_error.h>
+#include "runtime/engine/internal/decode.h"
 
 #include <kj/debug.h>
 
@@ -31,16 +32,45 @@ kj::Maybe<kj::String> methodOfPayloadType(kj::StringPtr typeName) {
   return nullptr;
 }
 
-bool WireIncoming::holds(uint64_t typeId) {
-  auto value = payloadReader.getValue();
-  return payloadReader.getTypeId() == typeId &&
-         (value.isNull() || value.getPointerType() == capnp::PointerType::STRUCT);
+WireIncoming::WireIncoming(kj::Own<capnp::MessageReader> reader, wire::Payload::Reader payload,
+                           kj::Maybe<DecodeSink&> sink)
+    : reader(kj::mv(reader)), payloadReader(payload) {
+  KJ_IF_MAYBE(s, sink) this->sink = kj::addRef(*s);
 }
 
-void WireIncoming::throwWrongType(capnp::Schema expected) {
-  kj::throwFatalException(protocolViolation(kj::str(
-      "payload has type id ", kj::hex(payloadReader.getTypeId()), ", expected ",
-      expected.getShortDisplayName(), " (", kj::hex(expected.getProto().getId()), ")")));
+void WireIncoming::check(capnp::StructSchema expected) {
+  uint64_t expectedId = expected.getProto().getId();
+  if (checkedType == expectedId) return;
+  kj::Maybe<kj::String> problem;
+  if (payloadReader.getTypeId() != expectedId) {
+    problem = kj::str("payload has type id ", kj::hex(payloadReader.getTypeId()), ", expected ",
+                      expected.getShortDisplayName(), " (", kj::hex(expectedId), ")");
+  } else {
+    // The envelope was checked when the message was routed, so the payload's location reads;
+    // its value is walked through a reader of its own (a fresh traversal budget).
+    auto value = payloadReader.getValue();
+    if (!value.isNull()) {
+      auto fresh = decodeReader(*reader, reader->getOptions());
+      problem = checkStruct(expected, payloadOf(fresh->getRoot<wire::Message>()).getValue());
+    }
+  }
+  KJ_IF_MAYBE(what, problem) {
+    KJ_IF_MAYBE(s, sink) {
+      KJ_IF_MAYBE(route, (*s)->route) route->malformed(*what);
+    }
+    kj::throwFatalException(protocolViolation(*what));
+  }
+  checkedType = expectedId;
+}
+
+wire::Payload::Reader payloadOf(wire::Message::Reader message) {
+  switch (message.which()) {
+    case wire::Message::START: return message.getStart().getParams();
+    case wire::Message::STARTED: return message.getStarted();
+    case wire::Message::YIELD: return message.getYield();
+    case wire::Message::RETURN: return message.getReturn();
+    default: KJ_FAIL_REQUIRE("message carries no payload", static_cast<unsigned>(message.which()));
+  }
 }
 
 }  // namespace harrow

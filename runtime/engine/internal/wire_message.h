@@ -2,9 +2,11 @@
 
 #pragma once
 
+#include <harrow/engine/peer.h>
 #include <harrow/typed/task.h>
 
 #include <capnp/message.h>
+#include <kj/refcount.h>
 
 namespace harrow {
 
@@ -39,21 +41,35 @@ private:
 // "Store.put$Results"); nullptr for any other type name.
 kj::Maybe<kj::String> methodOfPayloadType(kj::StringPtr typeName);
 
+// The Payload a start, started, yield or return message carries.
+wire::Payload::Reader payloadOf(wire::Message::Reader message);
+
 // Downcasts a message the engine handed out (typed code only passes back what it received).
 WireOutgoing& asWire(OutgoingMessage& message);
 
+// Where a payload that fails its decode check is reported: the task it belongs to, while that
+// task exists. Shared by the task and the payloads it received (a payload may outlive its task,
+// e.g. a call's result); the task clears `route` when it ends.
+class DecodeSink final : public kj::Refcounted {
+public:
+  explicit DecodeSink(Peer::Route& route) : route(route) {}
+  kj::Maybe<Peer::Route&> route;
+};
+
 class WireIncoming final : public IncomingMessage {
 public:
-  WireIncoming(kj::Own<capnp::MessageReader> reader, wire::Payload::Reader payload)
-      : reader(kj::mv(reader)), payloadReader(payload) {}
+  // `payload` points into `reader`'s message; `sink`, if any, hears of a failed decode check.
+  WireIncoming(kj::Own<capnp::MessageReader> reader, wire::Payload::Reader payload,
+               kj::Maybe<DecodeSink&> sink = nullptr);
 
   capnp::AnyPointer::Reader payload() override { return payloadReader.getValue(); }
-  bool holds(uint64_t typeId) override;
-  [[noreturn]] void throwWrongType(capnp::Schema expected) override;
+  void check(capnp::StructSchema expected) override;
 
 private:
   kj::Own<capnp::MessageReader> reader;
   wire::Payload::Reader payloadReader;
+  kj::Maybe<kj::Own<DecodeSink>> sink;
+  uint64_t checkedType = 0;  // the type the payload was last found to decode as
 };
 
 }  // namespace harrow

@@ -1,0 +1,55 @@
+#!/bin/bash
+# Runs the libFuzzer harnesses (fuzz/build.sh builds them first).
+#
+#   fuzz/run.sh short              every harness for ~30 s in total, from the checked-in corpus
+#                                  (fuzz/corpus/<harness>/, left untouched): the CI check
+#   fuzz/run.sh long [SECONDS]     the campaign: every harness for SECONDS (default 600), JOBS
+#                                  (default 2) at a time; the grown corpus is kept in
+#                                  fuzz/out/corpus/<harness>/ for the next campaign
+#
+# Findings (crashes, leaks, timeouts, sanitizer reports) are written to
+# fuzz/out/artifacts/<harness>/ and make the run fail; the logs are in fuzz/out/logs/. Reproduce
+# one with `fuzz/out/<harness>_fuzz ARTIFACT` (HARROW_FUZZ_LOG=1 shows the runtime's log).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+OUT=${FUZZ_OUT:-$ROOT/fuzz/out}
+HARNESSES="channel engine handshake registry"
+MODE=${1:-short}
+
+"$ROOT/fuzz/build.sh" >&2
+
+case "$MODE" in
+  short) SECONDS_EACH=7; JOBS=1 ;;
+  long) SECONDS_EACH=${2:-600}; JOBS=${JOBS:-2} ;;
+  *) echo "usage: $0 short | long [SECONDS]" >&2; exit 2 ;;
+esac
+
+mkdir -p "$OUT/logs"
+run_one() {
+  local h=$1 work
+  if [[ $MODE == short ]]; then
+    work=$(mktemp -d)
+  else
+    work="$OUT/corpus/$h"
+    mkdir -p "$work"
+  fi
+  mkdir -p "$OUT/artifacts/$h"
+  local status=0
+  # -timeout: a peer must not be able to hang the victim; -max_len: frames of a few messages.
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    "$OUT/${h}_fuzz" -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 \
+    -max_len=8192 -print_final_stats=1 -artifact_prefix="$OUT/artifacts/$h/" \
+    "$work" "$ROOT/fuzz/corpus/$h" >"$OUT/logs/$h.log" 2>&1 || status=$?
+  [[ $MODE == short ]] && rm -rf "$work"
+  local runs
+  runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$OUT/logs/$h.log" | tail -1)
+  local verdict=ok
+  [[ $status != 0 ]] && verdict="FAILED (exit $status, see fuzz/out/logs/$h.log)"
+  printf '%-10s %12s executions in %ss: %s\n' "$h" "${runs:-?}" "$SECONDS_EACH" "$verdict"
+  return "$status"
+}
+export -f run_one
+export OUT ROOT MODE SECONDS_EACH
+
+echo $HARNESSES | tr ' ' '\n' | xargs -P "$JOBS" -I{} bash -c 'run_one "$@"' _ {}

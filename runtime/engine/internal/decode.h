@@ -1,0 +1,36 @@
+// The decode boundary: received data is checked against the schema it is read as, once, before
+// anything reads it.
+//
+// Cap'n Proto reads lazily: a frame that passed the channel's validation (bounds, traversal and
+// nesting limits, no capabilities; runtime/ipc/channel.c++) can still hold a pointer of the wrong
+// kind (a list where a struct is expected, a struct where Text is), and the typed reader throws
+// only when it gets there. Reads of peer data happen all over the engine and the handlers, so a
+// throw there would surface far from the channel, e.g. in the actor's service nursery. Instead,
+// the engine checks each message's envelope (wire::Message) when it is routed, and each payload
+// against the type it is read as when the typed layer first asks for it (IncomingMessage::get);
+// a failure is a protocol violation of that task or channel.
+
+#pragma once
+
+#include <capnp/any.h>
+#include <capnp/message.h>
+#include <capnp/schema.h>
+#include <kj/string.h>
+
+namespace harrow {
+
+// Reads every field of the struct `value` points to as `schema` declares it, recursively
+// (structs, groups, lists, Text, Data; AnyPointer fields are left alone: their reader checks
+// them when it knows their type). Null is a valid (default) struct. Returns what is wrong, or
+// nullptr if every read succeeds, in which case no typed read of the same data can fail on a
+// pointer's kind or bounds.
+//
+// `value` must come from a reader of its own (see decodeReader()): the walk charges that
+// reader's traversal limit, which must not be taken from the application's reader.
+kj::Maybe<kj::String> checkStruct(capnp::StructSchema schema, capnp::AnyPointer::Reader value);
+
+// A second reader over the segments of `message`, with its own traversal budget.
+kj::Own<capnp::MessageReader> decodeReader(capnp::MessageReader& message,
+                                           capnp::ReaderOptions options = {});
+
+}  // namespace harrow
