@@ -43,7 +43,7 @@ COMMON=(-std=c++20 -g -O1 -fno-omit-frame-pointer -I "$OUT/include" -I "$OUT/gen
 # hash index is empty: harmless, and in a system header).
 SAN=(-fsanitize=address,undefined -fno-sanitize=function,nonnull-attribute
      -fno-sanitize-recover=undefined)
-LIBS=(-lcapnp-rpc -lcapnp -lkj-async -lkj -ldw -lelf -lpthread)
+LIBS=(-lcapnp-rpc -lcapnp -lkj-async -lkj -lsodium -ldw -lelf -lpthread)
 
 # Runtime sources (everything the actor layer needs), instrumented for coverage.
 SOURCES=$(ls "$ROOT"/runtime/{co,ipc,engine,engine/internal,actor,discovery}/*.c++ 2>/dev/null;
