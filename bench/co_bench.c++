@@ -113,7 +113,7 @@ void BM_Nursery_StartJoin(benchmark::State& state) {
   int counter = 0;
   for (auto _ : state) {
     openNursery([&](TaskNursery& nursery) -> kj::Promise<void> {
-      for (int i = 0; i < n; ++i) nursery.start([&counter]() { return trivialTask(counter); });
+      for (int i = 0; i < n; ++i) nursery.startSoon([&counter]() { return trivialTask(counter); });
       return kj::READY_NOW;
     }).wait(waitScope);
   }

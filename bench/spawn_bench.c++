@@ -123,7 +123,7 @@ public:
       }
       co_await harrow::openNursery([&](harrow::TaskNursery& calls) -> Co<void> {
         for (auto& each : children) {
-          calls.start([&, child = &each]() -> Co<void> {
+          calls.startSoon([&, child = &each]() -> Co<void> {
             auto result = co_await child->grow([&](auto p) {
               p.setDepth(depth - 1);
               p.setWidth(width);
@@ -408,7 +408,7 @@ void BM_Flat200(benchmark::State& state) {
       return harrow::openActorNursery(r.root(), [&](harrow::ActorNursery& an) -> Co<void> {
         co_await harrow::openNursery([&](harrow::TaskNursery& tasks) -> Co<void> {
           for (int i = 0; i < kFlat; ++i) {
-            tasks.start([&, i]() -> Co<void> {
+            tasks.startSoon([&, i]() -> Co<void> {
               auto name = kj::str("f", i);
               auto portal = co_await an.startActor<SpawneeActor>(name, "spawnee", options);
               co_await portal.ping();
@@ -443,7 +443,7 @@ Co<uint32_t> growTree(harrow::Actor& root, uint32_t depth, uint32_t width, kj::S
     }
     co_await harrow::openNursery([&](harrow::TaskNursery& calls) -> Co<void> {
       for (auto& each : children) {
-        calls.start([&, child = &each]() -> Co<void> {
+        calls.startSoon([&, child = &each]() -> Co<void> {
           auto result = co_await child->grow([&](auto p) {
             p.setDepth(depth - 1);
             p.setWidth(width);

@@ -52,7 +52,7 @@ Co<void> runChild(Actor& actor, Implementations& implementations) {
   co_await openNursery([&](TaskNursery& root) -> Co<void> {
     // The parent's messages are served once this actor is up: its own channel server bound and
     // registered with the registry (Actor::serve does both before it runs its body).
-    auto serveParent = [&]() { root.start([&]() -> Co<void> {
+    auto serveParent = [&]() { root.startSoon([&]() -> Co<void> {
       try {
         co_await parent->serve();
       } catch (...) {

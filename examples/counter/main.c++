@@ -59,7 +59,8 @@ private:
 // Runs in the root process.
 Co<void> run(harrow::Actor& root) {
   co_await harrow::openActorNursery(root, [&](harrow::ActorNursery& an) -> Co<void> {
-    CounterActor::Portal counter = co_await an.startActor<CounterActor>("counter-1", "counter");
+    // By type: the portal's type follows from the implementation's (CounterActor::Portal).
+    CounterActor::Portal counter = co_await an.startActor<CounterImpl>("counter-1");
     say("root", "spawned actor counter-1");
 
     // A call (tractor: Portal.run).

@@ -82,9 +82,9 @@ Co<void> Tour::flaky() {
 Co<bool> Tour::run() {
   say("main", "(a) three workers in one nursery");
   co_await harrow::openNursery([this](TaskNursery& n) -> Co<void> {
-    n.start([this]() { return worker("fast", 3, 10); });
-    n.start([this]() { return worker("medium", 2, 17); });
-    n.start([this]() { return worker("slow", 1, 45); });
+    n.startSoon([this]() { return worker("fast", 3, 10); });
+    n.startSoon([this]() { return worker("medium", 2, 17); });
+    n.startSoon([this]() { return worker("slow", 1, 45); });
     say("main", "all three started; the nursery waits for them");
     co_return;
   });
@@ -100,7 +100,7 @@ Co<bool> Tour::run() {
       status.started(8080);
       co_await kj::Promise<void>(kj::NEVER_DONE);  // serve forever (until cancelled)
     };
-    int port = co_await n.startUntilStarted<int>(kj::mv(serve));
+    int port = co_await n.start<int>(kj::mv(serve));
     say("main", kj::str("server is up on port ", port, "; connecting"));
     co_await sleep(10);
     say("main", "done with the server; cancelling the nursery");
@@ -120,9 +120,9 @@ Co<bool> Tour::run() {
   kj::Maybe<kj::Exception> error;
   try {
     co_await harrow::openNursery([this](TaskNursery& n) -> Co<void> {
-      n.start([this]() { return patientWorker("alice"); });
-      n.start([this]() { return patientWorker("bob"); });
-      n.start([this]() { return flaky(); });
+      n.startSoon([this]() { return patientWorker("alice"); });
+      n.startSoon([this]() { return patientWorker("bob"); });
+      n.startSoon([this]() { return flaky(); });
       co_return;
     });
   } catch (const kj::Exception& e) {

@@ -83,7 +83,7 @@ Co<Grown> growChildren(kj::StringPtr self, uint32_t depth, uint32_t width, const
     }
     co_await harrow::openNursery([&](harrow::TaskNursery& calls) -> Co<void> {
       for (auto& each : children) {
-        calls.start([&, child = &each]() -> Co<void> {
+        calls.startSoon([&, child = &each]() -> Co<void> {
           kj::Maybe<kj::Exception> error;
           try {
             auto result = co_await child->grow([&](auto params) {

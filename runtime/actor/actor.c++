@@ -340,7 +340,7 @@ Co<kj::String> Actor::bind(kj::StringPtr address) {
   auto listener = co_await Listener::bind(io().provider->getNetwork(), address, channelOptions());
   auto bound = kj::heapString(listener->getAddress());
   HARROW_LOG_DEBUG("accepting channels", bound);
-  KJ_ASSERT_NONNULL(channelTasks).start([this, listener = kj::mv(listener)]() mutable {
+  KJ_ASSERT_NONNULL(channelTasks).startSoon([this, listener = kj::mv(listener)]() mutable {
     return acceptLoop(*listener);
   });
   co_return bound;
@@ -362,7 +362,7 @@ Co<void> Actor::acceptLoop(Listener& listener) {
       co_await timer().afterDelay(100 * kj::MILLISECONDS);
       continue;
     }
-    KJ_ASSERT_NONNULL(channelTasks).start([this, channel = kj::mv(channel)]() mutable {
+    KJ_ASSERT_NONNULL(channelTasks).startSoon([this, channel = kj::mv(channel)]() mutable {
       return serveIncoming(kj::mv(channel));
     });
   }
@@ -466,7 +466,7 @@ Co<Peer*> Actor::connectTo(kj::StringPtr addressParam) {
                            [](Outbound*& existing, Outbound*&& replacement) {
                              existing = replacement;
                            });
-  tasks.start([this, &ref]() { return serveOutbound(ref); });
+  tasks.startSoon([this, &ref]() { return serveOutbound(ref); });
   co_return ref.peer.get();
 }
 

@@ -1,7 +1,7 @@
 // Event: trio's Event, for one task to tell others that something happened.
 //
 //   harrow::Event ready;
-//   nursery.start([&]() -> Co<void> { co_await ready.wait(); ... });
+//   nursery.startSoon([&]() -> Co<void> { co_await ready.wait(); ... });
 //   ...
 //   ready.set();  // every waiter, present and future, goes on
 //

@@ -1,8 +1,8 @@
 // Task nurseries: trio's structured concurrency on the KJ event loop.
 //
 //   co_await harrow::openNursery([&](harrow::TaskNursery& n) -> harrow::Co<void> {
-//     n.start([&]() -> harrow::Co<void> { ... });              // trio: nursery.start_soon
-//     int port = co_await n.startUntilStarted<int>(            // trio: await nursery.start
+//     n.startSoon([&]() -> harrow::Co<void> { ... });      // trio: nursery.start_soon
+//     int port = co_await n.start<int>(                     // trio: await nursery.start
 //         [&](harrow::TaskStatus<int>& status) -> harrow::Co<void> {
 //           status.started(8080);
 //           ...
@@ -19,6 +19,8 @@
 //    destructors run.
 
 #pragma once
+
+#include <type_traits>
 
 #include <harrow/co/cancel_scope.h>
 #include <harrow/co/multi_error.h>
@@ -37,16 +39,19 @@ public:
   TaskNursery();
   KJ_DISALLOW_COPY(TaskNursery);
 
-  // Starts `fn()` (returning a Co<void> or kj::Promise<void>) as a child task in this nursery.
-  // The nursery owns `fn` until the task ends, so lambda captures stay valid.
+  // trio's `nursery.start_soon(fn)`: starts `fn()` (returning a Co<void> or kj::Promise<void>)
+  // as a child task in this nursery. The nursery owns `fn` until the task ends, so lambda
+  // captures stay valid.
   template <typename Fn>
-  void start(Fn fn);
+    requires std::is_convertible_v<std::invoke_result_t<Fn&>, kj::Promise<void>>
+  void startSoon(Fn fn);
 
   // trio's `await nursery.start(fn)`: starts `fn(status)` and resolves with the value it passes
   // to `status.started(value)`. Until then the child is cancelled with the caller (and a failure
   // goes to the caller, not the nursery); afterwards it belongs to the nursery like any child.
   template <typename T = void, typename Fn>
-  Co<T> startUntilStarted(Fn fn);
+    requires std::is_convertible_v<std::invoke_result_t<Fn&, TaskStatus<T>&>, kj::Promise<void>>
+  Co<T> start(Fn fn);
 
   // Scope cancellation of the body and every child; the block then resolves normally.
   void cancel() { scope.cancel(); }
@@ -76,7 +81,7 @@ Co<void> openNursery(kj::Function<kj::Promise<void>(TaskNursery&)> body);
 
 template <typename T = void>
 class TaskStatus final : public kj::Refcounted {
-  // Handed to a task started with startUntilStarted(); call started() exactly once.
+  // Handed to a task started with start(); call started() exactly once.
 public:
   template <typename... Value>
   void started(Value&&... value) {
@@ -101,12 +106,14 @@ private:
 // ---------------------------------------------------------------------------------------------
 
 template <typename Fn>
-void TaskNursery::start(Fn fn) {
+  requires std::is_convertible_v<std::invoke_result_t<Fn&>, kj::Promise<void>>
+void TaskNursery::startSoon(Fn fn) {
   add(kj::Function<kj::Promise<void>()>(kj::mv(fn)));
 }
 
 template <typename T, typename Fn>
-Co<T> TaskNursery::startUntilStarted(Fn fn) {
+  requires std::is_convertible_v<std::invoke_result_t<Fn&, TaskStatus<T>&>, kj::Promise<void>>
+Co<T> TaskNursery::start(Fn fn) {
   auto paf = kj::newPromiseAndFulfiller<T>();
   kj::Own<TaskStatus<T>> status = [&]() {
     _::AmbientScopeGuard guard(&scope);

@@ -193,7 +193,7 @@ Co<Discovery::ProbeResult> Discovery::probeRegistry(kj::StringPtr address,
       kj::Own<Peer> peer = co_await handshake(kj::mv(channel), actor, /*initiator=*/true);
       handshaken = true;
       co_await openNursery([&](TaskNursery& n) -> Co<void> {
-        n.start([&]() -> Co<void> { co_await peer->serve(); });
+        n.startSoon([&]() -> Co<void> { co_await peer->serve(); });
         co_await RegistryActor::Portal(*peer).info();
         n.cancel();
       });

@@ -513,7 +513,7 @@ void Peer::startIncoming(uint64_t callId, kj::Own<capnp::MessageReader> reader) 
   }
   // The task object is created inside the nursery's task so that its cancel scope nests in the
   // actor's service scope; the coroutine runs eagerly, so its route exists before we return.
-  tasks->start([this, callId, kind, server, methodId, name = kj::mv(name),
+  tasks->startSoon([this, callId, kind, server, methodId, name = kj::mv(name),
                reader = kj::mv(reader)]() mutable -> Co<void> {
     IncomingTaskImpl task(*this, callId, kind, kj::mv(reader), kj::mv(name));
     co_await task.run(*server, methodId);

@@ -112,7 +112,7 @@ Co<Peer*> ActorNursery::spawn(kj::StringPtr nameParam, kj::StringPtr implementat
 
   Peer* result = peer.get();
   ref.peer = kj::mv(peer);
-  KJ_ASSERT_NONNULL(tasks, "the actor nursery is closed").start([this, &ref]() {
+  KJ_ASSERT_NONNULL(tasks, "the actor nursery is closed").startSoon([this, &ref]() {
     return supervise(ref);
   });
   co_return result;

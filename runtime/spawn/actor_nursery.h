@@ -156,7 +156,7 @@ auto ActorNursery::runInActor(kj::StringPtr name, kj::StringPtr implementation, 
   return [](ActorNursery& self, Co<Peer*> spawned, Fn fn) -> Co<ActorResult<T>> {
     Peer* peer = co_await kj::mv(spawned);
     auto paf = kj::newPromiseAndFulfiller<T>();
-    self.taskNursery().start([&self, peer, fn = kj::mv(fn),
+    self.taskNursery().startSoon([&self, peer, fn = kj::mv(fn),
                               fulfiller = kj::mv(paf.fulfiller)]() mutable -> Co<void> {
       Portal portal(*peer);
       kj::Maybe<kj::Exception> failure;

@@ -63,7 +63,7 @@ TEST_F(ErrorsTest, ErrorOfGivesTheErrorAndNothingOnSuccess) {
 TEST_F(ErrorsTest, ErrorOfLetsCancellationThrough) {
   bool after = false;
   openNursery([&](TaskNursery& n) -> Co<void> {
-    n.start([&]() -> Co<void> {
+    n.startSoon([&]() -> Co<void> {
       auto e = co_await errorOf([]() { return kj::Promise<void>(kj::NEVER_DONE); });
       after = true;  // never: the cancellation is not swallowed
       (void)e;

@@ -18,7 +18,7 @@ TEST_F(EventTest, SetWakesEveryWaiterAndLaterWaitsPassAtOnce) {
   std::vector<std::string> log;
   auto block = openNursery([&](TaskNursery& n) -> Co<void> {
     for (auto name : {"a", "b"}) {
-      n.start([&, name]() -> Co<void> {
+      n.startSoon([&, name]() -> Co<void> {
         co_await event.wait();
         log.push_back(name);
       });
@@ -40,7 +40,7 @@ TEST_F(EventTest, AWaitIsACheckpointForACancelledScope) {
   Event event;
   bool passed = false;
   auto block = openNursery([&](TaskNursery& n) -> Co<void> {
-    n.start([&]() -> Co<void> {
+    n.startSoon([&]() -> Co<void> {
       co_await event.wait();
       passed = true;
     });

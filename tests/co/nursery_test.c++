@@ -34,8 +34,8 @@ TEST_F(NurseryTest, BlockResolvesOnlyAfterBodyAndAllChildren) {
   auto a = kj::newPromiseAndFulfiller<void>();
   auto b = kj::newPromiseAndFulfiller<void>();
   auto block = openNursery([&](TaskNursery& n) -> Co<void> {
-    n.start([&]() -> Co<void> { co_await kj::mv(a.promise); log.push_back("a"); });
-    n.start([&]() -> Co<void> { co_await kj::mv(b.promise); log.push_back("b"); });
+    n.startSoon([&]() -> Co<void> { co_await kj::mv(a.promise); log.push_back("a"); });
+    n.startSoon([&]() -> Co<void> { co_await kj::mv(b.promise); log.push_back("b"); });
     log.push_back("body");
     co_return;
   });
@@ -51,8 +51,8 @@ TEST_F(NurseryTest, ChildFailureCancelsSiblingsAndBodyThenPropagates) {
   Log log;
   auto fail = kj::newPromiseAndFulfiller<void>();
   auto block = openNursery([&](TaskNursery& n) -> Co<void> {
-    n.start([&]() { return waitsUntilCancelled(log, "sibling"); });
-    n.start([&]() -> Co<void> {
+    n.startSoon([&]() { return waitsUntilCancelled(log, "sibling"); });
+    n.startSoon([&]() -> Co<void> {
       co_await kj::mv(fail.promise);
       KJ_FAIL_REQUIRE("child exploded");
     });
@@ -72,12 +72,12 @@ TEST_F(NurseryTest, ConcurrentFailuresArriveTogetherAsMultiError) {
   // the cancellation the first failure caused. All three are reported, none is lost.
   auto block = openNursery([&](TaskNursery& n) -> Co<void> {
     for (int i = 0; i < 2; ++i) {
-      n.start([i]() -> Co<void> {
+      n.startSoon([i]() -> Co<void> {
         KJ_FAIL_REQUIRE("failure", i);
         co_return;
       });
     }
-    n.start([]() -> Co<void> {
+    n.startSoon([]() -> Co<void> {
       try {
         co_await kj::Promise<void>(kj::NEVER_DONE);
       } catch (const kj::Exception&) {
@@ -104,11 +104,11 @@ TEST_F(NurseryTest, GrandchildErrorCancelsTheWholeTree) {
   Log log;
   auto fail = kj::newPromiseAndFulfiller<void>();
   auto block = openNursery([&](TaskNursery& top) -> Co<void> {
-    top.start([&]() { return waitsUntilCancelled(log, "uncle"); });
-    top.start([&]() -> Co<void> {
+    top.startSoon([&]() { return waitsUntilCancelled(log, "uncle"); });
+    top.startSoon([&]() -> Co<void> {
       co_await openNursery([&](TaskNursery& middle) -> Co<void> {
-        middle.start([&]() { return waitsUntilCancelled(log, "sibling"); });
-        middle.start([&]() -> Co<void> {
+        middle.startSoon([&]() { return waitsUntilCancelled(log, "sibling"); });
+        middle.startSoon([&]() -> Co<void> {
           co_await kj::mv(fail.promise);
           KJ_FAIL_REQUIRE("grandchild failed");
         });
@@ -128,8 +128,8 @@ TEST_F(NurseryTest, GrandchildErrorCancelsTheWholeTree) {
 TEST_F(NurseryTest, CancellingTheNurseryIsNotAnError) {
   Log log;
   openNursery([&](TaskNursery& n) -> Co<void> {
-    n.start([&]() { return waitsUntilCancelled(log, "a"); });
-    n.start([&]() { return waitsUntilCancelled(log, "b"); });
+    n.startSoon([&]() { return waitsUntilCancelled(log, "a"); });
+    n.startSoon([&]() { return waitsUntilCancelled(log, "b"); });
     co_await kj::Promise<void>(kj::READY_NOW);
     n.cancel();
   }).wait(waitScope);
@@ -141,7 +141,7 @@ TEST_F(NurseryTest, OuterScopeCancellationReachesChildrenAndIsAbsorbedByThatScop
   CancelScope outer;
   auto promise = outer.run([&]() {
     return openNursery([&](TaskNursery& n) -> Co<void> {
-      n.start([&]() { return waitsUntilCancelled(log, "child"); });
+      n.startSoon([&]() { return waitsUntilCancelled(log, "child"); });
       co_return;
     });
   });
@@ -156,7 +156,7 @@ TEST_F(NurseryTest, StartUntilStartedResumesCallerWithTheValue) {
   Log log;
   auto finish = kj::newPromiseAndFulfiller<void>();
   openNursery([&](TaskNursery& n) -> Co<void> {
-    int port = co_await n.startUntilStarted<int>([&](TaskStatus<int>& status) -> Co<void> {
+    int port = co_await n.start<int>([&](TaskStatus<int>& status) -> Co<void> {
       co_await kj::Promise<void>(kj::READY_NOW);
       status.started(8080);
       co_await kj::mv(finish.promise);
@@ -171,12 +171,12 @@ TEST_F(NurseryTest, StartUntilStartedResumesCallerWithTheValue) {
 TEST_F(NurseryTest, FailureBeforeStartedGoesToTheCallerNotTheNursery) {
   Log log;
   openNursery([&](TaskNursery& n) -> Co<void> {
-    n.start([&]() -> Co<void> {
+    n.startSoon([&]() -> Co<void> {
       co_await kj::Promise<void>(kj::READY_NOW);
       log.push_back("sibling unaffected");
     });
     try {
-      co_await n.startUntilStarted<int>([&](TaskStatus<int>&) -> Co<void> {
+      co_await n.start<int>([&](TaskStatus<int>&) -> Co<void> {
         co_await kj::Promise<void>(kj::READY_NOW);
         KJ_FAIL_REQUIRE("could not bind");
       });
@@ -192,7 +192,7 @@ TEST_F(NurseryTest, TaskThatNeverCallsStartedIsAnErrorForTheCaller) {
   std::string error;
   openNursery([&](TaskNursery& n) -> Co<void> {
     try {
-      co_await n.startUntilStarted<void>([&](TaskStatus<void>&) -> Co<void> { co_return; });
+      co_await n.start<void>([&](TaskStatus<void>&) -> Co<void> { co_return; });
     } catch (const kj::Exception& e) {
       error = e.getDescription().cStr();
     }
@@ -205,7 +205,7 @@ TEST_F(NurseryTest, CancellingTheCallerDuringTheHandshakeCancelsTheChild) {
   CancelScope callerScope;
   auto block = openNursery([&](TaskNursery& n) -> Co<void> {
     co_await callerScope.run([&]() -> Co<void> {
-      co_await n.startUntilStarted<void>([&](TaskStatus<void>&) {
+      co_await n.start<void>([&](TaskStatus<void>&) {
         return waitsUntilCancelled(log, "starting child");
       });
       log.push_back("not reached");
@@ -224,7 +224,7 @@ TEST_F(NurseryTest, DroppingTheBlockDestroysEveryTask) {
   {
     auto block = openNursery([&](TaskNursery& n) -> Co<void> {
       for (int i = 0; i < 3; ++i) {
-        n.start([&]() -> Co<void> {
+        n.startSoon([&]() -> Co<void> {
           OnDestroy guard{[&]() { ++destroyed; }};
           co_await kj::Promise<void>(kj::NEVER_DONE);
         });
@@ -240,7 +240,7 @@ TEST_F(NurseryTest, ManyShortTasksDoNotAccumulate) {
   size_t finished = 0;
   openNursery([&](TaskNursery& n) -> Co<void> {
     for (int i = 0; i < 10000; ++i) {
-      n.start([&]() -> Co<void> {
+      n.startSoon([&]() -> Co<void> {
         co_await kj::Promise<void>(kj::READY_NOW);
         ++finished;
       });

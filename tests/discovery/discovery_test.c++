@@ -287,7 +287,7 @@ TEST_P(DiscoveryTest, RegisterFindQueryAndDeregister) {
         EXPECT_EQ(std::string(fromRoot->getReply().cStr()), "discovery-root: up the tree");
 
         // Leaving the nursery cancels svc-a, which deregisters on its way out.
-        tasks.start([&]() -> Co<void> {
+        tasks.startSoon([&]() -> Co<void> {
           departure = co_await waitForDeparture(
               root, kj::arrayPtr(reinterpret_cast<const kj::byte*>(uuid.data()), uuid.size()));
         });
@@ -327,7 +327,7 @@ TEST_P(DiscoveryTest, StaleEntryIsRemovedWhenAnActorIsKilled) {
           KJ_ASSERT(entries.size() == 1);
           for (auto& a : entries[0].addresses) addresses.add(kj::str(a));
           auto uuid = kj::heapArray<kj::byte>(entries[0].uuid);
-          tasks.start([&, uuid = kj::mv(uuid)]() -> Co<void> {
+          tasks.startSoon([&, uuid = kj::mv(uuid)]() -> Co<void> {
             departure = co_await waitForDeparture(root, uuid);
           });
           co_await registryBarrier();
@@ -375,7 +375,7 @@ TEST_P(DiscoveryTest, WaitingForAnActorBeforeItExists) {
     kj::Maybe<kj::String> reply;
     co_await openActorNursery(root, [&](ActorNursery& nursery) -> Co<void> {
       co_await openNursery([&](TaskNursery& tasks) -> Co<void> {
-        tasks.start([&]() -> Co<void> {
+        tasks.startSoon([&]() -> Co<void> {
           auto late = co_await waitForActor<ServiceActor>(root, "svc-late");
           arrived = true;
           reply = kj::str((co_await late.echo("finally"))->getText());
@@ -505,7 +505,7 @@ TEST_P(DiscoveryTest, ConnectAndDropsAndGarbageDoNotDisturbAnyActor) {
       int garbage = 0;
       co_await openNursery([&](TaskNursery& tasks) -> Co<void> {
         // Calls keep flowing through it all: to the child and to the registry.
-        tasks.start([&]() -> Co<void> {
+        tasks.startSoon([&]() -> Co<void> {
           while (!done) {
             auto reply = co_await target.echo(kj::str(calls));
             EXPECT_EQ(std::string(reply->getText().cStr()),
@@ -518,7 +518,7 @@ TEST_P(DiscoveryTest, ConnectAndDropsAndGarbageDoNotDisturbAnyActor) {
         co_await openNursery([&](TaskNursery& attackers) -> Co<void> {
           // Bare connect-and-drops, half to the child's address, half to the registry's.
           for (int p = 0; p < PARALLEL; ++p) {
-            attackers.start([&, p]() -> Co<void> {
+            attackers.startSoon([&, p]() -> Co<void> {
               for (int i = p; i < DROPS; i += PARALLEL) {
                 auto stream = co_await rawConnect(network, i % 2 ? childAddress : registry);
                 stream = nullptr;  // drop at once
@@ -528,7 +528,7 @@ TEST_P(DiscoveryTest, ConnectAndDropsAndGarbageDoNotDisturbAnyActor) {
           }
           // Garbage, to both; each connection must be closed by the server.
           for (auto address : {childAddress.asPtr(), registry.asPtr()}) {
-            attackers.start([&, address]() -> Co<void> {
+            attackers.startSoon([&, address]() -> Co<void> {
               for (auto& sample : garbageSamples()) {
                 auto stream = co_await rawConnect(network, address);
                 co_await stream->write(sample.begin(), sample.size());
@@ -690,7 +690,7 @@ TEST_P(DiscoveryTest, ProbeJoinsALiveRegistryAndRootsFindEachOther) {
     auto registry = kj::str(KJ_ASSERT_NONNULL(harrow::registryAddress(root)));
     SecondRoot second(io, "second-root", rootOptions(GetParam(), "second-root", registry));
     co_await openNursery([&](TaskNursery& tasks) -> Co<void> {
-      tasks.start([&]() { return second.run(); });
+      tasks.startSoon([&]() { return second.run(); });
       auto peer = co_await waitForActor<ServiceActor>(root, "second-root");
       EXPECT_TRUE(second.started);
       EXPECT_FALSE(harrow::hostsRegistry(second.actor)) << "it joined instead of hosting";
@@ -704,7 +704,7 @@ TEST_P(DiscoveryTest, ProbeJoinsALiveRegistryAndRootsFindEachOther) {
       auto uuid = kj::heapArray<kj::byte>(second.actor.identity().uuid);
       kj::Maybe<Departure> how;
       co_await openNursery([&](TaskNursery& waits) -> Co<void> {
-        waits.start([&]() -> Co<void> { how = co_await waitForDeparture(root, uuid); });
+        waits.startSoon([&]() -> Co<void> { how = co_await waitForDeparture(root, uuid); });
         co_await registryBarrier();
         second.stop->fulfill();
       });
@@ -736,10 +736,10 @@ TEST_P(DiscoveryTest, ProbeRefusesAnAddressHeldByAnythingButARegistry) {
     kj::Vector<kj::Own<Channel>> muteAccepted;
 
     co_await openNursery([&](TaskNursery& tasks) -> Co<void> {
-      tasks.start([&]() { return plain.run(); });
+      tasks.startSoon([&]() { return plain.run(); });
       co_await plain.whenStarted();
       co_await openNursery([&](TaskNursery& muteTasks) -> Co<void> {
-        muteTasks.start([&]() -> Co<void> {
+        muteTasks.startSoon([&]() -> Co<void> {
           for (;;) muteAccepted.add(co_await mute->accept());
         });
         for (auto address : {plainAddress.asPtr(), muteAddress.asPtr()}) {
@@ -772,16 +772,16 @@ TEST_P(DiscoveryTest, RegistryHostExitingUnderAClientIsAnErrorNotAHang) {
   SecondRoot host(io, "registry-host", rootOptions(GetParam(), "registry-host", hostAddress));
   auto failure = runRoot([&]() -> Co<void> {
     co_await openNursery([&](TaskNursery& outer) -> Co<void> {
-      outer.start([&]() { return host.run(); });
+      outer.startSoon([&]() { return host.run(); });
       co_await host.whenStarted();
       auto registry = kj::str(KJ_ASSERT_NONNULL(harrow::registryAddress(host.actor)));
       SecondRoot client(io, "client", rootOptions(GetParam(), "client", registry));
       co_await openNursery([&](TaskNursery& tasks) -> Co<void> {
-        tasks.start([&]() { return client.run(); });
+        tasks.startSoon([&]() { return client.run(); });
         co_await waitForActor<ServiceActor>(host.actor, "client");
         EXPECT_FALSE(harrow::hostsRegistry(client.actor));
         co_await openNursery([&](TaskNursery& waits) -> Co<void> {
-          waits.start([&]() -> Co<void> {
+          waits.startSoon([&]() -> Co<void> {
             try {
               co_await waitForActor<ServiceActor>(client.actor, "never");
             } catch (...) {

@@ -180,10 +180,10 @@ protected:
 
     serverActor.serve([&]() -> Co<void> {
       co_await openNursery([&](TaskNursery& n) -> Co<void> {
-        n.start([&]() { return serverPeer->serve(); });
+        n.startSoon([&]() { return serverPeer->serve(); });
         co_await clientActor.serve([&]() -> Co<void> {
           co_await openNursery([&](TaskNursery& client) -> Co<void> {
-            client.start([&]() -> Co<void> {
+            client.startSoon([&]() -> Co<void> {
               try {
                 co_await clientPeer->serve();
               } catch (const kj::Exception& e) {

@@ -145,10 +145,10 @@ protected:
 
     serverActor.serve([&]() -> Co<void> {
       co_await openNursery([&](TaskNursery& n) -> Co<void> {
-        n.start([&]() { return serverPeer->serve(); });
+        n.startSoon([&]() { return serverPeer->serve(); });
         co_await clientActor.serve([&]() -> Co<void> {
           co_await openNursery([&](TaskNursery& client) -> Co<void> {
-            client.start([&]() -> Co<void> {
+            client.startSoon([&]() -> Co<void> {
               try {
                 co_await clientPeer->serve();
               } catch (const kj::Exception& e) {
@@ -178,7 +178,7 @@ TEST_P(PeerTest, TenThousandConcurrentCallsOnOneChannel) {
     size_t ok = 0;
     co_await openNursery([&](TaskNursery& n) -> Co<void> {
       for (int i = 0; i < 10000; ++i) {
-        n.start([&peer, &ok, i]() -> Co<void> {
+        n.startSoon([&peer, &ok, i]() -> Co<void> {
           auto text = kj::str(i);
           auto reply = co_await callMethod<Words, Words>(peer, PROBE_ID, ECHO,
               [&](Words::Builder p) { p.setText(text); });
@@ -290,7 +290,7 @@ TEST_P(PeerTest, ScopeCancellingACallCancelsTheRemoteTask) {
     CancelScope scope;
     co_await scope.run([&]() -> Co<void> {
       co_await openNursery([&](TaskNursery& n) -> Co<void> {
-        n.start([&]() -> Co<void> {
+        n.startSoon([&]() -> Co<void> {
           co_await callMethod<Empty, Empty>(peer, PROBE_ID, HANG, [](Empty::Builder) {});
         });
         co_await kj::mv(started.promise);
@@ -374,8 +374,8 @@ TEST(PeerLossTest, TheOwnersExplanationReachesEveryCallOnALostChannel) {
   };
   kj::Maybe<kj::Exception> waiting, duringExplanation, later;
   openNursery([&](TaskNursery& n) -> Co<void> {
-    n.start([&]() { return client->serve(); });
-    n.start([&]() -> Co<void> {
+    n.startSoon([&]() { return client->serve(); });
+    n.startSoon([&]() -> Co<void> {
       try {
         co_await echo();
       } catch (...) {
@@ -384,7 +384,7 @@ TEST(PeerLossTest, TheOwnersExplanationReachesEveryCallOnALostChannel) {
     });
     server = nullptr;  // the other end goes away: a clean EOF
     co_await kj::mv(asked.promise);
-    n.start([&]() -> Co<void> {
+    n.startSoon([&]() -> Co<void> {
       try {
         co_await echo();
       } catch (...) {

@@ -93,7 +93,7 @@ int main(int argc, char** argv) {
         auto s = co_await nursery.startActor<WorkerActor>("s", "worker");
         auto h = co_await nursery.startActor<WorkerActor>("h", "worker");
         co_await harrow::openNursery([&](harrow::TaskNursery& calls) -> Co<void> {
-          calls.start([&]() {
+          calls.startSoon([&]() {
             return caller("c", [&]() -> Co<void> {
               auto pid = (co_await c.info())->getPid();
               pids += " c=" + std::to_string(pid);
@@ -101,7 +101,7 @@ int main(int argc, char** argv) {
               co_await c.waitFor("never-logged");
             });
           });
-          calls.start([&]() {
+          calls.startSoon([&]() {
             return caller("s", [&]() {
               return s.endless(2, 1, [&](WorkerActor::Portal::EndlessStream& ticks) -> Co<void> {
                 bool first = true;
@@ -112,7 +112,7 @@ int main(int argc, char** argv) {
               });
             });
           });
-          calls.start([&]() {
+          calls.startSoon([&]() {
             return caller("h", [&]() {
               return h.hold(2, 1, [&](auto&, WorkerActor::Schema::Grown::Reader grown) -> Co<void> {
                 arrived("h", grown.getPids());

@@ -323,7 +323,7 @@ TEST_F(AuthTest, AnActorRefusesAnAcceptorThatCannotProveTheSecret) {
     };
     kj::Maybe<kj::Exception> failure;
     co_await openNursery([&](TaskNursery& n) -> Co<void> {
-      n.start(impostor);
+      n.startSoon(impostor);
       try {
         co_await friendly.connectTo(listener->getAddress());
       } catch (...) {

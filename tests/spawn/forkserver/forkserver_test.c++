@@ -218,7 +218,7 @@ protected:
       co_await openActorNursery(root, [&](ActorNursery& nursery) -> Co<void> {
         co_await openNursery([&](TaskNursery& tasks) -> Co<void> {
           for (int i = 0; i < count; ++i) {
-            tasks.start([&, i]() -> Co<void> {
+            tasks.startSoon([&, i]() -> Co<void> {
               auto name = kj::str(spawnBackendName(backend), "-", i);
               auto ping = co_await startPing(nursery, name, backend);
               auto reply = co_await ping.ping(name);

@@ -630,7 +630,7 @@ TEST_F(ProcessTest, KillMinus9MidCallEveryCallerGetsActorDied) {
     co_await openActorNursery(root, [&](ActorNursery& nursery) -> Co<void> {
       auto probe = co_await startProbe(nursery, "probe-kill-call");
       co_await openNursery([&](TaskNursery& calls) -> Co<void> {
-        calls.start([&]() -> Co<void> {
+        calls.startSoon([&]() -> Co<void> {
           try {
             co_await probe.hang();
           } catch (...) {
@@ -746,7 +746,7 @@ TEST_F(ProcessTest, TenThousandConcurrentCallsOnOneChildsChannel) {
     int ok = 0;
     co_await openNursery([&](TaskNursery& n) -> Co<void> {
       for (int i = 0; i < CALLS; ++i) {
-        n.start([&probe, &ok, i]() -> Co<void> {
+        n.startSoon([&probe, &ok, i]() -> Co<void> {
           auto text = kj::str(i);
           auto reply = co_await probe.echo(text);
           if (reply->getText() == kj::str("echo: ", i)) ++ok;
@@ -794,7 +794,7 @@ TEST_F(ProcessTest, CancelScopeAroundAHangingCallCancelsTheRemoteTask) {
     CancelScope scope;
     co_await scope.run([&]() -> Co<void> {
       co_await openNursery([&](TaskNursery& n) -> Co<void> {
-        n.start([&]() -> Co<void> {
+        n.startSoon([&]() -> Co<void> {
           co_await probe.hang();
           returned = true;
         });
@@ -883,11 +883,11 @@ TEST_F(ProcessTest, CancellingTheScopeAroundAnActorNurseryStopsItsChildren) {
         auto first = co_await startProbe(nursery, "probe-outer-1");
         auto second = co_await startProbe(nursery, "probe-outer-2");
         co_await openNursery([&](TaskNursery& n) -> Co<void> {
-          n.start([&]() -> Co<void> {
+          n.startSoon([&]() -> Co<void> {
             co_await first.hang();
             returned = true;
           });
-          n.start([&]() -> Co<void> {
+          n.startSoon([&]() -> Co<void> {
             co_await second.hang();
             returned = true;
           });
@@ -933,7 +933,7 @@ TEST_F(ProcessTest, ActorIgnoringCancelIsKilledAfterTheGracePeriod) {
       CancelScope scope;
       co_await scope.run([&]() -> Co<void> {
         co_await openNursery([&](TaskNursery& n) -> Co<void> {
-          n.start([&]() -> Co<void> { co_await probe.stubborn(); });
+          n.startSoon([&]() -> Co<void> { co_await probe.stubborn(); });
           co_await probe.waitFor("stubborn started");
           scope.cancel();
         });
@@ -954,7 +954,7 @@ TEST_F(ProcessTest, ActorIgnoringCancelIsKilledWhenTheNurseryIsCancelled) {
       co_await openActorNursery(root, [&](ActorNursery& nursery) -> Co<void> {
         auto probe = co_await startProbe(nursery, "probe-stubborn-2");
         co_await openNursery([&](TaskNursery& n) -> Co<void> {
-          n.start([&]() -> Co<void> { co_await probe.stubborn(); });
+          n.startSoon([&]() -> Co<void> { co_await probe.stubborn(); });
           co_await probe.waitFor("stubborn started");
           outer.cancel();
         });

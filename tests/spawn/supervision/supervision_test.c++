@@ -501,7 +501,7 @@ TEST_F(SupervisionTest, SeveralFailingChildrenRaiseOneMultiErrorListingEach) {
       }
       co_await openNursery([&](TaskNursery& calls) -> Co<void> {
         for (int i = 0; i < N; ++i) {
-          calls.start([&, i]() -> Co<void> {
+          calls.startSoon([&, i]() -> Co<void> {
             co_await shielded([&, i]() -> Co<void> {
               co_await workers[i].fail(kj::str("child ", i, " gave up"));
             });
@@ -758,7 +758,7 @@ TEST_F(SupervisionTest, ChildBlockedInASystemCallIsKilledAfterTheGracePeriod) {
       CancelScope scope;
       co_await scope.run([&]() -> Co<void> {
         co_await openNursery([&](TaskNursery& tasks) -> Co<void> {
-          tasks.start([&]() -> Co<void> {
+          tasks.startSoon([&]() -> Co<void> {
             co_await child.block(fifoPath.c_str());
             ADD_FAILURE() << "block() returned";
           });
@@ -800,7 +800,7 @@ TEST_F(SupervisionTest, FiftyChildrenStartedAndTornDownConcurrently) {
     co_await openActorNursery(root, [&](ActorNursery& nursery) -> Co<void> {
       co_await openNursery([&](TaskNursery& starts) -> Co<void> {
         for (int i = 0; i < N; ++i) {
-          starts.start([&, i]() -> Co<void> {
+          starts.startSoon([&, i]() -> Co<void> {
             auto worker = co_await nursery.startActor<WorkerActor>(kj::str("w", i), "worker");
             pids[i] = (co_await worker.info())->getPid();
           });
@@ -900,7 +900,7 @@ TEST_F(SupervisionTest, KillMinus9OfAChildMidCall) {
       uint32_t up = 0;
       auto allUp = kj::newPromiseAndFulfiller<void>();
       co_await openNursery([&](TaskNursery& calls) -> Co<void> {
-        calls.start([&]() -> Co<void> {
+        calls.startSoon([&]() -> Co<void> {
           try {
             co_await a.hold(1, 2, [&](auto&, Grown::Reader grown) -> Co<void> {
               for (auto pid : grown.getPids()) aTree.push_back(pid);
@@ -912,7 +912,7 @@ TEST_F(SupervisionTest, KillMinus9OfAChildMidCall) {
           }
           KJ_IF_MAYBE(e, callError) kj::throwFatalException(kj::cp(*e));
         });
-        calls.start([&]() -> Co<void> {
+        calls.startSoon([&]() -> Co<void> {
           co_await b.hold(0, 0, [&](auto&, Grown::Reader grown) -> Co<void> {
             for (auto pid : grown.getPids()) bTree.push_back(pid);
             if (++up == 2) allUp.fulfiller->fulfill();
@@ -977,7 +977,7 @@ TEST_F(SupervisionTest, GracePeriodsNestAroundAStoppedLeaf) {
       auto a = co_await nursery.startActor<WorkerActor>("a", "worker");
       auto up = kj::newPromiseAndFulfiller<void>();
       co_await openNursery([&](TaskNursery& calls) -> Co<void> {
-        calls.start([&]() -> Co<void> {
+        calls.startSoon([&]() -> Co<void> {
           kj::Maybe<kj::Exception> error;
           try {
             co_await a.hold(2, 1, [&](auto&, Grown::Reader grown) -> Co<void> {

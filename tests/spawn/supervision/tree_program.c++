@@ -44,7 +44,7 @@ int main(int argc, char** argv) {
       uint32_t up = 0;
       co_await harrow::openNursery([&](harrow::TaskNursery& streams) -> Co<void> {
         for (auto& each : children) {
-          streams.start([&, child = &each]() -> Co<void> {
+          streams.startSoon([&, child = &each]() -> Co<void> {
             co_await child->endless(depth - 1, width,
                 [&](WorkerActor::Portal::EndlessStream& ticks) -> Co<void> {
                   bool first = true;

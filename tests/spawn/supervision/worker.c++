@@ -97,7 +97,7 @@ public:
       auto children = co_await startChildren(nursery, width);
       co_await harrow::openNursery([&](harrow::TaskNursery& calls) -> Co<void> {
         for (auto& each : children) {
-          calls.start([&, child = &each]() -> Co<void> {
+          calls.startSoon([&, child = &each]() -> Co<void> {
             kj::Maybe<kj::Exception> error;
             try {
               co_await child->grow(depth - 1, width, failLeaves);
@@ -130,7 +130,7 @@ public:
           auto allUp = kj::newPromiseAndFulfiller<void>();
           co_await harrow::openNursery([&](harrow::TaskNursery& streams) -> Co<void> {
             for (auto& each : children) {
-              streams.start([&, child = &each]() -> Co<void> {
+              streams.startSoon([&, child = &each]() -> Co<void> {
                 co_await child->endless(depth - 1, width,
                     [&](WorkerActor::Portal::EndlessStream& ticks) -> Co<void> {
                       bool first = true;
@@ -171,7 +171,7 @@ public:
         auto allUp = kj::newPromiseAndFulfiller<void>();
         co_await harrow::openNursery([&](harrow::TaskNursery& holds) -> Co<void> {
           for (auto& each : children) {
-            holds.start([&, child = &each]() -> Co<void> {
+            holds.startSoon([&, child = &each]() -> Co<void> {
               co_await child->hold(depth - 1, width,
                   [&](WorkerActor::Portal::HoldContext&, Grown::Reader grown) -> Co<void> {
                     for (auto pid : grown.getPids()) pids.push_back(pid);
