@@ -1,10 +1,13 @@
 // Harness 3: the hello exchange (docs/PROTOCOL.md 2.1), and the spawn spec a child reads right
 // after it. Any bytes from the peer end in a Peer or a clean refusal (TransportClosed,
-// MalformedFrame, ProtocolViolation), never anything else.
+// MalformedFrame, ProtocolViolation, AuthenticationFailed, or the peer's own `error` raised as a
+// RemoteActorError/ContextCancelled: its refusal of us), never anything else.
 //
 // Input: a flags byte, then raw channel bytes.
 //   flags & 1: the victim opened the connection (initiator); else it accepted it
 //   flags & 2: after the hellos the victim reads a spawn spec, as a child does
+//   flags & 4: the parent-child socketpair (trusted by construction: no proof is exchanged), so
+//              that fuzzed bytes get past the hellos; else the tree secret must be proved
 
 #include "fuzz/harness.h"
 
@@ -21,7 +24,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   rogue.send(kj::arrayPtr(data + 1, size - 1));
 
   auto result = kj::runCatchingExceptions([&]() {
-    auto peer = handshake(kj::heap<Channel>(kj::mv(pipe.ends[1])), actor, flags & 1)
+    auto channel = kj::heap<Channel>(kj::mv(pipe.ends[1]));
+    bool initiator = flags & 1;
+    auto peer = (flags & 4 ? initiator ? handshakeWithParent(kj::mv(channel), actor)
+                                       : handshakeWithChild(kj::mv(channel), actor)
+                           : handshake(kj::mv(channel), actor, initiator))
                     .wait(context.waitScope);
     ActorIdentity remote = peer->remote().clone();
     remote.toString();
@@ -37,7 +44,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
   });
   KJ_IF_MAYBE(e, result) {
-    if (!isTransportClosed(*e) && !isMalformedFrame(*e) && !isProtocolViolation(*e)) {
+    if (!isTransportClosed(*e) && !isMalformedFrame(*e) && !isProtocolViolation(*e) &&
+        !isAuthenticationFailed(*e) && !isRemoteActorError(*e) && !isContextCancelled(*e)) {
       KJ_LOG(FATAL, "the handshake failed with an unexpected error", *e);
       abort();
     }
