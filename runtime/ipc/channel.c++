@@ -232,20 +232,23 @@ kj::Maybe<kj::Own<capnp::MessageReader>> Channel::tryParse(size_t& needed) {
       .attach(kj::addRef(*buffer));
 }
 
-// Makes room for a frame of `needed` bytes of which the buffer holds [begin, end): returns the free
-// space after `end`, at least needed - (end - begin) bytes.
+// Makes room towards a frame of `needed` bytes of which the buffer holds [begin, end): returns
+// the free space after `end` (reads may fill it: later frames arrive with this one). The buffer grows with what has arrived (doubling), not with what the segment table
+// claims: a peer that announces a 60 MB frame and sends nothing costs the standard buffer, not
+// 60 MB (found by fuzzing, docs/FUZZING.md).
 kj::ArrayPtr<kj::byte> Channel::makeRoom(size_t needed) {
   size_t available = end - begin;
   size_t standard = roundUpToWord(kj::max(options.readBufferBytes, size_t(64)));
+  size_t want = kj::min(needed, kj::max(standard, available * 2));
   bool oversized = buffer->size() > standard;  // left over from an earlier large frame
-  if (begin + needed > buffer->size() || (available == 0 && oversized && needed <= standard)) {
-    if (!buffer->isShared() && !oversized && needed <= buffer->size()) {
+  if (begin + want > buffer->size() || (available == 0 && oversized && needed <= standard)) {
+    if (!buffer->isShared() && !oversized && want <= buffer->size()) {
       // Nobody else looks at this buffer: slide the partial frame to the front.
       memmove(buffer->bytes(), buffer->bytes() + begin, available);
     } else {
       // Readers still point into the old buffer (it dies with the last of them), or it is too
-      // small for this frame, or too large to keep around.
-      auto fresh = kj::refcounted<Buffer>(kj::max(standard, roundUpToWord(needed)));
+      // small for what comes next, or too large to keep around.
+      auto fresh = kj::refcounted<Buffer>(kj::max(standard, roundUpToWord(want)));
       memcpy(fresh->bytes(), buffer->bytes() + begin, available);
       buffer = kj::mv(fresh);
     }
@@ -255,9 +258,11 @@ kj::ArrayPtr<kj::byte> Channel::makeRoom(size_t needed) {
     begin = end = 0;  // free compaction: the next frame starts at the front again
   }
 
-  KJ_ASSERT(needed > available && needed - available <= buffer->size() - end);
+  KJ_ASSERT(needed > available && end < buffer->size());
   return kj::arrayPtr(buffer->bytes() + end, buffer->size() - end);
 }
+
+size_t Channel::bufferBytes() const { return buffer->size(); }
 
 // The fd path: one read() into the buffer. False if nothing could be read now.
 bool Channel::readNow(size_t needed) {
@@ -284,7 +289,8 @@ kj::Promise<void> Channel::readMore(size_t needed) {
   KJ_IF_MAYBE(read, pendingRead) return read->addBranch();
 
   auto space = makeRoom(needed);
-  size_t minBytes = needed - (end - begin);
+  // What the frame lacks, or what fits until the buffer grows again.
+  size_t minBytes = kj::min(needed - (end - begin), space.size());
   size_t maxBytes = space.size();
   // evalNow: a stream may fail synchronously (a socket's first read() syscall happens inside
   // tryRead()); that failure must take the same path as an asynchronous one.

@@ -160,6 +160,8 @@ public:
 
   // True if the channel does its own I/O on an fd (see above).
   bool usesFd() const { return fdStream != nullptr; }
+  // Bytes held for reading: it follows what has arrived, never what a segment table claims.
+  size_t bufferBytes() const;
 
   // The frame limit (ChannelOptions::maxFrameBytes), e.g. once the peers have agreed on one in
   // their hellos. Applies to frames received from now on and to every later send(). The reader

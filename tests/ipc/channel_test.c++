@@ -228,6 +228,42 @@ TEST_P(ChannelTest, LargeMessagesGrowTheBuffer) {
   }
 }
 
+// A peer that announces a huge frame and sends nothing more costs nothing: the buffer grows with
+// the bytes that arrive (found by fuzzing: 16 bytes used to make the channel allocate 64 MiB).
+TEST(ChannelMemoryTest, AClaimedFrameSizeCostsNothingUntilItsBytesArrive) {
+  auto io = kj::setupAsyncIo();
+  int fds[2];
+  KJ_SYSCALL(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, fds));
+  Channel channel(io.unixEventPort, kj::AutoCloseFd(fds[0]));
+  kj::AutoCloseFd peer(fds[1]);
+  size_t standard = channel.bufferBytes();
+
+  uint32_t table[2] = {0, 7u << 20};  // one segment of 7 Mi words: a 56 MiB frame, under the limit
+  KJ_SYSCALL(write(peer.get(), table, sizeof(table)));
+  auto receiving = channel.receive().eagerlyEvaluate(nullptr);
+  io.waitScope.poll();
+  EXPECT_EQ(channel.bufferBytes(), standard) << "the claim alone grew the buffer";
+
+  // 1 MiB of the frame arrives: the buffer follows what came (doubling), not what was claimed.
+  std::vector<char> chunk(64 << 10, 0);
+  size_t sent = 0;
+  while (sent < (1u << 20)) {
+    ssize_t n = write(peer.get(), chunk.data(), chunk.size());
+    if (n > 0) sent += n;
+    io.waitScope.poll();  // the channel reads what is there
+  }
+  io.waitScope.poll();
+  EXPECT_LE(channel.bufferBytes(), 4u << 20);
+  EXPECT_GE(channel.bufferBytes(), 1u << 20);
+
+  peer = nullptr;  // the rest never comes
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { receiving.wait(io.waitScope); })) {
+    EXPECT_TRUE(isTransportClosed(*e)) << e->getDescription().cStr();
+  } else {
+    ADD_FAILURE() << "a frame cut short was received";
+  }
+}
+
 TEST_P(ChannelTest, CleanEofIsNotAnError) {
   auto pair = connectedPair();
   pair.client->send(*callMessage(1));

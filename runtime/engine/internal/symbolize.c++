@@ -77,7 +77,14 @@ kj::String symbolize(kj::ArrayPtr<void* const> trace) {
   Modules& m = *KJ_ASSERT_NONNULL(modules);
   kj::Vector<kj::String> lines;
   for (auto i : kj::indices(trace)) {
-    lines.add(kj::str("#", i, " ", m.frame(reinterpret_cast<uintptr_t>(trace[i]))));
+    auto frame = m.frame(reinterpret_cast<uintptr_t>(trace[i]));
+    // Below the event loop's turn is whoever runs the loop (main, a test): nothing to do with
+    // the error, and different from one run to the next. The trace ends there.
+    if (frame.startsWith("kj::EventLoop::turn()") || frame.startsWith("kj::_::waitImpl(")) {
+      lines.add(kj::str("#", i, " (the event loop)"));
+      break;
+    }
+    lines.add(kj::str("#", i, " ", frame));
   }
   return kj::strArray(lines, "\n");
 }
