@@ -371,7 +371,7 @@ void emitPortal(CodeWriter& out, const Interface& interface, const Names& names)
   out.line();
   out.line("private:");
   out.indent();
-  out.line("harrow::RawPortal* portal_;");
+  out.line("harrow::PortalHandle portal_;  // a portal outliving its channel fails safely");
   out.outdent();
   out.line("};");
 }
@@ -463,7 +463,7 @@ void emitServerDefinitions(CodeWriter& out, const Interface& interface, const Na
 
 void emitPortalDefinitions(CodeWriter& out, const Interface& interface, const Names& names) {
   std::string portal = names.actorMember("Portal::");
-  out.line(portal + "Portal(harrow::RawPortal& portal) : portal_(&portal) {}");
+  out.line(portal + "Portal(harrow::RawPortal& portal) : portal_(portal) {}");
   for (auto& method : interface.methods) {
     if (method.kind != MethodKind::CALL || !method.flattenable) continue;
     out.line();

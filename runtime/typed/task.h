@@ -12,6 +12,7 @@
 #include <capnp/message.h>
 #include <capnp/schema.h>
 #include <harrow/wire.capnp.h>
+#include <kj/refcount.h>
 
 namespace harrow {
 
@@ -115,15 +116,59 @@ public:
 };
 
 // One channel to another actor, client side (tractor: Portal). Implemented by the engine.
+class PortalAnchor;
+
 class RawPortal {
 public:
-  virtual ~RawPortal() noexcept(false) = default;
+  virtual ~RawPortal() noexcept(false);
 
   virtual kj::Own<OutgoingMessage> newStart(uint64_t interfaceId, uint16_t methodId) = 0;
   // A call: resolves with the `return` message; raises RemoteActorError on `error`.
   virtual Co<kj::Own<IncomingMessage>> call(kj::Own<OutgoingMessage> start) = 0;
   // A stream or context: resolves once the callee has acknowledged the start.
   virtual Co<kj::Own<OutgoingTask>> open(kj::Own<OutgoingMessage> start, MethodKind kind) = 0;
+
+  // What typed portals hold instead of a pointer (PortalHandle below): it outlives this
+  // RawPortal and knows when it is gone.
+  kj::Own<PortalAnchor> anchor();
+
+private:
+  kj::Maybe<kj::Own<PortalAnchor>> anchor_;
+};
+
+// Outlives its RawPortal (refcounted: every typed portal to it holds one); released when the
+// RawPortal (a Peer: a channel to an actor) is destroyed.
+class PortalAnchor final : public kj::Refcounted {
+public:
+  explicit PortalAnchor(RawPortal& portal) : portal(&portal) {}
+  // The RawPortal; harrow.TransportClosed once it is gone.
+  RawPortal& get() const;
+  void release() { portal = nullptr; }
+
+private:
+  RawPortal* portal;
+};
+
+// A typed portal's hold on its channel (shared ownership of a PortalAnchor, not of the channel):
+// a portal that outlives its channel — its actor nursery closed, its actor stopped serving — raises
+// harrow.TransportClosed when used, and never touches freed memory. Copies share the anchor.
+class PortalHandle {
+public:
+  explicit PortalHandle(RawPortal& portal) : anchor(portal.anchor()) {}
+  PortalHandle(const PortalHandle& other) : anchor(kj::addRef(*other.anchor)) {}
+  PortalHandle(PortalHandle&&) = default;
+  PortalHandle& operator=(const PortalHandle& other) {
+    anchor = kj::addRef(*other.anchor);
+    return *this;
+  }
+  PortalHandle& operator=(PortalHandle&&) = default;
+
+  RawPortal& operator*() const { return anchor->get(); }
+  RawPortal* operator->() const { return &anchor->get(); }
+
+private:
+  // mutable: a copy of a const handle shares (adds a reference to) the same anchor.
+  mutable kj::Own<PortalAnchor> anchor;
 };
 
 inline RawPortal& IncomingTask::caller() {

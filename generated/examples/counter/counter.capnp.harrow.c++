@@ -44,7 +44,7 @@ harrow::Co<void> CounterActor::Server::dispatch(uint16_t methodId, harrow::Incom
 // ---------------------------------------------------------------------------------------------
 // CounterActor::Portal
 
-CounterActor::Portal::Portal(harrow::RawPortal& portal) : portal_(&portal) {}
+CounterActor::Portal::Portal(harrow::RawPortal& portal) : portal_(portal) {}
 
 harrow::Co<harrow::Received<Counter::AddResults>> CounterActor::Portal::add(int64_t n) {
   return add([&](Schema::AddParams::Builder request) { request.setN(n); });

@@ -118,5 +118,5 @@ public:
   harrow::RawPortal& raw() const { return *portal_; }
 
 private:
-  harrow::RawPortal* portal_;
+  harrow::PortalHandle portal_;  // a portal outliving its channel fails safely
 };

@@ -38,7 +38,7 @@ harrow::Co<void> GreeterActor::Server::dispatch(uint16_t methodId, harrow::Incom
 // ---------------------------------------------------------------------------------------------
 // GreeterActor::Portal
 
-GreeterActor::Portal::Portal(harrow::RawPortal& portal) : portal_(&portal) {}
+GreeterActor::Portal::Portal(harrow::RawPortal& portal) : portal_(portal) {}
 
 harrow::Co<harrow::Received<Greeter::GreetResults>> GreeterActor::Portal::greet(
     kj::StringPtr name) {

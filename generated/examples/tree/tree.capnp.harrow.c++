@@ -38,4 +38,4 @@ harrow::Co<void> NodeActor::Server::dispatch(uint16_t methodId, harrow::Incoming
 // ---------------------------------------------------------------------------------------------
 // NodeActor::Portal
 
-NodeActor::Portal::Portal(harrow::RawPortal& portal) : portal_(&portal) {}
+NodeActor::Portal::Portal(harrow::RawPortal& portal) : portal_(portal) {}

@@ -58,7 +58,7 @@ harrow::Co<void> RegistryActor::Server::dispatch(uint16_t methodId, harrow::Inco
 // ---------------------------------------------------------------------------------------------
 // RegistryActor::Portal
 
-RegistryActor::Portal::Portal(harrow::RawPortal& portal) : portal_(&portal) {}
+RegistryActor::Portal::Portal(harrow::RawPortal& portal) : portal_(portal) {}
 
 harrow::Co<harrow::Received<Registry::DeregisterActorResults>> RegistryActor::Portal::deregisterActor(
     kj::ArrayPtr<const kj::byte> uuid) {

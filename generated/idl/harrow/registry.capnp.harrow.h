@@ -167,7 +167,7 @@ public:
   harrow::RawPortal& raw() const { return *portal_; }
 
 private:
-  harrow::RawPortal* portal_;
+  harrow::PortalHandle portal_;  // a portal outliving its channel fails safely
 };
 
 }  // namespace harrow::registry

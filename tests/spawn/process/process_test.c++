@@ -377,6 +377,32 @@ TEST_F(ProcessTest, CancellingOneChildLeavesItsSiblingRunning) {
   KJ_IF_MAYBE(e, failure) ADD_FAILURE() << kj::str(*e).cStr();
 }
 
+// A portal kept past its actor nursery (the child is gone, and so is the channel it pointed to)
+// raises harrow.TransportClosed when used: it never touches freed memory (checked under ASan).
+TEST_F(ProcessTest, APortalOutlivingItsNurseryFailsSafely) {
+  kj::Maybe<ProbeActor::Portal> kept;
+  kj::Maybe<kj::Exception> late;
+  auto failure = runRoot([&]() -> Co<void> {
+    co_await openActorNursery(root, [&](ActorNursery& nursery) -> Co<void> {
+      auto probe = co_await startProbe(nursery, "probe-kept");
+      kept = probe;  // a copy, kept past the nursery
+    }, {GRACEFUL_EXIT});
+    auto& portal = KJ_ASSERT_NONNULL(kept);
+    try {
+      co_await portal.echo("anyone there?");
+    } catch (...) {
+      late = currentException();
+    }
+  });
+  KJ_IF_MAYBE(e, failure) ADD_FAILURE() << kj::str(*e).cStr();
+  KJ_IF_MAYBE(e, late) {
+    EXPECT_TRUE(is(*e, ErrorKind::TRANSPORT_CLOSED)) << kj::str(*e).cStr();
+    EXPECT_TRUE(contains(*e, "this portal's channel is gone")) << kj::str(*e).cStr();
+  } else {
+    ADD_FAILURE() << "a call through a portal to a reaped actor succeeded";
+  }
+}
+
 // startActor owns what it needs after its first suspension: started with temporaries for the
 // name and the implementation, stored and awaited later (how children start concurrently), each
 // child runs the right implementation under the right name.
