@@ -83,6 +83,16 @@ std::string titleCaseOf(const Method& method) {
 std::string streamAlias(const Method& method) { return titleCaseOf(method) + "Stream"; }
 std::string contextAlias(const Method& method) { return titleCaseOf(method) + "Context"; }
 
+// The concept a stream's or context's block must satisfy (harrow/typed/typed.h), so that a wrong
+// block fails at the caller's line.
+std::string bodyConstraint(const Names& names, const Method& method) {
+  if (method.kind == MethodKind::STREAM) {
+    return "harrow::StreamBody<Body, " + streamAlias(method) + ">";
+  }
+  return "harrow::ContextBody<Body, " + contextAlias(method) + ", " +
+         names.inActor(method.started) + ">";
+}
+
 // `return name<targs...>(args...);`, wrapped: template arguments first, then the call's
 // arguments on a continuation line.
 void emitReturnCall(CodeWriter& out, const std::string& name,
@@ -294,6 +304,7 @@ void emitPortalMethod(CodeWriter& out, const Interface& interface, const Names& 
       if (!method.doc.empty()) out.schemaComment(method.doc);
       out.line("template <typename Fill, typename Body>");
       out.line("  " + fillConstraint);
+      out.line("           && " + bodyConstraint(names, method));
       out.line(ret + " " + method.cxxName + "(Fill&& fill, Body body) {");
       out.indent();
       forwarded.push_back("kj::mv(body)");
@@ -312,6 +323,7 @@ void emitPortalMethod(CodeWriter& out, const Interface& interface, const Names& 
       if (!method.doc.empty()) out.schemaComment(method.doc);
       out.line("template <typename Fill, typename Body>");
       out.line("  " + fillConstraint);
+      out.line("           && " + bodyConstraint(names, method));
       out.line(ret + " " + method.cxxName + "(Fill&& fill, Body body) {");
       out.indent();
       forwarded.push_back("kj::mv(body)");
@@ -328,6 +340,7 @@ void emitPortalMethod(CodeWriter& out, const Interface& interface, const Names& 
     auto signature = flatSignature(names, method);
     signature.push_back("Body body");
     out.line("template <typename Body>");
+    out.line("  requires " + bodyConstraint(names, method));
     out.list(ret + " " + method.cxxName + "(", signature, ") {");
     out.indent();
     emitFlatForward(out, names, method, ", kj::mv(body)");

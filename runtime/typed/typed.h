@@ -18,6 +18,9 @@
 
 #include <kj/debug.h>
 
+#include <concepts>
+#include <type_traits>
+
 namespace harrow {
 
 // A received struct of type T that owns its message. Empty (false) for "nothing": the end of a
@@ -248,6 +251,21 @@ struct CancelRemoteUnlessFinished {
 };
 
 }  // namespace _
+
+// What a stream's block must be: called with the stream, it returns a promise (a coroutine
+// returning harrow::Co<void>): `[&](FooActor::Portal::CountStream& items) -> harrow::Co<void>`.
+// Generated portals require it, so a wrong block fails at the caller's line, naming this.
+template <typename Body, typename Stream>
+concept StreamBody = std::invocable<Body&, Stream&> &&
+                     std::is_convertible_v<std::invoke_result_t<Body&, Stream&>, kj::Promise<void>>;
+
+// What a context's block must be: called with the context and the started value, it returns a
+// promise: `[&](FooActor::Portal::SessionContext& ctx, Ready::Reader started) -> harrow::Co<void>`.
+template <typename Body, typename Context, typename Started>
+concept ContextBody =
+    std::invocable<Body&, Context&, typename Started::Reader> &&
+    std::is_convertible_v<std::invoke_result_t<Body&, Context&, typename Started::Reader>,
+                          kj::Promise<void>>;
 
 template <typename Params, typename Results, typename Fill>
 Co<Received<Results>> callMethod(RawPortal& portal, uint64_t interfaceId, uint16_t methodId,

@@ -87,11 +87,13 @@ public:
   // A stream: yields the ticks 0, 1, ..., upTo - 1.
   template <typename Fill, typename Body>
     requires std::invocable<Fill&, Schema::CountParams::Builder>
+             && harrow::StreamBody<Body, CountStream>
   harrow::Co<void> count(Fill&& fill, Body body) {
     return harrow::streamMethod<Schema::CountParams, Schema::Tick>(
         *portal_, INTERFACE_ID, 1, kj::fwd<Fill>(fill), kj::mv(body));
   }
   template <typename Body>
+    requires harrow::StreamBody<Body, CountStream>
   harrow::Co<void> count(uint32_t upTo, Body body) {
     return count([&](Schema::CountParams::Builder request) { request.setUpTo(upTo); },
                  kj::mv(body));
@@ -104,12 +106,14 @@ public:
   // and streams back the new Total after each; returns the final total.
   template <typename Fill, typename Body>
     requires std::invocable<Fill&, Schema::SessionParams::Builder>
+             && harrow::ContextBody<Body, SessionContext, Schema::Ready>
   harrow::Co<harrow::Received<Schema::SessionResults>> session(Fill&& fill, Body body) {
     return harrow::contextMethod<Schema::SessionParams, Schema::SessionResults, Schema::Ready,
                                  Schema::Delta, Schema::Total>(
         *portal_, INTERFACE_ID, 2, kj::fwd<Fill>(fill), kj::mv(body));
   }
   template <typename Body>
+    requires harrow::ContextBody<Body, SessionContext, Schema::Ready>
   harrow::Co<harrow::Received<Schema::SessionResults>> session(kj::StringPtr label, Body body) {
     return session([&](Schema::SessionParams::Builder request) { request.setLabel(label); },
                    kj::mv(body));
