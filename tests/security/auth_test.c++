@@ -13,6 +13,8 @@
 #include <harrow/typed/typed.h>
 #include "tests/engine/probe.capnp.h"
 
+#include "tests/names.h"
+
 #include <gtest/gtest.h>
 #include <kj/async-io.h>
 #include <kj/debug.h>
@@ -26,6 +28,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <iostream>
@@ -169,7 +172,7 @@ protected:
   AuthTest() {
     victim.addServer(kj::heap<EchoServer>());
     ChannelServerOptions options;
-    options.bindAddresses.add(kj::str("unix:@harrow-auth-test-", getpid(), "-", ++counter));
+    options.bindAddresses.add(uniqueAbstractAddress("auth"));
     options.bindAddresses.add(kj::str("tcp:127.0.0.1:0"));
     options.handshakeTimeout = 5 * kj::SECONDS;
     victim.setChannelServer(kj::mv(options));
@@ -208,8 +211,6 @@ protected:
     }
     EXPECT_FALSE(victim.cancelCalled());
   }
-
-  static inline int counter = 0;
 };
 
 TEST_F(AuthTest, AStrangerWithoutTheSecretCannotCompleteTheHello) {
@@ -396,7 +397,7 @@ TEST_F(AuthTest, AProcessOfAnotherUidIsRefusedBeforeTheHello) {
 TEST(ListenerTest, ConnectionsFromAnotherUidAreNotAcceptedAndSocketFilesAre0600) {
   auto io = kj::setupAsyncIo();
   auto& network = io.provider->getNetwork();
-  auto path = kj::str(runtimeDirectory(), "/auth-test-", getpid(), ".sock");
+  auto path = uniqueSocketPath("auth-listener");
   {
     auto file = Listener::bind(network, kj::str("unix:", path)).wait(io.waitScope);
     struct stat st;
@@ -406,21 +407,25 @@ TEST(ListenerTest, ConnectionsFromAnotherUidAreNotAcceptedAndSocketFilesAre0600)
   if (geteuid() != 0) GTEST_SKIP() << "needs root (to run a connecting child as nobody)";
   struct passwd* nobody = getpwnam("nobody");
   if (nobody == nullptr) GTEST_SKIP() << "no user 'nobody'";
-  auto name = kj::str("harrow-auth-listener-", getpid());
+  auto name = uniqueName("harrow-auth-listener");
   auto listener = Listener::bind(network, kj::str("unix:@", name)).wait(io.waitScope);
   auto accepted = listener->accept().eagerlyEvaluate(nullptr);
   pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) _exit(connectAsNobody(name.cStr(), nobody->pw_uid, nobody->pw_gid));
   // The child's connection is accepted by the kernel and closed by accept() unseen; the child
-  // exits once it sees EOF. Run the loop until it has exited (bounded by the test's timeout).
-  int status;
-  pid_t exited;
-  while ((exited = waitpid(pid, &status, WNOHANG)) == 0) {
-    io.waitScope.poll();
-    usleep(1000);
+  // exits once it sees EOF. Run the loop until its pidfd says it has exited (an event; the
+  // test's timeout bounds it).
+  int exitFd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  ASSERT_GE(exitFd, 0);
+  {
+    kj::UnixEventPort::FdObserver exit(io.unixEventPort, exitFd,
+                                       kj::UnixEventPort::FdObserver::OBSERVE_READ);
+    exit.whenBecomesReadable().wait(io.waitScope);
   }
-  ASSERT_EQ(exited, pid);
+  close(exitFd);
+  int status;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
   ASSERT_TRUE(WIFEXITED(status)) << status;
   if (WEXITSTATUS(status) == 10) GTEST_SKIP() << "could not become nobody (a user namespace?)";
   EXPECT_EQ(WEXITSTATUS(status), 0) << "12: connect failed, 13: the connection was served";
