@@ -172,7 +172,7 @@ protected:
   AuthTest() {
     victim.addServer(kj::heap<EchoServer>());
     ChannelServerOptions options;
-    options.bindAddresses.add(uniqueAbstractAddress("auth"));
+    options.bindAddresses.add(testing::uniqueAbstractAddress("auth"));
     options.bindAddresses.add(kj::str("tcp:127.0.0.1:0"));
     options.handshakeTimeout = 5 * kj::SECONDS;
     victim.setChannelServer(kj::mv(options));
@@ -397,7 +397,7 @@ TEST_F(AuthTest, AProcessOfAnotherUidIsRefusedBeforeTheHello) {
 TEST(ListenerTest, ConnectionsFromAnotherUidAreNotAcceptedAndSocketFilesAre0600) {
   auto io = kj::setupAsyncIo();
   auto& network = io.provider->getNetwork();
-  auto path = uniqueSocketPath("auth-listener");
+  auto path = testing::uniqueSocketPath("auth-listener");
   {
     auto file = Listener::bind(network, kj::str("unix:", path)).wait(io.waitScope);
     struct stat st;
@@ -407,7 +407,7 @@ TEST(ListenerTest, ConnectionsFromAnotherUidAreNotAcceptedAndSocketFilesAre0600)
   if (geteuid() != 0) GTEST_SKIP() << "needs root (to run a connecting child as nobody)";
   struct passwd* nobody = getpwnam("nobody");
   if (nobody == nullptr) GTEST_SKIP() << "no user 'nobody'";
-  auto name = uniqueName("harrow-auth-listener");
+  auto name = testing::uniqueName("harrow-auth-listener");
   auto listener = Listener::bind(network, kj::str("unix:@", name)).wait(io.waitScope);
   auto accepted = listener->accept().eagerlyEvaluate(nullptr);
   pid_t pid = fork();
