@@ -8,8 +8,11 @@
 #include <kj/debug.h>
 
 #include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <sstream>
@@ -63,6 +66,25 @@ inline std::vector<ProcStat> childrenOf(pid_t parent) {
 inline std::string describe(const ProcStat& p) {
   return "pid " + std::to_string(p.pid) + " (" + p.comm + ") state " + p.state + " ppid " +
          std::to_string(p.ppid);
+}
+
+// The last guard of a multi-process test binary: tests arm alarm(); should one hang past every
+// bounded wait, SIGALRM ends the whole binary with a line naming it (its children die with it:
+// PR_SET_PDEATHSIG). The message is made now: a signal handler may only write() it.
+inline char watchdogMessage[160];
+inline size_t watchdogMessageSize = 0;
+
+inline void installWatchdog(const char* program) {
+  int n = snprintf(watchdogMessage, sizeof(watchdogMessage),
+                   "%s: watchdog: a test hung past every guard\n", program);
+  watchdogMessageSize = n > 0 ? kj::min(size_t(n), sizeof(watchdogMessage) - 1) : 0;
+  struct sigaction watchdog = {};
+  watchdog.sa_handler = [](int) {
+    ssize_t ignored = write(STDERR_FILENO, watchdogMessage, watchdogMessageSize);
+    (void)ignored;
+    _exit(3);
+  };
+  sigaction(SIGALRM, &watchdog, nullptr);
 }
 
 }  // namespace harrow::testing

@@ -852,12 +852,6 @@ TEST(RegistryAddressTest, NewBindAddressesAreUniqueAndValid) {
 
 namespace {
 
-void onWatchdog(int) {
-  static const char message[] = "discovery_test: watchdog: a test hung past every guard\n";
-  ssize_t ignored = write(STDERR_FILENO, message, sizeof(message) - 1);
-  (void)ignored;
-  _exit(3);  // our children die with us (PR_SET_PDEATHSIG)
-}
 
 }  // namespace
 
@@ -867,9 +861,7 @@ int main(int argc, char** argv) {
                         [](harrow::Actor&) -> kj::Promise<void> { return kj::READY_NOW; });
   }
   kj::UnixEventPort::captureChildExit();
-  struct sigaction watchdog = {};
-  watchdog.sa_handler = onWatchdog;
-  sigaction(SIGALRM, &watchdog, nullptr);
+  harrow::testing::installWatchdog("discovery_test");
   ::testing::InitGoogleTest(&argc, argv);
   return RUN_ALL_TESTS();
 }

@@ -288,20 +288,9 @@ INSTANTIATE_TEST_SUITE_P(Transports, MultiProgramTest,
 }  // namespace
 }  // namespace harrow
 
-namespace {
-void onWatchdog(int) {
-  static const char message[] = "multi_program_test: watchdog: a test hung past every guard\n";
-  ssize_t ignored = write(STDERR_FILENO, message, sizeof(message) - 1);
-  (void)ignored;
-  _exit(3);
-}
-}  // namespace
-
 int main(int argc, char** argv) {
   kj::UnixEventPort::captureChildExit();
-  struct sigaction watchdog = {};
-  watchdog.sa_handler = onWatchdog;
-  sigaction(SIGALRM, &watchdog, nullptr);
+  harrow::testing::installWatchdog("multi_program_test");
   ::testing::InitGoogleTest(&argc, argv);
   if (argc != 3) {
     fprintf(stderr, "usage: multi_program_test DAEMON CLIENT\n");

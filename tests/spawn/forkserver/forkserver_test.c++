@@ -528,12 +528,6 @@ Co<void> asRoot(Actor& root, char** argv) {
 
 namespace {
 
-void onWatchdog(int) {
-  static const char message[] = "forkserver_test: watchdog: a test hung past every guard\n";
-  ssize_t ignored = write(STDERR_FILENO, message, sizeof(message) - 1);
-  (void)ignored;
-  _exit(3);  // our children and the zygote die with us (PR_SET_PDEATHSIG)
-}
 
 }  // namespace
 
@@ -554,9 +548,7 @@ int main(int argc, char** argv) {
   kj::UnixEventPort::captureChildExit();
   harrow::startForkServer(implementations);
 
-  struct sigaction watchdog = {};
-  watchdog.sa_handler = onWatchdog;
-  sigaction(SIGALRM, &watchdog, nullptr);
+  harrow::testing::installWatchdog("forkserver_test");
   ::testing::InitGoogleTest(&argc, argv);
   int result = RUN_ALL_TESTS();
 

@@ -1052,12 +1052,6 @@ TEST_F(ProcessTest, RunInActorErrorReachesTheNurseryAndTheResult) {
 
 namespace {
 
-void onWatchdog(int) {
-  static const char message[] = "process_test: watchdog: a test hung past every guard\n";
-  ssize_t ignored = write(STDERR_FILENO, message, sizeof(message) - 1);
-  (void)ignored;
-  _exit(3);  // our children die with us (PR_SET_PDEATHSIG)
-}
 
 }  // namespace
 
@@ -1073,9 +1067,7 @@ int main(int argc, char** argv) {
   // Under HARROW_SPAWN=forkserver the tests' roots fork their probes through a zygote.
   if (harrow::wantsForkServer(/*isRoot=*/false)) harrow::startForkServer(implementations);
   KJ_DEFER(harrow::stopForkServer());
-  struct sigaction watchdog = {};
-  watchdog.sa_handler = onWatchdog;
-  sigaction(SIGALRM, &watchdog, nullptr);
+  harrow::testing::installWatchdog("process_test");
   ::testing::InitGoogleTest(&argc, argv);
   return RUN_ALL_TESTS();
 }

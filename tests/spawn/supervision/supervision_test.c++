@@ -1046,12 +1046,6 @@ TEST_F(SupervisionTest, KillMinus9OfTheRootEveryChildExitsWithin1s) {
 
 namespace {
 
-void onWatchdog(int) {
-  static const char message[] = "supervision_test: watchdog: a test hung past every guard\n";
-  ssize_t ignored = write(STDERR_FILENO, message, sizeof(message) - 1);
-  (void)ignored;
-  _exit(3);  // our children die with us (PR_SET_PDEATHSIG)
-}
 
 }  // namespace
 
@@ -1065,9 +1059,7 @@ int main(int argc, char** argv) {
   prctl(PR_SET_CHILD_SUBREAPER, 1);
   // Before any thread exists: the tests' event loops reap children through SIGCHLD.
   kj::UnixEventPort::captureChildExit();
-  struct sigaction watchdog = {};
-  watchdog.sa_handler = onWatchdog;
-  sigaction(SIGALRM, &watchdog, nullptr);
+  harrow::testing::installWatchdog("supervision_test");
   ::testing::InitGoogleTest(&argc, argv);
   for (int i = 1; i < argc; ++i) {
     kj::StringPtr arg = argv[i];
