@@ -8,6 +8,8 @@
 #include <harrow/typed/typed.h>
 #include "tests/engine/probe.capnp.h"
 
+#include "tests/engine/serve_pair.h"
+
 #include <gtest/gtest.h>
 #include <kj/async-io.h>
 #include <kj/debug.h>
@@ -178,25 +180,8 @@ protected:
     kj::Own<Peer> clientPeer = clientSide.wait(io.waitScope);
     kj::Own<Peer> serverPeer = serverSide.wait(io.waitScope);
 
-    serverActor.serve([&]() -> Co<void> {
-      co_await openNursery([&](TaskNursery& n) -> Co<void> {
-        n.startSoon([&]() { return serverPeer->serve(); });
-        co_await clientActor.serve([&]() -> Co<void> {
-          co_await openNursery([&](TaskNursery& client) -> Co<void> {
-            client.startSoon([&]() -> Co<void> {
-              try {
-                co_await clientPeer->serve();
-              } catch (const kj::Exception& e) {
-                if (!isCancelled(e)) throw;
-              }
-            });
-            co_await body(*clientPeer);
-            co_await clientPeer->channel().shutdownWrite();
-            client.cancel();
-          });
-        });
-      });
-    }).wait(io.waitScope);
+    testing::servePair(io.waitScope, clientActor, *clientPeer, serverActor, *serverPeer,
+                       kj::mv(body));
   }
 
   kj::Own<OutgoingMessage> countStart(Peer& peer, Method method, uint32_t n) {
