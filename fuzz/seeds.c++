@@ -191,8 +191,13 @@ void handshake(const std::string& dir) {
     s.hello();
     s.write(dir, flags ? "hello-initiator" : "hello-acceptor");
   }
+  for (uint8_t flags : {4, 5}) {  // the trusted parent-child socketpair: no proof follows
+    Seed s(flags);
+    s.hello();
+    s.write(dir, flags & 1 ? "trusted-hello-initiator" : "trusted-hello-acceptor");
+  }
   {
-    Seed s(2);
+    Seed s(2 | 4);  // as a real child reads it: on the trusted socketpair
     s.hello();
     auto spec = s.add(0).initSpawnSpec();
     spec.setImplementation("worker");
