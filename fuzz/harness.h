@@ -98,12 +98,22 @@ struct Rogue {
   }
 };
 
+// A hello as on the trusted parent-child socketpair (no nonce: no proof follows).
 inline std::string helloFrame(kj::StringPtr name) {
   capnp::MallocMessageBuilder builder;
   auto hello = builder.initRoot<wire::Message>().initHello();
   ActorIdentity::random(name).toWire(hello.initId());
   hello.setProtocolVersion(wire::PROTOCOL_VERSION);
   return frameOf(builder);
+}
+
+// The bytes a rogue peer sends for an input (a flags byte, then its frames): with flags bit 0 a
+// valid hello first, so that the input starts past the hellos.
+inline std::string rogueBytes(const uint8_t* data, size_t size) {
+  std::string bytes;
+  if (data[0] & 1) bytes = helloFrame("rogue");
+  bytes.append(reinterpret_cast<const char*>(data + 1), size - 1);
+  return bytes;
 }
 
 }  // namespace harrow::fuzz

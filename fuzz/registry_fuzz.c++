@@ -17,9 +17,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
   auto& context = io();
   uint8_t flags = data[0];
-  std::string bytes;
-  if (flags & 1) bytes = helloFrame("rogue");
-  bytes.append(reinterpret_cast<const char*>(data + 1), size - 1);
+  std::string bytes = rogueBytes(data, size);
 
   Actor actor(context, ActorIdentity::random("registry"));
   actor.addServer(kj::heap<RegistryServer>(actor));
@@ -39,7 +37,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto serveChannel = [&](kj::Own<Channel> channel) -> Co<void> {
     kj::Own<Peer> peer;
     try {
-      peer = co_await handshake(kj::mv(channel), actor, false);
+      // Trusted hellos, as in the engine harness: fuzzed bytes reach the registry, not a MAC.
+      peer = co_await handshakeWithChild(kj::mv(channel), actor);
     } catch (...) {
       co_return;
     }
@@ -55,7 +54,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     co_await kj::mv(good);
   });
   auto goodSide = goodActor.serve([&]() -> Co<void> {
-    auto peer = co_await handshake(kj::mv(goodEnd), goodActor, true);
+    auto peer = co_await handshakeWithParent(kj::mv(goodEnd), goodActor);
     auto serving = peer->serve().then([]() {}, [](kj::Exception&&) {}).eagerlyEvaluate(nullptr);
     RegistryActor::Portal registry(*peer);
     co_await registry.registerActor([&](registry::Registry::RegisterActorParams::Builder p) {

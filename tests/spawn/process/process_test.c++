@@ -12,6 +12,7 @@
 #include <harrow/spawn/forkserver.h>
 #include <harrow/main.h>
 #include "tests/spawn/process/probe.capnp.harrow.h"
+#include "tests/event_log.h"
 #include "tests/processes.h"
 
 #include <gtest/gtest.h>
@@ -160,39 +161,23 @@ public:
   }
 
   Co<void> waitFor(WaitForCall call) override {
-    auto prefix = kj::str(call.params().getPrefix());
-    for (;;) {
-      for (auto& entry : log) {
-        if (entry.startsWith(prefix)) {
-          call.results().setEntry(entry);
-          co_return;
-        }
-      }
-      auto paf = kj::newPromiseAndFulfiller<void>();
-      watchers.add(kj::mv(paf.fulfiller));
-      co_await kj::mv(paf.promise);
-    }
+    call.results().setEntry(co_await events.waitFor(call.params().getPrefix()));
   }
 
   Co<void> report(ReportCall call) override {
     auto results = call.results();
     results.setPid(getpid());
     results.setEndlessSent(endlessSent);
-    auto entries = results.initLog(log.size());
-    for (auto i : kj::indices(log)) entries.set(i, log[i]);
+    auto entries = results.initLog(events.entries().size());
+    for (auto i : kj::indices(events.entries())) entries.set(i, events.entries()[i]);
     co_return;
   }
 
 private:
-  kj::Vector<kj::String> log;
-  kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> watchers;
+  testing::EventLog events;
   uint32_t endlessSent = 0;
 
-  void note(kj::StringPtr entry) {
-    log.add(kj::str(entry));
-    auto waiting = kj::mv(watchers);
-    for (auto& watcher : waiting) watcher->fulfill();
-  }
+  void note(kj::StringPtr entry) { events.add(entry); }
 };
 
 // What this program can run in its children (the same binary, re-executed or forked).

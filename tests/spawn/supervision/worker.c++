@@ -2,6 +2,7 @@
 
 #include <harrow/spawn/actor_nursery.h>
 #include "tests/spawn/supervision/worker.capnp.harrow.h"
+#include "tests/event_log.h"
 
 #include <kj/debug.h>
 
@@ -209,31 +210,17 @@ public:
   }
 
   Co<void> waitFor(WaitForCall call) override {
-    auto prefix = kj::str(call.params().getPrefix());
-    for (;;) {
-      for (auto& entry : log) {
-        if (entry.startsWith(prefix)) {
-          call.results().setEntry(entry);
-          co_return;
-        }
-      }
-      auto paf = kj::newPromiseAndFulfiller<void>();
-      watchers.add(kj::mv(paf.fulfiller));
-      co_await kj::mv(paf.promise);
-    }
+    call.results().setEntry(co_await events.waitFor(call.params().getPrefix()));
   }
 
 private:
   kj::String name;
-  kj::Vector<kj::String> log;
-  kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> watchers;
+  harrow::testing::EventLog events;
   kj::Promise<void> watchCancel = nullptr;
 
   void note(kj::StringPtr entry) {
     logEvent(name, entry);
-    log.add(kj::str(entry));
-    auto waiting = kj::mv(watchers);
-    for (auto& watcher : waiting) watcher->fulfill();
+    events.add(entry);
   }
 
   Co<kj::Vector<WorkerActor::Portal>> startChildren(harrow::ActorNursery& nursery,
