@@ -16,7 +16,6 @@ using namespace harrow::fuzz;
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
   auto& context = io();
-  uint8_t flags = data[0];
   std::string bytes = rogueBytes(data, size);
 
   Actor actor(context, ActorIdentity::random("registry"));

@@ -166,56 +166,116 @@ kj::Exception protocolViolation(kj::StringPtr what) {
 
 namespace {
 
+// What one received error may cost to turn into exceptions. A peer's error is data like any other:
+// within the traversal limit a frame can still repeat one relay hop a million times or nest
+// MultiErrors so that each level copies the ones below, and the description built from it must
+// not cost more than the frame did. Past these bounds the rest is counted, not shown.
+constexpr size_t MAX_TEXT_BYTES = 4 << 20;  // all text fields of all errors in one message
+constexpr size_t MAX_NAME_BYTES = 256;      // an actor's name in an origin or relay hop
+constexpr size_t MAX_HOPS = 64;             // relay hops shown per error
+constexpr size_t MAX_ERRORS = 256;          // errors kept from one MultiError, all levels
+constexpr uint MAX_DEPTH = 8;               // MultiErrors nested in MultiErrors
+
+// `text`, or as much of it as the budget has left.
+kj::StringPtr bounded(capnp::Text::Reader text, size_t& budget, kj::String& storage) {
+  size_t keep = kj::min(text.size(), budget);
+  budget -= keep;
+  if (keep == text.size()) return text;
+  storage = kj::str(kj::arrayPtr(text.begin(), keep), "... (", text.size() - keep,
+                    " more bytes not shown)");
+  return storage;
+}
+
+kj::String actorText(wire::ActorId::Reader id) {
+  size_t budget = MAX_NAME_BYTES;
+  kj::String storage;
+  auto uuid = id.getUuid();
+  return actorText(bounded(id.getName(), budget, storage),
+                   uuid.slice(0, kj::min(uuid.size(), size_t(64))));
+}
+
+// Appends "relayed by" lines for `hops`, the first MAX_HOPS - `shown` of them; `shown` counts.
+void addHops(kj::Vector<kj::String>& parts, capnp::List<wire::ActorId>::Reader hops, size_t& shown) {
+  for (uint i = 0; i < hops.size(); ++i, ++shown) {
+    if (shown >= MAX_HOPS) {
+      parts.add(kj::str("\n  relayed by ", hops.size() - i, " more actors (not shown)"));
+      return;
+    }
+    parts.add(kj::str("\n  relayed by ", actorText(hops[i])));
+  }
+}
+
 // `error` as the caller raises it; `outerHops`: the relay path of the MultiError that carried it
 // (the error passed through those actors too, after its own path).
 kj::Exception toExceptionVia(wire::Error::Reader error,
-                             capnp::List<wire::ActorId>::Reader outerHops) {
+                             capnp::List<wire::ActorId>::Reader outerHops, size_t& budget) {
   auto kind = error.getKind();
+  kj::String a, b, c, d;
   kj::Vector<kj::String> parts;
   parts.add(kj::str(kind == wire::ErrorKind::CONTEXT_CANCELLED ? CANCELLED : REMOTE, ": ",
-                    error.getType(), " from actor ",
-                    actorText(error.getOrigin().getName(), error.getOrigin().getUuid())));
-  parts.add(kj::str("\n  message: ", indent(error.getMessage(), "    ")));
+                    bounded(error.getType(), budget, a), " from actor ", actorText(error.getOrigin())));
+  parts.add(kj::str("\n  message: ", indent(bounded(error.getMessage(), budget, b), "    ")));
   if (kind != wire::ErrorKind::FAILED) parts.add(kj::str("\n  kind: ", kindName(kind)));
   if (error.getFile().size() > 0) {
-    parts.add(kj::str("\n  raised at ", error.getFile(), ":", error.getLine()));
+    parts.add(kj::str("\n  raised at ", bounded(error.getFile(), budget, c), ":", error.getLine()));
   }
-  for (auto hops : {error.getRelayPath(), outerHops}) {
-    for (auto hop : hops) {
-      parts.add(kj::str("\n  relayed by ", actorText(hop.getName(), hop.getUuid())));
-    }
-  }
+  size_t shown = 0;
+  addHops(parts, error.getRelayPath(), shown);
+  addHops(parts, outerHops, shown);
   if (error.getRemoteTrace().size() > 0) {
-    parts.add(kj::str("\n  remote trace:\n    ", indent(error.getRemoteTrace(), "    ")));
+    parts.add(kj::str("\n  remote trace:\n    ", indent(bounded(error.getRemoteTrace(), budget, d), "    ")));
   }
   auto type = kind == wire::ErrorKind::FAILED ? kj::Exception::Type::FAILED
                                               : kj::Exception::Type::DISCONNECTED;
   return kj::Exception(type, "(remote)", 0, kj::strArray(parts, ""));
 }
 
+// The errors of the MultiError `error`, flattened into `out`: each inner one's relay path is
+// extended by the paths of the MultiErrors that carried it, innermost first.
+void flattenCauses(wire::Error::Reader error, kj::Vector<capnp::List<wire::ActorId>::Reader>& carriers,
+                   uint depth, kj::Vector<kj::Exception>& out, size_t& omitted, size_t& budget) {
+  carriers.add(error.getRelayPath());
+  for (auto cause : error.getCauses()) {
+    if (cause.getCauses().size() > 0 && depth < MAX_DEPTH) {
+      flattenCauses(cause, carriers, depth + 1, out, omitted, budget);
+      continue;
+    }
+    if (out.size() == MAX_ERRORS) {
+      ++omitted;
+      continue;
+    }
+    auto e = toExceptionVia(cause, carriers.back(), budget);
+    if (carriers.size() > 1) {
+      // Hops of the MultiErrors further out, nearest first.
+      kj::Vector<kj::String> hops;
+      size_t shown = cause.getRelayPath().size() + carriers.back().size();
+      for (size_t i = carriers.size() - 1; i-- > 0;) addHops(hops, carriers[i], shown);
+      out.add(kj::Exception(e.getType(), e.getFile(), e.getLine(),
+                            kj::str(e.getDescription(), kj::strArray(hops, ""))));
+    } else {
+      out.add(kj::mv(e));
+    }
+  }
+  carriers.removeLast();
+}
+
 }  // namespace
 
 kj::Exception toException(wire::Error::Reader error) {
-  if (error.getCauses().size() == 0) return toExceptionVia(error, {});
+  size_t budget = MAX_TEXT_BYTES;
+  if (error.getCauses().size() == 0) return toExceptionVia(error, {}, budget);
   // A MultiError raised in another actor: each of its errors comes back as its own exception
   // (the raiser put itself on the path of each), and the MultiError's relay path is appended.
   // No text to parse back: errorsIn() and remoteErrorInfo() give each one's fields.
   kj::Vector<kj::Exception> out;
-  for (auto cause : error.getCauses()) {
-    if (cause.getCauses().size() > 0) {
-      // A MultiError inside: flattened, its own path extended by ours.
-      for (auto& inner : failuresIn(toException(cause))) {
-        auto text = kj::str(inner.getDescription());
-        kj::Vector<kj::String> hops;
-        for (auto hop : error.getRelayPath()) {
-          hops.add(kj::str("\n  relayed by ", actorText(hop.getName(), hop.getUuid())));
-        }
-        out.add(kj::Exception(inner.getType(), inner.getFile(), inner.getLine(),
-                              kj::str(text, kj::strArray(hops, ""))));
-      }
-      continue;
-    }
-    out.add(toExceptionVia(cause, error.getRelayPath()));
+  kj::Vector<capnp::List<wire::ActorId>::Reader> carriers;
+  size_t omitted = 0;
+  flattenCauses(error, carriers, 1, out, omitted, budget);
+  if (omitted > 0) {
+    out.add(kj::Exception(kj::Exception::Type::FAILED, "(remote)", 0,
+                          kj::str(REMOTE, ": ", omitted, " more errors of a MultiError from actor ",
+                                  actorText(error.getOrigin()), " (not shown; at most ",
+                                  MAX_ERRORS, " are kept)")));
   }
   return makeMultiError(out.releaseAsArray());
 }

@@ -177,7 +177,9 @@ protected:
   }
 
   // Pointer `index` of `target` replaced by a pointer of the wrong kind.
-  enum class Junk { LIST, TEXT, STRUCT };
+  // EMPTY_STRUCTS: a million zero-sized structs, which cost a frame eight bytes (an
+  // amplification: a walk over them would read far more than the peer sent).
+  enum class Junk { LIST, TEXT, STRUCT, EMPTY_STRUCTS };
   template <typename Builder>
   static void junk(Builder target, unsigned index, Junk kind) {
     auto pointer = capnp::AnyStruct::Builder(kj::mv(target)).getPointerSection()[index];
@@ -185,6 +187,7 @@ protected:
       case Junk::LIST: pointer.initAs<capnp::List<uint32_t>>(3); return;
       case Junk::TEXT: pointer.setAs<capnp::Text>("junk"); return;
       case Junk::STRUCT: pointer.initAs<probe::Count>().setN(7); return;
+      case Junk::EMPTY_STRUCTS: pointer.initAsListOfAnyStruct(0, 0, 1'000'000); return;
     }
   }
 
@@ -525,6 +528,21 @@ TEST_F(CallerViolationTest, MalformedErrorFailsTheCallAndIsNotAnswered) {
   failure = nullptr;
   second.wait(io.waitScope);
   EXPECT_TRUE(failure == nullptr);
+}
+
+TEST_F(CallerViolationTest, AmplifiedErrorFailsTheCallAndIsNotWalked) {
+  connect();
+  kj::Maybe<kj::Exception> failure;
+  auto call = echo(failure);
+  answerNextStart([](wire::Message::Builder m) {
+    m.initError().setMessage("boom");
+    junk(m.getError(), 5, Junk::EMPTY_STRUCTS);  // relayPath: 1M hops in a few bytes
+  });
+  call.wait(io.waitScope);
+  auto& e = KJ_ASSERT_NONNULL(failure);
+  EXPECT_TRUE(isProtocolViolation(e)) << e.getDescription().cStr();
+  EXPECT_NE(std::string(e.getDescription().cStr()).find("traversal limit"), std::string::npos)
+      << e.getDescription().cStr();
 }
 
 TEST_F(CallerViolationTest, ReturnBeforeStartAckFailsTheStream) {

@@ -76,6 +76,14 @@ kj::Own<capnp::MessageReader> decodeReader(capnp::MessageReader& message,
     segments.add(segment);
   }
   auto array = segments.releaseAsArray();
+  // The walk reads each word of a well-formed message about once. What a frame can make it do
+  // beyond that (pointers that alias one object, long lists of zero-sized elements, which cost
+  // no bytes) is amplification: bounded here by the frame's own size, so that a few hundred
+  // bytes cannot buy a walk over the whole configured traversal limit.
+  uint64_t words = 0;
+  for (auto segment : array) words += segment.size();
+  options.traversalLimitInWords =
+      kj::min(options.traversalLimitInWords, AMPLIFICATION * words + SLACK_WORDS);
   auto reader = kj::heap<capnp::SegmentArrayMessageReader>(array, options);
   return reader.attach(kj::mv(array));
 }

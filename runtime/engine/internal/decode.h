@@ -29,7 +29,11 @@ namespace harrow {
 // reader's traversal limit, which must not be taken from the application's reader.
 kj::Maybe<kj::String> checkStruct(capnp::StructSchema schema, capnp::AnyPointer::Reader value);
 
-// A second reader over the segments of `message`, with its own traversal budget.
+// A second reader over the segments of `message`, with its own traversal budget: the smaller of
+// `options`' limit and AMPLIFICATION × the message's size + SLACK_WORDS. A message that a walk
+// reads more than that (aliased pointers, lists of zero-sized elements) does not decode.
+constexpr uint64_t AMPLIFICATION = 4;
+constexpr uint64_t SLACK_WORDS = 1024;
 kj::Own<capnp::MessageReader> decodeReader(capnp::MessageReader& message,
                                            capnp::ReaderOptions options = {});
 

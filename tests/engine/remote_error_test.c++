@@ -1,0 +1,100 @@
+// A received wire::Error is a peer's data like any other: whatever its shape (relay paths of a
+// million hops, MultiErrors nested in MultiErrors, megabytes of message), turning it into
+// exceptions costs no more than reading the frame did, and what is cut is counted, not hidden.
+
+#include <harrow/co/multi_error.h>
+#include <harrow/engine/remote_error.h>
+
+#include <capnp/message.h>
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace harrow {
+namespace {
+
+size_t count(kj::StringPtr text, kj::StringPtr what) {
+  size_t n = 0;
+  for (auto at = std::string_view(text.cStr()).find(what.cStr()); at != std::string_view::npos;
+       at = std::string_view(text.cStr()).find(what.cStr(), at + 1)) {
+    ++n;
+  }
+  return n;
+}
+
+void fill(wire::Error::Builder error, kj::StringPtr name) {
+  error.setType("test.Boom");
+  error.setMessage(kj::str("boom in ", name));
+  error.getOrigin().setName(name);
+  const kj::byte zero[16] = {};
+  error.getOrigin().setUuid(kj::arrayPtr(zero, 16));
+}
+
+// Each level: three causes, each a MultiError of the level below; the leaves are plain errors.
+void nest(wire::Error::Builder error, uint levels) {
+  fill(error, kj::str("level", levels));
+  error.initRelayPath(1)[0].setName(kj::str("carrier", levels));
+  if (levels == 0) return;
+  error.setType("harrow.MultiError");
+  auto causes = error.initCauses(3);
+  for (auto cause : causes) nest(cause, levels - 1);
+}
+
+TEST(RemoteErrorTest, AMillionRelayHopsAreCountedNotListed) {
+  capnp::MallocMessageBuilder builder;
+  auto error = builder.initRoot<wire::Error>();
+  fill(error, "leaf");
+  auto hops = error.initRelayPath(1'000'000);
+  for (auto hop : hops) hop.setName("hop");
+
+  auto e = toException(error.asReader());
+  EXPECT_TRUE(isRemoteActorError(e));
+  EXPECT_EQ(count(e.getDescription(), "relayed by 'hop'"), 64u);
+  EXPECT_EQ(count(e.getDescription(), "relayed by 999936 more actors (not shown)"), 1u);
+}
+
+TEST(RemoteErrorTest, NestedMultiErrorsKeepAtMost256ErrorsAndCountTheRest) {
+  capnp::MallocMessageBuilder builder;
+  auto root = builder.initRoot<wire::Error>();
+  nest(root, 10);  // 3^10 leaves
+  capnp::ReaderOptions generous{1ull << 30, 64};
+  capnp::SegmentArrayMessageReader reader(builder.getSegmentsForOutput(), generous);
+
+  auto all = failuresIn(toException(reader.getRoot<wire::Error>()));
+  ASSERT_EQ(all.size(), 257u);
+  // Past eight levels a MultiError is shown as one error, its own fields.
+  EXPECT_TRUE(all[0].getDescription().startsWith(
+      "harrow.RemoteActorError: harrow.MultiError from actor 'level2'"))
+      << all[0].getDescription().cStr();
+  EXPECT_EQ(count(all[0].getDescription(), "relayed by 'carrier"), 9u);
+  EXPECT_STREQ(all[256].getDescription().cStr(),
+               "harrow.RemoteActorError: 6305 more errors of a MultiError from actor 'level10' "
+               "(00000000000000000000000000000000) (not shown; at most 256 are kept)");
+}
+
+TEST(RemoteErrorTest, MessagesShareAFourMegabyteBudget) {
+  capnp::MallocMessageBuilder builder;
+  auto error = builder.initRoot<wire::Error>();
+  fill(error, "leaf");
+  auto text = kj::heapArray<char>((8 << 20) + 1);
+  memset(text.begin(), 'x', text.size() - 1);
+  text.back() = '\0';
+  error.setMessage(capnp::Text::Reader(text.begin(), text.size() - 1));
+  error.setRemoteTrace("at somewhere");
+  capnp::ReaderOptions generous{1ull << 30, 64};
+  capnp::SegmentArrayMessageReader reader(builder.getSegmentsForOutput(), generous);
+
+  auto e = toException(reader.getRoot<wire::Error>());
+  KJ_IF_MAYBE(info, remoteErrorInfo(e)) {
+    EXPECT_TRUE(info->message.endsWith(kj::str("... (", (8 << 20) - ((4 << 20) - 9),
+                                               " more bytes not shown)")))
+        << info->message.slice(info->message.size() - 60).cStr();
+    // The budget went to the type and the message.
+    EXPECT_EQ(info->remoteTrace, "... (12 more bytes not shown)"_kj);
+  } else {
+    ADD_FAILURE() << e.getDescription().cStr();
+  }
+}
+
+}  // namespace
+}  // namespace harrow
