@@ -324,7 +324,27 @@ private:
     }
 
     flatten(proto.getParamStructType(), method);
+    if (ok) {
+      for (auto* sent : {&method.item, &method.started, &method.callerSends, &method.calleeSends}) {
+        if (!sent->isVoid()) noteOneField(*sent);
+      }
+    }
     return ok;
+  }
+
+  // Records `type` as a OneFieldStruct if it is one (see model.h).
+  void noteOneField(const TypeRef& type) {
+    for (auto& known : model.oneFieldStructs) {
+      if (known.id == type.id) return;
+    }
+    auto node = index.node(type.id).getStruct();
+    if (node.getDiscriminantCount() > 0 || node.getFields().size() != 1) return;
+    auto field = node.getFields()[0];
+    if (!field.isSlot()) return;
+    std::string valueType = flatArgumentType(index, field.getSlot().getType());
+    if (valueType.empty()) return;
+    std::string name = SchemaIndex::cxxIdentifier(field.getAnnotations(), field.getName());
+    model.oneFieldStructs.push_back({type.id, type.cxx, valueType, "set" + titleCase(name)});
   }
 
   TypeRef paramStruct(const Interface& interface, const std::string& methodName, uint64_t id,
@@ -333,9 +353,9 @@ private:
     if (node.getScopeId() == 0) {
       // An inline param list `(n :Int64)`: capnp nests the struct in the interface.
       return {interface.cxxName + "::" + SchemaIndex::implicitStructName(methodName, results),
-              index.scopedName(id)};
+              index.scopedName(id), id};
     }
-    return {index.cxxName(id), index.scopedName(id)};
+    return {index.cxxName(id), index.scopedName(id), id};
   }
 
   bool resolve(const Interface& interface, const Where& where, const char* field,
@@ -345,7 +365,7 @@ private:
       diagnostics.error(where, std::string(field) + " = \"" + name + "\": " + resolved.error);
       return false;
     }
-    out = {index.cxxName(resolved.id), index.scopedName(resolved.id)};
+    out = {index.cxxName(resolved.id), index.scopedName(resolved.id), resolved.id};
     uint64_t fileId = index.fileIdOf(resolved.id);
     if (fileId != file.getId()) usedImports.insert(fileId);
     return true;

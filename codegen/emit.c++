@@ -389,6 +389,32 @@ void emitPortal(CodeWriter& out, const Interface& interface, const Names& names)
   out.line("};");
 }
 
+// harrow::OneField<T> for each struct of the file's items and started values that has one field
+// (model.h, OneFieldStruct). Guarded by the struct's id: two schemas that both send a struct
+// from a third would otherwise define it twice.
+void emitOneFields(CodeWriter& out, const FileModel& file) {
+  if (file.oneFieldStructs.empty()) return;
+  out.comment("Value shortcuts: these structs have one field, so send(), yield() and started() "
+              "also take its value (stream.send(2) for [&](auto b) { b.setBy(2); }).");
+  out.line("namespace harrow {");
+  for (auto& one : file.oneFieldStructs) {
+    std::string guard = "HARROW_ONE_FIELD_" + hexId(one.id).substr(2, 16);
+    out.line("#ifndef " + guard);
+    out.line("#define " + guard);
+    out.line("template <>");
+    out.line("struct OneField<" + one.cxx + "> {");
+    out.indent();
+    out.line("using Value = " + one.valueType + ";");
+    out.line("static void set(" + one.cxx + "::Builder b, Value v) { b." + one.setter +
+             "(v); }");
+    out.outdent();
+    out.line("};");
+    out.line("#endif");
+  }
+  out.line("}  // namespace harrow");
+  out.line();
+}
+
 void openNamespace(CodeWriter& out, const FileModel& file) {
   if (!file.cxxNamespace.empty()) {
     out.line("namespace " + file.cxxNamespace + " {");
@@ -518,6 +544,7 @@ std::string emitHeader(const FileModel& file) {
   out.line("#include <concepts>");
   out.line("#include <cstdint>");
   out.line();
+  emitOneFields(out, file);
   openNamespace(out, file);
   for (size_t i = 0; i < file.interfaces.size(); ++i) {
     auto& interface = file.interfaces[i];

@@ -15,6 +15,7 @@ enum class MethodKind { CALL, STREAM, CONTEXT };
 struct TypeRef {
   std::string cxx;     // fully qualified C++ name, "::Counter::Tick"; "" for none (void)
   std::string schema;  // its name in the schema, "Counter.Tick", for comments
+  uint64_t id = 0;     // its node id; 0 for none
 
   bool isVoid() const { return cxx.empty(); }
 };
@@ -58,6 +59,16 @@ struct Interface {
   std::vector<Method> methods;  // by ordinal
 };
 
+// A struct sent as a stream item or a started value whose one field is a primitive, enum, Text or
+// Data: the typed layer's send(), yield() and started() then also take that field's value
+// (`stream.send(2)`, as tractor writes it), through a generated harrow::OneField<T>.
+struct OneFieldStruct {
+  uint64_t id = 0;
+  std::string cxx;        // "::Counter::Tick"
+  std::string valueType;  // "int64_t", as for a flattened param
+  std::string setter;     // "setBy"
+};
+
 struct FileModel {
   std::string path;         // "examples/counter/counter.capnp", as given to capnp
   std::string cxxNamespace; // "" or "examples::counter"
@@ -65,6 +76,7 @@ struct FileModel {
   // Headers of imported schemas to include besides capnp's header for this one:
   // "<harrow/x.capnp.h>" or "\"common.capnp.h\"", spelled as capnp spells them.
   std::vector<std::string> includes;
+  std::vector<OneFieldStruct> oneFieldStructs;  // in the order the methods name them
 
   std::string baseName() const;  // "counter.capnp"
 };

@@ -36,17 +36,17 @@ public:
   Co<void> count(CountCall call) override {
     for (uint32_t i = 0; i < call.params().getUpTo(); ++i) {
       // Waits for the caller's credit: a slow reader slows this loop, nothing piles up.
-      co_await call.yield([&](Schema::Tick::Builder tick) { tick.setValue(i); });
+      co_await call.yield(i);  // Tick has one field: its value will do
     }
   }
 
   Co<void> session(SessionCall call) override {
     say("counter", kj::str("session '", call.params().getLabel(), "' opened at ", total));
-    co_await call.started([&](Schema::Ready::Builder ready) { ready.setStart(total); });
+    co_await call.started(total);
     co_await call.openStream([&](auto& stream) -> Co<void> {
       while (auto delta = co_await stream.receive()) {  // ends when the caller stops sending
         total += delta->getBy();
-        co_await stream.send([&](Schema::Total::Builder t) { t.setValue(total); });
+        co_await stream.send(total);
       }
     });
     call.results().setTotal(total);
@@ -80,7 +80,7 @@ Co<void> run(harrow::Actor& root) {
           say("root", kj::str("session started at ", ready.getStart()));
           co_await ctx.openStream([&](auto& stream) -> Co<void> {
             for (int64_t by : {2, 3, 4}) {
-              co_await stream.send([&](Schema::Delta::Builder d) { d.setBy(by); });
+              co_await stream.send(by);  // or [&](Schema::Delta::Builder d) { d.setBy(by); }
               auto total = co_await stream.receive();
               say("root", kj::str("sent +", by, ", total now ", total->getValue()));
             }

@@ -23,6 +23,21 @@
 
 namespace harrow {
 
+// Value shortcuts. capnpc-harrow specializes OneField<T> for each struct sent as a stream item or
+// a started value whose one field is a primitive, enum, Text or Data:
+//   template <> struct OneField<Tick> { using Value = int64_t; static void set(Tick::Builder, Value); };
+// send(), yield() and started() then also take that value: `stream.send(2)`.
+template <typename T>
+struct OneField;
+
+template <typename T>
+concept HasOneField = requires { typename OneField<T>::Value; };
+
+// What send(), yield() and started() take to build a T: a callable taking T::Builder,
+// `[&](Tick::Builder b) { b.setBy(2); }`. A callable of another shape fails at the caller's line.
+template <typename Fill, typename T>
+concept FillsStruct = std::invocable<Fill&, typename T::Builder>;
+
 // A received struct of type T that owns its message. Empty (false) for "nothing": the end of a
 // stream, or the result of a context we cancelled ourselves.
 template <typename T>
@@ -57,11 +72,16 @@ public:
 
   // Sends one item, built by `fill(Send::Builder)`; waits while the peer grants no credit.
   template <typename Fill>
-  Co<void> send(Fill&& fill) requires (!std::is_void_v<Send>) {
+  Co<void> send(Fill&& fill) requires (!std::is_void_v<Send> && FillsStruct<Fill, Send>) {
     KJ_REQUIRE(!stopped, "send() after stop()");
     auto item = raw.newItem();
     fill(item->template init<Send>());
     return raw.send(kj::mv(item));
+  }
+  // The same for an item of one field, given its value: `stream.send(2)`.
+  template <typename T = Send>
+  Co<void> send(typename OneField<T>::Value value) requires HasOneField<T> {
+    return send([&](typename T::Builder item) { OneField<T>::set(item, value); });
   }
 
   // The next item; empty once the peer has stopped sending.
@@ -153,11 +173,16 @@ public:
 
   // Sends one item (tractor: `yield` in a stream function); waits for the caller's credit, so a
   // consumer that stops reading stalls this producer, and nothing else.
-  template <typename Fill>
+  template <FillsStruct<Item> Fill>
   Co<void> yield(Fill&& fill) {
     auto item = task.newItem();
     fill(item->template init<Item>());
     return task.send(kj::mv(item));
+  }
+  // The same for an item of one field, given its value: `co_await stream.yield(i)`.
+  template <typename T = Item>
+  Co<void> yield(typename OneField<T>::Value value) requires HasOneField<T> {
+    return yield([&](typename T::Builder item) { OneField<T>::set(item, value); });
   }
 
   // The calling actor's channel (valid while the handler runs), and a promise that resolves once
@@ -181,11 +206,16 @@ public:
   typename Results::Builder results() { return resultsBuilder; }
 
   // tractor: Context.started(value). Exactly once, before the stream is opened.
-  template <typename Fill>
+  template <FillsStruct<Started> Fill>
   Co<void> started(Fill&& fill) {
     auto value = task.newStarted();
     fill(value->template init<Started>());
     return task.sendStarted(kj::mv(value));
+  }
+  // The same for a started struct of one field, given its value: `co_await ctx.started(1)`.
+  template <typename T = Started>
+  Co<void> started(typename OneField<T>::Value value) requires HasOneField<T> {
+    return started([&](typename T::Builder b) { OneField<T>::set(b, value); });
   }
 
   // tractor: Context.open_stream(). Runs `body(MsgStream<CalleeSends, CallerSends>&)`, then

@@ -22,13 +22,13 @@ public:
 
   Co<void> count(CountCall call) override {
     for (uint32_t i = 0; i < call.params().getUpTo(); ++i) {
-      co_await call.yield([&](Counter::Tick::Builder tick) { tick.setValue(i); });
+      co_await call.yield(i);  // the value shortcut (Tick has one field)
     }
   }
 
   Co<void> session(SessionCall call) override {
     lastLabel = kj::str(call.params().getLabel());
-    co_await call.started([&](Counter::Ready::Builder ready) { ready.setStart(total); });
+    co_await call.started(total);
     co_await call.openStream([&](auto& stream) -> Co<void> {
       while (auto delta = co_await stream.receive()) {
         total += delta->getBy();
@@ -45,6 +45,15 @@ protected:
   kj::EventLoop loop;
   kj::WaitScope waitScope{loop};
 };
+
+// Value shortcuts: generated for the one-field structs sent as items and started values, with the
+// field's flattened type; a fill of another struct is not a fill of this one.
+static_assert(harrow::HasOneField<Counter::Tick> && harrow::HasOneField<Counter::Ready> &&
+              harrow::HasOneField<Counter::Delta> && harrow::HasOneField<Counter::Total>);
+static_assert(std::is_same_v<harrow::OneField<Counter::Tick>::Value, int64_t>);
+static_assert(!harrow::HasOneField<Counter::SessionResults>);  // results are not sent
+static_assert(harrow::FillsStruct<void (*)(Counter::Tick::Builder), Counter::Tick>);
+static_assert(!harrow::FillsStruct<void (*)(Counter::Delta::Builder), Counter::Tick>);
 
 TEST_F(CounterTest, TiesTheSchemaToHarrow) {
   static_assert(std::is_same_v<CounterActor::Schema, Counter>);

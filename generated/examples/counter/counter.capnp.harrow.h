@@ -13,6 +13,43 @@
 #include <concepts>
 #include <cstdint>
 
+// Value shortcuts: these structs have one field, so send(), yield() and started() also take its
+// value (stream.send(2) for [&](auto b) { b.setBy(2); }).
+namespace harrow {
+#ifndef HARROW_ONE_FIELD_b8ac34ca9cb1fbdd
+#define HARROW_ONE_FIELD_b8ac34ca9cb1fbdd
+template <>
+struct OneField<::Counter::Tick> {
+  using Value = int64_t;
+  static void set(::Counter::Tick::Builder b, Value v) { b.setValue(v); }
+};
+#endif
+#ifndef HARROW_ONE_FIELD_d5346c89ec388beb
+#define HARROW_ONE_FIELD_d5346c89ec388beb
+template <>
+struct OneField<::Counter::Ready> {
+  using Value = int64_t;
+  static void set(::Counter::Ready::Builder b, Value v) { b.setStart(v); }
+};
+#endif
+#ifndef HARROW_ONE_FIELD_d65e0d8e93ff0843
+#define HARROW_ONE_FIELD_d65e0d8e93ff0843
+template <>
+struct OneField<::Counter::Delta> {
+  using Value = int64_t;
+  static void set(::Counter::Delta::Builder b, Value v) { b.setBy(v); }
+};
+#endif
+#ifndef HARROW_ONE_FIELD_937a3da8419cd8f2
+#define HARROW_ONE_FIELD_937a3da8419cd8f2
+template <>
+struct OneField<::Counter::Total> {
+  using Value = int64_t;
+  static void set(::Counter::Total::Builder b, Value v) { b.setValue(v); }
+};
+#endif
+}  // namespace harrow
+
 // ---------------------------------------------------------------------------------------------
 // Counter
 //
