@@ -220,7 +220,9 @@ kj::Promise<void> Peer::whenWritable() {
 void Peer::logViolation(uint64_t callId, kj::StringPtr what,
                         kj::Maybe<const kj::Exception&> trace) {
   // A hostile or broken peer can send violations as fast as it likes: one warning per channel,
-  // without a stack trace (it would be ours, not the peer's), the details at debug level.
+  // without a stack trace (it would be ours, not the peer's), the details at debug level; past
+  // options.maxViolations serve() closes the channel.
+  ++violations;
   if (!violationLogged) {
     violationLogged = true;
     KJ_LOG(WARNING, "protocol violation by peer (further ones on this channel are logged at "
@@ -302,6 +304,7 @@ Co<kj::Own<OutgoingTask>> Peer::open(kj::Own<OutgoingMessage> start, MethodKind 
 
 Co<void> Peer::serve() {
   kj::Maybe<kj::Exception> failure;
+  bool hostile = false;
   try {
     for (;;) {
       auto next = co_await chan->receive();
@@ -310,14 +313,21 @@ Co<void> Peer::serve() {
       } else {
         break;  // clean EOF between frames
       }
+      if (options.maxViolations != 0 && violations >= options.maxViolations) {
+        hostile = true;
+        kj::throwFatalException(protocolViolation(kj::str(
+            violations, " protocol violations on this channel: the peer is taken as hostile "
+            "and the channel closed")));
+      }
     }
   } catch (...) {
     failure = currentException();
   }
   KJ_IF_MAYBE(e, failure) {
-    if (isMalformedFrame(*e)) {
-      // E.g. a frame over the limit both sides stated in their hellos: the peer broke the
-      // protocol. Tell it why before the channel closes (docs/PROTOCOL.md 1).
+    if (isMalformedFrame(*e) || hostile) {
+      // E.g. a frame over the limit both sides stated in their hellos, or one violation too
+      // many: the peer broke the protocol. Tell it why before the channel closes
+      // (docs/PROTOCOL.md 1, 3.6).
       KJ_LOG(WARNING, "protocol violation by peer", remoteId.toString(), *e);
       if (!closed) sendError(0, *e, wire::ErrorKind::PROTOCOL_VIOLATION, "this channel");
     }

@@ -48,6 +48,11 @@ struct PeerOptions {
   // This side's message limit on the channel; 0: the host's (PeerHost::maxMessageBytes()). The
   // Peer handshake() returns holds the limit both sides agreed on instead: the smaller of theirs.
   size_t maxMessageBytes = 0;
+
+  // Protocol violations a peer may commit on one channel (each answered as docs/PROTOCOL.md 3.6
+  // says) before it is taken as hostile and the channel is closed: a broken peer that keeps
+  // sending what it must not costs this actor a bounded amount of work. 0: no limit.
+  uint32_t maxViolations = 64;
 };
 
 // Why this side trusts the other end of a channel (docs/PROTOCOL.md 2.2).
@@ -199,6 +204,7 @@ private:
   kj::Maybe<kj::Exception> closeReason;
   uint64_t serialNumber;
   bool violationLogged = false;
+  uint32_t violations = 0;  // committed by the peer on this channel (PeerOptions::maxViolations)
   kj::Own<kj::PromiseFulfiller<void>> closedFulfiller;
   kj::ForkedPromise<void> closedPromise;
   kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> drainWaiters;

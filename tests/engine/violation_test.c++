@@ -287,6 +287,21 @@ TEST_F(ViolationTest, YieldToACallIsAViolation) {
   });
 }
 
+// Each violation is answered, but not forever: at the 64th (PeerOptions::maxViolations) the peer
+// is taken as hostile, told so on the channel, and cut off; the victim's other peers carry on.
+TEST_F(ViolationTest, APeerThatKeepsViolatingIsCutOff) {
+  run([&]() {
+    sendHello();
+    for (uint64_t id = 41; id < 41 + 2 * 64; id += 2) sendYield(id);  // 64 unknown call ids
+    for (uint64_t id = 41; id < 41 + 2 * 64; id += 2) expectViolation(id, "unknown call id");
+    expectViolation(0, "64 protocol violations on this channel: the peer is taken as hostile");
+    auto rest = kj::runCatchingExceptions([&]() {
+      EXPECT_EQ(raw->receive().wait(io.waitScope), nullptr);  // then the victim closed
+    });
+    KJ_IF_MAYBE(e, rest) { EXPECT_TRUE(isTransportClosed(*e)) << e->getDescription().cStr(); }
+  });
+}
+
 TEST_F(ViolationTest, SecondHelloIsAChannelLevelViolation) {
   run([&]() {
     sendHello();
