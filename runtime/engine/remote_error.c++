@@ -9,7 +9,6 @@
 #include <kj/debug.h>
 #include <kj/encoding.h>
 
-#include <sys/random.h>
 
 namespace harrow {
 namespace {
@@ -107,24 +106,6 @@ kj::Vector<kj::String> lines(kj::StringPtr text) {
 
 // ---------------------------------------------------------------------------------------------
 
-ActorIdentity ActorIdentity::random(kj::StringPtr name) {
-  auto uuid = kj::heapArray<kj::byte>(16);
-  KJ_SYSCALL(getrandom(uuid.begin(), uuid.size(), 0));
-  return {kj::heapString(name), kj::mv(uuid)};
-}
-
-ActorIdentity ActorIdentity::fromWire(wire::ActorId::Reader id) {
-  return {kj::heapString(id.getName()), kj::heapArray(id.getUuid())};
-}
-
-void ActorIdentity::toWire(wire::ActorId::Builder id) const {
-  id.setName(name);
-  id.setUuid(uuid);
-}
-
-ActorIdentity ActorIdentity::clone() const { return {kj::heapString(name), kj::heapArray(uuid.asPtr())}; }
-
-kj::String ActorIdentity::toString() const { return actorText(name, uuid); }
 
 bool isRemoteActorError(const kj::Exception& e) { return e.getDescription().startsWith(REMOTE); }
 bool isContextCancelled(const kj::Exception& e) { return e.getDescription().startsWith(CANCELLED); }
@@ -174,7 +155,7 @@ constexpr size_t MAX_TEXT_BYTES = 4 << 20;  // all text fields of all errors in 
 constexpr size_t MAX_NAME_BYTES = 256;      // an actor's name in an origin or relay hop
 constexpr size_t MAX_HOPS = 64;             // relay hops shown per error
 constexpr size_t MAX_ERRORS = 256;          // errors kept from one MultiError, all levels
-constexpr uint MAX_DEPTH = 8;               // MultiErrors nested in MultiErrors
+constexpr unsigned MAX_DEPTH = 8;               // MultiErrors nested in MultiErrors
 
 // `text`, or as much of it as the budget has left.
 kj::StringPtr bounded(capnp::Text::Reader text, size_t& budget, kj::String& storage) {
@@ -196,7 +177,7 @@ kj::String actorText(wire::ActorId::Reader id) {
 
 // Appends "relayed by" lines for `hops`, the first MAX_HOPS - `shown` of them; `shown` counts.
 void addHops(kj::Vector<kj::String>& parts, capnp::List<wire::ActorId>::Reader hops, size_t& shown) {
-  for (uint i = 0; i < hops.size(); ++i, ++shown) {
+  for (unsigned i = 0; i < hops.size(); ++i, ++shown) {
     if (shown >= MAX_HOPS) {
       parts.add(kj::str("\n  relayed by ", hops.size() - i, " more actors (not shown)"));
       return;
@@ -233,7 +214,7 @@ kj::Exception toExceptionVia(wire::Error::Reader error,
 // The errors of the MultiError `error`, flattened into `out`: each inner one's relay path is
 // extended by the paths of the MultiErrors that carried it, innermost first.
 void flattenCauses(wire::Error::Reader error, kj::Vector<capnp::List<wire::ActorId>::Reader>& carriers,
-                   uint depth, kj::Vector<kj::Exception>& out, size_t& omitted, size_t& budget) {
+                   unsigned depth, kj::Vector<kj::Exception>& out, size_t& omitted, size_t& budget) {
   carriers.add(error.getRelayPath());
   for (auto cause : error.getCauses()) {
     if (cause.getCauses().size() > 0 && depth < MAX_DEPTH) {

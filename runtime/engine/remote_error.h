@@ -15,25 +15,13 @@
 
 #pragma once
 
+#include <harrow/engine/actor_identity.h>
 #include <harrow/wire.capnp.h>
 #include <kj/exception.h>
 #include <kj/string.h>
 #include <kj/vector.h>
 
 namespace harrow {
-
-// A named actor instance: names need not be unique; the 16-byte uuid is.
-struct ActorIdentity {
-  kj::String name;
-  kj::Array<kj::byte> uuid;
-
-  static ActorIdentity random(kj::StringPtr name);
-  static ActorIdentity fromWire(wire::ActorId::Reader id);
-  void toWire(wire::ActorId::Builder id) const;
-  ActorIdentity clone() const;
-  // "name (uuid-hex)"
-  kj::String toString() const;
-};
 
 // What a RemoteActorError or ContextCancelled carries.
 struct RemoteErrorInfo {
