@@ -18,12 +18,12 @@
 //                       2 forkserver+zygote: the same with HARROW_SPAWN=forkserver everywhere, so
 //                         every forked child forks a zygote of its own first (needed for nested
 //                         trees to fork their grandchildren).
-//  - Flat200/mode:    one nursery, 200 children spawned at once (each startActor + ping in a task
-//                     of its own), then the nursery closes: start -> all up, and start -> all
-//                     reaped.
-//  - Tree14x2/mode:   a width-14 depth-2 tree (14 + 196 = 210 actors) of Spawnee.grow: each node
-//                     spawns its children one after the other, then grows them all at once; start
-//                     -> every process reaped.
+//  - Flat/mode/N:     one nursery, N (200, 1000) children spawned at once (each startActor + ping
+//                     in a task of its own), then the nursery closes: start -> all up, and start
+//                     -> all reaped.
+//  - Tree/mode/W/D:   a width-W depth-D tree of Spawnee.grow (14x2: 14 + 196 = 210 actors; 10x3:
+//                     10 + 100 + 1000 = 1110): each node spawns its children one after the other,
+//                     then grows them all at once; start -> every process reaped.
 //  - Cascade/mode:    a depth-3 width-2 tree (2 + 4 + 8 = 14 actors, all holding) in which one leaf
 //                     fails 200 ms after it was asked to grow; the time from the leaf's failure
 //                     (its steady-clock time, carried in the error) to the root's nursery raising,
@@ -391,10 +391,9 @@ void BM_Spawn(benchmark::State& state) {
   state.counters["left"] = leftoverChildren();
 }
 
-constexpr int kFlat = 200;
-
-void BM_Flat200(benchmark::State& state) {
+void BM_Flat(benchmark::State& state) {
   int mode = state.range(0);
+  const int kFlat = state.range(1);
   configure(mode);
   Root r;
   harrow::SpawnOptions options;
@@ -459,8 +458,9 @@ Co<uint32_t> growTree(harrow::Actor& root, uint32_t depth, uint32_t width, kj::S
   co_return nodes;
 }
 
-void BM_Tree14x2(benchmark::State& state) {
+void BM_Tree(benchmark::State& state) {
   int mode = state.range(0);
+  uint32_t width = state.range(1), depth = state.range(2);
   configure(mode);
   Root r;
   harrow::SpawnOptions options;
@@ -470,10 +470,13 @@ void BM_Tree14x2(benchmark::State& state) {
     uint32_t nodes = 0;
     auto t0 = Clock::now();
     r.run([&]() -> kj::Promise<void> {
-      return growTree(r.root(), 2, 14, "", false, options).then([&](uint32_t n) { nodes = n; });
+      return growTree(r.root(), depth, width, "", false, options)
+          .then([&](uint32_t n) { nodes = n; });
     });
     total.add(us(Clock::now() - t0) / 1e3);
-    KJ_ASSERT(nodes == 14 + 14 * 14, nodes);
+    uint32_t expected = 0;
+    for (uint32_t level = 1, n = 1; level <= depth; ++level) expected += (n *= width);
+    KJ_ASSERT(nodes == expected, nodes, expected);
   }
   r.finish();
   state.counters["total_p50_ms"] = total.median();
@@ -555,16 +558,26 @@ public:
     }
     for (int mode = 0; mode < 3; ++mode) {
       auto m = std::to_string(mode);
-      double up = get("BM_Flat200/" + m, "up_p50_ms");
-      double total = get("BM_Flat200/" + m, "total_p50_ms");
-      if (total != 0) {
-        printf("  200 children in one nursery, %-18s up %.0f ms, up+down %.0f ms (%.2f ms per "
-               "actor; 200 x fork+exec /bin/true = %.0f ms)\n",
-               modeName(mode), up, total, total / kFlat, kFlat * execTrue / 1e3);
+      for (int flat : {200, 1000}) {
+        auto name = "BM_Flat/" + m + "/" + std::to_string(flat);
+        double up = get(name, "up_p50_ms");
+        double total = get(name, "total_p50_ms");
+        if (total == 0) continue;
+        printf("  %4d children in one nursery, %-18s up %.0f ms, up+down %.0f ms (%.2f ms per "
+               "actor; %d x fork+exec /bin/true = %.0f ms)%s\n",
+               flat, modeName(mode), up, total, total / flat, flat, flat * execTrue / 1e3,
+               flat != 1000 ? ""
+               : total < (mode == EXEC ? 3000 : 1000) ? "; target met" : "; target NOT met");
       }
-      double tree = get("BM_Tree14x2/" + m, "total_p50_ms");
-      if (tree != 0) {
-        printf("  14x2 tree (210 actors),      %-18s up+down %.0f ms\n", modeName(mode), tree);
+      for (auto [width, depth] : {std::pair{14, 2}, std::pair{10, 3}}) {
+        double tree = get("BM_Tree/" + m + "/" + std::to_string(width) + "/" +
+                          std::to_string(depth), "total_p50_ms");
+        if (tree == 0) continue;
+        int actors = 0;
+        for (int level = 0, n = 1; level < depth; ++level) actors += (n *= width);
+        printf("  %dx%d tree (%d actors), %-18s up+down %.0f ms%s\n", width, depth, actors,
+               modeName(mode), tree,
+               depth != 3 ? "" : tree < 2000 ? "; target (< 2 s) met" : "; target (< 2 s) NOT met");
       }
       double cascade = get("BM_Cascade/" + m, "teardown_p50_ms");
       if (cascade != 0) {
@@ -601,15 +614,19 @@ BENCHMARK(BM_Spawn)
     ->Iterations(50)
     ->Repetitions(kRepetitions)
     ->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_Flat200)
-    ->Arg(EXEC)
-    ->Arg(FORKSERVER)
+BENCHMARK(BM_Flat)
+    ->Args({EXEC, 200})
+    ->Args({FORKSERVER, 200})
+    ->Args({EXEC, 1000})
+    ->Args({FORKSERVER, 1000})
     ->Iterations(1)
     ->Repetitions(1)
     ->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_Tree14x2)
-    ->Arg(EXEC)
-    ->Arg(FORKSERVER_ZYGOTES)
+BENCHMARK(BM_Tree)
+    ->Args({EXEC, 14, 2})
+    ->Args({FORKSERVER_ZYGOTES, 14, 2})
+    ->Args({EXEC, 10, 3})
+    ->Args({FORKSERVER_ZYGOTES, 10, 3})
     ->Iterations(1)
     ->Repetitions(1)
     ->Unit(benchmark::kMillisecond);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 namespace harrow {
@@ -87,6 +88,14 @@ Co<void> runChild(Actor& actor, Implementations& implementations) {
   });
 }
 
+void raiseDescriptorLimit() {
+  struct rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);  // best effort: the old limit still works for small trees
+  }
+}
+
 // A child's process, however it started: re-executed with --harrow-child (from harrow::main), or
 // forked by its parent's zygote (through startForkServer below, with its fds already in place).
 int childMain(kj::StringPtr name, pid_t parentPid, Implementations& implementations) {
@@ -128,6 +137,10 @@ int main(int argc, char** argv, Implementations& implementations,
          kj::Function<kj::Promise<void>(Actor& root)> body) {
   // Before any thread exists: children are reaped through the event loop.
   kj::UnixEventPort::captureChildExit();
+  // Each child is a channel (one descriptor in its parent), each listener and connection one
+  // more: a wide nursery outgrows the usual soft limit of 1024 long before the hard limit. The
+  // event loop is epoll, so large descriptor numbers cost nothing; children inherit the limit.
+  raiseDescriptorLimit();
 
   if (argc >= 4 && CHILD_FLAG == argv[1]) {
     return childMain(argv[2], atoi(argv[3]), implementations);
