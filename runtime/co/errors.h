@@ -27,6 +27,8 @@ enum class ErrorKind {
   TRANSPORT_CLOSED,       // the channel to a live peer broke or closed under a task
   MALFORMED_FRAME,        // bytes that are not a valid frame: the channel is closed
   MESSAGE_TOO_LARGE,      // a message over the frame limit (nothing was sent)
+  // Streams (typed/)
+  LAGGED,                 // a broadcast subscriber fell behind and missed items (laggedBy(e))
   // The protocol (engine/)
   REMOTE_ACTOR_ERROR,     // a remote handler raised: type, message, origin, relay path
   CONTEXT_CANCELLED,      // the other side of a context cancelled it

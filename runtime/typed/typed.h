@@ -8,12 +8,15 @@
 //   callMethod      -> Received<Results>                           tractor: Portal.run
 //   streamMethod    -> runs a block over a ReceiveStream<Item>     tractor: Portal.open_stream_from
 //   contextMethod   -> runs a block over Context<...>, then the result  tractor: Portal.open_context
+// Either side of a received stream:
+//   stream.subscribe(options) -> Subscriber<Item>                   tractor: MsgStream.subscribe()
 //
 // `void` stands for a stream direction that carries no items.
 
 #pragma once
 
 #include <harrow/co/cancel_scope.h>
+#include <harrow/typed/broadcast.h>
 #include <harrow/typed/task.h>
 
 #include <kj/debug.h>
@@ -63,11 +66,53 @@ private:
   typename T::Reader reader;
 };
 
+// One local consumer of a broadcast stream (tractor: BroadcastReceiver), made by
+// MsgStream::subscribe(). Each subscriber has its own bounded buffer and sees every item the
+// stream receives from its subscription on, shared with the other subscribers (not copied). What
+// happens when it falls behind is its own choice (SubscribeOptions::onLag, broadcast.h). Dropping
+// it unsubscribes (and releases any hold it had on the producer's credit). One task at a time
+// receives from a subscriber; subscribe() again to give another task its own.
+template <typename T>
+class Subscriber {
+public:
+  explicit Subscriber(kj::Own<_::SubscriberState> state) : state(kj::mv(state)) {}
+  Subscriber(Subscriber&&) = default;
+  Subscriber& operator=(Subscriber&&) = default;
+  KJ_DISALLOW_COPY(Subscriber);
+
+  // The next item; empty once the stream has ended. Raises harrow.Lagged (OnLag::RAISE) after
+  // this subscriber missed items, and the stream's error once the items before it are taken.
+  Co<Received<T>> receive() {
+    kj::Maybe<kj::Own<IncomingMessage>> item = co_await state->receive();
+    KJ_IF_MAYBE(message, item) {
+      co_return Received<T>(kj::mv(*message));
+    }
+    co_return Received<T>();
+  }
+
+  // Another subscriber of the same stream, seeing items from now on (tractor:
+  // BroadcastReceiver.subscribe()).
+  Subscriber subscribe(SubscribeOptions options = {}) {
+    return Subscriber(state->subscribe(options));
+  }
+
+  // Items held unread (never more than the capacity), and items dropped because this subscriber
+  // fell behind (RAISE or SKIP).
+  size_t buffered() const { return state->buffered(); }
+  uint64_t missed() const { return state->missed(); }
+
+private:
+  kj::Own<_::SubscriberState> state;
+};
+
 // Both directions of a task's item stream (tractor: MsgStream). `Send` or `Recv` may be void.
 template <typename Send, typename Recv>
 class MsgStream {
 public:
   explicit MsgStream(RawStream& raw) : raw(raw) {}
+  ~MsgStream() noexcept(false) {
+    KJ_IF_MAYBE(b, broadcaster) (*b)->detach();
+  }
   KJ_DISALLOW_COPY(MsgStream);
 
   // Sends one item, built by `fill(Send::Builder)`; waits while the peer grants no credit.
@@ -84,14 +129,36 @@ public:
     return send([&](typename T::Builder item) { OneField<T>::set(item, value); });
   }
 
-  // The next item; empty once the peer has stopped sending.
+  // The next item; empty once the peer has stopped sending. Not once the stream has subscribers:
+  // they take every item.
   Co<Received<Recv>> receive() requires (!std::is_void_v<Recv>) {
+    KJ_REQUIRE(broadcaster == nullptr,
+               "receive() on a stream with subscribers: receive through a Subscriber");
+    struct Receiving {
+      uint32_t& count;
+      explicit Receiving(uint32_t& count) : count(count) { ++count; }
+      ~Receiving() noexcept { --count; }
+    } guard(receiving);
     auto item = co_await raw.receive();
     KJ_IF_MAYBE(message, item) {
       co_return Received<Recv>(kj::mv(*message));
     }
     ended = true;
     co_return Received<Recv>();
+  }
+
+  // Broadcasts the received items to local subscribers, this one and any made later (tractor:
+  // MsgStream.subscribe()). Each sees the items received from its subscription on, in order, then
+  // the end or the stream's error. The producer's credit follows the slowest BACKPRESSURE
+  // subscriber; RAISE and SKIP subscribers lose their oldest items instead of holding it up.
+  // A subscriber kept after the stream's block has ended keeps what it holds, then raises.
+  Subscriber<Recv> subscribe(SubscribeOptions options = {}) requires (!std::is_void_v<Recv>) {
+    if (broadcaster == nullptr) {
+      KJ_REQUIRE(receiving == 0, "subscribe() while a task is in receive() on this stream");
+      // (After the end, the raw stream answers every receive with the end again.)
+      broadcaster = kj::refcounted<_::Broadcaster>(raw, capnp::Schema::from<Recv>());
+    }
+    return Subscriber<Recv>(KJ_ASSERT_NONNULL(broadcaster)->subscribe(options));
   }
 
   // No more items from this side (the peer's receive() then ends).
@@ -101,13 +168,20 @@ public:
     return raw.stop();
   }
 
-  // Whether the peer's stop has been received.
-  bool peerStopped() const { return ended; }
+  // Whether the peer's stop has been received (by receive() or by the subscribers).
+  bool peerStopped() const {
+    KJ_IF_MAYBE(b, broadcaster) {
+      if ((*b)->ended()) return true;
+    }
+    return ended;
+  }
 
 private:
   RawStream& raw;
   bool stopped = false;
   bool ended = false;
+  uint32_t receiving = 0;
+  kj::Maybe<kj::Own<_::Broadcaster>> broadcaster;
 };
 
 template <typename Item>
