@@ -39,6 +39,7 @@
 
 #include "bench/bench.capnp.h"
 #include "bench/bench.capnp.harrow.h"
+#include <harrow/co/nursery.h>
 #include <harrow/spawn/actor_nursery.h>
 #include <harrow/ipc/channel.h>
 #include <harrow/main.h>
@@ -84,6 +85,7 @@ constexpr int kInFlightIterations = 100;  // batches of kInFlight per repetition
 constexpr uint32_t kStreamItems = 20000;  // items per stream iteration
 constexpr uint32_t kItemBytes = 16;
 constexpr int kStreamIterations = 3;
+constexpr int kSubscribers = 8;           // local subscribers in HarrowBroadcast
 constexpr int kRepetitions = 5;
 constexpr const char* kPinEnv = "HARROW_BENCH_PIN";
 
@@ -616,6 +618,42 @@ void BM_HarrowStream(benchmark::State& state) {
   reportItems(state, samples);
 }
 
+// The same stream, broadcast to kSubscribers local subscribers (MsgStream::subscribe), each a
+// task of its own reading every item (BACKPRESSURE: none may lose one, so the slowest sets the
+// pace). items/s counts stream items, each of which reaches all kSubscribers.
+void BM_HarrowBroadcast(benchmark::State& state) {
+  bool pinned = state.range(0);
+  setPinned(pinned);
+  EchoTree tree;
+  auto& ws = tree.waitScope();
+  Samples samples(state.max_iterations);
+  for (auto _ : state) {
+    auto t0 = Clock::now();
+    uint32_t received = 0;
+    tree.echo()
+        .items(kStreamItems, kItemBytes,
+               [&](EchoActor::Portal::ItemsStream& items) -> Co<void> {
+                 co_await harrow::openNursery([&](harrow::TaskNursery& n) -> Co<void> {
+                   for (int i = 0; i < kSubscribers; ++i) {
+                     n.startSoon([&received, subscriber = items.subscribe(
+                                      {.onLag = harrow::OnLag::BACKPRESSURE})]() mutable
+                                 -> Co<void> {
+                       while (auto item = co_await subscriber.receive()) {
+                         received += item->getData().size() == kItemBytes;
+                       }
+                     });
+                   }
+                   co_return;
+                 });
+               })
+        .wait(ws);
+    KJ_ASSERT(received == kStreamItems * kSubscribers);
+    samples.add(Clock::now() - t0);
+  }
+  tree.finish();
+  reportItems(state, samples);
+}
+
 // The same wire::Message `yield` frames harrow's stream sends (callId, Payload{typeId, Item}),
 // one MallocMessageBuilder and one writeMessageToFd (a writev) per item, no flow control but the
 // socket buffer's. The parent asks for a batch with 4 bytes (the count) and reads the frames with
@@ -678,6 +716,7 @@ BENCHMARK(BM_HarrowCall)->Apply([](auto* b) { latency(b, kLatencyIterations); })
 BENCHMARK(BM_HarrowCall100)->Apply([](auto* b) { latency(b, kInFlightIterations); });
 BENCHMARK(BM_HarrowStream)->Apply([](auto* b) { latency(b, kStreamIterations); });
 BENCHMARK(BM_RawFramedStream)->Apply([](auto* b) { latency(b, kStreamIterations); });
+BENCHMARK(BM_HarrowBroadcast)->Apply([](auto* b) { latency(b, kStreamIterations); });
 
 // ---- idle actor memory -------------------------------------------------------------------------
 
@@ -782,6 +821,13 @@ public:
     row("raw framed writes (same frames)", "BM_RawFramedStream", "items_per_s", 0);
     ratio("harrow stream / raw framed (throughput)", "BM_HarrowStream", "BM_RawFramedStream",
           "items_per_s", ">= 0.5", [](double r) { return r >= 0.5; });
+    printf("\nOne stream broadcast to %d local subscribers (each gets every item), stream items/s:\n",
+           kSubscribers);
+    printf("  %-46s %10s %10s\n", "", "pinned", "unpinned");
+    row("harrow broadcast (8 BACKPRESSURE subscribers)", "BM_HarrowBroadcast", "items_per_s", 0);
+    row("harrow stream, one plain consumer", "BM_HarrowStream", "items_per_s", 0);
+    ratio("broadcast x8 / plain consumer (throughput)", "BM_HarrowBroadcast", "BM_HarrowStream",
+          "items_per_s", "(info)", nullptr);
 
     if (idleChild.vmRssKb >= 0) {
       printf("\nIdle child actor, resident memory (target < 5 MB):\n");

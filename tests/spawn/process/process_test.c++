@@ -502,6 +502,57 @@ TEST_F(ProcessTest, ErrorsInEveryKindOfMethodArriveAsRemoteActorError) {
   });
 }
 
+// A stream from a child process broadcast to local subscribers (MsgStream::subscribe): readers
+// get every item, an idle SKIP subscriber only its newest few; an error reaches every one.
+TEST_F(ProcessTest, AStreamFromAChildIsBroadcastToLocalSubscribers) {
+  withProbe("probe-broadcast", [&](ProbeActor::Portal& probe) -> Co<void> {
+    std::vector<uint32_t> a, b, skipped;
+    co_await probe.count(300, [&](ProbeActor::Portal::CountStream& items) -> Co<void> {
+      auto first = items.subscribe();
+      auto second = items.subscribe({.onLag = OnLag::BACKPRESSURE});
+      auto idle = items.subscribe({.capacity = 8, .onLag = OnLag::SKIP});
+      co_await openNursery([&](TaskNursery& n) -> Co<void> {
+        n.startSoon([&]() -> Co<void> {
+          while (auto item = co_await first.receive()) a.push_back(item->getValue());
+        });
+        n.startSoon([&]() -> Co<void> {
+          while (auto item = co_await second.receive()) b.push_back(item->getValue());
+        });
+        co_return;
+      });
+      while (auto item = co_await idle.receive()) skipped.push_back(item->getValue());
+    });
+    KJ_ASSERT(a.size() == 300u, a.size());
+    for (uint32_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i], i);
+    EXPECT_EQ(b, a);
+    EXPECT_EQ(skipped, (std::vector<uint32_t>{292, 293, 294, 295, 296, 297, 298, 299}));
+
+    std::vector<kj::Maybe<kj::Exception>> errors(2);
+    auto streamError = co_await errorOf([&]() {
+      return probe.countThenFail(3, [&](ProbeActor::Portal::CountThenFailStream& items)
+                                        -> Co<void> {
+        auto first = items.subscribe();
+        auto second = items.subscribe();
+        co_await openNursery([&](TaskNursery& n) -> Co<void> {
+          auto drainInto = [](Subscriber<Item>& subscriber, kj::Maybe<kj::Exception>& error) {
+            return [&subscriber, &error]() -> Co<void> {
+              error = co_await errorOf([&]() -> Co<void> {
+                while (co_await subscriber.receive()) {}
+              });
+            };
+          };
+          n.startSoon(drainInto(first, errors[0]));
+          n.startSoon(drainInto(second, errors[1]));
+          co_return;
+        });
+      });
+    });
+    expectRefused(streamError, "in a stream after 3 items", "probe-broadcast");
+    expectRefused(errors[0], "in a stream after 3 items", "probe-broadcast");
+    expectRefused(errors[1], "in a stream after 3 items", "probe-broadcast");
+  });
+}
+
 TEST_F(ProcessTest, LeavingAStreamBlockEarlyCancelsTheRemoteTask) {
   withProbe("probe-early-exit", [&](ProbeActor::Portal& probe) -> Co<void> {
     std::vector<uint32_t> got;
