@@ -17,7 +17,8 @@
 // Each runs pinned (parent and child both on CPU 0, sched_setaffinity in both) and unpinned.
 // Streams of 16-byte items: harrow's Echo.items against the same wire::Message `yield` frames
 // written raw by a fork()ed child (capnp::writeMessageToFd, one writev each) and read with a
-// buffered blocking reader. A summary at the end prints the ratios and the idle child actor's
+// buffered blocking reader; and Echo.items broadcast to 8 local subscribers (subscribe())
+// against its plain consumer. A summary at the end prints the ratios and the idle child actor's
 // resident memory.
 //
 // Latency benchmarks time every round trip and report its median (`p50_us`) and mean
