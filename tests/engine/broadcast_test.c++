@@ -279,6 +279,29 @@ TEST_F(BroadcastTest, ALateSubscriberSeesItemsFromWhenItSubscribed) {
   });
 }
 
+// Every subscriber reads the one received message: the same bytes, not a copy each.
+TEST_F(BroadcastTest, ItemsAreSharedNotCopied) {
+  run([&](Peer& peer) -> Co<void> {
+    co_await streamMethod<Count, Item>(peer, PROBE_ID, COUNT, [](Count::Builder p) { p.setN(3); },
+        [&](ReceiveStream<Item>& items) -> Co<void> {
+          auto a = items.subscribe();
+          auto b = items.subscribe({.onLag = OnLag::SKIP});
+          auto c = b.subscribe({.onLag = OnLag::BACKPRESSURE});
+          for (uint32_t i = 0; i < 3; ++i) {
+            auto x = co_await a.receive();
+            auto y = co_await b.receive();
+            auto z = co_await c.receive();
+            auto bytes = [](const Received<Item>& r) {
+              return capnp::AnyStruct::Reader(r.get()).getDataSection().begin();
+            };
+            EXPECT_EQ(x->getI(), i);
+            EXPECT_EQ(bytes(x), bytes(y));
+            EXPECT_EQ(bytes(x), bytes(z));
+          }
+        });
+  });
+}
+
 TEST_F(BroadcastTest, TheEndReachesEverySubscriber) {
   run([&](Peer& peer) -> Co<void> {
     co_await streamMethod<Count, Item>(peer, PROBE_ID, COUNT, [](Count::Builder p) { p.setN(50); },
