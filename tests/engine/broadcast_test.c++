@@ -417,6 +417,35 @@ TEST_F(BroadcastTest, CancellingAWaitingSubscriberLosesNoItem) {
   });
 }
 
+// A subscriber kept after its stream's block has ended keeps the items it holds; then it sees
+// the end if the end had arrived, and an error saying the stream is closed if not.
+TEST_F(BroadcastTest, ASubscriberOutlivingItsStreamKeepsWhatItHolds) {
+  run([&](Peer& peer) -> Co<void> {
+    kj::Maybe<Subscriber<Item>> ended, cut;
+    co_await streamMethod<Count, Item>(peer, PROBE_ID, COUNT, [](Count::Builder p) { p.setN(5); },
+        [&](ReceiveStream<Item>& items) -> Co<void> {
+          auto reader = items.subscribe();
+          ended = items.subscribe();
+          EXPECT_EQ(co_await drain(reader), range(0, 5));
+        });
+    auto& afterEnd = KJ_ASSERT_NONNULL(ended);
+    EXPECT_EQ(co_await drain(afterEnd), range(0, 5));
+
+    co_await streamMethod<Empty, Item>(peer, PROBE_ID, ENDLESS, [](Empty::Builder) {},
+        [&](ReceiveStream<Item>& items) -> Co<void> {
+          auto reader = items.subscribe();
+          cut = items.subscribe();
+          for (uint32_t i = 0; i < 3; ++i) EXPECT_EQ((co_await reader.receive())->getI(), i);
+        });  // leaving early cancels the producer
+    auto& kept = KJ_ASSERT_NONNULL(cut);
+    for (uint32_t i = 0; i < 3; ++i) EXPECT_EQ((co_await kept.receive())->getI(), i);
+    auto closed = co_await errorOf([&]() -> Co<void> { (void)co_await kept.receive(); });
+    auto& e = KJ_ASSERT_NONNULL(closed);
+    EXPECT_NE(std::string(e.getDescription().cStr()).find("its block has ended"),
+              std::string::npos) << e.getDescription().cStr();
+  });
+}
+
 // A context's receive side broadcasts too.
 TEST_F(BroadcastTest, AContextsReceiveSideHasSubscribers) {
   run([&](Peer& peer) -> Co<void> {
