@@ -363,6 +363,29 @@ TEST_F(BroadcastTest, AnErrorReachesEverySubscriberAfterTheItemsBeforeIt) {
   });
 }
 
+// An item that is not of the stream's type is checked once, when taken, and fails every
+// subscriber with the same protocol violation (as it fails a single consumer).
+TEST_F(BroadcastTest, AnItemOfTheWrongTypeFailsEverySubscriber) {
+  run([&](Peer& peer) -> Co<void> {
+    std::vector<kj::Maybe<kj::Exception>> errors(2);
+    co_await errorOf([&]() {
+      // COUNT yields Items; this side expects Words.
+      return streamMethod<Count, Words>(peer, PROBE_ID, COUNT, [](Count::Builder p) { p.setN(3); },
+          [&](ReceiveStream<Words>& items) -> Co<void> {
+            auto a = items.subscribe();
+            auto b = items.subscribe({.onLag = OnLag::BACKPRESSURE});
+            errors[0] = co_await errorOf([&]() -> Co<void> { (void)co_await a.receive(); });
+            errors[1] = co_await errorOf([&]() -> Co<void> { (void)co_await b.receive(); });
+          });
+    });
+    for (auto& error : errors) {
+      auto& e = KJ_ASSERT_NONNULL(error);
+      EXPECT_TRUE(isProtocolViolation(e)) << e.getDescription().cStr();
+      EXPECT_EQ(e.getDescription(), KJ_ASSERT_NONNULL(errors[0]).getDescription());
+    }
+  });
+}
+
 // A subscriber that never reads holds at most its capacity, however long the stream runs, and
 // the reader beside it is never held up.
 TEST_F(BroadcastTest, AnIdleSubscriberNeverHoldsMoreThanItsCapacity) {
