@@ -1,6 +1,7 @@
 #include <harrow/discovery/discovery.h>
 
 #include <harrow/actor/log.h>
+#include <harrow/discovery/etcd.h>
 #include <harrow/discovery/registry.h>
 
 #include <kj/debug.h>
@@ -29,6 +30,10 @@ DiscoveryOptions DiscoveryOptions::forRoot(kj::StringPtr name) {
     options.registryRequired = false;
   } else if (kj::StringPtr(registry) == "none") {
     options.registryAddress = nullptr;
+  } else if (EtcdAddress::matches(registry)) {
+    EtcdAddress::parse(registry);  // a malformed address fails here, naming it
+    options.registryAddress = kj::heapString(registry);
+    options.registryRequired = true;
   } else {
     Address::parse(registry);  // a malformed address fails here, naming it
     options.registryAddress = kj::heapString(registry);
@@ -114,18 +119,28 @@ Co<void> Discovery::start() {
     rootBound = kj::heapString(options->rootAddress);
   }
   if (options->registryAddress.size() == 0) co_return;
+  etcd = EtcdAddress::matches(options->registryAddress);
 
   for (uint attempt = 1;; ++attempt) {
     kj::Maybe<kj::Exception> failure;
     try {
-      co_await setUpRegistry();
+      if (etcd) {
+        registryBound = kj::heapString(options->registryAddress);
+        backendImpl = newEtcdBackend(actor, EtcdAddress::parse(options->registryAddress),
+                                     options->registryAddress);
+      } else {
+        co_await setUpRegistry();
+        backendImpl = newRegistryActorBackend();
+      }
       co_await registerSelf();
     } catch (...) {
       failure = currentException();
     }
     KJ_IF_MAYBE(e, failure) {
       if (isCancelled(*e)) kj::throwFatalException(kj::mv(*e));
-      if (options->mayHostRegistry && !registryHosted && isTransportClosed(*e) && attempt < 3) {
+      backendImpl = nullptr;
+      if (!etcd && options->mayHostRegistry && !registryHosted && isTransportClosed(*e) &&
+          attempt < 3) {
         // The registry we were about to join went away (its program is exiting): decide again.
         KJ_LOG(INFO, "the registry went away while joining it; probing again", *e);
         registryBound = nullptr;
@@ -147,12 +162,25 @@ Co<void> Discovery::start() {
 }
 
 
+void Discovery::noRegistry() {
+  KJ_FAIL_REQUIRE(kj::str("harrow.NoRegistry: actor ", actor.identity().name, " has no registry"));
+}
+
+RegistryBackend& Discovery::backend() {
+  KJ_IF_MAYBE(b, backendImpl) return **b;
+  noRegistry();
+}
+
 Co<Peer*> Discovery::registryPeer() {
   kj::String address;
   KJ_IF_MAYBE(r, registryBound) {
     address = kj::heapString(*r);
   } else {
-    KJ_FAIL_REQUIRE(kj::str("harrow.NoRegistry: actor ", actor.identity().name, " has no registry"));
+    noRegistry();
+  }
+  if (etcd) {
+    KJ_FAIL_REQUIRE(kj::str("harrow.NoRegistry: actor ", actor.identity().name,
+                            " uses the etcd registry at ", address, ", not a registry actor"));
   }
   kj::Maybe<kj::Exception> failure;
   Peer* peer = nullptr;
@@ -274,48 +302,24 @@ Co<void> Discovery::setUpRegistry() {
 }
 
 Co<void> Discovery::registerSelf() {
-  DiscoveryOptions& options = opts;
-  Peer* peer = co_await registryPeer();
-  co_await failAfter(actor.timer(), options.handshakeTimeout, [&]() -> Co<void> {
-    co_await RegistryActor::Portal(*peer).registerActor([&](auto params) {
-      auto entry = params.initEntry();
-      entry.setName(actor.identity().name);
-      entry.setUuid(actor.identity().uuid);
-      entry.setPid(getpid());
-      auto bound = actor.addresses();
-      size_t count = bound.size() + (registryHosted ? 1 : 0);
-      auto addresses = entry.initAddresses(count);
-      for (auto i : kj::indices(bound)) addresses.set(i, bound[i]);
-      if (registryHosted) addresses.set(count - 1, KJ_ASSERT_NONNULL(registryBound));
-    });
-  });
+  RegisteredActor self;
+  self.name = kj::heapString(actor.identity().name);
+  self.uuid = kj::heapArray(actor.identity().uuid.asPtr());
+  self.pid = getpid();
+  auto bound = actor.addresses();
+  // The registry's host can be reached at the registry's address too.
+  auto addresses = kj::heapArrayBuilder<kj::String>(bound.size() + (registryHosted ? 1 : 0));
+  for (auto& address : bound) addresses.add(kj::heapString(address));
+  if (registryHosted) addresses.add(kj::heapString(KJ_ASSERT_NONNULL(registryBound)));
+  self.addresses = addresses.finish();
+  co_await backend().registerSelf(self);
   registered = true;
 }
 
 Co<void> Discovery::stop() {
-  // The registry's host does not deregister from itself: its registry ends with it.
-  if (!registered || registryHosted) co_return;
+  if (!registered) co_return;
   registered = false;
-  kj::StringPtr address = KJ_ASSERT_NONNULL(registryBound);
-  // No open channel to the registry: it is gone, and our entry with it (or it removes the entry
-  // when it sees our channel end). Never connect anew just to say goodbye.
-  Peer* peer = nullptr;
-  KJ_IF_MAYBE(open, actor.openChannelTo(address)) peer = open;
-  if (peer == nullptr) co_return;
-  kj::Duration timeout = opts.deregisterTimeout;
-  kj::Maybe<kj::Exception> failure;
-  try {
-    bool late = co_await moveOnAfter(actor.timer(), timeout, [&]() -> Co<void> {
-      co_await RegistryActor::Portal(*peer).deregisterActor(actor.identity().uuid);
-    });
-    if (late) HARROW_LOG_DEBUG("the registry did not answer the deregistration in time", address);
-  } catch (...) {
-    failure = currentException();
-  }
-  KJ_IF_MAYBE(e, failure) {
-    HARROW_LOG_DEBUG("deregistration failed (the registry removes the entry when our channel ends)",
-           address, *e);
-  }
+  co_await backend().deregisterSelf(opts.deregisterTimeout);
 }
 
 }  // namespace harrow

@@ -17,17 +17,22 @@
 // A registry that has gone away (its program exited) is a TransportClosed naming the registry's
 // address, from every function here: never a hang.
 //
+// The registry is a registry actor (registry.h: one host) or an etcd cluster (etcd.h: a registry
+// address etcd://HOST:PORT[,HOST:PORT...]/PREFIX); the functions here work the same with both
+// (backend.h). With etcd an entry is found a lookup later than with the registry actor's
+// channel-close detection: a killed actor's entry lasts until its lease's TTL runs out.
+//
 // The functions without an Actor argument use harrow::currentActor().
 
 #pragma once
 
 #include <harrow/registry.capnp.harrow.h>
 #include <harrow/actor/actor.h>
+#include <harrow/discovery/backend.h>
 
 namespace harrow {
 
 using registry::RegistryActor;
-using Departure = registry::Registry::Departure;
 
 // ---------------------------------------------------------------------------------------------
 // Discovery settings (docs/PROTOCOL.md section 6).
@@ -47,6 +52,9 @@ using Departure = registry::Registry::Departure;
 // hellos and calls Registry.info (never a bare connect-and-drop). An answer means "join"; a
 // refused connection means "nobody is there: bind it" (and if that bind loses a race, probe
 // again); anything else (no harrow peer, a harrow actor that is not a registry) is an error.
+//
+// An etcd address (etcd://..., etcd.h) is neither probed nor hosted: every actor of the tree
+// registers in etcd itself, under a lease it keeps alive, and the children get the same address.
 
 constexpr uint16_t DEFAULT_REGISTRY_PORT = 1616;
 constexpr kj::StringPtr DEFAULT_REGISTRY_ADDRESS = "tcp:127.0.0.1:1616"_kj;
@@ -112,8 +120,15 @@ public:
   kj::Maybe<kj::StringPtr> rootAddress() const;
 
   // The channel to the registry (actor.connectTo(registryAddress())); a clear TransportClosed
-  // naming the registry if it cannot be reached; harrow.NoRegistry if this actor has none.
+  // naming the registry if it cannot be reached; harrow.NoRegistry if this actor has none (or
+  // its registry is etcd, which is no actor).
   Co<Peer*> registryPeer();
+
+  // Where lookups go (backend.h): the registry actor or etcd. harrow.NoRegistry if this actor
+  // has none (no registry address, or it could not be reached at startup).
+  RegistryBackend& backend();
+  // Whether the registry is etcd (an etcd:// registry address).
+  bool usesEtcd() const { return etcd; }
 
   // ActorAttachment
   Co<void> start() override;
@@ -129,27 +144,19 @@ private:
   kj::Maybe<kj::String> rootBound;
   bool registryHosted = false;
   bool registered = false;
+  bool etcd = false;
+  kj::Maybe<kj::Own<RegistryBackend>> backendImpl;
 
   Co<void> setUpRegistry();
   Co<ProbeResult> probeRegistry(kj::StringPtr address, kj::Maybe<kj::Exception>& why);
   Co<void> registerSelf();
+  kj::Own<RegistryBackend> newRegistryActorBackend();  // lookup.c++
+  [[noreturn]] void noRegistry();
 };
 
 // Shorthands for Discovery::of(actor)'s, for an actor that may have no discovery: none, false.
 kj::Maybe<kj::StringPtr> registryAddress(Actor& actor);
 bool hostsRegistry(Actor& actor);
-
-// One registry entry: an actor that registered, and where it accepts channels.
-struct RegisteredActor {
-  kj::String name;
-  kj::Array<kj::byte> uuid;
-  uint32_t pid = 0;
-  kj::Array<kj::String> addresses;
-
-  static RegisteredActor fromEntry(registry::Registry::Entry::Reader entry);
-  // "name (uuid-hex), pid N, at addr1, addr2"
-  kj::String toString() const;
-};
 
 // ---- the untyped forms ----
 

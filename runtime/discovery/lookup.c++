@@ -56,21 +56,104 @@ auto askRegistry(Actor& actor, Fn fn) -> Co<PromiseValue<decltype(fn(kj::instanc
   kj::throwFatalException(kj::mv(e));
 }
 
+// The registry actor's backend: each operation is one call to the registry (registry.h).
+class RegistryActorBackend final : public RegistryBackend {
+public:
+  RegistryActorBackend(Actor& actor, Discovery& discovery) : actor(actor), discovery(discovery) {}
+
+  Co<void> registerSelf(const RegisteredActor& self) override {
+    Peer* peer = co_await discovery.registryPeer();
+    co_await failAfter(actor.timer(), discovery.options().handshakeTimeout, [&]() -> Co<void> {
+      co_await RegistryActor::Portal(*peer).registerActor([&](auto params) {
+        auto entry = params.initEntry();
+        entry.setName(self.name);
+        entry.setUuid(self.uuid);
+        entry.setPid(self.pid);
+        auto addresses = entry.initAddresses(self.addresses.size());
+        for (auto i : kj::indices(self.addresses)) addresses.set(i, self.addresses[i]);
+      });
+    });
+  }
+
+  Co<void> deregisterSelf(kj::Duration timeout) override {
+    // The registry's host does not deregister from itself: its registry ends with it.
+    if (discovery.hostsRegistry()) co_return;
+    kj::StringPtr address = KJ_ASSERT_NONNULL(discovery.registryAddress());
+    // No open channel to the registry: it is gone, and our entry with it (or it removes the entry
+    // when it sees our channel end). Never connect anew just to say goodbye.
+    Peer* peer = nullptr;
+    KJ_IF_MAYBE(open, actor.openChannelTo(address)) peer = open;
+    if (peer == nullptr) co_return;
+    kj::Maybe<kj::Exception> failure;
+    try {
+      bool late = co_await moveOnAfter(actor.timer(), timeout, [&]() -> Co<void> {
+        co_await RegistryActor::Portal(*peer).deregisterActor(actor.identity().uuid);
+      });
+      if (late) {
+        HARROW_LOG_DEBUG("the registry did not answer the deregistration in time", address);
+      }
+    } catch (...) {
+      failure = currentException();
+    }
+    KJ_IF_MAYBE(e, failure) {
+      HARROW_LOG_DEBUG("deregistration failed (the registry removes the entry when our channel "
+                       "ends)", address, *e);
+    }
+  }
+
+  Co<kj::Array<RegisteredActor>> query(kj::StringPtr nameParam) override {
+    auto name = kj::heapString(nameParam);
+    auto reply = co_await askRegistry(actor, [&](RegistryActor::Portal& registry) {
+      return registry.query(name);
+    });
+    auto entries = reply->getEntries();
+    auto result = kj::heapArrayBuilder<RegisteredActor>(entries.size());
+    for (auto entry : entries) result.add(RegisteredActor::fromEntry(entry));
+    co_return result.finish();
+  }
+
+  Co<kj::Maybe<RegisteredActor>> find(kj::StringPtr nameParam) override {
+    auto name = kj::heapString(nameParam);
+    auto found = co_await askRegistry(actor, [&](RegistryActor::Portal& registry) {
+      return registry.find(name);
+    });
+    if (!found->getFound()) co_return nullptr;
+    co_return RegisteredActor::fromEntry(found->getEntry());
+  }
+
+  Co<RegisteredActor> waitFor(kj::StringPtr nameParam) override {
+    auto name = kj::heapString(nameParam);
+    auto found = co_await askRegistry(actor, [&](RegistryActor::Portal& registry) {
+      return registry.waitFor(name);
+    });
+    co_return RegisteredActor::fromEntry(found->getEntry());
+  }
+
+  Co<Departure> waitForDeparture(kj::ArrayPtr<const kj::byte> uuidParam) override {
+    auto uuid = kj::heapArray(uuidParam);
+    auto reply = co_await askRegistry(actor, [&](RegistryActor::Portal& registry) {
+      return registry.waitForDeparture(uuid);
+    });
+    co_return reply->getHow();
+  }
+
+private:
+  Actor& actor;
+  Discovery& discovery;
+};
+
 }  // namespace
+
+kj::Own<RegistryBackend> Discovery::newRegistryActorBackend() {
+  return kj::heap<RegistryActorBackend>(actor, *this);
+}
 
 Co<RegistryActor::Portal> registryPortal(Actor& actor) {
   co_return RegistryActor::Portal(*co_await Discovery::of(actor).registryPeer());
 }
 
-Co<kj::Array<RegisteredActor>> queryActor(Actor& actor, kj::StringPtr nameParam) {
-  auto name = kj::heapString(nameParam);
-  auto reply = co_await askRegistry(actor, [&](RegistryActor::Portal& registry) {
-    return registry.query(name);
-  });
-  auto entries = reply->getEntries();
-  auto result = kj::heapArrayBuilder<RegisteredActor>(entries.size());
-  for (auto entry : entries) result.add(RegisteredActor::fromEntry(entry));
-  co_return result.finish();
+Co<kj::Array<RegisteredActor>> queryActor(Actor& actor, kj::StringPtr name) {
+  co_return co_await Discovery::of(actor).backend().query(name);
 }
 
 Co<kj::Array<RegisteredActor>> queryActor(kj::StringPtr name) {
@@ -130,35 +213,33 @@ Co<kj::Maybe<Peer*>> firstReachable(Actor& actor, kj::ArrayPtr<const RegisteredA
 
 Co<kj::Maybe<Peer*>> findActorChannel(Actor& actor, kj::StringPtr nameParam) {
   auto name = kj::heapString(nameParam);
+  RegistryBackend& registry = Discovery::of(actor).backend();
   // One round trip: the registry's pick. Only if that actor cannot be reached (it died a moment
-  // ago and the registry has not seen its channel end yet) do we ask for the others.
-  auto found = co_await askRegistry(actor, [&](RegistryActor::Portal& registry) {
-    return registry.find(name);
-  });
-  if (!found->getFound()) co_return nullptr;
-  auto first = RegisteredActor::fromEntry(found->getEntry());
+  // ago and the registry has not noticed yet) do we ask for the others.
+  kj::Maybe<RegisteredActor> found = co_await registry.find(name);
+  RegisteredActor first;
+  KJ_IF_MAYBE(f, found) {
+    first = kj::mv(*f);
+  } else {
+    co_return nullptr;
+  }
   KJ_IF_MAYBE(peer, co_await firstReachable(actor, kj::arrayPtr(&first, 1), nullptr)) {
     co_return *peer;
   }
-  auto all = co_await queryActor(actor, name);
+  auto all = co_await registry.query(name);
   co_return co_await firstReachable(actor, all, first.uuid);
 }
 
 Co<Peer*> waitForActorChannel(Actor& actor, kj::StringPtr nameParam) {
   auto name = kj::heapString(nameParam);
+  RegistryBackend& registry = Discovery::of(actor).backend();
   for (;;) {
-    auto found = co_await askRegistry(actor, [&](RegistryActor::Portal& registry) {
-      return registry.waitFor(name);
-    });
-    auto entry = RegisteredActor::fromEntry(found->getEntry());
+    auto entry = co_await registry.waitFor(name);
     KJ_IF_MAYBE(peer, co_await firstReachable(actor, kj::arrayPtr(&entry, 1), nullptr)) {
       co_return *peer;
     }
     // It registered and died at once: wait for its stale entry to go, then for the next one.
-    auto uuid = kj::mv(entry.uuid);
-    co_await askRegistry(actor, [&](RegistryActor::Portal& registry) {
-      return registry.waitForDeparture(uuid);
-    });
+    co_await registry.waitForDeparture(entry.uuid);
   }
 }
 
@@ -175,12 +256,8 @@ Co<Peer*> rootChannel(Actor& actor) {
   co_return co_await actor.connectTo(address);
 }
 
-Co<Departure> waitForDeparture(Actor& actor, kj::ArrayPtr<const kj::byte> uuidParam) {
-  auto uuid = kj::heapArray(uuidParam);
-  auto reply = co_await askRegistry(actor, [&](RegistryActor::Portal& registry) {
-    return registry.waitForDeparture(uuid);
-  });
-  co_return reply->getHow();
+Co<Departure> waitForDeparture(Actor& actor, kj::ArrayPtr<const kj::byte> uuid) {
+  co_return co_await Discovery::of(actor).backend().waitForDeparture(uuid);
 }
 
 }  // namespace harrow

@@ -1,0 +1,765 @@
+#include <harrow/discovery/etcd.h>
+
+#include <harrow/actor/actor.h>
+#include <harrow/actor/log.h>
+
+#include <capnp/compat/json.h>
+#include <capnp/message.h>
+#include <kj/debug.h>
+#include <kj/encoding.h>
+
+#include <algorithm>
+#include <string.h>
+
+namespace harrow {
+
+// ---------------------------------------------------------------------------------------------
+// The address
+
+bool EtcdAddress::matches(kj::StringPtr address) { return address.startsWith("etcd://"); }
+
+EtcdAddress EtcdAddress::parse(kj::StringPtr address) {
+  KJ_REQUIRE(matches(address), "not an etcd registry address", address);
+  kj::StringPtr rest = address.slice(strlen("etcd://"));
+  auto bad = [&](kj::StringPtr why) {
+    KJ_FAIL_REQUIRE(kj::str("bad etcd registry address \"", address, "\": ", why,
+                            " (etcd://HOST:PORT[,HOST:PORT...][/PREFIX][?ttl=SECONDS])"));
+  };
+  EtcdAddress result;
+  // Hosts up to the first '/' or '?'.
+  size_t hostsEnd = rest.size();
+  KJ_IF_MAYBE(slash, rest.findFirst('/')) hostsEnd = *slash;
+  KJ_IF_MAYBE(question, rest.findFirst('?')) hostsEnd = kj::min(hostsEnd, *question);
+  kj::String hosts = kj::heapString(rest.slice(0, hostsEnd));
+  rest = rest.slice(hostsEnd);
+  for (kj::StringPtr remaining = hosts;;) {
+    size_t end = remaining.size();
+    KJ_IF_MAYBE(comma, remaining.findFirst(',')) end = *comma;
+    auto endpoint = kj::heapString(remaining.slice(0, end));
+    KJ_IF_MAYBE(colon, endpoint.findLast(':')) {
+      auto port = endpoint.slice(*colon + 1);
+      bool digits = port.size() > 0 && port.size() <= 5;
+      for (char c : port) digits = digits && c >= '0' && c <= '9';
+      if (*colon == 0 || !digits || port.parseAs<uint>() > 65535) {
+        bad(kj::str("\"", endpoint, "\" is not HOST:PORT"));
+      }
+    } else {
+      bad(kj::str("\"", endpoint, "\" is not HOST:PORT"));
+    }
+    result.endpoints.add(kj::mv(endpoint));
+    if (end == remaining.size()) break;
+    remaining = remaining.slice(end + 1);
+  }
+  // The prefix, up to '?'.
+  size_t pathEnd = rest.size();
+  KJ_IF_MAYBE(question, rest.findFirst('?')) pathEnd = *question;
+  kj::ArrayPtr<const char> path = rest.slice(0, pathEnd);
+  while (path.size() > 0 && path[path.size() - 1] == '/') path = path.slice(0, path.size() - 1);
+  result.prefix = path.size() == 0 ? kj::str("/harrow") : kj::heapString(path);
+  // Options.
+  if (pathEnd < rest.size()) {
+    kj::StringPtr query = rest.slice(pathEnd + 1);
+    for (;;) {
+      size_t end = query.size();
+      KJ_IF_MAYBE(amp, query.findFirst('&')) end = *amp;
+      auto option = kj::heapString(query.slice(0, end));
+      if (option.startsWith("ttl=")) {
+        auto seconds = option.slice(4);
+        bool digits = seconds.size() > 0 && seconds.size() <= 6;
+        for (char c : seconds) digits = digits && c >= '0' && c <= '9';
+        if (!digits || seconds.parseAs<uint>() == 0) bad("ttl must be a whole number of seconds");
+        result.ttl = seconds.parseAs<uint>() * kj::SECONDS;
+      } else {
+        bad(kj::str("unknown option \"", option, "\""));
+      }
+      if (end == query.size()) break;
+      query = query.slice(end + 1);
+    }
+  }
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON
+
+namespace {
+
+using capnp::JsonValue;
+
+// A decoded JSON document (capnp's JsonValue tree).
+struct Json {
+  capnp::MallocMessageBuilder message;
+  JsonValue::Reader root;
+};
+
+kj::Own<Json> parseJson(const capnp::JsonCodec& codec, kj::ArrayPtr<const char> text) {
+  auto json = kj::heap<Json>();
+  auto builder = json->message.initRoot<JsonValue>();
+  codec.decodeRaw(text, builder);
+  json->root = builder.asReader();
+  return json;
+}
+
+kj::Maybe<JsonValue::Reader> field(JsonValue::Reader object, kj::StringPtr name) {
+  if (!object.isObject()) return nullptr;
+  for (auto f : object.getObject()) {
+    if (f.getName() == name) return f.getValue();
+  }
+  return nullptr;
+}
+
+// etcd's int64s are JSON strings ("12"); 0 if absent.
+int64_t intField(JsonValue::Reader object, kj::StringPtr name) {
+  KJ_IF_MAYBE(value, field(object, name)) {
+    if (value->isString()) return value->getString().parseAs<int64_t>();
+    if (value->isNumber()) return static_cast<int64_t>(value->getNumber());
+  }
+  return 0;
+}
+
+kj::StringPtr textField(JsonValue::Reader object, kj::StringPtr name) {
+  KJ_IF_MAYBE(value, field(object, name)) {
+    if (value->isString()) return value->getString();
+  }
+  return "";
+}
+
+bool boolField(JsonValue::Reader object, kj::StringPtr name) {
+  KJ_IF_MAYBE(value, field(object, name)) {
+    if (value->isBoolean()) return value->getBoolean();
+  }
+  return false;
+}
+
+kj::String base64(kj::StringPtr text) { return kj::encodeBase64(text.asBytes()); }
+
+// A base64 field as text (etcd's keys and values are bytes).
+kj::String bytesField(JsonValue::Reader object, kj::StringPtr name) {
+  auto decoded = kj::decodeBase64(textField(object, name));
+  KJ_REQUIRE(!decoded.hadErrors, "etcd sent a field that is not base64", name);
+  return kj::heapString(reinterpret_cast<const char*>(decoded.begin()), decoded.size());
+}
+
+EtcdClient::KeyValue keyValueOf(JsonValue::Reader kv) {
+  EtcdClient::KeyValue result;
+  result.key = bytesField(kv, "key");
+  result.value = bytesField(kv, "value");
+  result.createRevision = intField(kv, "create_revision");
+  result.modRevision = intField(kv, "mod_revision");
+  result.lease = intField(kv, "lease");
+  return result;
+}
+
+// The length of the first complete JSON object in `text` (after leading whitespace), if there is
+// one: streamed responses (watch, keepalive) are a sequence of objects.
+kj::Maybe<size_t> firstObjectEnd(kj::ArrayPtr<const char> text) {
+  size_t depth = 0;
+  bool inString = false;
+  bool escaped = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (inString) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        inString = false;
+      }
+      continue;
+    }
+    switch (c) {
+      case '"': inString = true; break;
+      case '{': case '[': ++depth; break;
+      case '}': case ']':
+        KJ_REQUIRE(depth > 0, "etcd sent malformed JSON");
+        if (--depth == 0) return i + 1;
+        break;
+      default:
+        KJ_REQUIRE(depth > 0 || c == ' ' || c == '\n' || c == '\r' || c == '\t',
+                   "etcd sent something that is not a JSON object");
+    }
+  }
+  return nullptr;
+}
+
+// etcd's error answer: {"error": "...", "message": "...", "code": N}.
+kj::String errorText(const capnp::JsonCodec& codec, kj::StringPtr body) {
+  kj::String text;
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+    auto json = parseJson(codec, body);
+    auto message = textField(json->root, "message");
+    if (message.size() == 0) message = textField(json->root, "error");
+    text = kj::heapString(message);
+  })) {
+    (void)e;
+  }
+  if (text.size() == 0) text = kj::heapString(body.slice(0, kj::min(body.size(), size_t(200))));
+  return text;
+}
+
+// Whether a failed exchange should be tried on another endpoint: the endpoint could not be
+// reached, broke off or was too slow. Cancellation and our own bugs are not.
+bool worthFailingOver(const kj::Exception& e) {
+  if (isCancelled(e)) return false;
+  return e.getType() == kj::Exception::Type::DISCONNECTED ||
+         e.getType() == kj::Exception::Type::OVERLOADED || isTransportClosed(e);
+}
+
+constexpr kj::Duration RETRY_PAUSE = 100 * kj::MILLISECONDS;
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// The client
+
+EtcdClient::EtcdClient(kj::Timer& timer, kj::Network& network,
+                       kj::ArrayPtr<const kj::String> endpointsParam, kj::Duration requestTimeout)
+    : timer(timer),
+      network(network),
+      endpoints(KJ_MAP(e, endpointsParam) { return kj::heapString(e); }),
+      requestTimeout(requestTimeout),
+      http(kj::newHttpClient(timer, headerTable, network, nullptr)) {
+  KJ_REQUIRE(endpoints.size() > 0, "an etcd client needs an endpoint");
+}
+
+EtcdClient::~EtcdClient() noexcept(false) {}
+
+kj::String EtcdClient::describe() const { return kj::str("etcd at ", kj::strArray(endpoints, ",")); }
+
+kj::String EtcdClient::prefixEnd(kj::StringPtr prefix) {
+  // The first key after every key that starts with `prefix`: its last byte below 0xff, plus one.
+  auto end = kj::heapString(prefix);
+  for (size_t i = end.size(); i > 0; --i) {
+    auto& c = reinterpret_cast<unsigned char&>(end[i - 1]);
+    if (c < 0xff) {
+      ++c;
+      return kj::heapString(end.slice(0, i));
+    }
+  }
+  return kj::str("\0");  // every key (etcd's "from key" convention)
+}
+
+void EtcdClient::failOver(size_t from) {
+  if (current == from) current = (from + 1) % endpoints.size();
+}
+
+Co<kj::String> EtcdClient::post(kj::StringPtr path, kj::String body) {
+  kj::TimePoint deadline = timer.now() + requestTimeout;
+  kj::Duration perAttempt = kj::max(requestTimeout / 3, 1 * kj::SECONDS);
+  kj::String lastProblem;
+  for (size_t attempt = 1;; ++attempt) {
+    size_t index = current;
+    auto url = kj::str("http://", endpoints[index], path);
+    uint status = 0;
+    kj::String text;
+    kj::Maybe<kj::Exception> failure;
+    try {
+      auto exchange = [&]() -> Co<void> {
+        kj::HttpHeaders headers(headerTable);
+        headers.set(kj::HttpHeaderId::CONTENT_TYPE, "application/json");
+        auto request = http->request(kj::HttpMethod::POST, url, headers, body.size());
+        co_await request.body->write(body.begin(), body.size());
+        request.body = nullptr;
+        auto response = co_await kj::mv(request.response);
+        status = response.statusCode;
+        text = co_await response.body->readAllText();
+      };
+      kj::Duration left = deadline - timer.now();
+      co_await timer.timeoutAfter(kj::max(kj::min(left, perAttempt), 100 * kj::MILLISECONDS),
+                                  exchange());
+    } catch (...) {
+      failure = currentException();
+    }
+    KJ_IF_MAYBE(e, failure) {
+      if (!worthFailingOver(*e)) kj::throwFatalException(kj::mv(*e));
+      lastProblem = kj::str(endpoints[index], ": ", e->getDescription());
+    } else if (status >= 500) {
+      // A member without a quorum or a leader: another may have one.
+      lastProblem = kj::str(endpoints[index], " answered ", status, ": ", errorText(codec, text));
+    } else if (status != 200) {
+      KJ_FAIL_REQUIRE(kj::str(describe(), ": ", path, " answered ", status, ": ",
+                              errorText(codec, text)));
+    } else {
+      co_return kj::mv(text);
+    }
+    HARROW_LOG_DEBUG("etcd request failed; trying the next endpoint", lastProblem);
+    failOver(index);
+    if (timer.now() >= deadline) {
+      kj::throwFatalException(transportClosed(
+          kj::str(describe(), " cannot be reached (", path, "); last: ", lastProblem)));
+    }
+    if (attempt % endpoints.size() == 0) {
+      // A whole round failed (an election in progress, say): pause before the next.
+      co_await timer.afterDelay(RETRY_PAUSE);
+    }
+  }
+}
+
+Co<EtcdClient::Range> EtcdClient::range(kj::StringPtr key, kj::StringPtr rangeEnd) {
+  auto body = rangeEnd.size() == 0
+      ? kj::str("{\"key\":\"", base64(key), "\"}")
+      : kj::str("{\"key\":\"", base64(key), "\",\"range_end\":\"", base64(rangeEnd), "\"}");
+  auto text = co_await post("/v3/kv/range", kj::mv(body));
+  auto json = parseJson(codec, text);
+  Range result;
+  KJ_IF_MAYBE(header, field(json->root, "header")) result.revision = intField(*header, "revision");
+  KJ_IF_MAYBE(kvs, field(json->root, "kvs")) {
+    KJ_REQUIRE(kvs->isArray(), "etcd sent a range whose kvs is not an array");
+    result.kvs = KJ_MAP(kv, kvs->getArray()) { return keyValueOf(kv); };
+  }
+  co_return kj::mv(result);
+}
+
+Co<EtcdClient::Range> EtcdClient::rangePrefix(kj::StringPtr prefix) {
+  auto end = prefixEnd(prefix);
+  co_return co_await range(prefix, end);
+}
+
+Co<void> EtcdClient::put(kj::StringPtr key, kj::StringPtr value, int64_t lease) {
+  auto body = kj::str("{\"key\":\"", base64(key), "\",\"value\":\"", base64(value), "\"",
+                      lease != 0 ? kj::str(",\"lease\":\"", lease, "\"") : kj::str(), "}");
+  co_await post("/v3/kv/put", kj::mv(body));
+}
+
+Co<void> EtcdClient::deleteKey(kj::StringPtr key) {
+  co_await post("/v3/kv/deleterange", kj::str("{\"key\":\"", base64(key), "\"}"));
+}
+
+Co<EtcdClient::Lease> EtcdClient::grantLease(kj::Duration ttl) {
+  int64_t seconds = kj::max(ttl / kj::SECONDS, int64_t(1));
+  auto text = co_await post("/v3/lease/grant", kj::str("{\"TTL\":\"", seconds, "\"}"));
+  auto json = parseJson(codec, text);
+  Lease lease;
+  lease.id = intField(json->root, "ID");
+  lease.ttl = intField(json->root, "TTL") * kj::SECONDS;
+  KJ_REQUIRE(lease.id != 0, "etcd granted no lease", errorText(codec, text));
+  co_return lease;
+}
+
+Co<kj::Duration> EtcdClient::keepAlive(int64_t lease) {
+  // A keepalive stream with one request: one answer, then the stream ends.
+  auto text = co_await post("/v3/lease/keepalive", kj::str("{\"ID\":\"", lease, "\"}"));
+  size_t end = KJ_REQUIRE_NONNULL(firstObjectEnd(text), "etcd's keepalive answer is incomplete");
+  auto json = parseJson(codec, text.slice(0, end));
+  KJ_IF_MAYBE(result, field(json->root, "result")) {
+    co_return intField(*result, "TTL") * kj::SECONDS;
+  }
+  KJ_IF_MAYBE(error, field(json->root, "error")) {
+    KJ_FAIL_REQUIRE(kj::str(describe(), ": keepalive failed: ", textField(*error, "message")));
+  }
+  co_return 0 * kj::SECONDS;
+}
+
+Co<void> EtcdClient::revokeLease(int64_t lease) {
+  kj::Maybe<kj::Exception> failure;
+  try {
+    co_await post("/v3/lease/revoke", kj::str("{\"ID\":\"", lease, "\"}"));
+  } catch (...) {
+    failure = currentException();
+  }
+  KJ_IF_MAYBE(e, failure) {
+    // Gone already (expired, or revoked by an earlier attempt that timed out): done.
+    if (strstr(e->getDescription().cStr(), "lease not found") != nullptr) co_return;
+    kj::throwFatalException(kj::mv(*e));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Watches
+
+class EtcdClient::WatchImpl final : public EtcdClient::Watch {
+public:
+  WatchImpl(EtcdClient& client, kj::StringPtr prefix, int64_t startRevision, bool prevKv)
+      : client(client), prefix(kj::heapString(prefix)), nextRevision(startRevision),
+        prevKv(prevKv) {}
+
+  Co<kj::Array<Event>> next() override {
+    for (;;) {
+      KJ_IF_MAYBE(end, firstObjectEnd(buffer)) {
+        auto json = parseJson(client.codec, buffer.asPtr().slice(0, *end));
+        auto rest = kj::heapArray<char>(buffer.asPtr().slice(*end, buffer.size()));
+        buffer.clear();
+        buffer.addAll(rest);
+        auto events = take(json->root);
+        if (events.size() > 0) co_return kj::mv(events);
+        continue;
+      }
+      if (stream == nullptr) co_await open();
+      auto& input = *KJ_ASSERT_NONNULL(stream);
+      char chunk[4096];
+      size_t n = 0;
+      kj::Maybe<kj::Exception> failure;
+      try {
+        n = co_await input.tryRead(chunk, 1, sizeof(chunk));
+      } catch (...) {
+        failure = currentException();
+      }
+      KJ_IF_MAYBE(e, failure) {
+        if (!worthFailingOver(*e)) kj::throwFatalException(kj::mv(*e));
+        HARROW_LOG_DEBUG("an etcd watch broke; opening it again", *e);
+      }
+      if (n == 0) {
+        // The member went away (or ended the stream): watch again elsewhere, from where we were.
+        client.failOver(endpoint);
+        stream = nullptr;
+        buffer.clear();
+        continue;
+      }
+      buffer.addAll(kj::arrayPtr(chunk, n));
+    }
+  }
+
+private:
+  EtcdClient& client;
+  kj::String prefix;
+  int64_t nextRevision;
+  bool prevKv;
+  size_t endpoint = 0;
+  kj::Maybe<kj::Own<kj::AsyncInputStream>> stream;
+  kj::Vector<char> buffer;
+
+  Co<void> open() {
+    kj::TimePoint deadline = client.timer.now() + client.requestTimeout;
+    kj::String lastProblem;
+    auto body = kj::str(
+        "{\"create_request\":{\"key\":\"", base64(prefix), "\",\"range_end\":\"",
+        base64(prefixEnd(prefix)), "\",\"start_revision\":\"", nextRevision, "\"",
+        prevKv ? ",\"prev_kv\":true" : "", "}}");
+    for (size_t attempt = 1;; ++attempt) {
+      size_t index = client.current;
+      auto url = kj::str("http://", client.endpoints[index], "/v3/watch");
+      uint status = 0;
+      kj::Own<kj::AsyncInputStream> responseBody;
+      kj::Maybe<kj::Exception> failure;
+      try {
+        auto exchange = [&]() -> Co<void> {
+          kj::HttpHeaders headers(client.headerTable);
+          headers.set(kj::HttpHeaderId::CONTENT_TYPE, "application/json");
+          auto request = client.http->request(kj::HttpMethod::POST, url, headers, body.size());
+          co_await request.body->write(body.begin(), body.size());
+          request.body = nullptr;
+          auto response = co_await kj::mv(request.response);
+          status = response.statusCode;
+          responseBody = kj::mv(response.body);
+        };
+        kj::Duration left = deadline - client.timer.now();
+        co_await client.timer.timeoutAfter(kj::max(left, 100 * kj::MILLISECONDS), exchange());
+      } catch (...) {
+        failure = currentException();
+      }
+      KJ_IF_MAYBE(e, failure) {
+        if (!worthFailingOver(*e)) kj::throwFatalException(kj::mv(*e));
+        lastProblem = kj::str(client.endpoints[index], ": ", e->getDescription());
+      } else if (status == 200) {
+        endpoint = index;
+        stream = kj::mv(responseBody);
+        co_return;
+      } else {
+        auto text = co_await responseBody->readAllText();
+        if (status < 500) {
+          KJ_FAIL_REQUIRE(kj::str(client.describe(), ": /v3/watch answered ", status, ": ",
+                                  errorText(client.codec, text)));
+        }
+        lastProblem = kj::str(client.endpoints[index], " answered ", status, ": ",
+                              errorText(client.codec, text));
+      }
+      client.failOver(index);
+      if (client.timer.now() >= deadline) {
+        kj::throwFatalException(transportClosed(
+            kj::str(client.describe(), " cannot be reached (/v3/watch); last: ", lastProblem)));
+      }
+      if (attempt % client.endpoints.size() == 0) co_await client.timer.afterDelay(RETRY_PAUSE);
+    }
+  }
+
+  // The events of one watch response (none for "created" and progress notices).
+  kj::Array<Event> take(JsonValue::Reader message) {
+    KJ_IF_MAYBE(error, field(message, "error")) {
+      KJ_FAIL_REQUIRE(kj::str(client.describe(), ": the watch failed: ",
+                              textField(*error, "message")));
+    }
+    auto result = KJ_REQUIRE_NONNULL(field(message, "result"), "etcd sent a watch message "
+                                     "without a result");
+    if (boolField(result, "canceled")) {
+      KJ_FAIL_REQUIRE(kj::str(client.describe(), ": etcd cancelled the watch on ", prefix, ": ",
+                              textField(result, "cancel_reason"), " (compacted at revision ",
+                              intField(result, "compact_revision"), ")"));
+    }
+    kj::Vector<Event> events;
+    KJ_IF_MAYBE(list, field(result, "events")) {
+      KJ_REQUIRE(list->isArray(), "etcd sent watch events that are not an array");
+      for (auto e : list->getArray()) {
+        Event event;
+        event.deleted = textField(e, "type") == "DELETE";
+        KJ_IF_MAYBE(kv, field(e, "kv")) event.kv = keyValueOf(*kv);
+        KJ_IF_MAYBE(previous, field(e, "prev_kv")) event.previous = keyValueOf(*previous);
+        nextRevision = kj::max(nextRevision, event.kv.modRevision + 1);
+        events.add(kj::mv(event));
+      }
+    }
+    return events.releaseAsArray();
+  }
+};
+
+kj::Own<EtcdClient::Watch> EtcdClient::watchPrefix(kj::StringPtr prefix, int64_t startRevision,
+                                                   bool prevKv) {
+  return kj::heap<WatchImpl>(*this, prefix, startRevision, prevKv);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The backend
+
+namespace {
+
+struct EntryValue {
+  RegisteredActor actor;
+  bool leaving = false;
+  int64_t createRevision = 0;
+};
+
+class EtcdBackend final : public RegistryBackend {
+public:
+  EtcdBackend(Actor& actor, EtcdAddress address, kj::StringPtr addressText)
+      : timer(actor.timer()),
+        address(kj::mv(address)),
+        addressText(kj::heapString(addressText)),
+        client(timer, actor.io().provider->getNetwork(), this->address.endpoints) {}
+
+  Co<void> registerSelf(const RegisteredActor& self) override {
+    self_ = copy(self);
+    key = kj::str(namePrefix(self.name), kj::encodeHex(self.uuid));
+    co_await putSelf();
+    keepAliveTask = keepAliveLoop().eagerlyEvaluate([this](kj::Exception&& e) {
+      KJ_LOG(ERROR, "the etcd keepalive loop failed", addressText, e);
+    });
+  }
+
+  Co<void> deregisterSelf(kj::Duration timeout) override {
+    if (lease == 0) co_return;
+    keepAliveTask = nullptr;  // no more keepalives
+    int64_t id = lease;
+    lease = 0;
+    kj::Maybe<kj::Exception> failure;
+    try {
+      bool late = co_await moveOnAfter(timer, timeout, [&]() -> Co<void> {
+        // "leaving" first, so a watcher tells this from a crash; the revoke deletes the entry.
+        auto value = encodeSelf(true);
+        co_await client.put(key, value, id);
+        co_await client.revokeLease(id);
+      });
+      if (late) {
+        HARROW_LOG_DEBUG("etcd did not answer the deregistration in time (the lease expires)",
+                         addressText);
+      }
+    } catch (...) {
+      failure = currentException();
+    }
+    KJ_IF_MAYBE(e, failure) {
+      if (isCancelled(*e)) kj::throwFatalException(kj::mv(*e));
+      HARROW_LOG_DEBUG("deregistration failed (the entry expires with its lease)", addressText,
+                       *e);
+    }
+  }
+
+  Co<kj::Array<RegisteredActor>> query(kj::StringPtr name) override {
+    auto entries = co_await live(name);
+    co_return KJ_MAP(e, entries) { return kj::mv(e.actor); };
+  }
+
+  Co<kj::Maybe<RegisteredActor>> find(kj::StringPtr name) override {
+    auto entries = co_await live(name);
+    if (entries.size() == 0) co_return nullptr;
+    co_return kj::mv(entries[0].actor);
+  }
+
+  Co<RegisteredActor> waitFor(kj::StringPtr nameParam) override {
+    auto name = kj::heapString(nameParam);
+    auto prefix = namePrefix(name);
+    auto range = co_await client.rangePrefix(prefix);
+    auto entries = liveOf(range.kvs);
+    if (entries.size() > 0) co_return kj::mv(entries[0].actor);
+    auto watch = client.watchPrefix(prefix, range.revision + 1, false);
+    for (;;) {
+      auto events = co_await watch->next();
+      for (auto& event : events) {
+        if (event.deleted) continue;
+        KJ_IF_MAYBE(entry, decode(event.kv)) {
+          if (!entry->leaving && entry->actor.name == name) co_return kj::mv(entry->actor);
+        }
+      }
+    }
+  }
+
+  Co<Departure> waitForDeparture(kj::ArrayPtr<const kj::byte> uuidParam) override {
+    auto suffix = kj::str("/", kj::encodeHex(uuidParam));
+    auto range = co_await client.rangePrefix(actorsPrefix());
+    kj::Maybe<kj::String> found;
+    for (auto& kv : range.kvs) {
+      if (kv.key.endsWith(suffix)) found = kj::heapString(kv.key);
+    }
+    kj::String entryKey;
+    KJ_IF_MAYBE(k, found) {
+      entryKey = kj::mv(*k);
+    } else {
+      co_return Departure::NOT_REGISTERED;
+    }
+    auto watch = client.watchPrefix(entryKey, range.revision + 1, true);
+    for (;;) {
+      auto events = co_await watch->next();
+      for (auto& event : events) {
+        if (!event.deleted || event.kv.key != entryKey) continue;
+        KJ_IF_MAYBE(previous, event.previous) {
+          KJ_IF_MAYBE(entry, decode(*previous)) {
+            if (entry->leaving) co_return Departure::DEREGISTERED;
+          }
+        }
+        // Deleted without saying goodbye: its lease expired (the actor or its host died).
+        co_return Departure::CHANNEL_LOST;
+      }
+    }
+  }
+
+private:
+  kj::Timer& timer;
+  EtcdAddress address;
+  kj::String addressText;
+  EtcdClient client;
+  capnp::JsonCodec codec;
+  kj::Maybe<RegisteredActor> self_;
+  kj::String key;
+  int64_t lease = 0;
+  kj::Duration grantedTtl = 0 * kj::SECONDS;
+  kj::Maybe<kj::Promise<void>> keepAliveTask;
+
+  static RegisteredActor copy(const RegisteredActor& from) {
+    RegisteredActor result;
+    result.name = kj::heapString(from.name);
+    result.uuid = kj::heapArray(from.uuid.asPtr());
+    result.pid = from.pid;
+    result.addresses = KJ_MAP(a, from.addresses) { return kj::heapString(a); };
+    return result;
+  }
+
+  kj::String actorsPrefix() { return kj::str(address.prefix, "/actors/"); }
+  kj::String namePrefix(kj::StringPtr name) {
+    return kj::str(actorsPrefix(), kj::encodeUriComponent(name), "/");
+  }
+
+  kj::String encode(const RegisteredActor& actor, bool leaving) {
+    capnp::MallocMessageBuilder message;
+    auto fields = message.initRoot<JsonValue>().initObject(leaving ? 5 : 4);
+    fields[0].setName("name");
+    fields[0].initValue().setString(actor.name);
+    fields[1].setName("uuid");
+    fields[1].initValue().setString(kj::encodeHex(actor.uuid));
+    fields[2].setName("pid");
+    fields[2].initValue().setNumber(actor.pid);
+    fields[3].setName("addresses");
+    auto addresses = fields[3].initValue().initArray(actor.addresses.size());
+    for (auto i : kj::indices(actor.addresses)) addresses[i].setString(actor.addresses[i]);
+    if (leaving) {
+      fields[4].setName("leaving");
+      fields[4].initValue().setBoolean(true);
+    }
+    return codec.encodeRaw(message.getRoot<JsonValue>().asReader());
+  }
+
+  kj::String encodeSelf(bool leaving) { return encode(KJ_ASSERT_NONNULL(self_), leaving); }
+
+  // An entry as stored; nullptr (logged) for a value that is not one of ours: a bad entry under
+  // the prefix harms no lookup.
+  kj::Maybe<EntryValue> decode(const EtcdClient::KeyValue& kv) {
+    EntryValue result;
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+      auto json = parseJson(codec, kv.value);
+      auto& actor = result.actor;
+      actor.name = kj::heapString(textField(json->root, "name"));
+      auto uuid = kj::decodeHex(textField(json->root, "uuid"));
+      KJ_REQUIRE(!uuid.hadErrors && uuid.size() > 0, "bad uuid");
+      actor.uuid = kj::mv(uuid);
+      actor.pid = intField(json->root, "pid");
+      kj::Vector<kj::String> addresses;
+      KJ_IF_MAYBE(list, field(json->root, "addresses")) {
+        KJ_REQUIRE(list->isArray(), "addresses is not an array");
+        for (auto a : list->getArray()) {
+          KJ_REQUIRE(a.isString(), "an address is not a string");
+          addresses.add(kj::heapString(a.getString()));
+        }
+      }
+      actor.addresses = addresses.releaseAsArray();
+      result.leaving = boolField(json->root, "leaving");
+      result.createRevision = kv.createRevision;
+    })) {
+      KJ_LOG(WARNING, "skipping an etcd registry entry that is not one", kv.key, *e);
+      return nullptr;
+    }
+    return kj::mv(result);
+  }
+
+  // The live (not leaving) entries among `kvs`, oldest first.
+  kj::Array<EntryValue> liveOf(kj::ArrayPtr<const EtcdClient::KeyValue> kvs) {
+    kj::Vector<EntryValue> result;
+    for (auto& kv : kvs) {
+      KJ_IF_MAYBE(entry, decode(kv)) {
+        if (!entry->leaving) result.add(kj::mv(*entry));
+      }
+    }
+    std::stable_sort(result.begin(), result.end(), [](const EntryValue& a, const EntryValue& b) {
+      return a.createRevision < b.createRevision;
+    });
+    return result.releaseAsArray();
+  }
+
+  Co<kj::Array<EntryValue>> live(kj::StringPtr name) {
+    auto prefix = name.size() == 0 ? actorsPrefix() : namePrefix(name);
+    auto range = co_await client.rangePrefix(prefix);
+    co_return liveOf(range.kvs);
+  }
+
+  Co<void> putSelf() {
+    auto granted = co_await client.grantLease(address.ttl);
+    lease = granted.id;
+    grantedTtl = granted.ttl;
+    auto value = encodeSelf(false);
+    co_await client.put(key, value, lease);
+  }
+
+  // Every TTL/3: a keepalive; a lease found gone is replaced (the entry put again). Not a
+  // coroutine: it runs in no cancel scope (the actor's startup scope has ended long before).
+  kj::Promise<void> keepAliveLoop() {
+    kj::Duration interval = kj::max(grantedTtl, address.ttl) / 3;
+    return timer.afterDelay(interval)
+        .then([this]() -> kj::Promise<void> { return keepAliveOnce(); })
+        .then([this]() { return keepAliveLoop(); });
+  }
+
+  Co<void> keepAliveOnce() {
+    kj::Maybe<kj::Exception> failure;
+    kj::Duration left = 0 * kj::SECONDS;
+    try {
+      left = co_await client.keepAlive(lease);
+      if (left <= 0 * kj::SECONDS) {
+        KJ_LOG(WARNING, "the etcd lease of this actor's registry entry expired; registering again",
+               addressText);
+        co_await putSelf();
+      }
+    } catch (...) {
+      failure = currentException();
+    }
+    KJ_IF_MAYBE(e, failure) {
+      // Try again next round; if the store stays unreachable the entry expires, and is put again
+      // once it answers.
+      KJ_LOG(WARNING, "cannot keep this actor's etcd registry entry alive", addressText, *e);
+    }
+  }
+};
+
+}  // namespace
+
+kj::Own<RegistryBackend> newEtcdBackend(Actor& actor, EtcdAddress address,
+                                        kj::StringPtr addressText) {
+  return kj::heap<EtcdBackend>(actor, kj::mv(address), addressText);
+}
+
+}  // namespace harrow

@@ -1,0 +1,133 @@
+// The etcd registry backend (backend.h): a tree's entries in an etcd cluster (v3 API, through
+// etcd's HTTP/JSON gateway, with KJ's HTTP client and Cap'n Proto's JSON codec).
+//
+// Registry address: etcd://HOST:PORT[,HOST:PORT...][/PREFIX][?ttl=SECONDS]
+//   e.g. etcd://127.0.0.1:2379/harrow/build-farm, or three members of a cluster:
+//        etcd://10.0.0.1:2379,10.0.0.2:2379,10.0.0.3:2379/harrow/build-farm?ttl=10
+// PREFIX defaults to /harrow; the lease TTL to 5 seconds (etcd may grant more than asked: its
+// minimum is about 1.5 election timeouts).
+//
+// Key layout: PREFIX/actors/NAME/UUID -> {"name", "uuid", "pid", "addresses", "leaving"} as JSON,
+// NAME percent-encoded (so "a/b" is one path segment), UUID in hex. Each actor grants its own
+// lease, puts its entry under it and sends a keepalive every TTL/3; if the lease is lost anyway
+// (the store was unreachable for longer than the TTL) it registers again. An orderly teardown
+// marks the entry "leaving" and revokes the lease (which deletes the entry); a crashed actor's
+// entry expires with its lease, TTL seconds after its last keepalive. waitForDeparture tells the
+// two apart by the value the deleted entry had (etcd watch with prev_kv). Lookups skip entries
+// marked leaving, as the registry actor no longer lists an actor that deregistered.
+//
+// Endpoints: each request goes to the endpoint that answered last; if it cannot be reached, does
+// not answer within the request timeout or answers 5xx (a member that lost its quorum or its
+// leader), the next one is tried, round after round, until the request's deadline. Watches
+// (waitFor, waitForDeparture) are etcd watch streams; one that breaks is opened again on the next
+// endpoint from the revision it had reached, so no event is missed.
+
+#pragma once
+
+#include <harrow/discovery/backend.h>
+
+#include <capnp/compat/json.h>
+#include <kj/async-io.h>
+#include <kj/compat/http.h>
+#include <kj/vector.h>
+
+namespace harrow {
+
+class Actor;
+
+struct EtcdAddress {
+  kj::Vector<kj::String> endpoints;  // "host:port", in the order given
+  kj::String prefix;                 // "/harrow" by default; never ends in '/'
+  kj::Duration ttl = 5 * kj::SECONDS;
+
+  // Whether `address` is an etcd registry address (starts with "etcd://").
+  static bool matches(kj::StringPtr address);
+  // Throws, naming the address and what is wrong with it.
+  static EtcdAddress parse(kj::StringPtr address);
+};
+
+// A small etcd v3 client over the HTTP/JSON gateway, failing over between endpoints. Keys and
+// values are bytes (text here); revisions and lease ids are etcd's int64s.
+class EtcdClient {
+public:
+  EtcdClient(kj::Timer& timer, kj::Network& network, kj::ArrayPtr<const kj::String> endpoints,
+             kj::Duration requestTimeout = 5 * kj::SECONDS);
+  ~EtcdClient() noexcept(false);
+  KJ_DISALLOW_COPY(EtcdClient);
+
+  struct KeyValue {
+    kj::String key;
+    kj::String value;
+    int64_t createRevision = 0;
+    int64_t modRevision = 0;
+    int64_t lease = 0;
+  };
+  struct Range {
+    kj::Array<KeyValue> kvs;  // in key order
+    int64_t revision = 0;     // the store's revision when read
+  };
+  struct Event {
+    bool deleted = false;          // DELETE, else PUT
+    KeyValue kv;
+    kj::Maybe<KeyValue> previous;  // with prevKv
+  };
+
+  // The keys in [key, rangeEnd), or just `key` if rangeEnd is empty.
+  Co<Range> range(kj::StringPtr key, kj::StringPtr rangeEnd = nullptr);
+  // The keys that start with `prefix`.
+  Co<Range> rangePrefix(kj::StringPtr prefix);
+  Co<void> put(kj::StringPtr key, kj::StringPtr value, int64_t lease = 0);
+  Co<void> deleteKey(kj::StringPtr key);
+
+  struct Lease {
+    int64_t id = 0;
+    kj::Duration ttl = 0 * kj::SECONDS;  // as granted
+  };
+  Co<Lease> grantLease(kj::Duration ttl);
+  // The lease's remaining TTL after the keepalive; 0 if the lease is gone (expired or revoked).
+  Co<kj::Duration> keepAlive(int64_t lease);
+  // Revoking a lease that is gone already is no error.
+  Co<void> revokeLease(int64_t lease);
+
+  // A watch on the keys that start with `prefix`, from `startRevision` on.
+  class Watch {
+  public:
+    virtual ~Watch() noexcept(false) = default;
+    // The next batch of events (never empty). A broken stream is opened again (on the next
+    // endpoint, from the revision reached); throws only if no endpoint can be reached.
+    virtual Co<kj::Array<Event>> next() = 0;
+  };
+  kj::Own<Watch> watchPrefix(kj::StringPtr prefix, int64_t startRevision, bool prevKv);
+
+  // The endpoint requests go to now (it changes on failover).
+  kj::StringPtr currentEndpoint() const { return endpoints[current]; }
+  // "etcd at host:port,host:port"
+  kj::String describe() const;
+
+  // The end of the range of keys that start with `prefix` (etcd's prefix convention).
+  static kj::String prefixEnd(kj::StringPtr prefix);
+
+private:
+  class WatchImpl;
+  struct Connection;
+
+  kj::Timer& timer;
+  kj::Network& network;
+  kj::Array<kj::String> endpoints;
+  kj::Duration requestTimeout;
+  size_t current = 0;
+  kj::HttpHeaderTable headerTable;
+  kj::Own<kj::HttpClient> http;
+  capnp::JsonCodec codec;
+
+  // POSTs `body` (JSON) to `path` on the current endpoint, failing over as described above;
+  // returns the response's JSON text. A 4xx answer is an error at once (naming etcd's message).
+  Co<kj::String> post(kj::StringPtr path, kj::String body);
+  void failOver(size_t from);
+};
+
+// The etcd backend for `actor` (its timer and network).
+kj::Own<RegistryBackend> newEtcdBackend(Actor& actor, EtcdAddress address,
+                                        kj::StringPtr addressText);
+
+}  // namespace harrow
