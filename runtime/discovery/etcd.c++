@@ -208,6 +208,10 @@ bool worthFailingOver(const kj::Exception& e) {
 
 constexpr kj::Duration RETRY_PAUSE = 100 * kj::MILLISECONDS;
 
+// The most of one answer (or one watch message) we take from etcd: a registry's entries are
+// small; anything bigger is a broken or hostile endpoint, and fails the request.
+constexpr size_t MAX_RESPONSE = 64u << 20;
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -237,7 +241,7 @@ kj::String EtcdClient::prefixEnd(kj::StringPtr prefix) {
       return kj::heapString(end.slice(0, i));
     }
   }
-  return kj::str("\0");  // every key (etcd's "from key" convention)
+  return kj::heapString("\0", 1);  // every key (etcd's "from key" convention)
 }
 
 void EtcdClient::failOver(size_t from) {
@@ -263,7 +267,7 @@ Co<kj::String> EtcdClient::post(kj::StringPtr path, kj::String body) {
         request.body = nullptr;
         auto response = co_await kj::mv(request.response);
         status = response.statusCode;
-        text = co_await response.body->readAllText();
+        text = co_await response.body->readAllText(MAX_RESPONSE);
       };
       kj::Duration left = deadline - timer.now();
       co_await timer.timeoutAfter(kj::max(kj::min(left, perAttempt), 100 * kj::MILLISECONDS),
@@ -406,6 +410,8 @@ public:
         buffer.clear();
         continue;
       }
+      KJ_REQUIRE(buffer.size() + n <= MAX_RESPONSE, "an etcd watch message is too large",
+                 client.describe());
       buffer.addAll(kj::arrayPtr(chunk, n));
     }
   }
@@ -456,7 +462,7 @@ private:
         stream = kj::mv(responseBody);
         co_return;
       } else {
-        auto text = co_await responseBody->readAllText();
+        auto text = co_await responseBody->readAllText(MAX_RESPONSE);
         if (status < 500) {
           KJ_FAIL_REQUIRE(kj::str(client.describe(), ": /v3/watch answered ", status, ": ",
                                   errorText(client.codec, text)));

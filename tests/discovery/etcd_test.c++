@@ -427,6 +427,12 @@ TEST_F(EtcdDiscoveryTest, SingleMember) {
   kj::Maybe<kj::Exception> nurseryFailure;
   kj::Duration killedAfter = 0 * kj::SECONDS;
   expectOk(runRoot([&]() -> Co<void> {
+    // Something under the prefix that is no entry of ours harms no lookup.
+    {
+      auto endpoints = KJ_MAP(m, etcd.members) { return m.endpoint(); };
+      EtcdClient client(root->timer(), root->io().provider->getNetwork(), endpoints);
+      co_await client.put(kj::str(prefix, "/actors/svc-a/not-an-entry"), "{\"name\": 7}");
+    }
     EXPECT_TRUE(Discovery::of(*root).usesEtcd());
     EXPECT_FALSE(hostsRegistry(*root));
     auto roots = co_await queryActor(*root, "etcd-root");
@@ -521,8 +527,25 @@ TEST_F(EtcdDiscoveryTest, SingleMember) {
   } else {
     ADD_FAILURE() << "no departure seen for the cancelled actor";
   }
-  // The root deregistered on its way out: nothing is left under the prefix.
-  EXPECT_EQ(keysInEtcd(), 0u);
+  // The root deregistered on its way out: only the test's own junk is left under the prefix.
+  EXPECT_EQ(keysInEtcd(), 1u);
+}
+
+// An etcd nobody runs: a root that asked for it fails with a clear error, in bounded time.
+TEST_F(EtcdDiscoveryTest, UnreachableEtcdIsAClearError) {
+  startRoot("etcd-lonely-root", kj::str("etcd://127.0.0.1:", freePort(), "/nobody"));
+  bool ran = false;
+  auto failure = runRoot([&]() -> Co<void> {
+    ran = true;
+    co_return;
+  });
+  EXPECT_FALSE(ran);
+  KJ_IF_MAYBE(e, failure) {
+    EXPECT_TRUE(contains(*e, "harrow.RegistryUnavailable")) << text(*e);
+    EXPECT_TRUE(contains(*e, "cannot be reached")) << text(*e);
+  } else {
+    ADD_FAILURE() << "the root ran without its registry";
+  }
 }
 
 // Three members: the member the tree talks to (the first listed) is killed; registration,
