@@ -138,7 +138,6 @@ Co<void> Discovery::start() {
     }
     KJ_IF_MAYBE(e, failure) {
       if (isCancelled(*e)) kj::throwFatalException(kj::mv(*e));
-      backendImpl = nullptr;
       if (!etcd && options->mayHostRegistry && !registryHosted && isTransportClosed(*e) &&
           attempt < 3) {
         // The registry we were about to join went away (its program is exiting): decide again.
@@ -152,7 +151,10 @@ Co<void> Discovery::start() {
         kj::throwFatalException(kj::Exception(e->getType(), __FILE__, __LINE__, kj::mv(why)));
       }
       KJ_LOG(INFO, "running without a registry", why);
-      if (!registryHosted) registryBound = nullptr;
+      if (!registryHosted) {
+        registryBound = nullptr;
+        backendImpl = nullptr;
+      }
     }
     break;
   }

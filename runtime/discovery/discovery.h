@@ -19,8 +19,9 @@
 //
 // The registry is a registry actor (registry.h: one host) or an etcd cluster (etcd.h: a registry
 // address etcd://HOST:PORT[,HOST:PORT...]/PREFIX); the functions here work the same with both
-// (backend.h). With etcd an entry is found a lookup later than with the registry actor's
-// channel-close detection: a killed actor's entry lasts until its lease's TTL runs out.
+// (backend.h). One difference: the registry actor drops a killed actor's entry as soon as its
+// channel ends, etcd once its lease's TTL has run out (meanwhile lookups skip it: it cannot be
+// reached).
 //
 // The functions without an Actor argument use harrow::currentActor().
 

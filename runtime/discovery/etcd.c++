@@ -229,7 +229,9 @@ EtcdClient::EtcdClient(kj::Timer& timer, kj::Network& network,
 
 EtcdClient::~EtcdClient() noexcept(false) {}
 
-kj::String EtcdClient::describe() const { return kj::str("etcd at ", kj::strArray(endpoints, ",")); }
+kj::String EtcdClient::describe() const {
+  return kj::str("etcd at ", kj::strArray(endpoints, ","));
+}
 
 kj::String EtcdClient::prefixEnd(kj::StringPtr prefix) {
   // The first key after every key that starts with `prefix`: its last byte below 0xff, plus one.
