@@ -13,6 +13,7 @@ struct ActorNursery::Child {
   kj::Own<ChildProcess> process;
   kj::Maybe<kj::Own<Peer>> peer;
   bool cancelSent = false;
+  kj::Maybe<ChildWatcher&> watcher;  // a supervisor's child: how it ends is the watcher's call
   // SIGKILL once the grace period after cancel() has passed. Declared after `process`, which it
   // refers to, so that it is destroyed first.
   kj::Maybe<kj::Promise<void>> killAfterGrace;
@@ -46,8 +47,13 @@ ActorNursery::~ActorNursery() noexcept(false) {
   for (auto& child : children) child->peer = nullptr;
 }
 
-Co<Peer*> ActorNursery::spawn(kj::StringPtr nameParam, kj::StringPtr implementationParam,
+Co<Peer*> ActorNursery::spawn(kj::StringPtr name, kj::StringPtr implementation,
                               SpawnOptions spawnOptions) {
+  return spawn(name, implementation, spawnOptions, nullptr);
+}
+
+Co<Peer*> ActorNursery::spawn(kj::StringPtr nameParam, kj::StringPtr implementationParam,
+                              SpawnOptions spawnOptions, kj::Maybe<ChildWatcher&> watcher) {
   // The caller's strings may be temporaries (startActor(kj::str("w", i), ...) stored and awaited
   // later): own copies, taken before the first suspension, are what the rest uses.
   auto name = kj::heapString(nameParam);
@@ -71,6 +77,7 @@ Co<Peer*> ActorNursery::spawn(kj::StringPtr nameParam, kj::StringPtr implementat
 
   auto child = kj::heap<Child>();
   child->name = kj::heapString(name);
+  child->watcher = watcher;
   // Re-executed or forked by the zygote, as spawnOptions.backend says; registered with the event
   // port before we yield to it.
   child->process = startChildProcess(actor.eventPort(), name, spawnOptions.executable,
@@ -137,14 +144,24 @@ void ActorNursery::cancel() {
   for (auto& child : children) cancelChild(*child);
 }
 
-void ActorNursery::cancelChildOf(RawPortal& portal) {
+void ActorNursery::cancelChildOf(RawPortal& portal) { cancelChild(childOf(portal)); }
+
+ActorNursery::Child& ActorNursery::childOf(RawPortal& portal) {
   for (auto& child : children) {
     KJ_IF_MAYBE(p, child->peer) {
-      if (static_cast<RawPortal*>(p->get()) == &portal) return cancelChild(*child);
+      if (static_cast<RawPortal*>(p->get()) == &portal) return *child;
     }
   }
   KJ_FAIL_REQUIRE("cancelActor: the portal is not to a child of this actor nursery");
 }
+
+Co<int> ActorNursery::stopChildOf(RawPortal& portal) {
+  Child& child = childOf(portal);
+  cancelChild(child);
+  co_return co_await child.process->onExit();
+}
+
+pid_t ActorNursery::pidOf(RawPortal& portal) { return childOf(portal).process->pid(); }
 
 TaskNursery& ActorNursery::taskNursery() {
   return KJ_ASSERT_NONNULL(tasks, "the actor nursery is closed");
@@ -192,6 +209,7 @@ Co<void> ActorNursery::supervise(Child& child) {
   if (cancelled) kj::throwFatalException(kj::mv(KJ_ASSERT_NONNULL(failure)));
 
   int status = co_await child.process->onExit();
+  KJ_IF_MAYBE(watcher, child.watcher) co_return watcher->ended(peer, status, kj::mv(failure));
   bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
   bool killedByUs = WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL && child.cancelSent;
   if (!clean && !killedByUs) kj::throwFatalException(died(child, status));
@@ -205,7 +223,14 @@ kj::Exception ActorNursery::died(Child& child, int status) {
 
 kj::Promise<kj::Exception> ActorNursery::explainLoss(Child& child, kj::Exception channelError) {
   return child.process->onExit()
-      .then([this, &child](int status) { return died(child, status); })
+      .then([this, &child](int status) {
+        KJ_IF_MAYBE(watcher, child.watcher) {
+          KJ_IF_MAYBE(peer, child.peer) {
+            return watcher->explainLoss(**peer, status, died(child, status));
+          }
+        }
+        return died(child, status);
+      })
       .exclusiveJoin(actor.timer().afterDelay(EXIT_EXPLAINS_LOSS_WITHIN)
           .then([channelError = kj::mv(channelError)]() mutable { return kj::mv(channelError); }));
 }
