@@ -1,5 +1,7 @@
 #include <harrow/spawn/actor_nursery.h>
 
+#include <harrow/co/event.h>
+
 #include <kj/debug.h>
 
 #include <sys/socket.h>
@@ -14,6 +16,7 @@ struct ActorNursery::Child {
   kj::Maybe<kj::Own<Peer>> peer;
   bool cancelSent = false;
   kj::Maybe<ChildWatcher&> watcher;  // a supervisor's child: how it ends is the watcher's call
+  Event supervised;                  // its supervising task has finished
   // SIGKILL once the grace period after cancel() has passed. Declared after `process`, which it
   // refers to, so that it is destroyed first.
   kj::Maybe<kj::Promise<void>> killAfterGrace;
@@ -163,6 +166,25 @@ Co<int> ActorNursery::stopChildOf(RawPortal& portal) {
 
 pid_t ActorNursery::pidOf(RawPortal& portal) { return childOf(portal).process->pid(); }
 
+Co<bool> ActorNursery::forget(RawPortal& portal) {
+  Child& child = childOf(portal);
+  // Nothing may use the record any more: the supervising task, the channel's tasks, the exit.
+  co_await child.supervised.wait();
+  KJ_IF_MAYBE(peer, child.peer) co_await (*peer)->whenDrained();
+  co_await child.process->onExit();
+  // Once the nursery is closing, reapAll() walks the children across suspensions: the record
+  // then stays until the nursery goes.
+  if (cancelling) co_return false;
+  for (size_t i = 0; i < children.size(); ++i) {
+    if (children[i].get() == &child) {
+      children[i] = kj::mv(children.back());
+      children.removeLast();
+      co_return true;
+    }
+  }
+  co_return false;
+}
+
 TaskNursery& ActorNursery::taskNursery() {
   return KJ_ASSERT_NONNULL(tasks, "the actor nursery is closed");
 }
@@ -195,6 +217,7 @@ Co<void> ActorNursery::stop(Child& child) {
 }
 
 Co<void> ActorNursery::supervise(Child& child) {
+  KJ_DEFER(child.supervised.set());
   Peer& peer = *KJ_ASSERT_NONNULL(child.peer);
   kj::Maybe<kj::Exception> failure;
   try {

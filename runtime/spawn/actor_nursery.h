@@ -127,6 +127,10 @@ private:
   Co<int> stopChildOf(RawPortal& portal);
   pid_t pidOf(RawPortal& portal);
   Child& childOf(RawPortal& portal);
+  // Drops the record of a child that has ended, once nothing uses it (its process and channel go;
+  // its portals raise TransportClosed from then on). False if the nursery closed first (the
+  // record then goes with it).
+  Co<bool> forget(RawPortal& portal);
   void checkServes(kj::StringPtr implementation, uint64_t interfaceId, kj::StringPtr interfaceName,
                    const SpawnOptions& spawnOptions);
   template <typename Impl>

@@ -30,6 +30,9 @@ kj::StringPtr restartName(Restart restart) {
 
 namespace {
 
+// How many ended instances of each child keep their records (see the header's "Portals").
+constexpr size_t ENDED_KEPT = 8;
+
 kj::String describeDuration(kj::Duration d) {
   if (d % kj::SECONDS == 0 * kj::SECONDS) return kj::str(d / kj::SECONDS, " s");
   if (d % kj::MILLISECONDS == 0 * kj::MILLISECONDS) return kj::str(d / kj::MILLISECONDS, " ms");
@@ -59,6 +62,7 @@ struct ActorSupervisor::Slot {
   kj::String endedBecause;
   bool stopRequested = false;
   kj::Vector<kj::TimePoint> restartTimes;  // this child's, within the period: its backoff
+  std::deque<Instance*> endedInstances;    // oldest first, at most ENDED_KEPT once one is up
 
   void end(kj::String why) {
     state = State::ENDED;
@@ -162,6 +166,10 @@ Co<Peer*> ActorSupervisor::spawnInstance(Slot& slot) {
     slot.state = Slot::State::UP;
     slot.up->set();
     if (slot.stopRequested || closing) nurseryRef().cancelChildOf(*peer);
+  }
+  while (slot.endedInstances.size() > ENDED_KEPT) {
+    forget(*slot.endedInstances.front());
+    slot.endedInstances.pop_front();
   }
   co_return peer;
 }
@@ -279,6 +287,7 @@ kj::Exception ActorSupervisor::intensityError(Slot& slot, kj::StringPtr cause) {
 
 ActorSupervisor::Decision ActorSupervisor::decide(Instance& instance, int status) {
   KJ_IF_MAYBE(made, instance.decision) return *made;
+  instance.slot.endedInstances.push_back(&instance);
   Slot& slot = instance.slot;
   auto cause = kj::str("actor '", slot.name, "' (generation ", instance.generation, ", pid ",
                        instance.pid, ") ", ChildProcess::describe(status));
@@ -356,6 +365,22 @@ ActorSupervisor::Decision ActorSupervisor::decide(Instance& instance, int status
     wakeRestarter = nullptr;
   }
   return Decision::RESTART;
+}
+
+void ActorSupervisor::forget(Instance& instance) {
+  ActorNursery& children = nurseryRef();
+  children.taskNursery().startSoon([this, &children, &instance]() -> Co<void> {
+    // The instance is the record's watcher: it goes only if the record went.
+    bool forgotten = co_await children.forget(*instance.peer);
+    if (!forgotten) co_return;
+    for (size_t i = 0; i < instances.size(); ++i) {
+      if (instances[i].get() == &instance) {
+        instances[i] = kj::mv(instances.back());
+        instances.removeLast();
+        break;
+      }
+    }
+  });
 }
 
 void ActorSupervisor::giveUp(kj::Exception error) {

@@ -44,8 +44,9 @@
 // the caller can tell whether repeating it is safe (docs/REFERENCE.md, Supervisors).
 //
 // Each restart is logged at warning level (actor and task names, the child, its generation, the
-// cause). The ended instances' records (a closed channel each) are kept until the supervisor
-// closes, so that their portals keep failing typed.
+// cause). The records of each child's last 8 ended instances (a closed channel each) are kept, so
+// that their portals keep failing typed; older ones are dropped (their portals then raise
+// TransportClosed), so that a long-lived supervisor does not accumulate sockets.
 
 #pragma once
 
@@ -168,6 +169,8 @@ private:
   void markDown(Slot& slot, Instance& instance);
   bool overIntensity();
   kj::Exception intensityError(Slot& slot, kj::StringPtr cause);
+  // Drops an ended instance's records (here and in the nursery) once nothing uses them.
+  void forget(Instance& instance);
   // The restart intensity is exceeded: fail the supervisor with `error`.
   void giveUp(kj::Exception error);
   kj::Duration backoff(Slot& slot);
