@@ -232,7 +232,7 @@ Co<void> ActorNursery::supervise(Child& child) {
   if (cancelled) kj::throwFatalException(kj::mv(KJ_ASSERT_NONNULL(failure)));
 
   int status = co_await child.process->onExit();
-  KJ_IF_MAYBE(watcher, child.watcher) co_return watcher->ended(peer, status, kj::mv(failure));
+  KJ_IF_MAYBE(watcher, child.watcher) co_return watcher->ended(peer, status);
   bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
   bool killedByUs = WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL && child.cancelSent;
   if (!clean && !killedByUs) kj::throwFatalException(died(child, status));

@@ -43,10 +43,9 @@ public:
   // The error the child's callers get once its channel is lost and the child has exited with
   // wait status `status`; `died` is the ActorDied they would get otherwise.
   virtual kj::Exception explainLoss(Peer& child, int status, kj::Exception died) = 0;
-  // The child has exited with `status` and been reaped (its channel ended first, with
-  // `channelFailure` if it failed). Returning is no error of the nursery's; throwing fails it.
-  // Not called when the nursery itself is cancelled.
-  virtual void ended(Peer& child, int status, kj::Maybe<kj::Exception> channelFailure) = 0;
+  // The child has exited with `status` and been reaped (its channel ended first). Returning is no
+  // error of the nursery's; throwing fails it. Not called when the nursery itself is cancelled.
+  virtual void ended(Peer& child, int status) = 0;
 };
 
 struct ActorNurseryOptions {

@@ -88,7 +88,7 @@ struct ActorSupervisor::Instance final : public ChildWatcher {
     peer = &child;
     return supervisor.explainLoss(*this, status, kj::mv(died));
   }
-  void ended(Peer& child, int status, kj::Maybe<kj::Exception>) override {
+  void ended(Peer& child, int status) override {
     peer = &child;
     supervisor.ended(*this, status);
   }
@@ -413,7 +413,7 @@ kj::Duration ActorSupervisor::backoff(Slot& slot) {
   for (size_t i = 0; i < k && cap < options.backoffMax; ++i) cap = cap * 2;
   cap = kj::min(cap, options.backoffMax);
   int64_t nanos = cap / kj::NANOSECONDS;
-  if (nanos <= 0) return 0 * kj::NANOSECONDS;
+  if (nanos <= 0 || !options.jitter) return cap;
   std::uniform_int_distribution<int64_t> full(0, nanos);  // full jitter
   return full(random) * kj::NANOSECONDS;
 }

@@ -32,6 +32,9 @@
 // A child that fails to start again (SpawnFailed, a crash during its handshake) is retried; each
 // try counts as a restart.
 //
+// Restarts run one at a time, in the order they were decided (a group restart finishes before
+// the next begins).
+//
 // Backoff: a restart waits a random delay in [0, min(backoffMax, backoffBase * 2^k)] (full
 // jitter), k being the child's restarts within the period before this one, on the actor's KJ
 // timer: nothing sleeps, the actor serves on meanwhile.
@@ -72,6 +75,8 @@ struct SupervisorOptions {
   // Full-jitter exponential backoff before each restart (see above).
   kj::Duration backoffBase = 10 * kj::MILLISECONDS;
   kj::Duration backoffMax = 1 * kj::SECONDS;
+  // false: wait the whole min(backoffMax, backoffBase * 2^k), no jitter (fixed delays).
+  bool jitter = true;
   // The grace period for stopping children.
   ActorNurseryOptions nursery = {};
 };

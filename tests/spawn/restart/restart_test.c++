@@ -395,6 +395,40 @@ TEST_F(RestartTest, OldPortalGetsTheTypedRestartedErrorAndTheNewPortalWorks) {
   KJ_IF_MAYBE(e, failure) ADD_FAILURE() << text(*e);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Backoff
+
+// Without jitter the delays are exact lower bounds (the KJ timer never fires early): 200 ms, then
+// 400 ms for the same child's second restart within the period. Meanwhile the actor serves on:
+// a sibling answers while the crashed child is waiting for its restart.
+TEST_F(RestartTest, BackoffDoublesOnTheTimerWhileTheActorServesOn) {
+  auto failure = runRoot([&]() -> Co<void> {
+    co_await openActorSupervisor(root, [&](ActorSupervisor& sup) -> Co<void> {
+      co_await sup.startChild<FlakyImpl>("w");
+      auto b = co_await sup.startChild<FlakyImpl>("b");
+      co_await pidOf(sup, "w");
+      for (kj::Duration expected : {200 * kj::MILLISECONDS, 400 * kj::MILLISECONDS}) {
+        co_await crash(sup, "w");
+        auto crashedAt = root.timer().now();
+        bool restarted = false;
+        co_await openNursery([&](TaskNursery& both) -> Co<void> {
+          both.startSoon([&]() -> Co<void> {
+            co_await pidOf(sup, "w");
+            restarted = true;
+          });
+          known.insert((co_await b.info())->getPid());
+          EXPECT_FALSE(restarted) << "the sibling answered only after the restart";
+        });
+        auto took = root.timer().now() - crashedAt;
+        EXPECT_GE(took, expected) << (took / kj::MILLISECONDS) << " ms";
+      }
+      EXPECT_EQ(sup.generation("w"), 3u);
+    }, {.intensity = 5, .backoffBase = 200 * kj::MILLISECONDS, .backoffMax = kj::SECONDS,
+        .jitter = false});
+  });
+  KJ_IF_MAYBE(e, failure) ADD_FAILURE() << text(*e);
+}
+
 size_t openFds() {
   size_t n = 0;
   DIR* dir = opendir("/proc/self/fd");
