@@ -79,7 +79,9 @@ Co<void> run(harrow::Actor& root, uint32_t jobs, uint32_t intensity) {
       });
       KJ_IF_MAYBE(e, failure) {
         // Anything else (the supervisor giving up cancels this body) is not ours to handle.
-        if (!harrow::is(*e, harrow::ErrorKind::ACTOR_RESTARTED)) kj::throwFatalException(kj::mv(*e));
+        if (!harrow::is(*e, harrow::ErrorKind::ACTOR_RESTARTED)) {
+          kj::throwFatalException(kj::mv(*e));
+        }
         say("root", kj::str("job ", job, " failed: ", e->getDescription()));
         say("root", kj::str("retrying job ", job, " on the new instance"));
         continue;

@@ -9,7 +9,8 @@ export HARROW_REGISTRY="${HARROW_REGISTRY:-none}"
 out=$("$binary" --jobs=10 2>&1) || { echo "example failed:"; echo "$out"; exit 1; }
 echo "$out"
 # 10 jobs on instances that crash at their third call: crashes at jobs 3, 5, 7, 9.
-for expected in "job 1: 1^2 = 1" "job 3 failed: harrow.ActorRestarted: actor 'worker' restarted (generation 2)" \
+for expected in "job 1: 1^2 = 1" \
+                "job 3 failed: harrow.ActorRestarted: actor 'worker' restarted (generation 2)" \
                 "exited with status 42" "retrying job 3 on the new instance" "job 3: 3^2 = 9" \
                 "restarted (generation 5)" "job 10: 10^2 = 100" "done: 10 jobs, 4 restarts" \
                 "supervisor closed: the worker cancelled and reaped"; do
