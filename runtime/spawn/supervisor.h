@@ -6,7 +6,8 @@
 //     co_await sup.startChild<WorkerImpl>("worker", {.restart = Restart::PERMANENT});
 //     for (;;) {
 //       auto worker = co_await sup.portal<WorkerActor>("worker");  // the current instance
-//       KJ_IF_MAYBE(e, co_await errorOf([&]() { return worker.work(); })) {
+//       auto failure = co_await errorOf([&]() { return worker.work(); });
+//       KJ_IF_MAYBE(e, failure) {  // ActorRestarted: loop, and work on the new instance
 //         if (!is(*e, ErrorKind::ACTOR_RESTARTED)) kj::throwFatalException(kj::mv(*e));
 //       }
 //     }
