@@ -455,7 +455,8 @@ Co<void> ActorSupervisor::restart(Request& request) {
       auto failure = co_await errorOf([&]() -> Co<void> { co_await spawnInstance(*slot); });
       KJ_IF_MAYBE(e, failure) {
         kj::StringPtr child = slot->name;
-        KJ_LOG(WARNING, "a supervised child failed to start again", child, *e);
+        kj::StringPtr why = e->getDescription();
+        KJ_LOG(WARNING, "a supervised child failed to start again", child, why);
         if (overIntensity()) {
           auto cause = kj::str("actor '", slot->name, "' failed to start again: ",
                                e->getDescription());

@@ -20,8 +20,10 @@
 #include <kj/debug.h>
 
 #include <dirent.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <set>
 #include <string>
 
@@ -354,6 +356,48 @@ TEST_F(RestartTest, IntensityAndPeriodAreConfigurable) {
   } else {
     ADD_FAILURE() << "the crash loop did not escalate";
   }
+}
+
+// A child that cannot be started again (its program now fails before its handshake) is retried,
+// each try counting as a restart, until the intensity ends the supervisor.
+TEST_F(RestartTest, AChildThatFailsToStartAgainIsRetriedUntilTheIntensity) {
+  // The child's program: this binary the first time, then one that exits at once.
+  std::string dir = getenv("TEST_TMPDIR") != nullptr ? getenv("TEST_TMPDIR") : "/tmp";
+  std::string token = testing::uniqueName("once").cStr();
+  std::string script = dir + "/" + token + ".sh";
+  std::string marker = dir + "/" + token + ".started";
+  char self[4096];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  ASSERT_GT(n, 0);
+  self[n] = '\0';
+  {
+    std::ofstream out(script);
+    out << "#!/bin/sh\n"
+        << "if [ -e '" << marker << "' ]; then exit 7; fi\n"
+        << "touch '" << marker << "'\n"
+        << "exec '" << self << "' \"$@\"\n";
+  }
+  ASSERT_EQ(chmod(script.c_str(), 0755), 0);
+  auto failure = runRoot([&]() -> Co<void> {
+    co_await openActorSupervisor(root, [&](ActorSupervisor& sup) -> Co<void> {
+      co_await sup.startChild<FlakyActor>("w", "flaky",
+                                          {.spawn = {.executable = script.c_str()}});
+      co_await pidOf(sup, "w");
+      co_await crash(sup, "w");
+      co_await sup.whenEnded("w");
+      ADD_FAILURE() << "the body went on after its supervisor gave up";
+    }, {.intensity = 3});
+  });
+  KJ_IF_MAYBE(e, failure) {
+    EXPECT_TRUE(is(*e, ErrorKind::RESTART_INTENSITY)) << text(*e);
+    EXPECT_TRUE(contains(*e, "actor 'w' failed to start again")) << text(*e);
+    EXPECT_TRUE(contains(*e, "exited with status 7")) << text(*e);
+    EXPECT_TRUE(contains(*e, "restart 4 within 5 s")) << text(*e);
+  } else {
+    ADD_FAILURE() << "the supervisor did not give up";
+  }
+  unlink(script.c_str());
+  unlink(marker.c_str());
 }
 
 // ---------------------------------------------------------------------------------------------
