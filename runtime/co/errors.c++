@@ -23,6 +23,8 @@ constexpr Named NAMES[] = {
     {ErrorKind::AUTHENTICATION_FAILED, "AuthenticationFailed"_kj},
     {ErrorKind::ACTOR_DIED, "ActorDied"_kj},
     {ErrorKind::SPAWN_FAILED, "SpawnFailed"_kj},
+    {ErrorKind::ACTOR_RESTARTED, "ActorRestarted"_kj},
+    {ErrorKind::RESTART_INTENSITY, "RestartIntensity"_kj},
     {ErrorKind::NO_REGISTRY, "NoRegistry"_kj},
     {ErrorKind::NO_ROOT, "NoRoot"_kj},
     {ErrorKind::REGISTRY_UNAVAILABLE, "RegistryUnavailable"_kj},

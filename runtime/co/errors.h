@@ -38,6 +38,8 @@ enum class ErrorKind {
   // Actors and processes (actor/, spawn/)
   ACTOR_DIED,             // a child exited or was killed: names the actor, pid and how
   SPAWN_FAILED,           // a child could not be started
+  ACTOR_RESTARTED,        // a supervisor restarted the actor behind this portal: get the current one
+  RESTART_INTENSITY,      // a supervisor's children restarted too often: it gave up (escalates)
   // Discovery (discovery/)
   NO_REGISTRY,            // this actor has no registry to ask
   NO_ROOT,                // this actor does not know its root's address

@@ -1,5 +1,7 @@
 #include <harrow/spawn/actor_nursery.h>
 
+#include <harrow/co/event.h>
+
 #include <kj/debug.h>
 
 #include <sys/socket.h>
@@ -13,6 +15,8 @@ struct ActorNursery::Child {
   kj::Own<ChildProcess> process;
   kj::Maybe<kj::Own<Peer>> peer;
   bool cancelSent = false;
+  kj::Maybe<ChildWatcher&> watcher;  // a supervisor's child: how it ends is the watcher's call
+  Event supervised;                  // its supervising task has finished
   // SIGKILL once the grace period after cancel() has passed. Declared after `process`, which it
   // refers to, so that it is destroyed first.
   kj::Maybe<kj::Promise<void>> killAfterGrace;
@@ -46,8 +50,13 @@ ActorNursery::~ActorNursery() noexcept(false) {
   for (auto& child : children) child->peer = nullptr;
 }
 
-Co<Peer*> ActorNursery::spawn(kj::StringPtr nameParam, kj::StringPtr implementationParam,
+Co<Peer*> ActorNursery::spawn(kj::StringPtr name, kj::StringPtr implementation,
                               SpawnOptions spawnOptions) {
+  return spawn(name, implementation, spawnOptions, nullptr);
+}
+
+Co<Peer*> ActorNursery::spawn(kj::StringPtr nameParam, kj::StringPtr implementationParam,
+                              SpawnOptions spawnOptions, kj::Maybe<ChildWatcher&> watcher) {
   // The caller's strings may be temporaries (startActor(kj::str("w", i), ...) stored and awaited
   // later): own copies, taken before the first suspension, are what the rest uses.
   auto name = kj::heapString(nameParam);
@@ -71,6 +80,7 @@ Co<Peer*> ActorNursery::spawn(kj::StringPtr nameParam, kj::StringPtr implementat
 
   auto child = kj::heap<Child>();
   child->name = kj::heapString(name);
+  child->watcher = watcher;
   // Re-executed or forked by the zygote, as spawnOptions.backend says; registered with the event
   // port before we yield to it.
   child->process = startChildProcess(actor.eventPort(), name, spawnOptions.executable,
@@ -137,13 +147,42 @@ void ActorNursery::cancel() {
   for (auto& child : children) cancelChild(*child);
 }
 
-void ActorNursery::cancelChildOf(RawPortal& portal) {
+void ActorNursery::cancelChildOf(RawPortal& portal) { cancelChild(childOf(portal)); }
+
+ActorNursery::Child& ActorNursery::childOf(RawPortal& portal) {
   for (auto& child : children) {
     KJ_IF_MAYBE(p, child->peer) {
-      if (static_cast<RawPortal*>(p->get()) == &portal) return cancelChild(*child);
+      if (static_cast<RawPortal*>(p->get()) == &portal) return *child;
     }
   }
   KJ_FAIL_REQUIRE("cancelActor: the portal is not to a child of this actor nursery");
+}
+
+Co<int> ActorNursery::stopChildOf(RawPortal& portal) {
+  Child& child = childOf(portal);
+  cancelChild(child);
+  co_return co_await child.process->onExit();
+}
+
+pid_t ActorNursery::pidOf(RawPortal& portal) { return childOf(portal).process->pid(); }
+
+Co<bool> ActorNursery::forget(RawPortal& portal) {
+  Child& child = childOf(portal);
+  // Nothing may use the record any more: the supervising task, the channel's tasks, the exit.
+  co_await child.supervised.wait();
+  KJ_IF_MAYBE(peer, child.peer) co_await (*peer)->whenDrained();
+  co_await child.process->onExit();
+  // Once the nursery is closing, reapAll() walks the children across suspensions: the record
+  // then stays until the nursery goes.
+  if (cancelling) co_return false;
+  for (size_t i = 0; i < children.size(); ++i) {
+    if (children[i].get() == &child) {
+      children[i] = kj::mv(children.back());
+      children.removeLast();
+      co_return true;
+    }
+  }
+  co_return false;
 }
 
 TaskNursery& ActorNursery::taskNursery() {
@@ -178,6 +217,7 @@ Co<void> ActorNursery::stop(Child& child) {
 }
 
 Co<void> ActorNursery::supervise(Child& child) {
+  KJ_DEFER(child.supervised.set());
   Peer& peer = *KJ_ASSERT_NONNULL(child.peer);
   kj::Maybe<kj::Exception> failure;
   try {
@@ -192,6 +232,7 @@ Co<void> ActorNursery::supervise(Child& child) {
   if (cancelled) kj::throwFatalException(kj::mv(KJ_ASSERT_NONNULL(failure)));
 
   int status = co_await child.process->onExit();
+  KJ_IF_MAYBE(watcher, child.watcher) co_return watcher->ended(peer, status);
   bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
   bool killedByUs = WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL && child.cancelSent;
   if (!clean && !killedByUs) kj::throwFatalException(died(child, status));
@@ -205,7 +246,14 @@ kj::Exception ActorNursery::died(Child& child, int status) {
 
 kj::Promise<kj::Exception> ActorNursery::explainLoss(Child& child, kj::Exception channelError) {
   return child.process->onExit()
-      .then([this, &child](int status) { return died(child, status); })
+      .then([this, &child](int status) {
+        KJ_IF_MAYBE(watcher, child.watcher) {
+          KJ_IF_MAYBE(peer, child.peer) {
+            return watcher->explainLoss(**peer, status, died(child, status));
+          }
+        }
+        return died(child, status);
+      })
       .exclusiveJoin(actor.timer().afterDelay(EXIT_EXPLAINS_LOSS_WITHIN)
           .then([channelError = kj::mv(channelError)]() mutable { return kj::mv(channelError); }));
 }

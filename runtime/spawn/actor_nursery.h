@@ -34,6 +34,20 @@ struct SpawnOptions {
   SpawnBackend backend = SpawnBackend::DEFAULT;
 };
 
+// Internal to spawn/: how a supervising nursery (<harrow/spawn/supervisor.h>) takes over what
+// happens when one of its children ends, instead of the nursery failing. Each child instance is
+// known by its channel (the Peer spawn() returned).
+class ChildWatcher {
+public:
+  virtual ~ChildWatcher() noexcept(false) = default;
+  // The error the child's callers get once its channel is lost and the child has exited with
+  // wait status `status`; `died` is the ActorDied they would get otherwise.
+  virtual kj::Exception explainLoss(Peer& child, int status, kj::Exception died) = 0;
+  // The child has exited with `status` and been reaped (its channel ended first). Returning is no
+  // error of the nursery's; throwing fails it. Not called when the nursery itself is cancelled.
+  virtual void ended(Peer& child, int status) = 0;
+};
+
 struct ActorNurseryOptions {
   // How long a child may take to exit after cancel-actor before it is killed. Inside a child
   // actor, at most 3/4 of that actor's own grace period (so that grace periods nest: a subtree
@@ -105,6 +119,17 @@ private:
   bool cancelling = false;
 
   Co<void> supervise(Child& child);
+  // spawn() for a child whose end `watcher` handles (the supervisor's children).
+  Co<Peer*> spawn(kj::StringPtr name, kj::StringPtr implementation, SpawnOptions spawnOptions,
+                  kj::Maybe<ChildWatcher&> watcher);
+  // cancelActor(), then resolves with the child's wait status once it has exited.
+  Co<int> stopChildOf(RawPortal& portal);
+  pid_t pidOf(RawPortal& portal);
+  Child& childOf(RawPortal& portal);
+  // Drops the record of a child that has ended, once nothing uses it (its process and channel go;
+  // its portals raise TransportClosed from then on). False if the nursery closed first (the
+  // record then goes with it).
+  Co<bool> forget(RawPortal& portal);
   void checkServes(kj::StringPtr implementation, uint64_t interfaceId, kj::StringPtr interfaceName,
                    const SpawnOptions& spawnOptions);
   template <typename Impl>
@@ -123,6 +148,7 @@ private:
   void cancelChildOf(RawPortal& portal);
   TaskNursery& taskNursery();
 
+  friend class ActorSupervisor;
   friend Co<void> openActorNursery(Actor& actor,
                                    kj::Function<kj::Promise<void>(ActorNursery&)> body,
                                    ActorNurseryOptions options);
