@@ -175,6 +175,19 @@ bool isDescendant(pid_t pid) {
   return false;
 }
 
+// Whether `pid` is a live process (not a zombie waiting for its parent to reap it).
+bool isAlive(pid_t pid) {
+  auto path = kj::str("/proc/", pid, "/stat");
+  FILE* file = fopen(path.cStr(), "re");
+  if (file == nullptr) return false;
+  char buffer[1024];
+  size_t n = fread(buffer, 1, sizeof(buffer) - 1, file);
+  fclose(file);
+  buffer[n] = '\0';
+  const char* end = strrchr(buffer, ')');
+  return end != nullptr && end[1] == ' ' && end[2] != 'Z' && end[2] != 'X';
+}
+
 // Text from a child, made safe to print on the terminal: no control characters but newlines.
 kj::String printable(kj::ArrayPtr<const char> text) {
   auto result = kj::heapString(text);
@@ -225,6 +238,38 @@ private:
     pthread_sigmask(SIG_SETMASK, &saved, nullptr);
   }
 };
+
+// Whether the root can hand out a terminal: its stdin is one, and its session's controlling one.
+bool haveTerminal() { return isatty(STDIN_FILENO) && tcgetpgrp(STDIN_FILENO) >= 0; }
+
+// gdb (HARROW_GDB, else /usr/bin/gdb) attached to `pid`, quiet about symbols, never asking
+// "are you sure?" (so that `quit` just detaches) and never reaching for debuginfod servers.
+struct GdbCommand {
+  explicit GdbCommand(pid_t pid) : pidText(kj::str(pid)) {
+    const char* configured = getenv("HARROW_GDB");
+    path = configured != nullptr && *configured != '\0' ? configured : "/usr/bin/gdb";
+  }
+  kj::StringPtr path;
+  kj::String pidText;
+
+  // Starts it. Ctrl-Z is ignored in it (readline leaves an ignored SIGTSTP alone): a stopped gdb
+  // would keep the terminal from the root, which waits for it to exit.
+  template <typename Start>
+  auto start(Start&& starter) {
+    kj::StringPtr argv[] = {path, "-q", "-iex", "set debuginfod enabled off",
+                            "-iex", "set confirm off", "-iex", "set print symbol-loading off",
+                            "-p", pidText};
+    struct sigaction ignore, saved;
+    memset(&ignore, 0, sizeof(ignore));
+    ignore.sa_handler = SIG_IGN;
+    sigaction(SIGTSTP, &ignore, &saved);
+    KJ_DEFER(sigaction(SIGTSTP, &saved, nullptr));
+    return starter(kj::ArrayPtr<const kj::StringPtr>(argv));
+  }
+};
+
+constexpr kj::StringPtr HOW_TO_QUIT =
+    "`quit` detaches (the actor carries on), `kill` ends the actor"_kj;
 
 // Whether an error stops its actor post mortem: raised in this actor, not relayed from another
 // one (that one stopped already, where it was raised) nor a consequence of a channel or a
@@ -314,17 +359,54 @@ public:
 
   // Blocks this actor until its turn at the root's terminal is over.
   void stopHere(kj::StringPtr why) {
-    if (isRoot) {
-      // The root's event loop hands out the terminal: it cannot wait for it too.
-      say(kj::str("harrow debugger: the root (pid ", getpid(), ") stopped: ", why,
-                  "\nharrow debugger: the root does not stop; attach yourself: gdb -p ", getpid(),
-                  "\n"));
-      return;
-    }
+    if (isRoot) return stopRoot(why);
     auto request = kj::str(DEBUG_REQUEST, actor.identity().name, "\n", why);
     if (askRoot(address, request.begin(), request.size()) == 0) {
       KJ_LOG(WARNING, "the root's debugger could not be reached; carrying on", addressText);
     }
+  }
+
+  // The root's own stop: its event loop, which hands out the terminal, stands still meanwhile,
+  // so gdb is started and awaited here, directly. Actors that stop meanwhile queue on the socket.
+  void stopRoot(kj::StringPtr why) {
+    pid_t self = getpid();
+    say(kj::str("\nharrow debugger: actor '", actor.identity().name, "' (the root, pid ", self,
+                ") stopped: ", why, "\n"));
+    if (held) {
+      say("harrow debugger: an actor has the terminal, and only the root's event loop can give it "
+          "back: the root carries on\n");
+      return;
+    }
+    if (!haveTerminal()) {
+      say("harrow debugger: the root has no terminal; it carries on\n");
+      return;
+    }
+    GdbCommand command(self);
+    say(kj::str("harrow debugger: attaching ", command.path, "; ", HOW_TO_QUIT, "\n"));
+    held = true;
+    KJ_DEFER(release());
+    // gdb, our child, attaches to its parent: under Yama's ptrace_scope=1 we must allow it.
+    prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);
+    KJ_DEFER(prctl(PR_SET_PTRACER, 0, 0, 0, 0));
+    pid_t gdb = -1;
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+                   gdb = command.start([](kj::ArrayPtr<const kj::StringPtr> argv) {
+                     return spawnProcess(argv);
+                   });
+                 })) {
+      say(kj::str("harrow debugger: could not start ", command.path, ": ", e->getDescription(),
+                  "\n"));
+      return;
+    }
+    int status = 0;
+    {
+      ForegroundTerminal foreground(STDIN_FILENO, gdb);
+      while (waitpid(gdb, &status, 0) < 0 && errno == EINTR) {}
+    }
+    if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+      say(kj::str("harrow debugger: gdb ", ChildProcess::describe(status), "\n"));
+    }
+    say(kj::str("harrow debugger: the root released the terminal\n"));
   }
 
   Co<void> whenIdle(kj::Duration grace) {
@@ -426,6 +508,11 @@ private:
     memset(&peer, 0, sizeof(peer));
     uint credLength = sizeof(peer);
     stream->getsockopt(SOL_SOCKET, SO_PEERCRED, &peer, &credLength);
+    if (!isDescendant(peer.pid)) {
+      // Not one of the tree's actors: not a word to it.
+      KJ_LOG(WARNING, "the debugger refused a process outside the tree", peer.pid);
+      co_return;
+    }
 
     kj::Vector<char> request;
     char buffer[4096];
@@ -435,11 +522,6 @@ private:
       request.addAll(buffer, buffer + kj::min(n, MAX_REQUEST_BYTES - request.size()));
     }
     kj::ArrayPtr<const char> text = request.asPtr();
-    if (!isDescendant(peer.pid)) {
-      // Not one of the tree's actors: nothing to say to it.
-      KJ_LOG(WARNING, "the debugger refused a process outside the tree", peer.pid);
-      co_return;
-    }
     if (text == WAIT_REQUEST.asArray()) {
       char answer = co_await waitHere();
       try {
@@ -475,26 +557,22 @@ private:
 
   // The actor `pid`'s turn at the terminal: gdb, attached to it, in the foreground until it exits.
   Co<void> session(pid_t pid, kj::StringPtr name, kj::StringPtr why) {
-    if (kill(pid, 0) != 0) co_return;  // it died while it waited
+    if (!isAlive(pid)) co_return;  // it died while it waited
     say(kj::str("\nharrow debugger: actor '", name, "' (pid ", pid, ") stopped: ", why, "\n"));
-    if (!isatty(STDIN_FILENO) || tcgetpgrp(STDIN_FILENO) < 0) {
+    if (!haveTerminal()) {
       say("harrow debugger: the root has no terminal; the actor carries on\n");
       co_return;
     }
-    const char* configured = getenv("HARROW_GDB");
-    kj::StringPtr gdbPath = configured != nullptr && *configured != '\0' ? configured
-                                                                          : "/usr/bin/gdb";
-    say(kj::str("harrow debugger: attaching ", gdbPath, "; `quit` detaches (the actor carries "
-                "on), `kill` ends the actor\n"));
-    auto pidText = kj::str(pid);
-    kj::StringPtr argv[] = {gdbPath, "-q", "-iex", "set debuginfod enabled off",
-                            "-iex", "set confirm off", "-iex", "set print symbol-loading off",
-                            "-p", pidText};
+    GdbCommand command(pid);
+    say(kj::str("harrow debugger: attaching ", command.path, "; ", HOW_TO_QUIT, "\n"));
     kj::Maybe<kj::Own<ChildProcess>> gdb;
     KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
-                     gdb = kj::heap<ChildProcess>(actor.eventPort(), argv);
-                   })) {
-      say(kj::str("harrow debugger: could not start ", gdbPath, ": ", e->getDescription(), "\n"));
+                   gdb = command.start([&](kj::ArrayPtr<const kj::StringPtr> argv) {
+                     return kj::heap<ChildProcess>(actor.eventPort(), argv);
+                   });
+                 })) {
+      say(kj::str("harrow debugger: could not start ", command.path, ": ", e->getDescription(),
+                  "\n"));
       co_return;
     }
     ChildProcess& process = *KJ_ASSERT_NONNULL(gdb);

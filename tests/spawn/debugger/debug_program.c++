@@ -1,7 +1,8 @@
 // A tree for the debugger tests (debugger_test.py drives it through a terminal):
 //
-//   debug_program --mode=abort|error|pause|ok [--leaves=N] [--harrow-debug]
+//   debug_program --mode=abort|error|pause|ok [--leaves=N] [--pause-root] [--harrow-debug]
 //
+// --pause-root: the root calls harrow::pause() (in rootPauses) before it starts "mid".
 // The root starts one Patient "mid", which starts N leaves (default 2) and runs each with the
 // mode. The root prints "tree ready" once it has started "mid", and "tree done: <total>" if the
 // tree succeeded; a failure is printed by harrow::main (exit status 1).
@@ -34,6 +35,12 @@ using harrow::Co;
   harrow::pause();
   fprintf(stderr, "[%s] resumed\n", harrow::currentActor().identity().name.cStr());
   return getpid();
+}
+
+[[gnu::noinline]] void rootPauses() {
+  harrow::pause();
+  printf("root resumed\n");
+  fflush(stdout);
 }
 
 class PatientImpl final : public PatientActor::Server {
@@ -89,12 +96,15 @@ int main(int argc, char** argv) {
   implementations.add<PatientImpl>("patient");
   kj::String mode = kj::str("ok");
   uint32_t leaves = 2;
+  bool pauseRoot = false;
   for (int i = 1; i < argc; ++i) {
     kj::StringPtr arg = argv[i];
     if (arg.startsWith("--mode=")) mode = kj::str(arg.slice(7));
     if (arg.startsWith("--leaves=")) leaves = atoi(arg.slice(9).cStr());
+    if (arg == "--pause-root") pauseRoot = true;
   }
   return harrow::main(argc, argv, implementations, [&](harrow::Actor& root) -> Co<void> {
+    if (pauseRoot) rootPauses();
     co_await harrow::openActorNursery(root, [&](harrow::ActorNursery& nursery) -> Co<void> {
       auto mid = co_await nursery.startActor<PatientImpl>("mid");
       printf("tree ready\n");

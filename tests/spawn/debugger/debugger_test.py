@@ -170,8 +170,25 @@ def test_kill_in_gdb_fails_a_pause():
           "the killed leaf is not reported as killed")
 
 
+def test_root_pauses():
+    """The root calls harrow::pause(): gdb attaches to the root itself; quitting resumes it."""
+    child = start("--mode=ok", "--pause-root")
+    child.expect(r"harrow debugger: actor 'debug_program' \(the root, pid (\d+)\) stopped: "
+                 r"called harrow::pause\(\)")
+    check(int(child.match.group(1)) == child.pid, "the stopped root is not the program's process")
+    child.expect(GDB)
+    child.sendline("bt")
+    child.expect(GDB)
+    check(re.search(r"harrow::pause.*\r?\n.*rootPauses", child.before) is not None,
+          "the backtrace does not show rootPauses calling harrow::pause")
+    child.sendline("quit")
+    child.expect("root resumed")
+    child.expect(r"tree done: \d+")
+    finish(child, 0)
+
+
 for test in (test_crashes_take_turns, test_pause_resumes, test_handler_error_post_mortem,
-             test_kill_in_gdb_fails_a_pause):
+             test_kill_in_gdb_fails_a_pause, test_root_pauses):
     print(f"\n=== {test.__name__}", flush=True)
     try:
         test()
