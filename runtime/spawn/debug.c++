@@ -106,6 +106,7 @@ struct CrashRequest {
   SocketAddress root;
   char prefix[256];  // "debug NAME\nreceived "
   size_t prefixLength;
+  void* alternateStack;  // for as long as the process lives (held here, not leaked)
 };
 CrashRequest crashRequest;
 
@@ -140,7 +141,10 @@ void installFatalSignalHandlers(kj::StringPtr address, kj::StringPtr name) {
   // long as the process.
   stack_t alternate;
   alternate.ss_size = 64 * 1024;
-  alternate.ss_sp = malloc(alternate.ss_size);
+  if (crashRequest.alternateStack == nullptr) {
+    crashRequest.alternateStack = malloc(alternate.ss_size);
+  }
+  alternate.ss_sp = crashRequest.alternateStack;
   alternate.ss_flags = 0;
   if (alternate.ss_sp != nullptr) sigaltstack(&alternate, nullptr);
 
