@@ -11,6 +11,8 @@ that no process of the program's session (actors, gdb) is left once the root has
 
 import os
 import re
+import socket
+import subprocess
 import sys
 import time
 
@@ -88,6 +90,29 @@ def finish(child, expected_status):
     return output
 
 
+def ask_as_a_stranger(request):
+    """Sends `request` to every debugger socket of the host (this test's root's included) from
+    outside any tree: what each answers, which must be nothing at all."""
+    answers = []
+    with open("/proc/net/unix") as f:
+        names = {line.split()[-1] for line in f if "@harrow-debugger-" in line}
+    for name in names:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(GUARD)
+            try:
+                s.connect("\0" + name[1:])
+                s.sendall(request)
+                s.shutdown(socket.SHUT_WR)
+                answers.append(s.recv(16))
+            except ConnectionResetError:  # closed unread: refused without a word
+                answers.append(b"")
+            except TimeoutError:  # held on to, as if queued: no refusal
+                answers.append(b"(held)")
+            except OSError as e:  # gone meanwhile (another test's root that exited)
+                print("(stranger:", name, e, ")")
+    return names, answers
+
+
 def test_crashes_take_turns():
     """Both leaves abort: one gets gdb on the terminal, the other waits for it; then its turn."""
     child = start("--mode=abort")
@@ -134,6 +159,13 @@ def test_pause_resumes():
         child.expect(GDB)
         check(re.search(r"harrow::pause.*\r?\n.*patientPauses", child.before) is not None,
               f"turn {turn}: the backtrace does not show patientPauses calling harrow::pause")
+        if turn == 0:
+            # A process outside the tree gets no word from the root: no gdb, no turn, no answer.
+            sockets, answers = ask_as_a_stranger(b"debug intruder\nplease attach")
+            check(len(sockets) > 0, "no debugger socket found in /proc/net/unix")
+            check(all(a == b"" for a in answers), f"a stranger got answers: {answers}")
+            sockets, answers = ask_as_a_stranger(b"wait\n")
+            check(all(a == b"" for a in answers), f"a stranger's wait got answers: {answers}")
         child.sendline("quit")
     child.expect(r"tree done: \d+")
     finish(child, 0)
@@ -187,12 +219,28 @@ def test_root_pauses():
     finish(child, 0)
 
 
+def test_without_a_terminal():
+    """A root whose stdin is no terminal prints what stopped and lets the actors carry on."""
+    env = dict(os.environ)
+    env.update({"HARROW_REGISTRY": "none"})
+    run = subprocess.Popen([PROGRAM, "--harrow-debug", "--mode=pause"], env=env,
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    output, _ = run.communicate(timeout=GUARD)
+    print(output)
+    check(run.returncode == 0, f"exit status {run.returncode} without a terminal, expected 0")
+    check(output.count("the root has no terminal; the actor carries on") == 2,
+          "the root did not say twice that it has no terminal")
+    check("tree done:" in output, "the tree did not finish")
+    check(not session_processes(run.pid), "processes left behind without a terminal")
+
+
 for test in (test_crashes_take_turns, test_pause_resumes, test_handler_error_post_mortem,
-             test_kill_in_gdb_fails_a_pause, test_root_pauses):
+             test_kill_in_gdb_fails_a_pause, test_root_pauses, test_without_a_terminal):
     print(f"\n=== {test.__name__}", flush=True)
     try:
         test()
-    except (pexpect.TIMEOUT, pexpect.EOF) as e:
+    except (pexpect.TIMEOUT, pexpect.EOF, subprocess.TimeoutExpired) as e:
         check(False, f"{test.__name__}: {type(e).__name__} waiting for output")
 
 print("\n" + ("FAILED: " + "; ".join(failures) if failures else "PASSED"))
