@@ -18,5 +18,6 @@
 #include <harrow/actor/log.h>
 #include <harrow/discovery/discovery.h>
 #include <harrow/spawn/actor_nursery.h>
+#include <harrow/spawn/debug.h>
 #include <harrow/spawn/supervisor.h>
 #include <harrow/main.h>

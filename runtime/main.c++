@@ -3,6 +3,7 @@
 #include <harrow/actor/cookie.h>
 #include <harrow/actor/log.h>
 #include <harrow/discovery/discovery.h>
+#include <harrow/spawn/debug.h>
 #include <harrow/spawn/forkserver.h>
 
 #include <kj/debug.h>
@@ -48,6 +49,9 @@ Co<void> runChild(Actor& actor, Implementations& implementations) {
   }
   KJ_IF_MAYBE(discovery, DiscoveryOptions::forChild(message.getSpawnSpec())) {
     setDiscovery(actor, kj::mv(*discovery));
+  }
+  if (message.getSpawnSpec().getDebug()) {  // --harrow-debug: <harrow/spawn/debug.h>
+    joinDebugger(actor, message.getSpawnSpec().getDebugTerminal());
   }
 
   co_await openNursery([&](TaskNursery& root) -> Co<void> {
@@ -172,6 +176,7 @@ int main(int argc, char** argv, Implementations& implementations,
       setenv("HARROW_TRANSPORT", arg.slice(19).cStr(), 1);
     }
     if (arg.startsWith("--harrow-cookie=")) setenv("HARROW_COOKIE", arg.slice(16).cStr(), 1);
+    if (arg == "--harrow-debug") setenv("HARROW_DEBUG", "1", 1);
     if (arg.startsWith("--harrow-max-message=")) {
       setenv("HARROW_MAX_MESSAGE_BYTES", arg.slice(21).cStr(), 1);
     }
@@ -211,6 +216,7 @@ int main(int argc, char** argv, Implementations& implementations,
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
                    root.setTreeSecret(readCookie(cookiePathFromEnvironment()));
                    setDiscovery(root, DiscoveryOptions::forRoot(program));
+                   if (debugModeFromEnvironment()) hostDebugger(root);
                  })) {
     fprintf(stderr, "harrow: %s\n", e->getDescription().cStr());
     return 1;

@@ -18,6 +18,8 @@
 //   --harrow-transport=KIND   what actors listen on: tcp, unix or unix-abstract
 //   --harrow-max-message=BYTES  the largest message a channel carries (default 64M; K, M, G
 //                             suffixes), for the whole tree (HARROW_MAX_MESSAGE_BYTES)
+//   --harrow-debug            debug mode for the whole tree (HARROW_DEBUG=1): harrow::pause(),
+//                             post-mortem gdb on the root's terminal (<harrow/spawn/debug.h>)
 // Opening a second root in one process is an error.
 //
 // In the root, `body` runs inside the root actor (tractor: open_root_actor) and main returns 0

@@ -70,6 +70,8 @@ struct SpawnSpec {
                                # (0: not said); the child's own children get less (PROTOCOL 5)
   maxMessageBytes @8 :UInt64;  # the parent's message limit, which the child adopts; 0: keep its own
   treeSecret @9 :Data;         # the tree's 32-byte secret: the child authenticates with it
+  debugTerminal @10 :Text;     # with `debug`: where the root hands out its terminal (a Unix
+                               # socket, docs/DEBUGGING.md); the tree runs with --harrow-debug
 }
 
 enum MethodKind {

@@ -141,6 +141,8 @@ public:
   virtual Co<void> stop() = 0;
   // What a child spawned by this actor needs from this attachment, into its spawn spec.
   virtual void fillSpawnSpec(wire::SpawnSpec::Builder spec) { (void)spec; }
+  // An incoming task of the actor failed with `error` (PeerHost::taskFailed).
+  virtual void taskFailed(const kj::Exception& error) { (void)error; }
 };
 
 class Actor final : public PeerHost {
@@ -243,6 +245,9 @@ public:
   kj::Maybe<ActorServer&> findServer(uint64_t interfaceId) override;
   void controlMessage(Peer& peer, wire::Message::Reader message) override;
   kj::Maybe<TaskNursery&> serviceNursery() override { return service; }
+  void taskFailed(const kj::Exception& error) override {
+    for (auto& attachment : attachments) attachment->taskFailed(error);
+  }
 
 private:
   struct Outbound;

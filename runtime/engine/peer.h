@@ -85,6 +85,9 @@ public:
   // Where incoming tasks run; nullptr while the actor serves none (starting up, shutting down):
   // a start then gets an error back.
   virtual kj::Maybe<TaskNursery&> serviceNursery() = 0;
+  // An incoming task's handler raised `error` (not a cancellation), before the error goes back
+  // to the caller: the debugger's post-mortem hook (<harrow/spawn/debug.h>).
+  virtual void taskFailed(const kj::Exception& error) { (void)error; }
 
 private:
   size_t maxMessage = defaultMaxMessageBytes();

@@ -1,4 +1,5 @@
 #include <harrow/spawn/actor_nursery.h>
+#include <harrow/spawn/debug.h>
 
 #include <harrow/co/event.h>
 
@@ -205,6 +206,8 @@ void ActorNursery::cancelChild(Child& child) {
     ChildProcess& process = *child.process;
     child.killAfterGrace = actor.timer()
         .afterDelay(options.gracePeriod)
+        // Not while the tree's debugger is in use (--harrow-debug): the child may be in it.
+        .then([this]() { return whenDebuggerIdle(actor, options.gracePeriod); })
         .then([&process]() { process.kill(SIGKILL); })
         .eagerlyEvaluate(nullptr);
   }

@@ -18,7 +18,9 @@ namespace {
 
 constexpr int RESET_IN_CHILDREN[] = {SIGPIPE, SIGCHLD, SIGINT, SIGTERM};
 
-pid_t spawn(kj::ArrayPtr<const kj::StringPtr> argv, int passFd) {
+}  // namespace
+
+pid_t spawnProcess(kj::ArrayPtr<const kj::StringPtr> argv, int passFd) {
   KJ_REQUIRE(argv.size() > 0);
   posix_spawn_file_actions_t actions;
   posix_spawnattr_t attributes;
@@ -65,8 +67,6 @@ pid_t spawn(kj::ArrayPtr<const kj::StringPtr> argv, int passFd) {
   return pid;
 }
 
-}  // namespace
-
 kj::StringPtr spawnBackendName(SpawnBackend backend) {
   switch (backend) {
     case SpawnBackend::DEFAULT: return "default";
@@ -80,7 +80,7 @@ kj::ArrayPtr<const int> signalsResetInChildren() { return RESET_IN_CHILDREN; }
 
 ChildProcess::ChildProcess(kj::UnixEventPort& eventPort, kj::ArrayPtr<const kj::StringPtr> argv,
                            int passFd)
-    : ChildProcess(eventPort, spawn(argv, passFd)) {}
+    : ChildProcess(eventPort, spawnProcess(argv, passFd)) {}
 
 ChildProcess::ChildProcess(kj::UnixEventPort& eventPort, pid_t pid)
     : pidValue(pid), pidSlot(pidValue), exit(nullptr) {

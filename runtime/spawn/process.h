@@ -31,6 +31,11 @@ kj::StringPtr spawnBackendName(SpawnBackend backend);  // "default", "exec", "fo
 // signal mask; other handlers (say, a sanitizer's SIGSEGV handler) are left alone.
 kj::ArrayPtr<const int> signalsResetInChildren();
 
+// Starts `argv[0]` as ChildProcess does (signals reset, a process group of its own), without
+// registering it with any event loop: the caller reaps it (waitpid) before the event loop runs
+// again. For a child the process waits for with its event loop stopped (the root's debugger).
+pid_t spawnProcess(kj::ArrayPtr<const kj::StringPtr> argv, int passFd = -1);
+
 class ChildProcess {
 public:
   // Starts `argv[0]` with `argv`. `passFd`, if not -1, becomes the child's fd 3 (every other fd is

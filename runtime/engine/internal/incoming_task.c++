@@ -75,6 +75,9 @@ Co<void> IncomingTaskImpl::run(ActorServer& server, uint16_t methodId) {
   } catch (...) {
     failure = currentException();
   }
+  KJ_IF_MAYBE(e, failure) {
+    if (!isCancelled(*e)) stream.peer.host().taskFailed(*e);
+  }
   sendFinal(kj::mv(failure));
 }
 
