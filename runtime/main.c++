@@ -2,6 +2,7 @@
 
 #include <harrow/actor/cookie.h>
 #include <harrow/actor/log.h>
+#include <harrow/actor/metrics_endpoint.h>
 #include <harrow/discovery/discovery.h>
 #include <harrow/spawn/debug.h>
 #include <harrow/spawn/forkserver.h>
@@ -180,6 +181,16 @@ int main(int argc, char** argv, Implementations& implementations,
     if (arg.startsWith("--harrow-max-message=")) {
       setenv("HARROW_MAX_MESSAGE_BYTES", arg.slice(21).cStr(), 1);
     }
+    // Metrics and the log format, for the whole tree too (children collect, the root serves).
+    if (arg.startsWith("--harrow-metrics=")) setenv("HARROW_METRICS", arg.slice(17).cStr(), 1);
+    if (arg.startsWith("--harrow-log-format=")) {
+      setenv("HARROW_LOG_FORMAT", arg.slice(20).cStr(), 1);
+    }
+  }
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([]() { logFormatFromEnvironment(); })) {
+    fprintf(stderr, "harrow: --harrow-log-format / HARROW_LOG_FORMAT: %s\n",
+            e->getDescription().cStr());
+    return 1;
   }
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([]() { defaultMaxMessageBytes(); })) {
     fprintf(stderr, "harrow: --harrow-max-message / HARROW_MAX_MESSAGE_BYTES: %s\n",
@@ -217,6 +228,9 @@ int main(int argc, char** argv, Implementations& implementations,
                    root.setTreeSecret(readCookie(cookiePathFromEnvironment()));
                    setDiscovery(root, DiscoveryOptions::forRoot(program));
                    if (debugModeFromEnvironment()) hostDebugger(root);
+                   KJ_IF_MAYBE(address, metricsAddressFromEnvironment()) {
+                     root.attach(kj::heap<MetricsEndpoint>(root, *address));
+                   }
                  })) {
     fprintf(stderr, "harrow: %s\n", e->getDescription().cStr());
     return 1;

@@ -20,6 +20,10 @@
 //                             suffixes), for the whole tree (HARROW_MAX_MESSAGE_BYTES)
 //   --harrow-debug            debug mode for the whole tree (HARROW_DEBUG=1): harrow::pause(),
 //                             post-mortem gdb on the root's terminal (<harrow/spawn/debug.h>)
+//   --harrow-metrics=ADDR     every actor counts; the root serves the tree's metrics at
+//                             http://ADDR/metrics (HOST:PORT; HARROW_METRICS)
+//   --harrow-log-format=FMT   text (default) or json: one JSON object per log line
+//                             (HARROW_LOG_FORMAT)
 // Opening a second root in one process is an error.
 //
 // In the root, `body` runs inside the root actor (tractor: open_root_actor) and main returns 0

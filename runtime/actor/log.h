@@ -3,6 +3,12 @@
 //
 // The level comes from --harrow-log=LEVEL or the HARROW_LOG environment variable (debug, info,
 // warning, error; default warning); children inherit the environment, so a tree logs alike.
+//
+// The format: text (the default, as above, through KJ's own logger) or, with
+// --harrow-log-format=json / HARROW_LOG_FORMAT=json, one JSON object per line on stderr:
+//   {"time":"2026-11-29T10:54:53.123Z","level":"warning","actor":"counter-1","pid":4242,
+//    "task":"Counter.add#3","message":"...","file":"runtime/x.c++","line":12}
+// (encoded by capnp's JsonCodec: quotes, backslashes and control characters escaped).
 
 #pragma once
 
@@ -13,17 +19,29 @@
 
 namespace harrow {
 
+enum class LogFormat { TEXT, JSON };
+
+// "text" or "json"; throws, saying what is accepted, for anything else.
+LogFormat parseLogFormat(kj::StringPtr name);
+// HARROW_LOG_FORMAT, or TEXT if unset.
+LogFormat logFormatFromEnvironment();
+
 class ActorLog final : public kj::ExceptionCallback {
 public:
   // Installs itself for this thread for as long as it lives (KJ callbacks are a stack).
-  explicit ActorLog(kj::StringPtr actorName);
+  explicit ActorLog(kj::StringPtr actorName, LogFormat format = logFormatFromEnvironment());
 
   void logMessage(kj::LogSeverity severity, const char* file, int line, int contextDepth,
                   kj::String&& text) override;
 
 private:
   kj::String actorName;
+  LogFormat format;
 };
+
+// One JSON log line (without the newline), as ActorLog writes it in JSON mode.
+kj::String jsonLogLine(kj::LogSeverity severity, kj::StringPtr actor, kj::StringPtr task,
+                       kj::StringPtr message, kj::StringPtr file, int line);
 
 // debugLogging() and HARROW_LOG_DEBUG: <harrow/co/log_level.h>.
 

@@ -91,6 +91,7 @@ Peer::Peer(kj::Own<Channel> channel, PeerHost& host, ActorIdentity remote, bool 
       closedPromise(newClosedPromise(closedFulfiller)) {
   if (this->options.maxMessageBytes == 0) this->options.maxMessageBytes = host.maxMessageBytes();
   chan->setMaxFrameBytes(this->options.maxMessageBytes);
+  host.metrics().peerOpened(*this);
 }
 
 void Peer::adoptMaxMessageBytes(size_t bytes) {
@@ -151,6 +152,7 @@ Peer::~Peer() noexcept(false) {
     lose(transportClosed("the channel to this actor was destroyed"));
   }
   markClosed();
+  hostRef.metrics().peerClosed(*this);
 }
 
 void Peer::markClosed() {
@@ -172,10 +174,13 @@ bool Peer::wasUsed(uint64_t callId) const {
 
 kj::Maybe<const kj::Exception&> Peer::closedBecause() const { return closeReason; }
 
-void Peer::addRoute(uint64_t callId, Route& route) { routes.insert(callId, &route); }
+void Peer::addRoute(uint64_t callId, Route& route) {
+  routes.insert(callId, &route);
+  if (isOurs(callId)) hostRef.metrics().outgoingOpened();
+}
 
 void Peer::removeRoute(uint64_t callId) {
-  routes.erase(callId);
+  if (routes.erase(callId) && isOurs(callId)) hostRef.metrics().outgoingClosed();
   if (routes.size() == 0 && drainWaiters.size() > 0) {
     auto waiters = kj::mv(drainWaiters);
     for (auto& waiter : waiters) waiter->fulfill();
@@ -500,6 +505,8 @@ void Peer::startIncoming(uint64_t callId, kj::Own<capnp::MessageReader> reader) 
   ActorServer* server = nullptr;
   KJ_IF_MAYBE(s, hostRef.findServer(interfaceId)) {
     server = s;
+  } else if (interfaceId == metricsInterfaceId() && hostRef.metrics().enabled()) {
+    server = &hostRef.metrics().server(hostRef);  // built in: every actor serves it
   } else {
     sendError(kj::str("actor ", hostRef.identity().toString(), " serves no interface ",
                       kj::hex(interfaceId)));
@@ -523,10 +530,12 @@ void Peer::startIncoming(uint64_t callId, kj::Own<capnp::MessageReader> reader) 
   }
   // The task object is created inside the nursery's task so that its cancel scope nests in the
   // actor's service scope; the coroutine runs eagerly, so its route exists before we return.
+  MethodStats* stats =
+      hostRef.metrics().enabled() ? &hostRef.metrics().method(*server, methodId) : nullptr;
   tasks->startSoon([this, callId, kind, server, methodId, name = kj::mv(name),
-               reader = kj::mv(reader)]() mutable -> Co<void> {
+               reader = kj::mv(reader), stats]() mutable -> Co<void> {
     IncomingTaskImpl task(*this, callId, kind, kj::mv(reader), kj::mv(name));
-    co_await task.run(*server, methodId);
+    co_await task.run(*server, methodId, stats);
   });
 }
 

@@ -18,6 +18,7 @@
 #include <harrow/ipc/channel.h>
 #include <harrow/co/nursery.h>
 #include <harrow/engine/auth.h>
+#include <harrow/engine/metrics.h>
 #include <harrow/engine/remote_error.h>
 #include <harrow/typed/task.h>
 
@@ -89,8 +90,12 @@ public:
   // to the caller: the debugger's post-mortem hook (<harrow/spawn/debug.h>).
   virtual void taskFailed(const kj::Exception& error) { (void)error; }
 
+  // This actor's counters (<harrow/engine/metrics.h>); on when HARROW_METRICS is set.
+  Metrics& metrics() { return metricsStore; }
+
 private:
   size_t maxMessage = defaultMaxMessageBytes();
+  Metrics metricsStore;
 };
 
 class Peer final : public RawPortal {

@@ -228,6 +228,7 @@ kj::Maybe<kj::Own<capnp::MessageReader>> Channel::tryParse(size_t& needed) {
     }
   }
   begin += frameBytes;
+  receivedTotal += frameBytes;
   return kj::heap<capnp::FlatArrayMessageReader>(words, options.readerOptions)
       .attach(kj::addRef(*buffer));
 }

@@ -145,6 +145,11 @@ public:
   size_t queuedBytes() const { return queuedTotal - writtenTotal; }
   bool isWritable() const { return queuedBytes() < options.maxQueuedBytes; }
 
+  // Bytes this channel has written and received (whole frames, framing included): plain
+  // counters for the metrics (<harrow/engine/metrics.h>).
+  uint64_t bytesSent() const { return writtenTotal; }
+  uint64_t bytesReceived() const { return receivedTotal; }
+
   // Resolves when isWritable() (at once if it already is). Throws TransportClosed if a write
   // failed.
   kj::Promise<void> whenWritable();
@@ -202,6 +207,7 @@ private:
   kj::Vector<Outgoing> queue;          // waiting for the next write
   uint64_t queuedTotal = 0;            // bytes ever queued
   uint64_t writtenTotal = 0;           // bytes ever written
+  uint64_t receivedTotal = 0;          // bytes of whole frames ever received
   bool writing = false;                // a write is scheduled (see below) or in flight
   bool writeScheduled = false;         // the write waits in kj::evalLast() for the turn's end
   bool writeShut = false;

@@ -21,6 +21,7 @@ struct ActorNursery::Child {
   // SIGKILL once the grace period after cancel() has passed. Declared after `process`, which it
   // refers to, so that it is destroyed first.
   kj::Maybe<kj::Promise<void>> killAfterGrace;
+  kj::Maybe<kj::TimePoint> cancelledAt;  // when teardown began (the metrics' teardown time)
 };
 
 namespace {
@@ -58,6 +59,7 @@ Co<Peer*> ActorNursery::spawn(kj::StringPtr name, kj::StringPtr implementation,
 
 Co<Peer*> ActorNursery::spawn(kj::StringPtr nameParam, kj::StringPtr implementationParam,
                               SpawnOptions spawnOptions, kj::Maybe<ChildWatcher&> watcher) {
+  auto begun = kj::systemPreciseMonotonicClock().now();  // harrow_spawn_duration_seconds
   // The caller's strings may be temporaries (startActor(kj::str("w", i), ...) stored and awaited
   // later): own copies, taken before the first suspension, are what the rest uses.
   auto name = kj::heapString(nameParam);
@@ -126,6 +128,7 @@ Co<Peer*> ActorNursery::spawn(kj::StringPtr nameParam, kj::StringPtr implementat
   KJ_ASSERT_NONNULL(tasks, "the actor nursery is closed").startSoon([this, &ref]() {
     return supervise(ref);
   });
+  actor.metrics().spawned(kj::systemPreciseMonotonicClock().now() - begun);
   co_return result;
 }
 
@@ -191,6 +194,7 @@ TaskNursery& ActorNursery::taskNursery() {
 }
 
 void ActorNursery::cancelChild(Child& child) {
+  if (child.cancelledAt == nullptr) child.cancelledAt = kj::systemPreciseMonotonicClock().now();
   KJ_IF_MAYBE(peer, child.peer) {
     if (!child.cancelSent && !(*peer)->isClosed()) {
       child.cancelSent = true;
@@ -217,6 +221,9 @@ Co<void> ActorNursery::stop(Child& child) {
   // Graceful first: cancel-actor, then wait for the exit; SIGKILL after the grace period.
   cancelChild(child);
   co_await child.process->onExit();
+  KJ_IF_MAYBE(begun, child.cancelledAt) {
+    actor.metrics().tornDown(kj::systemPreciseMonotonicClock().now() - *begun);
+  }
 }
 
 Co<void> ActorNursery::supervise(Child& child) {

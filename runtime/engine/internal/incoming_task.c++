@@ -68,13 +68,15 @@ void IncomingTaskImpl::cancel() {
   scope.cancel();
 }
 
-Co<void> IncomingTaskImpl::run(ActorServer& server, uint16_t methodId) {
+Co<void> IncomingTaskImpl::run(ActorServer& server, uint16_t methodId, MethodStats* stats) {
+  TaskTimer timer(stats);
   kj::Maybe<kj::Exception> failure;
   try {
     co_await scope.run([&]() { return server.dispatch(methodId, *this); });
   } catch (...) {
     failure = currentException();
   }
+  if (failure == nullptr) timer.succeeded();
   KJ_IF_MAYBE(e, failure) {
     if (!isCancelled(*e)) stream.peer.host().taskFailed(*e);
   }

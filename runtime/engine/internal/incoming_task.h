@@ -16,8 +16,8 @@ public:
   KJ_DISALLOW_COPY(IncomingTaskImpl);
 
   // Runs `server`'s handler for the start's method to completion and sends the final message.
-  // Never throws: the handler's failure goes to the caller.
-  Co<void> run(ActorServer& server, uint16_t methodId);
+  // Never throws: the handler's failure goes to the caller. `stats`: counted there if not null.
+  Co<void> run(ActorServer& server, uint16_t methodId, MethodStats* stats = nullptr);
 
   // IncomingTask
   IncomingMessage& params() override { return *paramsMessage; }

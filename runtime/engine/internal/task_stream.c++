@@ -46,6 +46,7 @@ Co<void> TaskStream::send(kj::Own<OutgoingMessage> item) {
     return kj::str("a stream item", type.size() > 0 ? kj::str(" (", type, ")") : kj::str(),
                    " of ", task);
   });
+  if (sendCredit == 0) peer.host().metrics().creditStall();
   while (sendCredit == 0) {
     throwIfFailed();
     co_await creditChanged.wait();  // the consumer is behind: wait, never buffer
