@@ -546,9 +546,17 @@ private:
   bool finished = false;
 };
 
-void BM_HarrowCall(benchmark::State& state) {
+void harrowCall(benchmark::State& state, bool metrics) {
   bool pinned = state.range(0);
   setPinned(pinned);
+  // Metrics (<harrow/engine/metrics.h>) are on in an actor whose environment has HARROW_METRICS
+  // when it starts: the root here and the child it spawns (which inherits it).
+  if (metrics) {
+    setenv("HARROW_METRICS", "call_bench", 1);
+  } else {
+    unsetenv("HARROW_METRICS");
+  }
+  KJ_DEFER(unsetenv("HARROW_METRICS"));
   EchoTree tree;
   auto& ws = tree.waitScope();
   auto payload = makePayload(kPayloadBytes);
@@ -563,6 +571,10 @@ void BM_HarrowCall(benchmark::State& state) {
   tree.finish();
   samples.report(state);
 }
+
+void BM_HarrowCall(benchmark::State& state) { harrowCall(state, false); }
+// The same with metrics collected in both actors: every call counted and timed in the child.
+void BM_HarrowCallMetrics(benchmark::State& state) { harrowCall(state, true); }
 
 void BM_HarrowCall100(benchmark::State& state) {
   bool pinned = state.range(0);
@@ -714,6 +726,7 @@ BENCHMARK(BM_Channel)->Apply([](auto* b) { latency(b, kLatencyIterations); });
 BENCHMARK(BM_LeanFramed)->Apply([](auto* b) { latency(b, kLatencyIterations); });
 BENCHMARK(BM_CapnpRpc)->Apply([](auto* b) { latency(b, kLatencyIterations); });
 BENCHMARK(BM_HarrowCall)->Apply([](auto* b) { latency(b, kLatencyIterations); });
+BENCHMARK(BM_HarrowCallMetrics)->Apply([](auto* b) { latency(b, kLatencyIterations); });
 BENCHMARK(BM_HarrowCall100)->Apply([](auto* b) { latency(b, kInFlightIterations); });
 BENCHMARK(BM_HarrowStream)->Apply([](auto* b) { latency(b, kStreamIterations); });
 BENCHMARK(BM_RawFramedStream)->Apply([](auto* b) { latency(b, kStreamIterations); });
@@ -804,6 +817,7 @@ public:
     row("(b'') lean framed prototype (see README)", "BM_LeanFramed");
     row("(c) capnp two-party RPC", "BM_CapnpRpc");
     row("(d) harrow typed call", "BM_HarrowCall");
+    row("(d') harrow typed call, metrics on", "BM_HarrowCallMetrics");
     row("(d) harrow, 100 calls in flight (per call)", "BM_HarrowCall100");
 
     printf("\nRatios (pinned / unpinned):\n");
@@ -811,6 +825,8 @@ public:
           [](double r) { return r <= 1.2; });
     ratio("harrow call / capnp RPC", "BM_HarrowCall", "BM_CapnpRpc", "p50_us", "<= 0.5",
           [](double r) { return r <= 0.5; });
+    ratio("harrow call, metrics on / off", "BM_HarrowCallMetrics", "BM_HarrowCall", "p50_us",
+          "<= 1.05", [](double r) { return r <= 1.05; });
     ratio("harrow call / harrow::Channel", "BM_HarrowCall", "BM_Channel", "p50_us", "(info)",
           nullptr);
     ratio("harrow call / floor", "BM_HarrowCall", "BM_Floor_Socket", "p50_us", "(info)",

@@ -530,8 +530,10 @@ void Peer::startIncoming(uint64_t callId, kj::Own<capnp::MessageReader> reader) 
   }
   // The task object is created inside the nursery's task so that its cancel scope nests in the
   // actor's service scope; the coroutine runs eagerly, so its route exists before we return.
-  MethodStats* stats =
-      hostRef.metrics().enabled() ? &hostRef.metrics().method(*server, methodId) : nullptr;
+  // (Not the built-in Metrics interface: scrapes do not count themselves.)
+  MethodStats* stats = hostRef.metrics().enabled() && interfaceId != metricsInterfaceId()
+                           ? &hostRef.metrics().method(*server, methodId)
+                           : nullptr;
   tasks->startSoon([this, callId, kind, server, methodId, name = kj::mv(name),
                reader = kj::mv(reader), stats]() mutable -> Co<void> {
     IncomingTaskImpl task(*this, callId, kind, kj::mv(reader), kj::mv(name));
