@@ -8,6 +8,10 @@
 
 namespace harrow {
 
+namespace {
+constexpr kj::Duration COLLECT_TIMEOUT = 10 * kj::SECONDS;
+}  // namespace
+
 MetricsEndpoint::MetricsEndpoint(Actor& actor, kj::StringPtr address)
     : actor(actor),
       requested(kj::heapString(address.startsWith("tcp:") ? address.slice(4) : address)) {
@@ -66,7 +70,24 @@ kj::Promise<void> MetricsEndpoint::request(kj::HttpMethod method, kj::StringPtr 
 }
 
 Co<void> MetricsEndpoint::serveMetrics(Response& response) {
-  auto snapshot = co_await collectTree(actor);
+  // Bounded: a child that neither answers nor dies (stopped with SIGSTOP, say) must not pile up
+  // scrapes. Prometheus gives up sooner anyway (scrape_timeout, 10 s by default).
+  kj::Maybe<kj::Own<capnp::MallocMessageBuilder>> collected =
+      co_await collectTree(actor)
+          .then([](kj::Own<capnp::MallocMessageBuilder> snapshot) {
+            return kj::Maybe<kj::Own<capnp::MallocMessageBuilder>>(kj::mv(snapshot));
+          })
+          .exclusiveJoin(actor.timer().afterDelay(COLLECT_TIMEOUT).then([]() {
+            return kj::Maybe<kj::Own<capnp::MallocMessageBuilder>>(nullptr);
+          }));
+  kj::Own<capnp::MallocMessageBuilder> snapshot;
+  KJ_IF_MAYBE(s, collected) {
+    snapshot = kj::mv(*s);
+  } else {
+    KJ_LOG(WARNING, "metrics: the tree did not answer a scrape in time", COLLECT_TIMEOUT);
+    co_await response.sendError(503, "Service Unavailable", headerTable);
+    co_return;
+  }
   auto text = renderExposition(snapshot->getRoot<metrics::Snapshot>());
   kj::HttpHeaders headers(headerTable);
   headers.set(kj::HttpHeaderId::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8");

@@ -176,6 +176,13 @@ TEST_F(PrometheusTest, ScrapesTheWholeTree) {
     std::string text = scraped.body.cStr();
     EXPECT_NE(text.find("harrow_calls_finished_total{actor=\"leaf\",interface=\"Counter\","
                         "method=\"add\"} 7\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("harrow_spawn_duration_seconds_count{actor=\"middle\"} 1\n"),
+              std::string::npos) << text;  // leaf, spawned by middle
+    EXPECT_NE(text.find("harrow_tasks_in_flight{actor=\"middle\",interface=\"Counter\","
+                        "method=\"session\"} 1\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("harrow_channel_received_bytes_total{actor=\"leaf\"} "),
+              std::string::npos) << text;
+    EXPECT_EQ(text.find("harrow.Metrics"), std::string::npos) << "scrapes count themselves";
     std::string dir = tempDir();
     writeFile(dir + "/metrics.txt", text);
     {
