@@ -43,7 +43,8 @@ COMMON=(-std=c++20 -g -O1 -fno-omit-frame-pointer -I "$OUT/include" -I "$OUT/gen
 # hash index is empty: harmless, and in a system header).
 SAN=(-fsanitize=address,undefined -fno-sanitize=function,nonnull-attribute
      -fno-sanitize-recover=undefined)
-LIBS=(-lcapnp-rpc -lcapnp -lkj-async -lkj -lsodium -ldw -lelf -lpthread)
+# (kj-http: the actor layer's metrics endpoint; capnp-json: its JSON log lines.)
+LIBS=(-lkj-http -lcapnp-json -lcapnp-rpc -lcapnp -lkj-async -lkj -lsodium -ldw -lelf -lpthread)
 
 # Runtime sources (everything the actor layer needs), instrumented for coverage.
 SOURCES=$(ls "$ROOT"/runtime/{co,ipc,typed,engine,engine/internal,actor,discovery}/*.c++ 2>/dev/null;
