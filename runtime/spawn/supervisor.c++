@@ -321,6 +321,7 @@ ActorSupervisor::Decision ActorSupervisor::decide(Instance& instance, int status
   }
 
   ++restarts;
+  actor.metrics().recordRestart(slot.name);  // harrow_restarts_total{child=...}
   markDown(slot, instance);
   auto request = kj::heap<Request>(slot);
   // The siblings going down with it, in start order (OTP: one_for_all every child, rest_for_one
@@ -465,6 +466,7 @@ Co<void> ActorSupervisor::restart(Request& request) {
           co_return;
         }
         ++restarts;
+        actor.metrics().recordRestart(slot->name);
         co_await actor.timer().afterDelay(backoff(*slot));
       } else {
         KJ_IF_MAYBE(instance, slot->current) {

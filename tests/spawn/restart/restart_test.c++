@@ -132,6 +132,17 @@ protected:
     pid_t after[3];
     uint32_t generations[3];
   };
+  // harrow_restarts_total{actor=...,child=`child`} of the root (<harrow/engine/metrics.h>).
+  double restartsMetric(kj::StringPtr child) {
+    for (auto& family : root.metrics().families(root.identity().name)) {
+      if (family.name != "harrow_restarts_total") continue;
+      for (auto& sample : family.samples) {
+        if (sample.labels[1].value == child) return sample.value;
+      }
+    }
+    return 0;
+  }
+
   Pids crashTheMiddleOne(Strategy strategy) {
     Pids pids = {};
     const char* names[] = {"a", "b", "c"};
@@ -144,6 +155,7 @@ protected:
         for (int i = 0; i < 3; ++i) pids.after[i] = co_await pidOf(sup, names[i]);
         for (int i = 0; i < 3; ++i) pids.generations[i] = sup.generation(names[i]);
         EXPECT_EQ(sup.restartCount(), 1u);
+        EXPECT_EQ(restartsMetric("b"), 1.0);  // harrow_restarts_total{child="b"}
       }, {.strategy = strategy});
     });
     KJ_IF_MAYBE(e, failure) ADD_FAILURE() << text(*e);
