@@ -576,6 +576,49 @@ void BM_HarrowCall(benchmark::State& state) { harrowCall(state, false); }
 // The same with metrics collected in both actors: every call counted and timed in the child.
 void BM_HarrowCallMetrics(benchmark::State& state) { harrowCall(state, true); }
 
+// The same call made from a coroutine inside a cancel scope, with a deadline (moveOnAfter, an
+// hour: it never fires) and without (a plain scope): what a deadline costs, i.e. the caller's
+// timer entry, the start's timeoutNanos and the callee's scope deadline. Each iteration opens its
+// scope, as a program would. The third variant's deadline (200 years) is beyond what a callee
+// accepts (docs/PROTOCOL.md 3.8), so only the caller has a timer: the difference between it and
+// the full deadline is what carrying it to the callee costs.
+enum class DeadlineKind { NONE, CALLER_ONLY, CARRIED };
+void harrowCallInScope(benchmark::State& state, DeadlineKind deadline) {
+  bool pinned = state.range(0);
+  setPinned(pinned);
+  EchoTree tree;
+  auto& ws = tree.waitScope();
+  auto payload = makePayload(kPayloadBytes);
+  tree.echo().ping(payload).wait(ws);
+  Samples samples(state.max_iterations);
+  auto call = [&]() -> Co<void> {
+    auto reply = co_await tree.echo().ping(payload);
+    benchmark::DoNotOptimize(reply->getPayload().size());
+  };
+  for (auto _ : state) {
+    auto t0 = Clock::now();
+    if (deadline == DeadlineKind::CARRIED) {
+      harrow::moveOnAfter(tree.timer(), 3600 * kj::SECONDS, call).wait(ws);
+    } else if (deadline == DeadlineKind::CALLER_ONLY) {
+      harrow::moveOnAfter(tree.timer(), 200ll * 365 * 24 * 3600 * kj::SECONDS, call).wait(ws);
+    } else {
+      harrow::CancelScope scope;
+      scope.run(call).wait(ws);
+    }
+    samples.add(Clock::now() - t0);
+  }
+  tree.finish();
+  samples.report(state);
+}
+
+void BM_HarrowCallScope(benchmark::State& state) { harrowCallInScope(state, DeadlineKind::NONE); }
+void BM_HarrowCallLocalDeadline(benchmark::State& state) {
+  harrowCallInScope(state, DeadlineKind::CALLER_ONLY);
+}
+void BM_HarrowCallDeadline(benchmark::State& state) {
+  harrowCallInScope(state, DeadlineKind::CARRIED);
+}
+
 void BM_HarrowCall100(benchmark::State& state) {
   bool pinned = state.range(0);
   setPinned(pinned);
@@ -727,6 +770,9 @@ BENCHMARK(BM_LeanFramed)->Apply([](auto* b) { latency(b, kLatencyIterations); })
 BENCHMARK(BM_CapnpRpc)->Apply([](auto* b) { latency(b, kLatencyIterations); });
 BENCHMARK(BM_HarrowCall)->Apply([](auto* b) { latency(b, kLatencyIterations); });
 BENCHMARK(BM_HarrowCallMetrics)->Apply([](auto* b) { latency(b, kLatencyIterations); });
+BENCHMARK(BM_HarrowCallScope)->Apply([](auto* b) { latency(b, kLatencyIterations); });
+BENCHMARK(BM_HarrowCallLocalDeadline)->Apply([](auto* b) { latency(b, kLatencyIterations); });
+BENCHMARK(BM_HarrowCallDeadline)->Apply([](auto* b) { latency(b, kLatencyIterations); });
 BENCHMARK(BM_HarrowCall100)->Apply([](auto* b) { latency(b, kInFlightIterations); });
 BENCHMARK(BM_HarrowStream)->Apply([](auto* b) { latency(b, kStreamIterations); });
 BENCHMARK(BM_RawFramedStream)->Apply([](auto* b) { latency(b, kStreamIterations); });
@@ -819,6 +865,9 @@ public:
     row("(d) harrow typed call", "BM_HarrowCall");
     row("(d') harrow typed call, metrics on", "BM_HarrowCallMetrics");
     row("(d) harrow, 100 calls in flight (per call)", "BM_HarrowCall100");
+    row("(d) harrow call in a cancel scope", "BM_HarrowCallScope");
+    row("(d) harrow call, deadline at the caller only", "BM_HarrowCallLocalDeadline");
+    row("(d) harrow call under a deadline", "BM_HarrowCallDeadline");
 
     printf("\nRatios (pinned / unpinned):\n");
     ratio("harrow call / KJ framed", "BM_HarrowCall", "BM_KjFramed", "p50_us", "<= 1.2",
@@ -831,6 +880,10 @@ public:
           nullptr);
     ratio("harrow call / floor", "BM_HarrowCall", "BM_Floor_Socket", "p50_us", "(info)",
           nullptr);
+    ratio("call with a deadline / without", "BM_HarrowCallDeadline", "BM_HarrowCallScope",
+          "p50_us", "<= 1.02", [](double r) { return r <= 1.02; });
+    ratio("deadline carried / at the caller only", "BM_HarrowCallDeadline",
+          "BM_HarrowCallLocalDeadline", "p50_us", "(info)", nullptr);
 
     printf("\nStream of %u-byte items, items/s:\n", kItemBytes);
     printf("  %-46s %10s %10s\n", "", "pinned", "unpinned");

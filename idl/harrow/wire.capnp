@@ -85,6 +85,11 @@ struct Start {
   methodId @1 :UInt16;      # ordinal of the method in that interface
   params @2 :Payload;       # the method's params struct
   window @3 :UInt32;        # initial credit the caller grants for items sent to it
+  timeoutNanos @4 :UInt64;
+  # What was left of the caller's deadline when it sent the start, in nanoseconds (relative, so
+  # no clock is shared); 0: no deadline. The handler runs under a cancel scope that expires that
+  # long after the start arrived; on expiry the callee answers with an `error` of kind
+  # deadlineExceeded (docs/PROTOCOL.md 3.8).
 }
 
 struct StartAck {
@@ -116,4 +121,5 @@ enum ErrorKind {
   contextCancelled @1;    # the remote task was cancelled (tractor: ContextCancelled)
   protocolViolation @2;   # the peer sent something the state machine does not allow
   unknownMethod @3;       # no such interface or method on that actor
+  deadlineExceeded @4;    # the deadline the start carried (timeoutNanos) passed at the callee
 }

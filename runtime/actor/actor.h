@@ -161,7 +161,7 @@ public:
   void atExit(kj::Function<void()> callback) { exitCallbacks.add(kj::mv(callback)); }
 
   kj::AsyncIoContext& io() { return ioContext; }
-  kj::Timer& timer() { return ioContext.provider->getTimer(); }
+  kj::Timer& timer() override { return ioContext.provider->getTimer(); }
   kj::UnixEventPort& eventPort() { return ioContext.unixEventPort; }
   // Options for this actor's channels: its event port, so sockets take the fd fast path.
   ChannelOptions channelOptions() {

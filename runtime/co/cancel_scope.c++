@@ -5,10 +5,9 @@
 namespace harrow {
 namespace {
 
-// Cancelled and TooSlow travel as kj::Exception (a promise can carry nothing else); these
-// description prefixes are how they are recognised again.
+// Cancelled and DeadlineExceeded travel as kj::Exception (a promise can carry nothing else);
+// these description prefixes are how they are recognised again.
 constexpr kj::StringPtr CANCELLED = "harrow.Cancelled"_kj;
-constexpr kj::StringPtr TOO_SLOW = "harrow.TooSlow"_kj;
 
 }  // namespace
 
@@ -17,7 +16,7 @@ bool isCancelled(const kj::Exception& exception) {
 }
 
 bool isTooSlow(const kj::Exception& exception) {
-  return exception.getDescription().startsWith(TOO_SLOW);
+  return is(exception, ErrorKind::DEADLINE_EXCEEDED);
 }
 
 namespace _ {
@@ -31,7 +30,29 @@ void throwCancelledFor(CancelScope*) {
 
 void throwTooSlow(kj::Duration timeout) {
   kj::throwFatalException(kj::Exception(kj::Exception::Type::OVERLOADED, __FILE__, __LINE__,
-      kj::str(TOO_SLOW, ": deadline of ", timeout, " passed")));
+      kj::str("harrow.", errorKindName(ErrorKind::DEADLINE_EXCEEDED), ": deadline of ", timeout,
+              " passed")));
+}
+
+kj::Duration Deadline::remaining() const {
+  kj::TimePoint now = timer->now();
+  return when > now ? when - now : 0 * kj::NANOSECONDS;
+}
+
+kj::Maybe<Deadline> currentDeadline() {
+  kj::Maybe<Deadline> earliest;
+  for (CancelScope* s = _::ambient().scope; s != nullptr; s = s->parent) {
+    KJ_IF_MAYBE(when, s->deadlineAt) {
+      Deadline candidate{s, *when, s->deadlineTimer};
+      KJ_IF_MAYBE(best, earliest) {
+        if (candidate.remaining() < best->remaining()) earliest = candidate;
+      } else {
+        earliest = candidate;
+      }
+    }
+    if (s->shield) break;
+  }
+  return earliest;
 }
 
 kj::StringPtr currentTaskName() {
@@ -85,10 +106,25 @@ void CancelScope::deliver() {
 }
 
 void CancelScope::setDeadline(kj::Timer& timer, kj::TimePoint deadline) {
+  deadlineAt = deadline;
+  deadlineTimer = &timer;
   deadlineTask = timer.atTime(deadline).then([this]() {
     deadlineExpired_ = true;
     cancel();
   }).eagerlyEvaluate(nullptr);
+}
+
+bool CancelScope::expireDeadline(kj::TimePoint when) {
+  KJ_IF_MAYBE(at, deadlineAt) {
+    if (*at != when) return false;
+  } else {
+    return false;
+  }
+  if (cancelCalled_) return deadlineExpired_;
+  deadlineTask = nullptr;
+  deadlineExpired_ = true;
+  cancel();
+  return true;
 }
 
 Co<void> CancelScope::run(kj::Function<kj::Promise<void>()> body) {
@@ -106,6 +142,7 @@ Co<void> CancelScope::runInside(kj::Function<kj::Promise<void>()> body) {
     failure = currentException();
   }
   deadlineTask = nullptr;
+  deadlineAt = nullptr;  // nothing runs in the scope any more: no call can carry it
   KJ_IF_MAYBE(exception, failure) {
     if (cancelCalled_ && isCancelled(*exception)) {
       cancelledCaught_ = true;

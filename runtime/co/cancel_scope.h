@@ -31,8 +31,26 @@ namespace harrow {
 // True for the exception that scope cancellation delivers at a checkpoint.
 bool isCancelled(const kj::Exception& exception);
 
-// True for the exception failAfter() throws when its deadline passes (trio's TooSlowError).
+// True for the exception failAfter() throws when its deadline passes (trio's TooSlowError):
+// harrow.DeadlineExceeded, the same kind a call raises when the deadline it carried to another
+// actor passed (is(e, ErrorKind::DEADLINE_EXCEEDED)).
 bool isTooSlow(const kj::Exception& exception);
+
+// The deadline that governs the running coroutine (trio's current_effective_deadline).
+struct Deadline {
+  CancelScope* scope;   // the scope whose deadline it is
+  kj::TimePoint when;   // on `timer`'s clock
+  kj::Timer* timer;
+
+  // What is left of it now, by its timer (zero once it has passed).
+  kj::Duration remaining() const;
+};
+
+// The earliest deadline among the scopes around the running coroutine, up to and including the
+// innermost shielded one (a shield keeps the deadlines outside it out, as it keeps their
+// cancellation out); nullptr if none has one. Scopes on different timers are compared by what
+// remains of each. A call started here carries `remaining()` to its callee (docs/PROTOCOL.md).
+kj::Maybe<Deadline> currentDeadline();
 
 class CancelScope {
 public:
@@ -50,8 +68,18 @@ public:
   // suspended coroutines, and at the next checkpoint for the one calling it.
   void cancel();
 
-  // Cancels the scope when `timer` reaches `deadline` (while the scope is still open).
+  // Cancels the scope when `timer` reaches `deadline` (while the scope is still open). A later
+  // call replaces the deadline. Calls started inside the scope carry what remains of it to the
+  // actor they call (currentDeadline()); a deadline moved after a call started does not reach
+  // that call's callee.
   void setDeadline(kj::Timer& timer, kj::TimePoint deadline);
+  kj::Maybe<kj::TimePoint> deadline() const { return deadlineAt; }
+
+  // Another actor measured this scope's deadline `when` and says it has passed (the callee of a
+  // call that carried it): if `when` is still this scope's deadline, the scope expires now, as if
+  // its own timer had fired (deadlineExpired() becomes true). Returns whether it did. This is how
+  // a callee's expiry reaches the caller as the caller's own deadline, never as a second error.
+  bool expireDeadline(kj::TimePoint when);
 
   // A shielded scope is not reached by cancellation of the scopes around it.
   void setShield(bool shield);
@@ -72,6 +100,8 @@ private:
   bool cancelCalled_ = false;
   bool cancelledCaught_ = false;
   bool deadlineExpired_ = false;
+  kj::Maybe<kj::TimePoint> deadlineAt;
+  kj::Timer* deadlineTimer = nullptr;
   kj::Maybe<kj::Promise<void>> deadlineTask;
   kj::String taskName;
 
@@ -85,6 +115,7 @@ private:
   friend class _::CoroutineBase;
   friend class TaskNursery;
   friend kj::StringPtr currentTaskName();
+  friend kj::Maybe<Deadline> currentDeadline();
   template <typename T> friend class TaskStatus;
 };
 
@@ -111,7 +142,8 @@ Co<bool> moveOnAfter(kj::Timer& timer, kj::Duration timeout, Body body) {
 // The name of the innermost named scope around the running coroutine ("main" outside any).
 kj::StringPtr currentTaskName();
 
-// trio's fail_after: like moveOnAfter, but a body cut short by the deadline raises TooSlow.
+// trio's fail_after: like moveOnAfter, but a body cut short by the deadline raises
+// harrow.DeadlineExceeded (trio's TooSlowError; isTooSlow()).
 template <typename Body>
 Co<void> failAfter(kj::Timer& timer, kj::Duration timeout, Body body) {
   CancelScope scope;

@@ -10,7 +10,8 @@ struct Named {
 
 constexpr Named NAMES[] = {
     {ErrorKind::CANCELLED, "Cancelled"_kj},
-    {ErrorKind::TOO_SLOW, "TooSlow"_kj},
+    {ErrorKind::DEADLINE_EXCEEDED, "DeadlineExceeded"_kj},
+    {ErrorKind::DEADLINE_EXCEEDED, "TooSlow"_kj},  // the older name, still read
     {ErrorKind::MULTI_ERROR, "MultiError"_kj},
     {ErrorKind::TRANSPORT_CLOSED, "TransportClosed"_kj},
     {ErrorKind::MALFORMED_FRAME, "MalformedFrame"_kj},

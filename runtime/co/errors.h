@@ -21,7 +21,9 @@ enum class ErrorKind {
   NONE,                   // not a harrow error (a user's own exception, a KJ failure, ...)
   // Structured concurrency (co/)
   CANCELLED,              // the enclosing cancel scope was cancelled (never "an error" to report)
-  TOO_SLOW,               // failAfter's deadline passed (trio: TooSlowError)
+  DEADLINE_EXCEEDED,      // a deadline passed: failAfter's (trio: TooSlowError), or one a call
+                          // carried to another actor (gRPC: DEADLINE_EXCEEDED)
+  TOO_SLOW = DEADLINE_EXCEEDED,  // trio's name for it
   MULTI_ERROR,            // several concurrent failures raised together
   // Channels (ipc/)
   TRANSPORT_CLOSED,       // the channel to a live peer broke or closed under a task

@@ -286,8 +286,9 @@ Co<kj::Own<IncomingMessage>> Peer::call(kj::Own<OutgoingMessage> start) {
   checkSize(wire.message(), [&]() {
     return kj::str("the start of ", describeOutgoing(wire, MethodKind::CALL));
   });
+  auto deadline = stampDeadline(wire.root().getStart());
   send(wire.release());
-  PendingCall pending(*this, callId);
+  PendingCall pending(*this, callId, deadline);
   co_return co_await pending.result();
 }
 
@@ -298,8 +299,9 @@ Co<kj::Own<OutgoingTask>> Peer::open(kj::Own<OutgoingMessage> start, MethodKind 
   uint64_t callId = wire.getCallId();
   auto name = describeOutgoing(wire, kind);
   checkSize(wire.message(), [&]() { return kj::str("the start of ", name); });
+  auto deadline = stampDeadline(wire.root().getStart());
   send(wire.release());
-  auto task = kj::heap<OutgoingTaskImpl>(*this, callId, kind, kj::mv(name));
+  auto task = kj::heap<OutgoingTaskImpl>(*this, callId, kind, kj::mv(name), deadline);
   co_await task->acknowledged();
   co_return kj::mv(task);
 }

@@ -89,6 +89,8 @@ public:
   // An incoming task's handler raised `error` (not a cancellation), before the error goes back
   // to the caller: the debugger's post-mortem hook (<harrow/spawn/debug.h>).
   virtual void taskFailed(const kj::Exception& error) { (void)error; }
+  // The clock of the deadlines incoming starts carry (the actor's event loop's timer).
+  virtual kj::Timer& timer() = 0;
 
   // This actor's counters (<harrow/engine/metrics.h>); on when HARROW_METRICS is set.
   Metrics& metrics() { return metricsStore; }

@@ -24,6 +24,7 @@ kj::StringPtr kindName(wire::ErrorKind kind) {
     case wire::ErrorKind::CONTEXT_CANCELLED: return "contextCancelled";
     case wire::ErrorKind::PROTOCOL_VIOLATION: return "protocolViolation";
     case wire::ErrorKind::UNKNOWN_METHOD: return "unknownMethod";
+    case wire::ErrorKind::DEADLINE_EXCEEDED: return "deadlineExceeded";
   }
   return "failed";
 }
@@ -32,6 +33,7 @@ wire::ErrorKind kindFromName(kj::StringPtr name) {
   if (name == "contextCancelled") return wire::ErrorKind::CONTEXT_CANCELLED;
   if (name == "protocolViolation") return wire::ErrorKind::PROTOCOL_VIOLATION;
   if (name == "unknownMethod") return wire::ErrorKind::UNKNOWN_METHOD;
+  if (name == "deadlineExceeded") return wire::ErrorKind::DEADLINE_EXCEEDED;
   return wire::ErrorKind::FAILED;
 }
 

@@ -142,6 +142,7 @@ TEST_F(CancelScopeTest, FailAfterRaisesTooSlow) {
   kj::Maybe<kj::Exception> failure = kj::runCatchingExceptions([&]() { promise.wait(waitScope); });
   KJ_IF_MAYBE(e, failure) {
     EXPECT_TRUE(isTooSlow(*e)) << e->getDescription().cStr();
+    EXPECT_TRUE(is(*e, ErrorKind::DEADLINE_EXCEEDED)) << e->getDescription().cStr();
   } else {
     ADD_FAILURE() << "failAfter did not raise";
   }

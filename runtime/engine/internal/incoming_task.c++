@@ -12,6 +12,13 @@ IncomingTaskImpl::IncomingTaskImpl(Peer& peer, uint64_t callId, MethodKind kind,
   scope.setName(kj::mv(name));
   auto startMessage = start->getRoot<wire::Message>().getStart();
   stream.grantSendCredit(startMessage.getWindow());  // the caller's window for our items
+  // The caller's deadline, as the budget it had left (docs/PROTOCOL.md 3.8): the handler's scope
+  // expires that long after now, so the calls it makes carry what remains of it in turn.
+  timeout = startMessage.getTimeoutNanos();
+  if (timeout > 0 && timeout <= MAX_TIMEOUT_NANOS) {
+    kj::Timer& timer = peer.host().timer();
+    scope.setDeadline(timer, timer.now() + int64_t(timeout) * kj::NANOSECONDS);
+  }
   // The params are decoded (checked) when the server's typed layer first reads them, before the
   // handler runs; a failure reaches malformed() through the sink.
   paramsMessage =
@@ -95,6 +102,16 @@ void IncomingTaskImpl::sendFinal(kj::Maybe<kj::Exception> failure) {
   } else if (scope.cancelledCaught() && cancelRequested && !cancelledHere) {
     auto builder = peer.newMessage(stream.callId, root);
     root.setCancelTaskAck();
+    peer.send(kj::mv(builder));
+  } else if (scope.cancelledCaught() && scope.deadlineExpired() && !cancelledHere) {
+    // The caller's deadline passed here: one error of its own kind, which the caller takes as
+    // its own deadline passing (never as a second, remote error).
+    auto builder = peer.newMessage(stream.callId, root);
+    auto expired = makeError(ErrorKind::DEADLINE_EXCEEDED, kj::str(
+        "the caller's deadline passed while ", stream.task, " ran (it was given ",
+        timeout / 1000000, " ms)"));
+    fillWireError(root.initError(), expired, peer.host().identity(),
+                  wire::ErrorKind::DEADLINE_EXCEEDED);
     peer.send(kj::mv(builder));
   } else if (scope.cancelledCaught()) {
     auto builder = peer.newMessage(stream.callId, root);

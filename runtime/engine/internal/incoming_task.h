@@ -51,6 +51,7 @@ private:
   bool cancelledHere = false;    // by the callee itself
   bool lost = false;
   bool terminalSent = false;     // e.g. the error answering a caller's violation
+  uint64_t timeout = 0;          // the start's timeoutNanos: the caller's budget
 
   void sendFinal(kj::Maybe<kj::Exception> failure);
   // The caller broke the protocol: the error we send is this task's terminal message.

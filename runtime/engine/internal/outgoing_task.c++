@@ -13,6 +13,21 @@ void sendCancelTask(Peer& peer, uint64_t callId) {
   peer.send(kj::mv(builder));
 }
 
+// The callee says the deadline this task carried has passed: that is the caller's own deadline
+// (the callee measured the budget it was sent), so the scope it belongs to expires now and the
+// task ends in that scope's cancellation (failAfter raises DeadlineExceeded, moveOnAfter moves
+// on) rather than in a second error. Returns the exception the task then ends with.
+kj::Maybe<kj::Exception> callerDeadlinePassed(kj::Maybe<Deadline>& deadline,
+                                              wire::Error::Reader error) {
+  if (error.getKind() != wire::ErrorKind::DEADLINE_EXCEEDED) return nullptr;
+  KJ_IF_MAYBE(d, deadline) {
+    if (d->scope->expireDeadline(d->when)) {
+      return makeError(ErrorKind::CANCELLED, "the deadline this task carried passed");
+    }
+  }
+  return nullptr;  // not ours (moved, or a shield in between): a RemoteActorError as any other
+}
+
 kj::StringPtr kindName(MethodKind kind) {
   switch (kind) {
     case MethodKind::CALL: return "call";
@@ -24,10 +39,20 @@ kj::StringPtr kindName(MethodKind kind) {
 
 }  // namespace
 
+kj::Maybe<Deadline> stampDeadline(wire::Start::Builder start) {
+  auto deadline = currentDeadline();
+  KJ_IF_MAYBE(d, deadline) {
+    int64_t left = d->remaining() / kj::NANOSECONDS;
+    // 0 on the wire means "none": a deadline already reached still goes, as the smallest budget.
+    start.setTimeoutNanos(kj::max(left, int64_t(1)));
+  }
+  return deadline;
+}
+
 // ---------------------------------------------------------------------------------------------
 
-PendingCall::PendingCall(Peer& peer, uint64_t callId)
-    : peer(peer), callId(callId), promise(nullptr) {
+PendingCall::PendingCall(Peer& peer, uint64_t callId, kj::Maybe<Deadline> deadline)
+    : peer(peer), callId(callId), promise(nullptr), deadline(deadline) {
   auto paf = kj::newPromiseAndFulfiller<kj::Own<IncomingMessage>>();
   promise = kj::mv(paf.promise);
   fulfiller = kj::mv(paf.fulfiller);
@@ -47,7 +72,11 @@ void PendingCall::receive(wire::Message::Reader message, kj::Own<capnp::MessageR
       peer.removeRoute(callId);
       return;
     case wire::Message::ERROR:
-      fulfiller->reject(toException(message.getError()));
+      KJ_IF_MAYBE(cancelled, callerDeadlinePassed(deadline, message.getError())) {
+        fulfiller->reject(kj::mv(*cancelled));
+      } else {
+        fulfiller->reject(toException(message.getError()));
+      }
       peer.removeRoute(callId);
       return;
     default: {
@@ -80,8 +109,10 @@ void PendingCall::channelLost(const kj::Exception& why) {
 
 // ---------------------------------------------------------------------------------------------
 
-OutgoingTaskImpl::OutgoingTaskImpl(Peer& peer, uint64_t callId, MethodKind kind, kj::String name)
-    : stream(peer, callId, peer.getOptions().window, kj::mv(name), *this), kind(kind) {
+OutgoingTaskImpl::OutgoingTaskImpl(Peer& peer, uint64_t callId, MethodKind kind, kj::String name,
+                                   kj::Maybe<Deadline> deadline)
+    : stream(peer, callId, peer.getOptions().window, kj::mv(name), *this), kind(kind),
+      deadline(deadline) {
   peer.addRoute(callId, *this);
 }
 
@@ -202,7 +233,11 @@ void OutgoingTaskImpl::receive(wire::Message::Reader message,
       finish();
       return;
     case wire::Message::ERROR:
-      error = toException(message.getError());
+      KJ_IF_MAYBE(cancelled, callerDeadlinePassed(deadline, message.getError())) {
+        error = kj::mv(*cancelled);
+      } else {
+        error = toException(message.getError());
+      }
       if (!(cancelSent && isContextCancelled(KJ_ASSERT_NONNULL(error)))) {
         stream.fail(KJ_ASSERT_NONNULL(error));
       }

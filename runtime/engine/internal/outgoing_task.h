@@ -6,10 +6,17 @@
 
 namespace harrow {
 
+// Stamps `start` with what remains of the running coroutine's deadline (Start.timeoutNanos,
+// docs/PROTOCOL.md 3.8) and returns that deadline: the task keeps it to recognise the callee's
+// report that it passed. Called in the caller's coroutine, right before the start is sent.
+kj::Maybe<Deadline> stampDeadline(wire::Start::Builder start);
+
 // A call in flight: resolves with the `return` message or raises the `error`.
 class PendingCall final : public Peer::Route {
 public:
-  PendingCall(Peer& peer, uint64_t callId);
+  // `deadline`: the one stampDeadline() sent with the start. Its scope encloses the caller's
+  // coroutine, which owns this object, so it outlives it.
+  PendingCall(Peer& peer, uint64_t callId, kj::Maybe<Deadline> deadline);
   // Unregisters; a call abandoned before its answer (KJ or scope cancellation of the caller)
   // tells the callee with cancel-task.
   ~PendingCall() noexcept(false);
@@ -26,13 +33,16 @@ private:
   uint64_t callId;
   kj::Promise<kj::Own<IncomingMessage>> promise;
   kj::Own<kj::PromiseFulfiller<kj::Own<IncomingMessage>>> fulfiller;
+  kj::Maybe<Deadline> deadline;
   bool answered = false;
 };
 
 class OutgoingTaskImpl final : public OutgoingTask, public Peer::Route {
 public:
-  // `name` describes the task for error messages (Peer::describeOutgoing()).
-  OutgoingTaskImpl(Peer& peer, uint64_t callId, MethodKind kind, kj::String name);
+  // `name` describes the task for error messages (Peer::describeOutgoing()). `deadline`: as for
+  // PendingCall; the typed layer never lets a task outlive the scope it was opened in.
+  OutgoingTaskImpl(Peer& peer, uint64_t callId, MethodKind kind, kj::String name,
+                   kj::Maybe<Deadline> deadline);
   ~OutgoingTaskImpl() noexcept(false);
   KJ_DISALLOW_COPY(OutgoingTaskImpl);
 
@@ -58,6 +68,7 @@ public:
 private:
   TaskStream stream;
   MethodKind kind;
+  kj::Maybe<Deadline> deadline;
   bool acked = false;
   bool cancelSent = false;
   bool finished = false;  // return, error or cancel ack received

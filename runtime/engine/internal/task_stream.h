@@ -10,6 +10,10 @@
 
 namespace harrow {
 
+// Start.timeoutNanos beyond this (about 146 years) is no deadline: it keeps the callee's
+// TimePoint arithmetic in range whatever a peer sends.
+constexpr uint64_t MAX_TIMEOUT_NANOS = uint64_t(1) << 62;
+
 // A re-armable wake-up for one waiting coroutine.
 class Wakeup {
 public:
