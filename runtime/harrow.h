@@ -9,8 +9,10 @@
 #include <harrow/co/co.h>
 #include <harrow/co/errors.h>
 #include <harrow/co/event.h>
+#include <harrow/co/loop_handle.h>
 #include <harrow/co/multi_error.h>
 #include <harrow/co/nursery.h>
+#include <harrow/co/thread_pool.h>
 #include <harrow/typed/typed.h>
 #include <harrow/engine/peer.h>
 #include <harrow/engine/remote_error.h>

@@ -1,21 +1,47 @@
 // A tour of harrow's structured concurrency on a real KJ event loop and timer:
 //   (a) a nursery running tasks concurrently, (b) a started handshake, (c) a deadline,
-//   (d) a failure cancelling its siblings, which clean up before the error reaches main.
+//   (d) a failure cancelling its siblings, which clean up before the error reaches main,
+//   (e) blocking work off the loop: hashing a file on a pool thread (runInThread), a deadline
+//   that cuts endless hashing short and waits for its thread, and another thread calling into
+//   the loop (LoopHandle).
 //
 //   bazel run //examples/nursery
 
+#include <harrow/co/loop_handle.h>
 #include <harrow/co/nursery.h>
+#include <harrow/co/thread_pool.h>
 
 #include <kj/async-io.h>
 #include <kj/debug.h>
 
 #include <cstdio>
+#include <thread>
 
 using harrow::Co;
 using harrow::TaskNursery;
 using kj::MILLISECONDS;
 
 namespace {
+
+// FNV-1a over a file, read in 64 KiB chunks on whatever thread calls it: blocking I/O that has
+// no place on an event loop. Checks the token between chunks, so a cancelled caller does not wait
+// long; `bytes` counts what was read.
+uint64_t hashFile(const char* path, harrow::CancelToken& token, uint64_t& bytes) {
+  FILE* file = fopen(path, "rb");
+  KJ_REQUIRE(file != nullptr, "cannot open", path);
+  KJ_DEFER(fclose(file));
+  uint64_t hash = 0xcbf29ce484222325ull;
+  static thread_local char buffer[65536];
+  while (!token.cancelled()) {
+    size_t n = fread(buffer, 1, sizeof(buffer), file);
+    if (n == 0) break;
+    for (size_t i = 0; i < n; ++i) {
+      hash = (hash ^ static_cast<unsigned char>(buffer[i])) * 0x100000001b3ull;
+    }
+    bytes += n;
+  }
+  return hash;
+}
 
 void say(kj::StringPtr who, kj::StringPtr what) {
   printf("%-9s %s\n", kj::str("[", who, "]").cStr(), what.cStr());
@@ -39,6 +65,7 @@ private:
   Co<void> worker(const char* name, int steps, int ms);
   Co<void> patientWorker(const char* name);
   Co<void> flaky();
+  Co<bool> offLoop();
 };
 
 // (a) A task that takes `steps` steps of `ms` each, reporting its progress.
@@ -133,7 +160,55 @@ Co<bool> Tour::run() {
   } else {
     say("main", "nursery raised nothing (unexpected)");
   }
-  co_return cutShort && error != nullptr && cancelledTasks == 2 && cleanedUpTasks == 2;
+  bool offLoopOk = co_await offLoop();
+  co_return cutShort && error != nullptr && cancelledTasks == 2 && cleanedUpTasks == 2 && offLoopOk;
+}
+
+// (e) Work that blocks (file I/O, hashing, a C library without async) runs on a pool thread;
+// the coroutine resumes on its own loop with the result.
+Co<bool> Tour::offLoop() {
+  say("main", "(e) blocking work off the loop");
+  auto loopThread = std::this_thread::get_id();
+  std::thread::id hashedOn;
+  uint64_t bytes = 0;
+  uint64_t digest = co_await harrow::runInThread([&](harrow::CancelToken& token) {
+    hashedOn = std::this_thread::get_id();
+    return hashFile("/proc/self/exe", token, bytes);
+  });
+  bool resumedHere = std::this_thread::get_id() == loopThread;
+  say("hash", kj::str("this program (", bytes, " bytes) hashes to ", kj::hex(digest),
+                      hashedOn != loopThread ? ", on a pool thread"
+                                             : ", ON THE LOOP (unexpected)"));
+  say("main", resumedHere ? "resumed on the loop's thread" : "resumed elsewhere (unexpected)");
+
+  // Endless work stops when its scope is cancelled, and the scope waits for the thread.
+  uint64_t zeros = 0;
+  bool threadReturned = false;
+  bool cut = co_await harrow::moveOnAfter(timer, 20 * MILLISECONDS, [&]() -> Co<void> {
+    say("hash", "hashing /dev/zero (endless) with a 20ms deadline");
+    co_await harrow::runInThread([&](harrow::CancelToken& token) {
+      hashFile("/dev/zero", token, zeros);
+      threadReturned = true;
+    });
+  });
+  say("main", kj::str(cut ? "deadline passed" : "no deadline (unexpected)",
+                      threadReturned ? "; its thread had stopped before the scope ended"
+                                     : "; its thread was NOT waited for"));
+
+  // The other direction: a thread that is not the loop's calls into it and gets a result.
+  auto handle = harrow::LoopHandle::current();
+  auto done = kj::newPromiseAndCrossThreadFulfiller<void>();
+  kj::String answer;
+  std::thread foreign([&]() {
+    answer = handle.run([&]() {  // on the loop's thread, where the tour's state lives
+      return kj::str(cancelledTasks, " tasks were cancelled so far");
+    });
+    done.fulfiller->fulfill();
+  });
+  co_await kj::mv(done.promise);  // the loop runs the call while it waits
+  foreign.join();
+  say("thread", kj::str("asked the loop: ", answer));
+  co_return resumedHere && hashedOn != loopThread && cut && threadReturned && bytes > 0;
 }
 
 }  // namespace

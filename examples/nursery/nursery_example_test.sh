@@ -38,5 +38,10 @@ for who in alice bob; do
 done
 expect "[main] nursery raised:"
 expect "disk on fire"
+# (e) blocking work off the loop, cancelled work waited for, a thread calling into the loop
+expect ", on a pool thread"
+expect "[main] resumed on the loop's thread"
+expect "[main] deadline passed; its thread had stopped before the scope ended"
+expect "[thread] asked the loop: 2 tasks were cancelled so far"
 expect "[main] everything behaved as expected"
 echo PASS

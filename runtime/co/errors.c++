@@ -13,6 +13,7 @@ constexpr Named NAMES[] = {
     {ErrorKind::DEADLINE_EXCEEDED, "DeadlineExceeded"_kj},
     {ErrorKind::DEADLINE_EXCEEDED, "TooSlow"_kj},  // the older name, still read
     {ErrorKind::MULTI_ERROR, "MultiError"_kj},
+    {ErrorKind::LOOP_GONE, "LoopGone"_kj},
     {ErrorKind::TRANSPORT_CLOSED, "TransportClosed"_kj},
     {ErrorKind::MALFORMED_FRAME, "MalformedFrame"_kj},
     {ErrorKind::MESSAGE_TOO_LARGE, "MessageTooLarge"_kj},

@@ -25,6 +25,7 @@ enum class ErrorKind {
                           // carried to another actor (gRPC: DEADLINE_EXCEEDED)
   TOO_SLOW = DEADLINE_EXCEEDED,  // trio's name for it
   MULTI_ERROR,            // several concurrent failures raised together
+  LOOP_GONE,              // a LoopHandle's event loop has ended: nothing can run on it
   // Channels (ipc/)
   TRANSPORT_CLOSED,       // the channel to a live peer broke or closed under a task
   MALFORMED_FRAME,        // bytes that are not a valid frame: the channel is closed

@@ -76,7 +76,9 @@ public:
       co_return;
     }
     kj::String left = kj::str("none");
-    KJ_IF_MAYBE(deadline, currentDeadline()) left = kj::str(deadline->remaining() / kj::NANOSECONDS);
+    KJ_IF_MAYBE(deadline, currentDeadline()) {
+      left = kj::str(deadline->remaining() / kj::NANOSECONDS);
+    }
     events.add(kj::str("block started: deadline ", left));
     try {
       co_await kj::Promise<void>(kj::NEVER_DONE);
