@@ -184,6 +184,20 @@ TEST_F(DeadlineTest, NoDeadlineMeansNone) {
   });
 }
 
+// A budget beyond what a callee accepts (2^62 ns, about 146 years) is no deadline there: the
+// callee's clock arithmetic stays in range whatever a peer sends.
+TEST_F(DeadlineTest, AnAbsurdBudgetIsNoDeadline) {
+  run([&](Peer& peer) -> Co<void> {
+    kj::String seen;
+    co_await shielded([&]() -> Co<void> {
+      co_await moveOnAfter(timer(), 200ll * 365 * 24 * 3600 * kj::SECONDS, [&]() -> Co<void> {
+        seen = co_await reportOf(peer);
+      });
+    });
+    EXPECT_EQ(std::string(seen.cStr()), "none");
+  });
+}
+
 // Without any scope with a deadline around the call: no deadline reaches the handler.
 TEST_F(DeadlineTest, NoScopeMeansNone) {
   kj::String bare;
