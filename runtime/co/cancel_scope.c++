@@ -114,19 +114,6 @@ void CancelScope::setDeadline(kj::Timer& timer, kj::TimePoint deadline) {
   }).eagerlyEvaluate(nullptr);
 }
 
-bool CancelScope::expireDeadline(kj::TimePoint when) {
-  KJ_IF_MAYBE(at, deadlineAt) {
-    if (*at != when) return false;
-  } else {
-    return false;
-  }
-  if (cancelCalled_) return deadlineExpired_;
-  deadlineTask = nullptr;
-  deadlineExpired_ = true;
-  cancel();
-  return true;
-}
-
 Co<void> CancelScope::run(kj::Function<kj::Promise<void>()> body) {
   // The coroutine that awaits the body runs *inside* this scope, so that a body which is a plain
   // promise (not a coroutine) is itself a checkpoint of this scope.

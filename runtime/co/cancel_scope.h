@@ -75,12 +75,6 @@ public:
   void setDeadline(kj::Timer& timer, kj::TimePoint deadline);
   kj::Maybe<kj::TimePoint> deadline() const { return deadlineAt; }
 
-  // Another actor measured this scope's deadline `when` and says it has passed (the callee of a
-  // call that carried it): if `when` is still this scope's deadline, the scope expires now, as if
-  // its own timer had fired (deadlineExpired() becomes true). Returns whether it did. This is how
-  // a callee's expiry reaches the caller as the caller's own deadline, never as a second error.
-  bool expireDeadline(kj::TimePoint when);
-
   // A shielded scope is not reached by cancellation of the scopes around it.
   void setShield(bool shield);
 

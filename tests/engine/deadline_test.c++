@@ -4,6 +4,7 @@
 // the caller's own deadline passing.
 
 #include <harrow/actor/actor.h>
+#include <harrow/co/nursery.h>
 #include <harrow/typed/typed.h>
 #include "tests/engine/probe.capnp.h"
 #include "tests/event_log.h"
@@ -259,37 +260,49 @@ TEST_F(DeadlineTest, ExpiryCancelsTheHandlerAndTheCallerGetsDeadlineExceeded) {
   });
 }
 
-// The callee's expiry reported before the caller's own timer fires (here it never would: the
-// caller's deadline is on a timer nobody advances) is taken as the caller's own deadline: the
-// scope expires, its body ends in its cancellation, no RemoteActorError. Calls and streams alike.
-TEST_F(DeadlineTest, CalleesExpiryIsTheCallersOwnDeadline) {
+// The callee's expiry reported before the caller's own timer fires (here the caller's deadline
+// is on a timer the test advances by hand) is not an error: the task waits for the caller's own
+// deadline, which then ends it in the scope's cancellation, as failAfter and moveOnAfter expect.
+// A callee cannot cut the caller's scope short. Calls and streams alike.
+TEST_F(DeadlineTest, CalleesExpiryWaitsForTheCallersOwnDeadline) {
   run([&](Peer& peer) -> Co<void> {
-    kj::TimerImpl frozen(kj::origin<kj::TimePoint>());
-    {
+    kj::TimerImpl callerClock(kj::origin<kj::TimePoint>());
+    auto expect = [&](kj::StringPtr method, kj::Function<kj::Promise<void>()> body) -> Co<void> {
       CancelScope scope;
-      scope.setDeadline(frozen, frozen.now() + 30 * kj::MILLISECONDS);
-      co_await scope.run([&]() -> Co<void> {
-        co_await callMethod<Empty, Empty>(peer, DEADLINE_ID, HANG, [](Empty::Builder) {});
+      scope.setDeadline(callerClock, callerClock.now() + 30 * kj::MILLISECONDS);
+      bool ended = false;
+      co_await openNursery([&](TaskNursery& n) -> Co<void> {
+        n.startSoon([&]() -> Co<void> {
+          co_await scope.run(kj::mv(body));
+          ended = true;
+        });
+        // The callee's own 30 ms pass on the real clock; its handler is cancelled...
+        auto entry = co_await server->events.waitFor(kj::str(method, " ended"));
+        EXPECT_EQ(std::string(entry.cStr()), kj::str(method, " ended: cancelled").cStr());
+        // ...and its deadlineExceeded has reached us: the channel is ordered, and the callee
+        // sent it before it read this call's start.
+        co_await reportOf(peer);
+        EXPECT_FALSE(ended);
+        EXPECT_FALSE(scope.cancelCalled()) << "the callee's clock ended the caller's scope";
+        callerClock.advanceTo(callerClock.now() + 30 * kj::MILLISECONDS);  // the caller's own
       });
+      EXPECT_TRUE(ended);
       EXPECT_TRUE(scope.cancelledCaught());
       EXPECT_TRUE(scope.deadlineExpired());
-    }
-    {
-      CancelScope scope;
-      scope.setDeadline(frozen, frozen.now() + 30 * kj::MILLISECONDS);
-      uint32_t items = 0;
-      co_await scope.run([&]() {
-        return streamMethod<Empty, Item>(peer, DEADLINE_ID, ENDLESS, [](Empty::Builder) {},
-            [&](ReceiveStream<Item>& stream) -> Co<void> {
-              while (auto item = co_await stream.receive()) ++items;
-            });
-      });
-      EXPECT_TRUE(scope.cancelledCaught());
-      EXPECT_TRUE(scope.deadlineExpired());
-      EXPECT_GT(items, 0u);
-      auto ended = co_await server->events.waitFor("endless ended");
-      EXPECT_EQ(std::string(ended.cStr()), "endless ended: cancelled");
-    }
+    };
+    co_await expect("hang", [&]() -> Co<void> {
+      co_await callMethod<Empty, Empty>(peer, DEADLINE_ID, HANG, [](Empty::Builder) {});
+      ADD_FAILURE() << "the call returned";
+    });
+    uint32_t items = 0;
+    co_await expect("endless", [&]() {
+      return streamMethod<Empty, Item>(peer, DEADLINE_ID, ENDLESS, [](Empty::Builder) {},
+          [&](ReceiveStream<Item>& stream) -> Co<void> {
+            while (auto item = co_await stream.receive()) ++items;
+            ADD_FAILURE() << "the stream ended";
+          });
+    });
+    EXPECT_GT(items, 0u);
   });
 }
 

@@ -104,8 +104,8 @@ void IncomingTaskImpl::sendFinal(kj::Maybe<kj::Exception> failure) {
     root.setCancelTaskAck();
     peer.send(kj::mv(builder));
   } else if (scope.cancelledCaught() && scope.deadlineExpired() && !cancelledHere) {
-    // The caller's deadline passed here: one error of its own kind, which the caller takes as
-    // its own deadline passing (never as a second, remote error).
+    // The caller's deadline passed here: one error of its own kind. The caller does not raise
+    // it: it waits for the same deadline on its own clock (docs/PROTOCOL.md 3.8).
     auto builder = peer.newMessage(stream.callId, root);
     auto expired = makeError(ErrorKind::DEADLINE_EXCEEDED, kj::str(
         "the caller's deadline passed while ", stream.task, " ran (it was given ",

@@ -13,19 +13,19 @@ void sendCancelTask(Peer& peer, uint64_t callId) {
   peer.send(kj::mv(builder));
 }
 
-// The callee says the deadline this task carried has passed: that is the caller's own deadline
-// (the callee measured the budget it was sent), so the scope it belongs to expires now and the
-// task ends in that scope's cancellation (failAfter raises DeadlineExceeded, moveOnAfter moves
-// on) rather than in a second error. Returns the exception the task then ends with.
-kj::Maybe<kj::Exception> callerDeadlinePassed(kj::Maybe<Deadline>& deadline,
-                                              wire::Error::Reader error) {
-  if (error.getKind() != wire::ErrorKind::DEADLINE_EXCEEDED) return nullptr;
+// The callee says the deadline this task carried has passed. While that is still the deadline
+// of the scope it came from, the report is not an error of its own: the task is over at the
+// callee, and here it waits for that scope's own timer, which ends it at the deadline (failAfter
+// raises DeadlineExceeded, moveOnAfter moves on). That is normally at once (the callee's copy of
+// the deadline is later by the start's transit time), and a callee cannot end the caller's scope
+// before the caller's own clock says so. A deadline moved since the start (or a report the
+// caller never asked for) is an ordinary remote error.
+bool heldForOwnDeadline(const kj::Maybe<Deadline>& deadline, wire::Error::Reader error) {
+  if (error.getKind() != wire::ErrorKind::DEADLINE_EXCEEDED) return false;
   KJ_IF_MAYBE(d, deadline) {
-    if (d->scope->expireDeadline(d->when)) {
-      return makeError(ErrorKind::CANCELLED, "the deadline this task carried passed");
-    }
+    KJ_IF_MAYBE(at, d->scope->deadline()) return *at == d->when;
   }
-  return nullptr;  // not ours (moved, or a shield in between): a RemoteActorError as any other
+  return false;
 }
 
 kj::StringPtr kindName(MethodKind kind) {
@@ -65,6 +65,7 @@ PendingCall::~PendingCall() noexcept(false) {
 }
 
 void PendingCall::receive(wire::Message::Reader message, kj::Own<capnp::MessageReader>& owner) {
+  if (held) return;  // the task is over; only the caller's own deadline ends the wait
   answered = true;
   switch (message.which()) {
     case wire::Message::RETURN:
@@ -72,11 +73,13 @@ void PendingCall::receive(wire::Message::Reader message, kj::Own<capnp::MessageR
       peer.removeRoute(callId);
       return;
     case wire::Message::ERROR:
-      KJ_IF_MAYBE(cancelled, callerDeadlinePassed(deadline, message.getError())) {
-        fulfiller->reject(kj::mv(*cancelled));
-      } else {
-        fulfiller->reject(toException(message.getError()));
+      if (heldForOwnDeadline(deadline, message.getError())) {
+        // The promise stays pending until the caller's own deadline cancels the wait; the route
+        // stays too, so that the channel is not drained (and its Peer freed) under this call.
+        held = true;
+        return;
       }
+      fulfiller->reject(toException(message.getError()));
       peer.removeRoute(callId);
       return;
     default: {
@@ -103,6 +106,7 @@ void PendingCall::malformed(kj::StringPtr what, bool answer) {
 }
 
 void PendingCall::channelLost(const kj::Exception& why) {
+  if (held) return;
   answered = true;
   fulfiller->reject(kj::cp(why));
 }
@@ -118,7 +122,7 @@ OutgoingTaskImpl::OutgoingTaskImpl(Peer& peer, uint64_t callId, MethodKind kind,
 
 OutgoingTaskImpl::~OutgoingTaskImpl() noexcept(false) {
   stream.peer.removeRoute(stream.callId);
-  if (!finished && !cancelSent) sendCancelTask(stream.peer, stream.callId);
+  if (!finished && !cancelSent && !held) sendCancelTask(stream.peer, stream.callId);
 }
 
 Co<void> OutgoingTaskImpl::acknowledged() {
@@ -163,7 +167,7 @@ Co<kj::Maybe<kj::Own<IncomingMessage>>> OutgoingTaskImpl::result() {
 }
 
 void OutgoingTaskImpl::cancel() {
-  if (finished || cancelSent) return;
+  if (finished || cancelSent || held) return;
   cancelSent = true;
   sendCancelTask(stream.peer, stream.callId);
 }
@@ -184,6 +188,7 @@ void OutgoingTaskImpl::finish() {
 
 void OutgoingTaskImpl::receive(wire::Message::Reader message,
                                kj::Own<capnp::MessageReader>& owner) {
+  if (held) return;
   switch (message.which()) {
     case wire::Message::START_ACK: {
       auto ack = message.getStartAck();
@@ -233,11 +238,13 @@ void OutgoingTaskImpl::receive(wire::Message::Reader message,
       finish();
       return;
     case wire::Message::ERROR:
-      KJ_IF_MAYBE(cancelled, callerDeadlinePassed(deadline, message.getError())) {
-        error = kj::mv(*cancelled);
-      } else {
-        error = toException(message.getError());
+      if (heldForOwnDeadline(deadline, message.getError())) {
+        // Over at the callee; everything here waits for the caller's own deadline to cancel it
+        // (the route stays, as for PendingCall).
+        held = true;
+        return;
       }
+      error = toException(message.getError());
       if (!(cancelSent && isContextCancelled(KJ_ASSERT_NONNULL(error)))) {
         stream.fail(KJ_ASSERT_NONNULL(error));
       }
@@ -254,7 +261,7 @@ void OutgoingTaskImpl::receive(wire::Message::Reader message,
 }
 
 void OutgoingTaskImpl::malformed(kj::StringPtr what, bool answer) {
-  if (finished) return;
+  if (finished || held) return;
   if (answer) return violation(what);
   stream.peer.logViolation(stream.callId, what, nullptr);
   error = protocolViolation(what);
@@ -263,7 +270,7 @@ void OutgoingTaskImpl::malformed(kj::StringPtr what, bool answer) {
 }
 
 void OutgoingTaskImpl::channelLost(const kj::Exception& why) {
-  if (finished) return;
+  if (finished || held) return;
   error = kj::cp(why);
   stream.fail(why);
   finished = true;

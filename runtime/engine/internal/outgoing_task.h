@@ -35,6 +35,7 @@ private:
   kj::Own<kj::PromiseFulfiller<kj::Own<IncomingMessage>>> fulfiller;
   kj::Maybe<Deadline> deadline;
   bool answered = false;
+  bool held = false;  // the callee's deadline passed: waiting for the caller's own
 };
 
 class OutgoingTaskImpl final : public OutgoingTask, public Peer::Route {
@@ -72,6 +73,7 @@ private:
   bool acked = false;
   bool cancelSent = false;
   bool finished = false;  // return, error or cancel ack received
+  bool held = false;      // the callee's deadline passed: waiting for the caller's own
   kj::Maybe<kj::Own<IncomingMessage>> startedValue;
   bool startedReceived = false;
   kj::Maybe<kj::Own<IncomingMessage>> returnValue;
