@@ -269,5 +269,51 @@ TEST_F(ThreadTest, ALoopThatIsGoneGivesLoopGone) {
   }
 }
 
+// A call that is waiting on the loop when the loop ends gets LoopGone too, not a hang.
+TEST_F(ThreadTest, ACallWaitingWhenTheLoopEndsGetsLoopGone) {
+  std::mutex mutex;
+  std::condition_variable published;
+  kj::Maybe<LoopHandle> handle;
+  kj::Maybe<kj::Own<kj::CrossThreadPromiseFulfiller<void>>> exitNow;
+  std::thread owner([&]() {
+    kj::EventLoop loop;
+    kj::WaitScope waitScope(loop);
+    auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      handle = LoopHandle::current();
+      exitNow = kj::mv(paf.fulfiller);
+    }
+    published.notify_all();
+    paf.promise.wait(waitScope);  // runs the foreign call until told to end the loop
+  });
+  {
+    std::unique_lock<std::mutex> lock(mutex);
+    published.wait(lock, [&]() { return handle != nullptr; });
+  }
+  Signal started;
+  kj::Maybe<kj::Exception> raised;
+  std::thread foreign([&]() {
+    raised = kj::runCatchingExceptions([&]() {
+      KJ_ASSERT_NONNULL(handle).run([&]() {
+        started.fire();
+        return kj::Promise<int>(kj::NEVER_DONE);  // still waiting when the loop ends
+      });
+    });
+  });
+  started.wait(waitScope);
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    KJ_ASSERT_NONNULL(exitNow)->fulfill();
+  }
+  owner.join();
+  foreign.join();
+  KJ_IF_MAYBE(e, raised) {
+    EXPECT_TRUE(is(*e, ErrorKind::LOOP_GONE)) << e->getDescription().cStr();
+  } else {
+    ADD_FAILURE() << "the waiting call returned";
+  }
+}
+
 }  // namespace
 }  // namespace harrow
