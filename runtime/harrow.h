@@ -22,4 +22,5 @@
 #include <harrow/spawn/actor_nursery.h>
 #include <harrow/spawn/debug.h>
 #include <harrow/spawn/supervisor.h>
+#include <harrow/spawn/link.h>
 #include <harrow/main.h>

@@ -186,6 +186,11 @@ int main(int argc, char** argv, Implementations& implementations,
     if (arg.startsWith("--harrow-log-format=")) {
       setenv("HARROW_LOG_FORMAT", arg.slice(20).cStr(), 1);
     }
+    // Children on other hosts (<harrow/spawn/link.h>): the nodes by name, the link-fault bound.
+    if (arg.startsWith("--harrow-nodes=")) setenv("HARROW_NODES", arg.slice(15).cStr(), 1);
+    if (arg.startsWith("--harrow-link-timeout=")) {
+      setenv("HARROW_LINK_TIMEOUT_MS", arg.slice(22).cStr(), 1);
+    }
   }
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([]() { logFormatFromEnvironment(); })) {
     fprintf(stderr, "harrow: --harrow-log-format / HARROW_LOG_FORMAT: %s\n",

@@ -24,6 +24,9 @@
 //                             http://ADDR/metrics (HOST:PORT; HARROW_METRICS)
 //   --harrow-log-format=FMT   text (default) or json: one JSON object per log line
 //                             (HARROW_LOG_FORMAT)
+//   --harrow-nodes=NAME=ADDR,...  nodes that run children on other hosts (HARROW_NODES;
+//                             startActor(..., {.node = "NAME"}); <harrow/spawn/link.h>)
+//   --harrow-link-timeout=MS  how soon a silent link to such a child counts as lost (default 3000)
 // Opening a second root in one process is an error.
 //
 // In the root, `body` runs inside the root actor (tractor: open_root_actor) and main returns 0

@@ -38,6 +38,10 @@ struct Message {
     # --- whole-actor control, callId 0 ---
     cancelActor @12 :Void;    # parent or authenticated peer -> actor: tear the actor down
     cancelActorAck @13 :Void; # actor -> canceller: teardown done, about to exit
+
+    # --- the link between a parent and a node that runs one of its children on another host
+    # (docs/PROTOCOL.md 8); never seen by an actor's Peer: the two ends strip them ---
+    link @16 :Link;
   }
   callId @14 :UInt64;
   # Chosen by the side that sent `start`, unique among its open tasks on this channel. Messages
@@ -122,4 +126,25 @@ enum ErrorKind {
   protocolViolation @2;   # the peer sent something the state machine does not allow
   unknownMethod @3;       # no such interface or method on that actor
   deadlineExceeded @4;    # the deadline the start carried (timeoutNanos) passed at the callee
+}
+
+struct Link {
+  # One per frame on a parent-node link, callId 0, interleaved with the relayed child channel's
+  # frames (which are never `link`). docs/PROTOCOL.md section 8.
+  union {
+    spawn @0 :NodeSpawn;      # parent -> node, first after the handshake: start this child
+    spawned @1 :UInt32;       # node -> parent: it runs, with this pid; relaying starts
+    heartbeat @2 :Void;       # either way, whenever the sender has sent nothing for a while
+    kill @3 :UInt32;          # parent -> node: send the child this signal (the grace ran out)
+    exited @4 :UInt32;        # node -> parent: the child's wait status; the node's last frame
+    refused @5 :Text;         # node -> parent, instead of spawned: why not (no such executable)
+  }
+}
+
+struct NodeSpawn {
+  name @0 :Text;              # the child actor's name
+  executable @1 :Text;        # the program the node runs (one it allows), as a path on its host
+  gracePeriodNanos @2 :UInt64;# how long the node waits after cancelling an orphaned child
+  heartbeatMillis @3 :UInt32; # the parent's heartbeat interval; the node uses the same
+  silenceMillis @4 :UInt32;   # how long a silent link is tolerated before it counts as lost
 }

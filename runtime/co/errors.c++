@@ -27,6 +27,7 @@ constexpr Named NAMES[] = {
     {ErrorKind::SPAWN_FAILED, "SpawnFailed"_kj},
     {ErrorKind::ACTOR_RESTARTED, "ActorRestarted"_kj},
     {ErrorKind::RESTART_INTENSITY, "RestartIntensity"_kj},
+    {ErrorKind::ACTOR_UNREACHABLE, "ActorUnreachable"_kj},
     {ErrorKind::NO_REGISTRY, "NoRegistry"_kj},
     {ErrorKind::NO_ROOT, "NoRoot"_kj},
     {ErrorKind::REGISTRY_UNAVAILABLE, "RegistryUnavailable"_kj},

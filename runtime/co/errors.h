@@ -43,6 +43,7 @@ enum class ErrorKind {
   SPAWN_FAILED,           // a child could not be started
   ACTOR_RESTARTED,        // a supervisor restarted the actor behind this portal: get the current one
   RESTART_INTENSITY,      // a supervisor's children restarted too often: it gave up (escalates)
+  ACTOR_UNREACHABLE,      // the link to a child on another host went silent or broke
   // Discovery (discovery/)
   NO_REGISTRY,            // this actor has no registry to ask
   NO_ROOT,                // this actor does not know its root's address

@@ -634,8 +634,15 @@ Co<kj::Own<capnp::MessageReader>> receiveHandshake(Channel& channel, PeerHost& h
   co_return kj::mv(reader);
 }
 
-Co<kj::Own<Peer>> exchangeHellos(kj::Own<Channel> channel, PeerHost& host, bool initiator,
-                                 PeerOptions options, PeerTrust trust) {
+// What the hellos settled: who the peer is, and the channel's limit both ways.
+struct Agreed {
+  ActorIdentity remote;
+  size_t maxMessageBytes;
+};
+
+Co<Agreed> helloExchange(Channel& chan, PeerHost& host, bool initiator, PeerOptions options,
+                         PeerTrust trust) {
+  Channel* channel = &chan;
   size_t local = options.maxMessageBytes != 0 ? options.maxMessageBytes : host.maxMessageBytes();
   channel->setMaxFrameBytes(local);
   capnp::MallocMessageBuilder ours(128);
@@ -691,9 +698,16 @@ Co<kj::Own<Peer>> exchangeHellos(kj::Own<Channel> channel, PeerHost& host, bool 
   }
   // Each side sends at most what the other accepts: the smaller limit, both ways.
   if (theirLimit == 0) theirLimit = DEFAULT_MAX_FRAME_BYTES;  // a peer that does not say
-  options.maxMessageBytes = kj::min(uint64_t(local), theirLimit);
-  auto remote = ActorIdentity::fromWire(theirHello.getId());
-  co_return kj::heap<Peer>(kj::mv(channel), host, kj::mv(remote), initiator, options, trust);
+  co_return Agreed{ActorIdentity::fromWire(theirHello.getId()),
+                  size_t(kj::min(uint64_t(local), theirLimit))};
+}
+
+Co<kj::Own<Peer>> exchangeHellos(kj::Own<Channel> channel, PeerHost& host, bool initiator,
+                                 PeerOptions options, PeerTrust trust) {
+  auto agreed = co_await helloExchange(*channel, host, initiator, options, trust);
+  options.maxMessageBytes = agreed.maxMessageBytes;
+  co_return kj::heap<Peer>(kj::mv(channel), host, kj::mv(agreed.remote), initiator, options,
+                           trust);
 }
 
 }  // namespace
@@ -709,6 +723,13 @@ bool isAuthenticationFailed(const kj::Exception& exception) {
 Co<kj::Own<Peer>> handshake(kj::Own<Channel> channel, PeerHost& host, bool initiator,
                             PeerOptions options) {
   return exchangeHellos(kj::mv(channel), host, initiator, options, PeerTrust::TREE_SECRET);
+}
+
+Co<ActorIdentity> authenticateChannel(Channel& channel, PeerHost& host, bool initiator,
+                                      PeerOptions options) {
+  auto agreed = co_await helloExchange(channel, host, initiator, options, PeerTrust::TREE_SECRET);
+  channel.setMaxFrameBytes(agreed.maxMessageBytes);
+  co_return kj::mv(agreed.remote);
 }
 
 Co<kj::Own<Peer>> handshakeWithParent(kj::Own<Channel> channel, PeerHost& host,

@@ -251,6 +251,13 @@ Co<kj::Own<Peer>> handshakeWithParent(kj::Own<Channel> channel, PeerHost& host,
 Co<kj::Own<Peer>> handshakeWithChild(kj::Own<Channel> channel, PeerHost& host,
                                      PeerOptions options = {});
 
+// The authenticated handshake alone, on a channel that will carry no Peer of this actor's (the
+// link to a node that runs this actor's remote children relays their channels:
+// <harrow/spawn/link.h>). The same hellos and proofs as handshake(); the channel's frame limit is
+// the agreed one afterwards. Returns the other side's identity.
+Co<ActorIdentity> authenticateChannel(Channel& channel, PeerHost& host, bool initiator,
+                                      PeerOptions options = {});
+
 // A failed proof of the tree secret: "harrow.AuthenticationFailed: ...".
 kj::Exception authenticationFailed(kj::StringPtr what);
 bool isAuthenticationFailed(const kj::Exception& exception);

@@ -3,6 +3,8 @@
 
 #include <harrow/co/event.h>
 
+#include <harrow/spawn/link.h>
+
 #include <kj/debug.h>
 
 #include <sys/socket.h>
@@ -13,7 +15,7 @@ namespace harrow {
 
 struct ActorNursery::Child {
   kj::String name;
-  kj::Own<ChildProcess> process;
+  kj::Own<Process> process;  // a ChildProcess, or a RemoteChild's (spawn/link.h)
   kj::Maybe<kj::Own<Peer>> peer;
   bool cancelSent = false;
   kj::Maybe<ChildWatcher&> watcher;  // a supervisor's child: how it ends is the watcher's call
@@ -66,6 +68,7 @@ Co<Peer*> ActorNursery::spawn(kj::StringPtr nameParam, kj::StringPtr implementat
   auto implementation = kj::heapString(implementationParam);
   auto executable = kj::heapString(spawnOptions.executable);
   spawnOptions.executable = executable;
+  auto node = kj::heapString(spawnOptions.node);
   if (spawnOptions.executable.size() == 0) {
     // Same binary: an unknown implementation is known here already, no need to spawn to find out.
     KJ_IF_MAYBE(impls, actor.implementations()) {
@@ -76,19 +79,27 @@ Co<Peer*> ActorNursery::spawn(kj::StringPtr nameParam, kj::StringPtr implementat
       }
     }
   }
-  int fds[2];
-  KJ_SYSCALL(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds));
-  kj::AutoCloseFd parentEnd(fds[0]);
-  kj::AutoCloseFd childEnd(fds[1]);
-
   auto child = kj::heap<Child>();
   child->name = kj::heapString(name);
   child->watcher = watcher;
-  // Re-executed or forked by the zygote, as spawnOptions.backend says; registered with the event
-  // port before we yield to it.
-  child->process = startChildProcess(actor.eventPort(), name, spawnOptions.executable,
-                                     spawnOptions.backend, childEnd.get());
-  childEnd = nullptr;
+  kj::AutoCloseFd parentEnd;
+  if (node.size() > 0) {
+    // On another host: its node starts it and relays its channel to parentEnd.
+    // (Computed outside the co_await: GCC 12 destroys a conditional's temporaries twice there.)
+    kj::String program = executable.size() > 0 ? kj::heapString(executable) : selfExecutable();
+    auto remote = co_await startRemoteChild(actor, node, name, program, options.gracePeriod);
+    child->process = kj::mv(remote.process);
+    parentEnd = kj::mv(remote.channelFd);
+  } else {
+    int fds[2];
+    KJ_SYSCALL(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds));
+    parentEnd = kj::AutoCloseFd(fds[0]);
+    kj::AutoCloseFd childEnd(fds[1]);
+    // Re-executed or forked by the zygote, as spawnOptions.backend says; registered with the
+    // event port before we yield to it.
+    child->process = startChildProcess(actor.eventPort(), name, spawnOptions.executable,
+                                       spawnOptions.backend, childEnd.get());
+  }
   Child& ref = *child;
   children.add(kj::mv(child));
 
@@ -207,7 +218,7 @@ void ActorNursery::cancelChild(Child& child) {
   // ever ends (its supervisor only starts its own grace timer once the channel has ended, and a
   // child stuck in a task that ignores cancellation keeps its channel open forever).
   if (child.killAfterGrace == nullptr && !child.process->hasExited()) {
-    ChildProcess& process = *child.process;
+    Process& process = *child.process;
     child.killAfterGrace = actor.timer()
         .afterDelay(options.gracePeriod)
         // Not while the tree's debugger is in use (--harrow-debug): the child may be in it.
@@ -250,7 +261,7 @@ Co<void> ActorNursery::supervise(Child& child) {
 
 kj::Exception ActorNursery::died(Child& child, int status) {
   return actorDied(child.name, child.process->pid(),
-                   kj::str(ChildProcess::describe(status),
+                   kj::str(ChildProcess::describe(status), child.process->where(),
                            child.cancelSent ? " while being cancelled" : ""));
 }
 
@@ -263,7 +274,7 @@ kj::Promise<kj::Exception> ActorNursery::explainLoss(Child& child, kj::Exception
           }
         }
         return died(child, status);
-      })
+      }, [](kj::Exception&& unreachable) { return kj::mv(unreachable); })  // a remote child
       .exclusiveJoin(actor.timer().afterDelay(EXIT_EXPLAINS_LOSS_WITHIN)
           .then([channelError = kj::mv(channelError)]() mutable { return kj::mv(channelError); }));
 }
@@ -275,7 +286,8 @@ Co<void> ActorNursery::reapAll() {
     if (child->peer == nullptr) child->process->kill(SIGKILL);
   }
   for (auto& child : children) {
-    co_await child->process->onExit();
+    // A remote child whose link is lost raised ActorUnreachable through its supervisor already.
+    co_await child->process->onExit().catch_([](kj::Exception&&) { return 0; });
   }
 }
 

@@ -32,6 +32,14 @@ struct SpawnOptions {
   // How the child's process starts (runtime/forkserver.h): re-executed (EXEC) or forked by this
   // process's zygote (FORKSERVER, much cheaper). DEFAULT: the process default, HARROW_SPAWN.
   SpawnBackend backend = SpawnBackend::DEFAULT;
+
+  // Run the child on another host: a node's name from --harrow-nodes / HARROW_NODES
+  // ("b=tcp:10.77.0.2:7000"), or a node's address ("tcp:HOST:PORT"). Empty: on this host. The
+  // node (harrow-node, runtime/node/) runs `executable` (default: this program's path, which
+  // must then exist on that host too) and relays the child's channel (<harrow/spawn/link.h>):
+  // calls, streams and contexts work as with a local child; a lost link raises
+  // harrow.ActorUnreachable. `backend` does not apply.
+  kj::StringPtr node;
 };
 
 // Internal to spawn/: how a supervising nursery (<harrow/spawn/supervisor.h>) takes over what

@@ -36,7 +36,24 @@ kj::ArrayPtr<const int> signalsResetInChildren();
 // again. For a child the process waits for with its event loop stopped (the root's debugger).
 pid_t spawnProcess(kj::ArrayPtr<const kj::StringPtr> argv, int passFd = -1);
 
-class ChildProcess {
+// What a supervisor needs of a child actor's process: a ChildProcess here, or one a node runs on
+// another host (<harrow/spawn/link.h>).
+class Process {
+public:
+  virtual ~Process() noexcept(false) = default;
+  // The pid on the host that runs it.
+  virtual pid_t pid() const = 0;
+  virtual bool hasExited() const = 0;
+  // The wait status once the child has exited; any number of waiters. A remote child whose link
+  // is lost raises harrow.ActorUnreachable instead (its fate is unknown here; its node kills it).
+  virtual kj::Promise<int> onExit() = 0;
+  // Sends `signal` unless the child has exited already.
+  virtual void kill(int signal) = 0;
+  // How a supervisor's errors name where it runs: "" here, " on node 'b'" for a remote child.
+  virtual kj::String where() const { return kj::str(); }
+};
+
+class ChildProcess final : public Process {
 public:
   // Starts `argv[0]` with `argv`. `passFd`, if not -1, becomes the child's fd 3 (every other fd is
   // close-on-exec). `eventPort` must have captureChildExit() in effect.
@@ -55,14 +72,14 @@ public:
   ~ChildProcess() noexcept(false);
   KJ_DISALLOW_COPY(ChildProcess);
 
-  pid_t pid() const { return pidValue; }
-  bool hasExited() const { return status != nullptr; }
+  pid_t pid() const override { return pidValue; }
+  bool hasExited() const override { return status != nullptr; }
 
   // The wait status once the child has exited and been reaped; any number of waiters.
-  kj::Promise<int> onExit() { return exit.addBranch(); }
+  kj::Promise<int> onExit() override { return exit.addBranch(); }
 
   // Sends `signal` unless the child has already been reaped (its pid may then be reused).
-  void kill(int signal);
+  void kill(int signal) override;
 
   // "exited with status 3", "killed by signal 9 (Killed)".
   static kj::String describe(int waitStatus);

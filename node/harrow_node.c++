@@ -1,0 +1,84 @@
+// harrow-node: see <harrow/node/node.h>.
+//
+//   harrow-node --listen=tcp:HOST:PORT [--listen=...] --allow=PATH [--allow=...] [--allow-any]
+//               [--name=NAME] [--harrow-cookie=PATH] [--harrow-log=LEVEL]
+//               [--harrow-nodes=NAME=ADDR,...]  (inherited by the children it runs)
+//
+// Prints "harrow-node: listening on ADDRESS" per address once it accepts links, then a line per
+// child started and ended (NodeOptions::report). SIGINT or SIGTERM
+// stops it; the children it runs are killed.
+
+#include <harrow/node/node.h>
+
+#include <harrow/actor/cookie.h>
+
+#include <kj/debug.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+int main(int argc, char** argv) {
+  kj::UnixEventPort::captureChildExit();
+  kj::UnixEventPort::captureSignal(SIGINT);
+  kj::UnixEventPort::captureSignal(SIGTERM);
+  harrow::NodeOptions options;
+  for (int i = 1; i < argc; ++i) {
+    kj::StringPtr arg = argv[i];
+    if (arg.startsWith("--listen=")) {
+      options.listenAddresses.add(kj::heapString(arg.slice(9)));
+    } else if (arg.startsWith("--allow=")) {
+      options.allowedExecutables.add(kj::heapString(arg.slice(8)));
+    } else if (arg == "--allow-any") {
+      options.allowAny = true;
+    } else if (arg.startsWith("--name=")) {
+      options.name = arg.slice(7);
+    } else if (arg.startsWith("--harrow-cookie=")) {
+      setenv("HARROW_COOKIE", arg.slice(16).cStr(), 1);
+    } else if (arg.startsWith("--harrow-nodes=")) {
+      // Nodes the children it runs may start their own children on (<harrow/spawn/link.h>).
+      setenv("HARROW_NODES", arg.slice(15).cStr(), 1);
+    } else if (arg.startsWith("--harrow-log=")) {
+      setenv("HARROW_LOG", arg.slice(13).cStr(), 1);
+    } else {
+      fprintf(stderr, "harrow-node: unknown argument '%s'\n", argv[i]);
+      return 2;
+    }
+  }
+  if (options.listenAddresses.size() == 0) {
+    fprintf(stderr, "harrow-node: --listen=tcp:HOST:PORT is required\n");
+    return 2;
+  }
+  options.report = [](kj::StringPtr event) {
+    printf("harrow-node: %s\n", event.cStr());
+    fflush(stdout);
+  };
+  harrow::setLogLevelFromEnvironment();
+  options.handshakeTimeout = harrow::handshakeTimeoutFromEnvironment();
+  auto io = kj::setupAsyncIo();
+  kj::Maybe<harrow::TreeSecret> secret;
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+                   secret = harrow::readCookie(harrow::cookiePathFromEnvironment());
+                 })) {
+    fprintf(stderr, "harrow-node: %s\n", e->getDescription().cStr());
+    return 1;
+  }
+  harrow::Node node(io, kj::mv(KJ_ASSERT_NONNULL(secret)), kj::mv(options));
+  auto stop = io.unixEventPort.onSignal(SIGINT)
+      .exclusiveJoin(io.unixEventPort.onSignal(SIGTERM))
+      .then([](siginfo_t) {});
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+                   node.run([](kj::ArrayPtr<const kj::String> addresses) {
+                         for (auto& a : addresses) {
+                           printf("harrow-node: listening on %s\n", a.cStr());
+                         }
+                         fflush(stdout);
+                       })
+                       .exclusiveJoin(kj::mv(stop))
+                       .wait(io.waitScope);
+                 })) {
+    fprintf(stderr, "harrow-node: %s\n", e->getDescription().cStr());
+    return 1;
+  }
+  return 0;
+}

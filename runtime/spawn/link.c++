@@ -1,0 +1,305 @@
+#include <harrow/spawn/link.h>
+
+#include <harrow/ipc/transport.h>
+
+#include <capnp/any.h>
+#include <kj/debug.h>
+
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+
+namespace harrow {
+
+LinkTiming LinkTiming::withinBound(kj::Duration bound) {
+  LinkTiming timing;
+  timing.heartbeat = bound / 4;
+  timing.silence = bound * 3 / 4;
+  return timing;
+}
+
+LinkTiming LinkTiming::fromEnvironment() {
+  const char* text = getenv("HARROW_LINK_TIMEOUT_MS");
+  if (text == nullptr || *text == '\0') return withinBound(3 * kj::SECONDS);
+  char* end;
+  long ms = strtol(text, &end, 10);
+  KJ_REQUIRE(*end == '\0' && ms >= 40 && ms <= 3600 * 1000,
+             "HARROW_LINK_TIMEOUT_MS: milliseconds between 40 and 3600000", text);
+  return withinBound(ms * kj::MILLISECONDS);
+}
+
+kj::String nodeAddress(kj::StringPtr node) {
+  if (node.startsWith("tcp:")) return kj::heapString(node);
+  const char* nodes = getenv("HARROW_NODES");
+  kj::StringPtr all = nodes != nullptr ? nodes : "";
+  // "name=address,name=address"
+  kj::StringPtr rest = all;
+  while (rest.size() > 0) {
+    size_t end = rest.size();
+    KJ_IF_MAYBE(comma, rest.findFirst(',')) end = *comma;
+    auto entry = kj::heapString(rest.begin(), end);
+    rest = end < rest.size() ? rest.slice(end + 1) : kj::StringPtr("");
+    KJ_IF_MAYBE(eq, entry.findFirst('=')) {
+      if (kj::heapString(entry.begin(), *eq) == node) return kj::heapString(entry.slice(*eq + 1));
+    }
+  }
+  kj::throwFatalException(makeError(ErrorKind::SPAWN_FAILED,
+      kj::str("no node named '", node, "' (--harrow-nodes / HARROW_NODES: '", all, "')")));
+}
+
+kj::Exception actorUnreachable(kj::StringPtr name, kj::StringPtr node, kj::StringPtr why) {
+  return makeError(ErrorKind::ACTOR_UNREACHABLE,
+                   kj::str("actor '", name, "' on node '", node, "': ", why));
+}
+
+// ---- LinkEnds ----
+
+namespace {
+
+// Whether `reader` is a `link` frame. Relayed frames are validated by the Peer that reads them;
+// here only the discriminant is read, and a frame too broken for that is simply relayed.
+kj::Maybe<wire::Link::Reader> linkOf(capnp::MessageReader& reader) {
+  kj::Maybe<wire::Link::Reader> result;
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+                   auto message = reader.getRoot<wire::Message>();
+                   if (message.isLink()) result = message.getLink();
+                 })) {
+    (void)e;
+  }
+  return result;
+}
+
+kj::Own<capnp::MallocMessageBuilder> copyOf(capnp::MessageReader& reader) {
+  auto builder = kj::heap<capnp::MallocMessageBuilder>();
+  builder->getRoot<capnp::AnyPointer>().set(reader.getRoot<capnp::AnyPointer>());
+  return builder;
+}
+
+}  // namespace
+
+void LinkEnds::sendLink(kj::FunctionParam<void(wire::Link::Builder)> fill) {
+  if (linkWriteShut) return;
+  capnp::MallocMessageBuilder builder(64);
+  fill(builder.initRoot<wire::Message>().initLink());
+  link.send(builder);
+}
+
+Co<void> LinkEnds::linkToLocal(kj::Function<void(wire::Link::Reader)> onLink,
+                               kj::Function<void(wire::Message::Builder)> rewrite) {
+  for (;;) {
+    auto received = co_await link.receive();
+    lastReceived = timer.now();
+    if (received == nullptr) co_return;
+    auto& reader = *KJ_ASSERT_NONNULL(received);
+    KJ_IF_MAYBE(l, linkOf(reader)) {
+      onLink(*l);
+      continue;
+    }
+    auto copy = copyOf(reader);
+    rewrite(copy->getRoot<wire::Message>());
+    local.send(kj::mv(copy));
+    if (!local.isWritable()) {
+      // The link is not read while the local side catches up: its silence is not the link's.
+      paused = true;
+      co_await local.whenWritable();
+      paused = false;
+      lastReceived = timer.now();
+    }
+  }
+}
+
+Co<void> LinkEnds::localToLink(kj::Function<void(wire::Message::Builder)> rewrite) {
+  for (;;) {
+    auto received = co_await local.receive();
+    if (received == nullptr) co_return;
+    auto copy = copyOf(*KJ_ASSERT_NONNULL(received));
+    rewrite(copy->getRoot<wire::Message>());
+    link.send(kj::mv(copy));
+    if (!link.isWritable()) co_await link.whenWritable();
+  }
+}
+
+Co<void> LinkEnds::watch(kj::Function<kj::Exception(kj::StringPtr why)> lost) {
+  for (;;) {
+    co_await timer.afterDelay(timing.heartbeat);
+    sendLink([](wire::Link::Builder l) { l.setHeartbeat(); });
+    kj::Duration silent = timer.now() - lastReceived;
+    if (!paused && silent > timing.silence) {
+      kj::throwFatalException(lost(kj::str("the link has been silent for ",
+                                           silent / kj::MILLISECONDS, " ms (bound ",
+                                           (timing.heartbeat + timing.silence) / kj::MILLISECONDS,
+                                           " ms)")));
+    }
+  }
+}
+
+// ---- the parent's side ----
+
+namespace {
+
+// The spawn spec a remote child gets: no tree secret (its node, which has the same cookie, adds
+// it: the secret never crosses the network) and none of this host's addresses (the registry's and
+// the root's are local to this host).
+void stripSpawnSpec(wire::Message::Builder message) {
+  if (!message.isSpawnSpec()) return;
+  auto spec = message.getSpawnSpec();
+  spec.disownTreeSecret();  // Cap'n Proto zeroes what it disowns in place
+  spec.setRegistryAddress("");
+  spec.setRootAddress("");
+}
+
+class RemoteProcess final : public Process {
+public:
+  RemoteProcess(Actor& actor, kj::String node, kj::String name, pid_t pid,
+                kj::Own<Channel> link, kj::Own<Channel> local, LinkTiming timing)
+      : node(kj::mv(node)), name(kj::mv(name)), remotePid(pid), linkChannel(kj::mv(link)),
+        localChannel(kj::mv(local)),
+        ends(*linkChannel, *KJ_ASSERT_NONNULL(localChannel), actor.timer(), timing) {
+    auto paf = kj::newPromiseAndFulfiller<int>();
+    exitFulfiller = kj::mv(paf.fulfiller);
+    exit = paf.promise.fork();
+    // Started from the event loop, outside any coroutine: the relay belongs to no cancel scope
+    // (like a local child's process, it lives until the child has exited or this is dropped).
+    relay = kj::evalLater([this]() -> kj::Promise<void> { return run(); })
+        .eagerlyEvaluate(nullptr);
+  }
+
+  ~RemoteProcess() noexcept(false) {
+    // Dropped without waiting: the link closes, and the node kills the orphan after its grace.
+    relay = nullptr;
+  }
+
+  pid_t pid() const override { return remotePid; }
+  bool hasExited() const override { return status != nullptr || unreachable; }
+  kj::Promise<int> onExit() override { return exit.addBranch(); }
+  void kill(int signal) override {
+    if (hasExited()) return;
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+                     ends.sendLink([&](wire::Link::Builder l) { l.setKill(signal); });
+                   })) {
+      (void)e;  // the link is broken: the node kills the orphan itself
+    }
+  }
+  kj::String where() const override { return kj::str(" on node '", node, "'"); }
+
+private:
+  kj::String node;
+  kj::String name;
+  pid_t remotePid;
+  kj::Own<Channel> linkChannel;
+  kj::Maybe<kj::Own<Channel>> localChannel;
+  LinkEnds ends;
+  kj::Maybe<int> status;
+  bool unreachable = false;
+  kj::Own<kj::PromiseFulfiller<int>> exitFulfiller;
+  kj::ForkedPromise<int> exit = nullptr;
+  kj::Maybe<kj::Promise<void>> relay;  // last: cancelled first
+
+  kj::Exception lost(kj::StringPtr why) { return actorUnreachable(name, node, why); }
+
+  Co<void> relayAll() {
+    auto fromLink = ends.linkToLocal(
+        [this](wire::Link::Reader l) {
+          if (l.isExited()) status = int(l.getExited());
+        },
+        [](wire::Message::Builder) {});
+    // Our Peer's end of the child channel closed: nothing more goes to the child.
+    auto toLink = ends.localToLink(stripSpawnSpec).then([this]() -> kj::Promise<void> {
+      ends.linkWriteShut = true;
+      return linkChannel->shutdownWrite().then([]() { return kj::Promise<void>(kj::NEVER_DONE); });
+    });
+    auto watch = ends.watch([this](kj::StringPtr why) { return lost(why); });
+    co_await kj::mv(fromLink).exclusiveJoin(kj::mv(toLink)).exclusiveJoin(kj::mv(watch));
+    // The link ended: cleanly only after the node reported the child's exit.
+    if (status == nullptr) {
+      kj::throwFatalException(lost("the node closed the link before the child exited"));
+    }
+  }
+
+  Co<void> run() {
+    kj::Maybe<kj::Exception> failure;
+    try {
+      co_await relayAll();
+    } catch (...) {
+      failure = currentException();
+    }
+    KJ_IF_MAYBE(e, failure) {
+      // Its fate is unknown here; its node kills it. Callers learn it first (the explainer asks
+      // onExit()), then the Peer's channel ends.
+      unreachable = true;
+      exitFulfiller->reject(is(*e, ErrorKind::ACTOR_UNREACHABLE)
+                                ? kj::mv(*e)
+                                : lost(kj::str("the link failed: ", e->getDescription())));
+      localChannel = nullptr;
+      co_return;
+    }
+    KJ_IF_MAYBE(s, status) exitFulfiller->fulfill(kj::cp(*s));
+    // The child's channel ends here as it did on the node.
+    KJ_IF_MAYBE(local, localChannel) {
+      try {
+        co_await (*local)->shutdownWrite();
+      } catch (...) {
+        // Our Peer may be gone already.
+      }
+    }
+  }
+};
+
+}  // namespace
+
+Co<RemoteChild> startRemoteChild(Actor& actor, kj::StringPtr nodeParam, kj::StringPtr nameParam,
+                                 kj::StringPtr executableParam, kj::Duration gracePeriod,
+                                 LinkTiming timing) {
+  auto node = kj::heapString(nodeParam);
+  auto name = kj::heapString(nameParam);
+  auto executable = kj::heapString(executableParam);
+  auto address = nodeAddress(node);
+  kj::Duration timeout = handshakeTimeoutFromEnvironment();
+
+  kj::Own<Channel> link;
+  kj::Own<capnp::MessageReader> answer;
+  co_await failAfter(actor.timer(), timeout, [&]() -> Co<void> {
+    link = co_await connect(actor.io().provider->getNetwork(), address, actor.channelOptions());
+    co_await authenticateChannel(*link, actor, /*initiator=*/true);
+    {
+      capnp::MallocMessageBuilder builder(256);
+      auto spawn = builder.initRoot<wire::Message>().initLink().initSpawn();
+      spawn.setName(name);
+      spawn.setExecutable(executable);
+      spawn.setGracePeriodNanos(gracePeriod / kj::NANOSECONDS);
+      spawn.setHeartbeatMillis(timing.heartbeat / kj::MILLISECONDS);
+      spawn.setSilenceMillis(timing.silence / kj::MILLISECONDS);
+      link->send(builder);
+    }
+    auto received = co_await link->receive();
+    if (received == nullptr) {
+      kj::throwFatalException(transportClosed(kj::str("node '", node, "' (", address,
+                                                      ") closed the link before answering")));
+    }
+    answer = kj::mv(KJ_ASSERT_NONNULL(received));
+  });
+  auto message = answer->getRoot<wire::Message>();
+  if (message.isError()) kj::throwFatalException(toException(message.getError()));
+  KJ_REQUIRE(message.isLink(), "the node's answer to link.spawn is not a link frame");
+  auto reply = message.getLink();
+  if (reply.isRefused()) {
+    kj::throwFatalException(makeError(ErrorKind::SPAWN_FAILED,
+        kj::str("actor '", name, "': node '", node, "' refused: ", reply.getRefused())));
+  }
+  KJ_REQUIRE(reply.isSpawned(), "the node's answer to link.spawn is neither spawned nor refused");
+  pid_t pid = reply.getSpawned();
+
+  int fds[2];
+  KJ_SYSCALL(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds));
+  kj::AutoCloseFd ours(fds[0]);
+  kj::AutoCloseFd peers(fds[1]);
+  auto local = kj::heap<Channel>(actor.eventPort(), kj::mv(ours), actor.channelOptions());
+  // The relay passes frames up to the link's agreed limit; the Peer enforces its own.
+  local->setMaxFrameBytes(link->maxFrameBytes());
+  co_return RemoteChild{
+      kj::heap<RemoteProcess>(actor, kj::mv(node), kj::mv(name), pid, kj::mv(link),
+                              kj::mv(local), timing),
+      kj::mv(peers)};
+}
+
+}  // namespace harrow

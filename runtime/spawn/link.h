@@ -1,0 +1,98 @@
+// Children on other hosts: the link between a parent and a node (`harrow-node`, runtime/node/)
+// that runs one of its children there (docs/PROTOCOL.md section 8).
+//
+// The parent opens a TCP connection to the node, proves the tree's secret (the usual
+// authenticated handshake, engine/auth.h), asks for the child (`link.spawn`: name, executable),
+// and the node starts it exactly as a local parent would: the program re-executed with the
+// socketpair on fd 3 (spawn/process.h), in a process group of its own, dying with the node. From
+// then on the connection carries the parent-child channel: each end relays frames between the
+// link and a local socketpair (the child's fd 3 on the node; on the parent, the socketpair its
+// Peer to the child reads), so neither the child nor the parent's engine knows that a network
+// lies between them. The ends add their own frames (`link`, never passed on): heartbeats, the
+// parent's kill after the grace period, and the node's report of the child's exit status.
+//
+// Why a relay and not the child connecting back: the parent needs no routable listener (only the
+// node's port must be reachable), the node sees the link and the child both, so it can kill an
+// orphan, and the tree secret never crosses the network: the parent strips it from the spawn
+// spec and the node, which has the same cookie, puts it back.
+//
+// Link faults. Both ends send a heartbeat every timing.heartbeat and count the link lost once
+// nothing arrived for timing.silence (HARROW_LINK_TIMEOUT_MS: the bound, default 3000 ms;
+// heartbeats every quarter, lost after three quarters, checked every quarter, so a silent link is
+// noticed within the bound). Heartbeats rather than TCP keepalive/TCP_USER_TIMEOUT: they measure
+// the same thing whether or not data is in flight, through TLS and any proxy, with a bound in
+// milliseconds that the test can check; keepalive counts whole seconds and idle links only, and
+// TCP_USER_TIMEOUT only links with unacknowledged data. A parent whose link is lost raises
+// harrow.ActorUnreachable for the child (its callers and its supervisor); the node cancels the
+// orphan (its parent channel closes, as when a local parent dies) and kills it with SIGKILL
+// after the grace period the parent gave it.
+
+#pragma once
+
+#include <harrow/actor/actor.h>
+#include <harrow/spawn/process.h>
+
+namespace harrow {
+
+// How often a link's ends send heartbeats, and how long a silent link is tolerated.
+struct LinkTiming {
+  kj::Duration heartbeat = 750 * kj::MILLISECONDS;
+  kj::Duration silence = 2250 * kj::MILLISECONDS;
+
+  // From a bound: heartbeats every quarter of it, lost after three quarters.
+  static LinkTiming withinBound(kj::Duration bound);
+  // HARROW_LINK_TIMEOUT_MS (the bound), default 3000.
+  static LinkTiming fromEnvironment();
+};
+
+// The address of node `node`: from HARROW_NODES ("b=tcp:10.77.0.2:7000,c=tcp:10.77.0.3:7000",
+// set by --harrow-nodes=...), or `node` itself if it is an address ("tcp:HOST:PORT"). Throws
+// harrow.SpawnFailed, listing the known nodes, for an unknown name.
+kj::String nodeAddress(kj::StringPtr node);
+
+// "harrow.ActorUnreachable: actor 'NAME' on node 'NODE': WHY".
+kj::Exception actorUnreachable(kj::StringPtr name, kj::StringPtr node, kj::StringPtr why);
+
+// A child a node runs for this actor: what its supervisor sees of it (a Process), and the relay.
+struct RemoteChild {
+  kj::Own<Process> process;
+  // The parent's end of the child's channel: handshakeWithChild on it, as on a local child's.
+  kj::AutoCloseFd channelFd;
+};
+
+// Connects to `node`, authenticates, has it start `executable` as actor `name`. Resolves once the
+// child runs (its channel is relayed from then on); throws harrow.SpawnFailed if the node refused
+// or could not start it, TransportClosed/AuthenticationFailed if the node could not be reached or
+// refused this actor's proof.
+Co<RemoteChild> startRemoteChild(Actor& actor, kj::StringPtr node, kj::StringPtr name,
+                                 kj::StringPtr executable, kj::Duration gracePeriod,
+                                 LinkTiming timing = LinkTiming::fromEnvironment());
+
+// ---- the node's side (runtime/node/), and the pieces both sides share ----
+
+// Frames on a link, in and out, and the state its watch needs.
+struct LinkEnds {
+  Channel& link;
+  Channel& local;
+  kj::Timer& timer;
+  LinkTiming timing;
+  kj::TimePoint lastReceived;
+  bool paused = false;        // waiting for `local` to be writable: the link is not read
+  bool linkWriteShut = false;
+
+  LinkEnds(Channel& link, Channel& local, kj::Timer& timer, LinkTiming timing)
+      : link(link), local(local), timer(timer), timing(timing), lastReceived(timer.now()) {}
+
+  // A `link` frame on the link.
+  void sendLink(kj::FunctionParam<void(wire::Link::Builder)> fill);
+  // Relays the link's frames to `local` until the link's EOF; `link` frames go to `onLink`,
+  // every relayed frame through `rewrite` first.
+  Co<void> linkToLocal(kj::Function<void(wire::Link::Reader)> onLink,
+                       kj::Function<void(wire::Message::Builder)> rewrite);
+  // Relays `local`'s frames to the link until `local`'s EOF.
+  Co<void> localToLink(kj::Function<void(wire::Message::Builder)> rewrite);
+  // Sends heartbeats; throws `lost(why)` once the link has been silent for timing.silence.
+  Co<void> watch(kj::Function<kj::Exception(kj::StringPtr why)> lost);
+};
+
+}  // namespace harrow

@@ -1,0 +1,281 @@
+// A tree across hosts: network namespaces a, b and c (tests/cluster/netns.h), a harrow-node in b
+// and c, the root (cluster_program) in a. Calls, streams and contexts down a chain a -> b -> c,
+// errors up it with their relay path, SIGINT tearing every host's actors down, a link cut
+// mid-stream (a typed error at the root within the bound, nothing left on the cut host), a wrong
+// cookie and a program the node does not allow refused. After every test no actor process is
+// left in any namespace.
+
+#include "tests/cluster/netns.h"
+#include "tests/program.h"
+#include "tests/processes.h"
+
+#include <harrow/co/cancel_scope.h>
+
+#include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <fstream>
+#include <memory>
+
+namespace harrow::testing {
+namespace {
+
+std::string nodeBinary;
+std::string programBinary;
+
+std::string realPath(const std::string& path) {
+  char buffer[PATH_MAX];
+  KJ_ASSERT(realpath(path.c_str(), buffer) != nullptr, path);
+  return buffer;
+}
+
+// A fresh cookie file (mode 0600) in the test's temporary directory.
+std::string makeCookie(const std::string& name) {
+  const char* tmp = getenv("TEST_TMPDIR");
+  std::string path = std::string(tmp != nullptr ? tmp : "/tmp") + "/" + name + "-" +
+                     randomToken().cStr();
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  KJ_ASSERT(fd >= 0, path);
+  auto text = randomToken();
+  auto more = randomToken();
+  auto all = kj::str(text, more, "\n");
+  KJ_ASSERT(write(fd, all.begin(), all.size()) == ssize_t(all.size()));
+  close(fd);
+  return path;
+}
+
+// "ns=INODE" of a namespace, as a place (tests/cluster/hop.h) names it.
+std::string netnsId(const std::string& ns) {
+  struct stat st;
+  KJ_ASSERT(stat(("/run/netns/" + ns).c_str(), &st) == 0, ns);
+  return "ns=" + std::to_string(st.st_ino);
+}
+
+constexpr auto LINE_TIMEOUT = 20 * kj::SECONDS;
+
+class ClusterTest : public ::testing::Test {
+protected:
+  void SetUp() override {
+    KJ_IF_MAYBE(why, clusterUnavailable()) GTEST_SKIP() << why->cStr();
+    alarm(120);  // the last guard (installWatchdog in main)
+    cookie = makeCookie("cookie");
+    cluster = std::make_unique<NetnsCluster>(std::vector<std::string>{"a", "b", "c"});
+    nodesFlag = "--harrow-nodes=b=tcp:" + cluster->address("b") + ":7000,c=tcp:" +
+                cluster->address("c") + ":7000";
+  }
+
+  void TearDown() override {
+    alarm(0);
+    nodes.clear();
+    if (cluster != nullptr) {
+      for (auto host : {"a", "b", "c"}) {
+        EXPECT_TRUE(cluster->processesIn(host).empty()) << "a process left in " << host;
+      }
+    }
+    cluster = nullptr;
+    if (!cookie.empty()) unlink(cookie.c_str());
+  }
+
+  // Held by pointer: gtest fixtures must have a noexcept destructor, KJ's are noexcept(false).
+  std::unique_ptr<kj::AsyncIoContext> ioContext =
+      std::make_unique<kj::AsyncIoContext>(kj::setupAsyncIo());
+  kj::AsyncIoContext& io = *ioContext;
+  std::string cookie;
+  std::unique_ptr<NetnsCluster> cluster;
+  std::string nodesFlag;
+  std::map<std::string, std::unique_ptr<Program>> nodes;
+
+  std::string line(Program& program, const std::string& prefix) {
+    std::string result;
+    failAfter(io.provider->getTimer(), LINE_TIMEOUT, [&]() -> Co<void> {
+      result = co_await program.waitForLine(prefix);
+    }).wait(io.waitScope);
+    return result;
+  }
+
+  Program& startNode(const std::string& host, std::string allow = "") {
+    if (allow.empty()) allow = programBinary;
+    auto args = cluster->exec(host, {nodeBinary, "--listen=tcp:" + cluster->address(host) + ":7000",
+                                     "--allow=" + allow, "--harrow-cookie=" + cookie, nodesFlag,
+                                     "--name=node-" + host});
+    auto& node = nodes[host] = std::make_unique<Program>(io, args);
+    line(*node, "harrow-node: listening on");
+    return *node;
+  }
+
+  void startNodes() {
+    startNode("b");
+    startNode("c");
+  }
+
+  std::unique_ptr<Program> startRoot(const std::string& scenario, std::string cookieFile = "") {
+    if (cookieFile.empty()) cookieFile = cookie;
+    return std::make_unique<Program>(
+        io, cluster->exec("a", {programBinary, "--scenario=" + scenario, "--chain=b,c",
+                                nodesFlag, "--harrow-cookie=" + cookieFile}));
+  }
+
+  int finish(Program& program) {
+    int status = 0;
+    failAfter(io.provider->getTimer(), LINE_TIMEOUT, [&]() -> Co<void> {
+      status = co_await program.finish();
+    }).wait(io.waitScope);
+    return status;
+  }
+
+  // Only the node itself runs in `host`.
+  void expectOnlyNodeIn(const std::string& host) {
+    auto pids = cluster->processesIn(host);
+    ASSERT_EQ(pids.size(), 1u) << host << ": " << nodes[host]->outputSoFar();
+    EXPECT_EQ(pids[0], nodes[host]->getPid());
+  }
+
+  void stopNodes() {
+    for (auto& [host, node] : nodes) {
+      expectOnlyNodeIn(host);
+      kill(node->getPid(), SIGTERM);
+      int status = finish(*node);
+      EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << node->outputSoFar();
+    }
+  }
+
+  // "name ns=N pid=P;..." -> the namespace of each place ("ns=N"), in order.
+  std::vector<std::string> namespacesOf(const std::string& places) {
+    std::vector<std::string> result;
+    size_t at = 0;
+    while (at < places.size()) {
+      size_t end = places.find(';', at);
+      if (end == std::string::npos) end = places.size();
+      std::string place = places.substr(at, end - at);
+      size_t open = place.find(" ns=") + 1;
+      result.push_back(place.substr(open, place.find(' ', open) - open));
+      at = end + 1;
+    }
+    return result;
+  }
+};
+
+TEST_F(ClusterTest, DepthTwoTreeAcrossThreeHostsCallsStreamsAndContexts) {
+  startNodes();
+  auto root = startRoot("tree");
+  auto where = line(*root, "where ");
+  EXPECT_EQ(namespacesOf(where.substr(6)),
+            (std::vector<std::string>{netnsId(cluster->ns("a")), netnsId(cluster->ns("b")),
+                                      netnsId(cluster->ns("c"))}))
+      << where;
+  auto ticks = line(*root, "ticks 10 ");
+  EXPECT_EQ(namespacesOf(ticks.substr(9)),
+            (std::vector<std::string>{netnsId(cluster->ns("b")), netnsId(cluster->ns("c"))}))
+      << ticks;
+  auto held = line(*root, "held ");
+  EXPECT_EQ(namespacesOf(held.substr(5)),
+            (std::vector<std::string>{netnsId(cluster->ns("b")), netnsId(cluster->ns("c"))}))
+      << held;
+  line(*root, "done");
+  int status = finish(*root);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << root->outputSoFar();
+  // Each node reported its children's ends (the normal way, not as orphans).
+  line(*nodes["b"], "harrow-node: hop.b ended: exited with status 0");
+  line(*nodes["c"], "harrow-node: hop.b.c ended: exited with status 0");
+  stopNodes();
+}
+
+TEST_F(ClusterTest, AnErrorInARemoteLeafReachesTheRootWithItsRelayPath) {
+  startNodes();
+  auto root = startRoot("fail");
+  auto error = line(*root, "error ");
+  EXPECT_EQ(error, "error origin=hop.b.c relay=hop.b kind=RemoteActorError");
+  auto text = line(*root, "text ");
+  EXPECT_NE(text.find("hop.Failed from actor 'hop.b.c'"), std::string::npos) << text;
+  int status = finish(*root);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << root->outputSoFar();
+  stopNodes();
+}
+
+TEST_F(ClusterTest, SigintAtTheRootTearsDownEveryHostsActors) {
+  startNodes();
+  auto root = startRoot("hold");
+  line(*root, "ready ");
+  line(*nodes["c"], "harrow-node: started hop.b.c");
+  kill(root->getPid(), SIGINT);
+  int status = finish(*root);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 128 + SIGINT) << root->outputSoFar();
+  // Cancelled in order, through the links: each child's channel ended before it exited.
+  line(*nodes["b"], "harrow-node: hop.b ended: exited with status 0");
+  line(*nodes["c"], "harrow-node: hop.b.c ended: exited with status 0");
+  stopNodes();
+}
+
+TEST_F(ClusterTest, ALinkCutMidStreamIsATypedErrorAtTheRootWithinTheBound) {
+  startNodes();
+  auto root = startRoot("ticks");
+  line(*root, "streaming ");
+  auto cutAt = std::chrono::steady_clock::now();
+  cluster->cut("b");
+  auto error = line(*root, "stream error ");
+  auto elapsed = std::chrono::steady_clock::now() - cutAt;
+  EXPECT_NE(error.find("ActorUnreachable"), std::string::npos) << error;
+  // The bound is 3 s (HARROW_LINK_TIMEOUT_MS's default); a little slack for a loaded machine.
+  EXPECT_LT(std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count(), 3500)
+      << root->outputSoFar();
+  int status = finish(*root);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << root->outputSoFar();
+  // Both nodes lose their parent's link (b's to the root, c's to b) and end the orphans.
+  line(*nodes["b"], "harrow-node: orphan hop.b ended");
+  line(*nodes["c"], "harrow-node: orphan hop.b.c ended");
+  cluster->restore("b");
+  stopNodes();
+}
+
+TEST_F(ClusterTest, AWrongCookieIsRefused) {
+  startNodes();
+  auto other = makeCookie("other");
+  auto root = startRoot("tree", other);
+  int status = finish(*root);
+  unlink(other.c_str());
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << root->outputSoFar();
+  EXPECT_NE(root->outputSoFar().find("harrow.AuthenticationFailed"), std::string::npos)
+      << root->outputSoFar();
+  EXPECT_EQ(nodes["b"]->outputSoFar().find("started"), std::string::npos);
+  stopNodes();
+}
+
+TEST_F(ClusterTest, ANodeRunsOnlyTheProgramsItAllows) {
+  startNode("b", "/usr/bin/true");
+  startNode("c");
+  auto root = startRoot("tree");
+  int status = finish(*root);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << root->outputSoFar();
+  EXPECT_NE(root->outputSoFar().find("harrow.SpawnFailed: actor 'hop.b': node 'b' refused"),
+            std::string::npos)
+      << root->outputSoFar();
+  stopNodes();
+}
+
+}  // namespace
+}  // namespace harrow::testing
+
+int main(int argc, char** argv) {
+  kj::UnixEventPort::captureChildExit();
+  harrow::testing::installWatchdog(argv[0]);
+  ::testing::InitGoogleTest(&argc, argv);
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg.rfind("--node=", 0) == 0) harrow::testing::nodeBinary = arg.substr(7);
+    if (arg.rfind("--program=", 0) == 0) harrow::testing::programBinary = arg.substr(10);
+  }
+  if (harrow::testing::nodeBinary.empty() || harrow::testing::programBinary.empty()) {
+    fprintf(stderr, "usage: cluster_test --node=PATH --program=PATH\n");
+    return 2;
+  }
+  // Absolute and resolved: the node compares the path a parent names (its /proc/self/exe) with
+  // the one it allows.
+  harrow::testing::nodeBinary = harrow::testing::realPath(harrow::testing::nodeBinary);
+  harrow::testing::programBinary = harrow::testing::realPath(harrow::testing::programBinary);
+  return RUN_ALL_TESTS();
+}
