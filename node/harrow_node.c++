@@ -3,6 +3,8 @@
 //   harrow-node --listen=tcp:HOST:PORT [--listen=...] --allow=PATH [--allow=...] [--allow-any]
 //               [--name=NAME] [--harrow-cookie=PATH] [--harrow-log=LEVEL]
 //               [--harrow-nodes=NAME=ADDR,...]  (inherited by the children it runs)
+//               [--harrow-tls-cert=PEM --harrow-tls-key=PEM --harrow-tls-ca=PEM]  (TLS links,
+//               the node's own and, inherited, those of the children it runs)
 //
 // Prints "harrow-node: listening on ADDRESS" per address once it accepts links, then a line per
 // child started and ended (NodeOptions::report). SIGINT or SIGTERM
@@ -38,6 +40,12 @@ int main(int argc, char** argv) {
     } else if (arg.startsWith("--harrow-nodes=")) {
       // Nodes the children it runs may start their own children on (<harrow/spawn/link.h>).
       setenv("HARROW_NODES", arg.slice(15).cStr(), 1);
+    } else if (arg.startsWith("--harrow-tls-cert=")) {
+      setenv("HARROW_TLS_CERT", arg.slice(18).cStr(), 1);
+    } else if (arg.startsWith("--harrow-tls-key=")) {
+      setenv("HARROW_TLS_KEY", arg.slice(17).cStr(), 1);
+    } else if (arg.startsWith("--harrow-tls-ca=")) {
+      setenv("HARROW_TLS_CA", arg.slice(16).cStr(), 1);
     } else if (arg.startsWith("--harrow-log=")) {
       setenv("HARROW_LOG", arg.slice(13).cStr(), 1);
     } else {
@@ -55,6 +63,7 @@ int main(int argc, char** argv) {
   };
   harrow::setLogLevelFromEnvironment();
   options.handshakeTimeout = harrow::handshakeTimeoutFromEnvironment();
+  // The node's own TLS settings are also what the children it runs use for their links.
   auto io = kj::setupAsyncIo();
   kj::Maybe<harrow::TreeSecret> secret;
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
@@ -63,7 +72,21 @@ int main(int argc, char** argv) {
     fprintf(stderr, "harrow-node: %s\n", e->getDescription().cStr());
     return 1;
   }
-  harrow::Node node(io, kj::mv(KJ_ASSERT_NONNULL(secret)), kj::mv(options));
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+                   options.tls = harrow::LinkTlsFiles::fromEnvironment();
+                 })) {
+    fprintf(stderr, "harrow-node: %s\n", e->getDescription().cStr());
+    return 2;
+  }
+  kj::Maybe<kj::Own<harrow::Node>> made;
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+                   made = kj::heap<harrow::Node>(io, kj::mv(KJ_ASSERT_NONNULL(secret)),
+                                                 kj::mv(options));
+                 })) {
+    fprintf(stderr, "harrow-node: %s\n", e->getDescription().cStr());
+    return 1;
+  }
+  harrow::Node& node = *KJ_ASSERT_NONNULL(made);
   auto stop = io.unixEventPort.onSignal(SIGINT)
       .exclusiveJoin(io.unixEventPort.onSignal(SIGTERM))
       .then([](siginfo_t) {});

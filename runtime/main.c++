@@ -191,6 +191,9 @@ int main(int argc, char** argv, Implementations& implementations,
     if (arg.startsWith("--harrow-link-timeout=")) {
       setenv("HARROW_LINK_TIMEOUT_MS", arg.slice(22).cStr(), 1);
     }
+    if (arg.startsWith("--harrow-tls-cert=")) setenv("HARROW_TLS_CERT", arg.slice(18).cStr(), 1);
+    if (arg.startsWith("--harrow-tls-key=")) setenv("HARROW_TLS_KEY", arg.slice(17).cStr(), 1);
+    if (arg.startsWith("--harrow-tls-ca=")) setenv("HARROW_TLS_CA", arg.slice(16).cStr(), 1);
   }
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([]() { logFormatFromEnvironment(); })) {
     fprintf(stderr, "harrow: --harrow-log-format / HARROW_LOG_FORMAT: %s\n",

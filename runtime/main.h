@@ -27,6 +27,7 @@
 //   --harrow-nodes=NAME=ADDR,...  nodes that run children on other hosts (HARROW_NODES;
 //                             startActor(..., {.node = "NAME"}); <harrow/spawn/link.h>)
 //   --harrow-link-timeout=MS  how soon a silent link to such a child counts as lost (default 3000)
+//   --harrow-tls-cert=PEM --harrow-tls-key=PEM --harrow-tls-ca=PEM  TLS on those links
 // Opening a second root in one process is an error.
 //
 // In the root, `body` runs inside the root actor (tractor: open_root_actor) and main returns 0

@@ -5,6 +5,8 @@
 
 #include <kj/debug.h>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <sys/socket.h>
 
@@ -12,7 +14,9 @@ namespace harrow {
 
 Node::Node(kj::AsyncIoContext& io, TreeSecret secret, NodeOptions options)
     : io(io), id(ActorIdentity::random(options.name)), secret(kj::mv(secret)),
-      options(kj::mv(options)) {}
+      options(kj::mv(options)) {
+  KJ_IF_MAYBE(files, this->options.tls) tls = kj::heap<LinkTls>(*files, io.provider->getTimer());
+}
 
 Node::~Node() noexcept(false) {}
 
@@ -32,38 +36,55 @@ bool Node::allows(kj::StringPtr executable) const {
 }
 
 Co<void> Node::run(kj::Function<void(kj::ArrayPtr<const kj::String>)> ready) {
-  kj::Vector<kj::Own<Listener>> listeners;
+  // Raw KJ listeners (not harrow's Listener): a TLS session wraps the stream before the Channel.
+  kj::Vector<kj::Own<kj::ConnectionReceiver>> receivers;
   kj::Vector<kj::String> bound;
   for (auto& address : options.listenAddresses) {
-    ChannelOptions channelOptions;
-    channelOptions.eventPort = io.unixEventPort;
-    listeners.add(co_await Listener::bind(io.provider->getNetwork(), address, channelOptions));
-    bound.add(kj::heapString(listeners.back()->getAddress()));
+    auto parsed = Address::parse(address);
+    KJ_REQUIRE(parsed.kind == Address::Kind::TCP, "a node listens on tcp:HOST:PORT", address);
+    auto target = co_await io.provider->getNetwork().parseAddress(parsed.toKjAddress());
+    receivers.add(target->listen());
+    parsed.port = receivers.back()->getPort();
+    bound.add(parsed.toString());
   }
   ready(bound);
   co_await openNursery([&](TaskNursery& links) -> Co<void> {
-    for (auto& listener : listeners) {
-      links.startSoon([&, l = listener.get()]() { return acceptLoop(*l, links); });
+    for (auto& receiver : receivers) {
+      links.startSoon([&, r = receiver.get()]() { return acceptLoop(*r, links); });
     }
     co_return;
   });
 }
 
-Co<void> Node::acceptLoop(Listener& listener, TaskNursery& links) {
+Co<void> Node::acceptLoop(kj::ConnectionReceiver& receiver, TaskNursery& links) {
   for (;;) {
-    auto channel = co_await listener.accept();
-    links.startSoon([this, channel = kj::mv(channel)]() mutable -> Co<void> {
+    auto stream = co_await receiver.accept();
+    links.startSoon([this, stream = kj::mv(stream)]() mutable -> Co<void> {
       // A link's failure is its own: logged, never the node's.
-      auto failure = co_await errorOf([&]() { return serveLink(kj::mv(channel)); });
+      auto failure = co_await errorOf([&]() { return serveLink(kj::mv(stream)); });
       KJ_IF_MAYBE(e, failure) KJ_LOG(INFO, "link ended", e->getDescription());
     });
   }
 }
 
-Co<void> Node::serveLink(kj::Own<Channel> link) {
+Co<void> Node::serveLink(kj::Own<kj::AsyncIoStream> stream) {
+  KJ_IF_MAYBE(fd, stream->getFd()) {
+    int one = 1;
+    setsockopt(*fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  }
+  kj::Own<Channel> link;
   kj::Own<capnp::MessageReader> request;
   kj::String parent;
   co_await failAfter(io.provider->getTimer(), options.handshakeTimeout, [&]() -> Co<void> {
+    ChannelOptions channelOptions;
+    channelOptions.eventPort = io.unixEventPort;
+    KJ_IF_MAYBE(t, tls) {
+      // A client without a certificate the tree's CA signed is refused here.
+      link = kj::heap<Channel>(tlsStream(co_await (*t)->context().wrapServer(kj::mv(stream))),
+                               channelOptions);
+    } else {
+      link = kj::heap<Channel>(kj::mv(stream), channelOptions);
+    }
     parent = (co_await authenticateChannel(*link, *this, /*initiator=*/false)).toString();
     auto received = co_await link->receive();
     if (received == nullptr) {

@@ -26,6 +26,9 @@ struct NodeOptions {
   bool allowAny = false;
   // A link must finish its handshake and spawn request within this.
   kj::Duration handshakeTimeout = 5 * kj::SECONDS;
+  // TLS on every link (<harrow/spawn/link.h>): the node's certificate, key and the tree's CA;
+  // parents must present a certificate the CA signed. Without: plain TCP.
+  kj::Maybe<LinkTlsFiles> tls;
   // Told each child's start and end: "started NAME pid PID", "NAME ended: HOW" (its channel
   // ended first: the normal way), "orphan NAME ended: HOW" (its parent's link was lost).
   kj::Function<void(kj::StringPtr event)> report = [](kj::StringPtr) {};
@@ -60,9 +63,11 @@ private:
   size_t children = 0;
   bool warnedAboutAuthentication = false;
 
+  kj::Maybe<kj::Own<LinkTls>> tls;
+
   bool allows(kj::StringPtr executable) const;
-  Co<void> acceptLoop(Listener& listener, TaskNursery& links);
-  Co<void> serveLink(kj::Own<Channel> link);
+  Co<void> acceptLoop(kj::ConnectionReceiver& receiver, TaskNursery& links);
+  Co<void> serveLink(kj::Own<kj::AsyncIoStream> stream);
   Co<void> superviseChild(Channel& link, wire::NodeSpawn::Reader spawn, kj::StringPtr parent);
 };
 

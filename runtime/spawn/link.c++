@@ -5,6 +5,11 @@
 #include <capnp/any.h>
 #include <kj/debug.h>
 
+#include <fstream>
+#include <sstream>
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -45,6 +50,86 @@ kj::String nodeAddress(kj::StringPtr node) {
   }
   kj::throwFatalException(makeError(ErrorKind::SPAWN_FAILED,
       kj::str("no node named '", node, "' (--harrow-nodes / HARROW_NODES: '", all, "')")));
+}
+
+kj::Maybe<LinkTlsFiles> LinkTlsFiles::fromEnvironment() {
+  const char* cert = getenv("HARROW_TLS_CERT");
+  const char* key = getenv("HARROW_TLS_KEY");
+  const char* ca = getenv("HARROW_TLS_CA");
+  auto set = [](const char* v) { return v != nullptr && *v != '\0'; };
+  if (!set(cert) && !set(key) && !set(ca)) return nullptr;
+  KJ_REQUIRE(set(cert) && set(key) && set(ca),
+             "TLS between hosts needs all of --harrow-tls-cert, --harrow-tls-key and "
+             "--harrow-tls-ca (HARROW_TLS_CERT, HARROW_TLS_KEY, HARROW_TLS_CA)");
+  return LinkTlsFiles{kj::str(cert), kj::str(key), kj::str(ca)};
+}
+
+namespace {
+
+kj::String readTextFile(kj::StringPtr path, kj::StringPtr what) {
+  std::ifstream in(path.cStr());
+  KJ_REQUIRE(in.good(), kj::str("cannot read the TLS ", what, " file"), path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return kj::str(text.str().c_str());
+}
+
+kj::TlsContext::Options tlsOptions(kj::ArrayPtr<const kj::TlsCertificate> trusted,
+                                   const kj::TlsKeypair& keypair, kj::Maybe<kj::Timer&> timer) {
+  kj::TlsContext::Options options;
+  options.useSystemTrustStore = false;  // only the tree's CA
+  options.trustedCertificates = trusted;
+  options.verifyClients = true;         // mutual: a node accepts only the tree's parents
+  options.defaultKeypair = keypair;
+  KJ_IF_MAYBE(t, timer) {
+    options.timer = *t;
+    options.acceptTimeout = handshakeTimeoutFromEnvironment();
+  }
+  return options;
+}
+
+}  // namespace
+
+LinkTls::LinkTls(const LinkTlsFiles& files, kj::Maybe<kj::Timer&> timer)
+    : key(readTextFile(files.key, "key")),
+      certificate(readTextFile(files.certificate, "certificate")),
+      ca(readTextFile(files.ca, "CA")),
+      keypair{key, certificate},
+      tls(kj::heap<kj::TlsContext>(tlsOptions(kj::arrayPtr(&ca, 1), keypair, timer))) {}
+
+namespace {
+
+class TlsStream final : public kj::AsyncIoStream {
+public:
+  explicit TlsStream(kj::Own<kj::AsyncIoStream> inner) : inner(kj::mv(inner)) {}
+  kj::Promise<size_t> tryRead(void* buffer, size_t minBytes, size_t maxBytes) override {
+    return inner->tryRead(buffer, minBytes, maxBytes);
+  }
+  kj::Promise<void> write(const void* buffer, size_t size) override {
+    return inner->write(buffer, size);
+  }
+  kj::Promise<void> write(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) override {
+    return inner->write(pieces);
+  }
+  kj::Promise<void> whenWriteDisconnected() override { return inner->whenWriteDisconnected(); }
+  void shutdownWrite() override { inner->shutdownWrite(); }
+  void abortRead() override { inner->abortRead(); }
+  void getsockopt(int level, int option, void* value, uint* length) override {
+    inner->getsockopt(level, option, value, length);
+  }
+  void setsockopt(int level, int option, const void* value, uint length) override {
+    inner->setsockopt(level, option, value, length);
+  }
+  // getFd(): none, on purpose.
+
+private:
+  kj::Own<kj::AsyncIoStream> inner;
+};
+
+}  // namespace
+
+kj::Own<kj::AsyncIoStream> tlsStream(kj::Own<kj::AsyncIoStream> tls) {
+  return kj::heap<TlsStream>(kj::mv(tls));
 }
 
 kj::Exception actorUnreachable(kj::StringPtr name, kj::StringPtr node, kj::StringPtr why) {
@@ -247,6 +332,46 @@ private:
 
 }  // namespace
 
+namespace {
+
+// The TLS server name a node must have: its name, or the host of an address given directly.
+kj::String tlsNameOf(kj::StringPtr node) {
+  if (!node.startsWith("tcp:")) return kj::heapString(node);
+  auto address = Address::parse(node);
+  return kj::mv(address.host);
+}
+
+// A TCP connection to a node, through TLS when the tree has certificates.
+Co<kj::Own<Channel>> connectLink(Actor& actor, kj::StringPtr node, kj::StringPtr address) {
+  KJ_IF_MAYBE(files, LinkTlsFiles::fromEnvironment()) {
+    auto tls = kj::heap<LinkTls>(*files);
+    auto& network = actor.io().provider->getNetwork();
+    auto parsed = Address::parse(address);
+    KJ_REQUIRE(parsed.kind == Address::Kind::TCP, "a node's address is tcp:HOST:PORT", address);
+    kj::Own<kj::AsyncIoStream> stream;
+    kj::Maybe<kj::Exception> failure;
+    try {
+      auto target = co_await network.parseAddress(parsed.toKjAddress());
+      stream = co_await target->connect();
+    } catch (...) {
+      failure = currentException();
+    }
+    KJ_IF_MAYBE(e, failure) {
+      kj::throwFatalException(transportClosed(kj::str("connect to ", address, " failed: ",
+                                                      e->getDescription())));
+    }
+    KJ_IF_MAYBE(fd, stream->getFd()) {
+      int one = 1;
+      setsockopt(*fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    auto secured = co_await tls->context().wrapClient(kj::mv(stream), tlsNameOf(node));
+    co_return kj::heap<Channel>(tlsStream(secured.attach(kj::mv(tls))), actor.channelOptions());
+  }
+  co_return co_await connect(actor.io().provider->getNetwork(), address, actor.channelOptions());
+}
+
+}  // namespace
+
 Co<RemoteChild> startRemoteChild(Actor& actor, kj::StringPtr nodeParam, kj::StringPtr nameParam,
                                  kj::StringPtr executableParam, kj::Duration gracePeriod,
                                  LinkTiming timing) {
@@ -259,7 +384,7 @@ Co<RemoteChild> startRemoteChild(Actor& actor, kj::StringPtr nodeParam, kj::Stri
   kj::Own<Channel> link;
   kj::Own<capnp::MessageReader> answer;
   co_await failAfter(actor.timer(), timeout, [&]() -> Co<void> {
-    link = co_await connect(actor.io().provider->getNetwork(), address, actor.channelOptions());
+    link = co_await connectLink(actor, node, address);
     co_await authenticateChannel(*link, actor, /*initiator=*/true);
     {
       capnp::MallocMessageBuilder builder(256);

@@ -32,6 +32,8 @@
 #include <harrow/actor/actor.h>
 #include <harrow/spawn/process.h>
 
+#include <kj/compat/tls.h>
+
 namespace harrow {
 
 // How often a link's ends send heartbeats, and how long a silent link is tolerated.
@@ -52,6 +54,41 @@ kj::String nodeAddress(kj::StringPtr node);
 
 // "harrow.ActorUnreachable: actor 'NAME' on node 'NODE': WHY".
 kj::Exception actorUnreachable(kj::StringPtr name, kj::StringPtr node, kj::StringPtr why);
+
+// TLS on links (kj-tls, OpenSSL), with mutual authentication: each end presents a certificate
+// from a file and accepts only certificates signed by the tree's CA; a node's certificate must
+// name the node (a DNS subjectAltName equal to its name in --harrow-nodes, or the host of an
+// address given directly). The tree secret is still proved inside the TLS session. Without these
+// settings links are plain TCP with the handshake's MAC (the secret itself never crosses a link;
+// what the actors exchange does, readable on the network). docs/CLUSTER.md shows the openssl
+// commands.
+struct LinkTlsFiles {
+  kj::String certificate;  // PEM: this end's certificate (chain)
+  kj::String key;          // PEM: its private key
+  kj::String ca;           // PEM: the certificates a peer's must be signed by
+  // HARROW_TLS_CERT, HARROW_TLS_KEY, HARROW_TLS_CA (--harrow-tls-cert=... and so on): all three,
+  // or none (plain TCP); throws if only some are set.
+  static kj::Maybe<LinkTlsFiles> fromEnvironment();
+};
+
+// A TLS context for links (either end), with the keypair and CA it was made from.
+class LinkTls {
+public:
+  // Throws, naming the file, if one cannot be read or parsed.
+  explicit LinkTls(const LinkTlsFiles& files, kj::Maybe<kj::Timer&> timer = nullptr);
+  kj::TlsContext& context() { return *tls; }
+
+private:
+  kj::TlsPrivateKey key;
+  kj::TlsCertificate certificate;
+  kj::TlsCertificate ca;
+  kj::TlsKeypair keypair;
+  kj::Own<kj::TlsContext> tls;
+};
+
+// A TLS session as a stream a Channel reads through (kj-tls's stream reports its socket's fd,
+// which would make a Channel read the encrypted bytes itself: this one has none).
+kj::Own<kj::AsyncIoStream> tlsStream(kj::Own<kj::AsyncIoStream> tls);
 
 // A child a node runs for this actor: what its supervisor sees of it (a Process), and the relay.
 struct RemoteChild {

@@ -27,6 +27,7 @@ namespace {
 
 std::string nodeBinary;
 std::string programBinary;
+std::string makeCertsScript;
 
 std::string realPath(const std::string& path) {
   char buffer[PATH_MAX];
@@ -98,11 +99,30 @@ protected:
     return result;
   }
 
-  Program& startNode(const std::string& host, std::string allow = "") {
+  // TLS: certificates made by make_certs.sh in certs (a CA; root, b, c; a stranger's "rogue").
+  std::string certs;
+  void makeCertificates() {
+    const char* tmp = getenv("TEST_TMPDIR");
+    certs = std::string(tmp != nullptr ? tmp : "/tmp") + "/certs-" + randomToken().cStr();
+    std::string output;
+    int status = runCommand({"/bin/bash", makeCertsScript, certs, "root", "b", "c"}, &output);
+    ASSERT_EQ(status, 0) << output;
+  }
+  // The flags for TLS with `name`'s certificate (a file in certs), trusting the tree's CA.
+  std::vector<std::string> tlsFlags(const std::string& name) {
+    return {"--harrow-tls-cert=" + certs + "/" + name + ".pem",
+            "--harrow-tls-key=" + certs + "/" + name + ".key",
+            "--harrow-tls-ca=" + certs + "/ca.pem"};
+  }
+
+  Program& startNode(const std::string& host, std::string allow = "",
+                     std::vector<std::string> extra = {}) {
     if (allow.empty()) allow = programBinary;
-    auto args = cluster->exec(host, {nodeBinary, "--listen=tcp:" + cluster->address(host) + ":7000",
-                                     "--allow=" + allow, "--harrow-cookie=" + cookie, nodesFlag,
-                                     "--name=node-" + host});
+    std::vector<std::string> command = {
+        nodeBinary, "--listen=tcp:" + cluster->address(host) + ":7000", "--allow=" + allow,
+        "--harrow-cookie=" + cookie, nodesFlag, "--name=node-" + host};
+    command.insert(command.end(), extra.begin(), extra.end());
+    auto args = cluster->exec(host, command);
     auto& node = nodes[host] = std::make_unique<Program>(io, args);
     line(*node, "harrow-node: listening on");
     return *node;
@@ -113,11 +133,13 @@ protected:
     startNode("c");
   }
 
-  std::unique_ptr<Program> startRoot(const std::string& scenario, std::string cookieFile = "") {
+  std::unique_ptr<Program> startRoot(const std::string& scenario, std::string cookieFile = "",
+                                     std::vector<std::string> extra = {}) {
     if (cookieFile.empty()) cookieFile = cookie;
-    return std::make_unique<Program>(
-        io, cluster->exec("a", {programBinary, "--scenario=" + scenario, "--chain=b,c",
-                                nodesFlag, "--harrow-cookie=" + cookieFile}));
+    std::vector<std::string> command = {programBinary, "--scenario=" + scenario, "--chain=b,c",
+                                        nodesFlag, "--harrow-cookie=" + cookieFile};
+    command.insert(command.end(), extra.begin(), extra.end());
+    return std::make_unique<Program>(io, cluster->exec("a", command));
   }
 
   int finish(Program& program) {
@@ -257,6 +279,43 @@ TEST_F(ClusterTest, ANodeRunsOnlyTheProgramsItAllows) {
   stopNodes();
 }
 
+TEST_F(ClusterTest, OverTlsTheTreeWorksWithMutualAuthentication) {
+  makeCertificates();
+  startNode("b", "", tlsFlags("b"));
+  startNode("c", "", tlsFlags("c"));
+  auto root = startRoot("tree", "", tlsFlags("root"));
+  line(*root, "where ");
+  line(*root, "ticks 10 ");
+  line(*root, "held ");
+  line(*root, "done");
+  int status = finish(*root);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << root->outputSoFar();
+  stopNodes();
+}
+
+TEST_F(ClusterTest, OverTlsACertificateFromAnotherCaIsRefused) {
+  makeCertificates();
+  startNode("b", "", tlsFlags("b"));
+  startNode("c", "", tlsFlags("c"));
+  // The right cookie, but a client certificate the tree's CA did not sign.
+  auto rogue = tlsFlags("rogue");
+  auto root = startRoot("tree", "", rogue);
+  int status = finish(*root);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << root->outputSoFar();
+  EXPECT_EQ(nodes["b"]->outputSoFar().find("started"), std::string::npos)
+      << nodes["b"]->outputSoFar();
+  // And a node with such a certificate is refused by the parent.
+  nodes.erase("b");
+  startNode("b", "", tlsFlags("rogue"));
+  root = startRoot("tree", "", tlsFlags("root"));
+  status = finish(*root);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << root->outputSoFar();
+  EXPECT_NE(root->outputSoFar().find("certificate verify failed"), std::string::npos)
+      << root->outputSoFar();
+  EXPECT_EQ(nodes["b"]->outputSoFar().find("started"), std::string::npos);
+  stopNodes();
+}
+
 }  // namespace
 }  // namespace harrow::testing
 
@@ -268,6 +327,7 @@ int main(int argc, char** argv) {
     std::string arg = argv[i];
     if (arg.rfind("--node=", 0) == 0) harrow::testing::nodeBinary = arg.substr(7);
     if (arg.rfind("--program=", 0) == 0) harrow::testing::programBinary = arg.substr(10);
+    if (arg.rfind("--make-certs=", 0) == 0) harrow::testing::makeCertsScript = arg.substr(13);
   }
   if (harrow::testing::nodeBinary.empty() || harrow::testing::programBinary.empty()) {
     fprintf(stderr, "usage: cluster_test --node=PATH --program=PATH\n");
