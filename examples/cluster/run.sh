@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The cluster example on one machine: three network namespaces as hosts a, b and c (joined by a
+# bridge, 10.77.0.0/24 inside them only), harrow-node in b and c, the root in a starting a worker
+# on each. Needs root and iproute2. Everything it made is removed on exit.
+#
+#   bazel build //examples/cluster //node:harrow-node
+#   sudo examples/cluster/run.sh [bazel-bin/examples/cluster/cluster] [bazel-bin/node/harrow-node]
+set -euo pipefail
+program=$(readlink -f "${1:-bazel-bin/examples/cluster/cluster}")
+node=$(readlink -f "${2:-bazel-bin/node/harrow-node}")
+if [[ $(id -u) != 0 ]] || ! command -v ip >/dev/null; then
+  echo "run.sh needs root and iproute2's ip (network namespaces)" >&2
+  exit 77
+fi
+
+tag=hwex$$
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  for ns in a b c hub; do ip netns del "$tag-$ns" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+ip netns add "$tag-hub"
+ip -n "$tag-hub" link add br0 type bridge
+ip -n "$tag-hub" link set br0 up
+i=1
+for host in a b c; do
+  ip netns add "$tag-$host"
+  ip -n "$tag-$host" link add eth0 type veth peer name "v$tag$host" netns "$tag-hub"
+  ip -n "$tag-$host" addr add "10.77.0.$i/24" dev eth0
+  ip -n "$tag-$host" link set eth0 up
+  ip -n "$tag-$host" link set lo up
+  ip -n "$tag-hub" link set "v$tag$host" master br0
+  ip -n "$tag-hub" link set "v$tag$host" up
+  i=$((i + 1))
+done
+
+# One cookie for the whole tree (the nodes read it too).
+(umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$work/cookie")
+nodes="b=tcp:10.77.0.2:7000,c=tcp:10.77.0.3:7000"
+for host in b c; do
+  address=$([[ $host == b ]] && echo 10.77.0.2 || echo 10.77.0.3)
+  ip netns exec "$tag-$host" "$node" --listen="tcp:$address:7000" --allow="$program" \
+    --harrow-cookie="$work/cookie" --name="node-$host" > "$work/node-$host.log" 2>&1 &
+  pids+=($!)
+done
+for host in b c; do  # until each node listens
+  until grep -q "listening" "$work/node-$host.log"; do
+    kill -0 "${pids[0]}" "${pids[1]}" || { cat "$work"/node-*.log; exit 1; }
+    sleep 0.05
+  done
+done
+
+ip netns exec "$tag-a" "$program" --workers=b,c --harrow-nodes="$nodes" \
+  --harrow-cookie="$work/cookie" --harrow-registry=none
+echo "--- node b"; cat "$work/node-b.log"
+echo "--- node c"; cat "$work/node-c.log"
