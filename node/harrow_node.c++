@@ -73,7 +73,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
-                   options.tls = harrow::LinkTlsFiles::fromEnvironment();
+                   KJ_IF_MAYBE(files, harrow::LinkTlsFiles::fromEnvironment()) {
+                     options.tls = kj::mv(*files);
+                   }
                  })) {
     fprintf(stderr, "harrow-node: %s\n", e->getDescription().cStr());
     return 2;

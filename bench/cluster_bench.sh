@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Every row of cluster_bench (needs root and iproute2; openssl for the TLS row):
+#   local      a child on this host (socketpair; the baseline)
+#   loopback   a child behind harrow-node on 127.0.0.1 (the relay's cost, no network)
+#   veth       a child behind harrow-node in another network namespace, over a veth pair
+#   veth+tls   the same over TLS
+#
+#   bazel build -c opt //bench:cluster_bench //node:harrow-node
+#   sudo bench/cluster_bench.sh [bazel-bin/bench/cluster_bench] [bazel-bin/node/harrow-node]
+set -euo pipefail
+bench=$(readlink -f "${1:-bazel-bin/bench/cluster_bench}")
+node=$(readlink -f "${2:-bazel-bin/node/harrow-node}")
+here=$(cd "$(dirname "$0")" && pwd)
+tag=hwb$$
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  for ns in a b hub; do ip netns del "$tag-$ns" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+ip netns add "$tag-hub"
+ip -n "$tag-hub" link add br0 type bridge
+ip -n "$tag-hub" link set br0 up
+i=1
+for host in a b; do
+  ip netns add "$tag-$host"
+  ip -n "$tag-$host" link add eth0 type veth peer name "v$tag$host" netns "$tag-hub"
+  ip -n "$tag-$host" addr add "10.77.0.$i/24" dev eth0
+  ip -n "$tag-$host" link set eth0 up
+  ip -n "$tag-$host" link set lo up
+  ip -n "$tag-hub" link set "v$tag$host" master br0
+  ip -n "$tag-hub" link set "v$tag$host" up
+  i=$((i + 1))
+done
+(umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$work/cookie")
+bash "$here/../tests/cluster/make_certs.sh" "$work/certs" a b >/dev/null
+tls() { echo "--harrow-tls-cert=$work/certs/$1.pem --harrow-tls-key=$work/certs/$1.key --harrow-tls-ca=$work/certs/ca.pem"; }
+
+start_node() {  # start_node NAMESPACE ADDRESS LOG [FLAGS...]
+  local ns=$1 address=$2 log=$3
+  shift 3
+  ip netns exec "$ns" "$node" --listen="tcp:$address" --allow="$bench" \
+    --harrow-cookie="$work/cookie" "$@" > "$log" 2>&1 &
+  pids+=($!)
+  until grep -q listening "$log" 2>/dev/null; do sleep 0.05; done
+}
+start_node "$tag-a" 127.0.0.1:7000 "$work/loop.log"
+start_node "$tag-b" 10.77.0.2:7000 "$work/b.log"
+start_node "$tag-b" 10.77.0.2:7001 "$work/btls.log" $(tls b)
+
+run() {  # run LABEL [FLAGS...]
+  local label=$1
+  shift
+  printf '%-9s ' "$label"
+  ip netns exec "$tag-a" "$bench" --harrow-cookie="$work/cookie" --harrow-registry=none "$@"
+}
+nodes="--harrow-nodes=loop=tcp:127.0.0.1:7000,b=tcp:10.77.0.2:7000,btls=tcp:10.77.0.2:7001"
+run local "$nodes"
+run loopback --node=loop "$nodes"
+run veth --node=b "$nodes"
+# The TLS node's certificate names it "b": the root asks for it by that name.
+run veth+tls --node=b --harrow-nodes=b=tcp:10.77.0.2:7001 $(tls a)
