@@ -220,18 +220,18 @@ Co<void> LinkEnds::watch(kj::Function<kj::Exception(kj::StringPtr why)> lost) {
 
 // ---- the parent's side ----
 
-namespace {
-
 // The spawn spec a remote child gets: no tree secret (its node, which has the same cookie, adds
 // it: the secret never crosses the network) and none of this host's addresses (the registry's and
 // the root's are local to this host).
-void stripSpawnSpec(wire::Message::Builder message) {
+void stripSpawnSpecForLink(wire::Message::Builder message) {
   if (!message.isSpawnSpec()) return;
   auto spec = message.getSpawnSpec();
   spec.disownTreeSecret();  // Cap'n Proto zeroes what it disowns in place
   spec.setRegistryAddress("");
   spec.setRootAddress("");
 }
+
+namespace {
 
 class RemoteProcess final : public Process {
 public:
@@ -289,7 +289,7 @@ private:
         },
         [](wire::Message::Builder) {});
     // Our Peer's end of the child channel closed: nothing more goes to the child.
-    auto toLink = ends.localToLink(stripSpawnSpec).then([this]() -> kj::Promise<void> {
+    auto toLink = ends.localToLink(stripSpawnSpecForLink).then([this]() -> kj::Promise<void> {
       ends.linkWriteShut = true;
       return linkChannel->shutdownWrite().then([]() { return kj::Promise<void>(kj::NEVER_DONE); });
     });

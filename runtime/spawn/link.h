@@ -107,6 +107,10 @@ Co<RemoteChild> startRemoteChild(Actor& actor, kj::StringPtr node, kj::StringPtr
 
 // ---- the node's side (runtime/node/), and the pieces both sides share ----
 
+// What a parent does to a spawn spec before it crosses a link: no tree secret (zeroed in place,
+// not just unlinked), no registry or root address (both local to the parent's host).
+void stripSpawnSpecForLink(wire::Message::Builder message);
+
 // Frames on a link, in and out, and the state its watch needs.
 struct LinkEnds {
   Channel& link;

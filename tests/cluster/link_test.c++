@@ -1,0 +1,142 @@
+// The parent's side of a link to a node (runtime/spawn/link.h), against a fake node in this
+// process over loopback TCP (no root needed): a silent node is unreachable within the bound, a
+// link closed before the exit report is unreachable, a reported exit is the child's status; the
+// spawn spec loses its secret before it crosses; node names resolve through HARROW_NODES.
+
+#include <harrow/harrow.h>
+
+#include <capnp/serialize.h>
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <stdlib.h>
+
+namespace harrow::testing {
+namespace {
+
+TEST(LinkTest, TheSpawnSpecCrossesWithoutTheSecretOrThisHostsAddresses) {
+  capnp::MallocMessageBuilder original;
+  auto spec = original.initRoot<wire::Message>().initSpawnSpec();
+  kj::byte secret[32];
+  memset(secret, 0xA5, sizeof(secret));
+  spec.setTreeSecret(capnp::Data::Reader(secret, sizeof(secret)));
+  spec.setImplementation("hop");
+  spec.setRegistryAddress("unix:@registry");
+  spec.setRootAddress("unix:@root");
+  // As the relay does it: a copy of the received frame, then stripped.
+  capnp::MallocMessageBuilder copy;
+  copy.setRoot(original.getRoot<wire::Message>().asReader());
+  stripSpawnSpecForLink(copy.getRoot<wire::Message>());
+  auto words = capnp::messageToFlatArray(copy);
+  auto bytes = words.asBytes();
+  auto at = std::search(bytes.begin(), bytes.end(), secret, secret + 8);
+  EXPECT_EQ(at, bytes.end()) << "the secret's bytes are still in the frame";
+  auto stripped = copy.getRoot<wire::Message>().getSpawnSpec();
+  EXPECT_FALSE(stripped.hasTreeSecret());
+  EXPECT_EQ(stripped.getRegistryAddress(), "");
+  EXPECT_EQ(stripped.getRootAddress(), "");
+  EXPECT_EQ(stripped.getImplementation(), "hop");
+}
+
+TEST(LinkTest, NodesResolveByNameOrAddress) {
+  setenv("HARROW_NODES", "b=tcp:10.0.0.2:7000,c=tcp:10.0.0.3:7001", 1);
+  EXPECT_EQ(nodeAddress("c"), "tcp:10.0.0.3:7001");
+  EXPECT_EQ(nodeAddress("tcp:10.0.0.9:1"), "tcp:10.0.0.9:1");
+  auto error = KJ_ASSERT_NONNULL(kj::runCatchingExceptions([]() { nodeAddress("d"); }));
+  EXPECT_TRUE(is(error, ErrorKind::SPAWN_FAILED)) << error.getDescription().cStr();
+  EXPECT_NE(error.getDescription().findFirst('b'), nullptr);
+  unsetenv("HARROW_NODES");
+  auto timing = LinkTiming::withinBound(3 * kj::SECONDS);
+  EXPECT_EQ(timing.heartbeat + timing.silence, 3 * kj::SECONDS);
+}
+
+// A node that authenticates, answers `spawned`, then does what `after` says with the link, then
+// keeps it open and says nothing more.
+Co<void> fakeNode(Listener& listener, Actor& node, kj::Function<Co<void>(Channel& link)>& after) {
+  auto link = co_await listener.accept();
+  co_await authenticateChannel(*link, node, /*initiator=*/false);
+  auto received = co_await link->receive();
+  auto request = kj::mv(KJ_ASSERT_NONNULL(received));
+  KJ_ASSERT(request->getRoot<wire::Message>().getLink().isSpawn());
+  {
+    capnp::MallocMessageBuilder builder;
+    builder.initRoot<wire::Message>().initLink().setSpawned(4242);
+    link->send(builder);
+  }
+  co_await after(*link);
+  co_await kj::Promise<void>(kj::NEVER_DONE);
+}
+
+class FakeNodeTest : public ::testing::Test {
+protected:
+  ~FakeNodeTest() noexcept override {}
+  std::unique_ptr<kj::AsyncIoContext> io =
+      std::make_unique<kj::AsyncIoContext>(kj::setupAsyncIo());
+  // Two actors of one process share its random secret: they authenticate each other.
+  std::unique_ptr<Actor> parent =
+      std::make_unique<Actor>(*io, ActorIdentity::random("parent"));
+  std::unique_ptr<Actor> node = std::make_unique<Actor>(*io, ActorIdentity::random("node"));
+
+  // Starts a child through a fake node; returns how the child's onExit() ended and after how
+  // long.
+  struct Outcome {
+    kj::Maybe<int> status;
+    kj::Maybe<kj::Exception> error;
+    kj::Duration elapsed;
+  };
+  Outcome run(kj::Function<Co<void>(Channel& link)> after, LinkTiming timing) {
+    Outcome outcome;
+    auto listener = Listener::bind(io->provider->getNetwork(), "tcp:127.0.0.1:0",
+                                   parent->channelOptions()).wait(io->waitScope);
+    auto nodeSide = fakeNode(*listener, *node, after).eagerlyEvaluate(nullptr);
+    auto start = io->provider->getTimer().now();
+    auto child = startRemoteChild(*parent, kj::str(listener->getAddress()), "x", "/bin/true",
+                                  1 * kj::SECONDS, timing)
+                     .wait(io->waitScope);
+    EXPECT_EQ(child.process->pid(), 4242);
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+                     outcome.status = child.process->onExit().wait(io->waitScope);
+                   })) {
+      outcome.error = kj::mv(*e);
+    }
+    outcome.elapsed = io->provider->getTimer().now() - start;
+    return outcome;
+  }
+};
+
+TEST_F(FakeNodeTest, ASilentNodeIsUnreachableWithinTheBound) {
+  auto timing = LinkTiming::withinBound(400 * kj::MILLISECONDS);
+  auto outcome = run([](Channel&) -> Co<void> { co_return; }, timing);
+  auto& error = KJ_ASSERT_NONNULL(outcome.error);
+  EXPECT_TRUE(is(error, ErrorKind::ACTOR_UNREACHABLE)) << error.getDescription().cStr();
+  EXPECT_NE(error.getDescription().findFirst('s'), nullptr);
+  EXPECT_TRUE(strstr(error.getDescription().cStr(), "silent") != nullptr)
+      << error.getDescription().cStr();
+  EXPECT_GE(outcome.elapsed, timing.silence);
+  EXPECT_LT(outcome.elapsed, 400 * kj::MILLISECONDS + 300 * kj::MILLISECONDS);  // slack: load
+}
+
+TEST_F(FakeNodeTest, ALinkClosedBeforeTheExitReportIsUnreachable) {
+  auto outcome = run([](Channel& link) -> Co<void> { co_await link.shutdownWrite(); },
+                     LinkTiming::withinBound(3 * kj::SECONDS));
+  auto& error = KJ_ASSERT_NONNULL(outcome.error);
+  EXPECT_TRUE(is(error, ErrorKind::ACTOR_UNREACHABLE)) << error.getDescription().cStr();
+  EXPECT_TRUE(strstr(error.getDescription().cStr(), "before the child exited") != nullptr)
+      << error.getDescription().cStr();
+}
+
+TEST_F(FakeNodeTest, AReportedExitIsTheChildsStatus) {
+  auto outcome = run(
+      [](Channel& link) -> Co<void> {
+        capnp::MallocMessageBuilder builder;
+        builder.initRoot<wire::Message>().initLink().setExited(3 << 8);  // exited with status 3
+        link.send(builder);
+        co_await link.shutdownWrite();
+      },
+      LinkTiming::withinBound(3 * kj::SECONDS));
+  EXPECT_EQ(outcome.error, nullptr);
+  EXPECT_EQ(KJ_ASSERT_NONNULL(outcome.status), 3 << 8);
+}
+
+}  // namespace
+}  // namespace harrow::testing
