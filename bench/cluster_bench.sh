@@ -38,7 +38,10 @@ for host in a b; do
 done
 (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$work/cookie")
 bash "$here/../tests/cluster/make_certs.sh" "$work/certs" a b >/dev/null
-tls() { echo "--harrow-tls-cert=$work/certs/$1.pem --harrow-tls-key=$work/certs/$1.key --harrow-tls-ca=$work/certs/ca.pem"; }
+tls() {  # tls NAME: the TLS flags for NAME's certificate
+  echo "--harrow-tls-cert=$work/certs/$1.pem --harrow-tls-key=$work/certs/$1.key" \
+       "--harrow-tls-ca=$work/certs/ca.pem"
+}
 
 start_node() {  # start_node NAMESPACE ADDRESS LOG [FLAGS...]
   local ns=$1 address=$2 log=$3

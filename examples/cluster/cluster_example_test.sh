@@ -9,10 +9,12 @@ echo "$output"
 [[ $status == 0 ]] || { echo "FAIL: run.sh exited with $status"; exit 1; }
 root_ns=$(grep -o '^root on .*net:\[[0-9]*\]' <<<"$output" | grep -o 'net:\[[0-9]*\]')
 for node in b c; do
-  line=$(grep "^worker on node '$node'" <<<"$output") || { echo "FAIL: no worker on $node"; exit 1; }
+  line=$(grep "^worker on node '$node'" <<<"$output") ||
+    { echo "FAIL: no worker on $node"; exit 1; }
   grep -q "sum of squares below 10: 285" <<<"$line" || { echo "FAIL: $line"; exit 1; }
   ns=$(grep -o 'net:\[[0-9]*\]' <<<"$line")
-  [[ -n $ns && $ns != "$root_ns" ]] || { echo "FAIL: worker-$node ran in the root's namespace"; exit 1; }
+  [[ -n $ns && $ns != "$root_ns" ]] ||
+    { echo "FAIL: worker-$node ran in the root's namespace"; exit 1; }
   grep -q "harrow-node: worker-$node ended: exited with status 0" <<<"$output" ||
     { echo "FAIL: node $node did not report worker-$node's normal end"; exit 1; }
 done
