@@ -40,7 +40,7 @@ struct Message {
     cancelActorAck @13 :Void; # actor -> canceller: teardown done, about to exit
 
     # --- the link between a parent and a node that runs one of its children on another host
-    # (docs/PROTOCOL.md 8); never seen by an actor's Peer: the two ends strip them ---
+    # (docs/PROTOCOL.md 9); never seen by an actor's Peer: the two ends strip them ---
     link @16 :Link;
   }
   callId @14 :UInt64;
@@ -130,7 +130,7 @@ enum ErrorKind {
 
 struct Link {
   # One per frame on a parent-node link, callId 0, interleaved with the relayed child channel's
-  # frames (which are never `link`). docs/PROTOCOL.md section 8.
+  # frames (which are never `link`). docs/PROTOCOL.md section 9.
   union {
     spawn @0 :NodeSpawn;      # parent -> node, first after the handshake: start this child
     spawned @1 :UInt32;       # node -> parent: it runs, with this pid; relaying starts
