@@ -39,7 +39,7 @@ struct SpawnOptions {
   // must then exist on that host too) and relays the child's channel (<harrow/spawn/link.h>):
   // calls, streams and contexts work as with a local child; a lost link raises
   // harrow.ActorUnreachable. `backend` does not apply.
-  kj::StringPtr node;
+  kj::StringPtr node = "";
 };
 
 // Internal to spawn/: how a supervising nursery (<harrow/spawn/supervisor.h>) takes over what
