@@ -54,6 +54,7 @@ public:
   kj::Maybe<ActorServer&> findServer(uint64_t) override { return nullptr; }
   void controlMessage(Peer&, wire::Message::Reader) override {}
   kj::Maybe<TaskNursery&> serviceNursery() override { return nullptr; }
+  kj::Timer& timer() override { return io.provider->getTimer(); }
 
 private:
   kj::AsyncIoContext& io;
