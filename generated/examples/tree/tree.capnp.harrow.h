@@ -42,6 +42,8 @@ public:
   // A node fails (raises tree.NodeFailed) once its subtree has grown if its name is in `failAt`,
   // or if it is a leaf and `failAt` holds "leaves". Its children's errors are raised with its
   // own, together. Returns how many nodes the subtree holds, this one included.
+  // With `hold`, a leaf does not return: it holds the tree up until it is cancelled (the root's
+  // Ctrl-C), so that a tool such as `harrow ps` can look at the live tree.
   virtual harrow::Co<void> grow(GrowCall call) = 0;
 
   // harrow::ActorServer
@@ -66,6 +68,8 @@ public:
   // A node fails (raises tree.NodeFailed) once its subtree has grown if its name is in `failAt`,
   // or if it is a leaf and `failAt` holds "leaves". Its children's errors are raised with its
   // own, together. Returns how many nodes the subtree holds, this one included.
+  // With `hold`, a leaf does not return: it holds the tree up until it is cancelled (the root's
+  // Ctrl-C), so that a tool such as `harrow ps` can look at the live tree.
   template <typename Fill>
     requires std::invocable<Fill&, Schema::GrowParams::Builder>
   harrow::Co<harrow::Received<Schema::GrowResults>> grow(Fill&& fill) {
