@@ -137,7 +137,8 @@ Co<int> ps(Session& session) {
   line("NAME", 0, header);
   for (Row* row : ordered) {
     char text[256];
-    kj::StringPtr address = row->entry.addresses.size() > 0 ? row->entry.addresses[0].asPtr() : "-"_kj;
+    kj::StringPtr address = "-";
+    if (row->entry.addresses.size() > 0) address = row->entry.addresses[0];
     KJ_IF_MAYBE(received, row->info) {
       auto info = (*received)->getInfo();
       snprintf(text, sizeof(text), "%-8.8s %-7u %8s %6u %8s  %s", row->uuid.cStr(),

@@ -76,7 +76,8 @@ Co<int> stacks(Session& session) {
               "{\"callId\": ", task.getCallId(), ", \"direction\": \"",
               task.getIncoming() ? "in" : "out", "\", \"kind\": \"", kindName(task.getKind()),
               "\", \"method\": ", jsonString(task.getMethod()), ", \"state\": ",
-              jsonString(task.getState()), ", \"peer\": {\"name\": ", jsonString(task.getPeerName()),
+              jsonString(task.getState()), ", \"peer\": {\"name\": ",
+              jsonString(task.getPeerName()),
               ", \"uuid\": \"", hex(task.getPeerUuid()), "\", \"role\": ",
               jsonString(task.getPeerRole()), "}, \"ageSeconds\": ", seconds(task.getAgeNanos()),
               "}"));
