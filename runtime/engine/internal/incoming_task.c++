@@ -85,7 +85,7 @@ void IncomingTaskImpl::describe(TaskInfo& info) const {
   } else if (methodKind == MethodKind::CALL) {
     info.state = "running";
   } else {
-    info.state = "open";
+    info.state = stream.outOfCredit() ? "open, no credit (the caller is not reading)" : "open";
   }
 }
 

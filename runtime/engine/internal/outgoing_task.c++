@@ -183,6 +183,8 @@ void OutgoingTaskImpl::describe(TaskInfo& info) const {
     info.state = "waiting for the start's acknowledgement";
   } else if (kind == MethodKind::CONTEXT && !startedReceived) {
     info.state = "waiting for started";
+  } else if (kind == MethodKind::CONTEXT && stream.outOfCredit()) {
+    info.state = "open, no credit (the callee is not reading)";
   } else {
     info.state = "open";
   }
