@@ -4,6 +4,7 @@
 #include <kj/vector.h>
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -75,7 +76,15 @@ kj::String seconds(uint64_t nanos) {
 void printLine(kj::StringPtr text) {
   fwrite(text.begin(), 1, text.size(), stdout);
   fputc('\n', stdout);
-  fflush(stdout);
+  if (fflush(stdout) != 0) {
+    // The reader went away (`harrow call ... | head -1`): end as a shell pipeline expects, by
+    // SIGPIPE, which the event loop keeps ignored; the actors see the channels close.
+    if (errno == EPIPE) {
+      signal(SIGPIPE, SIG_DFL);
+      raise(SIGPIPE);
+    }
+    KJ_FAIL_SYSCALL("writing to standard output", errno);
+  }
 }
 
 }  // namespace harrow::cli

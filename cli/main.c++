@@ -54,9 +54,6 @@ int run(int argc, char** argv) {
     return EXIT_NOT_FOUND;
   }
 
-  // Writing to a closed pipe (harrow call ... | head) ends the command quietly.
-  signal(SIGPIPE, SIG_DFL);
-
   int status = EXIT_OK;
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
     auto io = kj::setupAsyncIo();
