@@ -72,7 +72,8 @@ struct TaskInfo {
   bool incoming = false;     // the peer started it and this actor runs it; else this actor called
   MethodKind kind = MethodKind::CALL;
   kj::String method;         // "Counter.count"; "" if unknown (a start sent without its type)
-  kj::StringPtr state;       // e.g. "running", "streaming", "waiting for the result" (static text)
+  kj::StringPtr state;       // "running", "open", "waiting for the result", "cancelling", ...
+                             // (static text)
   kj::TimePoint openedAt = kj::origin<kj::TimePoint>();  // kj::systemCoarseMonotonicClock()
 };
 
