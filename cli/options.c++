@@ -27,7 +27,7 @@ Options (before or after the command):
   --registry=ADDR    the tree's registry (default: $HARROW_REGISTRY, else tcp:127.0.0.1:1616)
   --cookie=PATH      the tree's cookie (default: $HARROW_COOKIE, else <runtime dir>/cookie)
   --json             output for scripts: one JSON document (call: always JSON)
-  --timeout=SECONDS  bound on connecting and on each answer (default 5)
+  --timeout=SECONDS  bound on connecting and on each lookup (default 5; not on the call itself)
   -h, --help         help
 
 NAME is an actor's registered name or its uuid (hex; a prefix of 8 digits or more will do).
