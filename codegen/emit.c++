@@ -264,6 +264,7 @@ void emitServer(CodeWriter& out, const Interface& interface, const Names& names)
   out.line("kj::Maybe<harrow::MethodKind> methodKind(uint16_t methodId) const override;");
   out.line("kj::StringPtr methodName(uint16_t methodId) const override;");
   out.line("harrow::Co<void> dispatch(uint16_t methodId, harrow::IncomingTask& task) override;");
+  out.line("kj::Maybe<MessageTypes> messageTypes(uint16_t methodId) const override;");
   out.outdent();
   out.line("};");
   out.line();
@@ -467,6 +468,40 @@ void emitServerDefinitions(CodeWriter& out, const Interface& interface, const Na
     out.indent();
     for (auto& method : interface.methods) {
       out.line("case " + std::to_string(method.ordinal) + ": return \"" + method.name + "\";");
+    }
+    out.outdent();
+    out.line("}");
+  }
+  out.line("return nullptr;");
+  out.outdent();
+  out.line("}");
+  out.line();
+
+  // The struct types of each method's messages (for introspection: harrow call, harrow stacks).
+  out.list("kj::Maybe<harrow::ActorServer::MessageTypes> " + server + "messageTypes(",
+           {methodIdParam}, ") const {");
+  out.indent();
+  if (anyMethod) {
+    out.line("MessageTypes types;");
+    out.line("switch (methodId) {");
+    out.indent();
+    for (auto& method : interface.methods) {
+      out.line("case " + std::to_string(method.ordinal) + ":");
+      out.indent();
+      auto set = [&](const std::string& field, const TypeRef& type) {
+        if (type.isVoid()) return;
+        out.line("types." + field + " = capnp::Schema::from<" + names.inActor(type) + ">();");
+      };
+      set("params", method.params);
+      set("results", method.results);
+      if (method.kind == MethodKind::STREAM) set("item", method.item);
+      if (method.kind == MethodKind::CONTEXT) {
+        set("started", method.started);
+        set("callerSends", method.callerSends);
+        set("calleeSends", method.calleeSends);
+      }
+      out.line("return types;");
+      out.outdent();
     }
     out.outdent();
     out.line("}");

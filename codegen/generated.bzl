@@ -6,5 +6,6 @@ CHECKED_IN_GENERATED = [
     "//examples/counter:counter_capnp_harrow_srcs",
     "//examples/multi_program:greeter_capnp_harrow_srcs",
     "//examples/tree:tree_capnp_harrow_srcs",
+    "//idl:introspect_capnp_harrow_srcs",
     "//idl:registry_capnp_harrow_srcs",
 ]

@@ -23,7 +23,8 @@ for layer in "$ROOT"/runtime/*/; do
 done
 
 # capnp's generated code for idl/harrow/*.capnp and the engine tests' probe schema; capnpc-harrow's
-# output for the registry is checked in (generated/).
+# output for the registry and for introspection (which every actor serves) is checked in
+# (generated/).
 regen() {  # out-dir src-prefix schema...
   local dir=$1 prefix=$2; shift 2
   capnp compile -I "$ROOT/idl" --no-standard-import -I /usr/include \
@@ -31,7 +32,7 @@ regen() {  # out-dir src-prefix schema...
 }
 regen "$OUT/include" "$ROOT/idl" "$ROOT"/idl/harrow/*.capnp
 regen "$OUT/gen/tests/engine" "$ROOT/tests/engine" "$ROOT/tests/engine/probe.capnp"
-for f in "$ROOT"/generated/idl/harrow/registry.capnp.harrow.*; do
+for f in "$ROOT"/generated/idl/harrow/*.capnp.harrow.*; do
   ln -sfn "$f" "$OUT/include/harrow/$(basename "$f")"
 done
 
@@ -48,7 +49,7 @@ LIBS=(-lkj-http -lcapnp-json -lcapnp-rpc -lcapnp -lkj-async -lkj -lsodium -ldw -
 
 # Runtime sources (everything the actor layer needs), instrumented for coverage.
 SOURCES=$(ls "$ROOT"/runtime/{co,ipc,typed,engine,engine/internal,actor,discovery}/*.c++ 2>/dev/null;
-          ls "$OUT"/include/harrow/*.capnp.c++ "$OUT"/include/harrow/registry.capnp.harrow.c++;
+          ls "$OUT"/include/harrow/*.capnp.c++ "$OUT"/include/harrow/*.capnp.harrow.c++;
           ls "$OUT"/gen/tests/engine/*.capnp.c++)
 export ROOT OUT CXX
 export COMMON_FLAGS="${COMMON[*]}" SAN_FLAGS="${SAN[*]}"

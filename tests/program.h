@@ -100,6 +100,28 @@ public:
     }
   }
 
+  // Waits until the output holds `count` lines containing `needle` (e.g. one per actor started).
+  Co<void> waitForCount(std::string needle, size_t count) {
+    for (;;) {
+      size_t found = 0;
+      for (size_t at = text.find(needle); at != std::string::npos;
+           at = text.find(needle, at + needle.size())) {
+        ++found;
+      }
+      if (found >= count) co_return;
+      if (!co_await readMore()) {
+        KJ_FAIL_REQUIRE("the program ended its output before enough lines", needle, count, text);
+      }
+    }
+  }
+
+  // Sends `signal` to the program (while it runs).
+  void signal(int signal) {
+    if (!exited) {
+      KJ_SYSCALL(kill(pid, signal));
+    }
+  }
+
   // Reads everything until EOF, then waits for the exit; returns the wait status.
   Co<int> finish() {
     while (co_await readMore()) {}

@@ -17,7 +17,7 @@ cmake -S "$root" -B "$tmp/harrow" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$tmp/harrow" -j2
 cmake --install "$tmp/harrow" --prefix "$prefix" >/dev/null
 for f in lib/cmake/Harrow/HarrowConfig.cmake lib/cmake/Harrow/HarrowConfigVersion.cmake \
-         lib/pkgconfig/harrow.pc bin/capnpc-harrow include/harrow/harrow.h \
+         lib/pkgconfig/harrow.pc bin/capnpc-harrow bin/harrow include/harrow/harrow.h \
          include/harrow/actor.capnp include/harrow/typed/typed.h; do
   [ -e "$prefix/$f" ] || { echo "not installed: $f"; exit 1; }
 done

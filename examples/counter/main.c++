@@ -2,6 +2,7 @@
 // method harrow has — a call, a stream and a context.
 //
 //   bazel run //examples/counter
+//   bazel run //examples/counter -- --serve    # then keep counter-1 up for `harrow` (cli/)
 //
 // The program is its own child: harrow::main re-executes this binary to run the "counter"
 // implementation, talks to it over a socketpair, and reaps it when the nursery ends.
@@ -56,8 +57,9 @@ private:
   int64_t total = 0;
 };
 
-// Runs in the root process.
-Co<void> run(harrow::Actor& root) {
+// Runs in the root process. With `serve`, once the demo is done the tree stays up (counter-1
+// serving) until the program is interrupted, so that the `harrow` command can look at it.
+Co<void> run(harrow::Actor& root, bool serve) {
   co_await harrow::openActorNursery(root, [&](harrow::ActorNursery& an) -> Co<void> {
     // By type: the portal's type follows from the implementation's (CounterActor::Portal).
     CounterActor::Portal counter = co_await an.startActor<CounterImpl>("counter-1");
@@ -87,6 +89,11 @@ Co<void> run(harrow::Actor& root) {
           });
         });
     say("root", kj::str("session returned total ", result->getTotal()));
+
+    if (serve) {
+      say("root", "serving: counter-1 stays up until interrupted (try `harrow ps`)");
+      co_await root.whenCancelled();
+    }
   });
   say("root", "nursery closed: counter-1 cancelled and reaped");
 }
@@ -96,5 +103,10 @@ Co<void> run(harrow::Actor& root) {
 int main(int argc, char** argv) {
   harrow::Implementations implementations;
   implementations.add<CounterImpl>("counter");
-  return harrow::main(argc, argv, implementations, run);
+  bool serve = false;
+  for (int i = 1; i < argc; ++i) {
+    if (kj::StringPtr(argv[i]) == "--serve") serve = true;
+  }
+  return harrow::main(argc, argv, implementations,
+                      [serve](harrow::Actor& root) { return run(root, serve); });
 }

@@ -8,11 +8,12 @@
 //   bazel run //examples/tree -- --depth=3 --width=2 --fail=leaves
 //
 // Flags (all optional):
-//   --depth=N     levels of actors below the root (default 3); the root is level 0
-//   --width=N     children per node (default 2)
+//   --depth=N     levels of actors below the root (default 3, at most 10); the root is level 0
+//   --width=N     children per node (default 2, at most 64)
 //   --fail=WHAT   which nodes fail: "leaves" (default), "none", or node names separated by commas,
 //                 e.g. --fail=n0.1,n1 (the root's children are n0, n1, ...; theirs n0.0, n0.1, ...)
 //   --raw         also print the error exactly as it reached the root
+//   --hold        keep the tree up (leaves never answer) until Ctrl-C: for `harrow ps` (cli/)
 //
 // How it works. The root and every inner node run the same code, growChildren() below: open an
 // actor nursery (harrow::openActorNursery), start `width` Node actors in it, and call `grow` on
@@ -74,7 +75,8 @@ struct Grown {
 // Spawns `width` children of actor `self` (the running actor) and has each grow `depth` more
 // levels. Waits for every child; a child's error is collected, not raised, so that one failing
 // child does not cancel its siblings before their own errors arrive.
-Co<Grown> growChildren(kj::StringPtr self, uint32_t depth, uint32_t width, const FailAt& failAt) {
+Co<Grown> growChildren(kj::StringPtr self, uint32_t depth, uint32_t width, const FailAt& failAt,
+                       bool hold) {
   Grown grown;
   co_await harrow::openActorNursery([&](harrow::ActorNursery& nursery) -> Co<void> {
     kj::Vector<NodeActor::Portal> children;
@@ -91,6 +93,7 @@ Co<Grown> growChildren(kj::StringPtr self, uint32_t depth, uint32_t width, const
               params.setWidth(width);
               auto list = params.initFailAt(failAt.entries.size());
               for (auto i : kj::indices(failAt.entries)) list.set(i, failAt.entries[i]);
+              params.setHold(hold);
             });
             grown.nodes += result->getNodes();
           } catch (...) {
@@ -123,11 +126,12 @@ public:
 
     Grown grown;
     if (isLeaf) {
-      say(self, fails ? "leaf, failing on purpose" : "leaf");
+      say(self, fails ? "leaf, failing on purpose" : params.getHold() ? "leaf, holding" : "leaf");
+      if (params.getHold() && !fails) co_await kj::Promise<void>(kj::NEVER_DONE);  // until cancelled
     } else {
       say(self, kj::str("growing ", width, " children, ", depth, " more level(s)",
                         fails ? ", then failing on purpose" : ""));
-      grown = co_await growChildren(self, depth - 1, width, failAt);
+      grown = co_await growChildren(self, depth - 1, width, failAt, params.getHold());
     }
     if (fails) {
       grown.errors.add(kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
@@ -148,21 +152,23 @@ struct Flags {
   FailAt failAt;
   kj::String failText = kj::str("leaves");
   bool raw = false;
+  bool hold = false;
 };
 
 [[noreturn]] void usage(kj::StringPtr problem) {
   fprintf(stderr,
           "tree: %s\n"
-          "usage: tree [--depth=N] [--width=N] [--fail=leaves|none|NAME,NAME...] [--raw]\n",
+          "usage: tree [--depth=N] [--width=N] [--fail=leaves|none|NAME,NAME...] [--raw]"
+          " [--hold]\n",
           problem.cStr());
   exit(2);
 }
 
-uint32_t number(kj::StringPtr flag, kj::StringPtr value) {
+uint32_t number(kj::StringPtr flag, kj::StringPtr value, long most) {
   char* end;
   long n = strtol(value.cStr(), &end, 10);
-  if (value.size() == 0 || *end != '\0' || n < 0 || n > 10) {
-    usage(kj::str(flag, " wants a number from 0 to 10, not '", value, "'"));
+  if (value.size() == 0 || *end != '\0' || n < 0 || n > most) {
+    usage(kj::str(flag, " wants a number from 0 to ", most, ", not '", value, "'"));
   }
   return n;
 }
@@ -172,13 +178,15 @@ Flags parseFlags(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     kj::StringPtr arg = argv[i];
     if (arg.startsWith("--depth=")) {
-      flags.depth = number("--depth", arg.slice(8));
+      flags.depth = number("--depth", arg.slice(8), 10);
     } else if (arg.startsWith("--width=")) {
-      flags.width = number("--width", arg.slice(8));
+      flags.width = number("--width", arg.slice(8), 64);
     } else if (arg.startsWith("--fail=")) {
       flags.failText = kj::str(arg.slice(7));
     } else if (arg == "--raw") {
       flags.raw = true;
+    } else if (arg == "--hold") {
+      flags.hold = true;
     } else if (arg.startsWith("--harrow-")) {
       // harrow's own (--harrow-log=LEVEL)
     } else {
@@ -250,7 +258,7 @@ int main(int argc, char** argv) {
     say("root", kj::str("growing ", flags.width, " children, ", flags.depth, " level(s)"));
     Grown grown;
     if (flags.depth > 0) grown = co_await growChildren("root", flags.depth - 1, flags.width,
-                                                       flags.failAt);
+                                                       flags.failAt, flags.hold);
     if (grown.errors.size() == 0) {
       printf("\nThe tree grew %u nodes below the root, and every one of them has exited.\n",
              grown.nodes);

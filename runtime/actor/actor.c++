@@ -1,4 +1,5 @@
 #include <harrow/actor/actor.h>
+#include <harrow/actor/introspect.h>
 
 #include <kj/debug.h>
 #include <kj/encoding.h>
@@ -57,7 +58,9 @@ const TreeSecret& processSecret() {
 Actor::Actor(kj::AsyncIoContext& io, ActorIdentity identity,
              kj::Maybe<Implementations&> implementations)
     : ioContext(io), id(kj::mv(identity)), impls(implementations),
-      cancelled(newCancelledPromise(cancelFulfiller)), sharedSecret(processSecret().clone()) {}
+      cancelled(newCancelledPromise(cancelFulfiller)), sharedSecret(processSecret().clone()) {
+  addServer(newIntrospectServer(*this));
+}
 
 Actor::~Actor() noexcept(false) {
   while (!exitCallbacks.empty()) {

@@ -171,6 +171,11 @@ public:
   }
 
   void addServer(kj::Own<ActorServer> server);
+  // Every server this actor runs, introspection's included (<harrow/actor/introspect.h>: every
+  // actor serves it from the start).
+  void forEachServer(kj::FunctionParam<void(ActorServer&)> fn) {
+    for (auto& entry : servers) fn(*entry.value);
+  }
 
   // Runs `body` with the service nursery open: incoming tasks from every peer run in it until
   // `body` finishes, then they are cancelled and awaited (rpc tasks go first on teardown).

@@ -12,6 +12,7 @@
 #include <kj/debug.h>
 #include <kj/function.h>
 
+#include <algorithm>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -92,6 +93,7 @@ Peer::Peer(kj::Own<Channel> channel, PeerHost& host, ActorIdentity remote, bool 
   if (this->options.maxMessageBytes == 0) this->options.maxMessageBytes = host.maxMessageBytes();
   chan->setMaxFrameBytes(this->options.maxMessageBytes);
   host.metrics().peerOpened(*this);
+  host.livePeers.add(this);
 }
 
 void Peer::adoptMaxMessageBytes(size_t bytes) {
@@ -153,6 +155,30 @@ Peer::~Peer() noexcept(false) {
   }
   markClosed();
   hostRef.metrics().peerClosed(*this);
+  auto& live = hostRef.livePeers;
+  for (size_t i = 0; i < live.size(); ++i) {
+    if (live[i] == this) {
+      live[i] = live.back();
+      live.removeLast();
+      break;
+    }
+  }
+}
+
+kj::Vector<TaskInfo> Peer::tasks() const {
+  kj::Vector<TaskInfo> result(routes.size());
+  for (auto& entry : routes) {
+    TaskInfo info;
+    info.callId = entry.key;
+    info.incoming = !isOurs(entry.key);
+    info.openedAt = entry.value->openedAt;
+    entry.value->describe(info);
+    result.add(kj::mv(info));
+  }
+  std::sort(result.begin(), result.end(), [](const TaskInfo& a, const TaskInfo& b) {
+    return a.openedAt < b.openedAt;
+  });
+  return result;
 }
 
 void Peer::markClosed() {
@@ -289,6 +315,7 @@ Co<kj::Own<IncomingMessage>> Peer::call(kj::Own<OutgoingMessage> start) {
   auto deadline = stampDeadline(wire.root().getStart());
   send(wire.release());
   PendingCall pending(*this, callId, deadline);
+  pending.paramsType = wire.type();
   co_return co_await pending.result();
 }
 
@@ -302,6 +329,7 @@ Co<kj::Own<OutgoingTask>> Peer::open(kj::Own<OutgoingMessage> start, MethodKind 
   auto deadline = stampDeadline(wire.root().getStart());
   send(wire.release());
   auto task = kj::heap<OutgoingTaskImpl>(*this, callId, kind, kj::mv(name), deadline);
+  task->paramsType = wire.type();
   co_await task->acknowledged();
   co_return kj::mv(task);
 }

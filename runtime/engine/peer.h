@@ -24,6 +24,7 @@
 
 #include <kj/function.h>
 #include <kj/map.h>
+#include <kj/time.h>
 
 namespace harrow {
 
@@ -63,6 +64,19 @@ enum class PeerTrust {
   CHILD,        // it is a child this actor spawned: the socketpair this actor made for it
 };
 
+// A snapshot of one task open on a channel (Peer::tasks()): what `harrow stacks` shows, through
+// the introspection interface (idl/harrow/introspect.capnp). Read-only; nothing here refers back
+// into the engine.
+struct TaskInfo {
+  uint64_t callId = 0;
+  bool incoming = false;     // the peer started it and this actor runs it; else this actor called
+  MethodKind kind = MethodKind::CALL;
+  kj::String method;         // "Counter.count"; "" if unknown (a start sent without its type)
+  kj::StringPtr state;       // "running", "open", "waiting for the result", "cancelling", ...
+                             // (static text)
+  kj::TimePoint openedAt = kj::origin<kj::TimePoint>();  // kj::systemCoarseMonotonicClock()
+};
+
 // What a Peer needs from the actor that owns it.
 class PeerHost {
 public:
@@ -95,9 +109,14 @@ public:
   // This actor's counters (<harrow/engine/metrics.h>); on when HARROW_METRICS is set.
   Metrics& metrics() { return metricsStore; }
 
+  // Every Peer of this host that exists now, whatever its state (introspection walks them).
+  kj::ArrayPtr<Peer* const> peers() const { return livePeers; }
+
 private:
   size_t maxMessage = defaultMaxMessageBytes();
   Metrics metricsStore;
+  kj::Vector<Peer*> livePeers;  // maintained by Peer's constructor and destructor
+  friend class Peer;
 };
 
 class Peer final : public RawPortal {
@@ -135,9 +154,16 @@ public:
   Co<kj::Own<IncomingMessage>> call(kj::Own<OutgoingMessage> start) override;
   Co<kj::Own<OutgoingTask>> open(kj::Own<OutgoingMessage> start, MethodKind kind) override;
 
+  // A snapshot of the tasks open on this channel now, both directions, oldest first.
+  kj::Vector<TaskInfo> tasks() const;
+
   // Internal to the engine: one open task, either direction, addressed by call id.
   class Route {
   public:
+    // For tasks(): the task's method, kind and state (callId and direction are the Peer's).
+    virtual void describe(TaskInfo& info) const = 0;
+    const kj::TimePoint openedAt = kj::systemCoarseMonotonicClock().now();
+
     virtual void receive(wire::Message::Reader message, kj::Own<capnp::MessageReader>& owner) = 0;
     virtual void channelLost(const kj::Exception& why) = 0;
     // The peer sent this task a message (or payload) that does not decode: a violation of this

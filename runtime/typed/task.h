@@ -188,6 +188,19 @@ public:
   virtual kj::StringPtr methodName(uint16_t methodId) const = 0;
   // Runs the handler for `methodId` to completion.
   virtual Co<void> dispatch(uint16_t methodId, IncomingTask& task) = 0;
+
+  // The struct types a method's messages carry, for introspection (idl/harrow/introspect.capnp:
+  // a shell calls any method with JSON, no stubs compiled in). Generated skeletons answer for
+  // each method; nullptr for a method id the interface does not have, or a hand-written server.
+  struct MessageTypes {
+    capnp::StructSchema params, results;
+    kj::Maybe<capnp::StructSchema> item;                              // streams
+    kj::Maybe<capnp::StructSchema> started, callerSends, calleeSends;  // contexts
+  };
+  virtual kj::Maybe<MessageTypes> messageTypes(uint16_t methodId) const {
+    (void)methodId;
+    return nullptr;
+  }
 };
 
 }  // namespace harrow

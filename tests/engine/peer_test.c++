@@ -236,6 +236,55 @@ TEST_P(PeerTest, SlowConsumerStallsOnlyItsOwnStream) {
   }, options);
 }
 
+// Peer::tasks() (what `harrow stacks` shows): both ends list the same open tasks, with their
+// direction, kind, method and state, oldest first.
+TEST_P(PeerTest, TasksSnapshotShowsTheOpenTasksOnBothEnds) {
+  run([&](Peer& peer) -> Co<void> {
+    auto hanging = kj::newPromiseAndFulfiller<void>();
+    server->hangStarted = kj::mv(hanging.fulfiller);
+    co_await openNursery([&](TaskNursery& calls) -> Co<void> {
+      calls.startSoon([&]() -> Co<void> {
+        co_await callMethod<Empty, Empty>(peer, PROBE_ID, HANG, [](Empty::Builder) {});
+      });
+      co_await kj::mv(hanging.promise);
+      co_await streamMethod<Count, Item>(peer, PROBE_ID, COUNT,
+          [](Count::Builder p) { p.setN(1000); },
+          [&](ReceiveStream<Item>& items) -> Co<void> {
+            co_await items.receive();
+            auto mine = peer.tasks();
+            KJ_ASSERT(mine.size() == 2, mine.size());
+            EXPECT_FALSE(mine[0].incoming);
+            EXPECT_EQ(mine[0].kind, MethodKind::CALL);
+            EXPECT_EQ(std::string(mine[0].state.cStr()), "waiting for the result");
+            EXPECT_EQ(mine[1].kind, MethodKind::STREAM);
+            EXPECT_EQ(std::string(mine[1].state.cStr()), "open");
+            // The probe's params are plain structs, not Method$Params: the method is unknown here.
+            EXPECT_EQ(std::string(mine[1].method.cStr()), "");
+            EXPECT_LE(mine[0].openedAt, mine[1].openedAt);
+
+            Peer* serverSide = nullptr;
+            for (Peer* p : serverActor.peers()) {
+              if (p->remote().name == "client") serverSide = p;
+            }
+            KJ_ASSERT(serverSide != nullptr);
+            auto theirs = serverSide->tasks();
+            KJ_ASSERT(theirs.size() == 2, theirs.size());
+            for (size_t i = 0; i < 2; ++i) {
+              EXPECT_TRUE(theirs[i].incoming);
+              EXPECT_EQ(theirs[i].callId, mine[i].callId);
+              EXPECT_EQ(theirs[i].kind, mine[i].kind);
+              EXPECT_EQ(std::string(theirs[i].method.cStr()), "Probe.m");
+            }
+            EXPECT_EQ(std::string(theirs[0].state.cStr()), "running");
+            EXPECT_EQ(std::string(theirs[1].state.cStr()).rfind("open", 0), 0u);
+          });
+      calls.cancel();  // the hanging call
+    });
+    // Once they have ended, neither end lists them.
+    EXPECT_EQ(peer.tasks().size(), 0u);
+  });
+}
+
 TEST_P(PeerTest, ContextStartedStreamBothWaysThenResult) {
   run([&](Peer& peer) -> Co<void> {
     std::vector<uint32_t> sums;

@@ -29,6 +29,30 @@ kj::StringPtr CounterActor::Server::methodName(uint16_t methodId) const {
   return nullptr;
 }
 
+kj::Maybe<harrow::ActorServer::MessageTypes> CounterActor::Server::messageTypes(
+    uint16_t methodId) const {
+  MessageTypes types;
+  switch (methodId) {
+    case 0:
+      types.params = capnp::Schema::from<Schema::AddParams>();
+      types.results = capnp::Schema::from<Schema::AddResults>();
+      return types;
+    case 1:
+      types.params = capnp::Schema::from<Schema::CountParams>();
+      types.results = capnp::Schema::from<Schema::CountResults>();
+      types.item = capnp::Schema::from<Schema::Tick>();
+      return types;
+    case 2:
+      types.params = capnp::Schema::from<Schema::SessionParams>();
+      types.results = capnp::Schema::from<Schema::SessionResults>();
+      types.started = capnp::Schema::from<Schema::Ready>();
+      types.callerSends = capnp::Schema::from<Schema::Delta>();
+      types.calleeSends = capnp::Schema::from<Schema::Total>();
+      return types;
+  }
+  return nullptr;
+}
+
 harrow::Co<void> CounterActor::Server::dispatch(uint16_t methodId, harrow::IncomingTask& task) {
   // evalNow: an exception while setting up the call rejects the promise instead of escaping.
   return kj::evalNow([&]() -> kj::Promise<void> {

@@ -44,6 +44,7 @@ public:
   kj::Maybe<harrow::MethodKind> methodKind(uint16_t methodId) const override;
   kj::StringPtr methodName(uint16_t methodId) const override;
   harrow::Co<void> dispatch(uint16_t methodId, harrow::IncomingTask& task) override;
+  kj::Maybe<MessageTypes> messageTypes(uint16_t methodId) const override;
 };
 
 // Calls an actor implementing Greeter over a channel. `fill(Params::Builder)` builds a method's

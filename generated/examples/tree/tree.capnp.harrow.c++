@@ -25,6 +25,18 @@ kj::StringPtr NodeActor::Server::methodName(uint16_t methodId) const {
   return nullptr;
 }
 
+kj::Maybe<harrow::ActorServer::MessageTypes> NodeActor::Server::messageTypes(
+    uint16_t methodId) const {
+  MessageTypes types;
+  switch (methodId) {
+    case 0:
+      types.params = capnp::Schema::from<Schema::GrowParams>();
+      types.results = capnp::Schema::from<Schema::GrowResults>();
+      return types;
+  }
+  return nullptr;
+}
+
 harrow::Co<void> NodeActor::Server::dispatch(uint16_t methodId, harrow::IncomingTask& task) {
   // evalNow: an exception while setting up the call rejects the promise instead of escaping.
   return kj::evalNow([&]() -> kj::Promise<void> {

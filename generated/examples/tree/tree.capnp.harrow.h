@@ -42,6 +42,8 @@ public:
   // A node fails (raises tree.NodeFailed) once its subtree has grown if its name is in `failAt`,
   // or if it is a leaf and `failAt` holds "leaves". Its children's errors are raised with its
   // own, together. Returns how many nodes the subtree holds, this one included.
+  // With `hold`, a leaf does not return: it holds the tree up until it is cancelled (the root's
+  // Ctrl-C), so that a tool such as `harrow ps` can look at the live tree.
   virtual harrow::Co<void> grow(GrowCall call) = 0;
 
   // harrow::ActorServer
@@ -50,6 +52,7 @@ public:
   kj::Maybe<harrow::MethodKind> methodKind(uint16_t methodId) const override;
   kj::StringPtr methodName(uint16_t methodId) const override;
   harrow::Co<void> dispatch(uint16_t methodId, harrow::IncomingTask& task) override;
+  kj::Maybe<MessageTypes> messageTypes(uint16_t methodId) const override;
 };
 
 // Calls an actor implementing Node over a channel. `fill(Params::Builder)` builds a method's params
@@ -65,6 +68,8 @@ public:
   // A node fails (raises tree.NodeFailed) once its subtree has grown if its name is in `failAt`,
   // or if it is a leaf and `failAt` holds "leaves". Its children's errors are raised with its
   // own, together. Returns how many nodes the subtree holds, this one included.
+  // With `hold`, a leaf does not return: it holds the tree up until it is cancelled (the root's
+  // Ctrl-C), so that a tool such as `harrow ps` can look at the live tree.
   template <typename Fill>
     requires std::invocable<Fill&, Schema::GrowParams::Builder>
   harrow::Co<harrow::Received<Schema::GrowResults>> grow(Fill&& fill) {

@@ -39,6 +39,42 @@ kj::StringPtr RegistryActor::Server::methodName(uint16_t methodId) const {
   return nullptr;
 }
 
+kj::Maybe<harrow::ActorServer::MessageTypes> RegistryActor::Server::messageTypes(
+    uint16_t methodId) const {
+  MessageTypes types;
+  switch (methodId) {
+    case 0:
+      types.params = capnp::Schema::from<Schema::RegisterActorParams>();
+      types.results = capnp::Schema::from<Schema::RegisterActorResults>();
+      return types;
+    case 1:
+      types.params = capnp::Schema::from<Schema::DeregisterActorParams>();
+      types.results = capnp::Schema::from<Schema::DeregisterActorResults>();
+      return types;
+    case 2:
+      types.params = capnp::Schema::from<Schema::FindParams>();
+      types.results = capnp::Schema::from<Schema::FindResults>();
+      return types;
+    case 3:
+      types.params = capnp::Schema::from<Schema::QueryParams>();
+      types.results = capnp::Schema::from<Schema::QueryResults>();
+      return types;
+    case 4:
+      types.params = capnp::Schema::from<Schema::WaitForParams>();
+      types.results = capnp::Schema::from<Schema::WaitForResults>();
+      return types;
+    case 5:
+      types.params = capnp::Schema::from<Schema::WaitForDepartureParams>();
+      types.results = capnp::Schema::from<Schema::WaitForDepartureResults>();
+      return types;
+    case 6:
+      types.params = capnp::Schema::from<Schema::InfoParams>();
+      types.results = capnp::Schema::from<Schema::InfoResults>();
+      return types;
+  }
+  return nullptr;
+}
+
 harrow::Co<void> RegistryActor::Server::dispatch(uint16_t methodId, harrow::IncomingTask& task) {
   // evalNow: an exception while setting up the call rejects the promise instead of escaping.
   return kj::evalNow([&]() -> kj::Promise<void> {

@@ -70,6 +70,25 @@ Co<kj::Maybe<kj::Own<IncomingMessage>>> IncomingTaskImpl::receive() {
   return stream.receive();
 }
 
+void IncomingTaskImpl::describe(TaskInfo& info) const {
+  info.kind = methodKind;
+  kj::StringPtr name = stream.task;  // "Counter.add#3 for actor ..."
+  KJ_IF_MAYBE(hash, name.findFirst('#')) {
+    info.method = kj::heapString(name.begin(), *hash);
+  } else {
+    info.method = kj::heapString(name);
+  }
+  if (cancelRequested || cancelledHere) {
+    info.state = "cancelling";
+  } else if (methodKind == MethodKind::CONTEXT && !startedSent) {
+    info.state = "starting";
+  } else if (methodKind == MethodKind::CALL) {
+    info.state = "running";
+  } else {
+    info.state = stream.outOfCredit() ? "open, no credit (the caller is not reading)" : "open";
+  }
+}
+
 void IncomingTaskImpl::cancel() {
   cancelledHere = true;
   scope.cancel();

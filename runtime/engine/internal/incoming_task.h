@@ -36,6 +36,7 @@ public:
   Co<void> stop() override { return stream.stop(); }
 
   // Route
+  void describe(TaskInfo& info) const override;
   void receive(wire::Message::Reader message, kj::Own<capnp::MessageReader>& owner) override;
   void channelLost(const kj::Exception& why) override;
   void malformed(kj::StringPtr what, bool answer) override;

@@ -64,6 +64,12 @@ PendingCall::~PendingCall() noexcept(false) {
   if (!answered) sendCancelTask(peer, callId);
 }
 
+void PendingCall::describe(TaskInfo& info) const {
+  info.kind = MethodKind::CALL;
+  info.method = methodOfParams(paramsType);
+  info.state = "waiting for the result";
+}
+
 void PendingCall::receive(wire::Message::Reader message, kj::Own<capnp::MessageReader>& owner) {
   if (held) return;  // the task is over; only the caller's own deadline ends the wait
   answered = true;
@@ -164,6 +170,24 @@ Co<kj::Maybe<kj::Own<IncomingMessage>>> OutgoingTaskImpl::result() {
     kj::throwFatalException(kj::cp(*e));
   }
   co_return nullptr;  // cancel-task acknowledged
+}
+
+void OutgoingTaskImpl::describe(TaskInfo& info) const {
+  info.kind = kind;
+  info.method = methodOfParams(paramsType);
+  if (finished) {
+    info.state = "finished";
+  } else if (cancelSent) {
+    info.state = "cancelling";
+  } else if (!acked) {
+    info.state = "waiting for the start's acknowledgement";
+  } else if (kind == MethodKind::CONTEXT && !startedReceived) {
+    info.state = "waiting for started";
+  } else if (kind == MethodKind::CONTEXT && stream.outOfCredit()) {
+    info.state = "open, no credit (the callee is not reading)";
+  } else {
+    info.state = "open";
+  }
 }
 
 void OutgoingTaskImpl::cancel() {

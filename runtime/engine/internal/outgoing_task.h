@@ -24,6 +24,10 @@ public:
 
   kj::Promise<kj::Own<IncomingMessage>> result() { return kj::mv(promise); }
 
+  // The params' type, which names the method in describe() (unknown if the caller set none).
+  kj::Maybe<capnp::Schema> paramsType;
+
+  void describe(TaskInfo& info) const override;
   void receive(wire::Message::Reader message, kj::Own<capnp::MessageReader>& owner) override;
   void channelLost(const kj::Exception& why) override;
   void malformed(kj::StringPtr what, bool answer) override;
@@ -61,7 +65,11 @@ public:
   Co<kj::Maybe<kj::Own<IncomingMessage>>> result() override;
   void cancel() override;
 
+  // The params' type, which names the method in describe() (unknown if the caller set none).
+  kj::Maybe<capnp::Schema> paramsType;
+
   // Route
+  void describe(TaskInfo& info) const override;
   void receive(wire::Message::Reader message, kj::Own<capnp::MessageReader>& owner) override;
   void channelLost(const kj::Exception& why) override;
   void malformed(kj::StringPtr what, bool answer) override;

@@ -50,6 +50,8 @@ public:
   // Everything waiting or arriving later fails with `why`.
   void fail(const kj::Exception& why);
   bool failed() const { return failure != nullptr; }
+  // No credit left to send items: the peer is not taking them (Peer::tasks() says so).
+  bool outOfCredit() const { return sendCredit == 0; }
   void wakeAll();
 
   Peer& peer;

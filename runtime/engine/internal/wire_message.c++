@@ -32,6 +32,15 @@ kj::Maybe<kj::String> methodOfPayloadType(kj::StringPtr typeName) {
   return nullptr;
 }
 
+kj::String methodOfParams(kj::Maybe<capnp::Schema> params) {
+  KJ_IF_MAYBE(schema, params) {
+    kj::StringPtr name = schema->getProto().getDisplayName();
+    KJ_IF_MAYBE(colon, name.findLast(':')) name = name.slice(*colon + 1);
+    KJ_IF_MAYBE(method, methodOfPayloadType(name)) return kj::mv(*method);
+  }
+  return kj::str();
+}
+
 WireIncoming::WireIncoming(kj::Own<capnp::MessageReader> reader, wire::Payload::Reader payload,
                            kj::Maybe<DecodeSink&> sink)
     : reader(kj::mv(reader)), payloadReader(payload) {

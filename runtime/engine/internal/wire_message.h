@@ -27,6 +27,7 @@ public:
   capnp::MessageBuilder& message() { return *builder; }
   // The payload's type as the typed layer set it, e.g. "Store.put$Params"; "" if unknown.
   kj::StringPtr typeName() const;
+  kj::Maybe<capnp::Schema> type() const { return payloadSchema; }
   wire::Message::Builder root() { return builder->getRoot<wire::Message>(); }
   kj::Own<capnp::MallocMessageBuilder> release() { return kj::mv(builder); }
 
@@ -40,6 +41,9 @@ private:
 // "Store.put" for params or results of an interface method (capnp names them "Store.put$Params",
 // "Store.put$Results"); nullptr for any other type name.
 kj::Maybe<kj::String> methodOfPayloadType(kj::StringPtr typeName);
+
+// "Store.put" for the params type of Store.put; "" if unknown (Peer::tasks()).
+kj::String methodOfParams(kj::Maybe<capnp::Schema> params);
 
 // The Payload a start, started, yield or return message carries.
 wire::Payload::Reader payloadOf(wire::Message::Reader message);

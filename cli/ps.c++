@@ -1,0 +1,158 @@
+// harrow ps: the registry's entries, each asked concurrently for Introspect.info, printed as a
+// tree (children under their parent).
+
+#include "cli/commands.h"
+#include "cli/errors.h"
+#include "cli/format.h"
+
+#include <harrow/co/nursery.h>
+
+#include <kj/map.h>
+
+#include <stdio.h>
+#include <string.h>
+
+namespace harrow::cli {
+namespace {
+
+struct Row {
+  RegisteredActor entry;
+  kj::String uuid;  // hex
+  kj::Maybe<Received<introspect::Introspect::InfoResults>> info;
+  kj::String error;  // why it did not answer
+  kj::String parentUuid;
+  kj::Vector<Row*> children;
+  uint32_t depth = 0;
+};
+
+Co<void> ask(Session& session, Row& row) {
+  kj::Maybe<kj::Exception> failure;
+  try {
+    Peer* peer = co_await session.connect(row.entry);
+    IntrospectActor::Portal portal(*peer);
+    row.info = co_await session.bounded<Received<introspect::Introspect::InfoResults>>(
+        kj::str("actor '", row.entry.name, "'"), [&]() { return portal.info(); });
+  } catch (...) {
+    failure = currentException();
+  }
+  KJ_IF_MAYBE(e, failure) {
+    if (isCancelled(*e)) kj::throwFatalException(kj::mv(*e));
+    row.error = kj::str(messageOf(*e));
+  }
+}
+
+kj::String spaces(size_t n) {
+  kj::String text = kj::heapString(n);
+  memset(text.begin(), ' ', n);
+  return text;
+}
+
+void order(Row& row, uint32_t depth, kj::Vector<Row*>& out) {
+  row.depth = depth;
+  out.add(&row);
+  for (Row* child : row.children) order(*child, depth + 1, out);
+}
+
+}  // namespace
+
+Co<int> ps(Session& session) {
+  auto started = kj::systemPreciseMonotonicClock().now();
+  auto entries = co_await session.entries();
+  auto rows = kj::heapArrayBuilder<Row>(entries.size());
+  for (auto& entry : entries) {
+    Row row;
+    row.uuid = hex(entry.uuid);
+    row.entry = kj::mv(entry);
+    rows.add(kj::mv(row));
+  }
+  auto all = rows.finish();
+
+  // Every actor at once: one connect, handshake and call each, all on this event loop.
+  co_await openNursery([&](TaskNursery& asks) -> Co<void> {
+    for (auto& row : all) asks.startSoon([&session, &row]() { return ask(session, row); });
+    co_return;
+  });
+  auto elapsed = kj::systemPreciseMonotonicClock().now() - started;
+
+  // The tree: children under their parent, registry order (oldest first) among siblings.
+  kj::HashMap<kj::StringPtr, Row*> byUuid;
+  for (auto& row : all) byUuid.upsert(row.uuid, &row, [](Row*&, Row*&&) {});
+  kj::Vector<Row*> roots;
+  for (auto& row : all) {
+    KJ_IF_MAYBE(info, row.info) {
+      row.parentUuid = hex((*info)->getInfo().getParentUuid());
+    }
+    Row* parent = nullptr;
+    if (row.parentUuid.size() > 0) {
+      KJ_IF_MAYBE(p, byUuid.find(row.parentUuid)) parent = *p;
+    }
+    if (parent != nullptr && parent != &row) {
+      parent->children.add(&row);
+    } else {
+      roots.add(&row);
+    }
+  }
+  kj::Vector<Row*> ordered;
+  for (Row* root : roots) order(*root, 0, ordered);
+
+  if (session.opts().json) {
+    kj::Vector<kj::String> items;
+    for (Row* row : ordered) {
+      kj::Vector<kj::String> addresses;
+      for (auto& a : row->entry.addresses) addresses.add(jsonString(a));
+      kj::String fields;
+      KJ_IF_MAYBE(received, row->info) {
+        auto info = (*received)->getInfo();
+        fields = kj::str(
+            ", \"parentName\": ", jsonString(info.getParentName()),
+            ", \"uptimeSeconds\": ", seconds(info.getUptimeNanos()),
+            ", \"tasksInFlight\": ", info.getTasksInFlight(),
+            ", \"residentBytes\": ", info.getResidentBytes(),
+            ", \"channels\": ", info.getChannels(), ", \"error\": null");
+      } else {
+        fields = kj::str(", \"error\": ", jsonString(row->error));
+      }
+      items.add(kj::str(
+          "{\"name\": ", jsonString(row->entry.name), ", \"uuid\": \"", row->uuid,
+          "\", \"pid\": ", row->entry.pid, ", \"parent\": ",
+          row->parentUuid.size() > 0 ? jsonString(row->parentUuid) : kj::str("null"),
+          ", \"depth\": ", row->depth, ", \"addresses\": [", kj::strArray(addresses, ", "), "]",
+          fields, "}"));
+    }
+    printLine(kj::str("{\"actors\": [", kj::strArray(items, ",\n  "), "], \"elapsedMs\": ",
+                      elapsed / kj::MILLISECONDS, "}"));
+    co_return EXIT_OK;
+  }
+
+  // Human output: the name indented by depth, then aligned columns.
+  size_t nameWidth = 4;
+  for (Row* row : ordered) nameWidth = kj::max(nameWidth, row->depth * 2 + row->entry.name.size());
+  auto line = [&](kj::StringPtr name, uint32_t depth, kj::StringPtr rest) {
+    kj::String padded = kj::str(spaces(depth * 2), name);
+    printLine(kj::str(padded, spaces(nameWidth - padded.size() + 2), rest));
+  };
+  char header[160];
+  snprintf(header, sizeof(header), "%-8s %-7s %8s %6s %8s  %s", "UUID", "PID", "UPTIME", "TASKS",
+           "RSS", "ADDRESS");
+  line("NAME", 0, header);
+  for (Row* row : ordered) {
+    char text[256];
+    kj::StringPtr address = "-";
+    if (row->entry.addresses.size() > 0) address = row->entry.addresses[0];
+    KJ_IF_MAYBE(received, row->info) {
+      auto info = (*received)->getInfo();
+      snprintf(text, sizeof(text), "%-8.8s %-7u %8s %6u %8s  %s", row->uuid.cStr(),
+               row->entry.pid, humanDuration(info.getUptimeNanos()).cStr(),
+               info.getTasksInFlight(), humanBytes(info.getResidentBytes()).cStr(),
+               address.cStr());
+      line(row->entry.name, row->depth, text);
+    } else {
+      snprintf(text, sizeof(text), "%-8.8s %-7u  (no answer: %s)", row->uuid.cStr(),
+               row->entry.pid, row->error.cStr());
+      line(row->entry.name, row->depth, text);
+    }
+  }
+  co_return EXIT_OK;
+}
+
+}  // namespace harrow::cli
