@@ -207,8 +207,9 @@ bool contains(const kj::Exception& e, const std::string& what) {
 // ---------------------------------------------------------------------------------------------
 // The root side.
 
-constexpr kj::Duration GUARD = 60 * kj::SECONDS;  // failAfter around every test's body (a failure guard:
-// the 65 MiB round trip below takes 3 s on a quiet machine, 17-30 s on 2 cores at load 20)
+// failAfter around every test's body, a failure guard only: the 65 MiB round trip below takes
+// 3 s on a quiet machine and came near 30 s on 2 cores at load 20.
+constexpr kj::Duration GUARD = 60 * kj::SECONDS;
 constexpr unsigned WATCHDOG_SECONDS = 90;          // if even the guard does not end it
 constexpr kj::Duration GRACEFUL_EXIT = 10 * kj::SECONDS;  // grace period where none is needed
 
