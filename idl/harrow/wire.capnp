@@ -42,6 +42,13 @@ struct Message {
     # --- the link between a parent and a node that runs one of its children on another host
     # (docs/PROTOCOL.md 9); never seen by an actor's Peer: the two ends strip them ---
     link @16 :Link;
+
+    # --- large frames through shared memory, callId 0, only between sides whose hellos both
+    # said sharedMemory (docs/PROTOCOL.md 11) ---
+    sharedMemoryRing @17 :UInt64;   # the sender's ring of this many bytes: a sealed memfd, passed
+                                    # with this message (SCM_RIGHTS); at most one per direction
+    sharedMemoryFrame @18 :SharedMemoryFrame;  # stands for the frame at this place in the ring
+    sharedMemoryFreed @19 :Void;    # the receiver freed ring space the sender waits for
   }
   callId @14 :UInt64;
   # Chosen by the side that sent `start`, unique among its open tasks on this channel. Messages
@@ -59,6 +66,14 @@ struct Hello {
   # The largest frame (segment table plus segments) this side accepts; 0 means the default,
   # 64 MiB. Neither side sends a frame over the smaller of the two limits (docs/PROTOCOL.md 2.1).
   nonce @4 :Data;             # 32 fresh random bytes: the challenge the peer's proof must cover
+  sharedMemory @5 :Bool;      # this side takes large frames through shared memory (a Unix
+                              # socket that can pass fds; docs/PROTOCOL.md 11)
+}
+
+struct SharedMemoryFrame {
+  start @0 :UInt64;           # the frame's first byte, counted from the ring's creation; must be
+                              # where the previous frame ended (frames are taken in order)
+  length @1 :UInt64;          # its size in bytes (segment table plus segments)
 }
 
 struct SpawnSpec {

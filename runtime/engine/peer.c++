@@ -5,6 +5,7 @@
 #include "runtime/engine/internal/decode.h"
 #include "runtime/engine/internal/incoming_task.h"
 #include "runtime/engine/internal/outgoing_task.h"
+#include "runtime/engine/internal/shared_frames.h"
 #include "runtime/engine/internal/wire_message.h"
 
 #include <harrow/co/log_level.h>
@@ -274,15 +275,28 @@ void Peer::sendViolation(uint64_t callId, kj::StringPtr what) {
 }
 
 Co<kj::Own<capnp::MessageReader>> Peer::receiveOne() {
-  KJ_IF_MAYBE(reader, co_await chan->receive()) {
-    KJ_IF_MAYBE(problem, checkEnvelope(**reader)) {
-      auto what = kj::str("malformed message: ", *problem);
-      routeMalformed(**reader, what);
-      kj::throwFatalException(protocolViolation(what));
+  for (;;) {
+    auto next = co_await chan->receive();
+    KJ_IF_MAYBE(reader, next) {
+      KJ_IF_MAYBE(problem, checkEnvelope(**reader)) {
+        auto what = kj::str("malformed message: ", *problem);
+        routeMalformed(**reader, what);
+        kj::throwFatalException(protocolViolation(what));
+      }
+      if (isSharedMemoryMessage((*reader)->getRoot<wire::Message>())) {  // PROTOCOL.md 11
+        KJ_IF_MAYBE(frame, takeSharedMemoryMessage(*this, (*reader)->getRoot<wire::Message>())) {
+          *reader = kj::mv(*frame);
+          KJ_IF_MAYBE(problem, checkEnvelope(**reader)) {
+            kj::throwFatalException(protocolViolation(kj::str("malformed message: ", *problem)));
+          }
+        } else {
+          continue;
+        }
+      }
+      co_return kj::mv(*reader);
     }
-    co_return kj::mv(*reader);
+    kj::throwFatalException(transportClosed("the peer closed the channel"));
   }
-  kj::throwFatalException(transportClosed("the peer closed the channel"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -426,6 +440,10 @@ void Peer::route(kj::Own<capnp::MessageReader> reader) {
     return;
   }
   wire::Message::Reader message = reader->getRoot<wire::Message>();
+  if (isSharedMemoryMessage(message)) {  // docs/PROTOCOL.md 11; throws MalformedFrame if bad
+    KJ_IF_MAYBE(frame, takeSharedMemoryMessage(*this, message)) route(kj::mv(*frame));
+    return;
+  }
   uint64_t callId = message.getCallId();
   try {
     if (callId == 0) {
@@ -681,6 +699,7 @@ Co<Agreed> helloExchange(Channel& chan, PeerHost& host, bool initiator, PeerOpti
     hello.setPid(getpid());
     hello.setProtocolVersion(wire::PROTOCOL_VERSION);
     hello.setMaxMessageBytes(local);
+    hello.setSharedMemory(options.sharedMemoryThreshold > 0 && channel.canPassFds());
     setHelloNonce(hello);
     channel->send(ours);
   }
@@ -726,6 +745,10 @@ Co<Agreed> helloExchange(Channel& chan, PeerHost& host, bool initiator, PeerOpti
   }
   // Each side sends at most what the other accepts: the smaller limit, both ways.
   if (theirLimit == 0) theirLimit = DEFAULT_MAX_FRAME_BYTES;  // a peer that does not say
+  if (ourHello.getSharedMemory() && theirHello.getSharedMemory()) {
+    channel.sendLargeFramesThroughSharedMemory(newWireSharedFrameCodec(),
+        options.sharedMemoryThreshold, options.sharedMemoryRingBytes);
+  }
   co_return Agreed{ActorIdentity::fromWire(theirHello.getId()),
                   size_t(kj::min(uint64_t(local), theirLimit))};
 }

@@ -55,6 +55,14 @@ struct PeerOptions {
   // says) before it is taken as hostile and the channel is closed: a broken peer that keeps
   // sending what it must not costs this actor a bounded amount of work. 0: no limit.
   uint32_t maxViolations = 64;
+
+  // Over a Unix socket, frames (any message: stream items, params, results) of more than this
+  // many bytes go through a ring of shared memory instead of the socket, if both sides' hellos
+  // say so (docs/PROTOCOL.md 11). 0: never. Below it the socket is as fast and costs no ring.
+  size_t sharedMemoryThreshold = 16u << 10;
+  // The size of this side's ring (created with the first large frame). Frames of more than half
+  // of it go by the socket.
+  size_t sharedMemoryRingBytes = 8u << 20;
 };
 
 // Why this side trusts the other end of a channel (docs/PROTOCOL.md 2.2).

@@ -1,6 +1,7 @@
 #include <harrow/ipc/channel.h>
 
 #include <harrow/ipc/fd_stream.h>
+#include <harrow/ipc/shared_ring.h>
 
 #include <capnp/any.h>
 #include <capnp/serialize.h>
@@ -141,7 +142,14 @@ Channel::~Channel() noexcept(false) {
     writeTask = nullptr;
     kj::Vector<Outgoing> batch;
     uint64_t bytes;
-    auto pieces = takeBatch(batch, bytes);
+    kj::runCatchingExceptions([&]() { placeLargeFrames(); });
+    for (auto& outgoing : queue) {
+      // No room in the ring: these go inline rather than not at all.
+      KJ_IF_MAYBE(large, outgoing.large) {
+        outgoing = frame(kj::mv(*large), outgoing.bytes);
+      }
+    }
+    auto pieces = takeBatch(batch, bytes, queue.size());
     kj::runCatchingExceptions([&]() {
       if (fdStream != nullptr) {
         size_t index = 0;
@@ -216,6 +224,18 @@ kj::Maybe<kj::Own<capnp::MessageReader>> Channel::tryParse(size_t& needed) {
   // The whole frame is here. It starts on a word boundary: the buffer does, and every frame is a
   // whole number of words.
   auto words = buffer->wordsAt(begin, frameBytes);
+  kj::Maybe<kj::Exception> error;
+  auto reader = checkedReader(words, frameBytes, error);
+  KJ_IF_MAYBE(e, error) failRead(kj::mv(*e));
+  begin += frameBytes;
+  receivedTotal += frameBytes;
+  return reader.attach(kj::addRef(*buffer));
+}
+
+// A reader over a whole frame, validated if the options say so; sets `error` instead if it fails.
+kj::Own<capnp::MessageReader> Channel::checkedReader(kj::ArrayPtr<const capnp::word> words,
+                                                     size_t frameBytes,
+                                                     kj::Maybe<kj::Exception>& error) {
   if (options.validate) {
     // A reader of its own, so that validation does not use up the traversal limit of the reader
     // the application gets.
@@ -223,14 +243,11 @@ kj::Maybe<kj::Own<capnp::MessageReader>> Channel::tryParse(size_t& needed) {
       capnp::FlatArrayMessageReader check(words, options.readerOptions);
       walk(check.getRoot<capnp::AnyPointer>());
     })) {
-      failRead(malformedFrame(kj::str("message of ", frameBytes, " bytes failed validation: ",
-                                      exception->getDescription())));
+      error = malformedFrame(kj::str("message of ", frameBytes, " bytes failed validation: ",
+                                     exception->getDescription()));
     }
   }
-  begin += frameBytes;
-  receivedTotal += frameBytes;
-  return kj::heap<capnp::FlatArrayMessageReader>(words, options.readerOptions)
-      .attach(kj::addRef(*buffer));
+  return kj::heap<capnp::FlatArrayMessageReader>(words, options.readerOptions);
 }
 
 // Makes room towards a frame of `needed` bytes of which the buffer holds [begin, end): returns
@@ -325,7 +342,10 @@ void Channel::send(capnp::MessageBuilder& message) {
   auto flat = capnp::messageToFlatArray(segments);
   auto pieces = kj::heapArray<kj::ArrayPtr<const kj::byte>>(1);
   pieces[0] = flat.asBytes();
-  enqueue({pieces.attach(kj::mv(flat)), bytes});
+  Outgoing outgoing;
+  outgoing.pieces = pieces.attach(kj::mv(flat));
+  outgoing.bytes = bytes;
+  enqueue(kj::mv(outgoing));
 }
 
 void Channel::send(kj::Own<capnp::MessageBuilder> message) {
@@ -333,7 +353,19 @@ void Channel::send(kj::Own<capnp::MessageBuilder> message) {
   KJ_REQUIRE(segments.size() > 0, "Channel::send() of a message with no root");
   size_t bytes = capnp::computeSerializedSizeInWords(segments) * sizeof(capnp::word);
   checkFrameSize(bytes);
+  if (sharedCodec != nullptr && bytes > sharedThreshold && bytes <= sharedRingBytes / 2) {
+    // Placed in the ring when it is written (writeQueued()), so that a full ring holds it back
+    // with everything after it.
+    Outgoing outgoing;
+    outgoing.bytes = bytes;
+    outgoing.large = kj::mv(message);
+    return enqueue(kj::mv(outgoing));
+  }
+  enqueue(frame(kj::mv(message), bytes));
+}
 
+Channel::Outgoing Channel::frame(kj::Own<capnp::MessageBuilder> message, size_t bytes) {
+  auto segments = message->getSegmentsForOutput();
   auto table = kj::heapArray<kj::byte>(segmentTableBytes(segments.size()));
   memset(table.begin(), 0, table.size());
   writeLE32(table.begin(), segments.size() - 1);
@@ -343,7 +375,10 @@ void Channel::send(kj::Own<capnp::MessageBuilder> message) {
   auto pieces = kj::heapArrayBuilder<kj::ArrayPtr<const kj::byte>>(segments.size() + 1);
   pieces.add(table.asPtr());
   for (auto segment : segments) pieces.add(segment.asBytes());
-  enqueue({pieces.finish().attach(kj::mv(table), kj::mv(message)), bytes});
+  Outgoing outgoing;
+  outgoing.pieces = pieces.finish().attach(kj::mv(table), kj::mv(message));
+  outgoing.bytes = bytes;
+  return outgoing;
 }
 
 void Channel::checkFrameSize(size_t bytes) {
@@ -377,9 +412,16 @@ void Channel::enqueue(Outgoing&& outgoing) {
 }
 
 kj::Array<kj::ArrayPtr<const kj::byte>> Channel::takeBatch(kj::Vector<Outgoing>& batch,
-                                                           uint64_t& bytes) {
-  batch = kj::mv(queue);
-  queue = kj::Vector<Outgoing>();
+                                                           uint64_t& bytes, size_t count) {
+  if (count == queue.size()) {
+    batch = kj::mv(queue);
+    queue = kj::Vector<Outgoing>();
+  } else {
+    batch = kj::Vector<Outgoing>(count);
+    kj::Vector<Outgoing> rest(queue.size() - count);
+    for (size_t i = 0; i < queue.size(); i++) (i < count ? batch : rest).add(kj::mv(queue[i]));
+    queue = kj::mv(rest);
+  }
   size_t pieceCount = 0;
   bytes = 0;
   for (auto& outgoing : batch) {
@@ -393,9 +435,29 @@ kj::Array<kj::ArrayPtr<const kj::byte>> Channel::takeBatch(kj::Vector<Outgoing>&
 
 kj::Promise<void> Channel::writeQueued() {
   writeScheduled = false;
+  size_t ready = queue.size();
+  if (sharedCodec != nullptr) {
+    KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() { ready = placeLargeFrames(); })) {
+      writeFailed(transportClosed(exception->getDescription()));
+      return kj::READY_NOW;
+    }
+    if (ready == 0) {
+      // The first message waits for ring space; `writing` stays set, so later sends queue up
+      // behind it. The peer's sharedMemoryFreed (sharedSpaceFreed()) resumes.
+      ++sharedCounts.waitsForSpace;
+      auto paf = kj::newPromiseAndFulfiller<void>();
+      spaceWaiter = kj::mv(paf.fulfiller);
+      return paf.promise.then([this]() { return writeQueued(); });
+    }
+  }
   kj::Vector<Outgoing> batch;
   uint64_t bytes;
-  auto pieces = takeBatch(batch, bytes);
+  auto pieces = takeBatch(batch, bytes, ready);
+  if (fdStream != nullptr) {
+    for (auto& outgoing : batch) {
+      KJ_IF_MAYBE(fd, outgoing.fd) fdStream->sendFdWithNextWrite(kj::mv(*fd));
+    }
+  }
 
   if (fdStream != nullptr) {
     // Whatever the kernel takes now; only a blocked write leaves a promise behind.
@@ -468,6 +530,119 @@ void Channel::wakeWaiters() {
     for (auto& waiter : writableWaiters) waiter->fulfill();
     writableWaiters.clear();
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared memory
+
+bool Channel::canPassFds() const { return fdStream != nullptr && fdStream->canPassFds(); }
+
+void Channel::sendLargeFramesThroughSharedMemory(kj::Own<SharedFrameCodec> codec,
+                                                 size_t threshold, size_t ringBytes) {
+  KJ_REQUIRE(canPassFds(), "shared memory needs a channel over a Unix socket");
+  sharedCodec = kj::mv(codec);
+  sharedThreshold = threshold;
+  sharedRingBytes = roundUpToWord(ringBytes);
+}
+
+void Channel::sharedSpaceFreed() {
+  KJ_IF_MAYBE(waiter, spaceWaiter) {
+    (*waiter)->fulfill();
+    spaceWaiter = nullptr;
+  }
+}
+
+// Gives the large messages at the front of the queue their place in the ring, in order: returns
+// how many messages from the front are ready to be written (all, unless the ring is full).
+size_t Channel::placeLargeFrames() {
+  auto& codec = *KJ_ASSERT_NONNULL(sharedCodec);
+  for (size_t i = 0; i < queue.size(); i++) {
+    if (queue[i].large != nullptr) {
+      if (ownRing == nullptr) {
+        // The first large frame: create the ring and announce it just before this frame.
+        auto& ring = ownRing.emplace(SharedRing::create(sharedRingBytes));
+        auto announcement = codec.ringMessage(ring->capacity());
+        size_t announcementBytes = frameBytes(*announcement);
+        Outgoing outgoing = frame(kj::mv(announcement), announcementBytes);
+        outgoing.fd = ring->takeFd();
+        queuedTotal += announcementBytes;
+        kj::Vector<Outgoing> withRing(queue.size() + 1);
+        for (size_t j = 0; j < queue.size(); j++) {
+          if (j == i) withRing.add(kj::mv(outgoing));
+          withRing.add(kj::mv(queue[j]));
+        }
+        queue = kj::mv(withRing);
+        ++i;
+      }
+      auto& ring = *KJ_ASSERT_NONNULL(ownRing);
+      auto& message = *KJ_ASSERT_NONNULL(queue[i].large);
+      KJ_IF_MAYBE(start, ring.write(message.getSegmentsForOutput(), queue[i].bytes)) {
+        auto reference = codec.frameMessage(*start, queue[i].bytes);
+        size_t referenceBytes = frameBytes(*reference);
+        // Accounting stays in the frame's own bytes: what send() queued is what gets written.
+        Outgoing placed = frame(kj::mv(reference), referenceBytes);
+        queue[i].pieces = kj::mv(placed.pieces);
+        queue[i].large = nullptr;
+        ++sharedCounts.framesSent;
+      } else {
+        return i;
+      }
+    }
+  }
+  return queue.size();
+}
+
+void Channel::adoptSharedRing(uint64_t capacity) {
+  if (peerRing != nullptr) kj::throwFatalException(malformedFrame("a second shared-memory ring"));
+  kj::Maybe<kj::AutoCloseFd> fd;
+  if (fdStream != nullptr) fd = fdStream->takeReceivedFd();
+  KJ_IF_MAYBE(received, fd) {
+    KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
+      peerRing = SharedRing::adopt(kj::mv(*received), capacity);
+    })) {
+      kj::throwFatalException(malformedFrame(kj::str("the peer's shared-memory ring is unusable: ",
+                                                     exception->getDescription())));
+    }
+  } else {
+    kj::throwFatalException(malformedFrame("a shared-memory ring announced without its fd"));
+  }
+}
+
+kj::Own<capnp::MessageReader> Channel::receiveShared(uint64_t start, uint64_t length,
+                                                     bool& notify) {
+  KJ_IF_MAYBE(ring, peerRing) {
+    if (length > options.maxFrameBytes) {
+      kj::throwFatalException(frameTooLarge(kj::str("received a frame of ", length,
+          " bytes, over this channel's limit of ", options.maxFrameBytes, " bytes")));
+    }
+    kj::Array<capnp::word> copy;
+    KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
+      copy = (*ring)->read(start, length, notify);
+    })) {
+      kj::throwFatalException(malformedFrame(kj::str("bad shared-memory frame reference: ",
+                                                     exception->getDescription())));
+    }
+    // From here on only the private copy is read: the segment table must describe exactly it.
+    const kj::byte* bytes = copy.asBytes().begin();
+    uint64_t segmentCount = uint64_t(readLE32(bytes)) + 1;
+    size_t tableBytes = segmentTableBytes(segmentCount);
+    bool fits = segmentCount <= MAX_SEGMENTS && tableBytes <= length;
+    uint64_t total = tableBytes;
+    for (uint64_t i = 0; fits && i < segmentCount; i++) {
+      total += uint64_t(readLE32(bytes + 4 + 4 * i)) * sizeof(capnp::word);
+    }
+    if (!fits || total != length) {
+      kj::throwFatalException(malformedFrame(kj::str(
+          "a shared-memory frame whose segment table does not match its length of ", length)));
+    }
+    kj::Maybe<kj::Exception> error;
+    auto reader = checkedReader(copy, length, error);
+    KJ_IF_MAYBE(e, error) kj::throwFatalException(kj::mv(*e));
+    ++sharedCounts.framesReceived;
+    receivedTotal += length;  // counted as if it had come by the socket (bytesReceived())
+    return reader.attach(kj::mv(copy));
+  }
+  kj::throwFatalException(malformedFrame("a shared-memory frame before any ring"));
 }
 
 kj::Promise<void> Channel::flush() {

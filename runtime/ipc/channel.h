@@ -104,6 +104,17 @@ struct ChannelOptions {
 };
 
 class FdStream;
+class SharedRing;
+
+// The protocol's words for the shared-memory path (the engine's wire.capnp; docs/PROTOCOL.md 11):
+// the channel moves the bytes, the engine says what the messages look like.
+class SharedFrameCodec {
+public:
+  // Announces this side's new ring of `capacity` bytes (its fd travels with this message).
+  virtual kj::Own<capnp::MessageBuilder> ringMessage(uint64_t capacity) = 0;
+  // Stands for the frame of `length` bytes at `start` in this side's ring.
+  virtual kj::Own<capnp::MessageBuilder> frameMessage(uint64_t start, uint64_t length) = 0;
+};
 
 class Channel {
 public:
@@ -175,12 +186,52 @@ public:
   void setMaxFrameBytes(size_t bytes);
   size_t maxFrameBytes() const { return options.maxFrameBytes; }
 
+  // ---- large frames through shared memory (docs/PROTOCOL.md 11) ----
+  //
+  // Over a Unix socket, frames above a threshold can go through a ring of shared memory (see
+  // <harrow/ipc/shared_ring.h>) while the socket carries a small reference in their place, in
+  // order with everything else. The engine turns it on once both hellos said they can.
+
+  // True for a channel doing its own I/O on a Unix socket: fds can be passed.
+  bool canPassFds() const;
+
+  // From now on, frames sent with send(kj::Own<...>) of more than `threshold` bytes (and at most
+  // half of `ringBytes`) go through this side's ring, created (and announced through `codec`)
+  // with the first of them. When the ring is full
+  // they wait, in order with everything sent after them, until the peer frees space
+  // (sharedSpaceFreed()); they count as queued bytes (backpressure) meanwhile.
+  void sendLargeFramesThroughSharedMemory(kj::Own<SharedFrameCodec> codec, size_t threshold,
+                                          size_t ringBytes);
+  // The peer freed space in this side's ring: writes waiting for it go on.
+  void sharedSpaceFreed();
+
+  // The peer announced its ring: map it (with the fd that came with the announcement). Throws
+  // MalformedFrame if there is no such fd, a ring already, or the fd is no sealed memfd of at
+  // least `capacity` bytes.
+  void adoptSharedRing(uint64_t capacity);
+  // The peer's frame at {start, length} of its ring, copied out and checked as a frame read from
+  // the socket would be (size limit, segment table, validation). Throws MalformedFrame if the
+  // reference is not the next frame, does not fit, or the frame is malformed. `notify` is set if
+  // the peer waits for space: tell it (its sharedSpaceFreed()).
+  kj::Own<capnp::MessageReader> receiveShared(uint64_t start, uint64_t length, bool& notify);
+
+  // What went through shared memory on this channel (tests, benchmarks).
+  struct SharedMemoryCounts {
+    uint64_t framesSent = 0;      // through this side's ring
+    uint64_t framesReceived = 0;  // through the peer's ring
+    uint64_t waitsForSpace = 0;   // times a frame waited for this side's ring to have room
+  };
+  const SharedMemoryCounts& sharedMemoryCounts() const { return sharedCounts; }
+
 private:
   class Buffer;
   struct Outgoing {
     // One framed message: the pieces to write, each keeping alive what it points into.
     kj::Array<kj::ArrayPtr<const kj::byte>> pieces;
     size_t bytes;
+    // A message to go through the ring: `pieces` is empty until it has a place there.
+    kj::Maybe<kj::Own<capnp::MessageBuilder>> large;
+    kj::Maybe<kj::AutoCloseFd> fd;  // passed with these bytes (SCM_RIGHTS)
   };
   struct Waiter {
     uint64_t target;  // resolves when writtenTotal reaches this
@@ -214,6 +265,15 @@ private:
   kj::Maybe<kj::Exception> writeError;
   kj::Vector<Waiter> flushWaiters;     // ordered by target
   kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> writableWaiters;
+  // --- shared memory ---
+  kj::Maybe<kj::Own<SharedFrameCodec>> sharedCodec;  // set: large frames go through `ownRing`
+  size_t sharedThreshold = 0;
+  size_t sharedRingBytes = 0;
+  kj::Maybe<kj::Own<SharedRing>> ownRing;    // ours, written; created with the first large frame
+  kj::Maybe<kj::Own<SharedRing>> peerRing;   // the peer's, read
+  kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> spaceWaiter;
+  SharedMemoryCounts sharedCounts;
+
   kj::Maybe<kj::Promise<void>> writeTask;  // declared last: destroyed (cancelled) first
 
   // Read side.
@@ -228,7 +288,12 @@ private:
   void enqueue(Outgoing&& outgoing);
   kj::Promise<void> writeQueued();
   kj::Promise<void> written(uint64_t bytes);
-  kj::Array<kj::ArrayPtr<const kj::byte>> takeBatch(kj::Vector<Outgoing>& batch, uint64_t& bytes);
+  kj::Array<kj::ArrayPtr<const kj::byte>> takeBatch(kj::Vector<Outgoing>& batch, uint64_t& bytes,
+                                                    size_t count);
+  size_t placeLargeFrames();
+  static Outgoing frame(kj::Own<capnp::MessageBuilder> message, size_t bytes);
+  kj::Own<capnp::MessageReader> checkedReader(kj::ArrayPtr<const capnp::word> words,
+                                              size_t frameBytes, kj::Maybe<kj::Exception>& error);
   void writeFailed(kj::Exception&& exception);
   void wakeWaiters();
 };

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -77,7 +78,41 @@ kj::Own<kj::AsyncIoStream> FdStream::adopt(kj::Own<kj::AsyncIoStream> stream,
 kj::Maybe<size_t> FdStream::readNow(void* buffer, size_t maxBytes) {
   if (readable != nullptr) return nullptr;  // drained at the last read: wait for the next edge
   for (;;) {
-    ssize_t n = ::read(fd.get(), buffer, maxBytes);
+    // recvmsg() on a socket, so that fds the peer passes (SCM_RIGHTS) are not lost: the kernel
+    // closes fds sent with bytes read by a plain read().
+    bool gotFds = false;
+    ssize_t n;
+    if (isSocket) {
+      struct iovec iov = {buffer, maxBytes};
+      alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * MAX_RECEIVED_FDS)];
+      struct msghdr message = {};
+      message.msg_iov = &iov;
+      message.msg_iovlen = 1;
+      message.msg_control = control;
+      message.msg_controllen = sizeof(control);
+      n = ::recvmsg(fd.get(), &message, MSG_CMSG_CLOEXEC);
+      if (n < 0 && errno == ENOTSOCK) {
+        isSocket = false;
+        continue;
+      }
+      if (n >= 0 && message.msg_controllen > 0) {
+        for (struct cmsghdr* c = CMSG_FIRSTHDR(&message); c != nullptr;
+             c = CMSG_NXTHDR(&message, c)) {
+          if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+          size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+          for (size_t i = 0; i < count; i++) {
+            int received;
+            memcpy(&received, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+            kj::AutoCloseFd owned(received);
+            // A peer that sends more fds than anyone takes has the surplus closed.
+            if (receivedFds.size() < MAX_RECEIVED_FDS) receivedFds.add(kj::mv(owned));
+            gotFds = true;
+          }
+        }
+      }
+    } else {
+      n = ::read(fd.get(), buffer, maxBytes);
+    }
     if (n < 0) {
       int error = errno;
       if (error == EINTR) continue;
@@ -87,7 +122,8 @@ kj::Maybe<size_t> FdStream::readNow(void* buffer, size_t maxBytes) {
       }
       KJ_FAIL_SYSCALL("read", error);
     }
-    if (n > 0 && size_t(n) < maxBytes) {
+    // (A read that brought fds ends at the sender's write boundary: short, yet not drained.)
+    if (n > 0 && size_t(n) < maxBytes && !gotFds) {
       // A short read of a byte stream: the receive queue is empty. As kj/async-unix.h requires,
       // only trust that once the kernel has reported "not at EOF" (before the first event, or
       // after EPOLLRDHUP, the next read() has to find out: data, EAGAIN or EOF).
@@ -159,10 +195,30 @@ bool FdStream::writeNow(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces,
       struct msghdr message = {};
       message.msg_iov = iov;
       message.msg_iovlen = count;
+      alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * MAX_RECEIVED_FDS)];
+      size_t fdCount = kj::min(fdsToSend.size(), MAX_RECEIVED_FDS);
+      if (fdCount > 0) {
+        message.msg_control = control;
+        message.msg_controllen = CMSG_SPACE(sizeof(int) * fdCount);
+        struct cmsghdr* c = CMSG_FIRSTHDR(&message);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int) * fdCount);
+        for (size_t i = 0; i < fdCount; i++) {
+          int raw = fdsToSend[i].get();
+          memcpy(CMSG_DATA(c) + i * sizeof(int), &raw, sizeof(int));
+        }
+      }
       n = ::sendmsg(fd.get(), &message, MSG_NOSIGNAL);  // EPIPE as an error, never SIGPIPE
       if (n < 0 && errno == ENOTSOCK) {
         isSocket = false;
         continue;
+      }
+      if (n > 0 && fdCount > 0) {
+        // In flight now (the kernel holds its own references): ours can go.
+        kj::Vector<kj::AutoCloseFd> rest;
+        for (size_t i = fdCount; i < fdsToSend.size(); i++) rest.add(kj::mv(fdsToSend[i]));
+        fdsToSend = kj::mv(rest);
       }
     } else {
       n = ::writev(fd.get(), iov, count);
@@ -241,6 +297,26 @@ kj::Promise<void> FdStream::whenWriteDisconnected() {
   KJ_IF_MAYBE(fork, writeDisconnected) return fork->addBranch();
   auto& fork = writeDisconnected.emplace(readObserver.whenWriteDisconnected().fork());
   return fork.addBranch();
+}
+
+bool FdStream::canPassFds() const {
+  struct sockaddr_storage address;
+  socklen_t length = sizeof(address);
+  if (::getsockname(fd.get(), reinterpret_cast<struct sockaddr*>(&address), &length) < 0) {
+    return false;
+  }
+  return address.ss_family == AF_UNIX;
+}
+
+void FdStream::sendFdWithNextWrite(kj::AutoCloseFd fdToSend) { fdsToSend.add(kj::mv(fdToSend)); }
+
+kj::Maybe<kj::AutoCloseFd> FdStream::takeReceivedFd() {
+  if (receivedFds.empty()) return nullptr;
+  auto first = kj::mv(receivedFds[0]);
+  kj::Vector<kj::AutoCloseFd> rest;
+  for (size_t i = 1; i < receivedFds.size(); i++) rest.add(kj::mv(receivedFds[i]));
+  receivedFds = kj::mv(rest);
+  return kj::mv(first);
 }
 
 void FdStream::shutdownWrite() { KJ_SYSCALL(::shutdown(fd.get(), SHUT_WR)); }

@@ -24,6 +24,7 @@
 #include <kj/async-io.h>
 #include <kj/async-unix.h>
 #include <kj/io.h>
+#include <kj/vector.h>
 
 namespace harrow {
 
@@ -67,6 +68,20 @@ public:
   kj::Promise<void> writeLater(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces,
                                size_t index, size_t offset);
 
+  // ---- passing fds (SCM_RIGHTS; Unix sockets only) ----
+
+  // True if the fd is a Unix socket, over which fds can be passed.
+  bool canPassFds() const;
+
+  // `fd` goes with the next sendmsg() that writes at least one byte, so the peer receives it with
+  // (or before) the first byte written after this call. Closed here once it has been sent.
+  void sendFdWithNextWrite(kj::AutoCloseFd fd);
+
+  // Fds received (with any read so far), oldest first; nullptr if none is waiting. At most
+  // MAX_RECEIVED_FDS wait: a peer that sends more has the surplus closed.
+  kj::Maybe<kj::AutoCloseFd> takeReceivedFd();
+  static constexpr size_t MAX_RECEIVED_FDS = 4;
+
   // ---- kj::AsyncIoStream ----
   kj::Promise<size_t> tryRead(void* buffer, size_t minBytes, size_t maxBytes) override;
   kj::Promise<void> write(const void* buffer, size_t size) override;
@@ -87,6 +102,8 @@ private:
   kj::AutoCloseFd fd;
   kj::UnixEventPort::FdObserver readObserver;  // OBSERVE_READ only: no EPOLLOUT wakeups
   bool isSocket = true;                        // false once sendmsg() said ENOTSOCK (a pipe)
+  kj::Vector<kj::AutoCloseFd> fdsToSend;       // go with the next sendmsg()
+  kj::Vector<kj::AutoCloseFd> receivedFds;     // arrived with reads, not yet taken
 
   // Armed (whenBecomesReadable()) when a read found the socket drained; readNow() returns
   // nullptr without a syscall while it is set.

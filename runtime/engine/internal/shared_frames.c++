@@ -1,0 +1,90 @@
+#include "runtime/engine/internal/shared_frames.h"
+
+#include "runtime/engine/internal/decode.h"
+
+#include <kj/debug.h>
+
+namespace harrow {
+namespace {
+
+class WireSharedFrameCodec final : public SharedFrameCodec {
+public:
+  kj::Own<capnp::MessageBuilder> ringMessage(uint64_t capacity) override {
+    auto builder = kj::heap<capnp::MallocMessageBuilder>(64);
+    auto root = builder->initRoot<wire::Message>();
+    root.setCallId(0);
+    root.setSharedMemoryRing(capacity);
+    return builder;
+  }
+  kj::Own<capnp::MessageBuilder> frameMessage(uint64_t start, uint64_t length) override {
+    auto builder = kj::heap<capnp::MallocMessageBuilder>(64);
+    auto root = builder->initRoot<wire::Message>();
+    root.setCallId(0);
+    auto frame = root.initSharedMemoryFrame();
+    frame.setStart(start);
+    frame.setLength(length);
+    return builder;
+  }
+};
+
+kj::Exception malformed(kj::StringPtr why) {
+  // The channel's own prefix: serve() answers it as a malformed frame (a protocol violation of
+  // the whole channel, which then closes), since the ring is out of step for good.
+  return kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+                       kj::str("harrow.MalformedFrame: ", why));
+}
+
+}  // namespace
+
+kj::Own<SharedFrameCodec> newWireSharedFrameCodec() { return kj::heap<WireSharedFrameCodec>(); }
+
+bool isSharedMemoryMessage(wire::Message::Reader message) {
+  switch (message.which()) {
+    case wire::Message::SHARED_MEMORY_RING:
+    case wire::Message::SHARED_MEMORY_FRAME:
+    case wire::Message::SHARED_MEMORY_FREED:
+      return true;
+    default:
+      return false;
+  }
+}
+
+kj::Maybe<kj::Own<capnp::MessageReader>> takeSharedMemoryMessage(Peer& peer,
+                                                                 wire::Message::Reader message) {
+  if (message.getCallId() != 0) {
+    kj::throwFatalException(malformed("a shared-memory message with a call id"));
+  }
+  switch (message.which()) {
+    case wire::Message::SHARED_MEMORY_RING:
+      peer.channel().adoptSharedRing(message.getSharedMemoryRing());
+      return nullptr;
+    case wire::Message::SHARED_MEMORY_FREED:
+      peer.channel().sharedSpaceFreed();
+      return nullptr;
+    case wire::Message::SHARED_MEMORY_FRAME: {
+      auto reference = message.getSharedMemoryFrame();
+      bool notify = false;
+      auto frame = peer.channel().receiveShared(reference.getStart(), reference.getLength(), notify);
+      if (notify && !peer.isClosed()) {
+        auto freed = peer.newControlMessage();
+        freed->getRoot<wire::Message>().setSharedMemoryFreed();
+        peer.send(kj::mv(freed));
+      }
+      // A frame may not stand for another reference (that would nest without bound).
+      auto root = frame->getRoot<capnp::AnyPointer>();
+      if (!root.isNull() && root.getPointerType() == capnp::PointerType::STRUCT) {
+        auto fresh = decodeReader(*frame, frame->getOptions());
+        if (checkStruct(capnp::Schema::from<wire::Message>(),
+                        fresh->getRoot<capnp::AnyPointer>()) == nullptr &&
+            isSharedMemoryMessage(frame->getRoot<wire::Message>())) {
+          kj::throwFatalException(malformed("a shared-memory frame holding another reference"));
+        }
+      }
+      return kj::mv(frame);
+    }
+    default:
+      KJ_FAIL_REQUIRE("not a shared-memory message");
+  }
+}
+
+}  // namespace harrow
