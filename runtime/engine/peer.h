@@ -60,9 +60,10 @@ struct PeerOptions {
   // many bytes go through a ring of shared memory instead of the socket, if both sides' hellos
   // say so (docs/PROTOCOL.md 11). 0: never. Below it the socket is as fast and costs no ring.
   size_t sharedMemoryThreshold = 16u << 10;
-  // The size of this side's ring (created with the first large frame). Frames of more than half
-  // of it go by the socket.
-  size_t sharedMemoryRingBytes = 8u << 20;
+  // The size of this side's ring (created with the first large frame). Larger frames go by the
+  // socket. Small enough to stay in cache: a 2 MiB ring moved 64 KiB items with ~20% less CPU
+  // than an 8 MiB one, 1 MiB items with ~40% less (bench/README.md, bulk_bench).
+  size_t sharedMemoryRingBytes = 2u << 20;
 };
 
 // Why this side trusts the other end of a channel (docs/PROTOCOL.md 2.2).

@@ -353,7 +353,7 @@ void Channel::send(kj::Own<capnp::MessageBuilder> message) {
   KJ_REQUIRE(segments.size() > 0, "Channel::send() of a message with no root");
   size_t bytes = capnp::computeSerializedSizeInWords(segments) * sizeof(capnp::word);
   checkFrameSize(bytes);
-  if (sharedCodec != nullptr && bytes > sharedThreshold && bytes <= sharedRingBytes / 2) {
+  if (sharedCodec != nullptr && bytes > sharedThreshold && bytes <= sharedRingBytes) {
     // Placed in the ring when it is written (writeQueued()), so that a full ring holds it back
     // with everything after it.
     Outgoing outgoing;

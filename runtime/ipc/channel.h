@@ -196,7 +196,7 @@ public:
   bool canPassFds() const;
 
   // From now on, frames sent with send(kj::Own<...>) of more than `threshold` bytes (and at most
-  // half of `ringBytes`) go through this side's ring, created (and announced through `codec`)
+  // `ringBytes`) go through this side's ring, created (and announced through `codec`)
   // with the first of them. When the ring is full
   // they wait, in order with everything sent after them, until the peer frees space
   // (sharedSpaceFreed()); they count as queued bytes (backpressure) meanwhile.

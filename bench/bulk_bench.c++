@@ -1,0 +1,272 @@
+// Bulk streams between two processes on one host: harrow stream items of 1 KiB, 64 KiB and 1 MiB
+// through shared memory (docs/PROTOCOL.md 8) against the same items over the socket (shared memory
+// off: PeerOptions::sharedMemoryThreshold = 0) and against the raw socket bandwidth (a blocking
+// write()/read() loop of the same bytes over a socketpair), in one binary and one run.
+//
+//   bazel run -c opt //bench:bulk_bench [-- --reps=N]
+//
+// Each measurement forks a child actor (a Peer over a socketpair, the producer), streams
+// `count` items from it to the parent (the consumer, which touches every item's size) and times
+// from the start of the stream to its end; the child's setup and teardown are not timed.
+// Repetitions interleave all rows (so load drifting during the run spreads over all of them);
+// the table shows each row's median over repetitions, in MB/s (10^6 bytes), and the ratios.
+
+#include "bench/bulk.capnp.h"
+#include <harrow/actor/actor.h>
+#include <harrow/co/nursery.h>
+#include <harrow/typed/typed.h>
+
+#include <kj/async-io.h>
+#include <kj/debug.h>
+#include <kj/main.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace harrow {
+namespace {
+
+constexpr uint64_t BULK_ID = 0xb01c;
+
+class BulkServer final : public ActorServer {
+public:
+  uint64_t interfaceId() const override { return BULK_ID; }
+  kj::StringPtr interfaceName() const override { return "Bulk"; }
+  kj::Maybe<MethodKind> methodKind(uint16_t id) const override {
+    if (id == 0) return MethodKind::STREAM;
+    return nullptr;
+  }
+  kj::StringPtr methodName(uint16_t) const override { return "chunks"; }
+  Co<void> dispatch(uint16_t, IncomingTask& task) override {
+    StreamCall<BulkRequest, Chunk> call(task);
+    uint32_t count = call.params().getCount();
+    uint32_t bytes = call.params().getBytes();
+    if (payload.size() != bytes) {
+      payload = kj::heapArray<kj::byte>(bytes);
+      for (size_t i = 0; i < bytes; i++) payload[i] = kj::byte(i * 7 + 1);
+    }
+    for (uint32_t i = 0; i < count; ++i) {
+      co_await call.yield([&](Chunk::Builder chunk) { chunk.setData(payload); });
+    }
+  }
+
+private:
+  kj::Array<kj::byte> payload;
+};
+
+enum class Mode { SHARED, SOCKET, RAW };
+const char* modeName(Mode mode) {
+  switch (mode) {
+    case Mode::SHARED: return "harrow, shared memory";
+    case Mode::SOCKET: return "harrow, socket";
+    case Mode::RAW: return "raw socket write/read";
+  }
+  return "";
+}
+
+PeerOptions optionsFor(Mode mode) {
+  PeerOptions options;
+  if (mode == Mode::SOCKET) options.sharedMemoryThreshold = 0;
+  if (const char* ring = getenv("BULK_RING_BYTES")) options.sharedMemoryRingBytes = atol(ring);
+  return options;
+}
+
+// The child: serves the Bulk stream (harrow modes) or writes the bytes (raw), then exits.
+[[noreturn]] void child(int fd, Mode mode, size_t count, size_t bytes) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  int status = 0;
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+    if (mode == Mode::RAW) {
+      auto buffer = kj::heapArray<kj::byte>(bytes);
+      memset(buffer.begin(), 1, bytes);
+      for (size_t i = 0; i < count; ++i) {
+        for (size_t done = 0; done < bytes;) {
+          ssize_t n = write(fd, buffer.begin() + done, bytes - done);
+          if (n < 0 && errno == EINTR) continue;
+          KJ_ASSERT(n > 0, strerror(errno));
+          done += n;
+        }
+      }
+      return;
+    }
+    auto io = kj::setupAsyncIo();
+    Actor actor(io, ActorIdentity::random("producer"));
+    actor.addServer(kj::heap<BulkServer>());
+    actor.serve([&]() -> Co<void> {
+      auto channel = kj::heap<Channel>(io.unixEventPort, kj::AutoCloseFd(fd));
+      auto peer = co_await handshakeWithParent(kj::mv(channel), actor, optionsFor(mode));
+      try {
+        co_await peer->serve();
+      } catch (...) {
+      }
+      co_await peer->whenDrained();
+    }).wait(io.waitScope);
+  })) {
+    fprintf(stderr, "bulk_bench child: %s\n", kj::str(*e).cStr());
+    status = 1;
+  }
+  _exit(status);
+}
+
+double cpuSeconds(int who) {
+  struct rusage usage;
+  KJ_SYSCALL(getrusage(who, &usage));
+  return usage.ru_utime.tv_sec + usage.ru_stime.tv_sec +
+         (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+}
+
+struct Figures {
+  double seconds;     // wall clock, start of the stream to its end
+  double cpuSeconds;  // ours over that time, plus the child's whole life (setup is ~1 ms)
+};
+
+// One measurement: moving `count` items of `bytes` from a fresh child to us.
+Figures measure(Mode mode, size_t count, size_t bytes) {
+  double childCpuBefore = cpuSeconds(RUSAGE_CHILDREN);
+  double ownCpu = 0;
+  int fds[2];
+  KJ_SYSCALL(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds));
+  fflush(stdout);
+  pid_t pid = fork();
+  KJ_ASSERT(pid >= 0);
+  if (pid == 0) {
+    close(fds[0]);
+    child(fds[1], mode, count, bytes);
+  }
+  close(fds[1]);
+  double seconds = 0;
+  if (mode == Mode::RAW) {
+    auto buffer = kj::heapArray<kj::byte>(bytes);
+    auto start = std::chrono::steady_clock::now();
+    double cpuStart = cpuSeconds(RUSAGE_SELF);
+    size_t total = count * bytes;
+    size_t sum = 0;
+    for (size_t done = 0; done < total;) {
+      ssize_t n = read(fds[0], buffer.begin(), kj::min(bytes, total - done));
+      if (n < 0 && errno == EINTR) continue;
+      KJ_ASSERT(n > 0, strerror(errno));
+      sum += buffer[0];
+      done += n;
+    }
+    seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    ownCpu = cpuSeconds(RUSAGE_SELF) - cpuStart;
+    KJ_ASSERT(sum > 0);
+    close(fds[0]);
+  } else {
+    auto io = kj::setupAsyncIo();
+    Actor actor(io, ActorIdentity::random("consumer"));
+    auto channel = kj::heap<Channel>(io.unixEventPort, kj::AutoCloseFd(fds[0]));
+    auto peer = handshakeWithChild(kj::mv(channel), actor, optionsFor(mode)).wait(io.waitScope);
+    actor.serve([&]() -> Co<void> {
+      co_await openNursery([&](TaskNursery& n) -> Co<void> {
+        n.startSoon([&]() -> Co<void> {
+          try {
+            co_await peer->serve();
+          } catch (const kj::Exception& e) {
+            if (!isCancelled(e)) throw;
+          }
+        });
+        size_t received = 0;
+        auto start = std::chrono::steady_clock::now();
+        double cpuStart = cpuSeconds(RUSAGE_SELF);
+        co_await streamMethod<BulkRequest, Chunk>(*peer, BULK_ID, 0,
+            [&](BulkRequest::Builder p) {
+              p.setCount(count);
+              p.setBytes(bytes);
+            },
+            [&](ReceiveStream<Chunk>& items) -> Co<void> {
+              while (auto item = co_await items.receive()) received += item->getData().size();
+            });
+        seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        ownCpu = cpuSeconds(RUSAGE_SELF) - cpuStart;
+        KJ_ASSERT(received == count * bytes, received);
+        bool viaShm = peer->channel().sharedMemoryCounts().framesReceived > 0;
+        KJ_ASSERT(viaShm == (mode == Mode::SHARED && bytes > optionsFor(mode).sharedMemoryThreshold),
+                  "the path taken is not the one measured");
+        co_await peer->channel().shutdownWrite();
+        n.cancel();
+      });
+    }).wait(io.waitScope);
+    peer = nullptr;
+  }
+  int status;
+  while (waitpid(pid, &status, 0) < 0) KJ_ASSERT(errno == EINTR, strerror(errno));
+  KJ_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child failed", status);
+  return {seconds, ownCpu + cpuSeconds(RUSAGE_CHILDREN) - childCpuBefore};
+}
+
+double median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  return values[values.size() / 2];
+}
+
+int run(int argc, char** argv) {
+  int reps = 5;
+  for (int i = 1; i < argc; ++i) {
+    if (strncmp(argv[i], "--reps=", 7) == 0) reps = atoi(argv[i] + 7);
+    if (strncmp(argv[i], "--one=", 6) == 0) {
+      // --one=BYTES,COUNT,MODE (0 shm, 1 socket, 2 raw): one measurement, for profiling.
+      size_t bytes = 0, count = 0;
+      int mode = 0;
+      KJ_ASSERT(sscanf(argv[i] + 6, "%zu,%zu,%d", &bytes, &count, &mode) == 3);
+      auto figures = measure(Mode(mode), count, bytes);
+      printf("%.0f MB/s, %.0f MB per CPU-second\n", double(count * bytes) / figures.seconds / 1e6,
+             double(count * bytes) / figures.cpuSeconds / 1e6);
+      return 0;
+    }
+  }
+  struct Size { size_t bytes; size_t count; const char* name; };
+  const Size sizes[] = {{1u << 10, 65536, "1 KiB"}, {64u << 10, 2048, "64 KiB"},
+                        {1u << 20, 128, "1 MiB"}};
+  const Mode modes[] = {Mode::SHARED, Mode::SOCKET, Mode::RAW};
+  std::vector<double> mbps[3][3];
+  std::vector<double> perCpu[3][3];
+  for (int rep = 0; rep < reps; ++rep) {
+    for (int s = 0; s < 3; ++s) {
+      for (int m = 0; m < 3; ++m) {
+        // Rotate the order of modes per repetition so that none always runs first.
+        int mode = (m + rep) % 3;
+        auto figures = measure(modes[mode], sizes[s].count, sizes[s].bytes);
+        double megabytes = double(sizes[s].count * sizes[s].bytes) / 1e6;
+        mbps[s][mode].push_back(megabytes / figures.seconds);
+        perCpu[s][mode].push_back(megabytes / figures.cpuSeconds);
+      }
+    }
+  }
+  double load[3] = {0, 0, 0};
+  getloadavg(load, 3);
+  auto table = [&](std::vector<double> (&figures)[3][3], const char* what) {
+    printf("\n%s\n\n", what);
+    printf("| items | %s | %s | %s | shm / socket | shm / raw | socket / raw |\n",
+           modeName(Mode::SHARED), modeName(Mode::SOCKET), modeName(Mode::RAW));
+    printf("|---|---|---|---|---|---|---|\n");
+    for (int s = 0; s < 3; ++s) {
+      double shared = median(figures[s][0]), socket = median(figures[s][1]);
+      double raw = median(figures[s][2]);
+      printf("| %s | %.0f | %.0f | %.0f | %.2f | %.2f | %.2f |\n", sizes[s].name, shared, socket,
+             raw, shared / socket, shared / raw, socket / raw);
+    }
+  };
+  printf("Bulk stream, producer child -> consumer parent over a socketpair; median of %d "
+         "repetitions; load average %.1f / %.1f / %.1f on %ld CPUs\n", reps, load[0], load[1],
+         load[2], sysconf(_SC_NPROCESSORS_ONLN));
+  table(mbps, "Throughput, MB/s (wall clock)");
+  table(perCpu, "Efficiency, MB moved per CPU-second (both processes; robust under load)");
+  return 0;
+}
+
+}  // namespace
+}  // namespace harrow
+
+int main(int argc, char** argv) { return harrow::run(argc, argv); }
