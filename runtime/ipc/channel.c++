@@ -142,7 +142,7 @@ Channel::~Channel() noexcept(false) {
     writeTask = nullptr;
     kj::Vector<Outgoing> batch;
     uint64_t bytes;
-    kj::runCatchingExceptions([&]() { placeLargeFrames(); });
+    if (sharedCodec != nullptr) kj::runCatchingExceptions([&]() { placeLargeFrames(); });
     for (auto& outgoing : queue) {
       // No room in the ring: these go inline rather than not at all.
       KJ_IF_MAYBE(large, outgoing.large) {
@@ -438,8 +438,14 @@ kj::Promise<void> Channel::writeQueued() {
   size_t ready = queue.size();
   if (sharedCodec != nullptr) {
     KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() { ready = placeLargeFrames(); })) {
-      writeFailed(transportClosed(exception->getDescription()));
-      return kj::READY_NOW;
+      // No ring could be made (out of fds or memory): large frames go by the socket from now
+      // on, as if shared memory had never been agreed (the peer takes both).
+      KJ_LOG(WARNING, "no shared-memory ring; large frames go by the socket", *exception);
+      sharedCodec = nullptr;
+      for (auto& outgoing : queue) {
+        KJ_IF_MAYBE(large, outgoing.large) outgoing = frame(kj::mv(*large), outgoing.bytes);
+      }
+      ready = queue.size();
     }
     if (ready == 0) {
       // The first message waits for ring space; `writing` stays set, so later sends queue up
