@@ -1,5 +1,5 @@
 // Bulk streams between two processes on one host: harrow stream items of 1 KiB, 64 KiB and 1 MiB
-// through shared memory (docs/PROTOCOL.md 8) against the same items over the socket (shared memory
+// through shared memory (docs/PROTOCOL.md 9) against the same items over the socket (shared memory
 // off: PeerOptions::sharedMemoryThreshold = 0) and against the raw socket bandwidth (a blocking
 // write()/read() loop of the same bytes over a socketpair), in one binary and one run.
 //
@@ -192,7 +192,8 @@ Figures measure(Mode mode, size_t count, size_t bytes) {
         ownCpu = cpuSeconds(RUSAGE_SELF) - cpuStart;
         KJ_ASSERT(received == count * bytes, received);
         bool viaShm = peer->channel().sharedMemoryCounts().framesReceived > 0;
-        KJ_ASSERT(viaShm == (mode == Mode::SHARED && bytes > optionsFor(mode).sharedMemoryThreshold),
+        bool large = bytes > optionsFor(mode).sharedMemoryThreshold;
+        KJ_ASSERT(viaShm == (mode == Mode::SHARED && large),
                   "the path taken is not the one measured");
         co_await peer->channel().shutdownWrite();
         n.cancel();

@@ -70,7 +70,8 @@ kj::Own<SharedRing> SharedRing::adopt(kj::AutoCloseFd fd, uint64_t capacity) {
              "bad shared-memory ring capacity", capacity);
   int seals = fcntl(fd, F_GET_SEALS);
   KJ_REQUIRE(seals >= 0, "the shared-memory ring's fd is not a memfd");
-  KJ_REQUIRE((seals & F_SEAL_SHRINK) != 0, "the shared-memory ring is not sealed against shrinking");
+  KJ_REQUIRE((seals & F_SEAL_SHRINK) != 0,
+             "the shared-memory ring is not sealed against shrinking");
   struct stat info;
   KJ_SYSCALL(fstat(fd, &info));
   KJ_REQUIRE(uint64_t(info.st_size) >= HEADER_BYTES + capacity,

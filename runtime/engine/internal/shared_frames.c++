@@ -64,7 +64,8 @@ kj::Maybe<kj::Own<capnp::MessageReader>> takeSharedMemoryMessage(Peer& peer,
     case wire::Message::SHARED_MEMORY_FRAME: {
       auto reference = message.getSharedMemoryFrame();
       bool notify = false;
-      auto frame = peer.channel().receiveShared(reference.getStart(), reference.getLength(), notify);
+      auto frame =
+          peer.channel().receiveShared(reference.getStart(), reference.getLength(), notify);
       if (notify && !peer.isClosed()) {
         auto freed = peer.newControlMessage();
         freed->getRoot<wire::Message>().setSharedMemoryFreed();
