@@ -18,6 +18,7 @@ struct SharedRing::Header {
   uint64_t capacity;
   std::atomic<uint64_t> tail;           // the reader's position: everything before it is free
   std::atomic<uint32_t> writerWaiting;  // 1: the writer found no room and wants to hear
+  std::atomic<uint64_t> wakeAt;         // ... once `tail` has reached this
 };
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
 static_assert(std::atomic<uint32_t>::is_always_lock_free);
@@ -62,6 +63,7 @@ kj::Own<SharedRing> SharedRing::create(size_t capacity) {
   h.capacity = capacity;
   h.tail.store(0);
   h.writerWaiting.store(0);
+  h.wakeAt.store(0);
   return ring;
 }
 
@@ -95,7 +97,13 @@ kj::Maybe<uint64_t> SharedRing::write(kj::ArrayPtr<const kj::ArrayPtr<const capn
   if (room() < frameBytes) {
     // Ask to be told, then look once more: the reader frees space (stores tail) before it checks
     // the flag, we set the flag before we check tail again (both sequentially consistent), so
-    // either we see the space or it sees the flag.
+    // either we see the space or it sees the flag. Told once half the ring is free (and at least
+    // this frame's room), not at the first free byte: a producer faster than its consumer then
+    // costs one notice per half ring, not one per frame.
+    // (No underflow: room < frameBytes means position + frameBytes > size + tail.)
+    uint64_t roomForThis = position + frameBytes - size;
+    uint64_t halfFree = position - kj::min(position, uint64_t(size / 2));
+    header().wakeAt.store(kj::max(roomForThis, halfFree));
     header().writerWaiting.store(1);
     if (room() < frameBytes) return nullptr;
   }
@@ -128,7 +136,8 @@ kj::Array<capnp::word> SharedRing::read(uint64_t start, uint64_t length, bool& n
   memcpy(to + first, data(), length - first);
   position += length;
   header().tail.store(position);
-  notify = header().writerWaiting.exchange(0) != 0;
+  notify = header().writerWaiting.load() != 0 && position >= header().wakeAt.load() &&
+           header().writerWaiting.exchange(0) != 0;
   return copy;
 }
 
