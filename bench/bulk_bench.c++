@@ -1,5 +1,5 @@
 // Bulk streams between two processes on one host: harrow stream items of 1 KiB, 64 KiB and 1 MiB
-// through shared memory (docs/PROTOCOL.md 9) against the same items over the socket (shared memory
+// through shared memory (docs/PROTOCOL.md 11) against the same items over the socket (shared memory
 // off: PeerOptions::sharedMemoryThreshold = 0) and against the raw socket bandwidth (a blocking
 // write()/read() loop of the same bytes over a socketpair), in one binary and one run.
 //

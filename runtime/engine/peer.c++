@@ -699,7 +699,7 @@ Co<Agreed> helloExchange(Channel& chan, PeerHost& host, bool initiator, PeerOpti
     hello.setPid(getpid());
     hello.setProtocolVersion(wire::PROTOCOL_VERSION);
     hello.setMaxMessageBytes(local);
-    hello.setSharedMemory(options.sharedMemoryThreshold > 0 && channel.canPassFds());
+    hello.setSharedMemory(options.sharedMemoryThreshold > 0 && channel->canPassFds());
     setHelloNonce(hello);
     channel->send(ours);
   }
@@ -746,7 +746,7 @@ Co<Agreed> helloExchange(Channel& chan, PeerHost& host, bool initiator, PeerOpti
   // Each side sends at most what the other accepts: the smaller limit, both ways.
   if (theirLimit == 0) theirLimit = DEFAULT_MAX_FRAME_BYTES;  // a peer that does not say
   if (ourHello.getSharedMemory() && theirHello.getSharedMemory()) {
-    channel.sendLargeFramesThroughSharedMemory(newWireSharedFrameCodec(),
+    channel->sendLargeFramesThroughSharedMemory(newWireSharedFrameCodec(),
         options.sharedMemoryThreshold, options.sharedMemoryRingBytes);
   }
   co_return Agreed{ActorIdentity::fromWire(theirHello.getId()),

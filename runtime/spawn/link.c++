@@ -157,6 +157,12 @@ kj::Maybe<wire::Link::Reader> linkOf(capnp::MessageReader& reader) {
 kj::Own<capnp::MallocMessageBuilder> copyOf(capnp::MessageReader& reader) {
   auto builder = kj::heap<capnp::MallocMessageBuilder>();
   builder->getRoot<capnp::AnyPointer>().set(reader.getRoot<capnp::AnyPointer>());
+  // Shared memory (docs/PROTOCOL.md 11) works between the two ends of one Unix socket: a hello
+  // relayed across the link must not offer it (the ring's fd could not follow).
+  kj::runCatchingExceptions([&]() {
+    auto message = builder->getRoot<wire::Message>();
+    if (message.isHello()) message.getHello().setSharedMemory(false);
+  });
   return builder;
 }
 
