@@ -11,6 +11,7 @@
 #include "tests/spawn/deadline/relay.capnp.harrow.h"
 #include "tests/event_log.h"
 #include "tests/processes.h"
+#include "tests/test_main.h"
 
 #include <gtest/gtest.h>
 #include <kj/async-io.h>
@@ -209,15 +210,5 @@ TEST_F(DeadlineTreeTest, FailAfterAtTheRootCancelsTheGrandchildsHandler) {
 }  // namespace harrow
 
 int main(int argc, char** argv) {
-  harrow::Implementations& implementations = harrow::implementations();
-  if (argc > 1 && kj::StringPtr(argv[1]) == "--harrow-child") {
-    return harrow::main(argc, argv, implementations,
-                        [](harrow::Actor&) -> kj::Promise<void> { return kj::READY_NOW; });
-  }
-  kj::UnixEventPort::captureChildExit();
-  if (harrow::wantsForkServer(/*isRoot=*/false)) harrow::startForkServer(implementations);
-  KJ_DEFER(harrow::stopForkServer());
-  harrow::testing::installWatchdog("deadline_tree_test");
-  ::testing::InitGoogleTest(&argc, argv);
-  return RUN_ALL_TESTS();
+  return harrow::testing::multiProcessTestMain(argc, argv, harrow::implementations(), "deadline_tree_test");
 }

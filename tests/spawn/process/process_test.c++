@@ -14,6 +14,7 @@
 #include "tests/spawn/process/probe.capnp.harrow.h"
 #include "tests/event_log.h"
 #include "tests/processes.h"
+#include "tests/test_main.h"
 
 #include <gtest/gtest.h>
 #include <kj/async-io.h>
@@ -1094,18 +1095,5 @@ namespace {
 }  // namespace
 
 int main(int argc, char** argv) {
-  harrow::Implementations& implementations = harrow::implementations();
-  if (argc > 1 && kj::StringPtr(argv[1]) == "--harrow-child") {
-    // Re-executed by a test's actor nursery: serve as the probe. The root body never runs here.
-    return harrow::main(argc, argv, implementations,
-                        [](harrow::Actor&) -> kj::Promise<void> { return kj::READY_NOW; });
-  }
-  // Before any thread exists: the tests' event loops reap children through SIGCHLD.
-  kj::UnixEventPort::captureChildExit();
-  // Under HARROW_SPAWN=forkserver the tests' roots fork their probes through a zygote.
-  if (harrow::wantsForkServer(/*isRoot=*/false)) harrow::startForkServer(implementations);
-  KJ_DEFER(harrow::stopForkServer());
-  harrow::testing::installWatchdog("process_test");
-  ::testing::InitGoogleTest(&argc, argv);
-  return RUN_ALL_TESTS();
+  return harrow::testing::multiProcessTestMain(argc, argv, harrow::implementations(), "process_test");
 }

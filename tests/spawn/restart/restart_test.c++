@@ -13,6 +13,7 @@
 #include "tests/spawn/restart/flaky.capnp.harrow.h"
 #include "tests/names.h"
 #include "tests/processes.h"
+#include "tests/test_main.h"
 
 #include <gtest/gtest.h>
 #include <kj/async-io.h>
@@ -596,17 +597,5 @@ TEST_F(RestartTest, BadUseIsRefusedClearly) {
 }  // namespace harrow
 
 int main(int argc, char** argv) {
-  harrow::Implementations& implementations = harrow::implementations();
-  if (argc > 1 && kj::StringPtr(argv[1]) == "--harrow-child") {
-    return harrow::main(argc, argv, implementations,
-                        [](harrow::Actor&) -> kj::Promise<void> { return kj::READY_NOW; });
-  }
-  // Before any thread exists: the tests' event loops reap children through SIGCHLD.
-  kj::UnixEventPort::captureChildExit();
-  // Under HARROW_SPAWN=forkserver the tests' roots fork their children through a zygote.
-  if (harrow::wantsForkServer(/*isRoot=*/false)) harrow::startForkServer(implementations);
-  KJ_DEFER(harrow::stopForkServer());
-  harrow::testing::installWatchdog("restart_test");
-  ::testing::InitGoogleTest(&argc, argv);
-  return RUN_ALL_TESTS();
+  return harrow::testing::multiProcessTestMain(argc, argv, harrow::implementations(), "restart_test");
 }
