@@ -22,6 +22,43 @@ extern char** environ;
 
 namespace harrow::testing {
 
+// Starts `args` (args[0]: a path) with stdin, stdout and stderr from `in`, `out` and `err` (-1:
+// this process's own), `environment`'s NAME=VALUE entries over this process's environment, an
+// empty signal mask and SIGPIPE and SIGCHLD at their defaults (the event loop blocks SIGCHLD and
+// more). Returns the pid; throws naming the program.
+inline pid_t spawnProgram(const std::vector<std::string>& args, int in, int out, int err,
+                          const std::vector<std::string>& environment = {}) {
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  KJ_DEFER(posix_spawn_file_actions_destroy(&actions));
+  if (in >= 0) posix_spawn_file_actions_adddup2(&actions, in, STDIN_FILENO);
+  if (out >= 0) posix_spawn_file_actions_adddup2(&actions, out, STDOUT_FILENO);
+  if (err >= 0) posix_spawn_file_actions_adddup2(&actions, err, STDERR_FILENO);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  KJ_DEFER(posix_spawnattr_destroy(&attr));
+  sigset_t none;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&attr, &none);
+  sigset_t defaults;
+  sigemptyset(&defaults);
+  sigaddset(&defaults, SIGPIPE);
+  sigaddset(&defaults, SIGCHLD);
+  posix_spawnattr_setsigdefault(&attr, &defaults);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  std::vector<char*> env;  // the extra entries first: getenv() finds the first match
+  for (auto& e : environment) env.push_back(const_cast<char*>(e.c_str()));
+  for (char** e = environ; *e != nullptr; ++e) env.push_back(*e);
+  env.push_back(nullptr);
+  pid_t pid;
+  int error = posix_spawn(&pid, argv[0], &actions, &attr, argv.data(), env.data());
+  if (error != 0) KJ_FAIL_SYSCALL("posix_spawn", error, args[0]);
+  return pid;
+}
+
 // One program started by the test, its stdout and stderr captured together.
 class Program {
 public:
@@ -31,37 +68,9 @@ public:
       : io(io) {
     int fds[2];
     KJ_SYSCALL(pipe2(fds, O_CLOEXEC));
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
-    posix_spawn_file_actions_adddup2(&actions, fds[1], STDERR_FILENO);
-    // The event loop blocks SIGCHLD (and more); the program gets a clean mask.
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    sigset_t none;
-    sigemptyset(&none);
-    posix_spawnattr_setsigmask(&attr, &none);
-    sigset_t defaults;
-    sigemptyset(&defaults);
-    sigaddset(&defaults, SIGPIPE);
-    sigaddset(&defaults, SIGCHLD);
-    posix_spawnattr_setsigdefault(&attr, &defaults);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    std::vector<char*> env;  // the extra entries first: getenv() finds the first match
-    for (auto& e : environment) env.push_back(const_cast<char*>(e.c_str()));
-    for (char** e = environ; *e != nullptr; ++e) env.push_back(*e);
-    env.push_back(nullptr);
-    int error = posix_spawn(&pid, argv[0], &actions, &attr, argv.data(), env.data());
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attr);
-    close(fds[1]);
-    if (error != 0) {
-      close(fds[0]);
-      KJ_FAIL_SYSCALL("posix_spawn", error, args[0]);
-    }
+    KJ_DEFER(close(fds[1]));
+    KJ_ON_SCOPE_FAILURE(close(fds[0]));
+    pid = spawnProgram(args, -1, fds[1], fds[1], environment);
     pidSlot = pid;
     output = io.lowLevelProvider->wrapInputFd(fds[0], kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
     exitStatus = io.unixEventPort.onChildExit(pidSlot).fork();

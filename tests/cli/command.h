@@ -4,6 +4,8 @@
 
 #pragma once
 
+#include "tests/program.h"
+
 #include <harrow/co/co.h>
 
 #include <kj/async-io.h>
@@ -50,37 +52,17 @@ public:
       KJ_REQUIRE(in[0] >= 0);
       in[1] = -1;
     }
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, in[0], STDIN_FILENO);
-    posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
-    posix_spawn_file_actions_adddup2(&actions, err[1], STDERR_FILENO);
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    sigset_t none;
-    sigemptyset(&none);
-    posix_spawnattr_setsigmask(&attr, &none);
-    sigset_t defaults;
-    sigemptyset(&defaults);
-    sigaddset(&defaults, SIGPIPE);
-    sigaddset(&defaults, SIGCHLD);
-    posix_spawnattr_setsigdefault(&attr, &defaults);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    int error = posix_spawn(&pid, argv[0], &actions, &attr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attr);
-    close(in[0]);
-    close(out[1]);
-    close(err[1]);
-    if (error != 0) {
+    KJ_DEFER({
+      close(in[0]);
+      close(out[1]);
+      close(err[1]);
+    });
+    KJ_ON_SCOPE_FAILURE({
       close(out[0]);
       close(err[0]);
       if (in[1] >= 0) close(in[1]);
-      KJ_FAIL_SYSCALL("posix_spawn", error, args[0]);
-    }
+    });
+    pid = spawnProgram(args, in[0], out[1], err[1]);
     pidSlot = pid;
     stdinFd = in[1];
     stdoutStream = io.lowLevelProvider->wrapInputFd(out[0],
