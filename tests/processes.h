@@ -8,9 +8,12 @@
 #include <kj/debug.h>
 
 #include <dirent.h>
+#include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -71,6 +74,17 @@ inline std::string describe(const ProcStat& p) {
 // The last guard of a multi-process test binary: tests arm alarm(); should one hang past every
 // bounded wait, SIGALRM ends the whole binary with a line naming it (its children die with it:
 // PR_SET_PDEATHSIG). The message is made now: a signal handler may only write() it.
+// Waits until `pid` (any process, not only a child) has exited, through a pidfd that turns
+// readable then; `timeoutMs` is a failure guard. True once it has exited or is gone already.
+inline bool waitForExit(pid_t pid, int timeoutMs) {
+  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd < 0) return errno == ESRCH;
+  pollfd exited{pidfd, POLLIN, 0};
+  int ready = poll(&exited, 1, timeoutMs);
+  close(pidfd);
+  return ready == 1;
+}
+
 inline char watchdogMessage[160];
 inline size_t watchdogMessageSize = 0;
 

@@ -26,11 +26,9 @@
 #include <kj/debug.h>
 
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <map>
@@ -126,14 +124,8 @@ protected:
     }
     for (pid_t pid : known) {
       // One the test did not start itself may still be on its way out (a SIGSTOPped leaf that
-      // got its PR_SET_PDEATHSIG SIGKILL, now re-parented): its pidfd turns readable when it
-      // has exited; 5 s is only a failure guard.
-      int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
-      if (pidfd >= 0) {
-        pollfd exited{pidfd, POLLIN, 0};
-        poll(&exited, 1, 5000);
-        close(pidfd);
-      }
+      // got its PR_SET_PDEATHSIG SIGKILL, now re-parented).
+      harrow::testing::waitForExit(pid, 5000);
       KJ_IF_MAYBE(stat, readStat(pid)) {
         // A zombie that is not ours has exited; reaping it is its parent's business.
         if (stat->state == 'Z' && stat->ppid != getpid()) continue;

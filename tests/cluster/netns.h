@@ -18,6 +18,7 @@
 #pragma once
 
 #include "tests/names.h"
+#include "tests/processes.h"
 
 #include <kj/debug.h>
 #include <kj/string.h>
@@ -226,8 +227,8 @@ private:
       KJ_LOG(WARNING, "killing a process left in a test namespace", ns, pid);
       ::kill(pid, SIGKILL);
     }
-    // Not our children (most of them): wait until they are gone from the namespace.
-    for (int i = 0; i < 200 && !pidsIn(ns).empty(); ++i) usleep(10000);
+    // Not our children (most of them): wait until each has exited (2 s: a failure guard).
+    for (pid_t pid : pids) waitForExit(pid, 2000);
   }
 };
 

@@ -16,7 +16,7 @@ const char* selfPath;
 
 // Modes this binary runs in inside a namespace (argv[1]):
 //   --listen IP PORT   accept one connection, send "hello from IP", exit 0
-//   --connect IP PORT  connect (within 2 s), print what it reads, exit 0; exit 2 if unreachable
+//   --connect IP PORT  connect once, print what it reads, exit 0; exit 2 if refused or unreachable
 int serveOnce(const char* ip, int port) {
   int s = socket(AF_INET, SOCK_STREAM, 0);
   int one = 1;
@@ -36,27 +36,24 @@ int serveOnce(const char* ip, int port) {
   return n == ssize_t(text.size()) ? 0 : 1;
 }
 
+// The test starts it once the listener has said "listening".
 int connectOnce(const char* ip, int port) {
-  for (int attempt = 0; attempt < 20; ++attempt) {  // the listener may not be up yet
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    timeval timeout = {1, 0};
-    setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
-    sockaddr_in addr = {};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    inet_pton(AF_INET, ip, &addr.sin_addr);
-    if (connect(s, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
-      char buffer[64];
-      ssize_t n = read(s, buffer, sizeof(buffer));
-      if (n > 0) fwrite(buffer, 1, n, stdout);
-      return 0;
-    }
-    int error = errno;
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  timeval timeout = {1, 0};
+  setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
+  sockaddr_in addr = {};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  inet_pton(AF_INET, ip, &addr.sin_addr);
+  if (connect(s, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
     close(s);
-    if (error != ECONNREFUSED) return 2;  // unreachable, timed out
-    usleep(100000);
+    return 2;  // refused, unreachable, timed out
   }
-  return 2;
+  char buffer[64];
+  ssize_t n = read(s, buffer, sizeof(buffer));
+  if (n > 0) fwrite(buffer, 1, n, stdout);
+  close(s);
+  return 0;
 }
 
 class NetnsTest : public ::testing::Test {
@@ -71,9 +68,13 @@ TEST_F(NetnsTest, HostsReachEachOtherOverTheBridge) {
   EXPECT_EQ(cluster.address("c"), "10.77.0.3");
   // b listens; a and c connect to it in turn.
   for (std::string client : {"a", "c"}) {
-    std::string listenerOutput;
+    int ready[2];
+    ASSERT_EQ(pipe(ready), 0);
     pid_t listener = fork();
     if (listener == 0) {
+      dup2(ready[1], STDOUT_FILENO);
+      close(ready[0]);
+      close(ready[1]);
       auto argv = cluster.exec("b", {selfPath, "--listen", "10.77.0.2", "7000"});
       std::vector<char*> args;
       for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
@@ -81,6 +82,13 @@ TEST_F(NetnsTest, HostsReachEachOtherOverTheBridge) {
       execv(args[0], args.data());
       _exit(127);
     }
+    // Connect once it listens (its first line), so that one attempt must succeed.
+    close(ready[1]);
+    std::string said;
+    char c;
+    while (read(ready[0], &c, 1) == 1 && c != '\n') said += c;
+    close(ready[0]);
+    ASSERT_EQ(said, "listening");
     std::string output;
     int status = runCommand(cluster.exec(client, {selfPath, "--connect", "10.77.0.2", "7000"}),
                             &output);

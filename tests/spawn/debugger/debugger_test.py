@@ -11,6 +11,7 @@ that no process of the program's session (actors, gdb) is left once the root has
 
 import os
 import re
+import select
 import socket
 import subprocess
 import sys
@@ -55,6 +56,18 @@ class Transcript:
         sys.stdout.flush()
 
 
+def wait_for_exit(pid, timeout):
+    """Waits until process `pid` (not necessarily a child) has exited, at most `timeout` s."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
+
+
 def session_processes(sid):
     """The processes (zombies included) of session `sid`: what the program left behind."""
     left = []
@@ -80,12 +93,12 @@ def finish(child, expected_status):
           f"exit status {child.exitstatus} (signal {child.signalstatus}), "
           f"expected {expected_status}")
     # The root was the session's leader: nothing of the tree may outlive it. Actors die with their
-    # parent (PR_SET_PDEATHSIG) within moments of its exit; allow that moment, then insist.
+    # parent (PR_SET_PDEATHSIG) within moments of its exit: wait for each to exit (its pidfd turns
+    # readable; 5 s in all is a failure guard), then insist.
     deadline = time.monotonic() + 5
+    for pid in session_processes(child.pid):
+        wait_for_exit(pid, max(0.0, deadline - time.monotonic()))
     left = session_processes(child.pid)
-    while left and time.monotonic() < deadline:
-        time.sleep(0.05)
-        left = session_processes(child.pid)
     check(not left, f"processes left behind: {left}")
     return output
 
