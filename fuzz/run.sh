@@ -50,6 +50,17 @@ run_one() {
   local verdict=ok
   [[ $status != 0 ]] && verdict="FAILED (exit $status, see fuzz/out/logs/$h.log)"
   printf '%-10s %8s executions in %3ss: %s\n' "$h" "${runs:-?}" "$SECONDS" "$verdict"
+  if [[ $status != 0 ]]; then
+    # CI keeps only what is printed: the end of the log and the finding itself, so that a
+    # failure seen there reproduces anywhere (`base64 -d > input; fuzz/out/${h}_fuzz input`).
+    tail -n 40 "$OUT/logs/$h.log" | sed "s/^/  $h| /"
+    local artifact
+    for artifact in "$OUT/artifacts/$h/"*; do
+      [[ -f $artifact && $(stat -c %s "$artifact") -le 16384 ]] || continue
+      echo "  $h| finding $(basename "$artifact"), base64:"
+      base64 -w 100 "$artifact" | sed "s/^/  $h| /"
+    done
+  fi
   return "$status"
 }
 export -f run_one

@@ -59,8 +59,11 @@ public:
 
 private:
   static inline char* debuginfoPath = nullptr;
+  // Separate debug files are looked up by build id on this machine only (/usr/lib/debug, where
+  // Debian's -dbgsym packages put them). Not dwfl_standard_find_debuginfo: with DEBUGINFOD_URLS
+  // set it downloads them, and an actor formatting an error must not wait on the network.
   static inline const Dwfl_Callbacks callbacks = {
-      dwfl_linux_proc_find_elf, dwfl_standard_find_debuginfo, nullptr, &debuginfoPath};
+      dwfl_linux_proc_find_elf, dwfl_build_id_find_debuginfo, nullptr, &debuginfoPath};
   pid_t pid;
   Dwfl* dwfl = nullptr;
 };
