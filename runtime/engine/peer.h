@@ -46,6 +46,12 @@ struct PeerOptions {
   // Items a receiver accepts ahead of its consumer (the initial credit it grants, per stream
   // direction). The producer waits when it runs out; the receiver never buffers more.
   uint32_t window = 64;
+  // A receiver whose items are small grows its window as its consumer takes them, up to
+  // maxWindow items, while the items it could then hold stay within windowBytes (by their
+  // average size so far): a producer on another CPU then never waits for credit, and a stream
+  // of large items keeps the initial window (docs/PROTOCOL.md 3.6).
+  uint32_t maxWindow = 1024;
+  size_t windowBytes = 1u << 20;
 
   // This side's message limit on the channel; 0: the host's (PeerHost::maxMessageBytes()). The
   // Peer handshake() returns holds the limit both sides agreed on instead: the smaller of theirs.

@@ -222,6 +222,7 @@ TEST_F(BroadcastTest, SkipDropsTheOldestSilently) {
 TEST_F(BroadcastTest, BackpressureHoldsTheProducerAndUnsubscribingReleasesIt) {
   PeerOptions options;
   options.window = 8;
+  options.maxWindow = 8;  // a fixed window, so that what the producer may send is known
   run([&](Peer& peer) -> Co<void> {
     co_await streamMethod<Empty, Item>(peer, PROBE_ID, ENDLESS, [](Empty::Builder) {},
         [&](ReceiveStream<Item>& items) -> Co<void> {

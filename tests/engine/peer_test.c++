@@ -236,6 +236,50 @@ TEST_P(PeerTest, SlowConsumerStallsOnlyItsOwnStream) {
   }, options);
 }
 
+// A consumer that keeps up with small items earns the producer a larger window (up to
+// maxWindow); one whose items would take more than windowBytes at that window does not.
+TEST_P(PeerTest, WindowGrowsForSmallItemsUpToMaxWindow) {
+  PeerOptions options;
+  options.window = 8;
+  options.maxWindow = 64;
+  run([&](Peer& peer) -> Co<void> {
+    co_await streamMethod<Empty, Item>(peer, PROBE_ID, ENDLESS, [](Empty::Builder) {},
+        [&](ReceiveStream<Item>& items) -> Co<void> {
+          for (uint32_t i = 0; i < 200; ++i) {
+            auto item = co_await items.receive();
+            EXPECT_EQ(item->getI(), i);
+          }
+          // Not reading any more: round trips on the same channel let the producer use all the
+          // credit it has.
+          for (int i = 0; i < 50; ++i) {
+            co_await callMethod<Words, Words>(peer, PROBE_ID, ECHO,
+                [](Words::Builder p) { p.setText("x"); });
+          }
+          EXPECT_GT(server->endlessSent, 200u + 8u);  // beyond the initial window
+          EXPECT_LE(server->endlessSent, 200u + 64u);  // never beyond maxWindow
+        });
+  }, options);
+}
+
+TEST_P(PeerTest, WindowStaysWhenItemsWouldExceedWindowBytes) {
+  PeerOptions options;
+  options.window = 8;
+  options.maxWindow = 64;
+  options.windowBytes = 256;  // fewer than 8 of these items (about 56 bytes each) fit
+  run([&](Peer& peer) -> Co<void> {
+    co_await streamMethod<Empty, Item>(peer, PROBE_ID, ENDLESS, [](Empty::Builder) {},
+        [&](ReceiveStream<Item>& items) -> Co<void> {
+          for (uint32_t i = 0; i < 200; ++i) co_await items.receive();
+          for (int i = 0; i < 50; ++i) {
+            co_await callMethod<Words, Words>(peer, PROBE_ID, ECHO,
+                [](Words::Builder p) { p.setText("x"); });
+          }
+          EXPECT_LE(server->endlessSent, 200u + 8u);
+          EXPECT_GE(server->endlessSent, 200u + 8u - 4u);  // at most half a window uncredited
+        });
+  }, options);
+}
+
 // Peer::tasks() (what `harrow stacks` shows): both ends list the same open tasks, with their
 // direction, kind, method and state, oldest first.
 TEST_P(PeerTest, TasksSnapshotShowsTheOpenTasksOnBothEnds) {

@@ -72,7 +72,9 @@ Co<kj::Maybe<kj::Own<IncomingMessage>>> TaskStream::receive() {
   if (++consumedSinceGrant >= kj::max(receiveWindow / 2, 1u) && !peerStopped && !peer.isClosed()) {
     wire::Message::Builder root = nullptr;
     auto builder = peer.newMessage(callId, root);
-    root.setCredit(consumedSinceGrant);
+    uint32_t growth = windowGrowth();
+    receiveWindow += growth;
+    root.setCredit(consumedSinceGrant + growth);
     consumedSinceGrant = 0;
     peer.send(kj::mv(builder));
   }
@@ -90,6 +92,16 @@ Co<void> TaskStream::stop() {
   co_return;
 }
 
+uint32_t TaskStream::windowGrowth() {
+  const PeerOptions& options = peer.getOptions();
+  if (receiveWindow >= options.maxWindow || receivedItems == 0) return 0;
+  uint64_t averageBytes = kj::max(receivedBytes / receivedItems, uint64_t(1));
+  uint64_t target = kj::min(uint64_t(options.maxWindow), options.windowBytes / averageBytes);
+  if (target <= receiveWindow) return 0;
+  // At most doubling per grant: the window follows the consumer's pace, not one burst.
+  return kj::min(target - receiveWindow, uint64_t(receiveWindow));
+}
+
 void TaskStream::grantSendCredit(uint32_t credit) {
   sendCredit += credit;
   creditChanged.wake();
@@ -103,6 +115,12 @@ bool TaskStream::deliverItem(wire::Message::Reader message, kj::Own<capnp::Messa
   if (inbox.size() + consumedSinceGrant >= receiveWindow) {
     peer.sendViolation(callId, kj::str("yield beyond the credit window of ", receiveWindow));
     return false;
+  }
+  ++receivedItems;
+  for (unsigned id = 0;; ++id) {
+    auto segment = owner->getSegment(id);
+    if (segment == nullptr) break;
+    receivedBytes += segment.size() * sizeof(capnp::word);
   }
   inbox.push_back(kj::heap<WireIncoming>(kj::mv(owner), message.getYield(), *sink));
   inboxChanged.wake();

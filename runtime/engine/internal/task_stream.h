@@ -60,8 +60,10 @@ public:
 
 private:
   kj::Own<DecodeSink> sink;
-  uint32_t receiveWindow;
+  uint32_t receiveWindow;         // grows, see PeerOptions::maxWindow
   uint32_t consumedSinceGrant = 0;
+  uint64_t receivedItems = 0;     // for the average item size
+  uint64_t receivedBytes = 0;
   std::deque<kj::Own<IncomingMessage>> inbox;
   bool peerStopped = false;
   uint32_t sendCredit = 0;
@@ -71,6 +73,8 @@ private:
   Wakeup creditChanged;
 
   void throwIfFailed();
+  // How many items to grant beyond those consumed, growing the window.
+  uint32_t windowGrowth();
 };
 
 }  // namespace harrow
