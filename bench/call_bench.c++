@@ -40,6 +40,7 @@
 
 #include "bench/bench.capnp.h"
 #include "bench/bench.capnp.harrow.h"
+#include <harrow/actor/busy_poll.h>
 #include <harrow/co/nursery.h>
 #include <harrow/spawn/actor_nursery.h>
 #include <harrow/ipc/channel.h>
@@ -526,6 +527,7 @@ public:
   }
 
   kj::WaitScope& waitScope() { return io.waitScope; }
+  kj::AsyncIoContext& ioContext() { return io; }
   EchoActor::Portal& echo() { return KJ_ASSERT_NONNULL(portal); }
   kj::Timer& timer() { return root.timer(); }
 
@@ -546,9 +548,17 @@ private:
   bool finished = false;
 };
 
-void harrowCall(benchmark::State& state, bool metrics) {
+void harrowCall(benchmark::State& state, bool metrics, kj::Duration busyPoll = 0 * kj::SECONDS) {
   bool pinned = state.range(0);
   setPinned(pinned);
+  // Busy polling (<harrow/actor/busy_poll.h>): the child's loop from HARROW_BUSY_POLL_US, which
+  // it inherits; this root's loop through waitPolling() below.
+  if (busyPoll > 0 * kj::SECONDS) {
+    setenv("HARROW_BUSY_POLL_US", kj::str(busyPoll / kj::MICROSECONDS).cStr(), 1);
+  } else {
+    unsetenv("HARROW_BUSY_POLL_US");
+  }
+  KJ_DEFER(unsetenv("HARROW_BUSY_POLL_US"));
   // Metrics (<harrow/engine/metrics.h>) are on in an actor whose environment has HARROW_METRICS
   // when it starts: the root here and the child it spawns (which inherits it).
   if (metrics) {
@@ -564,7 +574,7 @@ void harrowCall(benchmark::State& state, bool metrics) {
   Samples samples(state.max_iterations);
   for (auto _ : state) {
     auto t0 = Clock::now();
-    auto reply = tree.echo().ping(payload).wait(ws);
+    auto reply = harrow::waitPolling(tree.echo().ping(payload), tree.ioContext(), busyPoll);
     benchmark::DoNotOptimize(reply->getPayload().size());
     samples.add(Clock::now() - t0);
   }
@@ -573,6 +583,10 @@ void harrowCall(benchmark::State& state, bool metrics) {
 }
 
 void BM_HarrowCall(benchmark::State& state) { harrowCall(state, false); }
+// The same with busy polling in both actors (50 µs after the last read, then sleep).
+void BM_HarrowCallBusyPoll(benchmark::State& state) {
+  harrowCall(state, false, 50 * kj::MICROSECONDS);
+}
 // The same with metrics collected in both actors: every call counted and timed in the child.
 void BM_HarrowCallMetrics(benchmark::State& state) { harrowCall(state, true); }
 
@@ -770,6 +784,7 @@ BENCHMARK(BM_LeanFramed)->Apply([](auto* b) { latency(b, kLatencyIterations); })
 BENCHMARK(BM_CapnpRpc)->Apply([](auto* b) { latency(b, kLatencyIterations); });
 BENCHMARK(BM_HarrowCall)->Apply([](auto* b) { latency(b, kLatencyIterations); });
 BENCHMARK(BM_HarrowCallMetrics)->Apply([](auto* b) { latency(b, kLatencyIterations); });
+BENCHMARK(BM_HarrowCallBusyPoll)->Apply([](auto* b) { latency(b, kLatencyIterations); });
 BENCHMARK(BM_HarrowCallScope)->Apply([](auto* b) { latency(b, kLatencyIterations); });
 BENCHMARK(BM_HarrowCallLocalDeadline)->Apply([](auto* b) { latency(b, kLatencyIterations); });
 BENCHMARK(BM_HarrowCallDeadline)->Apply([](auto* b) { latency(b, kLatencyIterations); });

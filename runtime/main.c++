@@ -1,5 +1,6 @@
 #include <harrow/main.h>
 
+#include <harrow/actor/busy_poll.h>
 #include <harrow/actor/cookie.h>
 #include <harrow/actor/log.h>
 #include <harrow/actor/metrics_endpoint.h>
@@ -122,8 +123,11 @@ int childMain(kj::StringPtr name, pid_t parentPid, Implementations& implementati
   auto io = kj::setupAsyncIo();
   Actor actor(io, ActorIdentity::random(name), implementations);
   CurrentActorScope current(actor);
-  KJ_IF_MAYBE(e, kj::runCatchingExceptions(
-                      [&]() { runChild(actor, implementations).wait(io.waitScope); })) {
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+                   // The root checked the setting before it started any child.
+                   waitPolling(kj::Promise<void>(runChild(actor, implementations)), io,
+                               busyPollFromEnvironment());
+                 })) {
     fprintf(stderr, "harrow: actor '%s' failed: %s\n", name.cStr(), kj::str(*e).cStr());
     return 1;
   }
@@ -194,6 +198,10 @@ int main(int argc, char** argv, Implementations& implementations,
     if (arg.startsWith("--harrow-tls-cert=")) setenv("HARROW_TLS_CERT", arg.slice(18).cStr(), 1);
     if (arg.startsWith("--harrow-tls-key=")) setenv("HARROW_TLS_KEY", arg.slice(17).cStr(), 1);
     if (arg.startsWith("--harrow-tls-ca=")) setenv("HARROW_TLS_CA", arg.slice(16).cStr(), 1);
+    // Event loops that poll before they sleep (<harrow/actor/busy_poll.h>), tree-wide.
+    if (arg.startsWith("--harrow-busy-poll=")) {
+      setenv("HARROW_BUSY_POLL_US", arg.slice(19).cStr(), 1);
+    }
   }
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([]() { logFormatFromEnvironment(); })) {
     fprintf(stderr, "harrow: --harrow-log-format / HARROW_LOG_FORMAT: %s\n",
@@ -203,6 +211,11 @@ int main(int argc, char** argv, Implementations& implementations,
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([]() { defaultMaxMessageBytes(); })) {
     fprintf(stderr, "harrow: --harrow-max-message / HARROW_MAX_MESSAGE_BYTES: %s\n",
             e->getDescription().cStr());
+    return 1;
+  }
+  kj::Duration busyPoll = 0 * kj::NANOSECONDS;
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { busyPoll = busyPollFromEnvironment(); })) {
+    fprintf(stderr, "harrow: %s\n", e->getDescription().cStr());
     return 1;
   }
   setLogLevelFromEnvironment();
@@ -257,7 +270,8 @@ int main(int argc, char** argv, Implementations& implementations,
   auto interrupts = onSignal(SIGINT).exclusiveJoin(onSignal(SIGTERM)).eagerlyEvaluate(nullptr);
 
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
-                   root.serve([&]() { return body(root); }).wait(io.waitScope);
+                   waitPolling(kj::Promise<void>(root.serve([&]() { return body(root); })), io,
+                               busyPoll);
                  })) {
     fprintf(stderr, "harrow: %s\n", e->getDescription().cStr());
     return interruptedBy != 0 ? 128 + interruptedBy : 1;

@@ -75,6 +75,12 @@ kj::Own<kj::AsyncIoStream> FdStream::adopt(kj::Own<kj::AsyncIoStream> stream,
 // ---------------------------------------------------------------------------------------------
 // Reading
 
+namespace {
+thread_local uint64_t readsOnThisThread = 0;
+}  // namespace
+
+uint64_t _::fdReadsOnThisThread() { return readsOnThisThread; }
+
 kj::Maybe<size_t> FdStream::readNow(void* buffer, size_t maxBytes) {
   if (readable != nullptr) return nullptr;  // drained at the last read: wait for the next edge
   for (;;) {
@@ -122,6 +128,7 @@ kj::Maybe<size_t> FdStream::readNow(void* buffer, size_t maxBytes) {
       }
       KJ_FAIL_SYSCALL("read", error);
     }
+    if (n > 0) ++readsOnThisThread;
     // (A read that brought fds ends at the sender's write boundary: short, yet not drained.)
     if (n > 0 && size_t(n) < maxBytes && !gotFds) {
       // A short read of a byte stream: the receive queue is empty. As kj/async-unix.h requires,

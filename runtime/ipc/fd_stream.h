@@ -28,6 +28,12 @@
 
 namespace harrow {
 
+namespace _ {  // internal
+// Successful reads by FdStreams on this thread so far: how busy polling (busy_poll.h) tells that
+// its event loop is still receiving.
+uint64_t fdReadsOnThisThread();
+}  // namespace _
+
 class FdStream final : public kj::AsyncIoStream {
 public:
   // Takes `fd` and makes it non-blocking and close-on-exec (as KJ's wrapSocketFd() does).
