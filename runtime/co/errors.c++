@@ -18,6 +18,7 @@ constexpr Named NAMES[] = {
     {ErrorKind::MALFORMED_FRAME, "MalformedFrame"_kj},
     {ErrorKind::MESSAGE_TOO_LARGE, "MessageTooLarge"_kj},
     {ErrorKind::LAGGED, "Lagged"_kj},
+    {ErrorKind::STREAM_CLOSED, "StreamClosed"_kj},
     {ErrorKind::REMOTE_ACTOR_ERROR, "RemoteActorError"_kj},
     {ErrorKind::CONTEXT_CANCELLED, "ContextCancelled"_kj},
     {ErrorKind::PROTOCOL_VIOLATION, "ProtocolViolation"_kj},

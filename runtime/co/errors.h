@@ -32,6 +32,7 @@ enum class ErrorKind {
   MESSAGE_TOO_LARGE,      // a message over the frame limit (nothing was sent)
   // Streams (typed/)
   LAGGED,                 // a broadcast subscriber fell behind and missed items (laggedBy(e))
+  STREAM_CLOSED,          // the other end of a context has ended: send() has nobody to take items
   // The protocol (engine/)
   REMOTE_ACTOR_ERROR,     // a remote handler raised: type, message, origin, relay path
   CONTEXT_CANCELLED,      // the other side of a context cancelled it

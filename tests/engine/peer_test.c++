@@ -26,7 +26,7 @@ using probe::Item;
 using probe::Words;
 
 constexpr uint64_t PROBE_ID = 0x1234;
-enum Method : uint16_t { ECHO, COUNT, FAIL, HANG, SESSION, ENDLESS };
+enum Method : uint16_t { ECHO, COUNT, FAIL, HANG, SESSION, ENDLESS, SHORT };
 
 // A hand-written server, as capnpc-harrow would generate it plus an implementation.
 class ProbeServer final : public ActorServer {
@@ -41,7 +41,7 @@ public:
     switch (id) {
       case ECHO: case FAIL: case HANG: return MethodKind::CALL;
       case COUNT: case ENDLESS: return MethodKind::STREAM;
-      case SESSION: return MethodKind::CONTEXT;
+      case SESSION: case SHORT: return MethodKind::CONTEXT;
     }
     return nullptr;
   }
@@ -55,6 +55,7 @@ public:
       case HANG: return hang(CallContext<Empty, Empty>(task));
       case SESSION: return session(ContextCall<Count, Count, Count, Item, Item>(task));
       case ENDLESS: return endless(StreamCall<Empty, Item>(task));
+      case SHORT: return shortSession(ContextCall<Count, Count, Count, Item, Item>(task));
     }
     KJ_UNREACHABLE;
   }
@@ -91,6 +92,11 @@ public:
       }
     });
     ctx.results().setN(sum);
+  }
+  // A context that answers without reading a single item.
+  Co<void> shortSession(ContextCall<Count, Count, Count, Item, Item> ctx) {
+    co_await ctx.started([&](Count::Builder b) { b.setN(0); });
+    ctx.results().setN(ctx.params().getN());
   }
   Co<void> endless(StreamCall<Empty, Item> call) {
     try {
@@ -277,6 +283,41 @@ TEST_P(PeerTest, WindowStaysWhenItemsWouldExceedWindowBytes) {
           EXPECT_LE(server->endlessSent, 200u + 8u);
           EXPECT_GE(server->endlessSent, 200u + 8u - 4u);  // at most half a window uncredited
         });
+  }, options);
+}
+
+// A callee that returns while the caller is still sending: the caller's send(), held for credit
+// the callee will never grant, raises StreamClosed instead of waiting forever, and the caller
+// still gets the result.
+TEST_P(PeerTest, SendingToAContextThatReturnedRaisesStreamClosed) {
+  PeerOptions options;
+  options.window = 4;
+  options.maxWindow = 4;
+  run([&](Peer& peer) -> Co<void> {
+    uint32_t sent = 0;
+    kj::Maybe<kj::Exception> failure;
+    auto result = co_await contextMethod<Count, Count, Count, Item, Item>(
+        peer, PROBE_ID, SHORT, [](Count::Builder p) { p.setN(7); },
+        [&](Context<Count, Item, Item>& ctx, Count::Reader) -> Co<void> {
+          failure = co_await errorOf([&]() -> Co<void> {
+            co_await ctx.openStream([&](MsgStream<Item, Item>& stream) -> Co<void> {
+              for (uint32_t i = 0; i < 10; ++i) {
+                co_await stream.send([&](Item::Builder b) { b.setI(i); });
+                ++sent;
+              }
+            });
+          });
+        });
+    EXPECT_EQ(result->getN(), 7u);
+    EXPECT_LE(sent, 4u);  // the window, at most: the callee never granted more
+    KJ_IF_MAYBE(e, failure) {
+      EXPECT_TRUE(is(*e, ErrorKind::STREAM_CLOSED)) << e->getDescription().cStr();
+      EXPECT_NE(std::string(e->getDescription().cStr()).find("takes no more items"),
+                std::string::npos)
+          << e->getDescription().cStr();
+    } else {
+      ADD_FAILURE() << "all 10 items were sent to a callee that had returned";
+    }
   }, options);
 }
 

@@ -206,6 +206,10 @@ void OutgoingTaskImpl::violation(kj::StringPtr what) {
 void OutgoingTaskImpl::finish() {
   finished = true;
   stream.deliverStop();  // `return` also ends the callee's item stream
+  // ...and its reading: a send() waiting for credit the callee will never grant (or any later
+  // one) learns that it has nobody to send to, instead of waiting forever.
+  stream.closeSending(makeError(ErrorKind::STREAM_CLOSED,
+      kj::str(stream.task, " has ended: the callee takes no more items")));
   stream.peer.removeRoute(stream.callId);
   changed.wake();
 }

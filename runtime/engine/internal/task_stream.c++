@@ -30,6 +30,11 @@ void TaskStream::throwIfFailed() {
   }
 }
 
+void TaskStream::throwIfCannotSend() {
+  throwIfFailed();  // the task's own failure says more than "closed"
+  KJ_IF_MAYBE(e, sendingClosed) kj::throwFatalException(kj::cp(*e));
+}
+
 kj::Own<OutgoingMessage> TaskStream::newItem() {
   wire::Message::Builder root = nullptr;
   auto builder = peer.newMessage(callId, root);
@@ -46,12 +51,13 @@ Co<void> TaskStream::send(kj::Own<OutgoingMessage> item) {
     return kj::str("a stream item", type.size() > 0 ? kj::str(" (", type, ")") : kj::str(),
                    " of ", task);
   });
+  throwIfCannotSend();
   if (sendCredit == 0) peer.host().metrics().creditStall();
   while (sendCredit == 0) {
-    throwIfFailed();
+    throwIfCannotSend();
     co_await creditChanged.wait();  // the consumer is behind: wait, never buffer
   }
-  throwIfFailed();
+  throwIfCannotSend();
   --sendCredit;
   peer.send(wire.release());
   if (!peer.channel().isWritable()) co_await peer.whenWritable();
@@ -135,6 +141,11 @@ void TaskStream::deliverStop() {
 void TaskStream::fail(const kj::Exception& why) {
   if (failure == nullptr) failure = kj::cp(why);
   wakeAll();
+}
+
+void TaskStream::closeSending(kj::Exception why) {
+  if (sendingClosed == nullptr) sendingClosed = kj::mv(why);
+  creditChanged.wake();
 }
 
 void TaskStream::wakeAll() {

@@ -49,6 +49,9 @@ public:
   void deliverStop();
   // Everything waiting or arriving later fails with `why`.
   void fail(const kj::Exception& why);
+  // The other end has ended: send() (waiting or later) raises `why`; receiving is unaffected
+  // (what arrived before is still read, then the stream ends).
+  void closeSending(kj::Exception why);
   bool failed() const { return failure != nullptr; }
   // No credit left to send items: the peer is not taking them (Peer::tasks() says so).
   bool outOfCredit() const { return sendCredit == 0; }
@@ -69,10 +72,12 @@ private:
   uint32_t sendCredit = 0;
   bool stopped = false;
   kj::Maybe<kj::Exception> failure;
+  kj::Maybe<kj::Exception> sendingClosed;
   Wakeup inboxChanged;
   Wakeup creditChanged;
 
   void throwIfFailed();
+  void throwIfCannotSend();
   // How many items to grant beyond those consumed, growing the window.
   uint32_t windowGrowth();
 };
