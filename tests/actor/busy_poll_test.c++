@@ -35,7 +35,7 @@ TEST(BusyPollTest, WakesForATimerAndSleepsWhileNothingIsRead) {
   auto start = std::chrono::steady_clock::now();
   waitPolling(io.provider->getTimer().afterDelay(300 * kj::MILLISECONDS), io, SPIN);
   double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  EXPECT_GE(wall, 0.3);
+  EXPECT_GE(wall, 0.25);  // (KJ's timer counts from the loop's last reading of the clock)
   // 2 ms of spinning, then asleep until the timer: far from the 300 ms a spin would burn.
   EXPECT_LT(cpuSeconds() - cpu, 0.1);
 }
