@@ -74,6 +74,11 @@ public:
   virtual Co<kj::Maybe<kj::Own<IncomingMessage>>> receive() = 0;
   // Tells the peer no more items come from this side.
   virtual Co<void> stop() = 0;
+  // This side reads no more (the block reading the stream has ended): items that arrive from now
+  // on, and those not yet read, are dropped and their credit returned at once, so that the peer
+  // is never held up by a reader that has left (it may still be sending while this side waits
+  // for its result).
+  virtual void stopReading() {}
 };
 
 // The callee's view of one task it is running.

@@ -195,6 +195,7 @@ template <typename Send, typename Recv, typename Body>
 Co<void> openMsgStream(RawStream& raw, Body body) {
   MsgStream<Send, Recv> stream(raw);
   co_await body(stream);
+  raw.stopReading();
   co_await stream.stop();
 }
 

@@ -26,7 +26,7 @@ using probe::Item;
 using probe::Words;
 
 constexpr uint64_t PROBE_ID = 0x1234;
-enum Method : uint16_t { ECHO, COUNT, FAIL, HANG, SESSION, ENDLESS, SHORT };
+enum Method : uint16_t { ECHO, COUNT, FAIL, HANG, SESSION, ENDLESS, SHORT, CHATTY };
 
 // A hand-written server, as capnpc-harrow would generate it plus an implementation.
 class ProbeServer final : public ActorServer {
@@ -41,7 +41,7 @@ public:
     switch (id) {
       case ECHO: case FAIL: case HANG: return MethodKind::CALL;
       case COUNT: case ENDLESS: return MethodKind::STREAM;
-      case SESSION: case SHORT: return MethodKind::CONTEXT;
+      case SESSION: case SHORT: case CHATTY: return MethodKind::CONTEXT;
     }
     return nullptr;
   }
@@ -56,6 +56,7 @@ public:
       case SESSION: return session(ContextCall<Count, Count, Count, Item, Item>(task));
       case ENDLESS: return endless(StreamCall<Empty, Item>(task));
       case SHORT: return shortSession(ContextCall<Count, Count, Count, Item, Item>(task));
+      case CHATTY: return chatty(ContextCall<Count, Count, Count, Item, Item>(task));
     }
     KJ_UNREACHABLE;
   }
@@ -97,6 +98,15 @@ public:
   Co<void> shortSession(ContextCall<Count, Count, Count, Item, Item> ctx) {
     co_await ctx.started([&](Count::Builder b) { b.setN(0); });
     ctx.results().setN(ctx.params().getN());
+  }
+  // Sends n items whether or not anyone reads them, then returns.
+  Co<void> chatty(ContextCall<Count, Count, Count, Item, Item> ctx) {
+    co_await ctx.started([&](Count::Builder b) { b.setN(0); });
+    uint32_t n = ctx.params().getN();
+    co_await ctx.openStream([&](MsgStream<Item, Item>& stream) -> Co<void> {
+      for (uint32_t i = 0; i < n; ++i) co_await stream.send([&](Item::Builder b) { b.setI(i); });
+    });
+    ctx.results().setN(n);
   }
   Co<void> endless(StreamCall<Empty, Item> call) {
     try {
@@ -318,6 +328,27 @@ TEST_P(PeerTest, SendingToAContextThatReturnedRaisesStreamClosed) {
     } else {
       ADD_FAILURE() << "all 10 items were sent to a callee that had returned";
     }
+  }, options);
+}
+
+// A caller that leaves its stream block after one item, while the callee still has 49 to send
+// into a window of 4, then waits for the result: the items it no longer reads are dropped and
+// credited (RawStream::stopReading), so the callee finishes and the result arrives, instead of
+// both sides waiting for each other forever.
+TEST_P(PeerTest, ACallerThatStopsReadingStillGetsTheResult) {
+  PeerOptions options;
+  options.window = 4;
+  options.maxWindow = 4;
+  run([&](Peer& peer) -> Co<void> {
+    auto result = co_await contextMethod<Count, Count, Count, Item, Item>(
+        peer, PROBE_ID, CHATTY, [](Count::Builder p) { p.setN(50); },
+        [&](Context<Count, Item, Item>& ctx, Count::Reader) -> Co<void> {
+          co_await ctx.openStream([&](MsgStream<Item, Item>& stream) -> Co<void> {
+            auto first = co_await stream.receive();
+            EXPECT_EQ(first->getI(), 0u);
+          });
+        });
+    EXPECT_EQ(result->getN(), 50u);
   }, options);
 }
 

@@ -34,6 +34,7 @@ public:
   Co<void> send(kj::Own<OutgoingMessage> item) override;
   Co<kj::Maybe<kj::Own<IncomingMessage>>> receive() override;
   Co<void> stop() override { return stream.stop(); }
+  void stopReading() override { stream.stopReading(); }
 
   // Route
   void describe(TaskInfo& info) const override;

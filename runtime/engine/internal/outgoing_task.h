@@ -59,6 +59,7 @@ public:
   Co<void> send(kj::Own<OutgoingMessage> item) override;
   Co<kj::Maybe<kj::Own<IncomingMessage>>> receive() override { return stream.receive(); }
   Co<void> stop() override { return stream.stop(); }
+  void stopReading() override { stream.stopReading(); }
 
   // OutgoingTask
   Co<kj::Own<IncomingMessage>> started() override;

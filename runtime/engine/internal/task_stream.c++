@@ -74,17 +74,30 @@ Co<kj::Maybe<kj::Own<IncomingMessage>>> TaskStream::receive() {
   }
   kj::Own<IncomingMessage> item = kj::mv(inbox.front());
   inbox.pop_front();
-  // Return credit in batches of half a window: one credit message per several items.
-  if (++consumedSinceGrant >= kj::max(receiveWindow / 2, 1u) && !peerStopped && !peer.isClosed()) {
-    wire::Message::Builder root = nullptr;
-    auto builder = peer.newMessage(callId, root);
-    uint32_t growth = windowGrowth();
-    receiveWindow += growth;
-    root.setCredit(consumedSinceGrant + growth);
-    consumedSinceGrant = 0;
-    peer.send(kj::mv(builder));
-  }
+  ++consumedSinceGrant;
+  returnCredit(false);
   co_return kj::mv(item);
+}
+
+void TaskStream::returnCredit(bool now) {
+  // In batches of half a window: one credit message per several items.
+  if (consumedSinceGrant == 0 || peerStopped || peer.isClosed()) return;
+  if (!now && consumedSinceGrant < kj::max(receiveWindow / 2, 1u)) return;
+  wire::Message::Builder root = nullptr;
+  auto builder = peer.newMessage(callId, root);
+  uint32_t growth = readingStopped ? 0 : windowGrowth();
+  receiveWindow += growth;
+  root.setCredit(consumedSinceGrant + growth);
+  consumedSinceGrant = 0;
+  peer.send(kj::mv(builder));
+}
+
+void TaskStream::stopReading() {
+  if (readingStopped) return;
+  readingStopped = true;
+  consumedSinceGrant += inbox.size();
+  inbox.clear();
+  returnCredit(true);
 }
 
 Co<void> TaskStream::stop() {
@@ -121,6 +134,11 @@ bool TaskStream::deliverItem(wire::Message::Reader message, kj::Own<capnp::Messa
   if (inbox.size() + consumedSinceGrant >= receiveWindow) {
     peer.sendViolation(callId, kj::str("yield beyond the credit window of ", receiveWindow));
     return false;
+  }
+  if (readingStopped) {  // nobody reads: dropped, and credited as if read
+    ++consumedSinceGrant;
+    returnCredit(false);
+    return true;
   }
   ++receivedItems;
   for (unsigned id = 0;; ++id) {

@@ -52,6 +52,8 @@ public:
   // The other end has ended: send() (waiting or later) raises `why`; receiving is unaffected
   // (what arrived before is still read, then the stream ends).
   void closeSending(kj::Exception why);
+  // RawStream::stopReading(): what arrives from now on is dropped and credited at once.
+  void stopReading();
   bool failed() const { return failure != nullptr; }
   // No credit left to send items: the peer is not taking them (Peer::tasks() says so).
   bool outOfCredit() const { return sendCredit == 0; }
@@ -73,6 +75,7 @@ private:
   bool stopped = false;
   kj::Maybe<kj::Exception> failure;
   kj::Maybe<kj::Exception> sendingClosed;
+  bool readingStopped = false;
   Wakeup inboxChanged;
   Wakeup creditChanged;
 
@@ -80,6 +83,9 @@ private:
   void throwIfCannotSend();
   // How many items to grant beyond those consumed, growing the window.
   uint32_t windowGrowth();
+  // Returns the credit of consumed items to the peer once half a window has been consumed (or
+  // any, with `now`).
+  void returnCredit(bool now);
 };
 
 }  // namespace harrow
