@@ -7,6 +7,10 @@
 // Input: a flags byte, then raw channel bytes (normally frames, see frames.h).
 //   flags & 1: the harness sends a valid hello first (else the input must do the handshake)
 //   flags & 2: the victim also calls the rogue (call id 2: echo, 4: stream, 6: context)
+//   flags & 4: the event loop polls the clock every ((flags >> 3) & 15) + 1 events, so that
+//              deadlines (Start.timeoutNanos) expire in the middle of the exchange. Otherwise
+//              the clock only moves when the loop has nothing to run, which in this in-memory
+//              exchange happens only if the victim is stuck.
 
 #include "fuzz/harness.h"
 
@@ -59,6 +63,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto victim = kj::heap<Channel>(kj::mv(pipe.ends[1]));
   rogue.send(kj::arrayPtr(reinterpret_cast<const kj::byte*>(bytes.data()), bytes.size()));
 
+  // The loop reads the clock only when it has nothing to run, unless it polls (flags & 4). In
+  // this in-memory exchange it always has something to run until the unit is over, unless the
+  // victim is stuck, waiting for something no byte of the rogue can bring (in an actor, it
+  // would wait for ever): then a timer due now fires, and the hang is a finding at once,
+  // instead of a timeout (which a pending deadline, also fired then, could even hide).
+  kj::Promise<void> stuck = kj::READY_NOW;
+  if (flags & 4) {
+    context.waitScope.setBusyPollInterval(((flags >> 3) & 15) + 1);
+  } else {
+    auto& timer = context.provider->getTimer();
+    stuck = timer.atTime(timer.now()).then([]() {
+      KJ_LOG(FATAL, "the victim is stuck: its event loop ran out of work before the unit ended");
+      abort();
+    }).eagerlyEvaluate(nullptr);
+  }
+  KJ_DEFER(context.waitScope.setBusyPollInterval(kj::maxValue));
   auto served = actor.serve([&]() -> Co<void> {
     kj::Own<Peer> peer;
     try {

@@ -5,14 +5,17 @@
 // of frames in the standard stream framing (docs/PROTOCOL.md section 1). libFuzzer's byte-level
 // mutations mostly break the framing, so the custom mutator below parses the frames, mutates
 // inside one of them (its words, with the segment table kept right), or duplicates, drops or
-// reorders whole frames; a third of the time it leaves the job to libFuzzer's own mutator, so
-// the framing itself is fuzzed as well.
+// reorders whole frames, or gives starts short deadlines; a third of the time it leaves the job
+// to libFuzzer's own mutator, so the framing itself is fuzzed as well.
 
 #pragma once
+
+#include <harrow/wire.capnp.h>
 
 #include <capnp/message.h>
 #include <capnp/serialize.h>
 #include <kj/array.h>
+#include <kj/exception.h>
 #include <kj/vector.h>
 
 #include <random>
@@ -80,6 +83,44 @@ inline std::string frameOf(capnp::MessageBuilder& message) {
   return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
 }
 
+// Gives the `start` in `frame` (if it is one) a deadline of at most 2 ms (Start.timeoutNanos,
+// docs/PROTOCOL.md 3.8): the handler's scope then expires at any point of the task's life, racing
+// the peer's other messages, its EOF and the channel's end. The deadline is the one timer a peer
+// sets in the victim; byte-level mutation almost never produces a short one. Returns false if the
+// frame is not a readable start.
+inline bool shortenDeadline(Frame& frame, std::minstd_rand& rng) {
+  std::vector<kj::Array<capnp::word>> words;  // aligned copies
+  std::vector<kj::ArrayPtr<const capnp::word>> segments;
+  for (auto& s : frame) {
+    auto copy = kj::heapArray<capnp::word>(s.size() / 8);
+    if (s.size() > 0) memcpy(copy.begin(), s.data(), s.size());
+    segments.push_back(copy);
+    words.push_back(kj::mv(copy));
+  }
+  std::string rewritten;
+  auto failure = kj::runCatchingExceptions([&]() {
+    capnp::SegmentArrayMessageReader reader(
+        kj::arrayPtr(segments.data(), segments.size()));
+    auto message = reader.getRoot<harrow::wire::Message>();
+    if (!message.isStart()) return;
+    capnp::MallocMessageBuilder builder;
+    builder.setRoot(message);
+    auto start = builder.getRoot<harrow::wire::Message>().getStart();
+    // Mostly within the first 2 ms (the handler's first awaits), sometimes 1 ns (expired when
+    // the handler first waits).
+    start.setTimeoutNanos(rng() % 4 == 0 ? 1 : rng() % 2000000 + 1);
+    rewritten = frameOf(builder);
+  });
+  if (failure != nullptr || rewritten.empty()) return false;
+  std::vector<Frame> parsed;
+  if (!parseFrames(reinterpret_cast<const uint8_t*>(rewritten.data()), rewritten.size(), parsed) ||
+      parsed.size() != 1) {
+    return false;
+  }
+  frame = std::move(parsed[0]);
+  return true;
+}
+
 // The custom mutator shared by the frame-based harnesses (flags byte + frames).
 inline size_t mutateFrames(uint8_t* data, size_t size, size_t maxSize, unsigned seed) {
   std::minstd_rand rng(seed);
@@ -88,7 +129,7 @@ inline size_t mutateFrames(uint8_t* data, size_t size, size_t maxSize, unsigned 
     return LLVMFuzzerMutate(data, size, maxSize);
   }
   uint8_t flags = data[0];
-  switch (rng() % 6) {
+  switch (rng() % 7) {
     case 0:
     case 1:
     case 2: {  // mutate the words of one segment of one frame
@@ -120,6 +161,15 @@ inline size_t mutateFrames(uint8_t* data, size_t size, size_t maxSize, unsigned 
         flags ^= uint8_t(1u << (rng() % 8));
       }
       break;
+    case 6: {  // a short deadline on one start (or on every start)
+      bool every = rng() % 2;
+      size_t first = rng() % frames.size();
+      for (size_t i = 0; i < frames.size(); ++i) {
+        size_t at = (first + i) % frames.size();
+        if (shortenDeadline(frames[at], rng) && !every) break;
+      }
+      break;
+    }
   }
   std::string out(1, char(flags));
   for (auto& frame : frames) out += serializeFrame(frame);
