@@ -27,7 +27,7 @@ using probe::Item;
 using probe::Words;
 
 constexpr uint64_t DEADLINE_ID = 0xdead1;
-enum Method : uint16_t { REPORT, NESTED, HANG, ENDLESS };
+enum Method : uint16_t { REPORT, NESTED, HANG, ENDLESS, ECHO_ITEMS };
 
 // "none", or what remained of the handler's deadline, in nanoseconds.
 kj::String remainingText() {
@@ -49,6 +49,7 @@ public:
     switch (id) {
       case REPORT: case NESTED: case HANG: return MethodKind::CALL;
       case ENDLESS: return MethodKind::STREAM;
+      case ECHO_ITEMS: return MethodKind::CONTEXT;
     }
     return nullptr;
   }
@@ -60,6 +61,7 @@ public:
       case NESTED: return nested(CallContext<Count, Words>(task));
       case HANG: return hang(CallContext<Empty, Empty>(task));
       case ENDLESS: return endless(StreamCall<Empty, Item>(task));
+      case ECHO_ITEMS: return echoItems(ContextCall<Empty, Empty, Empty, Item, Item>(task));
     }
     KJ_UNREACHABLE;
   }
@@ -108,6 +110,17 @@ public:
       events.add(isCancelled(e) ? "endless ended: cancelled" : "endless ended: failed");
       throw;
     }
+  }
+
+  // A context that sends each item it receives back, until the caller stops.
+  Co<void> echoItems(ContextCall<Empty, Empty, Empty, Item, Item> ctx) {
+    co_await ctx.started([](Empty::Builder) {});
+    co_await ctx.openStream([&](MsgStream<Item, Item>& stream) -> Co<void> {
+      while (auto item = co_await stream.receive()) {
+        uint32_t i = item->getI();
+        co_await stream.send([&](Item::Builder b) { b.setI(i); });
+      }
+    });
   }
 
 private:
@@ -329,6 +342,47 @@ TEST_F(DeadlineTest, AMovedDeadlineIsNotExpiredByTheCallee) {
     auto info = KJ_ASSERT_NONNULL(remoteErrorInfo(e));
     EXPECT_EQ(info.kind, wire::ErrorKind::DEADLINE_EXCEEDED);
     EXPECT_EQ(std::string(info.type.cStr()), "harrow.DeadlineExceeded");
+  });
+}
+
+// Deadlines from 0 to 3 ms in steps of 50 us on every kind of task (a call that never returns, a
+// stream that never ends, a context streaming both ways): each expires at another point of the
+// exchange (before the start leaves, in flight, while the handler waits, while items and credit
+// cross, while the callee's report of its own expiry crosses the caller's cancel). Every one
+// must end by the caller's deadline (run()'s guard fails the test otherwise), and leave the
+// channel working.
+TEST_F(DeadlineTest, ExpiryAtAnyPointEndsEveryKindOfTask) {
+  run([&](Peer& peer) -> Co<void> {
+    uint32_t runs = 0;
+    for (int64_t us = 0; us <= 3000; us += 50) {
+      auto budget = us * kj::MICROSECONDS;
+      co_await moveOnAfter(timer(), budget, [&]() -> Co<void> {
+        co_await callMethod<Empty, Empty>(peer, DEADLINE_ID, HANG, [](Empty::Builder) {});
+      });
+      co_await moveOnAfter(timer(), budget, [&]() -> Co<void> {
+        co_await streamMethod<Empty, Item>(
+            peer, DEADLINE_ID, ENDLESS, [](Empty::Builder) {},
+            [](ReceiveStream<Item>& items) -> Co<void> {
+              while (co_await items.receive()) {}
+            });
+      });
+      co_await moveOnAfter(timer(), budget, [&]() -> Co<void> {
+        co_await contextMethod<Empty, Empty, Empty, Item, Item>(
+            peer, DEADLINE_ID, ECHO_ITEMS, [](Empty::Builder) {},
+            [](Context<Empty, Item, Item>& ctx, Empty::Reader) -> Co<void> {
+              co_await ctx.openStream([](MsgStream<Item, Item>& stream) -> Co<void> {
+                for (uint32_t i = 0;; ++i) {
+                  co_await stream.send([&](Item::Builder b) { b.setI(i); });
+                  if (!(co_await stream.receive())) break;
+                }
+              });
+            });
+      });
+      ++runs;
+    }
+    EXPECT_EQ(runs, 61u);
+    auto report = co_await reportOf(peer);  // the channel carries on (under run()'s guard)
+    EXPECT_GT(nanos(report), 0);
   });
 }
 
