@@ -47,7 +47,9 @@ TEST(BusyPollTest, WakesForIoFromAnotherProcessOrThread) {
   auto read = pipe.ends[0]->tryRead(buffer, 4, sizeof(buffer));
   int fd = KJ_ASSERT_NONNULL(pipe.ends[1]->getFd());
   std::thread writer([fd]() {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // past the spin: asleep by now
+    // Not synchronisation: the test passes whenever the write comes; 50 ms (past the 2 ms spin)
+    // makes it come while the loop sleeps, which is the path under test.
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
     KJ_SYSCALL(write(fd, "ping", 4));
   });
   EXPECT_EQ(waitPolling(kj::mv(read), io, SPIN), 4u);
@@ -61,7 +63,7 @@ TEST(BusyPollTest, WakesForAnotherThreadsExecutor) {
   auto fulfiller = kj::mv(paf.fulfiller);
   const kj::Executor& executor = kj::getCurrentThreadExecutor();
   std::thread other([&]() {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the loop asleep: as above
     executor.executeSync([&]() { fulfiller->fulfill(7); });
   });
   EXPECT_EQ(waitPolling(kj::mv(paf.promise), io, SPIN), 7);
