@@ -208,8 +208,7 @@ void OutgoingTaskImpl::finish() {
   stream.deliverStop();  // `return` also ends the callee's item stream
   // ...and its reading: a send() waiting for credit the callee will never grant (or any later
   // one) learns that it has nobody to send to, instead of waiting forever.
-  stream.closeSending(makeError(ErrorKind::STREAM_CLOSED,
-      kj::str(stream.task, " has ended: the callee takes no more items")));
+  stream.closeSending();
   stream.peer.removeRoute(stream.callId);
   changed.wake();
 }

@@ -32,7 +32,10 @@ void TaskStream::throwIfFailed() {
 
 void TaskStream::throwIfCannotSend() {
   throwIfFailed();  // the task's own failure says more than "closed"
-  KJ_IF_MAYBE(e, sendingClosed) kj::throwFatalException(kj::cp(*e));
+  if (sendingClosed) {
+    kj::throwFatalException(makeError(ErrorKind::STREAM_CLOSED,
+        kj::str(task, " has ended: the other end takes no more items")));
+  }
 }
 
 kj::Own<OutgoingMessage> TaskStream::newItem() {
@@ -161,8 +164,8 @@ void TaskStream::fail(const kj::Exception& why) {
   wakeAll();
 }
 
-void TaskStream::closeSending(kj::Exception why) {
-  if (sendingClosed == nullptr) sendingClosed = kj::mv(why);
+void TaskStream::closeSending() {
+  sendingClosed = true;
   creditChanged.wake();
 }
 

@@ -49,9 +49,9 @@ public:
   void deliverStop();
   // Everything waiting or arriving later fails with `why`.
   void fail(const kj::Exception& why);
-  // The other end has ended: send() (waiting or later) raises `why`; receiving is unaffected
-  // (what arrived before is still read, then the stream ends).
-  void closeSending(kj::Exception why);
+  // The other end has ended: send() (waiting or later) raises harrow.StreamClosed; receiving is
+  // unaffected (what arrived before is still read, then the stream ends).
+  void closeSending();
   // RawStream::stopReading(): what arrives from now on is dropped and credited at once.
   void stopReading();
   bool failed() const { return failure != nullptr; }
@@ -74,7 +74,7 @@ private:
   uint32_t sendCredit = 0;
   bool stopped = false;
   kj::Maybe<kj::Exception> failure;
-  kj::Maybe<kj::Exception> sendingClosed;
+  bool sendingClosed = false;
   bool readingStopped = false;
   Wakeup inboxChanged;
   Wakeup creditChanged;
