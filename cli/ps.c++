@@ -9,6 +9,8 @@
 
 #include <kj/map.h>
 
+#include <algorithm>
+
 #include <stdio.h>
 #include <string.h>
 
@@ -47,9 +49,13 @@ kj::String spaces(size_t n) {
   return text;
 }
 
+// Siblings in pid order: the order their parent spawned them in, on one host, whatever order
+// they happened to register in (registration races; the first spawned is not always first).
 void order(Row& row, uint32_t depth, kj::Vector<Row*>& out) {
   row.depth = depth;
   out.add(&row);
+  std::stable_sort(row.children.begin(), row.children.end(),
+                   [](const Row* a, const Row* b) { return a->entry.pid < b->entry.pid; });
   for (Row* child : row.children) order(*child, depth + 1, out);
 }
 
@@ -74,7 +80,7 @@ Co<int> ps(Session& session) {
   });
   auto elapsed = kj::systemPreciseMonotonicClock().now() - started;
 
-  // The tree: children under their parent, registry order (oldest first) among siblings.
+  // The tree: children under their parent, siblings in pid order (see order()).
   kj::HashMap<kj::StringPtr, Row*> byUuid;
   for (auto& row : all) byUuid.upsert(row.uuid, &row, [](Row*&, Row*&&) {});
   kj::Vector<Row*> roots;
