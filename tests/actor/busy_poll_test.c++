@@ -12,7 +12,10 @@
 #include <chrono>
 #include <thread>
 
+#include <fcntl.h>
+#include <sched.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -21,6 +24,25 @@ namespace harrow {
 namespace {
 
 constexpr kj::Duration SPIN = 2 * kj::MILLISECONDS;
+
+// Returns once thread `tid` of this process is asleep in epoll_wait (its wait channel says so):
+// the moment the tests below want to wake a loop that has stopped spinning. Bounded: after 10 s it
+// returns anyway, and the test's own expectations fail.
+void waitUntilAsleepInEpoll(pid_t tid) {
+  auto path = kj::str("/proc/self/task/", tid, "/wchan");
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (std::chrono::steady_clock::now() < deadline) {
+    char channel[64] = {};
+    int fd = open(path.cStr(), O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      ssize_t n = read(fd, channel, sizeof(channel) - 1);
+      close(fd);
+      if (n > 0 && strstr(channel, "epoll") != nullptr) return;
+    }
+    sched_yield();
+  }
+  ADD_FAILURE() << "the loop never slept in epoll_wait";
+}
 
 double cpuSeconds() {
   struct rusage usage;
@@ -46,10 +68,9 @@ TEST(BusyPollTest, WakesForIoFromAnotherProcessOrThread) {
   kj::byte buffer[8];
   auto read = pipe.ends[0]->tryRead(buffer, 4, sizeof(buffer));
   int fd = KJ_ASSERT_NONNULL(pipe.ends[1]->getFd());
-  std::thread writer([fd]() {
-    // Not synchronisation: the test passes whenever the write comes; 50 ms (past the 2 ms spin)
-    // makes it come while the loop sleeps, which is the path under test.
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  pid_t loopThread = gettid();
+  std::thread writer([fd, loopThread]() {
+    waitUntilAsleepInEpoll(loopThread);  // past the spin: the sleeping path is the one tested
     KJ_SYSCALL(write(fd, "ping", 4));
   });
   EXPECT_EQ(waitPolling(kj::mv(read), io, SPIN), 4u);
@@ -62,8 +83,9 @@ TEST(BusyPollTest, WakesForAnotherThreadsExecutor) {
   auto paf = kj::newPromiseAndFulfiller<int>();
   auto fulfiller = kj::mv(paf.fulfiller);
   const kj::Executor& executor = kj::getCurrentThreadExecutor();
+  pid_t loopThread = gettid();
   std::thread other([&]() {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the loop asleep: as above
+    waitUntilAsleepInEpoll(loopThread);
     executor.executeSync([&]() { fulfiller->fulfill(7); });
   });
   EXPECT_EQ(waitPolling(kj::mv(paf.promise), io, SPIN), 7);
