@@ -97,8 +97,10 @@ void report(uint32_t pid) {
   std::string line, current;
   while (std::getline(smaps, line)) {
     if (line.empty()) continue;
-    if (isxdigit(line[0]) && line.find('-') != std::string::npos && line.find(':') == std::string::npos
-        ? true : (isxdigit(line[0]) && line.find(' ') > line.find('-'))) {
+    // A mapping's header ("55d0...-55d1... r-xp 0 fd:01 123 /path") or one of its fields
+    // ("Rss:   123 kB"): only a header's first word is an address range.
+    std::string first = line.substr(0, line.find(' '));
+    if (first.find('-') != std::string::npos && first.back() != ':') {
       auto slash = line.find('/');
       auto bracket = line.find('[');
       current = slash != std::string::npos ? line.substr(slash)
