@@ -22,8 +22,10 @@
 #include <harrow/co/co.h>
 #include <harrow/co/errors.h>
 
+#include <kj/debug.h>
 #include <kj/function.h>
 #include <kj/list.h>
+#include <kj/one-of.h>
 #include <kj/timer.h>
 
 namespace harrow {
@@ -148,14 +150,15 @@ Co<void> failAfter(kj::Timer& timer, kj::Duration timeout, Body body) {
 
 // Runs `body` (a function returning a promise) and resolves to the error it raised, or nullptr
 // if it succeeded. A cancellation is not caught: it propagates, so the enclosing scope still
-// ends (trio never lets a task swallow Cancelled). C++ forbids co_await inside a catch block; this
-// is the one place that pattern is written, so callers can co_await while handling the error:
+// ends (trio never lets a task swallow Cancelled). C++ forbids co_await inside a catch block;
+// errorOf, errorOr and finally are the one place that pattern is written (tests/lint checks it),
+// so callers can co_await while handling the error:
 //
 //   KJ_IF_MAYBE(e, co_await harrow::errorOf([&]() { return portal.add(5); })) {
 //     if (harrow::is(*e, ErrorKind::ACTOR_DIED)) co_await restart();
 //   }
 //
-// A value the body produces is the body's to keep (capture it inside the lambda).
+// A value the body produces is the body's to keep (capture it inside the lambda), or use errorOr.
 template <typename Body>
 Co<kj::Maybe<kj::Exception>> errorOf(Body body) {
   kj::Maybe<kj::Exception> failure;
@@ -168,6 +171,68 @@ Co<kj::Maybe<kj::Exception>> errorOf(Body body) {
     if (isCancelled(*e)) kj::throwFatalException(kj::mv(*e));
   }
   co_return kj::mv(failure);
+}
+
+// What errorOr resolves to: the body's value, or the error it raised (Rust's Result<T, Error>).
+template <typename T>
+class ErrorOr {
+public:
+  ErrorOr(T&& value) : state(kj::mv(value)) {}
+  ErrorOr(kj::Exception&& error) : state(kj::mv(error)) {}
+
+  // The error the body raised; nullptr if it produced a value.
+  kj::Maybe<kj::Exception&> error() {
+    if (state.template is<kj::Exception>()) return state.template get<kj::Exception>();
+    return nullptr;
+  }
+  // The value; only when error() is nullptr.
+  T& operator*() {
+    KJ_IREQUIRE(state.template is<T>(), "the body raised: check error() first");
+    return state.template get<T>();
+  }
+  T* operator->() { return &**this; }
+
+private:
+  kj::OneOf<T, kj::Exception> state;
+};
+
+// errorOf for a body that produces a value the caller keeps: resolves to the value or the error.
+// A cancellation is not caught, as in errorOf.
+//
+//   auto channel = co_await harrow::errorOr([&]() { return listener.accept(); });
+//   KJ_IF_MAYBE(e, channel.error()) { log(*e); co_return; }
+//   serve(kj::mv(*channel));
+template <typename Body>
+Co<ErrorOr<PromiseValue<decltype(kj::instance<Body&>()())>>> errorOr(Body body) {
+  using T = PromiseValue<decltype(kj::instance<Body&>()())>;
+  kj::Maybe<kj::Exception> failure;
+  try {
+    co_return ErrorOr<T>(co_await body());
+  } catch (...) {
+    failure = currentException();
+  }
+  auto& e = KJ_ASSERT_NONNULL(failure);
+  if (isCancelled(e)) kj::throwFatalException(kj::mv(e));
+  co_return ErrorOr<T>(kj::mv(e));
+}
+
+// trio's `try: body finally: cleanup`: runs `body`, then `cleanup` whether the body succeeded,
+// raised or was cancelled, then re-raises the body's error (Cancelled included). The cleanup runs
+// shielded, so a cancelled task can still await it (tell a child to stop and wait for its exit);
+// bound it by its own deadline. An error the cleanup raises replaces the body's, as in Python.
+//
+//   co_await harrow::finally([&]() { return peer.serve(); },
+//                            [&]() { return stop(child); });
+template <typename Body, typename Cleanup>
+Co<void> finally(Body body, Cleanup cleanup) {
+  kj::Maybe<kj::Exception> failure;
+  try {
+    co_await body();
+  } catch (...) {
+    failure = currentException();
+  }
+  co_await shielded(kj::mv(cleanup));
+  KJ_IF_MAYBE(e, failure) kj::throwFatalException(kj::mv(*e));
 }
 
 }  // namespace harrow

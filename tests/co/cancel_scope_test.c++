@@ -176,5 +176,91 @@ TEST_F(CancelScopeTest, ErrorsOtherThanCancelledPropagate) {
   EXPECT_FALSE(scope.cancelledCaught());
 }
 
+TEST_F(CancelScopeTest, ErrorOrResolvesToTheBodysValue) {
+  auto result = errorOr([&]() -> Co<int> {
+    co_await kj::Promise<void>(kj::READY_NOW);
+    co_return 7;
+  }).wait(waitScope);
+  EXPECT_TRUE(result.error() == nullptr);
+  EXPECT_EQ(*result, 7);
+}
+
+TEST_F(CancelScopeTest, ErrorOrResolvesToTheErrorTheBodyRaised) {
+  auto result = errorOr([&]() -> Co<kj::Own<int>> {
+    co_await kj::Promise<void>(kj::READY_NOW);
+    kj::throwFatalException(makeError(ErrorKind::ACTOR_DIED, "gone"));
+  }).wait(waitScope);
+  KJ_IF_MAYBE(e, result.error()) {
+    EXPECT_TRUE(is(*e, ErrorKind::ACTOR_DIED)) << e->getDescription().cStr();
+  } else {
+    ADD_FAILURE() << "errorOr did not hold the error";
+  }
+}
+
+TEST_F(CancelScopeTest, ErrorOrLetsCancellationThrough) {
+  CancelScope scope;
+  bool reached = false;
+  auto promise = scope.run([&]() -> Co<void> {
+    (void)co_await errorOr([&]() -> Co<int> {
+      co_await kj::Promise<void>(kj::NEVER_DONE);
+      co_return 1;
+    });
+    reached = true;
+  });
+  EXPECT_FALSE(promise.poll(waitScope));
+  scope.cancel();
+  promise.wait(waitScope);
+  EXPECT_FALSE(reached);
+  EXPECT_TRUE(scope.cancelledCaught());
+}
+
+TEST_F(CancelScopeTest, FinallyRunsTheCleanupAfterABodyThatSucceeded) {
+  std::vector<std::string> log;
+  finally([&]() -> Co<void> {
+    co_await kj::Promise<void>(kj::READY_NOW);
+    log.push_back("body");
+  }, [&]() -> Co<void> {
+    co_await kj::Promise<void>(kj::READY_NOW);
+    log.push_back("cleanup");
+  }).wait(waitScope);
+  EXPECT_EQ(log, (std::vector<std::string>{"body", "cleanup"}));
+}
+
+TEST_F(CancelScopeTest, FinallyReraisesTheBodysErrorAfterTheCleanup) {
+  std::vector<std::string> log;
+  auto promise = finally([&]() -> Co<void> {
+    co_await kj::Promise<void>(kj::READY_NOW);
+    KJ_FAIL_REQUIRE("body failed");
+  }, [&]() -> Co<void> {
+    co_await kj::Promise<void>(kj::READY_NOW);
+    log.push_back("cleanup");
+  });
+  EXPECT_EQ(thrownBy([&] { promise.wait(waitScope); }), "body failed");
+  EXPECT_EQ(log, (std::vector<std::string>{"cleanup"}));
+}
+
+TEST_F(CancelScopeTest, FinallyAwaitsItsCleanupShieldedWhenTheBodyIsCancelled) {
+  std::vector<std::string> log;
+  auto ack = kj::newPromiseAndFulfiller<void>();
+  CancelScope scope;
+  auto promise = scope.run([&]() -> Co<void> {
+    co_await finally([&]() { return kj::Promise<void>(kj::NEVER_DONE); },
+                     [&]() -> Co<void> {
+                       log.push_back("cleanup started");
+                       co_await kj::mv(ack.promise);
+                       log.push_back("peer acknowledged");
+                     });
+    log.push_back("not reached");
+  });
+  EXPECT_FALSE(promise.poll(waitScope));
+  scope.cancel();
+  EXPECT_FALSE(promise.poll(waitScope));
+  EXPECT_EQ(log, (std::vector<std::string>{"cleanup started"}));
+  ack.fulfiller->fulfill();
+  promise.wait(waitScope);
+  EXPECT_EQ(log, (std::vector<std::string>{"cleanup started", "peer acknowledged"}));
+  EXPECT_TRUE(scope.cancelledCaught());
+}
+
 }  // namespace
 }  // namespace harrow
