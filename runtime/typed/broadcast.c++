@@ -54,9 +54,15 @@ void SubscriberState::push(kj::Own<SharedItem> item) {
     // Only a RAISE or SKIP subscriber can be full here: no take starts while a BACKPRESSURE one
     // is (Broadcaster::maybeTake), and a new subscriber starts empty.
     KJ_ASSERT(options_.onLag != OnLag::BACKPRESSURE);
-    buffer.pop_front();
     ++lag;
     ++missedTotal;
+    if (!headPromised) {
+      buffer.pop_front();
+    } else if (buffer.size() > 1) {
+      buffer.erase(buffer.begin() + 1);  // the oldest but the one promised
+    } else {
+      return;  // capacity 1, holding the promised item: the newcomer is the one missed
+    }
   }
   buffer.push_back(kj::mv(item));
   wake();
@@ -67,16 +73,21 @@ Co<kj::Maybe<kj::Own<IncomingMessage>>> SubscriberState::receive() {
              "two tasks receive from one subscriber at once: give each task its own "
              "(subscriber.subscribe())");
   for (;;) {
-    if (lag > 0 && options_.onLag == OnLag::RAISE) {
+    // Once a gap is reported, the item after it is handed out before the next report: items
+    // dropped while the Lagged travels to the handler (the loop turns meanwhile) are a gap after
+    // that item, the next Lagged's. Raising again first would starve a slow subscriber.
+    if (lag > 0 && options_.onLag == OnLag::RAISE && !headPromised) {
       uint64_t n = lag;
       lag = 0;
+      headPromised = !buffer.empty();
       kj::throwFatalException(makeError(ErrorKind::LAGGED,
           kj::str(n, " items missed: this subscriber fell behind the stream by more than its "
                   "capacity of ", options_.capacity, " items; it continues with the oldest it "
                   "still holds")));
     }
-    lag = 0;
+    if (options_.onLag != OnLag::RAISE) lag = 0;
     if (!buffer.empty()) {
+      headPromised = false;
       bool wasFull = full();
       kj::Own<SharedItem> item = kj::mv(buffer.front());
       buffer.pop_front();

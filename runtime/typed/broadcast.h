@@ -27,7 +27,9 @@ namespace harrow {
 // What a subscriber does when an item arrives and its buffer is full.
 enum class OnLag {
   // Its oldest item is dropped; its next receive() raises harrow.Lagged saying how many it
-  // missed (laggedBy(e)), and the one after carries on with the oldest item still buffered.
+  // missed (laggedBy(e)), and the one after hands out the oldest item it held when it raised,
+  // then the rest in order (tokio's broadcast). Items dropped in between are reported by the next
+  // Lagged, after that item: one Lagged per gap, so a slow subscriber is never starved.
   RAISE,
   // Its oldest item is dropped silently; missed() counts them.
   SKIP,
@@ -77,6 +79,7 @@ private:
   SubscribeOptions options_;
   std::deque<kj::Own<SharedItem>> buffer;
   uint64_t lag = 0;          // dropped and not yet reported (RAISE)
+  bool headPromised = false;  // a Lagged was raised: the buffer's front is the next handed out
   uint64_t missedTotal = 0;  // dropped in all
   kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> waiter;
   kj::ListLink<SubscriberState> link;

@@ -202,6 +202,92 @@ TEST_F(BroadcastTest, RaiseGivesLaggedWithTheCountMissedThenContinues) {
   });
 }
 
+// A RAISE subscriber slower than the stream (it lets the reader beside it take 8 items for each
+// step it makes, a Lagged included) is told of each gap once and then handed the oldest item it
+// still held, in order: Lagged(n), item, Lagged(m), item, ... (tokio's broadcast). Items dropped
+// while the Lagged is on its way to the handler are the next Lagged's, not a reason to raise
+// again before handing anything out.
+TEST_F(BroadcastTest, ASlowRaiseSubscriberGetsOneLaggedPerGapThenTheOldestItemsItHolds) {
+  constexpr uint32_t N = 2000;
+  run([&](Peer& peer) -> Co<void> {
+    for (size_t capacity : {4, 1}) {
+      SCOPED_TRACE(capacity);
+      co_await streamMethod<Count, Item>(peer, PROBE_ID, COUNT, [](Count::Builder p) { p.setN(N); },
+          [&](ReceiveStream<Item>& items) -> Co<void> {
+            auto fast = items.subscribe({.capacity = 8});
+            auto slow = items.subscribe({.capacity = capacity, .onLag = OnLag::RAISE});
+            uint32_t fastGot = 0;
+            bool fastDone = false;
+            uint32_t wakeAt = 0;
+            kj::Maybe<kj::Own<Event>> woken;
+            // The slow subscriber's pace: it goes on once the reader has taken k more items.
+            auto readerTakes = [&](uint32_t k) -> kj::Promise<void> {
+              if (fastDone) return kj::READY_NOW;
+              wakeAt = fastGot + k;
+              auto& event = *woken.emplace(kj::heap<Event>());
+              return event.wait();
+            };
+            // What the slow subscriber saw: an item's value, or a Lagged's n (as -n - 1).
+            std::vector<int64_t> seen;
+            co_await openNursery([&](TaskNursery& n) -> Co<void> {
+              n.startSoon([&]() -> Co<void> {
+                while (auto item = co_await fast.receive()) {
+                  EXPECT_EQ(item->getI(), fastGot);
+                  if (++fastGot == wakeAt) KJ_IF_MAYBE(w, woken) (*w)->set();
+                }
+                fastDone = true;
+                KJ_IF_MAYBE(w, woken) (*w)->set();
+              });
+              n.startSoon([&]() -> Co<void> {
+                for (bool ended = false; !ended;) {
+                  auto failure = co_await errorOf([&]() -> Co<void> {
+                    auto item = co_await slow.receive();
+                    if (item) {
+                      seen.push_back(item->getI());
+                    } else {
+                      ended = true;
+                    }
+                  });
+                  KJ_IF_MAYBE(e, failure) {
+                    seen.push_back(-int64_t(KJ_ASSERT_NONNULL(laggedBy(*e))) - 1);
+                  }
+                  if (!ended) co_await readerTakes(8);
+                }
+              });
+              co_return;
+            });
+            EXPECT_EQ(fastGot, N);
+            // Every gap is reported once, just before the item after it, and says exactly how many
+            // were missed; nothing is handed out twice or out of order.
+            int64_t next = 0;  // the item expected after what was seen so far
+            size_t lagged = 0, received = 0, laggedTwice = 0;
+            bool lastWasLagged = false;
+            for (int64_t x : seen) {
+              if (x < 0) {
+                if (lastWasLagged) ++laggedTwice;
+                next += -x - 1;
+                ++lagged;
+                lastWasLagged = true;
+              } else {
+                EXPECT_EQ(x, next);
+                next = x + 1;
+                ++received;
+                lastWasLagged = false;
+              }
+            }
+            EXPECT_EQ(laggedTwice, 0u)
+                << "of " << lagged << " Lagged, with " << received << " items";
+            EXPECT_EQ(next, int64_t(N));
+            EXPECT_FALSE(lastWasLagged);
+            EXPECT_GT(lagged, 0u);
+            // A step per 8 items taken, a Lagged and an item each: about one item in 16.
+            EXPECT_GE(received, N / 32) << "lagged " << lagged << " times";
+            EXPECT_EQ(slow.missed(), N - received);
+          });
+    }
+  });
+}
+
 TEST_F(BroadcastTest, SkipDropsTheOldestSilently) {
   run([&](Peer& peer) -> Co<void> {
     co_await streamMethod<Count, Item>(peer, PROBE_ID, COUNT, [](Count::Builder p) { p.setN(500); },
