@@ -220,6 +220,7 @@ Co<ErrorOr<PromiseValue<decltype(kj::instance<Body&>()())>>> errorOr(Body body) 
 // raised or was cancelled, then re-raises the body's error (Cancelled included). The cleanup runs
 // shielded, so a cancelled task can still await it (tell a child to stop and wait for its exit);
 // bound it by its own deadline. An error the cleanup raises replaces the body's, as in Python.
+// A cleanup returning void runs synchronously (unlike KJ_DEFER, not when the frame is dropped).
 //
 //   co_await harrow::finally([&]() { return peer.serve(); },
 //                            [&]() { return stop(child); });
@@ -231,7 +232,11 @@ Co<void> finally(Body body, Cleanup cleanup) {
   } catch (...) {
     failure = currentException();
   }
-  co_await shielded(kj::mv(cleanup));
+  if constexpr (std::is_void_v<decltype(cleanup())>) {
+    cleanup();
+  } else {
+    co_await shielded(kj::mv(cleanup));
+  }
   KJ_IF_MAYBE(e, failure) kj::throwFatalException(kj::mv(*e));
 }
 

@@ -262,5 +262,15 @@ TEST_F(CancelScopeTest, FinallyAwaitsItsCleanupShieldedWhenTheBodyIsCancelled) {
   EXPECT_TRUE(scope.cancelledCaught());
 }
 
+TEST_F(CancelScopeTest, FinallyRunsACleanupReturningVoidBeforeReraising) {
+  bool cleaned = false;
+  auto promise = finally([&]() -> Co<void> {
+    co_await kj::Promise<void>(kj::READY_NOW);
+    KJ_FAIL_REQUIRE("body failed");
+  }, [&]() { cleaned = true; });
+  EXPECT_EQ(thrownBy([&] { promise.wait(waitScope); }), "body failed");
+  EXPECT_TRUE(cleaned);
+}
+
 }  // namespace
 }  // namespace harrow
