@@ -145,18 +145,12 @@ Co<kj::Own<Channel>> connect(kj::Network& network, kj::StringPtr addressText,
                              ChannelOptions options) {
   Address address = Address::parse(addressText);
   auto target = co_await network.parseAddress(address.toKjAddress());
-  kj::Own<kj::AsyncIoStream> stream;
-  kj::Maybe<kj::Exception> failure;
-  try {
-    stream = co_await target->connect();
-  } catch (...) {
-    failure = currentException();
-  }
-  KJ_IF_MAYBE(exception, failure) {
-    if (isCancelled(*exception)) kj::throwFatalException(kj::mv(*exception));
+  auto connected = co_await errorOr([&]() { return target->connect(); });
+  KJ_IF_MAYBE(exception, connected.error()) {
     kj::throwFatalException(transportClosed(
         kj::str("connect to ", addressText, " failed: ", exception->getDescription())));
   }
+  auto stream = kj::mv(*connected);
   if (address.kind == Address::Kind::TCP) setNoDelay(*stream);
   if (isUnix(address.kind)) {
     // Whoever listens on an abstract name (no file permissions guard it) may be anyone: only a
@@ -188,17 +182,7 @@ Co<kj::Own<Listener>> Listener::bind(kj::Network& network, kj::StringPtr address
     if (address.kind != Address::Kind::UNIX || socketFileAt(address.path) == nullptr) {
       kj::throwFatalException(kj::mv(*bindError));
     }
-    bool live = false;
-    kj::Maybe<kj::Exception> probeError;
-    try {
-      co_await local->connect();
-      live = true;
-    } catch (...) {
-      probeError = currentException();
-    }
-    KJ_IF_MAYBE(exception, probeError) {
-      if (isCancelled(*exception)) kj::throwFatalException(kj::mv(*exception));
-    }
+    bool live = co_await errorOf([&]() { return local->connect(); }) == nullptr;
     if (live) {
       kj::throwFatalException(kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
           kj::str("address in use: ", addressText, " (another process is listening)")));
