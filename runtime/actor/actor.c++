@@ -117,9 +117,8 @@ Co<void> Actor::serve(kj::Function<kj::Promise<void>()> body) {
   co_await openNursery([&](TaskNursery& channels) -> Co<void> {
     channelTasks = channels;
     KJ_DEFER(channelTasks = nullptr);
-    kj::Maybe<kj::Exception> failure;
-    try {
-      co_await openNursery([&](TaskNursery& nursery) -> Co<void> {
+    co_await finally([&]() {
+      return openNursery([&](TaskNursery& nursery) -> Co<void> {
         service = nursery;
         KJ_DEFER(service = nullptr);
         // Listen, then start the attachments (discovery registers): before the body, so that a
@@ -128,12 +127,10 @@ Co<void> Actor::serve(kj::Function<kj::Promise<void>()> body) {
         co_await body();
         nursery.cancel();  // the body is done: rpc tasks still running are cancelled
       });
-    } catch (...) {
-      failure = currentException();
-    }
-    co_await shielded([&]() { return stopAttachments(); });
-    channels.cancel();
-    KJ_IF_MAYBE(e, failure) kj::throwFatalException(kj::mv(*e));
+    }, [&]() -> Co<void> {
+      co_await stopAttachments();
+      channels.cancel();
+    });
   });
   // Every channel's loop has ended and every task with it: the outbound Peers can go.
   for (auto& connection : outbound) forgetPeer(*connection->peer);
@@ -317,13 +314,9 @@ Co<void> Actor::startAttachments() {
 Co<void> Actor::stopAttachments() {
   // Last started, first stopped; one failing does not keep the others from stopping.
   for (size_t i = attachments.size(); i > 0; --i) {
-    kj::Maybe<kj::Exception> failure;
-    try {
-      co_await attachments[i - 1]->stop();
-    } catch (...) {
-      failure = currentException();
+    KJ_IF_MAYBE(e, co_await errorOf([&]() { return attachments[i - 1]->stop(); })) {
+      KJ_LOG(WARNING, "stopping an actor attachment failed", *e);
     }
-    KJ_IF_MAYBE(e, failure) KJ_LOG(WARNING, "stopping an actor attachment failed", *e);
   }
 }
 
@@ -351,21 +344,14 @@ Co<kj::String> Actor::bind(kj::StringPtr address) {
 
 Co<void> Actor::acceptLoop(Listener& listener) {
   for (;;) {
-    kj::Own<Channel> channel;
-    kj::Maybe<kj::Exception> failure;
-    try {
-      channel = co_await listener.accept();
-    } catch (...) {
-      failure = currentException();
-    }
-    KJ_IF_MAYBE(e, failure) {
-      if (isCancelled(*e)) kj::throwFatalException(kj::mv(*e));
+    auto accepted = co_await errorOr([&]() { return listener.accept(); });
+    KJ_IF_MAYBE(e, accepted.error()) {
       // E.g. out of file descriptors: the listener itself is fine; try again shortly.
       KJ_LOG(WARNING, "accepting a channel failed", listener.getAddress(), *e);
       co_await timer().afterDelay(100 * kj::MILLISECONDS);
       continue;
     }
-    KJ_ASSERT_NONNULL(channelTasks).startSoon([this, channel = kj::mv(channel)]() mutable {
+    KJ_ASSERT_NONNULL(channelTasks).startSoon([this, channel = kj::mv(*accepted)]() mutable {
       return serveIncoming(kj::mv(channel));
     });
   }
@@ -398,32 +384,24 @@ Co<void> Actor::serveIncoming(kj::Own<Channel> channel) {
   kj::Duration timeout = 5 * kj::SECONDS;
   KJ_IF_MAYBE(options, serverOptions) timeout = options->handshakeTimeout;
   kj::Own<Peer> peer;
-  kj::Maybe<kj::Exception> failure;
-  try {
-    co_await failAfter(timer(), timeout, [&]() -> Co<void> {
+  KJ_IF_MAYBE(e, co_await errorOf([&]() {
+    return failAfter(timer(), timeout, [&]() -> Co<void> {
       peer = co_await handshake(kj::mv(channel), *this, /*initiator=*/false);
     });
-  } catch (...) {
-    failure = currentException();
-  }
-  KJ_IF_MAYBE(e, failure) {
-    if (isCancelled(*e)) kj::throwFatalException(kj::mv(*e));
+  })) {
     // A port scanner's connect-and-drop, a half-open connection, garbage: not our problem. The
     // channel (owned by the cancelled handshake) is closed already.
     HARROW_LOG_DEBUG("incoming connection dropped before the hello exchange", describeDrop(*e));
     co_return;
   }
   HARROW_LOG_DEBUG("channel accepted", peer->remote().toString());
-  try {
-    co_await peer->serve();
-  } catch (...) {
-    failure = currentException();
-  }
-  // Tasks of this channel have been told it is gone; they refer to the Peer until they unwind.
-  co_await uncancellable(peer->whenDrained());
-  forgetPeer(*peer);
-  KJ_IF_MAYBE(e, failure) {
-    if (isCancelled(*e)) kj::throwFatalException(kj::mv(*e));
+  KJ_IF_MAYBE(e, co_await errorOf([&]() {
+    return finally([&]() { return peer->serve(); }, [&]() -> Co<void> {
+      // Tasks of this channel have been told it is gone; they refer to the Peer until they unwind.
+      co_await peer->whenDrained();
+      forgetPeer(*peer);
+    });
+  })) {
     if (isTransportClosed(*e)) {
       HARROW_LOG_DEBUG("channel lost", peer->remote().toString(), *e);
     } else {
@@ -441,17 +419,13 @@ Co<Peer*> Actor::connectTo(kj::StringPtr addressParam) {
   KJ_IF_MAYBE(options, serverOptions) timeout = options->handshakeTimeout;
   auto address = kj::heapString(addressParam);
   kj::Own<Peer> peer;
-  kj::Maybe<kj::Exception> failure;
-  try {
-    co_await failAfter(timer(), timeout, [&]() -> Co<void> {
+  KJ_IF_MAYBE(e, co_await errorOf([&]() {
+    return failAfter(timer(), timeout, [&]() -> Co<void> {
       auto channel = co_await harrow::connect(io().provider->getNetwork(), address, channelOptions());
       peer = co_await handshake(kj::mv(channel), *this, /*initiator=*/true);
     });
-  } catch (...) {
-    failure = currentException();
-  }
-  KJ_IF_MAYBE(e, failure) {
-    if (isCancelled(*e) || isTransportClosed(*e) || isAuthenticationFailed(*e)) {
+  })) {
+    if (isTransportClosed(*e) || isAuthenticationFailed(*e)) {
       kj::throwFatalException(kj::mv(*e));
     }
     kj::throwFatalException(transportClosed(
@@ -474,20 +448,16 @@ Co<Peer*> Actor::connectTo(kj::StringPtr addressParam) {
 }
 
 Co<void> Actor::serveOutbound(Outbound& connection) {
-  kj::Maybe<kj::Exception> failure;
-  try {
-    co_await connection.peer->serve();
-  } catch (...) {
-    failure = currentException();
-  }
-  connection.open = false;
-  KJ_IF_MAYBE(current, outboundByAddress.find(connection.address)) {
-    if (*current == &connection) outboundByAddress.erase(connection.address);
-  }
-  // The Peer itself stays until serve() returns: portals found through it may still refer to it
-  // (their calls fail with its error).
-  KJ_IF_MAYBE(e, failure) {
-    if (isCancelled(*e)) kj::throwFatalException(kj::mv(*e));
+  KJ_IF_MAYBE(e, co_await errorOf([&]() {
+    return finally([&]() { return connection.peer->serve(); }, [&]() {
+      connection.open = false;
+      KJ_IF_MAYBE(current, outboundByAddress.find(connection.address)) {
+        if (*current == &connection) outboundByAddress.erase(connection.address);
+      }
+    });
+  })) {
+    // The Peer itself stays until serve() returns: portals found through it may still refer to
+    // it (their calls fail with its error).
     HARROW_LOG_DEBUG("outbound channel lost", connection.address, *e);
   }
 }

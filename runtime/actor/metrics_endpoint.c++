@@ -25,14 +25,10 @@ MetricsEndpoint::~MetricsEndpoint() noexcept(false) {}
 Co<void> MetricsEndpoint::start() {
   auto& network = actor.io().provider->getNetwork();
   kj::Own<kj::NetworkAddress> parsed;
-  kj::Maybe<kj::Exception> failure;
-  try {
+  KJ_IF_MAYBE(e, co_await errorOf([&]() -> Co<void> {
     parsed = co_await network.parseAddress(requested);
     listener = parsed->listen();
-  } catch (...) {
-    failure = currentException();
-  }
-  KJ_IF_MAYBE(e, failure) {
+  })) {
     kj::throwFatalException(kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
         kj::str("--harrow-metrics / HARROW_METRICS: cannot serve metrics at \"", requested,
                 "\" (give HOST:PORT, e.g. 127.0.0.1:9464): ", e->getDescription())));
