@@ -5,6 +5,7 @@
 #include <kj/encoding.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <stdlib.h>
 #include <sys/random.h>
@@ -242,14 +243,48 @@ kj::String describeDrop(const kj::Exception& e) {
 kj::String runtimeDirectory() {
   const char* xdg = getenv("XDG_RUNTIME_DIR");
   kj::String dir = (xdg != nullptr && *xdg == '/') ? kj::str(xdg, "/harrow")
-                                                   : kj::str("/tmp/harrow-", getuid());
+                                                   : kj::str("/tmp/harrow-", geteuid());
+  auto refuse = [&](kj::StringPtr what, kj::StringPtr remedy) {
+    kj::throwFatalException(makeError(ErrorKind::UNSAFE_FILE,
+        kj::str("harrow's runtime directory ", dir, " ", what, ": refused (", remedy, ")")));
+  };
+  constexpr kj::StringPtr ELSEWHERE =
+      "set XDG_RUNTIME_DIR to a private directory of yours, or give --harrow-cookie and "
+      "--harrow-registry explicitly"_kj;
   if (mkdir(dir.cStr(), 0700) != 0 && errno != EEXIST) {
-    KJ_FAIL_SYSCALL("mkdir", errno, dir);
+    refuse(kj::str("cannot be created: ", strerror(errno)), ELSEWHERE);
   }
+  // Opened without following a link, then checked through the descriptor: what is checked is
+  // what is there, and a directory of ours with mode 0700 in a sticky /tmp cannot be swapped by
+  // anyone else afterwards.
+  int fd = open(dir.cStr(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    int error = errno;
+    struct stat st;
+    if (lstat(dir.cStr(), &st) == 0 && S_ISLNK(st.st_mode)) {
+      refuse(kj::str("is a symbolic link (owned by uid ", st.st_uid, ")"),
+             kj::str("remove it, or ", ELSEWHERE));
+    }
+    if (error == ENOTDIR) refuse("is not a directory", kj::str("remove it, or ", ELSEWHERE));
+    refuse(kj::str("cannot be opened: ", strerror(error)), ELSEWHERE);
+  }
+  KJ_DEFER(close(fd));
   struct stat st;
-  KJ_SYSCALL(lstat(dir.cStr(), &st), dir);
-  KJ_REQUIRE(S_ISDIR(st.st_mode) && st.st_uid == getuid(),
-             "harrow's runtime directory is not a directory of this user", dir);
+  KJ_SYSCALL(fstat(fd, &st), dir);
+  if (st.st_uid != geteuid()) {
+    // Another user made it first (in /tmp anyone can): using it would hand them our sockets and
+    // cookie. Not silently worked around either: programs of this user meet through this one
+    // directory, and a private directory elsewhere would quietly split them.
+    refuse(kj::str("belongs to uid ", st.st_uid, ", not to this user (uid ", geteuid(),
+                   "): another user created it first"),
+           kj::str("have it removed, as its owner or root: rm -r ", dir, "; or ", ELSEWHERE));
+  }
+  if ((st.st_mode & 077) != 0) {
+    char mode[8];
+    snprintf(mode, sizeof(mode), "%04o", unsigned(st.st_mode & 07777));
+    refuse(kj::str("has mode ", mode, ": other users may reach the sockets and cookie in it"),
+           kj::str("chmod 700 ", dir));
+  }
   return dir;
 }
 

@@ -98,8 +98,12 @@ private:
 
 enum class TransportKind { TCP, UNIX, UNIX_ABSTRACT };
 
-// The directory for harrow's Unix socket files: $XDG_RUNTIME_DIR/harrow if XDG_RUNTIME_DIR is
-// set, else /tmp/harrow-<uid>; created (mode 0700) if missing.
+// The directory for harrow's Unix socket files and the default cookie: $XDG_RUNTIME_DIR/harrow if
+// XDG_RUNTIME_DIR is set, else /tmp/harrow-<euid>; created (mode 0700) if missing. Checked on
+// every call, through a descriptor opened O_DIRECTORY|O_NOFOLLOW: a directory of another user (in
+// /tmp anyone can create that name first), a symbolic link, or one group or others may enter is
+// refused with harrow.UnsafeFile naming it, its owner or mode, and what to do. Never worked around
+// with a directory elsewhere: programs of one user meet through this one (docs/PROTOCOL.md 7).
 kj::String runtimeDirectory();
 
 // A fresh listen address of `kind` for an actor named `name`: tcp:127.0.0.1:0 (an ephemeral

@@ -67,6 +67,35 @@ void createCookie(kj::StringPtr path) {
   }
 }
 
+constexpr kj::StringPtr SYMBOLIC_LINK =
+    "is a symbolic link: refused (give the path of the file itself)"_kj;
+
+[[noreturn]] void unsafeCookie(kj::StringPtr path, kj::StringPtr what) {
+  kj::throwFatalException(
+      makeError(ErrorKind::UNSAFE_FILE, kj::str("the cookie file ", path, " ", what)));
+}
+
+// Refuses anything but a regular file of this user that only this user may read or write.
+void checkCookieFile(kj::StringPtr path, const struct stat& st) {
+  if (S_ISLNK(st.st_mode)) unsafeCookie(path, SYMBOLIC_LINK);
+  if (!S_ISREG(st.st_mode)) {
+    kj::StringPtr kind = S_ISFIFO(st.st_mode)  ? "a FIFO"_kj
+                         : S_ISDIR(st.st_mode) ? "a directory"_kj
+                         : S_ISSOCK(st.st_mode) ? "a socket"_kj
+                                                : "a device"_kj;
+    unsafeCookie(path, kj::str("is ", kind, ", not a regular file: refused"));
+  }
+  if (st.st_uid != geteuid()) {
+    unsafeCookie(path, kj::str("belongs to uid ", st.st_uid, ", not to this user (uid ",
+                               geteuid(), "): refused"));
+  }
+  if ((st.st_mode & 077) != 0) {
+    unsafeCookie(path, kj::str("has mode ", modeText(st.st_mode),
+                               ": others may read or change it, so it proves nothing; refused "
+                               "(chmod 600 ", path, ")"));
+  }
+}
+
 }  // namespace
 
 kj::String cookiePathFromEnvironment() {
@@ -76,25 +105,28 @@ kj::String cookiePathFromEnvironment() {
 }
 
 TreeSecret readCookie(kj::StringPtr path) {
-  int fd = open(path.cStr(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0 && errno == ENOENT) {
+  // Looked at before it is opened (a device or FIFO is never opened at all), then opened without
+  // following a link and without blocking (a FIFO swapped in meanwhile cannot hang the root),
+  // then checked again through the descriptor: what is read is what was checked.
+  struct stat seen;
+  if (lstat(path.cStr(), &seen) != 0) {
+    if (errno != ENOENT) cookieError(path, kj::str("cannot be read: ", strerror(errno)));
     createCookie(path);
-    fd = open(path.cStr(), O_RDONLY | O_CLOEXEC);
+    if (lstat(path.cStr(), &seen) != 0) {
+      cookieError(path, kj::str("cannot be read: ", strerror(errno)));
+    }
   }
+  checkCookieFile(path, seen);
+  int fd = open(path.cStr(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0 && errno == ELOOP) unsafeCookie(path, SYMBOLIC_LINK);
   if (fd < 0) cookieError(path, kj::str("cannot be read: ", strerror(errno)));
   KJ_DEFER(close(fd));
 
   struct stat st;
   KJ_SYSCALL(fstat(fd, &st), path);
-  if (!S_ISREG(st.st_mode)) cookieError(path, "is not a regular file");
-  if (st.st_uid != geteuid()) {
-    cookieError(path, kj::str("belongs to uid ", st.st_uid, ", not to this user (uid ", geteuid(),
-                              "): refused"));
-  }
-  if ((st.st_mode & 077) != 0) {
-    cookieError(path, kj::str("has mode ", modeText(st.st_mode),
-                              ": others may read or change it, so it proves nothing; refused "
-                              "(chmod 600 ", path, ")"));
+  checkCookieFile(path, st);
+  if (st.st_dev != seen.st_dev || st.st_ino != seen.st_ino) {
+    unsafeCookie(path, "was replaced while it was being opened");
   }
   if (st.st_size > off_t(MAX_COOKIE_BYTES)) {
     cookieError(path, kj::str("is larger than ", MAX_COOKIE_BYTES, " bytes"));

@@ -5,8 +5,10 @@
 // their parent in the spawn spec. The file is `runtimeDirectory()/cookie` unless
 // --harrow-cookie=PATH or HARROW_COOKIE names another. A missing file is created (64 random hex
 // digits, mode 0600, atomically: no reader ever sees it half written). A file that is not a
-// regular file of this user, or that anyone else may read or write (mode & 077), is refused with
-// an error naming it: a cookie others can read authenticates them too.
+// regular file of this user (a symbolic link, FIFO, directory or device), or that anyone else may
+// read or write (mode & 077), is refused with harrow.UnsafeFile naming it: a cookie others can
+// read authenticates them too. It is never opened before it has been seen to be a regular file,
+// and then O_NOFOLLOW|O_NONBLOCK and checked again: a FIFO cannot hang the root.
 
 #pragma once
 
@@ -20,7 +22,8 @@ namespace harrow {
 kj::String cookiePathFromEnvironment();
 
 // The tree secret from the cookie file at `path`, created first if it does not exist. Throws
-// (naming the file) if it is not a regular file owned by this user with mode 0600 or stricter,
+// harrow.UnsafeFile (naming the file) if it is not a regular file owned by this user with mode
+// 0600 or stricter,
 // if it holds fewer than 16 bytes, or if it cannot be read or created.
 TreeSecret readCookie(kj::StringPtr path);
 

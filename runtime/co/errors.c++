@@ -33,6 +33,7 @@ constexpr Named NAMES[] = {
     {ErrorKind::NO_ROOT, "NoRoot"_kj},
     {ErrorKind::REGISTRY_UNAVAILABLE, "RegistryUnavailable"_kj},
     {ErrorKind::REGISTRY_ADDRESS_IN_USE, "RegistryAddressInUse"_kj},
+    {ErrorKind::UNSAFE_FILE, "UnsafeFile"_kj},
 };
 
 constexpr kj::StringPtr PREFIX = "harrow."_kj;

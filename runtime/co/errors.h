@@ -50,6 +50,9 @@ enum class ErrorKind {
   NO_ROOT,                // this actor does not know its root's address
   REGISTRY_UNAVAILABLE,   // the registry could not be reached or hosted
   REGISTRY_ADDRESS_IN_USE,  // something that is not a registry holds the registry's address
+  // Files (actor/, discovery/)
+  UNSAFE_FILE,            // a runtime directory, cookie or key file another user could read,
+                          // replace or own: refused, naming the path and what to do
 };
 
 // "Cancelled", "ActorDied", ...: the name after "harrow." in descriptions. "" for NONE.
