@@ -122,8 +122,7 @@ Co<void> Discovery::start() {
   etcd = EtcdAddress::matches(options->registryAddress);
 
   for (uint attempt = 1;; ++attempt) {
-    kj::Maybe<kj::Exception> failure;
-    try {
+    KJ_IF_MAYBE(e, co_await errorOf([&]() -> Co<void> {
       if (etcd) {
         registryBound = kj::heapString(options->registryAddress);
         backendImpl = newEtcdBackend(actor, EtcdAddress::parse(options->registryAddress),
@@ -133,11 +132,7 @@ Co<void> Discovery::start() {
         backendImpl = newRegistryActorBackend();
       }
       co_await registerSelf();
-    } catch (...) {
-      failure = currentException();
-    }
-    KJ_IF_MAYBE(e, failure) {
-      if (isCancelled(*e)) kj::throwFatalException(kj::mv(*e));
+    })) {
       if (!etcd && options->mayHostRegistry && !registryHosted && isTransportClosed(*e) &&
           attempt < 3) {
         // The registry we were about to join went away (its program is exiting): decide again.
@@ -184,42 +179,31 @@ Co<Peer*> Discovery::registryPeer() {
     KJ_FAIL_REQUIRE(kj::str("harrow.NoRegistry: actor ", actor.identity().name,
                             " uses the etcd registry at ", address, ", not a registry actor"));
   }
-  kj::Maybe<kj::Exception> failure;
-  Peer* peer = nullptr;
-  try {
-    peer = co_await actor.connectTo(address);
-  } catch (...) {
-    failure = currentException();
-  }
-  KJ_IF_MAYBE(e, failure) {
-    if (isCancelled(*e)) kj::throwFatalException(kj::mv(*e));
+  auto connected = co_await errorOr([&]() { return actor.connectTo(address); });
+  KJ_IF_MAYBE(e, connected.error()) {
     kj::throwFatalException(transportClosed(
         kj::str("the registry at ", address, " is unreachable: ", e->getDescription())));
   }
-  co_return peer;
+  co_return *connected;
 }
 
 Co<Discovery::ProbeResult> Discovery::probeRegistry(kj::StringPtr address,
                                                     kj::Maybe<kj::Exception>& why) {
   kj::Duration timeout = opts.handshakeTimeout;
-  kj::Own<Channel> channel;
-  kj::Maybe<kj::Exception> failure;
-  try {
-    channel = co_await harrow::connect(actor.io().provider->getNetwork(), address,
-                                        actor.channelOptions());
-  } catch (...) {
-    failure = currentException();
-  }
-  KJ_IF_MAYBE(e, failure) {
+  auto connected = co_await errorOr([&]() {
+    return harrow::connect(actor.io().provider->getNetwork(), address, actor.channelOptions());
+  });
+  KJ_IF_MAYBE(e, connected.error()) {
     if (!isTransportClosed(*e)) kj::throwFatalException(kj::mv(*e));
     why = kj::mv(*e);
     co_return ProbeResult::NOBODY;  // refused: nobody listens there
   }
+  kj::Own<Channel> channel = kj::mv(*connected);
   // Someone listens. A real exchange tells a registry from anything else: hello both ways, then
   // Registry.info. The channel is closed (EOF) afterwards, like any channel an actor is done with.
   bool handshaken = false;
-  try {
-    co_await failAfter(actor.timer(), timeout, [&]() -> Co<void> {
+  KJ_IF_MAYBE(e, co_await errorOf([&]() {
+    return failAfter(actor.timer(), timeout, [&]() -> Co<void> {
       kj::Own<Peer> peer = co_await handshake(kj::mv(channel), actor, /*initiator=*/true);
       handshaken = true;
       co_await openNursery([&](TaskNursery& n) -> Co<void> {
@@ -228,11 +212,7 @@ Co<Discovery::ProbeResult> Discovery::probeRegistry(kj::StringPtr address,
         n.cancel();
       });
     });
-  } catch (...) {
-    failure = currentException();
-  }
-  KJ_IF_MAYBE(e, failure) {
-    if (isCancelled(*e)) kj::throwFatalException(kj::mv(*e));
+  })) {
     if (isAuthenticationFailed(*e)) {
       KJ_FAIL_REQUIRE(kj::str("harrow.RegistryAddressInUse: the harrow actor at ", address,
                               " belongs to another tree: ", e->getDescription()));
@@ -282,15 +262,11 @@ Co<void> Discovery::setUpRegistry() {
     }
     // Nobody is there: host it. The server is in place before anyone can connect.
     actor.addServer(kj::heap<RegistryServer>(actor));
-    kj::Maybe<kj::Exception> bindError;
-    try {
+    KJ_IF_MAYBE(e, co_await errorOf([&]() -> Co<void> {
       registryBound = co_await actor.listen(address);
-    } catch (...) {
-      bindError = currentException();
-    }
-    KJ_IF_MAYBE(e, bindError) {
+    })) {
       actor.removeServer(RegistryActor::INTERFACE_ID);
-      if (isCancelled(*e) || ephemeral || attempt >= ATTEMPTS) {
+      if (ephemeral || attempt >= ATTEMPTS) {
         kj::throwFatalException(kj::mv(*e));
       }
       // Another root bound it between our probe and our bind: probe again, and join it.

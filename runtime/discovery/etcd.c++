@@ -259,24 +259,21 @@ Co<kj::String> EtcdClient::post(kj::StringPtr path, kj::String body) {
     auto url = kj::str("http://", endpoints[index], path);
     uint status = 0;
     kj::String text;
-    kj::Maybe<kj::Exception> failure;
-    try {
-      auto exchange = [&]() -> Co<void> {
-        kj::HttpHeaders headers(headerTable);
-        headers.set(kj::HttpHeaderId::CONTENT_TYPE, "application/json");
-        auto request = http->request(kj::HttpMethod::POST, url, headers, body.size());
-        co_await request.body->write(body.begin(), body.size());
-        request.body = nullptr;
-        auto response = co_await kj::mv(request.response);
-        status = response.statusCode;
-        text = co_await response.body->readAllText(MAX_RESPONSE);
-      };
-      kj::Duration left = deadline - timer.now();
-      co_await timer.timeoutAfter(kj::max(kj::min(left, perAttempt), 100 * kj::MILLISECONDS),
-                                  exchange());
-    } catch (...) {
-      failure = currentException();
-    }
+    auto exchange = [&]() -> Co<void> {
+      kj::HttpHeaders headers(headerTable);
+      headers.set(kj::HttpHeaderId::CONTENT_TYPE, "application/json");
+      auto request = http->request(kj::HttpMethod::POST, url, headers, body.size());
+      co_await request.body->write(body.begin(), body.size());
+      request.body = nullptr;
+      auto response = co_await kj::mv(request.response);
+      status = response.statusCode;
+      text = co_await response.body->readAllText(MAX_RESPONSE);
+    };
+    kj::Duration left = deadline - timer.now();
+    auto failure = co_await errorOf([&]() {
+      return timer.timeoutAfter(kj::max(kj::min(left, perAttempt), 100 * kj::MILLISECONDS),
+                                exchange());
+    });
     KJ_IF_MAYBE(e, failure) {
       if (!worthFailingOver(*e)) kj::throwFatalException(kj::mv(*e));
       lastProblem = kj::str(endpoints[index], ": ", e->getDescription());
@@ -358,13 +355,9 @@ Co<kj::Duration> EtcdClient::keepAlive(int64_t lease) {
 }
 
 Co<void> EtcdClient::revokeLease(int64_t lease) {
-  kj::Maybe<kj::Exception> failure;
-  try {
-    co_await post("/v3/lease/revoke", kj::str("{\"ID\":\"", lease, "\"}"));
-  } catch (...) {
-    failure = currentException();
-  }
-  KJ_IF_MAYBE(e, failure) {
+  KJ_IF_MAYBE(e, co_await errorOf([&]() {
+    return post("/v3/lease/revoke", kj::str("{\"ID\":\"", lease, "\"}"));
+  })) {
     // Gone already (expired, or revoked by an earlier attempt that timed out): done.
     if (strstr(e->getDescription().cStr(), "lease not found") != nullptr) co_return;
     kj::throwFatalException(kj::mv(*e));
@@ -395,13 +388,9 @@ public:
       auto& input = *KJ_ASSERT_NONNULL(stream);
       char chunk[4096];
       size_t n = 0;
-      kj::Maybe<kj::Exception> failure;
-      try {
+      KJ_IF_MAYBE(e, co_await errorOf([&]() -> Co<void> {
         n = co_await input.tryRead(chunk, 1, sizeof(chunk));
-      } catch (...) {
-        failure = currentException();
-      }
-      KJ_IF_MAYBE(e, failure) {
+      })) {
         if (!worthFailingOver(*e)) kj::throwFatalException(kj::mv(*e));
         HARROW_LOG_DEBUG("an etcd watch broke; opening it again", *e);
       }
@@ -439,23 +428,20 @@ private:
       auto url = kj::str("http://", client.endpoints[index], "/v3/watch");
       uint status = 0;
       kj::Own<kj::AsyncInputStream> responseBody;
-      kj::Maybe<kj::Exception> failure;
-      try {
-        auto exchange = [&]() -> Co<void> {
-          kj::HttpHeaders headers(client.headerTable);
-          headers.set(kj::HttpHeaderId::CONTENT_TYPE, "application/json");
-          auto request = client.http->request(kj::HttpMethod::POST, url, headers, body.size());
-          co_await request.body->write(body.begin(), body.size());
-          request.body = nullptr;
-          auto response = co_await kj::mv(request.response);
-          status = response.statusCode;
-          responseBody = kj::mv(response.body);
-        };
-        kj::Duration left = deadline - client.timer.now();
-        co_await client.timer.timeoutAfter(kj::max(left, 100 * kj::MILLISECONDS), exchange());
-      } catch (...) {
-        failure = currentException();
-      }
+      auto exchange = [&]() -> Co<void> {
+        kj::HttpHeaders headers(client.headerTable);
+        headers.set(kj::HttpHeaderId::CONTENT_TYPE, "application/json");
+        auto request = client.http->request(kj::HttpMethod::POST, url, headers, body.size());
+        co_await request.body->write(body.begin(), body.size());
+        request.body = nullptr;
+        auto response = co_await kj::mv(request.response);
+        status = response.statusCode;
+        responseBody = kj::mv(response.body);
+      };
+      kj::Duration left = deadline - client.timer.now();
+      auto failure = co_await errorOf([&]() {
+        return client.timer.timeoutAfter(kj::max(left, 100 * kj::MILLISECONDS), exchange());
+      });
       KJ_IF_MAYBE(e, failure) {
         if (!worthFailingOver(*e)) kj::throwFatalException(kj::mv(*e));
         lastProblem = kj::str(client.endpoints[index], ": ", e->getDescription());
@@ -548,8 +534,7 @@ public:
     keepAliveTask = nullptr;  // no more keepalives
     int64_t id = lease;
     lease = 0;
-    kj::Maybe<kj::Exception> failure;
-    try {
+    KJ_IF_MAYBE(e, co_await errorOf([&]() -> Co<void> {
       bool late = co_await moveOnAfter(timer, timeout, [&]() -> Co<void> {
         // "leaving" first, so a watcher tells this from a crash; the revoke deletes the entry.
         auto value = encodeSelf(true);
@@ -560,11 +545,7 @@ public:
         HARROW_LOG_DEBUG("etcd did not answer the deregistration in time (the lease expires)",
                          addressText);
       }
-    } catch (...) {
-      failure = currentException();
-    }
-    KJ_IF_MAYBE(e, failure) {
-      if (isCancelled(*e)) kj::throwFatalException(kj::mv(*e));
+    })) {
       HARROW_LOG_DEBUG("deregistration failed (the entry expires with its lease)", addressText,
                        *e);
     }
@@ -743,19 +724,14 @@ private:
   }
 
   Co<void> keepAliveOnce() {
-    kj::Maybe<kj::Exception> failure;
-    kj::Duration left = 0 * kj::SECONDS;
-    try {
-      left = co_await client.keepAlive(lease);
+    KJ_IF_MAYBE(e, co_await errorOf([&]() -> Co<void> {
+      kj::Duration left = co_await client.keepAlive(lease);
       if (left <= 0 * kj::SECONDS) {
         KJ_LOG(WARNING, "the etcd lease of this actor's registry entry expired; registering again",
                addressText);
         co_await putSelf();
       }
-    } catch (...) {
-      failure = currentException();
-    }
-    KJ_IF_MAYBE(e, failure) {
+    })) {
       // Try again next round; if the store stays unreachable the entry expires, and is put again
       // once it answers.
       KJ_LOG(WARNING, "cannot keep this actor's etcd registry entry alive", addressText, *e);

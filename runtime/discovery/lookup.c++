@@ -27,13 +27,9 @@ namespace {
 template <typename Fn>
 auto askRegistry(Actor& actor, Fn fn) -> Co<PromiseValue<decltype(fn(kj::instance<RegistryActor::Portal&>()))>> {
   RegistryActor::Portal portal(*co_await Discovery::of(actor).registryPeer());
-  kj::Maybe<kj::Exception> failure;
-  try {
-    co_return co_await fn(portal);
-  } catch (...) {
-    failure = currentException();
-  }
-  auto& e = KJ_ASSERT_NONNULL(failure);
+  auto reply = co_await errorOr([&]() { return fn(portal); });
+  if (reply.error() == nullptr) co_return kj::mv(*reply);
+  auto& e = KJ_ASSERT_NONNULL(reply.error());
   if (isTransportClosed(e)) {
     kj::throwFatalException(transportClosed(kj::str(
         "lost the registry at ", KJ_ASSERT_NONNULL(registryAddress(actor)), ": ",
@@ -84,18 +80,14 @@ public:
     Peer* peer = nullptr;
     KJ_IF_MAYBE(open, actor.openChannelTo(address)) peer = open;
     if (peer == nullptr) co_return;
-    kj::Maybe<kj::Exception> failure;
-    try {
+    KJ_IF_MAYBE(e, co_await errorOf([&]() -> Co<void> {
       bool late = co_await moveOnAfter(actor.timer(), timeout, [&]() -> Co<void> {
         co_await RegistryActor::Portal(*peer).deregisterActor(actor.identity().uuid);
       });
       if (late) {
         HARROW_LOG_DEBUG("the registry did not answer the deregistration in time", address);
       }
-    } catch (...) {
-      failure = currentException();
-    }
-    KJ_IF_MAYBE(e, failure) {
+    })) {
       HARROW_LOG_DEBUG("deregistration failed (the registry removes the entry when our channel "
                        "ends)", address, *e);
     }
@@ -163,16 +155,12 @@ Co<kj::Array<RegisteredActor>> queryActor(kj::StringPtr name) {
 Co<Peer*> connectToActor(Actor& actor, const RegisteredActor& entry) {
   kj::Maybe<kj::Exception> lastFailure;
   for (auto& address : entry.addresses) {
-    Peer* peer = nullptr;
-    try {
-      peer = co_await actor.connectTo(address);
-    } catch (...) {
-      lastFailure = currentException();
+    auto connected = co_await errorOr([&]() { return actor.connectTo(address); });
+    KJ_IF_MAYBE(e, connected.error()) {
+      lastFailure = kj::mv(*e);
+      continue;
     }
-    KJ_IF_MAYBE(e, lastFailure) {
-      if (isCancelled(*e)) kj::throwFatalException(kj::mv(*e));
-    }
-    if (peer == nullptr) continue;
+    Peer* peer = *connected;
     if (peer->remote().uuid == entry.uuid) co_return peer;
     // The address now belongs to another actor (the registered one died, the port was reused).
     lastFailure = transportClosed(kj::str("the actor at ", address, " is ",
@@ -192,19 +180,13 @@ Co<kj::Maybe<Peer*>> firstReachable(Actor& actor, kj::ArrayPtr<const RegisteredA
                                     kj::ArrayPtr<const kj::byte> skip) {
   for (auto& entry : entries) {
     if (entry.uuid == skip) continue;
-    Peer* peer = nullptr;
-    kj::Maybe<kj::Exception> failure;
-    try {
-      peer = co_await connectToActor(actor, entry);
-    } catch (...) {
-      failure = currentException();
-    }
-    KJ_IF_MAYBE(e, failure) {
+    auto connected = co_await errorOr([&]() { return connectToActor(actor, entry); });
+    KJ_IF_MAYBE(e, connected.error()) {
       if (!isTransportClosed(*e)) kj::throwFatalException(kj::mv(*e));
       HARROW_LOG_DEBUG("skipping an unreachable registry entry", *e);
       continue;
     }
-    co_return peer;
+    co_return *connected;
   }
   co_return nullptr;
 }
