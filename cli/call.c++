@@ -4,11 +4,13 @@
 #include "cli/commands.h"
 #include "cli/errors.h"
 #include "cli/format.h"
+#include "cli/json_check.h"
 
 #include <harrow/co/nursery.h>
 
 #include <capnp/compat/json.h>
 #include <capnp/dynamic.h>
+#include <capnp/message.h>
 #include <capnp/schema-loader.h>
 #include <kj/async-io.h>
 #include <kj/debug.h>
@@ -31,15 +33,23 @@ kj::String encode(const capnp::JsonCodec& codec, capnp::StructSchema type,
   return codec.encode(capnp::DynamicValue::Reader(value), capnp::Type(type));
 }
 
-// Fills `message` with `json` as a `type`; a bad document is a usage error saying why.
+// Fills `message` with `json` as a `type`; a bad document (not JSON, a field the type does not
+// have, a value of the wrong type: json_check.h) is a usage error naming the field.
 void decode(const capnp::JsonCodec& codec, capnp::StructSchema type, OutgoingMessage& message,
             kj::StringPtr json, kj::StringPtr what) {
   message.setType(type);
   auto builder = message.payload().initAs<capnp::DynamicStruct>(type);
-  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { codec.decode(json, builder); })) {
-    kj::StringPtr name = type.getProto().getDisplayName();
-    KJ_IF_MAYBE(colon, name.findLast(':')) name = name.slice(*colon + 1);
-    fail(EXIT_USAGE, kj::str(what, " (", json, ") is not a ", name, " in JSON: ",
+  capnp::MallocMessageBuilder parsed;
+  auto value = parsed.initRoot<capnp::JsonValue>();
+  auto problem = kj::runCatchingExceptions([&]() {
+    codec.decodeRaw(json, value);
+    KJ_IF_MAYBE(mismatch, jsonMismatch(value.asReader(), type)) {
+      kj::throwFatalException(KJ_EXCEPTION(FAILED, kj::mv(*mismatch)));
+    }
+    codec.decode(value.asReader(), builder);
+  });
+  KJ_IF_MAYBE(e, problem) {
+    fail(EXIT_USAGE, kj::str(what, " (", json, ") is not a ", typeName(type), " in JSON: ",
                              e->getDescription()));
   }
 }
