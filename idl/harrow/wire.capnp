@@ -5,7 +5,9 @@
 
 $import "/capnp/c++.capnp".namespace("harrow::wire");
 
-const protocolVersion :UInt32 = 1;
+const protocolVersion :UInt32 = 2;
+# 2: the proof covers both whole hellos, and frames after the handshake may carry tags
+# (frameProtection; docs/PROTOCOL.md 2.2, 2.5).
 
 struct ActorId {
   # Names are not unique; the uuid is (random, 128 bits).
@@ -18,7 +20,7 @@ struct Message {
     # --- channel setup: each side sends exactly one hello first, then (except on the channel
     # between a parent and the child it spawned) proves it knows the tree's secret ---
     hello @0 :Hello;
-    authenticate @15 :Data;   # HMAC-SHA512-256 over both hellos (docs/PROTOCOL.md 2.2)
+    authenticate @15 :Data;   # HMAC-SHA512-256 over both whole hellos (docs/PROTOCOL.md 2.2)
 
     # --- sent by a parent to a child it spawned, right after the hellos ---
     spawnSpec @1 :SpawnSpec;
@@ -68,6 +70,16 @@ struct Hello {
   nonce @4 :Data;             # 32 fresh random bytes: the challenge the peer's proof must cover
   sharedMemory @5 :Bool;      # this side takes large frames through shared memory (a Unix
                               # socket that can pass fds; docs/PROTOCOL.md 11)
+  frameProtection @6 :FrameProtection;
+  # What this side requires of every frame after the handshake (docs/PROTOCOL.md 2.5): the
+  # channel uses the stronger of the two sides' requirements. Covered by the proofs, like every
+  # other field, so nobody in the middle can lower it.
+}
+
+enum FrameProtection {
+  none @0;           # plain frames: a Unix socket between processes of one uid, a parent-child pair
+  authenticated @1;  # each frame followed by a 16-byte Poly1305 tag (TCP, anything else)
+  encrypted @2;      # the segments encrypted too (XChaCha20-Poly1305; --harrow-encrypt)
 }
 
 struct SharedMemoryFrame {

@@ -1,12 +1,19 @@
-// Authenticating peers: the secret a tree of actors shares, and the proofs of knowing it that
-// the hello exchange carries (docs/PROTOCOL.md 2.2, "Threat model" in section 7).
+// Authenticating peers: the secret a tree of actors shares, the proofs of knowing it that the
+// hello exchange carries, and the keys that protect every frame after it (docs/PROTOCOL.md 2.2,
+// 2.5, "Threat model" in section 7).
 //
 // Every channel but the one between a parent and the child it spawned is authenticated: each
-// side sends a fresh nonce in its hello, then a MAC keyed with the tree's secret over both hellos
-// (names, uuids, pids, versions, nonces) and the role of the prover, so a proof is good for one
-// channel, one direction and one pair of actors only. The secret never travels on such a channel.
+// side sends a fresh nonce in its hello, then a MAC keyed with the tree's secret over the
+// handshake transcript (both whole hellos, in canonical form, and what the transport binds the
+// channel to) and the role of the prover, so a proof is good for one channel, one direction and
+// one pair of actors only, and no field of either hello can be changed on the way. The secret
+// never travels on such a channel. From the same transcript both sides derive one key per
+// direction (frameKeys()): what tags (or encrypts) every later frame on a channel that is not a
+// same-user Unix socket (<harrow/ipc/frame_seal.h>).
 //
-// The MAC is libsodium's crypto_auth_hmacsha512256; the nonces come from randombytes_buf.
+// The MAC is libsodium's crypto_auth_hmacsha512256; the transcript digest and the keys are
+// BLAKE2b-256 (crypto_generichash, keyed with the secret for the keys); the nonces come from
+// randombytes_buf.
 
 #pragma once
 
@@ -52,14 +59,33 @@ constexpr size_t HELLO_NONCE_SIZE = 32;
 
 enum class HandshakeRole { OPENER, ACCEPTOR };
 
-// The proof the side in `prover`'s role sends: the MAC over both hellos. `opener` and `acceptor`
-// are the hellos the opener and the acceptor of the channel sent.
+// The proof the side in `prover`'s role sends: the MAC over the transcript. `opener` and
+// `acceptor` are the hellos the opener and the acceptor of the channel sent; `binding` is what
+// the transport binds the channel to (over TLS: both certificates' fingerprints), empty if
+// nothing.
 kj::Array<kj::byte> handshakeProof(const TreeSecret& secret, HandshakeRole prover,
-                                   wire::Hello::Reader opener, wire::Hello::Reader acceptor);
+                                   wire::Hello::Reader opener, wire::Hello::Reader acceptor,
+                                   kj::ArrayPtr<const kj::byte> binding = nullptr);
 
 // Whether `proof` is the proof `prover` owes (compared in constant time).
 bool verifyHandshakeProof(const TreeSecret& secret, HandshakeRole prover,
                           wire::Hello::Reader opener, wire::Hello::Reader acceptor,
-                          kj::ArrayPtr<const kj::byte> proof);
+                          kj::ArrayPtr<const kj::byte> proof,
+                          kj::ArrayPtr<const kj::byte> binding = nullptr);
+
+// The two keys of a channel's frames, one per direction, derived from the tree secret and the
+// same transcript as the proofs: fresh for every channel (both nonces), never sent. Wiped when
+// dropped.
+struct FrameKeys {
+  static constexpr size_t SIZE = 32;
+  kj::byte openerToAcceptor[SIZE];
+  kj::byte acceptorToOpener[SIZE];
+  FrameKeys() = default;
+  ~FrameKeys() noexcept;
+  KJ_DISALLOW_COPY(FrameKeys);
+};
+kj::Own<FrameKeys> frameKeys(const TreeSecret& secret, wire::Hello::Reader opener,
+                             wire::Hello::Reader acceptor,
+                             kj::ArrayPtr<const kj::byte> binding = nullptr);
 
 }  // namespace harrow

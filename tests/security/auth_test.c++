@@ -29,6 +29,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <sys/syscall.h>
+#include <string.h>
 #include <unistd.h>
 
 #include <iostream>
@@ -392,6 +393,41 @@ TEST_F(AuthTest, AProcessOfAnotherUidIsRefusedBeforeTheHello) {
     co_await expectStillServing();
   });
   EXPECT_EQ(warnings, 0) << warningLines;
+}
+
+// A relay that passes the hellos on may not change what either side said: the proof covers every
+// field of both hellos (protocol 2), the message limit and shared memory included.
+TEST(HandshakeProofTest, CoversEveryFieldOfBothHellos) {
+  auto secret = TreeSecret::random();
+  capnp::MallocMessageBuilder openerMessage, acceptorMessage;
+  auto opener = openerMessage.initRoot<wire::Hello>();
+  auto acceptor = acceptorMessage.initRoot<wire::Hello>();
+  for (auto hello : {opener, acceptor}) {
+    hello.initId().setName("a");
+    hello.setPid(7);
+    hello.setProtocolVersion(wire::PROTOCOL_VERSION);
+    hello.setMaxMessageBytes(1u << 20);
+    setHelloNonce(hello);
+  }
+  auto proof = handshakeProof(secret, HandshakeRole::ACCEPTOR, opener, acceptor);
+  EXPECT_TRUE(verifyHandshakeProof(secret, HandshakeRole::ACCEPTOR, opener, acceptor, proof));
+
+  acceptor.setMaxMessageBytes(64u << 20);
+  EXPECT_FALSE(verifyHandshakeProof(secret, HandshakeRole::ACCEPTOR, opener, acceptor, proof));
+  acceptor.setMaxMessageBytes(1u << 20);
+  opener.setSharedMemory(true);
+  EXPECT_FALSE(verifyHandshakeProof(secret, HandshakeRole::ACCEPTOR, opener, acceptor, proof));
+  opener.setSharedMemory(false);
+  acceptor.setFrameProtection(wire::FrameProtection::AUTHENTICATED);
+  EXPECT_FALSE(verifyHandshakeProof(secret, HandshakeRole::ACCEPTOR, opener, acceptor, proof));
+  acceptor.setFrameProtection(wire::FrameProtection::NONE);
+  EXPECT_TRUE(verifyHandshakeProof(secret, HandshakeRole::ACCEPTOR, opener, acceptor, proof));
+  // The keys of a channel are its own: another nonce, other keys.
+  auto keys = frameKeys(secret, opener, acceptor);
+  setHelloNonce(opener);
+  auto other = frameKeys(secret, opener, acceptor);
+  EXPECT_NE(0, memcmp(keys->openerToAcceptor, other->openerToAcceptor, FrameKeys::SIZE));
+  EXPECT_NE(0, memcmp(keys->openerToAcceptor, keys->acceptorToOpener, FrameKeys::SIZE));
 }
 
 TEST(ListenerTest, ConnectionsFromAnotherUidAreNotAcceptedAndSocketFilesAre0600) {

@@ -7,6 +7,16 @@
 
 namespace harrow {
 
+kj::Maybe<kj::String> checkEnvelope(capnp::MessageReader& reader) {
+  auto fresh = decodeReader(reader, reader.getOptions());
+  return checkStruct(capnp::Schema::from<wire::Message>(), fresh->getRoot<capnp::AnyPointer>());
+}
+
+bool hasStructRoot(capnp::MessageReader& reader) {
+  auto root = reader.getRoot<capnp::AnyPointer>();
+  return root.isNull() || root.getPointerType() == capnp::PointerType::STRUCT;
+}
+
 WireOutgoing& asWire(OutgoingMessage& message) {
   auto* wire = dynamic_cast<WireOutgoing*>(&message);
   KJ_REQUIRE(wire != nullptr, "message was not created by this channel");

@@ -49,6 +49,13 @@ kj::String methodOfParams(kj::Maybe<capnp::Schema> params);
 wire::Payload::Reader payloadOf(wire::Message::Reader message);
 
 // Downcasts a message the engine handed out (typed code only passes back what it received).
+// What is wrong with a received message's envelope (wire::Message, everything but the payload
+// values), or nullptr if the engine can read all of it.
+kj::Maybe<kj::String> checkEnvelope(capnp::MessageReader& reader);
+
+// Whether getRoot<wire::Message>() can be called at all (a null root reads as the default).
+bool hasStructRoot(capnp::MessageReader& reader);
+
 WireOutgoing& asWire(OutgoingMessage& message);
 
 // Where a payload that fails its decode check is reported: the task it belongs to, while that

@@ -1,0 +1,230 @@
+// The handshake on a fresh channel (docs/PROTOCOL.md 2.1, 2.2, 2.5): hellos, the proofs of the
+// tree secret, and what the channel's frames carry from then on. Declared in
+// <harrow/engine/peer.h> (handshake(), handshakeWithParent/Child(), authenticateChannel()).
+//
+//   auto peer = co_await harrow::handshake(kj::mv(channel), host, /*initiator=*/true);
+//
+// Guarantees: a peer that has not proved the tree secret (or is not this actor's parent or
+// child on their socketpair) never reaches a Peer: it gets one `error` and the channel is
+// closed. Everything either side said in its hello is covered by both proofs (auth.h), so no
+// field (message limit, shared memory, frame protection) can be changed on the way.
+//
+// Why a file of its own: the handshake runs before any Peer exists and shares nothing with the
+// task engine but the wire format (peer.c++ was 800 lines, issue #23).
+
+#include <harrow/engine/peer.h>
+
+#include <harrow/co/errors.h>
+
+#include "runtime/engine/internal/shared_frames.h"
+#include "runtime/engine/internal/wire_message.h"
+
+#include <kj/debug.h>
+
+#include <unistd.h>
+
+namespace harrow {
+
+namespace {
+
+constexpr kj::StringPtr AUTHENTICATION_FAILED = "harrow.AuthenticationFailed"_kj;
+
+kj::StringPtr messageName(wire::Message::Reader message) {
+  switch (message.which()) {
+    case wire::Message::HELLO: return "hello";
+    case wire::Message::AUTHENTICATE: return "authenticate";
+    case wire::Message::SPAWN_SPEC: return "spawnSpec";
+    case wire::Message::CANCEL_ACTOR: return "cancelActor";
+    case wire::Message::ERROR: return "error";
+    default: return "a task message";
+  }
+}
+
+// What the peer's `error` during the handshake means here: its refusal of us.
+kj::Exception refusedBy(wire::Error::Reader error) {
+  if (error.getType() == AUTHENTICATION_FAILED) {
+    return authenticationFailed(kj::str(
+        "actor ", ActorIdentity::fromWire(error.getOrigin()).toString(),
+        " refused this actor's proof of the tree secret (do both use the same cookie?)"));
+  }
+  return toException(error);
+}
+
+// Tells the peer why, closes our write side, throws `why`. It may be an older or newer harrow,
+// or a stranger: either way it gets one `error` and nothing else.
+Co<void> refuse(Channel& channel, PeerHost& host, kj::Exception why) {
+  if (isAuthenticationFailed(why)) host.authenticationFailed(why);
+  {
+    capnp::MallocMessageBuilder builder(256);
+    auto root = builder.initRoot<wire::Message>();
+    auto error = root.initError();
+    fillWireError(error, why, host.identity(), wire::ErrorKind::PROTOCOL_VIOLATION);
+    // The peer may be anyone: it learns what was wrong, not where in this program (a stack trace
+    // would hand a stranger this process's memory layout).
+    error.setRemoteTrace("");
+    error.setFile("");
+    error.setLine(0);
+    channel.send(builder);
+  }
+  try {
+    co_await channel.shutdownWrite();
+  } catch (...) {
+    // The peer may be gone already; the refusal below is what matters.
+  }
+  kj::throwFatalException(kj::mv(why));
+}
+
+// Why `message`, received during the handshake where `expected` was due, is refused.
+kj::Exception unexpected(wire::Message::Reader message, wire::Message::Which expected) {
+  // An error is never answered with an error: it is the peer's refusal of us.
+  if (message.isError()) return refusedBy(message.getError());
+  if (expected == wire::Message::HELLO) {
+    return protocolViolation(
+        kj::str("the peer's first message is not hello but ", messageName(message)));
+  }
+  // Before it has proved it knows the secret, a peer may send nothing else.
+  return authenticationFailed(
+      kj::str("the peer sent ", messageName(message), " before authenticating"));
+}
+
+// The next handshake message, which must be `expected`; anything else (including EOF) throws.
+Co<kj::Own<capnp::MessageReader>> receiveHandshake(Channel& channel, PeerHost& host,
+                                                   wire::Message::Which expected) {
+  auto received = co_await channel.receive();
+  if (received == nullptr) {
+    kj::throwFatalException(transportClosed("the peer closed the channel during the handshake"));
+  }
+  kj::Own<capnp::MessageReader> reader = kj::mv(KJ_ASSERT_NONNULL(received));
+  // Checked before anything is read, the root included (see Peer::route()).
+  if (!hasStructRoot(*reader)) {
+    co_await refuse(channel, host,
+                    protocolViolation("the peer's handshake message is not a struct"));
+  }
+  KJ_IF_MAYBE(problem, checkEnvelope(*reader)) {
+    kj::StringPtr what = expected == wire::Message::HELLO ? "hello" : "authenticate";
+    co_await refuse(channel, host, protocolViolation(kj::str("the peer's ", what,
+                                                             " is malformed: ", *problem)));
+  }
+  auto message = reader->getRoot<wire::Message>();
+  if (message.which() != expected || message.getCallId() != 0) {
+    auto why = unexpected(message, expected);
+    if (message.isError()) kj::throwFatalException(kj::mv(why));
+    co_await refuse(channel, host, kj::mv(why));
+  }
+  co_return kj::mv(reader);
+}
+
+// What the hellos settled: who the peer is, and the channel's limit both ways.
+struct Agreed {
+  ActorIdentity remote;
+  size_t maxMessageBytes;
+};
+
+Co<Agreed> helloExchange(Channel& chan, PeerHost& host, bool initiator, PeerOptions options,
+                         PeerTrust trust) {
+  Channel* channel = &chan;
+  size_t local = options.maxMessageBytes != 0 ? options.maxMessageBytes : host.maxMessageBytes();
+  channel->setMaxFrameBytes(local);
+  capnp::MallocMessageBuilder ours(128);
+  {
+    auto root = ours.initRoot<wire::Message>();
+    auto hello = root.initHello();
+    host.identity().toWire(hello.initId());
+    hello.setPid(getpid());
+    hello.setProtocolVersion(wire::PROTOCOL_VERSION);
+    hello.setMaxMessageBytes(local);
+    hello.setSharedMemory(options.sharedMemoryThreshold > 0 && channel->canPassFds());
+    setHelloNonce(hello);
+    channel->send(ours);
+  }
+  auto theirs = co_await receiveHandshake(*channel, host, wire::Message::HELLO);
+  auto ourHello = ours.getRoot<wire::Message>().getHello().asReader();
+  auto theirHello = theirs->getRoot<wire::Message>().getHello();
+  if (theirHello.getProtocolVersion() != wire::PROTOCOL_VERSION) {
+    co_await refuse(*channel, host, protocolViolation(kj::str(
+        "the peer speaks protocol version ", theirHello.getProtocolVersion(), ", this actor ",
+        wire::PROTOCOL_VERSION)));
+  }
+  uint64_t theirLimit = theirHello.getMaxMessageBytes();
+  if (theirLimit != 0 && theirLimit < MIN_MAX_MESSAGE_BYTES) {
+    co_await refuse(*channel, host, protocolViolation(kj::str(
+        "the peer's message limit of ", theirLimit, " bytes is below the minimum of ",
+        MIN_MAX_MESSAGE_BYTES)));
+  }
+  if (trust == PeerTrust::TREE_SECRET) {
+    if (theirHello.getNonce().size() < HELLO_NONCE_SIZE) {
+      co_await refuse(*channel, host, authenticationFailed("the peer's hello has no nonce"));
+    }
+    auto opener = initiator ? ourHello : theirHello;
+    auto acceptor = initiator ? theirHello : ourHello;
+    HandshakeRole mine = initiator ? HandshakeRole::OPENER : HandshakeRole::ACCEPTOR;
+    HandshakeRole peers = initiator ? HandshakeRole::ACCEPTOR : HandshakeRole::OPENER;
+    auto sendProof = [&]() {
+      capnp::MallocMessageBuilder builder(64);
+      auto mac = handshakeProof(host.treeSecret(), mine, opener, acceptor);
+      builder.initRoot<wire::Message>().setAuthenticate(
+          capnp::Data::Reader(mac.begin(), mac.size()));
+      channel->send(builder);
+    };
+    // The opener proves itself first; the acceptor answers only a good proof.
+    if (initiator) sendProof();
+    auto proof = co_await receiveHandshake(*channel, host, wire::Message::AUTHENTICATE);
+    if (!verifyHandshakeProof(host.treeSecret(), peers, opener, acceptor,
+                              proof->getRoot<wire::Message>().getAuthenticate())) {
+      co_await refuse(*channel, host, authenticationFailed(kj::str(
+          "actor ", ActorIdentity::fromWire(theirHello.getId()).toString(),
+          " does not know this tree's secret (a wrong cookie?)")));
+    }
+    if (!initiator) sendProof();
+  }
+  // Each side sends at most what the other accepts: the smaller limit, both ways.
+  if (theirLimit == 0) theirLimit = DEFAULT_MAX_FRAME_BYTES;  // a peer that does not say
+  if (ourHello.getSharedMemory() && theirHello.getSharedMemory()) {
+    channel->sendLargeFramesThroughSharedMemory(newWireSharedFrameCodec(),
+        options.sharedMemoryThreshold, options.sharedMemoryRingBytes);
+  }
+  co_return Agreed{ActorIdentity::fromWire(theirHello.getId()),
+                  size_t(kj::min(uint64_t(local), theirLimit))};
+}
+
+Co<kj::Own<Peer>> exchangeHellos(kj::Own<Channel> channel, PeerHost& host, bool initiator,
+                                 PeerOptions options, PeerTrust trust) {
+  auto agreed = co_await helloExchange(*channel, host, initiator, options, trust);
+  options.maxMessageBytes = agreed.maxMessageBytes;
+  co_return kj::heap<Peer>(kj::mv(channel), host, kj::mv(agreed.remote), initiator, options,
+                           trust);
+}
+
+}  // namespace
+
+kj::Exception authenticationFailed(kj::StringPtr what) {
+  return makeError(ErrorKind::AUTHENTICATION_FAILED, what);
+}
+
+bool isAuthenticationFailed(const kj::Exception& exception) {
+  return is(exception, ErrorKind::AUTHENTICATION_FAILED);
+}
+
+Co<kj::Own<Peer>> handshake(kj::Own<Channel> channel, PeerHost& host, bool initiator,
+                            PeerOptions options) {
+  return exchangeHellos(kj::mv(channel), host, initiator, options, PeerTrust::TREE_SECRET);
+}
+
+Co<ActorIdentity> authenticateChannel(Channel& channel, PeerHost& host, bool initiator,
+                                      PeerOptions options) {
+  auto agreed = co_await helloExchange(channel, host, initiator, options, PeerTrust::TREE_SECRET);
+  channel.setMaxFrameBytes(agreed.maxMessageBytes);
+  co_return kj::mv(agreed.remote);
+}
+
+Co<kj::Own<Peer>> handshakeWithParent(kj::Own<Channel> channel, PeerHost& host,
+                                      PeerOptions options) {
+  return exchangeHellos(kj::mv(channel), host, /*initiator=*/true, options, PeerTrust::PARENT);
+}
+
+Co<kj::Own<Peer>> handshakeWithChild(kj::Own<Channel> channel, PeerHost& host,
+                                     PeerOptions options) {
+  return exchangeHellos(kj::mv(channel), host, /*initiator=*/false, options, PeerTrust::CHILD);
+}
+
+}  // namespace harrow
