@@ -105,19 +105,15 @@ Co<Peer*> ActorNursery::spawn(kj::StringPtr nameParam, kj::StringPtr implementat
 
   // The socketpair is trusted by construction (only the child holds its other end): no proof is
   // exchanged on it, and the spawn spec brings the child the tree's secret.
-  kj::Own<Peer> peer;
-  kj::Maybe<kj::Exception> failure;
-  try {
-    peer = co_await handshakeWithChild(
-        kj::heap<Channel>(actor.eventPort(), kj::mv(parentEnd)), actor);
-  } catch (...) {
-    failure = currentException();
-  }
-  KJ_IF_MAYBE(e, failure) {
+  auto handshaken = co_await errorOr([&]() {
+    return handshakeWithChild(kj::heap<Channel>(actor.eventPort(), kj::mv(parentEnd)), actor);
+  });
+  KJ_IF_MAYBE(e, handshaken.error()) {
     // A child that dies before its hello (a crash at startup, a kill) is an ActorDied too.
     if (isTransportClosed(*e)) kj::throwFatalException(co_await explainLoss(ref, kj::mv(*e)));
     kj::throwFatalException(kj::mv(*e));
   }
+  kj::Own<Peer> peer = kj::mv(*handshaken);
   // Every task of the child's channel that is still waiting when it dies (a call, a stream, a
   // context) gets ActorDied, naming the child and how it ended, not the channel's EOF or reset.
   peer->explainLossWith([this, &ref](kj::Exception channelError) {
@@ -240,17 +236,11 @@ Co<void> ActorNursery::stop(Child& child) {
 Co<void> ActorNursery::supervise(Child& child) {
   KJ_DEFER(child.supervised.set());
   Peer& peer = *KJ_ASSERT_NONNULL(child.peer);
-  kj::Maybe<kj::Exception> failure;
-  try {
-    co_await peer.serve();  // routes the child's answers until its channel ends
-  } catch (...) {
-    failure = currentException();
-  }
-  co_await shielded([&]() { return stop(child); });
-
-  bool cancelled = false;
-  KJ_IF_MAYBE(e, failure) cancelled = isCancelled(*e);
-  if (cancelled) kj::throwFatalException(kj::mv(KJ_ASSERT_NONNULL(failure)));
+  // serve() routes the child's answers until its channel ends. How that ended is the channel's
+  // business: the child's exit status, below, says what happened to the child.
+  (void)co_await errorOf([&]() {
+    return finally([&]() { return peer.serve(); }, [&]() { return stop(child); });
+  });
 
   int status = co_await child.process->onExit();
   KJ_IF_MAYBE(watcher, child.watcher) co_return watcher->ended(peer, status);
@@ -303,15 +293,10 @@ Co<void> openActorNursery(Actor& actor, kj::Function<kj::Promise<void>(ActorNurs
   co_await openNursery([&](TaskNursery& tasks) -> Co<void> {
     nursery.tasks = tasks;
     KJ_DEFER(nursery.tasks = nullptr);
-    kj::Maybe<kj::Exception> failure;
-    try {
-      co_await body(nursery);
-    } catch (...) {
-      failure = currentException();
-    }
-    nursery.cancel();  // daemons live until the block ends
-    co_await shielded([&]() { return nursery.reapAll(); });
-    KJ_IF_MAYBE(e, failure) kj::throwFatalException(kj::mv(*e));
+    co_await finally([&]() { return body(nursery); }, [&]() -> Co<void> {
+      nursery.cancel();  // daemons live until the block ends
+      co_await nursery.reapAll();
+    });
   });
 }
 

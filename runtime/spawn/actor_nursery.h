@@ -193,17 +193,15 @@ auto ActorNursery::runInActor(kj::StringPtr name, kj::StringPtr implementation, 
     self.taskNursery().startSoon([&self, peer, fn = kj::mv(fn),
                               fulfiller = kj::mv(paf.fulfiller)]() mutable -> Co<void> {
       Portal portal(*peer);
-      kj::Maybe<kj::Exception> failure;
       try {
         fulfiller->fulfill(co_await fn(portal));
       } catch (...) {
-        failure = currentException();
+        auto e = currentException();  // handled without suspending; Cancelled too, re-raised
+        self.cancelChildOf(*peer);    // its one job failed
+        fulfiller->reject(kj::mv(e));
+        throw;
       }
-      self.cancelChildOf(*peer);  // its one job is done (or failed)
-      KJ_IF_MAYBE(e, failure) {
-        fulfiller->reject(kj::cp(*e));
-        kj::throwFatalException(kj::mv(*e));
-      }
+      self.cancelChildOf(*peer);  // its one job is done
     });
     co_return ActorResult<T>(kj::mv(paf.promise));
   }(*this, spawn(name, implementation, spawnOptions), kj::mv(fn));

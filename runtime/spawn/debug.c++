@@ -484,8 +484,7 @@ private:
 
   Co<char> askRootWhetherIdle() {
     char answer = 0;
-    kj::Maybe<kj::Exception> failure;
-    try {
+    KJ_IF_MAYBE(e, co_await errorOf([&]() -> Co<void> {
       int fd;
       KJ_SYSCALL(fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
       auto stream = co_await actor.io().lowLevelProvider->wrapConnectingSocketFd(
@@ -496,11 +495,7 @@ private:
       co_await stream->write(WAIT_REQUEST.begin(), WAIT_REQUEST.size());
       stream->shutdownWrite();
       co_await stream->tryRead(&answer, 1, 1);
-    } catch (...) {
-      failure = currentException();
-    }
-    KJ_IF_MAYBE(e, failure) {
-      if (isCancelled(*e)) kj::throwFatalException(kj::mv(*e));
+    })) {
       KJ_LOG(INFO, "the root's debugger could not be asked; it is taken as idle", *e);
     }
     co_return answer;

@@ -308,13 +308,7 @@ private:
   }
 
   Co<void> run() {
-    kj::Maybe<kj::Exception> failure;
-    try {
-      co_await relayAll();
-    } catch (...) {
-      failure = currentException();
-    }
-    KJ_IF_MAYBE(e, failure) {
+    KJ_IF_MAYBE(e, co_await errorOf([&]() { return relayAll(); })) {
       // Its fate is unknown here; its node kills it. Callers learn it first (the explainer asks
       // onExit()), then the Peer's channel ends.
       unreachable = true;
@@ -355,14 +349,10 @@ Co<kj::Own<Channel>> connectLink(Actor& actor, kj::StringPtr node, kj::StringPtr
     auto parsed = Address::parse(address);
     KJ_REQUIRE(parsed.kind == Address::Kind::TCP, "a node's address is tcp:HOST:PORT", address);
     kj::Own<kj::AsyncIoStream> stream;
-    kj::Maybe<kj::Exception> failure;
-    try {
+    KJ_IF_MAYBE(e, co_await errorOf([&]() -> Co<void> {
       auto target = co_await network.parseAddress(parsed.toKjAddress());
       stream = co_await target->connect();
-    } catch (...) {
-      failure = currentException();
-    }
-    KJ_IF_MAYBE(e, failure) {
+    })) {
       kj::throwFatalException(transportClosed(kj::str("connect to ", address, " failed: ",
                                                       e->getDescription())));
     }

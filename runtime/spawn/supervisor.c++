@@ -140,18 +140,13 @@ Co<Peer*> ActorSupervisor::startChildRaw(kj::StringPtr name, kj::StringPtr imple
   Slot& ref = *slot;
   slots.add(kj::mv(slot));
 
-  Peer* peer = nullptr;
-  kj::Maybe<kj::Exception> failure;
   try {
-    peer = co_await spawnInstance(ref);
+    co_return co_await spawnInstance(ref);
   } catch (...) {
-    failure = currentException();
+    auto e = currentException();  // handled without suspending; Cancelled too, re-raised
+    ref.end(kj::str("it failed to start: ", e.getDescription()));
+    throw;
   }
-  KJ_IF_MAYBE(e, failure) {
-    ref.end(kj::str("it failed to start: ", e->getDescription()));
-    kj::throwFatalException(kj::mv(*e));
-  }
-  co_return peer;
 }
 
 Co<Peer*> ActorSupervisor::spawnInstance(Slot& slot) {
