@@ -27,6 +27,14 @@ void TaskNursery::record(kj::Exception&& exception) {
     }
     return;
   }
+  // One failure, one error: a child actor's loss reaches every task that waited on its channel
+  // and the child's supervisor, each with a copy of the same exception (ActorDied naming its pid,
+  // ActorUnreachable naming its host); the nursery raises it once.
+  if (is(exception, ErrorKind::ACTOR_DIED) || is(exception, ErrorKind::ACTOR_UNREACHABLE)) {
+    for (auto& recorded : errors) {
+      if (recorded.getDescription() == exception.getDescription()) return;
+    }
+  }
   errors.add(kj::mv(exception));
   scope.cancel();
 }

@@ -14,6 +14,9 @@
 //  - The first failure (body or child) cancels the nursery's scope — scope cancellation, so every
 //    other task gets Cancelled at its next checkpoint and may clean up — and the failure is
 //    rethrown once all have stopped. Several failures arrive together as one MultiError.
+//  - One failure, one error: a child actor's loss (ActorDied, ActorUnreachable) that reaches
+//    several of the nursery's tasks (its callers, its supervisor) as the same exception is
+//    raised once.
 //    Cancellation itself is never reported as an error.
 //  - Dropping the block's promise (KJ cancellation) destroys every task at once; only
 //    destructors run.

@@ -100,6 +100,41 @@ TEST_F(NurseryTest, ConcurrentFailuresArriveTogetherAsMultiError) {
   }
 }
 
+// A child actor's loss reaches each task that waited on it (a caller, its supervisor) as the same
+// exception: the nursery raises it once, not as a MultiError of copies. Different losses, and
+// equal errors of other kinds, are all kept.
+TEST_F(NurseryTest, TheSameChildLossFromSeveralTasksIsRaisedOnce) {
+  auto raise = [&](kj::Function<kj::Exception(int)> error) {
+    auto block = openNursery([&](TaskNursery& n) -> Co<void> {
+      for (int i = 0; i < 3; ++i) {
+        n.startSoon([&, i]() -> Co<void> {
+          kj::throwFatalException(error(i));  // all in one turn, before any checkpoint
+          co_return;
+        });
+      }
+      co_return;
+    });
+    return KJ_ASSERT_NONNULL(kj::runCatchingExceptions([&]() { block.wait(waitScope); }));
+  };
+  auto lost = raise([](int) {
+    return makeError(ErrorKind::ACTOR_UNREACHABLE, "actor 'b' on node 'b': silent");
+  });
+  EXPECT_FALSE(isMultiError(lost)) << lost.getDescription().cStr();
+  EXPECT_TRUE(is(lost, ErrorKind::ACTOR_UNREACHABLE)) << lost.getDescription().cStr();
+  auto died = raise([](int) {
+    return makeError(ErrorKind::ACTOR_DIED, "actor 'a' (pid 7) killed by signal 9");
+  });
+  EXPECT_FALSE(isMultiError(died)) << died.getDescription().cStr();
+  auto two = raise([](int i) {
+    return makeError(ErrorKind::ACTOR_DIED, kj::str("actor 'a", i % 2, "' (pid 7) exited"));
+  });
+  EXPECT_EQ(errorsIn(two).size(), 2u) << two.getDescription().cStr();
+  auto plain = raise([](int) {
+    return kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__, kj::str("same"));
+  });
+  EXPECT_EQ(errorsIn(plain).size(), 3u) << plain.getDescription().cStr();
+}
+
 TEST_F(NurseryTest, GrandchildErrorCancelsTheWholeTree) {
   Log log;
   auto fail = kj::newPromiseAndFulfiller<void>();
