@@ -22,5 +22,6 @@
 #include <harrow/spawn/actor_nursery.h>
 #include <harrow/spawn/debug.h>
 #include <harrow/spawn/supervisor.h>
+#include <harrow/spawn/worker_pool.h>
 #include <harrow/spawn/link.h>
 #include <harrow/main.h>
