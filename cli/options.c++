@@ -24,7 +24,8 @@ Commands:
   help [COMMAND]             this text, or a command's
 
 Options (before or after the command):
-  --registry=ADDR    the tree's registry (default: $HARROW_REGISTRY, else tcp:127.0.0.1:1616)
+  --registry=ADDR    the tree's registry (default: $HARROW_REGISTRY, else
+                     unix:<runtime dir>/registry.sock)
   --cookie=PATH      the tree's cookie (default: $HARROW_COOKIE, else <runtime dir>/cookie)
   --json             output for scripts: one JSON document (call: always JSON)
   --timeout=SECONDS  bound on connecting and on each lookup (default 5; not on the call itself)
@@ -158,7 +159,7 @@ Options parseOptions(int argc, char** argv) {
 
   if (options.registry.size() == 0) {
     const char* env = getenv("HARROW_REGISTRY");
-    options.registry = kj::str(env != nullptr && *env != '\0' ? env : DEFAULT_REGISTRY_ADDRESS);
+    options.registry = env != nullptr && *env != '\0' ? kj::str(env) : defaultRegistryAddress();
   }
   if (options.registry == "none") fail(EXIT_USAGE, "the registry is 'none': give --registry=ADDR");
   if (options.cookie.size() == 0) options.cookie = cookiePathFromEnvironment();

@@ -9,8 +9,10 @@
 // port they got on; nothing here hands out port numbers.
 //
 // A test that must share something machine-wide (a fixed port, a well-known name) says so and
-// holds an flock() on a file named after it while it runs. None does today: the default registry
-// (tcp:127.0.0.1:1616) is off for every test (.bazelrc: HARROW_REGISTRY=none).
+// holds an flock() on a file named after it while it runs. One does: programs_test's squatter on
+// tcp:127.0.0.1:1616 (the old default registry port), under /tmp/harrow-test-port-1616.lock. The
+// default registry (unix:<runtime dir>/registry.sock) is off for every test (.bazelrc:
+// HARROW_REGISTRY=none).
 
 #pragma once
 

@@ -1,5 +1,5 @@
 // examples/multi_program, the daemon: the root of its tree hosts the registry (at the address
-// given with --harrow-registry=ADDR, or tcp:127.0.0.1:1616 by default) and runs a Greeter actor,
+// given with --harrow-registry=ADDR, or unix:<runtime dir>/registry.sock by default) and runs a Greeter actor,
 // "greeter", in a child process, until Ctrl-C or SIGTERM. Other programs pointed at the same
 // registry find "greeter" by name and call it (client.c++). See README.md.
 

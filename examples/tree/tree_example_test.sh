@@ -4,7 +4,7 @@
 # with status 1, and that no process of the tree is left afterwards.
 set -uo pipefail
 binary="$1"
-# Never the machine-wide default registry (tcp:127.0.0.1:1616): copies of this test running side
+# Never the user's default registry (unix:<runtime dir>/registry.sock): copies of this test running side
 # by side would meet in it. (.bazelrc sets this for every test; this keeps it so when run by hand.)
 export HARROW_REGISTRY="${HARROW_REGISTRY:-none}"
 

@@ -14,6 +14,10 @@ namespace harrow {
 // ---------------------------------------------------------------------------------------------
 // Options
 
+kj::String defaultRegistryAddress() {
+  return kj::str("unix:", runtimeDirectory(), "/registry.sock");
+}
+
 DiscoveryOptions DiscoveryOptions::forRoot(kj::StringPtr name) {
   DiscoveryOptions options;
   options.isRoot = true;
@@ -26,7 +30,7 @@ DiscoveryOptions DiscoveryOptions::forRoot(kj::StringPtr name) {
   const char* registry = getenv("HARROW_REGISTRY");
   if (registry == nullptr || *registry == '\0') {
     // The default address: if it cannot be had, the program still runs, without a registry.
-    options.registryAddress = kj::heapString(DEFAULT_REGISTRY_ADDRESS);
+    options.registryAddress = defaultRegistryAddress();
     options.registryRequired = false;
   } else if (kj::StringPtr(registry) == "none") {
     options.registryAddress = nullptr;

@@ -41,10 +41,14 @@ using registry::RegistryActor;
 // An actor with discovery runs a channel server (ChannelServerOptions in <harrow/actor/actor.h>)
 // and registers itself with the tree's registry when it starts serving, deregistering on teardown.
 //
-// Defaults (harrow::main): the registry is DEFAULT_REGISTRY_ADDRESS (TCP on loopback, port 1616,
-// tractor's arbiter port), overridden by --harrow-registry=ADDR or HARROW_REGISTRY=ADDR (any
-// address form, e.g. unix:@harrow-registry, unix:/run/user/1000/harrow/registry.sock,
-// tcp:127.0.0.1:0 for an ephemeral port), or "none" to run without one. The root hosts the
+// Defaults (harrow::main): the registry is defaultRegistryAddress(), a Unix socket in this user's
+// private runtime directory (unix:<runtimeDirectory()>/registry.sock), overridden by
+// --harrow-registry=ADDR or HARROW_REGISTRY=ADDR (any address form, e.g. unix:@harrow-registry,
+// tcp:127.0.0.1:1616, tcp:127.0.0.1:0 for an ephemeral port), or "none" to run without one. TCP
+// only when an address is given: a fixed port on loopback is there for any local user to take
+// first (tractor's arbiter port 1616 was harrow's default), and a root that connected to it
+// would prove itself to whoever listens there; the runtime directory (0700, checked) leaves no
+// one else a place to listen. The root hosts the
 // registry there unless a live registry already answers at that address (a handshake probe, see
 // below); then it joins that one. Children receive the registry and root addresses in their spawn
 // spec.
@@ -57,8 +61,9 @@ using registry::RegistryActor;
 // An etcd address (etcd://..., etcd.h) is neither probed nor hosted: every actor of the tree
 // registers in etcd itself, under a lease it keeps alive, and the children get the same address.
 
-constexpr uint16_t DEFAULT_REGISTRY_PORT = 1616;
-constexpr kj::StringPtr DEFAULT_REGISTRY_ADDRESS = "tcp:127.0.0.1:1616"_kj;
+// unix:<runtimeDirectory()>/registry.sock (harrow.UnsafeFile if that directory is not safely this
+// user's: <harrow/actor/actor.h>).
+kj::String defaultRegistryAddress();
 
 struct DiscoveryOptions {
   // Where this actor accepts channels from other actors. Empty: it accepts none (it can still

@@ -4,9 +4,12 @@
 //    on; strangers that skip the proof, send cancelActor or a wrong MAC are refused the same way,
 //    and the daemon logs at most one warning for all of them;
 //  - a cookie file others may read stops the root with an error naming the file;
+//  - with no registry given, daemon and client meet in the default registry, a Unix socket in the
+//    user's runtime directory, while a squatter of another uid (nobody, through setpriv) on the
+//    old default, tcp:127.0.0.1:1616, gets no connection at all;
 // and no process is left behind.
 //
-// Usage (from BUILD.bazel): programs_test DAEMON CLIENT
+// Usage (from BUILD.bazel): programs_test DAEMON CLIENT SQUATTER
 
 #include <harrow/actor/actor.h>
 #include <harrow/co/cancel_scope.h>
@@ -19,8 +22,10 @@
 #include <kj/debug.h>
 
 #include <fcntl.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -40,6 +45,7 @@ using testing::readStat;
 
 const char* daemonPath = nullptr;
 const char* clientPath = nullptr;
+const char* squatterPath = nullptr;
 
 constexpr kj::Duration GUARD = 60 * kj::SECONDS;
 constexpr unsigned WATCHDOG_SECONDS = 120;
@@ -85,8 +91,8 @@ protected:
         ADD_FAILURE() << "a process of the test still exists: " << describe(*stat);
       }
     }
-    for (auto name : {"cookie", "other"}) unlink((dir + "/" + name).c_str());
-    rmdir(dir.c_str());
+    std::string command = "rm -rf '" + dir + "'";
+    (void)!system(command.c_str());
   }
 
   void run(kj::Function<kj::Promise<void>()> body) {
@@ -223,6 +229,54 @@ TEST_F(ProgramsTest, ACookieOthersMayReadStopsTheRootWithAnErrorNamingIt) {
   });
 }
 
+TEST_F(ProgramsTest, TheDefaultRegistryIsPrivateAndASquatterOnTheOldPortGetsNothing) {
+  if (geteuid() != 0 || getpwnam("nobody") == nullptr || access("/usr/bin/setpriv", X_OK) != 0) {
+    GTEST_SKIP() << "needs root, user nobody and setpriv (to run the squatter as another uid)";
+  }
+  // The one machine-wide thing a test binds (tests/names.h): other copies of this test wait.
+  int lock = open("/tmp/harrow-test-port-1616.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  ASSERT_GE(lock, 0);
+  KJ_DEFER(close(lock));
+  ASSERT_EQ(flock(lock, LOCK_EX), 0);
+  // The squatter runs from a copy `nobody` may execute (Bazel's output tree is root's only).
+  ASSERT_EQ(chmod(dir.c_str(), 0755), 0);
+  std::string squatter = dir + "/squatter";
+  std::string copy = "cp '" + std::string(squatterPath) + "' '" + squatter + "'";
+  ASSERT_EQ(system(copy.c_str()), 0);
+  ASSERT_EQ(chmod(squatter.c_str(), 0755), 0);
+  // This test's own runtime directory (and so its own default cookie and registry).
+  std::string xdg = dir + "/xdg";
+  ASSERT_EQ(mkdir(xdg.c_str(), 0700), 0);
+  std::vector<std::string> defaults = {"XDG_RUNTIME_DIR=" + xdg, "HARROW_REGISTRY=",
+                                       "HARROW_COOKIE="};
+  run([&]() -> Co<void> {
+    Program squat(io, {"/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                       squatter, "1616"});
+    known.insert(squat.getPid());
+    auto listening = co_await squat.waitForLine("");
+    KJ_REQUIRE(listening == "listening on 1616",
+               "tcp:127.0.0.1:1616 is taken by another program: not tested", listening);
+
+    Program d(io, {daemonPath}, defaults);
+    std::string registry = co_await ready(d);
+    EXPECT_EQ(registry, "unix:" + xdg + "/harrow/registry.sock");
+    EXPECT_TRUE(has(d.outputSoFar(), "hosted=yes")) << d.outputSoFar();
+    {
+      Program c(io, {clientPath}, defaults);
+      known.insert(c.getPid());
+      auto line = co_await c.waitForLine("greeter (pid ");
+      EXPECT_TRUE(has(line, "says: hello, world")) << line;
+      int status = co_await c.finish();
+      EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << c.outputSoFar();
+    }
+    co_await stop(d);
+
+    squat.signal(SIGTERM);
+    co_await squat.finish();
+    EXPECT_FALSE(has(squat.outputSoFar(), "connection")) << squat.outputSoFar();
+  });
+}
+
 }  // namespace
 }  // namespace harrow
 
@@ -230,11 +284,12 @@ int main(int argc, char** argv) {
   kj::UnixEventPort::captureChildExit();
   harrow::testing::installWatchdog("programs_test");
   ::testing::InitGoogleTest(&argc, argv);
-  if (argc != 3) {
-    fprintf(stderr, "usage: programs_test DAEMON CLIENT\n");
+  if (argc != 4) {
+    fprintf(stderr, "usage: programs_test DAEMON CLIENT SQUATTER\n");
     return 2;
   }
   harrow::daemonPath = argv[1];
   harrow::clientPath = argv[2];
+  harrow::squatterPath = argv[3];
   return RUN_ALL_TESTS();
 }
