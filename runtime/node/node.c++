@@ -137,19 +137,13 @@ Co<void> Node::superviseChild(Channel& link, wire::NodeSpawn::Reader spawn,
   kj::AutoCloseFd ours(fds[0]);
   kj::AutoCloseFd childEnd(fds[1]);
   kj::Own<ChildProcess> process;
-  {
-    kj::Maybe<kj::Exception> failure;
-    try {
-      process = startChildProcess(io.unixEventPort, name, executable, SpawnBackend::EXEC,
-                                  childEnd.get());
-    } catch (...) {
-      failure = currentException();
-    }
-    KJ_IF_MAYBE(e, failure) {
-      refuse(e->getDescription());
-      co_await link.shutdownWrite();
-      co_return;
-    }
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+    process = startChildProcess(io.unixEventPort, name, executable, SpawnBackend::EXEC,
+                                childEnd.get());
+  })) {
+    refuse(e->getDescription());
+    co_await link.shutdownWrite();
+    co_return;
   }
   childEnd = nullptr;
   ++children;
