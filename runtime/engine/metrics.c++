@@ -229,17 +229,12 @@ Co<kj::Maybe<kj::Own<IncomingMessage>>> askChild(Peer& child) {
   auto start = child.newStart(metricsInterfaceId(), 0);
   start->init<metrics::CollectParams>();
   kj::String who = child.remote().toString();
-  kj::Maybe<kj::Exception> failure;
-  try {
-    co_return co_await child.call(kj::mv(start));
-  } catch (...) {
-    failure = currentException();
-  }
-  KJ_IF_MAYBE(e, failure) {
-    if (isCancelled(*e)) kj::throwFatalException(kj::mv(*e));
+  auto answer = co_await errorOr([&]() { return child.call(kj::mv(start)); });
+  KJ_IF_MAYBE(e, answer.error()) {
     HARROW_LOG_DEBUG("metrics: a child did not answer; left out of this scrape", who, *e);
+    co_return nullptr;
   }
-  co_return nullptr;
+  co_return kj::mv(*answer);
 }
 
 // This actor's metrics and its children's (each of theirs includes their own children's).

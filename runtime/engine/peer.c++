@@ -356,7 +356,7 @@ Co<void> Peer::serve() {
       }
     }
   } catch (...) {
-    failure = currentException();
+    failure = currentException();  // not finally: the channel's tasks learn a Cancelled too
   }
   KJ_IF_MAYBE(e, failure) {
     if (isMalformedFrame(*e) || hostile) {
@@ -392,7 +392,7 @@ Co<void> Peer::serve() {
       // Bounded by the owner; a cancelled owner still wants its tasks told why.
       explained = co_await uncancellable(kj::mv(*promise));
     } catch (...) {
-      explainFailed = currentException();
+      explainFailed = currentException();  // not errorOr: it awaits uncancellable()
     }
     KJ_IF_MAYBE(e, explainFailed) KJ_LOG(WARNING, "explaining a lost channel failed", *e);
   }
@@ -464,7 +464,7 @@ void Peer::route(kj::Own<capnp::MessageReader> reader) {
     }
   } catch (...) {
     // A bug must not end the channel's other tasks (unreadable fields were caught above).
-    auto e = currentException();
+    auto e = currentException();  // handled without suspending
     logViolation(callId, e.getDescription(), e);
     if (!closed && !message.isError()) {
       wire::Message::Builder root = nullptr;

@@ -100,7 +100,7 @@ Co<void> IncomingTaskImpl::run(ActorServer& server, uint16_t methodId, MethodSta
   try {
     co_await scope.run([&]() { return server.dispatch(methodId, *this); });
   } catch (...) {
-    failure = currentException();
+    failure = currentException();  // not errorOf: a Cancelled is answered too (sendFinal)
   }
   if (failure == nullptr) timer.succeeded();
   KJ_IF_MAYBE(e, failure) {
