@@ -60,12 +60,8 @@ Co<void> runChild(Actor& actor, Implementations& implementations) {
     // The parent's messages are served once this actor is up: its own channel server bound and
     // registered with the registry (Actor::serve does both before it runs its body).
     auto serveParent = [&]() { root.startSoon([&]() -> Co<void> {
-      try {
-        co_await parent->serve();
-      } catch (...) {
-        auto e = currentException();
-        if (isCancelled(e)) throw;
-        KJ_LOG(INFO, "parent channel lost; shutting down", e);
+      KJ_IF_MAYBE(e, co_await errorOf([&]() { return parent->serve(); })) {
+        KJ_LOG(INFO, "parent channel lost; shutting down", *e);
       }
       actor.cancel();  // the parent is gone: nobody is left to serve
     }); };
