@@ -28,17 +28,12 @@ struct Row {
 };
 
 Co<void> ask(Session& session, Row& row) {
-  kj::Maybe<kj::Exception> failure;
-  try {
+  KJ_IF_MAYBE(e, co_await errorOf([&]() -> Co<void> {
     Peer* peer = co_await session.connect(row.entry);
     IntrospectActor::Portal portal(*peer);
     row.info = co_await session.bounded<Received<introspect::Introspect::InfoResults>>(
         kj::str("actor '", row.entry.name, "'"), [&]() { return portal.info(); });
-  } catch (...) {
-    failure = currentException();
-  }
-  KJ_IF_MAYBE(e, failure) {
-    if (isCancelled(*e)) kj::throwFatalException(kj::mv(*e));
+  })) {
     row.error = kj::str(messageOf(*e));
   }
 }

@@ -8,22 +8,18 @@ namespace harrow::cli {
 kj::String hex(kj::ArrayPtr<const kj::byte> bytes) { return kj::encodeHex(bytes); }
 
 Co<Peer*> Session::registry() {
-  kj::Maybe<kj::Exception> failure;
-  Peer* peer = nullptr;
-  try {
-    peer = co_await bounded<Peer*>(kj::str("the registry at ", options.registry),
-                                   [&]() { return actor.connectTo(options.registry); });
-  } catch (...) {
-    failure = currentException();
-  }
-  KJ_IF_MAYBE(e, failure) {
+  auto what = kj::str("the registry at ", options.registry);
+  auto peer = co_await errorOr([&]() {
+    return bounded<Peer*>(what, [&]() { return actor.connectTo(options.registry); });
+  });
+  KJ_IF_MAYBE(e, peer.error()) {
     if (isTransportClosed(*e)) {
       fail(EXIT_NOT_FOUND, kj::str("no registry answers at ", options.registry, " (",
                                    e->getDescription(), ")"));
     }
     kj::throwFatalException(kj::mv(*e));
   }
-  co_return peer;
+  co_return *peer;
 }
 
 Co<kj::Array<RegisteredActor>> Session::entries() {
@@ -67,22 +63,18 @@ Co<RegisteredActor> Session::resolveOne(kj::StringPtr name) {
 }
 
 Co<Peer*> Session::connect(const RegisteredActor& entry) {
-  kj::Maybe<kj::Exception> failure;
-  Peer* peer = nullptr;
-  try {
-    peer = co_await bounded<Peer*>(kj::str("actor '", entry.name, "'"),
-                                   [&]() { return connectToActor(actor, entry); });
-  } catch (...) {
-    failure = currentException();
-  }
-  KJ_IF_MAYBE(e, failure) {
+  auto what = kj::str("actor '", entry.name, "'");
+  auto peer = co_await errorOr([&]() {
+    return bounded<Peer*>(what, [&]() { return connectToActor(actor, entry); });
+  });
+  KJ_IF_MAYBE(e, peer.error()) {
     if (isTransportClosed(*e)) {
       fail(EXIT_NOT_FOUND, kj::str("actor '", entry.name, "' (pid ", entry.pid,
                                    ") cannot be reached: ", e->getDescription()));
     }
     kj::throwFatalException(kj::mv(*e));
   }
-  co_return peer;
+  co_return *peer;
 }
 
 }  // namespace harrow::cli

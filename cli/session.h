@@ -49,7 +49,8 @@ private:
 kj::String hex(kj::ArrayPtr<const kj::byte> bytes);
 
 template <typename T, typename Fn>
-Co<T> Session::bounded(kj::StringPtr what, Fn fn) {
+Co<T> Session::bounded(kj::StringPtr whatParam, Fn fn) {
+  auto what = kj::heapString(whatParam);  // used after a suspension: the caller's may be gone
   kj::Maybe<T> result;
   bool cutShort = co_await moveOnAfter(actor.timer(), options.timeout, [&]() -> Co<void> {
     result = co_await fn();

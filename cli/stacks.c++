@@ -20,17 +20,12 @@ struct Stack {
 };
 
 Co<void> ask(Session& session, Stack& stack) {
-  kj::Maybe<kj::Exception> failure;
-  try {
+  KJ_IF_MAYBE(e, co_await errorOf([&]() -> Co<void> {
     Peer* peer = co_await session.connect(stack.entry);
     IntrospectActor::Portal portal(*peer);
     stack.tasks = co_await session.bounded<Received<Introspect::TasksResults>>(
         kj::str("actor '", stack.entry.name, "'"), [&]() { return portal.tasks(); });
-  } catch (...) {
-    failure = currentException();
-  }
-  KJ_IF_MAYBE(e, failure) {
-    if (isCancelled(*e)) kj::throwFatalException(kj::mv(*e));
+  })) {
     stack.error = kj::str(messageOf(*e));
   }
 }
