@@ -123,7 +123,7 @@ Co<void> PoolCore::run(kj::Function<kj::Promise<void>()> body) {
     });
     co_await body();
   } catch (...) {
-    failure = currentException();
+    failure = currentException();  // not finally: its cleanup depends on the kind of failure
   }
   // Stopped on purpose, the workers are not restarted; a worker that never started has nothing to
   // stop (its supervisor knows no child of that name, or one that has ended).
