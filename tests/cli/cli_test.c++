@@ -7,11 +7,13 @@
 //  - stacks shows an open stream and an open context while they are in flight (synchronised on
 //    the command's output, never on time);
 //  - cancel ends an actor gracefully (its parent reaps it and carries on), and kills one whose
-//    teardown outlasts the grace period (its parent sees it die);
+//    teardown outlasts the grace period (its parent sees it die), over a Unix socket and over
+//    loopback TCP; it never signals a pid it was only told (an actor that lies about its pid:
+//    the pid's process lives on);
 //  - a wrong cookie is refused (exit 4), an unknown name is exit 3, bad usage exit 2;
 // and no process is left behind.
 //
-// Usage (from BUILD.bazel): cli_test HARROW TREE COUNTER DAEMON
+// Usage (from BUILD.bazel): cli_test HARROW TREE COUNTER DAEMON LIAR
 
 #include <harrow/co/cancel_scope.h>
 #include "tests/cli/command.h"
@@ -51,6 +53,7 @@ const char* harrowPath = nullptr;
 const char* treePath = nullptr;
 const char* counterPath = nullptr;
 const char* daemonPath = nullptr;
+const char* liarPath = nullptr;
 
 constexpr kj::Duration GUARD = 60 * kj::SECONDS;
 constexpr unsigned WATCHDOG_SECONDS = 120;
@@ -102,7 +105,7 @@ std::vector<std::string> argv(Args&&... args) {
 bool exitedWith(int status, int code) { return WIFEXITED(status) && WEXITSTATUS(status) == code; }
 
 class CliTest : public ::testing::Test {
-protected:
+public:  // for the tests run twice, once per transport
   ~CliTest() noexcept override {}
 
   kj::AsyncIoContext io = kj::setupAsyncIo();
@@ -169,10 +172,12 @@ protected:
     co_return co_await command.finish();
   }
 
-  kj::Own<Program> program(std::vector<std::string> args) {
+  kj::Own<Program> program(std::vector<std::string> args,
+                           std::string transport = "unix-abstract",
+                           std::vector<std::string> environment = {}) {
     args.push_back("--harrow-registry=" + registry);
-    args.push_back("--harrow-transport=unix-abstract");
-    auto p = kj::heap<Program>(io, args);
+    args.push_back("--harrow-transport=" + transport);
+    auto p = kj::heap<Program>(io, args, environment);
     known.insert(p->getPid());
     return p;
   }
@@ -218,7 +223,7 @@ TEST_F(CliTest, PsListsEveryActorUnderItsParent) {
     auto tree = program(argv(treePath, "--depth=2", "--width=2", "--fail=none", "--hold"));
     co_await tree->waitForCount("leaf, holding", 4);
 
-    Actors actors;
+    CliTest::Actors actors;
     auto json = co_await ps(actors);
     EXPECT_EQ(actors.size(), 7u) << tree->outputSoFar();
     for (auto& [name, parent] : treeParents()) {
@@ -277,7 +282,7 @@ TEST_F(CliTest, PsListsADaemonsTree) {
   run([&]() -> Co<void> {
     auto daemon = program(argv(daemonPath));
     auto ready = co_await daemon->waitForLine("ready ");
-    Actors actors;
+    CliTest::Actors actors;
     auto json = co_await ps(actors);
     EXPECT_EQ(actors.size(), 2u);
     auto root = actors.find("greeter_daemon");
@@ -396,7 +401,7 @@ TEST_F(CliTest, StacksShowsAnOpenStreamAndContext) {
 TEST_F(CliTest, CancelEndsAnActorAndItsParentCarriesOn) {
   run([&]() -> Co<void> {
     auto tree = co_await counter();
-    Actors actors;
+    CliTest::Actors actors;
     auto before = co_await ps(actors);
     EXPECT_EQ(actors.count("counter-1"), 1u);
 
@@ -421,18 +426,20 @@ TEST_F(CliTest, CancelEndsAnActorAndItsParentCarriesOn) {
   });
 }
 
-TEST_F(CliTest, CancelKillsAnActorWhoseTeardownOutlastsTheGracePeriod) {
-  run([&]() -> Co<void> {
+// Its process verified by SO_PEERCRED (Unix sockets) or by the socket it holds (loopback TCP).
+void cancelKillsAnActorWhoseTeardownOutlastsTheGracePeriod(CliTest& test, std::string transport) {
+  test.run([&]() -> Co<void> {
     // root "tree" -> n0 -> n0.0. With n0.0 stopped, n0's teardown waits out its own grace period
     // (0.75 s) for it: longer than the 0.05 s harrow gives n0 here.
-    auto tree = program(argv(treePath, "--depth=2", "--width=1", "--fail=none", "--hold"));
+    auto tree = test.program(
+        argv(treePath, "--depth=2", "--width=1", "--fail=none", "--hold"), transport);
     co_await tree->waitForCount("leaf, holding", 1);
-    Actors actors;
-    auto json = co_await ps(actors);
+    CliTest::Actors actors;
+    auto json = co_await test.ps(actors);
     pid_t leaf = num(get(actors.at("n0.0"), "pid"));
     KJ_SYSCALL(kill(leaf, SIGSTOP));
 
-    auto cancelled = co_await harrow(argv("cancel", "n0", "--grace=0.05", "--json"));
+    auto cancelled = co_await test.harrow(argv("cancel", "n0", "--grace=0.05", "--json"));
     EXPECT_EQ(cancelled.exitCode(), 0) << cancelled.describe();
     Json result(cancelled.out);
     EXPECT_EQ(str(get(result.root(), "outcome")), "killed") << cancelled.out;
@@ -444,6 +451,55 @@ TEST_F(CliTest, CancelKillsAnActorWhoseTeardownOutlastsTheGracePeriod) {
     EXPECT_NE(tree->outputSoFar().find("ActorDied: actor 'n0'"), std::string::npos)
         << tree->outputSoFar();
   });
+}
+
+TEST_F(CliTest, CancelKillsAnActorWhoseTeardownOutlastsTheGracePeriod) {
+  cancelKillsAnActorWhoseTeardownOutlastsTheGracePeriod(*this, "unix-abstract");
+}
+
+TEST_F(CliTest, CancelKillsAnActorOnLoopbackTcpWhoseTeardownOutlastsTheGracePeriod) {
+  cancelKillsAnActorWhoseTeardownOutlastsTheGracePeriod(*this, "tcp");
+}
+
+// An actor that registers, and answers Introspect.info, with the pid of a process that is no
+// actor at all (tests/cli/liar.c++): harrow cancel asks it to leave, and never signals that pid,
+// over a Unix socket (SO_PEERCRED names the liar) or loopback TCP (the victim holds no socket of
+// the connection).
+void cancelNeverKillsAPidItWasOnlyTold(CliTest& test, std::string transport) {
+  test.run([&]() -> Co<void> {
+    auto host = co_await test.counter();  // hosts the registry; outlives the liar
+    Program victim(test.io, {"/bin/sleep", "600"});
+    pid_t pid = victim.getPid();
+    auto liar = test.program(argv(liarPath), transport,
+                             {"HARROW_TEST_LIE_PID=" + std::to_string(pid)});
+    co_await liar->waitForLine("serving: liar");
+    CliTest::Actors actors;
+    auto json = co_await test.ps(actors);
+    test.known.erase(pid);  // ps listed the victim's pid for the liar; the victim is ours
+    EXPECT_EQ(num(get(actors.at("liar"), "pid")), pid) << "the liar does not lie";
+
+    auto cancelled = co_await test.harrow(argv("cancel", "liar", "--grace=5", "--json"));
+    EXPECT_EQ(cancelled.exitCode(), 0) << cancelled.describe();
+    Json result(cancelled.out);
+    EXPECT_EQ(str(get(result.root(), "outcome")), "left the registry") << cancelled.out;
+    KJ_IF_MAYBE(stat, readStat(pid)) {
+      EXPECT_NE(stat->state, 'Z') << "the victim was killed";
+    } else {
+      ADD_FAILURE() << "the victim is gone";
+    }
+    victim.signal(SIGTERM);
+    co_await victim.finish();
+    co_await liar->finish();  // it was cancelled: it exits by itself
+    EXPECT_TRUE(exitedWith(co_await test.stop(*host), 128 + SIGINT)) << host->outputSoFar();
+  });
+}
+
+TEST_F(CliTest, CancelNeverKillsAPidItWasOnlyToldOverAUnixSocket) {
+  cancelNeverKillsAPidItWasOnlyTold(*this, "unix-abstract");
+}
+
+TEST_F(CliTest, CancelNeverKillsAPidItWasOnlyToldOverLoopbackTcp) {
+  cancelNeverKillsAPidItWasOnlyTold(*this, "tcp");
 }
 
 TEST_F(CliTest, AWrongCookieIsRefused) {
@@ -521,13 +577,14 @@ int main(int argc, char** argv) {
   kj::UnixEventPort::captureChildExit();
   harrow::testing::installWatchdog("cli_test");
   ::testing::InitGoogleTest(&argc, argv);
-  if (argc != 5) {
-    fprintf(stderr, "usage: cli_test HARROW TREE COUNTER DAEMON\n");
+  if (argc != 6) {
+    fprintf(stderr, "usage: cli_test HARROW TREE COUNTER DAEMON LIAR\n");
     return 2;
   }
   harrow::harrowPath = argv[1];
   harrow::treePath = argv[2];
   harrow::counterPath = argv[3];
   harrow::daemonPath = argv[4];
+  harrow::liarPath = argv[5];
   return RUN_ALL_TESTS();
 }
