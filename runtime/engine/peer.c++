@@ -307,6 +307,7 @@ kj::Own<OutgoingMessage> Peer::newStart(uint64_t interfaceId, uint16_t methodId)
 Co<kj::Own<IncomingMessage>> Peer::call(kj::Own<OutgoingMessage> start) {
   if (closed && closeReason == nullptr) co_await whenClosed();  // being explained: wait for it
   KJ_IF_MAYBE(e, closeReason) kj::throwFatalException(kj::cp(*e));
+  KJ_IF_MAYBE(e, notServing) kj::throwFatalException(kj::cp(*e));
   WireOutgoing& wire = asWire(*start);
   uint64_t callId = wire.getCallId();
   checkSize(wire.message(), [&]() {
@@ -322,6 +323,7 @@ Co<kj::Own<IncomingMessage>> Peer::call(kj::Own<OutgoingMessage> start) {
 Co<kj::Own<OutgoingTask>> Peer::open(kj::Own<OutgoingMessage> start, MethodKind kind) {
   if (closed && closeReason == nullptr) co_await whenClosed();  // being explained: wait for it
   KJ_IF_MAYBE(e, closeReason) kj::throwFatalException(kj::cp(*e));
+  KJ_IF_MAYBE(e, notServing) kj::throwFatalException(kj::cp(*e));
   WireOutgoing& wire = asWire(*start);
   uint64_t callId = wire.getCallId();
   auto name = describeOutgoing(wire, kind);
@@ -368,7 +370,10 @@ Co<void> Peer::serve() {
     }
     if (isCancelled(*e)) {
       // We stopped reading, the channel itself is fine: the owner may still send on it (e.g.
-      // cancel-actor to a child), but no task of ours can get an answer any more.
+      // cancel-actor to a child), but no task of ours can get an answer any more, nor can a
+      // new one: it is refused at once rather than left waiting for its own scope to end.
+      notServing = transportClosed(kj::str("this side stopped serving the channel to actor ",
+          remoteId.toString(), " (its serve() was cancelled): no answer could be read"));
       failRoutes(*e);
       markClosed();
       kj::throwFatalException(kj::mv(*e));

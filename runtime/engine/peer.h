@@ -253,6 +253,7 @@ private:
   kj::HashMap<uint64_t, Route*> routes;
   bool closed = false;
   kj::Maybe<kj::Exception> closeReason;
+  kj::Maybe<kj::Exception> notServing;  // serve() was cancelled: call() and open() raise this
   uint64_t serialNumber;
   bool violationLogged = false;
   uint32_t violations = 0;  // committed by the peer on this channel (PeerOptions::maxViolations)

@@ -562,6 +562,68 @@ TEST(PeerLossTest, TheOwnersExplanationReachesEveryCallOnALostChannel) {
   }
 }
 
+// A Peer whose serve() was cancelled reads nothing more, so no answer could reach a call started
+// on it: such a call (or open) fails at once with TransportClosed saying this side stopped
+// serving, instead of waiting for its own scope to end. The channel itself stays usable for the
+// owner's own messages (cancel-actor to a child).
+TEST(PeerLossTest, ACancelledServeRefusesNewCallsAtOnce) {
+  kj::AsyncIoContext io = kj::setupAsyncIo();
+  Actor clientActor{io, ActorIdentity::random("client")};
+  Actor serverActor{io, ActorIdentity::random("server")};
+  serverActor.addServer(kj::heap<ProbeServer>());
+  auto pipe = io.provider->newTwoWayPipe();
+  auto clientSide = handshake(kj::heap<Channel>(kj::mv(pipe.ends[0])), clientActor, true);
+  auto serverSide = handshake(kj::heap<Channel>(kj::mv(pipe.ends[1])), serverActor, false);
+  kj::Own<Peer> client = clientSide.wait(io.waitScope);
+  kj::Own<Peer> server = serverSide.wait(io.waitScope);
+
+  kj::Maybe<kj::Exception> called, opened;
+  serverActor.serve([&]() -> Co<void> {
+    co_await openNursery([&](TaskNursery& n) -> Co<void> {
+      n.startSoon([&]() -> Co<void> {
+        try {
+          co_await server->serve();
+        } catch (const kj::Exception& e) {
+          if (!isCancelled(e)) throw;
+        }
+      });
+      CancelScope serving;
+      n.startSoon([&]() { return serving.run([&]() { return client->serve(); }); });
+      // It serves: a call gets its answer.
+      auto echoed = co_await callMethod<Words, Words>(*client, PROBE_ID, ECHO,
+                                                      [](Words::Builder p) { p.setText("a"); });
+      EXPECT_EQ(std::string(echoed->getText().cStr()), "echo: a");
+      serving.cancel();
+      co_await client->whenClosed();
+      // Failure guard only: without the refusal the call would wait for this deadline.
+      called = co_await errorOf([&]() {
+        return failAfter(io.provider->getTimer(), 5 * kj::SECONDS, [&]() -> Co<void> {
+          co_await callMethod<Words, Words>(*client, PROBE_ID, ECHO, [](Words::Builder) {});
+        });
+      });
+      opened = co_await errorOf([&]() {
+        return failAfter(io.provider->getTimer(), 5 * kj::SECONDS, [&]() -> Co<void> {
+          co_await streamMethod<Count, Item>(*client, PROBE_ID, COUNT,
+              [](Count::Builder p) { p.setN(1); }, [](ReceiveStream<Item>&) -> Co<void> {
+                co_return;
+              });
+        });
+      });
+      co_await client->channel().shutdownWrite();
+    });
+  }).wait(io.waitScope);
+
+  for (auto* raised : {&called, &opened}) {
+    KJ_IF_MAYBE(e, *raised) {
+      EXPECT_TRUE(isTransportClosed(*e)) << e->getDescription().cStr();
+      EXPECT_NE(std::string(e->getDescription().cStr()).find("stopped serving"),
+                std::string::npos) << e->getDescription().cStr();
+    } else {
+      ADD_FAILURE() << "a call on a Peer that no longer serves succeeded";
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Transports, PeerTest, ::testing::Values("socketpair", "tcp", "unix"),
                          [](const auto& info) { return std::string(info.param); });
 
