@@ -8,4 +8,6 @@ CHECKED_IN_GENERATED = [
     "//examples/tree:tree_capnp_harrow_srcs",
     "//idl:introspect_capnp_harrow_srcs",
     "//idl:registry_capnp_harrow_srcs",
+    "//tests/codegen:edge_capnp_harrow_srcs",
+    "//tests/codegen:edge_common_capnp_harrow_srcs",
 ]

@@ -11,6 +11,7 @@
 
 #include "codegen/analyze.h"
 #include "codegen/emit.h"
+#include "codegen/imports.h"
 
 #include <capnp/serialize.h>
 #include <kj/debug.h>
@@ -59,6 +60,8 @@ int run() {
   auto request = message.getRoot<CodeGeneratorRequest>();
 
   SchemaIndex index(request);
+  ImportLoader imports;  // holds the messages of the nodes it adds to `index`
+  for (auto file : request.getRequestedFiles()) imports.loadMissing(index, file);
   Diagnostics diagnostics;
   std::vector<FileModel> files;
   for (auto file : request.getRequestedFiles()) {

@@ -18,9 +18,11 @@ std::string titleCase(const std::string& name) {
   return result;
 }
 
-SchemaIndex::SchemaIndex(CodeGeneratorRequest::Reader request) {
-  for (auto node : request.getNodes()) nodes.emplace(node.getId(), node);
-  for (auto info : request.getSourceInfo()) sourceInfo.emplace(info.getId(), info);
+SchemaIndex::SchemaIndex(CodeGeneratorRequest::Reader request) { add(request); }
+
+void SchemaIndex::add(CodeGeneratorRequest::Reader more) {
+  for (auto node : more.getNodes()) nodes.emplace(node.getId(), node);
+  for (auto info : more.getSourceInfo()) sourceInfo.emplace(info.getId(), info);
 }
 
 Node::Reader SchemaIndex::node(uint64_t id) const {

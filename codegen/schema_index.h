@@ -18,6 +18,10 @@ class SchemaIndex {
 public:
   explicit SchemaIndex(CodeGeneratorRequest::Reader request);
 
+  // Adds the nodes of another request (an imported file compiled on its own: imports.h) that
+  // this one lacks. `more`'s message must outlive the index.
+  void add(CodeGeneratorRequest::Reader more);
+
   bool has(uint64_t id) const { return nodes.count(id) != 0; }
   Node::Reader node(uint64_t id) const;  // the node must exist
 

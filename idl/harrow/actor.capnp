@@ -24,7 +24,10 @@
 #   1. The first part of the name ("Tick" in "Tick", "Common" in "Common.Tick") is looked up in
 #      the actor interface's nested declarations, then in each enclosing scope outwards, then
 #      among the file's top-level declarations, then among the top-level declarations of every
-#      file this one imports (a name found in two imported files is an error: ambiguous).
+#      file this one imports (a name found in two imported files is an error: ambiguous). An
+#      imported file need not be on the same `capnp compile` command line (harrow_capnp_library
+#      compiles only `srcs`; shared schemas come through `capnp_deps`): capnpc-harrow compiles
+#      an import capnp did not load itself.
 #   2. Each further part ("Tick" in "Common.Tick", "Inner" in "Outer.Inner") is looked up in the
 #      nested declarations of what the previous part found.
 #   3. The result must be a non-generic struct; an enum, interface, const, annotation or unknown
