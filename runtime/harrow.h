@@ -24,4 +24,5 @@
 #include <harrow/spawn/supervisor.h>
 #include <harrow/spawn/worker_pool.h>
 #include <harrow/spawn/link.h>
+#include <harrow/spawn/ssh.h>
 #include <harrow/main.h>

@@ -7,6 +7,7 @@
 #include <harrow/discovery/discovery.h>
 #include <harrow/spawn/debug.h>
 #include <harrow/spawn/forkserver.h>
+#include <harrow/spawn/ssh.h>
 
 #include <kj/debug.h>
 #include <kj/main.h>
@@ -24,18 +25,29 @@ namespace harrow {
 namespace {
 
 constexpr kj::StringPtr CHILD_FLAG = "--harrow-child"_kj;
+constexpr kj::StringPtr SSH_CHILD_FLAG = "--harrow-ssh-child"_kj;  // <harrow/spawn/ssh.h>
 
 // Whether a root runs in this process: harrow's one piece of process-wide state, since what it
 // guards is process-wide too.
 std::atomic<bool> rootRunning{false};
 
-// A child's life: handshake on the inherited channel (fd 3), receive the spawn spec, serve.
-// Teardown follows the seed notes: rpc tasks first, then the parent channel, last.
-Co<void> runChild(Actor& actor, Implementations& implementations) {
-  // fd 3 is trusted by construction (docs/PROTOCOL.md 2.2): no proof on it; the spawn spec
-  // brings the tree's secret, before this actor listens or connects anywhere.
-  kj::Own<Peer> parent = co_await handshakeWithParent(
-      kj::heap<Channel>(actor.eventPort(), kj::AutoCloseFd(3)), actor);
+// A child started through ssh has no PR_SET_PDEATHSIG to end it with its parent: once its
+// parent channel is gone (the session ended) it cancels itself as any orphan does, and SIGALRM
+// (default action: terminate) ends it one grace period later, stuck or not.
+void exitAfterGrace(Actor& actor) {
+  kj::Duration grace = 1 * kj::SECONDS;
+  KJ_IF_MAYBE(own, actor.gracePeriod()) grace = *own;
+  alarm(unsigned((grace / kj::MILLISECONDS + 999) / 1000));
+}
+
+// A child's life: handshake on the inherited channel (fd 3, or an ssh session's stdin/stdout),
+// receive the spawn spec, serve. Teardown follows the seed notes: rpc tasks first, then the
+// parent channel, last.
+Co<void> runChild(Actor& actor, Implementations& implementations, kj::Own<Channel> channel,
+                  bool overSsh) {
+  // The channel is trusted by construction (docs/PROTOCOL.md 2.2): no proof on it; the spawn
+  // spec brings the tree's secret, before this actor listens or connects anywhere.
+  kj::Own<Peer> parent = co_await handshakeWithParent(kj::mv(channel), actor);
 
   auto specMessage = co_await parent->receiveOne();
   auto message = specMessage->getRoot<wire::Message>();
@@ -63,6 +75,7 @@ Co<void> runChild(Actor& actor, Implementations& implementations) {
       KJ_IF_MAYBE(e, co_await errorOf([&]() { return parent->serve(); })) {
         KJ_LOG(INFO, "parent channel lost; shutting down", *e);
       }
+      if (overSsh) exitAfterGrace(actor);
       actor.cancel();  // the parent is gone: nobody is left to serve
     }); };
 
@@ -98,13 +111,11 @@ void raiseDescriptorLimit() {
   }
 }
 
-// A child's process, however it started: re-executed with --harrow-child (from harrow::main), or
-// forked by its parent's zygote (through startForkServer below, with its fds already in place).
-int childMain(kj::StringPtr name, pid_t parentPid, Implementations& implementations) {
-  // Die with the parent, even if it is killed with SIGKILL. If it died before this line, we
-  // were re-parented already: leave at once.
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (getppid() != parentPid) _exit(1);
+// A child's process, however it started: re-executed with --harrow-child (from harrow::main),
+// forked by its parent's zygote (through startForkServer below, with its fds already in place),
+// or run by ssh on another host (--harrow-ssh-child). `parentChannel` makes its channel.
+int childMain(kj::StringPtr name, Implementations& implementations,
+              kj::Function<kj::Own<Channel>(kj::AsyncIoContext&)> parentChannel, bool overSsh) {
   prctl(PR_SET_NAME, name.cStr());
   // Children are reaped through the event loop. A forked child's zygote reset SIGCHLD to its
   // default; an exec'd child captured it in harrow::main already (this is then a no-op).
@@ -121,8 +132,9 @@ int childMain(kj::StringPtr name, pid_t parentPid, Implementations& implementati
   CurrentActorScope current(actor);
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
                    // The root checked the setting before it started any child.
-                   waitPolling(kj::Promise<void>(runChild(actor, implementations)), io,
-                               busyPollFromEnvironment());
+                   waitPolling(kj::Promise<void>(runChild(actor, implementations,
+                                                          parentChannel(io), overSsh)),
+                               io, busyPollFromEnvironment());
                  })) {
     fprintf(stderr, "harrow: actor '%s' failed: %s\n", name.cStr(), kj::str(*e).cStr());
     return 1;
@@ -130,11 +142,28 @@ int childMain(kj::StringPtr name, pid_t parentPid, Implementations& implementati
   return 0;
 }
 
+int localChildMain(kj::StringPtr name, pid_t parentPid, Implementations& implementations) {
+  // Die with the parent, even if it is killed with SIGKILL. If it died before this line, we
+  // were re-parented already: leave at once.
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != parentPid) _exit(1);
+  return childMain(name, implementations, [](kj::AsyncIoContext& io) {
+    return kj::heap<Channel>(io.unixEventPort, kj::AutoCloseFd(3));
+  }, /*overSsh=*/false);
+}
+
+int sshChildMain(kj::StringPtr name, Implementations& implementations) {
+  auto fds = takeSshChannel();  // off fds 0 and 1 before anything can print; announced
+  return childMain(name, implementations, [&fds](kj::AsyncIoContext& io) {
+    return kj::heap<Channel>(pipePairStream(*io.lowLevelProvider, kj::mv(fds)));
+  }, /*overSsh=*/true);
+}
+
 }  // namespace
 
 void startForkServer(Implementations& implementations) {
   startForkServer([&implementations](kj::StringPtr name, pid_t parentPid) {
-    return childMain(name, parentPid, implementations);
+    return localChildMain(name, parentPid, implementations);
   });
 }
 
@@ -148,8 +177,9 @@ int main(int argc, char** argv, Implementations& implementations,
   raiseDescriptorLimit();
 
   if (argc >= 4 && CHILD_FLAG == argv[1]) {
-    return childMain(argv[2], atoi(argv[3]), implementations);
+    return localChildMain(argv[2], atoi(argv[3]), implementations);
   }
+  if (argc >= 3 && SSH_CHILD_FLAG == argv[1]) return sshChildMain(argv[2], implementations);
 
   // One root per process, on any thread (tractor refuses a second open_root_actor too): what a
   // root owns — signal dispositions, child-exit capture, the zygote — belongs to the process.
@@ -188,6 +218,11 @@ int main(int argc, char** argv, Implementations& implementations,
     }
     // Children on other hosts (<harrow/spawn/link.h>): the nodes by name, the link-fault bound.
     if (arg.startsWith("--harrow-nodes=")) setenv("HARROW_NODES", arg.slice(15).cStr(), 1);
+    // ... or through ssh (<harrow/spawn/ssh.h>): hosts by name, and ssh's configuration file.
+    if (arg.startsWith("--harrow-hosts=")) setenv("HARROW_HOSTS", arg.slice(15).cStr(), 1);
+    if (arg.startsWith("--harrow-ssh-config=")) {
+      setenv("HARROW_SSH_CONFIG", arg.slice(20).cStr(), 1);
+    }
     if (arg.startsWith("--harrow-link-timeout=")) {
       setenv("HARROW_LINK_TIMEOUT_MS", arg.slice(22).cStr(), 1);
     }

@@ -26,6 +26,9 @@
 //                             (HARROW_LOG_FORMAT)
 //   --harrow-nodes=NAME=ADDR,...  nodes that run children on other hosts (HARROW_NODES;
 //                             startActor(..., {.node = "NAME"}); <harrow/spawn/link.h>)
+//   --harrow-hosts=NAME=ssh://[USER@]HOST[:PORT],...  hosts that run children through ssh
+//                             (HARROW_HOSTS; startActor(..., {.host = "NAME"}); <harrow/spawn/ssh.h>)
+//   --harrow-ssh-config=FILE  the ssh client's configuration file (ssh -F; HARROW_SSH_CONFIG)
 //   --harrow-link-timeout=MS  how soon a silent link to such a child counts as lost (default 3000)
 //   --harrow-tls-cert=PEM --harrow-tls-key=PEM --harrow-tls-ca=PEM  TLS on those links
 // Opening a second root in one process is an error.

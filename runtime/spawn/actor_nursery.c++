@@ -4,6 +4,7 @@
 #include <harrow/co/event.h>
 
 #include <harrow/spawn/link.h>
+#include <harrow/spawn/ssh.h>
 
 #include <kj/debug.h>
 
@@ -69,6 +70,13 @@ Co<Peer*> ActorNursery::spawn(kj::StringPtr nameParam, kj::StringPtr implementat
   auto executable = kj::heapString(spawnOptions.executable);
   spawnOptions.executable = executable;
   auto node = kj::heapString(spawnOptions.node);
+  auto host = kj::heapString(spawnOptions.host);
+  auto remotePath = kj::heapString(spawnOptions.remotePath);
+  if (node.size() > 0 && host.size() > 0) {
+    kj::throwFatalException(makeError(ErrorKind::SPAWN_FAILED,
+        kj::str("actor '", name, "': both a node ('", node, "') and an ssh host ('", host,
+                "'): pick one")));
+  }
   if (spawnOptions.executable.size() == 0) {
     // Same binary: an unknown implementation is known here already, no need to spawn to find out.
     KJ_IF_MAYBE(impls, actor.implementations()) {
@@ -88,6 +96,14 @@ Co<Peer*> ActorNursery::spawn(kj::StringPtr nameParam, kj::StringPtr implementat
     // (Computed outside the co_await: GCC 12 destroys a conditional's temporaries twice there.)
     kj::String program = executable.size() > 0 ? kj::heapString(executable) : selfExecutable();
     auto remote = co_await startRemoteChild(actor, node, name, program, options.gracePeriod);
+    child->process = kj::mv(remote.process);
+    parentEnd = kj::mv(remote.channelFd);
+  } else if (host.size() > 0) {
+    // Through ssh: its client's stdin/stdout are the child's channel (spawn/ssh.h).
+    kj::String program = remotePath.size() > 0 ? kj::heapString(remotePath)
+                         : executable.size() > 0 ? kj::heapString(executable)
+                                                 : selfExecutable();
+    auto remote = co_await startSshChild(actor, host, name, program);
     child->process = kj::mv(remote.process);
     parentEnd = kj::mv(remote.channelFd);
   } else {
@@ -125,6 +141,11 @@ Co<Peer*> ActorNursery::spawn(kj::StringPtr nameParam, kj::StringPtr implementat
   spec.setImplementation(implementation);
   spec.setGracePeriodNanos(options.gracePeriod / kj::NANOSECONDS);
   actor.fillSpawnSpec(spec, name);  // the secret, its listen address, the registry's, the root's
+  if (host.size() > 0) {
+    // The registry's and the root's addresses are this host's (as across a node's link).
+    spec.setRegistryAddress("");
+    spec.setRootAddress("");
+  }
   // The child inherits our message limit, and this channel uses it from the spec on.
   spec.setMaxMessageBytes(actor.maxMessageBytes());
   peer->send(kj::mv(message));

@@ -40,6 +40,17 @@ struct SpawnOptions {
   // calls, streams and contexts work as with a local child; a lost link raises
   // harrow.ActorUnreachable. `backend` does not apply.
   kj::StringPtr node = "";
+
+  // Run the child on another host through ssh (<harrow/spawn/ssh.h>): "ssh://[USER@]HOST[:PORT]",
+  // or a host's name from --harrow-hosts / HARROW_HOSTS ("b=ssh://deploy@10.0.0.2"). The system's
+  // ssh client runs the child there; its stdin/stdout are the child's channel (no daemon, no
+  // port on that host). Calls, streams and contexts work as with a local child; a lost session
+  // raises harrow.ActorUnreachable. `backend` does not apply; not together with `node`.
+  kj::StringPtr host = "";
+
+  // With `host`: the program's path on that host. Empty: `executable` (default: this program's
+  // path), the same path there.
+  kj::StringPtr remotePath = "";
 };
 
 // Internal to spawn/: how a supervising nursery (<harrow/spawn/supervisor.h>) takes over what

@@ -1,6 +1,7 @@
 #include <harrow/spawn/link.h>
 
 #include <harrow/ipc/transport.h>
+#include <harrow/spawn/ssh.h>
 
 #include <capnp/any.h>
 #include <kj/debug.h>
@@ -37,17 +38,7 @@ kj::String nodeAddress(kj::StringPtr node) {
   if (node.startsWith("tcp:")) return kj::heapString(node);
   const char* nodes = getenv("HARROW_NODES");
   kj::StringPtr all = nodes != nullptr ? nodes : "";
-  // "name=address,name=address"
-  kj::StringPtr rest = all;
-  while (rest.size() > 0) {
-    size_t end = rest.size();
-    KJ_IF_MAYBE(comma, rest.findFirst(',')) end = *comma;
-    auto entry = kj::heapString(rest.begin(), end);
-    rest = end < rest.size() ? rest.slice(end + 1) : kj::StringPtr("");
-    KJ_IF_MAYBE(eq, entry.findFirst('=')) {
-      if (kj::heapString(entry.begin(), *eq) == node) return kj::heapString(entry.slice(*eq + 1));
-    }
-  }
+  KJ_IF_MAYBE(address, namedEntry(all, node)) return kj::mv(*address);
   kj::throwFatalException(makeError(ErrorKind::SPAWN_FAILED,
       kj::str("no node named '", node, "' (--harrow-nodes / HARROW_NODES: '", all, "')")));
 }

@@ -20,7 +20,7 @@ constexpr int RESET_IN_CHILDREN[] = {SIGPIPE, SIGCHLD, SIGINT, SIGTERM};
 
 }  // namespace
 
-pid_t spawnProcess(kj::ArrayPtr<const kj::StringPtr> argv, int passFd) {
+pid_t spawnProcess(kj::ArrayPtr<const kj::StringPtr> argv, int passFd, int stdioFd) {
   KJ_REQUIRE(argv.size() > 0);
   posix_spawn_file_actions_t actions;
   posix_spawnattr_t attributes;
@@ -37,6 +37,11 @@ pid_t spawnProcess(kj::ArrayPtr<const kj::StringPtr> argv, int passFd) {
     } else {
       KJ_ASSERT(posix_spawn_file_actions_adddup2(&actions, passFd, 3) == 0);
     }
+  }
+
+  if (stdioFd != -1) {
+    KJ_ASSERT(posix_spawn_file_actions_adddup2(&actions, stdioFd, STDIN_FILENO) == 0);
+    KJ_ASSERT(posix_spawn_file_actions_adddup2(&actions, stdioFd, STDOUT_FILENO) == 0);
   }
 
   sigset_t empty, defaults;

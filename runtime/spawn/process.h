@@ -34,7 +34,8 @@ kj::ArrayPtr<const int> signalsResetInChildren();
 // Starts `argv[0]` as ChildProcess does (signals reset, a process group of its own), without
 // registering it with any event loop: the caller reaps it (waitpid) before the event loop runs
 // again. For a child the process waits for with its event loop stopped (the root's debugger).
-pid_t spawnProcess(kj::ArrayPtr<const kj::StringPtr> argv, int passFd = -1);
+// `stdioFd`, if not -1, becomes the child's stdin and stdout (the ssh client, spawn/ssh.h).
+pid_t spawnProcess(kj::ArrayPtr<const kj::StringPtr> argv, int passFd = -1, int stdioFd = -1);
 
 // What a supervisor needs of a child actor's process: a ChildProcess here, or one a node runs on
 // another host (<harrow/spawn/link.h>).

@@ -7,7 +7,8 @@
 //   cluster_program --scenario=hold  --chain=b,c   holds a context open; prints "ready"; SIGINT
 //   cluster_program --scenario=ticks --chain=b,c   streams until the stream fails; prints the
 //                                                   error's kind
-// Plus harrow's flags (--harrow-nodes=..., --harrow-cookie=...).
+// Plus harrow's flags (--harrow-nodes=..., --harrow-cookie=...). A chain's names that
+// --harrow-hosts lists are reached through ssh, the others through harrow-nodes.
 
 #include "tests/cluster/hop.h"
 #include "tests/cluster/hop.capnp.harrow.h"
@@ -15,6 +16,7 @@
 #include <harrow/harrow.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 
 namespace {
 
@@ -67,7 +69,13 @@ int main(int argc, char** argv) {
     }
     co_await harrow::openActorNursery(root, [&](harrow::ActorNursery& nursery) -> Co<void> {
       harrow::SpawnOptions options;
-      options.node = first;
+      // A host of --harrow-hosts runs it through ssh; otherwise a node of --harrow-nodes.
+      const char* hosts = getenv("HARROW_HOSTS");
+      if (harrow::namedEntry(hosts != nullptr ? hosts : "", first) != nullptr) {
+        options.host = first;
+      } else {
+        options.node = first;
+      }
       auto child = co_await nursery.startActor<HopActor>(kj::str("hop.", first), "hop", options);
       if (scenario == "tree") {
         auto where = co_await child.where(rest);

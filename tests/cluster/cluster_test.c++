@@ -20,6 +20,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <iterator>
 #include <memory>
 
 namespace harrow::testing {
@@ -166,6 +167,36 @@ protected:
     }
   }
 
+  // The "tree" scenario: a call, a stream and a context reach a, b and c in turn; exit 0.
+  void expectTheTreeSpansTheHosts(Program& root) {
+    auto where = line(root, "where ");
+    EXPECT_EQ(namespacesOf(where.substr(6)),
+              (std::vector<std::string>{netnsId(cluster->ns("a")), netnsId(cluster->ns("b")),
+                                        netnsId(cluster->ns("c"))}))
+        << where;
+    auto ticks = line(root, "ticks 10 ");
+    EXPECT_EQ(namespacesOf(ticks.substr(9)),
+              (std::vector<std::string>{netnsId(cluster->ns("b")), netnsId(cluster->ns("c"))}))
+        << ticks;
+    auto held = line(root, "held ");
+    EXPECT_EQ(namespacesOf(held.substr(5)),
+              (std::vector<std::string>{netnsId(cluster->ns("b")), netnsId(cluster->ns("c"))}))
+        << held;
+    line(root, "done");
+    int status = finish(root);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << root.outputSoFar();
+  }
+
+  // The "fail" scenario: the leaf's error arrives with its origin and relay path; exit 0.
+  void expectTheLeafsErrorWithItsRelayPath(Program& root) {
+    auto error = line(root, "error ");
+    EXPECT_EQ(error, "error origin=hop.b.c relay=hop.b kind=RemoteActorError");
+    auto text = line(root, "text ");
+    EXPECT_NE(text.find("hop.Failed from actor 'hop.b.c'"), std::string::npos) << text;
+    int status = finish(root);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << root.outputSoFar();
+  }
+
   // "name ns=N pid=P;..." -> the namespace of each place ("ns=N"), in order.
   std::vector<std::string> namespacesOf(const std::string& places) {
     std::vector<std::string> result;
@@ -185,22 +216,7 @@ protected:
 TEST_F(ClusterTest, DepthTwoTreeAcrossThreeHostsCallsStreamsAndContexts) {
   startNodes();
   auto root = startRoot("tree");
-  auto where = line(*root, "where ");
-  EXPECT_EQ(namespacesOf(where.substr(6)),
-            (std::vector<std::string>{netnsId(cluster->ns("a")), netnsId(cluster->ns("b")),
-                                      netnsId(cluster->ns("c"))}))
-      << where;
-  auto ticks = line(*root, "ticks 10 ");
-  EXPECT_EQ(namespacesOf(ticks.substr(9)),
-            (std::vector<std::string>{netnsId(cluster->ns("b")), netnsId(cluster->ns("c"))}))
-      << ticks;
-  auto held = line(*root, "held ");
-  EXPECT_EQ(namespacesOf(held.substr(5)),
-            (std::vector<std::string>{netnsId(cluster->ns("b")), netnsId(cluster->ns("c"))}))
-      << held;
-  line(*root, "done");
-  int status = finish(*root);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << root->outputSoFar();
+  expectTheTreeSpansTheHosts(*root);
   // Each node reported its children's ends (the normal way, not as orphans).
   line(*nodes["b"], "harrow-node: hop.b ended: exited with status 0");
   line(*nodes["c"], "harrow-node: hop.b.c ended: exited with status 0");
@@ -210,12 +226,7 @@ TEST_F(ClusterTest, DepthTwoTreeAcrossThreeHostsCallsStreamsAndContexts) {
 TEST_F(ClusterTest, AnErrorInARemoteLeafReachesTheRootWithItsRelayPath) {
   startNodes();
   auto root = startRoot("fail");
-  auto error = line(*root, "error ");
-  EXPECT_EQ(error, "error origin=hop.b.c relay=hop.b kind=RemoteActorError");
-  auto text = line(*root, "text ");
-  EXPECT_NE(text.find("hop.Failed from actor 'hop.b.c'"), std::string::npos) << text;
-  int status = finish(*root);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << root->outputSoFar();
+  expectTheLeafsErrorWithItsRelayPath(*root);
   stopNodes();
 }
 
@@ -321,6 +332,196 @@ TEST_F(ClusterTest, OverTlsACertificateFromAnotherCaIsRefused) {
       << root->outputSoFar();
   EXPECT_EQ(nodes["b"]->outputSoFar().find("started"), std::string::npos);
   stopNodes();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The same trees through ssh (runtime/spawn/ssh.h): a real sshd (Debian's openssh-server) in b and
+// c, key-only, with keys this test makes; the root's ssh client checks host keys strictly against
+// a known_hosts this test writes. No harrow-node anywhere.
+
+const char* SSHD = "/usr/sbin/sshd";
+
+class SshClusterTest : public ClusterTest {
+protected:
+  void SetUp() override {
+    ClusterTest::SetUp();
+    if (IsSkipped()) return;
+    if (access(SSHD, X_OK) != 0) GTEST_SKIP() << "needs sshd (apt-get install openssh-server)";
+    const char* tmp = getenv("TEST_TMPDIR");
+    dir = std::string(tmp != nullptr ? tmp : "/tmp") + "/ssh-" + randomToken().cStr();
+    KJ_SYSCALL(mkdir(dir.c_str(), 0700));
+    mkdir("/run/sshd", 0755);  // sshd's privilege separation directory
+    keygen(dir + "/client");
+    keygen(dir + "/rogue");
+    writeFile(dir + "/authorized_keys", readFile(dir + "/client.pub"));
+    std::string known;
+    for (auto host : {"b", "c"}) {
+      keygen(dir + "/host-" + host);
+      known += cluster->address(host) + " " + readFile(dir + "/host-" + host + ".pub");
+    }
+    writeFile(dir + "/known_hosts", known);
+    writeFile(dir + "/ssh_config",
+              "Host *\n"
+              "  User root\n"
+              "  IdentityFile " + dir + "/client\n"
+              "  IdentitiesOnly yes\n"
+              "  UserKnownHostsFile " + dir + "/known_hosts\n"
+              "  GlobalKnownHostsFile /dev/null\n"
+              "  StrictHostKeyChecking yes\n"
+              "  LogLevel ERROR\n");
+    hostsFlag = "--harrow-hosts=b=ssh://root@" + cluster->address("b") + ",c=ssh://root@" +
+                cluster->address("c");
+  }
+
+  void TearDown() override {
+    if (cluster != nullptr) {
+      for (auto& [host, sshd] : sshds) {
+        expectOnlySshdIn(host);
+        kill(sshd->getPid(), SIGTERM);
+        finish(*sshd);
+      }
+    }
+    sshds.clear();
+    ClusterTest::TearDown();
+  }
+
+  std::string dir;
+  std::string hostsFlag;
+  std::map<std::string, std::unique_ptr<Program>> sshds;
+
+  static std::string readFile(const std::string& path) {
+    std::ifstream in(path);
+    KJ_ASSERT(in.good(), path);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  static void writeFile(const std::string& path, const std::string& text) {
+    std::ofstream out(path);
+    out << text;
+    KJ_ASSERT(out.good(), path);
+  }
+  static void keygen(const std::string& path) {
+    std::string output;
+    int status = runCommand({"/usr/bin/ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
+                             "harrow-test", "-f", path}, &output);
+    KJ_ASSERT(status == 0, output);
+  }
+
+  void startSshd(const std::string& host) {
+    std::string config = dir + "/sshd_config-" + host;
+    writeFile(config, "ListenAddress " + cluster->address(host) + "\n"
+                      "HostKey " + dir + "/host-" + host + "\n"
+                      "PidFile none\n"
+                      "AuthorizedKeysFile " + dir + "/authorized_keys\n"
+                      "PubkeyAuthentication yes\n"
+                      "PasswordAuthentication no\n"
+                      "KbdInteractiveAuthentication no\n"
+                      "PermitRootLogin prohibit-password\n"
+                      "StrictModes no\n"
+                      "UsePAM no\n"
+                      "LogLevel INFO\n");
+    auto& sshd = sshds[host] =
+        std::make_unique<Program>(io, cluster->exec(host, {SSHD, "-D", "-e", "-f", config}));
+    line(*sshd, "Server listening on");
+  }
+
+  void startSshds() {
+    startSshd("b");
+    startSshd("c");
+  }
+
+  std::unique_ptr<Program> startSshRoot(const std::string& scenario) {
+    return std::make_unique<Program>(
+        io, cluster->exec("a", {programBinary, "--scenario=" + scenario, "--chain=b,c", hostsFlag,
+                                "--harrow-ssh-config=" + dir + "/ssh_config",
+                                "--harrow-cookie=" + cookie}));
+  }
+
+  // Every process in `host` but its sshd has exited (sessions end as their actors do; 5 s is a
+  // failure guard).
+  void expectOnlySshdIn(const std::string& host) {
+    pid_t sshd = sshds[host]->getPid();
+    for (pid_t pid : cluster->processesIn(host)) {
+      if (pid != sshd) {
+        EXPECT_TRUE(waitForExit(pid, 5000))
+            << "pid " << pid << " still runs in " << host << ": " << sshds[host]->outputSoFar();
+      }
+    }
+  }
+};
+
+TEST_F(SshClusterTest, DepthTwoTreeThroughSshCallsStreamsAndContexts) {
+  startSshds();
+  auto root = startSshRoot("tree");
+  expectTheTreeSpansTheHosts(*root);
+}
+
+TEST_F(SshClusterTest, AnErrorInALeafBehindSshReachesTheRootWithItsRelayPath) {
+  startSshds();
+  auto root = startSshRoot("fail");
+  expectTheLeafsErrorWithItsRelayPath(*root);
+}
+
+TEST_F(SshClusterTest, SigintAtTheRootEndsTheActorsOnEveryHost) {
+  startSshds();
+  auto root = startSshRoot("hold");
+  line(*root, "ready ");
+  kill(root->getPid(), SIGINT);
+  int status = finish(*root);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 128 + SIGINT) << root->outputSoFar();
+  // Cancelled in order: no actor was killed or lost on the way.
+  EXPECT_EQ(root->outputSoFar().find("ActorDied"), std::string::npos) << root->outputSoFar();
+  EXPECT_EQ(root->outputSoFar().find("ActorUnreachable"), std::string::npos)
+      << root->outputSoFar();
+}
+
+TEST_F(SshClusterTest, KillMinus9OfTheRootLeavesNothingOnAnyHost) {
+  startSshds();
+  auto root = startSshRoot("hold");
+  line(*root, "ready ");
+  kill(root->getPid(), SIGKILL);
+  finish(*root);
+  // Each remote child's session ends (its ssh client read end-of-file from the dead root, or
+  // died); the child cancels itself and is gone within the grace period (1 s), and so is its
+  // subtree. expectOnlySshdIn (TearDown) checks b and c; a holds no ssh client either.
+  for (pid_t pid : cluster->processesIn("a")) {
+    EXPECT_TRUE(waitForExit(pid, 5000)) << "pid " << pid << " still runs in a";
+  }
+}
+
+TEST_F(SshClusterTest, ALinkCutMidStreamIsOneActorUnreachable) {
+  startSshds();
+  auto root = startSshRoot("ticks");
+  line(*root, "streaming ");
+  cluster->cut("b");
+  auto error = line(*root, "stream error ");
+  EXPECT_EQ(error, "stream error kind=ActorUnreachable") << root->outputSoFar();
+  int status = finish(*root);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << root->outputSoFar();
+  auto output = root->outputSoFar();
+  EXPECT_EQ(output.find("MultiError"), std::string::npos) << output;
+  EXPECT_NE(output.find("harrow: harrow.ActorUnreachable: actor 'hop.b' on host 'root@"),
+            std::string::npos)
+      << output;
+  // The orphans on b and c end with their sessions (checked in TearDown once b is back).
+  cluster->restore("b");
+}
+
+TEST_F(SshClusterTest, AHostWithTheWrongKeyIsRefused) {
+  // b answers with a key known_hosts does not list for it.
+  writeFile(dir + "/known_hosts", cluster->address("b") + " " + readFile(dir + "/rogue.pub") +
+                                      cluster->address("c") + " " +
+                                      readFile(dir + "/host-c.pub"));
+  startSshds();
+  auto root = startSshRoot("tree");
+  int status = finish(*root);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << root->outputSoFar();
+  auto output = root->outputSoFar();
+  EXPECT_NE(output.find("harrow.SpawnFailed: actor 'hop.b': ssh to root@" +
+                        cluster->address("b") + " failed before the child started"),
+            std::string::npos)
+      << output;
+  EXPECT_NE(output.find("Host key verification failed"), std::string::npos) << output;
+  EXPECT_EQ(output.find("where "), std::string::npos) << output;
 }
 
 }  // namespace

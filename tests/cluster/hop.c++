@@ -1,10 +1,12 @@
 #include "tests/cluster/hop.h"
 
 #include <harrow/spawn/actor_nursery.h>
+#include <harrow/spawn/ssh.h>
 #include "tests/cluster/hop.capnp.harrow.h"
 
 #include <kj/debug.h>
 
+#include <stdlib.h>
 #include <unistd.h>
 
 namespace hop {
@@ -115,7 +117,13 @@ private:
     auto next = split(nodes);
     co_await harrow::openActorNursery([&](harrow::ActorNursery& nursery) -> Co<void> {
       harrow::SpawnOptions options;
-      options.node = next.node;
+      // A host of --harrow-hosts runs it through ssh; otherwise a node of --harrow-nodes.
+      const char* hosts = getenv("HARROW_HOSTS");
+      if (harrow::namedEntry(hosts != nullptr ? hosts : "", next.node) != nullptr) {
+        options.host = next.node;
+      } else {
+        options.node = next.node;
+      }
       auto child = co_await nursery.startActor<HopImpl>(kj::str(name, ".", next.node), options);
       co_await body(child, next.rest);
     });

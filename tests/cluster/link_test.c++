@@ -50,6 +50,49 @@ TEST(LinkTest, NodesResolveByNameOrAddress) {
   EXPECT_EQ(timing.heartbeat + timing.silence, 3 * kj::SECONDS);
 }
 
+TEST(SshTest, HostsParseAsSshUrlsOrResolveByName) {
+  auto full = SshHost::parse("ssh://deploy@10.0.0.2:2222");
+  EXPECT_EQ(full.user, "deploy");
+  EXPECT_EQ(full.host, "10.0.0.2");
+  EXPECT_EQ(full.port, 2222);
+  EXPECT_EQ(full.toString(), "deploy@10.0.0.2:2222");
+  auto bare = SshHost::parse("ssh://b.example");
+  EXPECT_EQ(bare.user, "");
+  EXPECT_EQ(bare.port, 0);
+  EXPECT_EQ(bare.toString(), "b.example");
+  auto v6 = SshHost::parse("ssh://[fd00::2]:22");
+  EXPECT_EQ(v6.host, "fd00::2");
+  EXPECT_EQ(v6.toString(), "[fd00::2]:22");
+  for (auto bad : {"tcp:1.2.3.4:5", "ssh://", "ssh://u@", "ssh://h:0", "ssh://h:x",
+                   "ssh://-oProxyCommand=x", "ssh://-u@h", "ssh://[fd00::2"}) {
+    auto error = KJ_ASSERT_NONNULL(kj::runCatchingExceptions([&]() { SshHost::parse(bad); }), bad);
+    EXPECT_TRUE(is(error, ErrorKind::SPAWN_FAILED)) << bad << ": " << error.getDescription().cStr();
+  }
+  setenv("HARROW_HOSTS", "b=ssh://u@10.0.0.2,c=ssh://10.0.0.3:2200", 1);
+  EXPECT_EQ(sshHostUrl("c"), "ssh://10.0.0.3:2200");
+  EXPECT_EQ(sshHostUrl("ssh://x"), "ssh://x");
+  EXPECT_EQ(kj::strArray(hostNames(), ","), "b,c");
+  auto error = KJ_ASSERT_NONNULL(kj::runCatchingExceptions([]() { sshHostUrl("d"); }));
+  EXPECT_TRUE(is(error, ErrorKind::SPAWN_FAILED)) << error.getDescription().cStr();
+  unsetenv("HARROW_HOSTS");
+}
+
+// What the remote shell runs: every word quoted, the settings that are not secret forwarded, the
+// cookie's path not; the shell waits (no exec) so that a signal comes back as 128+N.
+TEST(SshTest, TheRemoteCommandQuotesEveryWordAndCarriesNoSecret) {
+  for (auto name : {"HARROW_LOG_FORMAT", "HARROW_HOSTS", "HARROW_SSH_CONFIG", "HARROW_NODES",
+                    "HARROW_LINK_TIMEOUT_MS", "HARROW_SPAWN", "HARROW_HANDSHAKE_TIMEOUT_MS"}) {
+    unsetenv(name);
+  }
+  setenv("HARROW_LOG", "debug", 1);
+  setenv("HARROW_COOKIE", "/home/u/.harrow-cookie", 1);
+  auto command = sshRemoteCommand("/opt/it's here/app", "w 1;rm -rf /");
+  EXPECT_EQ(command, "env 'HARROW_LOG=debug' '/opt/it'\\''s here/app' --harrow-ssh-child "
+                     "'w 1;rm -rf /'; exit $?");
+  unsetenv("HARROW_LOG");
+  unsetenv("HARROW_COOKIE");
+}
+
 // A node that authenticates, answers `spawned`, then does what `after` says with the link, then
 // keeps it open and says nothing more.
 Co<void> fakeNode(Listener& listener, Actor& node, kj::Function<Co<void>(Channel& link)>& after) {
