@@ -208,6 +208,8 @@ int main(int argc, char** argv, Implementations& implementations,
     }
     if (arg.startsWith("--harrow-cookie=")) setenv("HARROW_COOKIE", arg.slice(16).cStr(), 1);
     if (arg == "--harrow-debug") setenv("HARROW_DEBUG", "1", 1);
+    // Encrypted channels (docs/PROTOCOL.md 2.5): every channel that carries frame tags.
+    if (arg == "--harrow-encrypt") setenv("HARROW_ENCRYPT", "1", 1);
     if (arg.startsWith("--harrow-max-message=")) {
       setenv("HARROW_MAX_MESSAGE_BYTES", arg.slice(21).cStr(), 1);
     }

@@ -18,6 +18,8 @@
 //   --harrow-transport=KIND   what actors listen on: tcp, unix or unix-abstract
 //   --harrow-max-message=BYTES  the largest message a channel carries (default 64M; K, M, G
 //                             suffixes), for the whole tree (HARROW_MAX_MESSAGE_BYTES)
+//   --harrow-encrypt          encrypt every channel that carries frame tags (TCP, links):
+//                             HARROW_ENCRYPT=1, docs/PROTOCOL.md 2.5
 //   --harrow-debug            debug mode for the whole tree (HARROW_DEBUG=1): harrow::pause(),
 //                             post-mortem gdb on the root's terminal (<harrow/spawn/debug.h>)
 //   --harrow-metrics=ADDR     every actor counts; the root serves the tree's metrics at

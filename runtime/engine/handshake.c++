@@ -15,12 +15,14 @@
 #include <harrow/engine/peer.h>
 
 #include <harrow/co/errors.h>
+#include <harrow/ipc/frame_seal.h>
 
 #include "runtime/engine/internal/shared_frames.h"
 #include "runtime/engine/internal/wire_message.h"
 
 #include <kj/debug.h>
 
+#include <stdlib.h>
 #include <unistd.h>
 
 namespace harrow {
@@ -114,6 +116,19 @@ Co<kj::Own<capnp::MessageReader>> receiveHandshake(Channel& channel, PeerHost& h
   co_return kj::mv(reader);
 }
 
+// What this side requires of the channel's frames after the handshake (docs/PROTOCOL.md 2.5,
+// 7): nothing on the parent-child socketpair (trusted by construction) or a Unix socket whose
+// other end is a process of this user (nobody else can be on it); tags, or encryption if the
+// tree asks for it, everywhere else.
+wire::FrameProtection requiredProtection(Channel& channel, const PeerOptions& options,
+                                         PeerTrust trust) {
+  if (trust != PeerTrust::TREE_SECRET || channel.isSameUserUnixSocket()) {
+    return wire::FrameProtection::NONE;
+  }
+  return options.encrypt || encryptFromEnvironment() ? wire::FrameProtection::ENCRYPTED
+                                                     : wire::FrameProtection::AUTHENTICATED;
+}
+
 // What the hellos settled: who the peer is, and the channel's limit both ways.
 struct Agreed {
   ActorIdentity remote;
@@ -134,6 +149,7 @@ Co<Agreed> helloExchange(Channel& chan, PeerHost& host, bool initiator, PeerOpti
     hello.setProtocolVersion(wire::PROTOCOL_VERSION);
     hello.setMaxMessageBytes(local);
     hello.setSharedMemory(options.sharedMemoryThreshold > 0 && channel->canPassFds());
+    hello.setFrameProtection(requiredProtection(*channel, options, trust));
     setHelloNonce(hello);
     channel->send(ours);
   }
@@ -150,6 +166,11 @@ Co<Agreed> helloExchange(Channel& chan, PeerHost& host, bool initiator, PeerOpti
     co_await refuse(*channel, host, protocolViolation(kj::str(
         "the peer's message limit of ", theirLimit, " bytes is below the minimum of ",
         MIN_MAX_MESSAGE_BYTES)));
+  }
+  auto protection = kj::max(ourHello.getFrameProtection(), theirHello.getFrameProtection());
+  if (protection > wire::FrameProtection::ENCRYPTED) {
+    co_await refuse(*channel, host, protocolViolation(kj::str(
+        "the peer asks for frame protection ", uint(protection), ", which this actor does not know")));
   }
   if (trust == PeerTrust::TREE_SECRET) {
     if (theirHello.getNonce().size() < HELLO_NONCE_SIZE) {
@@ -176,10 +197,13 @@ Co<Agreed> helloExchange(Channel& chan, PeerHost& host, bool initiator, PeerOpti
           " does not know this tree's secret (a wrong cookie?)")));
     }
     if (!initiator) sendProof();
+    // Both proofs are through, and neither side has sent a frame since: every frame from here on
+    // is tagged (docs/PROTOCOL.md 2.5).
+    protectFrames(*channel, host.treeSecret(), initiator, opener, acceptor);
   }
   // Each side sends at most what the other accepts: the smaller limit, both ways.
   if (theirLimit == 0) theirLimit = DEFAULT_MAX_FRAME_BYTES;  // a peer that does not say
-  if (ourHello.getSharedMemory() && theirHello.getSharedMemory()) {
+  if (ourHello.getSharedMemory() && theirHello.getSharedMemory() && !channel->framesProtected()) {
     channel->sendLargeFramesThroughSharedMemory(newWireSharedFrameCodec(),
         options.sharedMemoryThreshold, options.sharedMemoryRingBytes);
   }
@@ -196,6 +220,24 @@ Co<kj::Own<Peer>> exchangeHellos(kj::Own<Channel> channel, PeerHost& host, bool 
 }
 
 }  // namespace
+
+void protectFrames(Channel& channel, const TreeSecret& secret, bool initiator,
+                   wire::Hello::Reader opener, wire::Hello::Reader acceptor) {
+  auto protection = kj::max(opener.getFrameProtection(), acceptor.getFrameProtection());
+  if (protection == wire::FrameProtection::NONE) return;
+  auto keys = frameKeys(secret, opener, acceptor);
+  auto mode = protection == wire::FrameProtection::ENCRYPTED ? FrameSeal::ENCRYPT
+                                                             : FrameSeal::AUTHENTICATE;
+  kj::ArrayPtr<const kj::byte> toAcceptor = keys->openerToAcceptor;
+  kj::ArrayPtr<const kj::byte> toOpener = keys->acceptorToOpener;
+  channel.protectFrames(kj::heap<FrameSeal>(initiator ? toAcceptor : toOpener, mode),
+                        kj::heap<FrameSeal>(initiator ? toOpener : toAcceptor, mode));
+}
+
+bool encryptFromEnvironment() {
+  const char* text = getenv("HARROW_ENCRYPT");
+  return text != nullptr && *text != '\0' && kj::StringPtr(text) != "0";
+}
 
 kj::Exception authenticationFailed(kj::StringPtr what) {
   return makeError(ErrorKind::AUTHENTICATION_FAILED, what);

@@ -42,6 +42,10 @@ size_t defaultMaxMessageBytes();
 // for anything else or a value below MIN_MAX_MESSAGE_BYTES.
 size_t parseMessageBytes(kj::StringPtr text);
 
+// Whether the tree asks for encrypted channels: HARROW_ENCRYPT set and not "0" (harrow::main
+// sets it from --harrow-encrypt, so children inherit it). docs/PROTOCOL.md 2.5.
+bool encryptFromEnvironment();
+
 struct PeerOptions {
   // Items a receiver accepts ahead of its consumer (the initial credit it grants, per stream
   // direction). The producer waits when it runs out; the receiver never buffers more.
@@ -61,6 +65,11 @@ struct PeerOptions {
   // says) before it is taken as hostile and the channel is closed: a broken peer that keeps
   // sending what it must not costs this actor a bounded amount of work. 0: no limit.
   uint32_t maxViolations = 64;
+
+  // Encrypt this side's channels that carry frame tags (every authenticated channel but a Unix
+  // socket between processes of one user), as if HARROW_ENCRYPT were set: XChaCha20-Poly1305
+  // instead of tags alone. Either side asking is enough (docs/PROTOCOL.md 2.5).
+  bool encrypt = false;
 
   // Over a Unix socket, frames (any message: stream items, params, results) of more than this
   // many bytes go through a ring of shared memory instead of the socket, if both sides' hellos
@@ -299,6 +308,14 @@ Co<kj::Own<Peer>> handshakeWithChild(kj::Own<Channel> channel, PeerHost& host,
 // the agreed one afterwards. Returns the other side's identity.
 Co<ActorIdentity> authenticateChannel(Channel& channel, PeerHost& host, bool initiator,
                                       PeerOptions options = {});
+
+// Turns on the frame protection the two hellos agree on (docs/PROTOCOL.md 2.5: tags or
+// encryption, with keys from the secret and both hellos), as the handshake does once both proofs
+// are through; nothing if both said none. For programs that speak the handshake by hand (tests,
+// fuzzers): the opener calls it after it has read the acceptor's proof, the acceptor after it
+// has sent its own.
+void protectFrames(Channel& channel, const TreeSecret& secret, bool initiator,
+                   wire::Hello::Reader opener, wire::Hello::Reader acceptor);
 
 // A failed proof of the tree secret: "harrow.AuthenticationFailed: ...".
 kj::Exception authenticationFailed(kj::StringPtr what);

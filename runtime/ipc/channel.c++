@@ -1,6 +1,7 @@
 #include <harrow/ipc/channel.h>
 
 #include <harrow/ipc/fd_stream.h>
+#include <harrow/ipc/frame_seal.h>
 #include <harrow/ipc/shared_ring.h>
 
 #include <capnp/any.h>
@@ -8,6 +9,8 @@
 #include <kj/debug.h>
 
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 namespace harrow {
 namespace {
@@ -16,6 +19,8 @@ namespace {
 // (the same scheme as Cancelled in cancel_scope.c++).
 constexpr kj::StringPtr TRANSPORT_CLOSED = "harrow.TransportClosed"_kj;
 constexpr kj::StringPtr MALFORMED_FRAME = "harrow.MalformedFrame"_kj;
+// ErrorKind::AUTHENTICATION_FAILED (runtime/co/errors.h), for a frame rather than a handshake.
+constexpr kj::StringPtr FRAME_TAG_FAILED = "harrow.AuthenticationFailed: a frame failed its tag"_kj;
 
 // capnp's own readers refuse more segments than this; so do we, before allocating anything.
 constexpr uint32_t MAX_SEGMENTS = 512;
@@ -98,7 +103,8 @@ bool isTransportClosed(const kj::Exception& exception) {
 bool isMalformedFrame(const kj::Exception& exception) {
   // Only receive() raises these (send() raises MessageTooLarge too, but never sets readError).
   return exception.getDescription().startsWith(MALFORMED_FRAME) ||
-         exception.getDescription().startsWith(MESSAGE_TOO_LARGE);
+         exception.getDescription().startsWith(MESSAGE_TOO_LARGE) ||
+         exception.getDescription().startsWith(FRAME_TAG_FAILED);
 }
 
 size_t frameBytes(capnp::MessageBuilder& message) {
@@ -218,17 +224,26 @@ kj::Maybe<kj::Own<capnp::MessageReader>> Channel::tryParse(size_t& needed) {
                                    " bytes, over this channel's limit of ",
                                    options.maxFrameBytes, " bytes")));
   }
-  needed = frameBytes;
+  size_t tagBytes = sealIn == nullptr ? 0 : FrameSeal::TAG_BYTES;
+  needed = frameBytes + tagBytes;
   if (available < needed) return nullptr;
 
-  // The whole frame is here. It starts on a word boundary: the buffer does, and every frame is a
-  // whole number of words.
+  // The whole frame is here. It starts on a word boundary: the buffer does, and every frame (and
+  // tag) is a whole number of words.
+  KJ_IF_MAYBE(seal, sealIn) {
+    kj::byte* bytes = buffer->bytes() + begin;
+    if (!(*seal)->open(kj::arrayPtr(bytes, frameBytes), tableBytes, bytes + frameBytes)) {
+      failRead(kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__, kj::str(
+          FRAME_TAG_FAILED, " (frame ", (*seal)->frames() - 1, " from the peer, ", frameBytes,
+          " bytes): it was injected, dropped, reordered, replayed or modified on the way")));
+    }
+  }
   auto words = buffer->wordsAt(begin, frameBytes);
   kj::Maybe<kj::Exception> error;
   auto reader = checkedReader(words, frameBytes, error);
   KJ_IF_MAYBE(e, error) failRead(kj::mv(*e));
-  begin += frameBytes;
-  receivedTotal += frameBytes;
+  begin += frameBytes + tagBytes;
+  receivedTotal += frameBytes + tagBytes;
   return reader.attach(kj::addRef(*buffer));
 }
 
@@ -399,6 +414,7 @@ void Channel::setMaxFrameBytes(size_t bytes) {
 void Channel::enqueue(Outgoing&& outgoing) {
   KJ_IF_MAYBE(error, writeError) kj::throwFatalException(kj::cp(*error));
   KJ_REQUIRE(!writeShut, "Channel::send() after shutdownWrite()");
+  if (sealOut != nullptr) sealOutgoing(outgoing);  // in send order: the tags count frames
   queuedTotal += outgoing.bytes;
   queue.add(kj::mv(outgoing));
   // The first message on an idle channel schedules the write for the end of this loop turn, so
@@ -539,6 +555,58 @@ void Channel::wakeWaiters() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Frame protection
+
+void Channel::protectFrames(kj::Own<FrameSeal> outgoing, kj::Own<FrameSeal> incoming) {
+  KJ_REQUIRE(sharedCodec == nullptr, "frame protection and shared memory do not mix");
+  sealOut = kj::mv(outgoing);
+  sealIn = kj::mv(incoming);
+}
+
+// Appends the frame's tag (encrypting it first, in ENCRYPT mode: into a copy of its own, since
+// the pieces point into the sender's message).
+void Channel::sealOutgoing(Outgoing& outgoing) {
+  auto& seal = *KJ_ASSERT_NONNULL(sealOut);
+  KJ_REQUIRE(outgoing.large == nullptr, "frame protection and shared memory do not mix");
+  if (seal.mode() == FrameSeal::AUTHENTICATE) {
+    auto tag = kj::heapArray<kj::byte>(FrameSeal::TAG_BYTES);
+    seal.tag(outgoing.pieces, tag.begin());
+    auto pieces = kj::heapArrayBuilder<kj::ArrayPtr<const kj::byte>>(outgoing.pieces.size() + 1);
+    pieces.addAll(outgoing.pieces);
+    pieces.add(tag.asPtr());
+    outgoing.pieces = pieces.finish().attach(kj::mv(tag), kj::mv(outgoing.pieces));
+  } else {
+    auto sealed = kj::heapArray<kj::byte>(outgoing.bytes + FrameSeal::TAG_BYTES);
+    size_t at = 0;
+    for (auto piece : outgoing.pieces) {
+      memcpy(sealed.begin() + at, piece.begin(), piece.size());
+      at += piece.size();
+    }
+    size_t segmentCount = size_t(readLE32(sealed.begin())) + 1;
+    seal.seal(sealed.slice(0, outgoing.bytes), segmentTableBytes(segmentCount),
+              sealed.begin() + outgoing.bytes);
+    auto pieces = kj::heapArray<kj::ArrayPtr<const kj::byte>>(1);
+    pieces[0] = sealed.asPtr();
+    outgoing.pieces = pieces.attach(kj::mv(sealed));
+  }
+  outgoing.bytes += FrameSeal::TAG_BYTES;
+}
+
+bool Channel::isSameUserUnixSocket() const {
+  KJ_IF_MAYBE(fd, stream->getFd()) {
+    struct sockaddr_storage address;
+    socklen_t addressLength = sizeof(address);
+    struct ucred credentials;
+    socklen_t length = sizeof(credentials);
+    return getsockname(*fd, reinterpret_cast<struct sockaddr*>(&address), &addressLength) == 0 &&
+           address.ss_family == AF_UNIX &&
+           getsockopt(*fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) == 0 &&
+           credentials.uid == geteuid();
+  }
+  return false;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Shared memory
 
 bool Channel::canPassFds() const { return fdStream != nullptr && fdStream->canPassFds(); }
@@ -546,6 +614,7 @@ bool Channel::canPassFds() const { return fdStream != nullptr && fdStream->canPa
 void Channel::sendLargeFramesThroughSharedMemory(kj::Own<SharedFrameCodec> codec,
                                                  size_t threshold, size_t ringBytes) {
   KJ_REQUIRE(canPassFds(), "shared memory needs a channel over a Unix socket");
+  KJ_REQUIRE(sealOut == nullptr, "frame protection and shared memory do not mix");
   sharedCodec = kj::mv(codec);
   sharedThreshold = threshold;
   sharedRingBytes = roundUpToWord(ringBytes);

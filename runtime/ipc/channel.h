@@ -31,7 +31,9 @@
 //  - MalformedFrame (isMalformedFrame()): the peer sent something that is not a valid frame:
 //    over maxFrameBytes, a bogus segment table, pointers that fail validation. Type FAILED. A frame
 //    over the limit is described as harrow.MessageTooLarge (isMessageTooLarge() in
-//    <harrow/engine/remote_error.h>); isMalformedFrame() is true for it as well.
+//    <harrow/engine/remote_error.h>); isMalformedFrame() is true for it as well. So it is for a
+//    frame that fails its tag on a protected channel (protectFrames()), described as
+//    harrow.AuthenticationFailed.
 // After either, receive() keeps throwing the same error: the read side is unusable, because the
 // stream is no longer at a frame boundary. Sending still works, so the owner may tell the peer
 // why before it closes the channel.
@@ -104,6 +106,7 @@ struct ChannelOptions {
 };
 
 class FdStream;
+class FrameSeal;
 class SharedRing;
 
 // The protocol's words for the shared-memory path (the engine's wire.capnp; docs/PROTOCOL.md 11):
@@ -185,6 +188,20 @@ public:
   // within the limit can also be read in full.
   void setMaxFrameBytes(size_t bytes);
   size_t maxFrameBytes() const { return options.maxFrameBytes; }
+
+  // ---- frame protection (docs/PROTOCOL.md 2.5) ----
+
+  // From now on every frame sent is followed by a tag from `outgoing` (and its segments are
+  // encrypted, in ENCRYPT mode: <harrow/ipc/frame_seal.h>), and every frame received must carry
+  // one that `incoming` accepts: one that does not (injected, dropped, reordered, replayed or
+  // modified on the way) ends the read side as a malformed frame does. The handshake turns it on
+  // once both proofs checked out, between two frames each way. Not with shared memory.
+  void protectFrames(kj::Own<FrameSeal> outgoing, kj::Own<FrameSeal> incoming);
+  bool framesProtected() const { return sealIn != nullptr; }
+
+  // True for a channel over a Unix socket whose other end is a process of this user
+  // (SO_PEERCRED): what may go without tags (docs/PROTOCOL.md 7).
+  bool isSameUserUnixSocket() const;
 
   // ---- large frames through shared memory (docs/PROTOCOL.md 11) ----
   //
@@ -273,6 +290,9 @@ private:
   kj::Maybe<kj::Own<SharedRing>> peerRing;   // the peer's, read
   kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> spaceWaiter;
   SharedMemoryCounts sharedCounts;
+  // --- frame protection ---
+  kj::Maybe<kj::Own<FrameSeal>> sealOut;
+  kj::Maybe<kj::Own<FrameSeal>> sealIn;
 
   kj::Maybe<kj::Promise<void>> writeTask;  // declared last: destroyed (cancelled) first
 
@@ -285,6 +305,7 @@ private:
 
   // Write side.
   void checkFrameSize(size_t bytes);
+  void sealOutgoing(Outgoing& outgoing);
   void enqueue(Outgoing&& outgoing);
   kj::Promise<void> writeQueued();
   kj::Promise<void> written(uint64_t bytes);

@@ -573,12 +573,16 @@ Co<void> sendJunkStart(kj::Network& network, kj::StringPtr address, uint64_t int
   {
     auto theirs = co_await channel.receive();
     auto& reader = KJ_ASSERT_NONNULL(theirs, "the victim closed the channel");
-    auto proof = handshakeProof(secret, HandshakeRole::OPENER, h.asReader(),
-                                reader->getRoot<wire::Message>().getHello());
+    auto theirHello = reader->getRoot<wire::Message>().getHello();
+    auto proof = handshakeProof(secret, HandshakeRole::OPENER, h.asReader(), theirHello);
     capnp::MallocMessageBuilder authenticate;
     authenticate.initRoot<wire::Message>().setAuthenticate(
         capnp::Data::Reader(proof.begin(), proof.size()));
     channel.send(authenticate);
+    // Over TCP every frame after the proofs carries a tag (docs/PROTOCOL.md 2.5).
+    auto theirProof = co_await channel.receive();
+    KJ_ASSERT(KJ_ASSERT_NONNULL(theirProof)->getRoot<wire::Message>().isAuthenticate());
+    protectFrames(channel, secret, /*initiator=*/true, h.asReader(), theirHello);
   }
   capnp::MallocMessageBuilder junk;
   auto start = junk.initRoot<wire::Message>();

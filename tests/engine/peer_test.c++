@@ -10,6 +10,8 @@
 #include "tests/engine/serve_pair.h"
 
 #include <gtest/gtest.h>
+
+#include <algorithm>
 #include <kj/async-io.h>
 #include <kj/debug.h>
 
@@ -148,18 +150,24 @@ protected:
       clientChannel = kj::heap<Channel>(kj::mv(pipe.ends[0]));
       serverChannel = kj::heap<Channel>(kj::mv(pipe.ends[1]));
     } else {
-      auto address = transport == "tcp" ? kj::str("tcp:127.0.0.1:0")
-                                        : testing::uniqueAbstractAddress("peer");
+      auto address = transport.startsWith("tcp") ? kj::str("tcp:127.0.0.1:0")
+                                                 : testing::uniqueAbstractAddress("peer");
       auto& network = io.provider->getNetwork();
       auto listener = Listener::bind(network, address).wait(io.waitScope);
       auto accepted = listener->accept();
       clientChannel = connect(network, listener->getAddress()).wait(io.waitScope);
       serverChannel = accepted.wait(io.waitScope);
     }
+    if (transport == "tcp-encrypted") options.encrypt = true;  // one side asking is enough
     auto clientSide = handshake(kj::mv(clientChannel), clientActor, true, options);
+    options.encrypt = false;
     auto serverSide = handshake(kj::mv(serverChannel), serverActor, false, options);
     kj::Own<Peer> clientPeer = clientSide.wait(io.waitScope);
     kj::Own<Peer> serverPeer = serverSide.wait(io.waitScope);
+    // TCP carries a tag on every frame; a Unix socket between processes of one user does not
+    // (docs/PROTOCOL.md 2.5).
+    EXPECT_EQ(clientPeer->channel().framesProtected(), transport.startsWith("tcp"));
+    EXPECT_EQ(serverPeer->channel().framesProtected(), transport.startsWith("tcp"));
 
     testing::servePair(io.waitScope, clientActor, *clientPeer, serverActor, *serverPeer,
                        kj::mv(body));
@@ -624,8 +632,12 @@ TEST(PeerLossTest, ACancelledServeRefusesNewCallsAtOnce) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Transports, PeerTest, ::testing::Values("socketpair", "tcp", "unix"),
-                         [](const auto& info) { return std::string(info.param); });
+INSTANTIATE_TEST_SUITE_P(Transports, PeerTest, ::testing::Values("socketpair", "tcp", "tcp-encrypted", "unix"),
+                         [](const auto& info) {
+                           std::string name = info.param;
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name;
+                         });
 
 }  // namespace
 }  // namespace harrow
