@@ -215,6 +215,9 @@ int main(int argc, char** argv, Implementations& implementations,
     }
     // Metrics and the log format, for the whole tree too (children collect, the root serves).
     if (arg.startsWith("--harrow-metrics=")) setenv("HARROW_METRICS", arg.slice(17).cStr(), 1);
+    if (arg.startsWith("--harrow-metrics-token-file=")) {
+      setenv("HARROW_METRICS_TOKEN_FILE", arg.slice(28).cStr(), 1);
+    }
     if (arg.startsWith("--harrow-log-format=")) {
       setenv("HARROW_LOG_FORMAT", arg.slice(20).cStr(), 1);
     }
@@ -283,7 +286,8 @@ int main(int argc, char** argv, Implementations& implementations,
                    setDiscovery(root, DiscoveryOptions::forRoot(program));
                    if (debugModeFromEnvironment()) hostDebugger(root);
                    KJ_IF_MAYBE(address, metricsAddressFromEnvironment()) {
-                     root.attach(kj::heap<MetricsEndpoint>(root, *address));
+                     root.attach(kj::heap<MetricsEndpoint>(root, *address,
+                                                           metricsTokenFromEnvironment()));
                    }
                  })) {
     fprintf(stderr, "harrow: %s\n", e->getDescription().cStr());

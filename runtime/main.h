@@ -23,7 +23,10 @@
 //   --harrow-debug            debug mode for the whole tree (HARROW_DEBUG=1): harrow::pause(),
 //                             post-mortem gdb on the root's terminal (<harrow/spawn/debug.h>)
 //   --harrow-metrics=ADDR     every actor counts; the root serves the tree's metrics at
-//                             http://ADDR/metrics (HOST:PORT; HARROW_METRICS)
+//                             http://ADDR/metrics (HOST:PORT, or PORT alone on loopback;
+//                             HARROW_METRICS)
+//   --harrow-metrics-token-file=PATH  a bearer token /metrics requires (a file only this user
+//                             may read; HARROW_METRICS_TOKEN_FILE)
 //   --harrow-log-format=FMT   text (default) or json: one JSON object per log line
 //                             (HARROW_LOG_FORMAT)
 //   --harrow-nodes=NAME=ADDR,...  nodes that run children on other hosts (HARROW_NODES;

@@ -17,11 +17,16 @@ namespace harrow {
 
 namespace {
 
-constexpr size_t MAX_COOKIE_BYTES = 4096;
+constexpr size_t MAX_SECRET_BYTES = 4096;
+
+// `file`: "the cookie file", "the metrics token file", ...
+[[noreturn]] void fileError(kj::StringPtr file, kj::StringPtr path, kj::StringPtr what) {
+  kj::throwFatalException(kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+                                        kj::str(file, " ", path, " ", what)));
+}
 
 [[noreturn]] void cookieError(kj::StringPtr path, kj::StringPtr what) {
-  kj::throwFatalException(kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
-                                        kj::str("the cookie file ", path, " ", what)));
+  fileError("the cookie file", path, what);
 }
 
 kj::String modeText(mode_t mode) {
@@ -70,29 +75,28 @@ void createCookie(kj::StringPtr path) {
 constexpr kj::StringPtr SYMBOLIC_LINK =
     "is a symbolic link: refused (give the path of the file itself)"_kj;
 
-[[noreturn]] void unsafeCookie(kj::StringPtr path, kj::StringPtr what) {
-  kj::throwFatalException(
-      makeError(ErrorKind::UNSAFE_FILE, kj::str("the cookie file ", path, " ", what)));
+[[noreturn]] void unsafeFile(kj::StringPtr file, kj::StringPtr path, kj::StringPtr what) {
+  kj::throwFatalException(makeError(ErrorKind::UNSAFE_FILE, kj::str(file, " ", path, " ", what)));
 }
 
 // Refuses anything but a regular file of this user that only this user may read or write.
-void checkCookieFile(kj::StringPtr path, const struct stat& st) {
-  if (S_ISLNK(st.st_mode)) unsafeCookie(path, SYMBOLIC_LINK);
+void checkSecretFile(kj::StringPtr file, kj::StringPtr path, const struct stat& st) {
+  if (S_ISLNK(st.st_mode)) unsafeFile(file, path, SYMBOLIC_LINK);
   if (!S_ISREG(st.st_mode)) {
     kj::StringPtr kind = S_ISFIFO(st.st_mode)  ? "a FIFO"_kj
                          : S_ISDIR(st.st_mode) ? "a directory"_kj
                          : S_ISSOCK(st.st_mode) ? "a socket"_kj
                                                 : "a device"_kj;
-    unsafeCookie(path, kj::str("is ", kind, ", not a regular file: refused"));
+    unsafeFile(file, path, kj::str("is ", kind, ", not a regular file: refused"));
   }
   if (st.st_uid != geteuid()) {
-    unsafeCookie(path, kj::str("belongs to uid ", st.st_uid, ", not to this user (uid ",
-                               geteuid(), "): refused"));
+    unsafeFile(file, path, kj::str("belongs to uid ", st.st_uid, ", not to this user (uid ",
+                                   geteuid(), "): refused"));
   }
   if ((st.st_mode & 077) != 0) {
-    unsafeCookie(path, kj::str("has mode ", modeText(st.st_mode),
-                               ": others may read or change it, so it proves nothing; refused "
-                               "(chmod 600 ", path, ")"));
+    unsafeFile(file, path, kj::str("has mode ", modeText(st.st_mode),
+                                   ": others may read or change it, so it proves nothing; "
+                                   "refused (chmod 600 ", path, ")"));
   }
 }
 
@@ -104,56 +108,62 @@ kj::String cookiePathFromEnvironment() {
   return kj::str(runtimeDirectory(), "/cookie");
 }
 
-TreeSecret readCookie(kj::StringPtr path) {
+kj::Array<kj::byte> readSecretFile(kj::StringPtr file, kj::StringPtr path) {
   // Looked at before it is opened (a device or FIFO is never opened at all), then opened without
   // following a link and without blocking (a FIFO swapped in meanwhile cannot hang the root),
   // then checked again through the descriptor: what is read is what was checked.
   struct stat seen;
   if (lstat(path.cStr(), &seen) != 0) {
-    if (errno != ENOENT) cookieError(path, kj::str("cannot be read: ", strerror(errno)));
-    createCookie(path);
-    if (lstat(path.cStr(), &seen) != 0) {
-      cookieError(path, kj::str("cannot be read: ", strerror(errno)));
-    }
+    fileError(file, path, kj::str("cannot be read: ", strerror(errno)));
   }
-  checkCookieFile(path, seen);
+  checkSecretFile(file, path, seen);
   int fd = open(path.cStr(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-  if (fd < 0 && errno == ELOOP) unsafeCookie(path, SYMBOLIC_LINK);
-  if (fd < 0) cookieError(path, kj::str("cannot be read: ", strerror(errno)));
+  if (fd < 0 && errno == ELOOP) unsafeFile(file, path, SYMBOLIC_LINK);
+  if (fd < 0) fileError(file, path, kj::str("cannot be read: ", strerror(errno)));
   KJ_DEFER(close(fd));
 
   struct stat st;
   KJ_SYSCALL(fstat(fd, &st), path);
-  checkCookieFile(path, st);
+  checkSecretFile(file, path, st);
   if (st.st_dev != seen.st_dev || st.st_ino != seen.st_ino) {
-    unsafeCookie(path, "was replaced while it was being opened");
+    unsafeFile(file, path, "was replaced while it was being opened");
   }
-  if (st.st_size > off_t(MAX_COOKIE_BYTES)) {
-    cookieError(path, kj::str("is larger than ", MAX_COOKIE_BYTES, " bytes"));
+  if (st.st_size > off_t(MAX_SECRET_BYTES)) {
+    fileError(file, path, kj::str("is larger than ", MAX_SECRET_BYTES, " bytes"));
   }
 
-  kj::byte buffer[MAX_COOKIE_BYTES + 1];
-  KJ_DEFER(sodium_memzero(buffer, sizeof(buffer)));
+  auto buffer = kj::heapArray<kj::byte>(MAX_SECRET_BYTES + 1);
+  KJ_ON_SCOPE_FAILURE(sodium_memzero(buffer.begin(), buffer.size()));
   size_t size = 0;
   for (;;) {
-    ssize_t n = read(fd, buffer + size, sizeof(buffer) - size);
+    ssize_t n = read(fd, buffer.begin() + size, buffer.size() - size);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) cookieError(path, kj::str("cannot be read: ", strerror(errno)));
+    if (n < 0) fileError(file, path, kj::str("cannot be read: ", strerror(errno)));
     if (n == 0) break;
     size += n;
-    if (size == sizeof(buffer)) {
-      cookieError(path, kj::str("is larger than ", MAX_COOKIE_BYTES, " bytes"));
+    if (size == buffer.size()) {
+      fileError(file, path, kj::str("is larger than ", MAX_SECRET_BYTES, " bytes"));
     }
   }
-  // A trailing newline (or any whitespace) is an editor's, not part of the cookie.
+  // A trailing newline (or any whitespace) is an editor's, not part of the secret.
   while (size > 0 && (buffer[size - 1] == '\n' || buffer[size - 1] == '\r' ||
                       buffer[size - 1] == ' ' || buffer[size - 1] == '\t')) {
     --size;
   }
-  if (size < 16) {
-    cookieError(path, kj::str("holds ", size, " bytes; a cookie needs at least 16"));
+  auto contents = kj::heapArray<kj::byte>(buffer.slice(0, size));
+  sodium_memzero(buffer.begin(), buffer.size());
+  return contents;
+}
+
+TreeSecret readCookie(kj::StringPtr path) {
+  struct stat seen;
+  if (lstat(path.cStr(), &seen) != 0 && errno == ENOENT) createCookie(path);
+  auto contents = readSecretFile("the cookie file", path);
+  KJ_DEFER(sodium_memzero(contents.begin(), contents.size()));
+  if (contents.size() < 16) {
+    cookieError(path, kj::str("holds ", contents.size(), " bytes; a cookie needs at least 16"));
   }
-  return TreeSecret::fromCookie(kj::arrayPtr(buffer, size));
+  return TreeSecret::fromCookie(contents);
 }
 
 }  // namespace harrow

@@ -27,4 +27,10 @@ kj::String cookiePathFromEnvironment();
 // if it holds fewer than 16 bytes, or if it cannot be read or created.
 TreeSecret readCookie(kj::StringPtr path);
 
+// The contents of a file that holds a secret (the cookie, the metrics endpoint's bearer token),
+// without trailing whitespace, checked as the cookie is: harrow.UnsafeFile unless it is a regular
+// file (never a link, FIFO or device: not even opened) of this user that group and others may
+// neither read nor write. `file` names it in errors ("the metrics token file"); at most 4096 bytes.
+kj::Array<kj::byte> readSecretFile(kj::StringPtr file, kj::StringPtr path);
+
 }  // namespace harrow

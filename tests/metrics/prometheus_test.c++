@@ -3,7 +3,11 @@
 // server started here scrapes the root every 200 ms; its query API must return the calls each
 // actor served (5 Counter.add on counter-1, 7 on the grandchild leaf: collected through middle).
 // promtool checks the exposition itself. With --harrow-log-format=json, a child's log line parses
-// as JSON and names its actor and task. Nothing is left running afterwards.
+// as JSON and names its actor and task. With --harrow-metrics=0 and a bearer token file, the
+// endpoint listens on loopback only, answers 401 without the token, closes at once after a
+// request with `Connection: close`, answers malformed HTTP 400 with nothing in the log, and a
+// Prometheus given the token (`authorization: credentials_file`) scrapes it while one without
+// gets 401 (up 0). Nothing is left running afterwards.
 //
 // Needs Debian's prometheus package (/usr/bin/prometheus, /usr/bin/promtool); ./dev installs it.
 //
@@ -11,6 +15,7 @@
 
 #include <harrow/co/cancel_scope.h>
 #include "tests/metrics/http_get.h"
+#include "tests/names.h"
 #include "tests/processes.h"
 #include "tests/program.h"
 
@@ -231,6 +236,119 @@ TEST_F(PrometheusTest, ScrapesTheWholeTree) {
     kill(tree.getPid(), SIGTERM);
     int treeStatus = co_await tree.finish();
     EXPECT_TRUE(exitedWith(treeStatus, 128 + SIGTERM)) << tree.outputSoFar();
+  });
+}
+
+// The local addresses listening on TCP `port` (/proc/net/tcp and tcp6), as /proc prints them
+// (0100007F is 127.0.0.1, 00000000 every interface).
+std::vector<std::string> listeningAddresses(int port) {
+  std::vector<std::string> found;
+  char suffix[16];
+  snprintf(suffix, sizeof(suffix), ":%04X", port);
+  for (auto table : {"/proc/net/tcp", "/proc/net/tcp6"}) {
+    std::ifstream in(table);
+    std::string line;
+    std::getline(in, line);
+    while (std::getline(in, line)) {
+      char local[64], remote[64], state[8];
+      if (sscanf(line.c_str(), " %*s %63s %63s %7s", local, remote, state) != 3) continue;
+      std::string address = local;
+      if (std::string(state) != "0A") continue;  // LISTEN
+      if (address.size() < 5 || address.substr(address.size() - 5) != suffix) continue;
+      found.push_back(address.substr(0, address.size() - 5));
+    }
+  }
+  return found;
+}
+
+// Sends `request` to `address` (HOST:PORT) as raw bytes and reads until the server closes.
+// `guard` is a failure guard: a server that keeps the connection open past it fails the test.
+Co<std::string> exchange(kj::AsyncIoContext& io, std::string address, std::string request,
+                         kj::Duration guard) {
+  auto target = co_await io.provider->getNetwork().parseAddress(address.c_str());
+  auto stream = co_await target->connect();
+  co_await stream->write(request.data(), request.size());
+  auto text = co_await stream->readAllText().exclusiveJoin(
+      io.provider->getTimer().afterDelay(guard).then([]() -> kj::String {
+        return kj::str("(the server kept the connection open)");
+      }));
+  co_return std::string(text.cStr());
+}
+
+TEST_F(PrometheusTest, ATokenGuardsTheEndpointOnLoopbackAndARealPrometheusScrapesWithIt) {
+  run([&]() -> Co<void> {
+    std::string dir = tempDir();
+    std::string token = testing::randomToken().cStr();
+    writeFile(dir + "/token", token + "\n");
+    KJ_SYSCALL(chmod((dir + "/token").c_str(), 0600));
+    // Port 0 and no host: a free port on loopback, never every interface.
+    Program tree(io, {treePath, "--harrow-metrics=0", "--harrow-metrics-token-file=" + dir + "/token",
+                      "--harrow-name=root"});
+    auto ready = co_await tree.waitForLine("ready ");
+    std::string address = testing::field(ready, "metrics");
+    rememberTree(tree.getPid());
+    EXPECT_EQ(address.rfind("127.0.0.1:", 0), 0u) << address;
+    auto listening = listeningAddresses(atoi(address.substr(address.find(':') + 1).c_str()));
+    EXPECT_EQ(listening, std::vector<std::string>{"0100007F"}) << "127.0.0.1 only";
+
+    auto get = [&](std::string headers) {
+      return exchange(io, address, "GET /metrics HTTP/1.1\r\nHost: " + address + "\r\n" +
+                                       headers + "Connection: close\r\n\r\n",
+                      2 * kj::SECONDS);
+    };
+    auto anonymous = co_await get("");
+    EXPECT_EQ(anonymous.rfind("HTTP/1.1 401 ", 0), 0u) << anonymous;
+    EXPECT_NE(anonymous.find("WWW-Authenticate: Bearer"), std::string::npos) << anonymous;
+    auto wrong = co_await get("Authorization: Bearer " + token.substr(1) + "x\r\n");
+    EXPECT_EQ(wrong.rfind("HTTP/1.1 401 ", 0), 0u) << wrong;
+    // With the token: the whole exposition, and the connection closed right after it (a
+    // request asking for that used to wait out kj-http's 5 s pipeline timeout).
+    auto scraped = co_await get("Authorization: Bearer " + token + "\r\n");
+    EXPECT_EQ(scraped.rfind("HTTP/1.1 200 OK", 0), 0u) << scraped.substr(0, 200);
+    EXPECT_NE(scraped.find("harrow_calls_finished_total{actor=\"leaf\""), std::string::npos);
+    EXPECT_EQ(scraped.find("(the server kept the connection open)"), std::string::npos);
+    // Malformed requests: a plain 400, and nothing in the log.
+    for (auto junk : {"GARBAGE\r\n\r\n", "\x01\x02\x03 / HTTP/1.1\r\n\r\n",
+                      "GET /metrics HTTP/1.1\r\nContent-Length: zz\r\n\r\n"}) {
+      auto answer = co_await exchange(io, address, junk, 2 * kj::SECONDS);
+      EXPECT_EQ(answer.rfind("HTTP/1.1 400 Bad Request", 0), 0u) << answer;
+    }
+
+    // A real Prometheus: one job with the token, one without.
+    int webPort = freePort();
+    writeFile(dir + "/prometheus.yml",
+              "global:\n"
+              "  scrape_interval: 200ms\n"
+              "  scrape_timeout: 200ms\n"
+              "scrape_configs:\n"
+              "  - job_name: harrow\n"
+              "    authorization:\n"
+              "      type: Bearer\n"
+              "      credentials_file: " + dir + "/token\n"
+              "    static_configs:\n"
+              "      - targets: ['" + address + "']\n"
+              "  - job_name: anonymous\n"
+              "    static_configs:\n"
+              "      - targets: ['" + address + "']\n");
+    Program prometheus(io, {"/usr/bin/prometheus", "--config.file=" + dir + "/prometheus.yml",
+                            "--storage.tsdb.path=" + dir + "/data",
+                            "--web.listen-address=127.0.0.1:" + std::to_string(webPort),
+                            "--log.level=warn"});
+    double leaf = co_await queryUntilPresent(webPort,
+        "harrow_calls_finished_total{job=\"harrow\",actor=\"leaf\",method=\"add\"}");
+    EXPECT_EQ(leaf, 7);
+    EXPECT_EQ(co_await queryUntilPresent(webPort, "up{job=\"harrow\"}"), 1);
+    EXPECT_EQ(co_await queryUntilPresent(webPort, "up{job=\"anonymous\"}"), 0);
+    kill(prometheus.getPid(), SIGTERM);
+    EXPECT_TRUE(exitedWith(co_await prometheus.finish(), 0)) << prometheus.outputSoFar();
+
+    kill(tree.getPid(), SIGTERM);
+    EXPECT_TRUE(exitedWith(co_await tree.finish(), 128 + SIGTERM)) << tree.outputSoFar();
+    // The refusals and the junk left no trace in the log.
+    std::string log = tree.outputSoFar();
+    for (auto quiet : {"metrics:", "HTTP", "Content-Length", "stack"}) {
+      EXPECT_EQ(log.find(quiet), std::string::npos) << quiet << " in:\n" << log;
+    }
   });
 }
 
