@@ -33,6 +33,60 @@ HARROW_COPTS = [
 HARROW_STATIC_FEATURES = ["fully_static_link"]
 HARROW_STATIC_LINKOPTS = ["-static"]
 
+# Line tables (-g1) and no stripping, so a remote error's trace names the file:line of each of
+# the user's frames (runtime/engine/internal/symbolize.h) in every build, not only in -c dbg.
+# -g1 costs no run time; the binary grows by its line tables. harrow_cc_binary adds them;
+# `line_tables = False` leaves a target as plain cc_binary builds it.
+def _line_table_copts(copts):
+    # After the toolchain's flags: -c dbg's -g must not become -g1.
+    return copts + select({
+        _harrow("//:dbg"): [],
+        "//conditions:default": ["-g1"],
+    })
+
+# Bazel strips fastbuild binaries (--strip=sometimes, `-Wl,-S`: line tables too), and a target
+# cannot turn that off; this transition builds the program with --strip=never instead.
+def _never_strip_impl(settings, attr):
+    return {"//command_line_option:strip": "never"}
+
+_never_strip = transition(
+    implementation = _never_strip_impl,
+    inputs = [],
+    outputs = ["//command_line_option:strip"],
+)
+
+def _unstripped_impl(ctx):
+    binary = ctx.attr.binary[0]
+    executable = ctx.actions.declare_file(ctx.label.name)
+    ctx.actions.symlink(output = executable, target_file = binary[DefaultInfo].files_to_run.executable)
+    runfiles = ctx.runfiles(files = [executable]).merge(binary[DefaultInfo].default_runfiles)
+    return [DefaultInfo(executable = executable, runfiles = runfiles)]
+
+_unstripped_binary = rule(
+    implementation = _unstripped_impl,
+    attrs = {
+        "binary": attr.label(cfg = _never_strip, executable = True, mandatory = True),
+        "_allowlist_function_transition": attr.label(
+            default = "@bazel_tools//tools/allowlists/function_transition_allowlist",
+        ),
+    },
+    executable = True,
+)
+
+def harrow_cc_binary(name, line_tables = True, visibility = None, tags = [], **kwargs):
+    """cc_binary with line tables: an actor program whose remote errors name file:line.
+
+    Takes cc_binary's attributes; `line_tables = False` makes it a plain cc_binary (traces then
+    name functions only, and fastbuild strips the binary). With line tables the program is
+    `name`, a link to the cc_binary `name + "_linked"` built with --strip=never.
+    """
+    if not line_tables:
+        native.cc_binary(name = name, visibility = visibility, tags = tags, **kwargs)
+        return
+    kwargs["copts"] = _line_table_copts(kwargs.get("copts", []))
+    native.cc_binary(name = name + "_linked", tags = tags + ["manual"], **kwargs)
+    _unstripped_binary(name = name, binary = name + "_linked", visibility = visibility, tags = tags)
+
 def capnp_cc_library(name, srcs, deps = [], capnp_deps = [], includes = [], visibility = None):
     """Compiles .capnp schemas with capnp's C++ generator into one cc_library.
 

@@ -44,6 +44,10 @@ int run(int argc, char** argv) {
     fputs(helpText(options.command).cStr(), stdout);
     return EXIT_OK;
   }
+  if (options.version) {
+    fputs(versionText().cStr(), stdout);
+    return EXIT_OK;
+  }
 
   // A cookie that does not exist is not created here (readCookie would): this command joins a
   // tree, it never starts one.

@@ -2,7 +2,9 @@
 #include "cli/errors.h"
 
 #include <harrow/actor/cookie.h>
+#include <harrow/co/version.h>
 #include <harrow/discovery/discovery.h>
+#include <harrow/wire.capnp.h>
 
 #include <stdlib.h>
 
@@ -30,6 +32,7 @@ Options (before or after the command):
   --json             output for scripts: one JSON document (call: always JSON)
   --timeout=SECONDS  bound on connecting and on each lookup (default 5; not on the call itself)
   -h, --help         help
+  --version          harrow's version and its wire protocol's
 
 NAME is an actor's registered name or its uuid (hex; a prefix of 8 digits or more will do).
 
@@ -111,6 +114,8 @@ Options parseOptions(int argc, char** argv) {
       onlyArgs = true;
     } else if (arg == "-h" || arg == "--help") {
       options.help = true;
+    } else if (arg == "--version") {
+      options.version = true;
     } else if (arg == "--json") {
       options.json = true;
     } else if (arg == "--all") {
@@ -132,7 +137,7 @@ Options parseOptions(int argc, char** argv) {
     options.command = options.args.empty() ? kj::str() : kj::mv(options.args[0]);
     options.args.clear();
   }
-  if (options.help) return options;
+  if (options.help || options.version) return options;
 
   if (options.command.size() == 0) fail(EXIT_USAGE, "no command (harrow --help lists them)");
   auto expect = [&](size_t least, size_t most, kj::StringPtr shape) {
@@ -164,6 +169,12 @@ Options parseOptions(int argc, char** argv) {
   if (options.registry == "none") fail(EXIT_USAGE, "the registry is 'none': give --registry=ADDR");
   if (options.cookie.size() == 0) options.cookie = cookiePathFromEnvironment();
   return options;
+}
+
+kj::String versionText() {
+  // The protocol version is the one every handshake checks: two programs whose numbers differ
+  // refuse each other's connections (docs/PROTOCOL.md, the hello).
+  return kj::str("harrow ", VERSION, " (wire protocol ", wire::PROTOCOL_VERSION, ")\n");
 }
 
 kj::StringPtr helpText(kj::StringPtr command) {

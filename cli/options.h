@@ -26,12 +26,16 @@ struct Options {
   bool json = false;                // --json
   bool all = false;                 // stacks --all
   bool help = false;                // -h, --help (of the command, if one is given)
+  bool version = false;             // --version
   kj::Duration timeout = 5 * kj::SECONDS;  // --timeout=SECONDS
   kj::Duration grace = 5 * kj::SECONDS;    // cancel --grace=SECONDS
 };
 
 // Parses argv; throws a usage error (exitCodeOf() == EXIT_USAGE) saying what is wrong.
 Options parseOptions(int argc, char** argv);
+
+// "harrow 0.1.0 (wire protocol 1)\n": what --version prints.
+kj::String versionText();
 
 // The overview (no command) or one command's help.
 kj::StringPtr helpText(kj::StringPtr command);

@@ -13,6 +13,7 @@
 #include <harrow/co/multi_error.h>
 #include <harrow/co/nursery.h>
 #include <harrow/co/thread_pool.h>
+#include <harrow/co/version.h>
 #include <harrow/typed/typed.h>
 #include <harrow/engine/peer.h>
 #include <harrow/engine/remote_error.h>

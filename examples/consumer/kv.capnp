@@ -13,6 +13,9 @@ interface Kv $Harrow.actor {
   scan @2 (prefix :Text) -> () $Harrow.stream(item = "Entry");
   # A stream: every entry whose key starts with prefix, in key order.
 
+  remove @3 (key :Text) -> ();
+  # A call: removes the entry under key; raises an error if there is none.
+
   struct Entry {
     key @0 :Text;
     value @1 :Text;

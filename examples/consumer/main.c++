@@ -44,6 +44,16 @@ public:
     co_return;
   }
 
+  Co<void> remove(RemoveCall call) override {
+    auto entry = entries.find(std::string(call.params().getKey().cStr()));
+    if (entry == entries.end()) {
+      // Raised here; the caller gets a RemoteActorError whose trace starts at this line.
+      KJ_FAIL_REQUIRE("no such key", call.params().getKey());
+    }
+    entries.erase(entry);
+    co_return;
+  }
+
   Co<void> scan(ScanCall call) override {
     std::string prefix = call.params().getPrefix().cStr();
     // std::map iterators survive inserts, so a put arriving while this stream waits for credit
@@ -77,6 +87,11 @@ Co<void> run(harrow::Actor& root) {
     say("root", kj::str("get fruit/apple -> ", got->getFound() ? got->getValue() : "(none)"));
     auto missing = co_await kv.get("fruit/cherry");
     say("root", kj::str("get fruit/cherry -> ", missing->getFound() ? "found" : "(none)"));
+
+    // A handler's error comes back whole: its message, where it was raised, and its trace.
+    KJ_IF_MAYBE(e, co_await harrow::errorOf([&]() { return kv.remove("fruit/cherry"); })) {
+      say("root", kj::str("remove fruit/cherry failed: ", e->getDescription()));
+    }
 
     co_await kv.scan("fruit/", [&](KvActor::Portal::ScanStream& entries) -> Co<void> {
       while (auto entry = co_await entries.receive()) {

@@ -16,6 +16,8 @@
 // Usage (from BUILD.bazel): cli_test HARROW TREE COUNTER DAEMON LIAR
 
 #include <harrow/co/cancel_scope.h>
+#include <harrow/co/version.h>
+#include <harrow/wire.capnp.h>
 #include "tests/cli/command.h"
 #include "tests/names.h"
 #include "tests/processes.h"
@@ -567,6 +569,16 @@ TEST_F(CliTest, ExitStatusesSayWhatWentWrong) {
     EXPECT_NE(callHelp.out.find("usage: harrow call"), std::string::npos) << callHelp.out;
 
     EXPECT_TRUE(exitedWith(co_await stop(*tree), 128 + SIGINT)) << tree->outputSoFar();
+  });
+}
+
+TEST_F(CliTest, VersionNamesTheReleaseAndTheProtocolItsHandshakesCheck) {
+  run([&]() -> Co<void> {
+    auto version = co_await harrow(argv("--version"));
+    EXPECT_EQ(version.exitCode(), 0) << version.describe();
+    EXPECT_EQ(version.out, std::string(kj::str("harrow ", VERSION, " (wire protocol ",
+                                               wire::PROTOCOL_VERSION, ")\n").cStr()));
+    co_return;
   });
 }
 

@@ -215,11 +215,37 @@ TEST_P(PeerTest, RemoteErrorArrivesAsRemoteActorError) {
     EXPECT_EQ(std::string(info.type.cStr()), "kj::Exception(failed)");
     EXPECT_TRUE(info.message.startsWith("handler refused")) << info.message.cStr();
     EXPECT_TRUE(info.file.endsWith("peer_test.c++")) << info.file.cStr();
-    // Its trace was symbolized where it was raised: the handler's frame by name and line.
+    // Its trace was symbolized where it was raised: the handler's frame first, by name and line,
+    // clean of the coroutine frame's mangled type; harrow's and KJ's frames folded into one line.
+    std::string trace = info.remoteTrace.cStr();
+    auto first = trace.find("\n#0 ");
+    EXPECT_NE(first, std::string::npos) << trace;
+    if (first == std::string::npos) co_return;
+    std::string frame0 = trace.substr(first + 1, trace.find('\n', first + 1) - first - 1);
+    EXPECT_NE(frame0.find("::fail(harrow::CallContext<"), std::string::npos) << trace;
+    EXPECT_NE(frame0.find(" at tests/engine/peer_test.c++:"), std::string::npos) << trace;
+    for (auto noise : {"_ZN", "[clone", "(anonymous namespace)::", "/proc/self/cwd"}) {
+      EXPECT_EQ(trace.find(noise), std::string::npos) << noise << " in " << trace;
+    }
+    EXPECT_NE(trace.find("\n\u2026 2 frames in std and harrow (HARROW_TRACE=full shows them)"),
+              std::string::npos) << trace;
+    EXPECT_EQ(trace.find("kj::_::"), std::string::npos) << "not folded: " << trace;
+    EXPECT_EQ(trace.find("stack: "), std::string::npos) << "raw addresses: " << trace;
+  });
+}
+
+TEST_P(PeerTest, HarrowTraceFullShowsHarrowsFramesToo) {
+  setenv("HARROW_TRACE", "full", 1);
+  KJ_DEFER(unsetenv("HARROW_TRACE"));
+  run([&](Peer& peer) -> Co<void> {
+    auto failure = co_await errorOf([&]() {
+      return callMethod<Words, Words>(peer, PROBE_ID, FAIL, [](Words::Builder p) { p.setText("x"); });
+    });
+    auto info = KJ_ASSERT_NONNULL(remoteErrorInfo(KJ_ASSERT_NONNULL(failure)));
     std::string trace = info.remoteTrace.cStr();
     EXPECT_NE(trace.find("::fail("), std::string::npos) << trace;
-    EXPECT_NE(trace.find("tests/engine/peer_test.c++:"), std::string::npos) << trace;
-    EXPECT_EQ(trace.find("stack: "), std::string::npos) << "raw addresses: " << trace;
+    EXPECT_NE(trace.find(" harrow::"), std::string::npos) << trace;
+    EXPECT_EQ(trace.find(" frames in "), std::string::npos) << trace;
   });
 }
 
