@@ -15,6 +15,7 @@
 #include <harrow/engine/peer.h>
 
 #include <harrow/co/errors.h>
+#include <harrow/co/version.h>
 #include <harrow/ipc/frame_seal.h>
 
 #include "runtime/engine/internal/shared_frames.h"
@@ -158,8 +159,10 @@ Co<Agreed> helloExchange(Channel& chan, PeerHost& host, bool initiator, PeerOpti
   auto theirHello = theirs->getRoot<wire::Message>().getHello();
   if (theirHello.getProtocolVersion() != wire::PROTOCOL_VERSION) {
     co_await refuse(*channel, host, protocolViolation(kj::str(
-        "the peer speaks protocol version ", theirHello.getProtocolVersion(), ", this actor ",
-        wire::PROTOCOL_VERSION)));
+        "protocol version mismatch: '", theirHello.getId().getName(), "' speaks harrow wire "
+        "protocol ", theirHello.getProtocolVersion(), ", '", host.identity().name, "' (harrow ",
+        VERSION, ") speaks ", wire::PROTOCOL_VERSION, "; build both programs with one harrow "
+        "release (`harrow --version` prints both numbers)")));
   }
   uint64_t theirLimit = theirHello.getMaxMessageBytes();
   if (theirLimit != 0 && theirLimit < MIN_MAX_MESSAGE_BYTES) {

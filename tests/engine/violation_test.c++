@@ -2,6 +2,7 @@
 // carries on: hand-written wire messages against a real Peer.
 
 #include <harrow/actor/actor.h>
+#include <harrow/co/version.h>
 #include <harrow/typed/typed.h>
 #include "tests/engine/probe.capnp.h"
 
@@ -247,7 +248,12 @@ TEST_F(ViolationTest, VersionMismatchIsRefusedWithAnError) {
   auto reader = next();
   auto m = reader->getRoot<wire::Message>();
   ASSERT_TRUE(m.isError());
-  EXPECT_NE(std::string(m.getError().getMessage().cStr()).find("version 99"), std::string::npos);
+  // Both sides' names and versions, and what to do about it.
+  EXPECT_EQ(std::string(m.getError().getMessage().cStr()),
+            std::string(kj::str("protocol version mismatch: 'rogue' speaks harrow wire protocol "
+                                "99, '", actor.identity().name, "' (harrow ", VERSION, ") speaks ",
+                                wire::PROTOCOL_VERSION, "; build both programs with one harrow "
+                                "release (`harrow --version` prints both numbers)").cStr()));
   EXPECT_EQ(raw->receive().wait(io.waitScope), nullptr);  // then the victim closed
 }
 
