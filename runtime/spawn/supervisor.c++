@@ -94,13 +94,13 @@ struct ActorSupervisor::Instance final : public ChildWatcher {
   }
 };
 
-// What the restarter does for one decision to restart: stop `stop` (siblings going down with
-// the failed child), then start each of `start` again, in start order.
+// One decision to restart `failed` (and its group), waiting its turn with the restarter. Who
+// goes down with it is decided when its turn comes (restart()), as OTP's supervisor, handling one
+// exit at a time, sees its children then.
 struct ActorSupervisor::Request {
-  explicit Request(Slot& failed) : failed(failed) {}
+  Request(Slot& failed, kj::String cause) : failed(failed), cause(kj::mv(cause)) {}
   Slot& failed;
-  kj::Vector<Instance*> stop;
-  kj::Vector<Slot*> start;
+  kj::String cause;
 };
 
 ActorSupervisor::ActorSupervisor(Actor& actor, SupervisorOptions options)
@@ -308,6 +308,16 @@ ActorSupervisor::Decision ActorSupervisor::decide(Instance& instance, int status
     }
     return endSlot(kj::mv(cause));
   }
+
+  // A child that a restart still waiting its turn will stop and start anyway (its group's):
+  // its crash is part of that restart, not one of its own, and does not count towards the
+  // intensity (OTP: terminating the group, the supervisor takes in that exit).
+  for (auto& queued : requests) {
+    if (inGroup(queued->failed, slot)) {
+      markDown(slot, instance);
+      return Decision::RESTART;
+    }
+  }
   if (overIntensity()) {
     instance.decision = Decision::ESCALATE;
     slot.end(kj::str(cause, ", and the supervisor gave up"));
@@ -318,49 +328,23 @@ ActorSupervisor::Decision ActorSupervisor::decide(Instance& instance, int status
   ++restarts;
   actor.metrics().recordRestart(slot.name);  // harrow_restarts_total{child=...}
   markDown(slot, instance);
-  auto request = kj::heap<Request>(slot);
-  // The siblings going down with it, in start order (OTP: one_for_all every child, rest_for_one
-  // those started after it). Temporary ones are stopped and not started again.
-  bool after = false;
-  for (auto& other : slots) {
-    Slot& sibling = *other;
-    if (&sibling == &slot) {
-      after = true;
-      request->start.add(&slot);
-      continue;
-    }
-    bool inGroup = options.strategy == Strategy::ONE_FOR_ALL ||
-                   (options.strategy == Strategy::REST_FOR_ONE && after);
-    if (!inGroup) continue;
-    if (sibling.state == Slot::State::DOWN) {
-      request->start.add(&sibling);  // already coming back: in its place in the order
-    } else if (sibling.state == Slot::State::UP) {
-      KJ_IF_MAYBE(running, sibling.current) {
-        request->stop.add(running);
-        if (sibling.spec.restart == Restart::TEMPORARY) {
-          sibling.stopRequested = true;
-        } else {
-          markDown(sibling, *running);
-          request->start.add(&sibling);
-        }
-      }
-    }
-  }
-  {
-    // "restarting a supervised child; why = actor 'w' (generation 1, pid 12) exited with status
-    // 3; generation = 2; strategy = one_for_one; siblings = 0"
-    kj::StringPtr why = cause;
-    uint32_t generation = slot.generation;
-    kj::StringPtr strategy = strategyName(options.strategy);
-    size_t siblings = request->stop.size();
-    KJ_LOG(WARNING, "restarting a supervised child", why, generation, strategy, siblings);
-  }
-  requests.add(kj::mv(request));
+  requests.add(kj::heap<Request>(slot, kj::mv(cause)));
   KJ_IF_MAYBE(wake, wakeRestarter) {
     (*wake)->fulfill();
     wakeRestarter = nullptr;
   }
   return Decision::RESTART;
+}
+
+bool ActorSupervisor::inGroup(Slot& failed, Slot& other) {
+  if (&other == &failed || options.strategy == Strategy::ONE_FOR_ALL) return true;
+  if (options.strategy == Strategy::ONE_FOR_ONE) return false;
+  bool after = false;  // rest_for_one: those started after it
+  for (auto& slot : slots) {
+    if (slot.get() == &other) return after;
+    after = after || slot.get() == &failed;
+  }
+  return false;
 }
 
 void ActorSupervisor::forget(Instance& instance) {
@@ -432,17 +416,56 @@ Co<void> ActorSupervisor::runRestarter() {
 }
 
 Co<void> ActorSupervisor::restart(Request& request) {
+  Slot& failed = request.failed;
+  if (failed.state != Slot::State::DOWN) co_return;  // an earlier restart brought it back
+  // A sibling of the group that startChild() is still starting is stopped once it is up.
+  for (size_t i = 0; i < slots.size(); ++i) {
+    Slot& sibling = *slots[i];
+    while (inGroup(failed, sibling) && sibling.state == Slot::State::STARTING) {
+      auto up = sibling.up->wait();
+      co_await errorOf([&]() { return kj::mv(up); });  // (an Event replaced while waited on)
+    }
+  }
+  // The group as it is now, in start order (OTP: one_for_all every child, rest_for_one those
+  // started after it): one brought back by an earlier restart since the crash goes down again,
+  // so each restart stops and starts the whole group. Temporary ones are stopped and not
+  // started again.
+  kj::Vector<Instance*> stop;
+  kj::Vector<Slot*> start;
+  for (auto& other : slots) {
+    Slot& sibling = *other;
+    if (!inGroup(failed, sibling)) continue;
+    if (&sibling == &failed || sibling.state == Slot::State::DOWN) {
+      start.add(&sibling);
+    } else if (sibling.state == Slot::State::UP) {
+      KJ_IF_MAYBE(running, sibling.current) {
+        stop.add(running);
+        if (sibling.spec.restart == Restart::TEMPORARY) {
+          sibling.stopRequested = true;
+        } else {
+          markDown(sibling, *running);
+          start.add(&sibling);
+        }
+      }
+    }
+  }
+  {
+    // "restarting a supervised child; why = actor 'w' (generation 1, pid 12) exited with status
+    // 3; generation = 2; strategy = one_for_one; siblings = 0"
+    kj::StringPtr why = request.cause;
+    uint32_t generation = failed.generation;
+    kj::StringPtr strategy = strategyName(options.strategy);
+    size_t siblings = stop.size();
+    KJ_LOG(WARNING, "restarting a supervised child", why, generation, strategy, siblings);
+  }
   // Siblings first, last started first, each gracefully (cancel-actor, the kill after the grace
   // period): ActorNursery's own stop.
-  for (size_t i = request.stop.size(); i-- > 0;) {
-    co_await nurseryRef().stopChildOf(*request.stop[i]->peer);
+  for (size_t i = stop.size(); i-- > 0;) {
+    co_await nurseryRef().stopChildOf(*stop[i]->peer);
   }
-  bool any = false;
-  for (Slot* slot : request.start) any = any || slot->state == Slot::State::DOWN;
-  if (!any) co_return;  // an earlier request brought them back already
 
-  co_await actor.timer().afterDelay(backoff(request.failed));
-  for (Slot* slot : request.start) {
+  co_await actor.timer().afterDelay(backoff(failed));
+  for (Slot* slot : start) {
     while (slot->state == Slot::State::DOWN) {
       if (slot->stopRequested) {
         slot->end(kj::str("stopped while being restarted"));

@@ -33,8 +33,13 @@
 // A child that fails to start again (SpawnFailed, a crash during its handshake) is retried; each
 // try counts as a restart.
 //
-// Restarts run one at a time, in the order they were decided (a group restart finishes before
-// the next begins).
+// Restarts run one at a time, in the order they were decided, as OTP's supervisor handles one
+// exit at a time: a group restart stops and starts the whole group before the next begins, and
+// the group is taken when its restart begins (a sibling that an earlier restart brought back
+// meanwhile goes down again; one startChild() is still starting is stopped once up). A child
+// that crashes while a restart of its group is still waiting its turn is part of that restart:
+// no restart of its own, and the intensity does not count it. A child that crashes once a
+// restart has started it again is a new restart, decided after that one.
 //
 // Backoff: a restart waits a random delay in [0, min(backoffMax, backoffBase * 2^k)] (full
 // jitter), k being the child's restarts within the period before this one, on the actor's KJ
@@ -170,6 +175,8 @@ private:
   Co<Peer*> currentPeer(kj::StringPtr name);
   Co<Peer*> spawnInstance(Slot& slot);
   Decision decide(Instance& instance, int status);
+  // Whether a restart of `failed` restarts `other` too (the strategy's group).
+  bool inGroup(Slot& failed, Slot& other);
   kj::Exception explainLoss(Instance& instance, int status, kj::Exception died);
   void ended(Instance& instance, int status);
   void markDown(Slot& slot, Instance& instance);

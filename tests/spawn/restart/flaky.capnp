@@ -17,4 +17,7 @@ interface Flaky $Harrow.actor {
   crashLoop @3 () -> ();
   # Opens a supervisor (one_for_one, OTP's default intensity) with one permanent child, "inner",
   # and crashes it until the supervisor gives up: raises the supervisor's RestartIntensity.
+
+  hold @4 () -> ();
+  # Never answers: a call to it ends only with this instance.
 }

@@ -27,11 +27,12 @@
 #include <fstream>
 #include <set>
 #include <string>
+#include <thread>
 
 namespace harrow {
 namespace {
 
-class FlakyImpl final : public FlakyActor::Server {
+class FlakyImpl : public FlakyActor::Server {
 public:
   Co<void> info(InfoCall call) override {
     call.results().setPid(getpid());
@@ -44,6 +45,7 @@ public:
     currentActor().cancel();
     co_return;
   }
+  Co<void> hold(HoldCall) override { co_await kj::Promise<void>(kj::NEVER_DONE); }
   Co<void> crashLoop(CrashLoopCall) override {
     co_await openActorSupervisor([&](ActorSupervisor& sup) -> Co<void> {
       co_await sup.startChild<FlakyImpl>("inner");
@@ -56,10 +58,46 @@ public:
   }
 };
 
+// Each instance's start, as a line in $TEST_TMPDIR/<file> (every process of the test shares
+// it, forked by the zygote or not): how many instances of a child were started, seen from them.
+std::string startsFile(const char* file) {
+  const char* dir = getenv("TEST_TMPDIR");
+  return std::string(dir != nullptr ? dir : "/tmp") + "/" + file;
+}
+size_t countStart(const char* file) {
+  std::ofstream(startsFile(file), std::ios::app) << getpid() << "\n";
+  std::ifstream in(startsFile(file));
+  size_t lines = 0;
+  for (std::string line; std::getline(in, line);) ++lines;
+  return lines;
+}
+
+// A child that crashes 10 ms after each of its first three starts (the issue's crash loop: the
+// crash comes while a group restart may still be starting its siblings), then stays up.
+class CrashesSoonImpl final : public FlakyImpl {
+public:
+  CrashesSoonImpl() {
+    if (countStart("crashes-soon.starts") <= 3) {
+      std::thread([]() {
+        usleep(10 * 1000);
+        _exit(3);
+      }).detach();
+    }
+  }
+};
+
+// A sibling that counts its starts.
+class CountedImpl final : public FlakyImpl {
+public:
+  CountedImpl() { countStart("counted.starts"); }
+};
+
 Implementations& implementations() {
   static Implementations* impls = []() {
     auto* i = new Implementations;
     i->add<FlakyImpl>("flaky");
+    i->add<CrashesSoonImpl>("crashes-soon");
+    i->add<CountedImpl>("counted");
     return i;
   }();
   return *impls;
@@ -215,6 +253,48 @@ TEST_F(RestartTest, OneForAllSiblingsOldPortalFailsTyped) {
     }, {.strategy = Strategy::ONE_FOR_ALL});
   });
   KJ_IF_MAYBE(e, failure) ADD_FAILURE() << text(*e);
+}
+
+// A child that crashes 10 ms after each start, with a sibling started after it: each crash is
+// one group restart that stops and starts the whole group (the sibling too) before the next crash
+// is decided, even when that crash comes while the group is still being started (OTP: the
+// supervisor handles one exit at a time). Three crashes are three restarts: the sibling starts
+// four times, and an intensity of 3 is not exceeded.
+TEST_F(RestartTest, AGroupRestartStopsAndStartsTheWholeGroupBeforeTheNextCrashIsDecided) {
+  for (Strategy strategy : {Strategy::REST_FOR_ONE, Strategy::ONE_FOR_ALL}) {
+    SCOPED_TRACE(strategyName(strategy).cStr());
+    unlink(startsFile("crashes-soon.starts").c_str());
+    unlink(startsFile("counted.starts").c_str());
+    auto failure = runRoot([&]() -> Co<void> {
+      co_await openActorSupervisor(root, [&](ActorSupervisor& sup) -> Co<void> {
+        co_await sup.startChild<CrashesSoonImpl>("a");
+        co_await sup.startChild<CountedImpl>("b");
+        // Each of a's first three instances ends under a call that never answers (one may end
+        // before it is called: a's first crash can come while b is still starting).
+        for (;;) {
+          auto a = co_await sup.portal<FlakyActor>("a");
+          if (sup.generation("a") > 3) break;
+          auto e = co_await errorOf([&]() { return a.hold(); });
+          KJ_IF_MAYBE(error, e) {
+            EXPECT_TRUE(is(*error, ErrorKind::ACTOR_RESTARTED)) << text(*error);
+          } else {
+            ADD_FAILURE() << "hold() answered";
+          }
+        }
+        co_await pidOf(sup, "a");  // the fourth instance stays up
+        co_await pidOf(sup, "b");  // and the group around it is up
+        EXPECT_EQ(sup.generation("a"), 4u);
+        EXPECT_EQ(sup.generation("b"), 4u);
+        EXPECT_EQ(sup.restartCount(), 3u);
+      }, {.strategy = strategy, .intensity = 3, .period = 60 * kj::SECONDS,
+          .backoffBase = 1 * kj::MILLISECONDS, .backoffMax = 1 * kj::MILLISECONDS});
+    });
+    KJ_IF_MAYBE(e, failure) ADD_FAILURE() << text(*e);
+    std::ifstream in(startsFile("counted.starts"));
+    size_t starts = 0;
+    for (std::string line; std::getline(in, line);) ++starts;
+    EXPECT_EQ(starts, 4u) << "the sibling's starts";
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
