@@ -9,6 +9,7 @@
 #include <kj/debug.h>
 
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -118,25 +119,54 @@ kj::Exception transportClosed(kj::StringPtr why) {
 
 // Received bytes. Message readers handed out by receive() point into a Buffer and hold a
 // reference to it, so the channel never overwrites bytes a reader may still look at: it only
-// appends after `end`, and moves data (compacts) only while nobody else holds the buffer.
+// appends after `end`, and moves data (compacts, grows in place) only while nobody else holds
+// the buffer. A buffer larger than the standard one (a large frame's) is mapped memory that grows
+// in place with mremap(): the kernel moves page tables, no bytes, so a frame of any size arrives
+// with one copy (the read) and at most its own size in memory.
 class Channel::Buffer final : public kj::Refcounted {
 public:
-  explicit Buffer(size_t bytes) : words(kj::heapArray<capnp::word>(bytes / sizeof(capnp::word))) {}
-  kj::byte* bytes() { return words.asBytes().begin(); }
-  size_t size() const { return words.size() * sizeof(capnp::word); }
+  Buffer(size_t bytes, size_t standard) : length(bytes) {
+    if (bytes <= standard) {
+      heap = kj::heapArray<capnp::word>(bytes / sizeof(capnp::word));
+      start = heap.asBytes().begin();
+    } else {
+      void* mapping = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                           -1, 0);
+      if (mapping == MAP_FAILED) KJ_FAIL_SYSCALL("mmap", errno, bytes);
+      start = static_cast<kj::byte*>(mapping);
+    }
+  }
+  ~Buffer() noexcept(false) {
+    if (heap == nullptr) munmap(start, length);
+  }
+  KJ_DISALLOW_COPY(Buffer);
+
+  kj::byte* bytes() { return start; }
+  size_t size() const { return length; }
   kj::ArrayPtr<const capnp::word> wordsAt(size_t offset, size_t bytes) const {
-    return words.slice(offset / sizeof(capnp::word), (offset + bytes) / sizeof(capnp::word));
+    return kj::arrayPtr(reinterpret_cast<const capnp::word*>(start + offset),
+                        bytes / sizeof(capnp::word));
+  }
+  bool canGrowInPlace() const { return heap == nullptr && !isShared(); }
+  // Only while canGrowInPlace(): the contents stay, the address may change.
+  void grow(size_t bytes) {
+    void* moved = mremap(start, length, bytes, MREMAP_MAYMOVE);
+    if (moved == MAP_FAILED) KJ_FAIL_SYSCALL("mremap", errno, length, bytes);
+    start = static_cast<kj::byte*>(moved);
+    length = bytes;
   }
   using kj::Refcounted::isShared;
 
 private:
-  kj::Array<capnp::word> words;  // word-aligned storage, so frames parse in place
+  kj::Array<capnp::word> heap;  // a standard buffer: word-aligned, so frames parse in place
+  kj::byte* start;              // heap's bytes, or a page-aligned mapping
+  size_t length;
 };
 
 Channel::Channel(kj::Own<kj::AsyncIoStream> streamParam, ChannelOptions options)
     : stream(FdStream::adopt(kj::mv(streamParam), options.eventPort)),
       fdStream(dynamic_cast<FdStream*>(stream.get())), options(options),
-      buffer(kj::refcounted<Buffer>(roundUpToWord(kj::max(options.readBufferBytes, size_t(64))))) {}
+      buffer(kj::refcounted<Buffer>(standardBufferBytes(), standardBufferBytes())) {}
 
 Channel::Channel(kj::UnixEventPort& eventPort, kj::AutoCloseFd fd, ChannelOptions options)
     : Channel(kj::heap<FdStream>(eventPort, kj::mv(fd)), options) {}
@@ -265,30 +295,46 @@ kj::Own<capnp::MessageReader> Channel::checkedReader(kj::ArrayPtr<const capnp::w
   return kj::heap<capnp::FlatArrayMessageReader>(words, options.readerOptions);
 }
 
+size_t Channel::standardBufferBytes() const {
+  return roundUpToWord(kj::max(options.readBufferBytes, size_t(64)));
+}
+
 // Makes room towards a frame of `needed` bytes of which the buffer holds [begin, end): returns
-// the free space after `end` (reads may fill it: later frames arrive with this one). The buffer grows with what has arrived (doubling), not with what the segment table
-// claims: a peer that announces a 60 MB frame and sends nothing costs the standard buffer, not
-// 60 MB (found by fuzzing, docs/FUZZING.md).
+// the free space after `end` (reads may fill it: later frames arrive with this one). The buffer
+// is rearranged only once it is full, and grows with what has arrived (doubling), not with what
+// the segment table claims: a peer that announces a 60 MB frame and sends nothing costs the
+// standard buffer, not 60 MB (found by fuzzing, docs/FUZZING.md). Each byte is moved at most a
+// constant number of times (none while a large buffer grows in place), so a frame of any size
+// costs time linear in its size.
 kj::ArrayPtr<kj::byte> Channel::makeRoom(size_t needed) {
   size_t available = end - begin;
-  size_t standard = roundUpToWord(kj::max(options.readBufferBytes, size_t(64)));
-  size_t want = kj::min(needed, kj::max(standard, available * 2));
-  bool oversized = buffer->size() > standard;  // left over from an earlier large frame
-  if (begin + want > buffer->size() || (available == 0 && oversized && needed <= standard)) {
-    if (!buffer->isShared() && !oversized && want <= buffer->size()) {
-      // Nobody else looks at this buffer: slide the partial frame to the front.
-      memmove(buffer->bytes(), buffer->bytes() + begin, available);
+  size_t standard = standardBufferBytes();
+  if (available == 0 && buffer->size() > standard && needed <= standard) {
+    // Left over from an earlier large frame: too large to keep around.
+    buffer = kj::refcounted<Buffer>(standard, standard);
+    begin = end = 0;
+  } else if (available == 0 && !buffer->isShared()) {
+    begin = end = 0;  // free compaction: the next frame starts at the front again
+  } else if (end == buffer->size()) {
+    // Full: slide the partial frame to the front, grow, or both.
+    size_t want = roundUpToWord(kj::min(needed, kj::max(standard, available * 2)));
+    if (!buffer->isShared() && (want <= buffer->size() || buffer->canGrowInPlace())) {
+      // Nobody else looks at this buffer: rearrange it in place.
+      if (begin > 0) {
+        memmove(buffer->bytes(), buffer->bytes() + begin, available);
+        receiveBytesMoved += available;
+      }
+      if (want > buffer->size()) buffer->grow(want);
     } else {
       // Readers still point into the old buffer (it dies with the last of them), or it is too
-      // small for what comes next, or too large to keep around.
-      auto fresh = kj::refcounted<Buffer>(kj::max(standard, roundUpToWord(want)));
+      // small for what comes next.
+      auto fresh = kj::refcounted<Buffer>(kj::max(standard, want), standard);
       memcpy(fresh->bytes(), buffer->bytes() + begin, available);
+      receiveBytesMoved += available;
       buffer = kj::mv(fresh);
     }
     begin = 0;
     end = available;
-  } else if (available == 0 && !buffer->isShared()) {
-    begin = end = 0;  // free compaction: the next frame starts at the front again
   }
 
   KJ_ASSERT(needed > available && end < buffer->size());

@@ -181,6 +181,9 @@ public:
   bool usesFd() const { return fdStream != nullptr; }
   // Bytes held for reading: it follows what has arrived, never what a segment table claims.
   size_t bufferBytes() const;
+  // Received bytes moved inside this process after they were read (compaction, a fresh buffer
+  // while readers hold the old one): tests check it stays linear in what arrived.
+  uint64_t bytesMovedOnReceipt() const { return receiveBytesMoved; }
 
   // The frame limit (ChannelOptions::maxFrameBytes), e.g. once the peers have agreed on one in
   // their hellos. Applies to frames received from now on and to every later send(). The reader
@@ -276,6 +279,7 @@ private:
   uint64_t queuedTotal = 0;            // bytes ever queued
   uint64_t writtenTotal = 0;           // bytes ever written
   uint64_t receivedTotal = 0;          // bytes of whole frames ever received
+  uint64_t receiveBytesMoved = 0;      // see bytesMovedOnReceipt()
   bool writing = false;                // a write is scheduled (see below) or in flight
   bool writeScheduled = false;         // the write waits in kj::evalLast() for the turn's end
   bool writeShut = false;
@@ -299,6 +303,7 @@ private:
   // Read side.
   kj::Maybe<kj::Own<capnp::MessageReader>> tryParse(size_t& needed);
   kj::ArrayPtr<kj::byte> makeRoom(size_t needed);
+  size_t standardBufferBytes() const;
   bool readNow(size_t needed);
   kj::Promise<void> readMore(size_t needed);
   [[noreturn]] void failRead(kj::Exception&& exception);
