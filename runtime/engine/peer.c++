@@ -93,12 +93,16 @@ size_t Peer::frameBytes(OutgoingMessage& message) {
   return harrow::frameBytes(asWire(message).message());
 }
 
-void Peer::checkSize(capnp::MessageBuilder& message, kj::FunctionParam<kj::String()> what) {
-  size_t bytes = harrow::frameBytes(message);
+void Peer::checkSize(WireOutgoing& message) {
+  refuseOverLimit(message, harrow::frameBytes(message.message()), false);
+}
+
+void Peer::refuseOverLimit(WireOutgoing& message, uint64_t bytes, bool atLeast) {
   if (bytes <= options.maxMessageBytes) return;
   kj::throwFatalException(messageTooLarge(kj::str(
-      what(), " is ", bytes, " bytes, over the limit of ", options.maxMessageBytes,
-      " bytes on this channel", LARGE_MESSAGE_HINT)));
+      message.describe(*this), atLeast ? " is at least " : " is ", bytes,
+      " bytes, over the limit of ", options.maxMessageBytes, " bytes on this channel",
+      LARGE_MESSAGE_HINT)));
 }
 
 kj::String Peer::describeOutgoing(OutgoingMessage& message, MethodKind kind) {
@@ -208,6 +212,13 @@ kj::Own<capnp::MallocMessageBuilder> Peer::newMessage(uint64_t callId,
   return builder;
 }
 
+kj::Own<PayloadBuilder> Peer::newPayloadMessage(uint64_t callId, wire::Message::Builder& root) {
+  auto builder = kj::heap<PayloadBuilder>(*this);
+  root = builder->initRoot<wire::Message>();
+  root.setCallId(callId);
+  return builder;
+}
+
 kj::Own<capnp::MallocMessageBuilder> Peer::newControlMessage() {
   wire::Message::Builder root = nullptr;
   return newMessage(0, root);
@@ -292,7 +303,7 @@ kj::Own<OutgoingMessage> Peer::newStart(uint64_t interfaceId, uint16_t methodId)
   uint64_t callId = nextCallId;
   nextCallId += 2;
   wire::Message::Builder root = nullptr;
-  auto builder = newMessage(callId, root);
+  auto builder = newPayloadMessage(callId, root);
   auto start = root.initStart();
   start.setInterfaceId(interfaceId);
   start.setMethodId(methodId);
@@ -310,9 +321,8 @@ Co<kj::Own<IncomingMessage>> Peer::call(kj::Own<OutgoingMessage> start) {
   KJ_IF_MAYBE(e, notServing) kj::throwFatalException(kj::cp(*e));
   WireOutgoing& wire = asWire(*start);
   uint64_t callId = wire.getCallId();
-  checkSize(wire.message(), [&]() {
-    return kj::str("the start of ", describeOutgoing(wire, MethodKind::CALL));
-  });
+  wire.setKind(MethodKind::CALL);
+  checkSize(wire);
   auto deadline = stampDeadline(wire.root().getStart());
   send(wire.release());
   PendingCall pending(*this, callId, deadline);
@@ -326,8 +336,9 @@ Co<kj::Own<OutgoingTask>> Peer::open(kj::Own<OutgoingMessage> start, MethodKind 
   KJ_IF_MAYBE(e, notServing) kj::throwFatalException(kj::cp(*e));
   WireOutgoing& wire = asWire(*start);
   uint64_t callId = wire.getCallId();
+  wire.setKind(kind);
+  checkSize(wire);
   auto name = describeOutgoing(wire, kind);
-  checkSize(wire.message(), [&]() { return kj::str("the start of ", name); });
   auto deadline = stampDeadline(wire.root().getStart());
   send(wire.release());
   auto task = kj::heap<OutgoingTaskImpl>(*this, callId, kind, kj::mv(name), deadline);

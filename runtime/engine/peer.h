@@ -29,6 +29,8 @@
 namespace harrow {
 
 class Peer;
+class PayloadBuilder;
+class WireOutgoing;
 
 // The smallest message limit an actor may set: control messages and errors must always fit.
 constexpr size_t MIN_MAX_MESSAGE_BYTES = 4096;
@@ -197,10 +199,15 @@ public:
   void addRoute(uint64_t callId, Route& route);
   void removeRoute(uint64_t callId);
   kj::Own<capnp::MallocMessageBuilder> newMessage(uint64_t callId, wire::Message::Builder& root);
+  // The same for a message that will carry a payload: it refuses to grow past the limit while
+  // it is being filled (PayloadBuilder).
+  kj::Own<PayloadBuilder> newPayloadMessage(uint64_t callId, wire::Message::Builder& root);
   void sendViolation(uint64_t callId, kj::StringPtr what);
-  // Throws harrow.MessageTooLarge if `message` is over this channel's limit: "<what> is N bytes,
-  // over the limit of L bytes ...". Nothing is sent either way.
-  void checkSize(capnp::MessageBuilder& message, kj::FunctionParam<kj::String()> what);
+  // Throws harrow.MessageTooLarge if `message` is over this channel's limit: "<what it is> is N
+  // bytes, over the limit of L bytes ...". Nothing is sent either way.
+  void checkSize(WireOutgoing& message);
+  // The same for a frame of `bytes` (`atLeast`: a lower bound, while the message is built).
+  void refuseOverLimit(WireOutgoing& message, uint64_t bytes, bool atLeast);
   // Sends `error` for `callId`. An error too large for the channel (a huge message or trace) is
   // replaced by a MessageTooLarge error that says so and quotes its beginning; `task` names the
   // task for that message.

@@ -37,6 +37,9 @@ public:
   // Records the payload's type: its id for the wire, its name for error messages (a message too
   // large to send names the method it belongs to).
   virtual void setType(capnp::Schema schema) { setTypeId(schema.getProto().getId()); }
+  // A start: the kind of task it opens, set before it is filled, so that a value too large to
+  // send is refused while it is being copied in, naming the task ("the start of the call ...").
+  virtual void setKind(MethodKind kind) { (void)kind; }
 };
 
 // One received wire::Message holding a payload; owns the bytes the reader points into.

@@ -376,6 +376,7 @@ template <typename Params, typename Results, typename Fill>
 Co<Received<Results>> callMethod(RawPortal& portal, uint64_t interfaceId, uint16_t methodId,
                                  Fill&& fill) {
   auto start = portal.newStart(interfaceId, methodId);
+  start->setKind(MethodKind::CALL);
   fill(start->template init<Params>());
   co_return Received<Results>(co_await portal.call(kj::mv(start)));
 }
@@ -384,6 +385,7 @@ template <typename Params, typename Item, typename Fill, typename Body>
 Co<void> streamMethod(RawPortal& portal, uint64_t interfaceId, uint16_t methodId, Fill&& fill,
                       Body body) {
   auto start = portal.newStart(interfaceId, methodId);
+  start->setKind(MethodKind::STREAM);
   fill(start->template init<Params>());
   kj::Own<OutgoingTask> task = co_await portal.open(kj::mv(start), MethodKind::STREAM);
   ReceiveStream<Item> stream(*task);
@@ -402,6 +404,7 @@ template <typename Params, typename Results, typename Started, typename CallerSe
 Co<Received<Results>> contextMethod(RawPortal& portal, uint64_t interfaceId, uint16_t methodId,
                                     Fill&& fill, Body body) {
   auto start = portal.newStart(interfaceId, methodId);
+  start->setKind(MethodKind::CONTEXT);
   fill(start->template init<Params>());
   kj::Own<OutgoingTask> task = co_await portal.open(kj::mv(start), MethodKind::CONTEXT);
   _::CancelRemoteUnlessFinished guard{*task};

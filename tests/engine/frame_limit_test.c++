@@ -394,6 +394,53 @@ TEST_F(FrameLimitTest, ErrorTooLargeIsReplacedByOneThatFits) {
   EXPECT_NE(description.find("it begins: xxxx"), std::string::npos) << description;
 }
 
+// The N of "... is at least N bytes", or 0.
+size_t atLeast(const std::string& description) {
+  size_t at = description.find("is at least ");
+  return at == std::string::npos ? 0 : strtoull(description.c_str() + at + 12, nullptr, 10);
+}
+
+// A value far over the limit is refused while it is being copied into the message, before the
+// message holds memory of its size: refusing it costs neither a copy nor that memory.
+TEST_F(FrameLimitTest, AValueFarOverTheLimitIsRefusedBeforeItIsCopiedIn) {
+  LogCapture capture;
+  logs = &capture;
+  constexpr size_t LIMIT = 64u << 10;
+  constexpr size_t HUGE = 16u << 20;
+  auto huge = text(HUGE);
+  run(LIMIT, LIMIT, [&](Peer& peer) -> Co<void> {
+    uint32_t handledBefore = server->handled;
+    auto start = peer.newStart(PROBE_ID, PARAMS);
+    start->setKind(MethodKind::CALL);
+    auto params = start->init<Words>();
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { params.setText(huge); })) {
+      std::string description = e->getDescription().cStr();
+      EXPECT_TRUE(isMessageTooLarge(*e)) << description;
+      EXPECT_NE(description.find(kj::str("the start of the call method 0 of interface 1234 to "
+                                         "actor 'server' (").cStr()),
+                std::string::npos) << description;
+      EXPECT_GT(atLeast(description), HUGE) << description;
+      EXPECT_NE(description.find(kj::str("over the limit of ", LIMIT, " bytes").cStr()),
+                std::string::npos) << description;
+    } else {
+      ADD_FAILURE() << "a value of " << HUGE << " bytes went into a message under a limit of "
+                    << LIMIT;
+    }
+    EXPECT_LT(Peer::frameBytes(*start), LIMIT) << "the message took the value in after all";
+
+    // A result: the handler's copy fails the same way, and the caller hears of it.
+    co_await attempt(peer, RESULT, HUGE);
+    auto& e = KJ_ASSERT_NONNULL(outcome);
+    std::string description = e.getDescription().cStr();
+    EXPECT_TRUE(isMessageTooLarge(e)) << description;
+    EXPECT_NE(description.find("the result of Probe.result#"), std::string::npos) << description;
+    EXPECT_GT(atLeast(description), HUGE) << description;
+    EXPECT_EQ(server->handled, handledBefore + 1) << "the refused start reached the callee";
+    co_await expectEchoWorks(peer);
+  });
+  EXPECT_TRUE(logs->warnings.empty()) << logs->warnings.front();
+}
+
 TEST_F(FrameLimitTest, TheSmallerLimitOfTheTwoSidesApplies) {
   LogCapture capture;
   logs = &capture;

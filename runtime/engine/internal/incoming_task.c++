@@ -31,16 +31,17 @@ IncomingTaskImpl::~IncomingTaskImpl() noexcept(false) { stream.peer.removeRoute(
 OutgoingMessage& IncomingTaskImpl::results() {
   KJ_IF_MAYBE(message, returnMessage) return **message;
   wire::Message::Builder root = nullptr;
-  auto builder = stream.peer.newMessage(stream.callId, root);
+  auto builder = stream.peer.newPayloadMessage(stream.callId, root);
   auto payload = root.initReturn();
-  return *returnMessage.emplace(kj::heap<WireOutgoing>(kj::mv(builder), stream.callId, payload));
+  return *returnMessage.emplace(
+      kj::heap<WireOutgoing>(kj::mv(builder), stream.callId, payload, stream.task));
 }
 
 kj::Own<OutgoingMessage> IncomingTaskImpl::newStarted() {
   wire::Message::Builder root = nullptr;
-  auto builder = stream.peer.newMessage(stream.callId, root);
+  auto builder = stream.peer.newPayloadMessage(stream.callId, root);
   auto payload = root.initStarted();
-  return kj::heap<WireOutgoing>(kj::mv(builder), stream.callId, payload);
+  return kj::heap<WireOutgoing>(kj::mv(builder), stream.callId, payload, stream.task);
 }
 
 Co<void> IncomingTaskImpl::sendStarted(kj::Own<OutgoingMessage> started) {
@@ -48,11 +49,7 @@ Co<void> IncomingTaskImpl::sendStarted(kj::Own<OutgoingMessage> started) {
   KJ_REQUIRE(!startedSent, "started() called twice");
   KJ_REQUIRE(!lost, "the caller's channel is gone");
   WireOutgoing& wire = asWire(*started);
-  stream.peer.checkSize(wire.message(), [&]() {
-    kj::StringPtr type = wire.typeName();
-    return kj::str("the started value", type.size() > 0 ? kj::str(" (", type, ")") : kj::str(),
-                   " of ", stream.task);
-  });
+  stream.peer.checkSize(wire);
   startedSent = true;
   stream.peer.send(wire.release());
   co_return;
@@ -146,7 +143,7 @@ void IncomingTaskImpl::sendFinal(kj::Maybe<kj::Exception> failure) {
     // A result too large for the channel becomes an error result naming the limit: the caller
     // gets an answer, and the channel carries on.
     KJ_IF_MAYBE(tooLarge, kj::runCatchingExceptions([&]() {
-      peer.checkSize(result.message(), [&]() { return kj::str("the result of ", stream.task); });
+      peer.checkSize(result);
     })) {
       peer.sendError(stream.callId, *tooLarge, wire::ErrorKind::FAILED, stream.task);
     } else {

@@ -40,20 +40,16 @@ void TaskStream::throwIfCannotSend() {
 
 kj::Own<OutgoingMessage> TaskStream::newItem() {
   wire::Message::Builder root = nullptr;
-  auto builder = peer.newMessage(callId, root);
+  auto builder = peer.newPayloadMessage(callId, root);
   auto payload = root.initYield();
-  return kj::heap<WireOutgoing>(kj::mv(builder), callId, payload);
+  return kj::heap<WireOutgoing>(kj::mv(builder), callId, payload, task);
 }
 
 Co<void> TaskStream::send(kj::Own<OutgoingMessage> item) {
   KJ_REQUIRE(!stopped, "send() after stop()");
   // An item too large for the channel fails here, before it uses credit: the stream carries on.
   WireOutgoing& wire = asWire(*item);
-  peer.checkSize(wire.message(), [&]() {
-    kj::StringPtr type = wire.typeName();
-    return kj::str("a stream item", type.size() > 0 ? kj::str(" (", type, ")") : kj::str(),
-                   " of ", task);
-  });
+  peer.checkSize(wire);
   throwIfCannotSend();
   if (sendCredit == 0) peer.host().metrics().creditStall();
   while (sendCredit == 0) {

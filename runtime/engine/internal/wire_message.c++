@@ -33,6 +33,34 @@ kj::StringPtr WireOutgoing::typeName() const {
   return "";
 }
 
+kj::ArrayPtr<capnp::word> PayloadBuilder::allocateSegment(capnp::uint minimumSize) {
+  requestedWords += minimumSize;
+  ++segments;
+  if (message != nullptr) {
+    // The segment table (a count, a size per segment, padded to a word) and what is asked for.
+    uint64_t atLeast = (segments / 2 + 1 + requestedWords) * sizeof(capnp::word);
+    peer.refuseOverLimit(*message, atLeast, true);
+  }
+  return capnp::MallocMessageBuilder::allocateSegment(minimumSize);
+}
+
+kj::String WireOutgoing::describe(Peer& peer) {
+  auto ofType = [&](kj::StringPtr what) {
+    kj::StringPtr type = typeName();
+    return kj::str(what, type.size() > 0 ? kj::str(" (", type, ")") : kj::str(), " of ", task);
+  };
+  switch (root().which()) {
+    case wire::Message::START:
+      return kj::str("the start of ", peer.describeOutgoing(*this, startKind));
+    case wire::Message::RETURN:
+      return kj::str("the result of ", task);
+    case wire::Message::STARTED:
+      return ofType("the started value");
+    default:
+      return ofType("a stream item");
+  }
+}
+
 kj::Maybe<kj::String> methodOfPayloadType(kj::StringPtr typeName) {
   for (kj::StringPtr suffix : {"$Params"_kj, "$Results"_kj}) {
     if (typeName.endsWith(suffix)) {

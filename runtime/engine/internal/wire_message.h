@@ -10,11 +10,35 @@
 
 namespace harrow {
 
+class WireOutgoing;
+
+// The builder of an outgoing message that carries a payload. It refuses to grow past the
+// channel's limit while it is being filled: the allocation that would take the message over it
+// raises harrow.MessageTooLarge before it is made, so a value far over the limit costs neither a
+// copy nor memory of its size (the exact check, Peer::checkSize(), decides near the limit). Each
+// segment allocated for an object of `minimumSize` words is used by that object, so the segment
+// table plus the minimum sizes requested so far never exceed the final frame.
+class PayloadBuilder final : public capnp::MallocMessageBuilder {
+public:
+  PayloadBuilder(Peer& peer) : capnp::MallocMessageBuilder(256), peer(peer) {}
+  kj::ArrayPtr<capnp::word> allocateSegment(capnp::uint minimumSize) override;
+
+private:
+  Peer& peer;
+  WireOutgoing* message = nullptr;  // the message this builds, once it exists
+  uint64_t requestedWords = 0;
+  size_t segments = 0;
+  friend class WireOutgoing;
+};
+
 class WireOutgoing final : public OutgoingMessage {
 public:
-  WireOutgoing(kj::Own<capnp::MallocMessageBuilder> builder, uint64_t callId,
-               wire::Payload::Builder payload)
-      : builder(kj::mv(builder)), callId(callId), payloadBuilder(payload) {}
+  // `task` describes the task for errors (a start describes itself: the task does not exist yet).
+  WireOutgoing(kj::Own<PayloadBuilder> builder, uint64_t callId, wire::Payload::Builder payload,
+               kj::StringPtr task = nullptr)
+      : builder(kj::mv(builder)), callId(callId), payloadBuilder(payload), task(task) {
+    this->builder->message = this;
+  }
 
   capnp::AnyPointer::Builder payload() override { return payloadBuilder.getValue(); }
   void setTypeId(uint64_t typeId) override { payloadBuilder.setTypeId(typeId); }
@@ -22,6 +46,7 @@ public:
     setTypeId(schema.getProto().getId());
     payloadSchema = schema;
   }
+  void setKind(MethodKind kind) override { startKind = kind; }
 
   uint64_t getCallId() const { return callId; }
   capnp::MessageBuilder& message() { return *builder; }
@@ -29,13 +54,21 @@ public:
   kj::StringPtr typeName() const;
   kj::Maybe<capnp::Schema> type() const { return payloadSchema; }
   wire::Message::Builder root() { return builder->getRoot<wire::Message>(); }
-  kj::Own<capnp::MallocMessageBuilder> release() { return kj::mv(builder); }
+  kj::Own<capnp::MallocMessageBuilder> release() {
+    builder->message = nullptr;
+    return kj::mv(builder);
+  }
+  // What this message is, for a MessageTooLarge error: "the start of the call Store.put to actor
+  // 'store' (...)", "the result of Store.get#3 for actor ...", "a stream item (Chunk) of ...".
+  kj::String describe(Peer& peer);
 
 private:
-  kj::Own<capnp::MallocMessageBuilder> builder;
+  kj::Own<PayloadBuilder> builder;
   uint64_t callId;
   wire::Payload::Builder payloadBuilder;
   kj::Maybe<capnp::Schema> payloadSchema;
+  kj::StringPtr task;
+  MethodKind startKind = MethodKind::CALL;
 };
 
 // "Store.put" for params or results of an interface method (capnp names them "Store.put$Params",
