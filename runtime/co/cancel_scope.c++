@@ -3,16 +3,8 @@
 #include <kj/debug.h>
 
 namespace harrow {
-namespace {
-
-// Cancelled and DeadlineExceeded travel as kj::Exception (a promise can carry nothing else);
-// these description prefixes are how they are recognised again.
-constexpr kj::StringPtr CANCELLED = "harrow.Cancelled"_kj;
-
-}  // namespace
-
 bool isCancelled(const kj::Exception& exception) {
-  return exception.getDescription().startsWith(CANCELLED);
+  return is(exception, ErrorKind::CANCELLED);
 }
 
 bool isTooSlow(const kj::Exception& exception) {
@@ -22,16 +14,15 @@ bool isTooSlow(const kj::Exception& exception) {
 namespace _ {
 
 void throwCancelledFor(CancelScope*) {
-  kj::throwFatalException(kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
-      kj::str(CANCELLED, ": the enclosing cancel scope was cancelled")));
+  kj::throwFatalException(
+      makeError(ErrorKind::CANCELLED, "the enclosing cancel scope was cancelled"));
 }
 
 }  // namespace _
 
 void throwTooSlow(kj::Duration timeout) {
   kj::throwFatalException(kj::Exception(kj::Exception::Type::OVERLOADED, __FILE__, __LINE__,
-      kj::str("harrow.", errorKindName(ErrorKind::DEADLINE_EXCEEDED), ": deadline of ", timeout,
-              " passed")));
+      kj::str(errorPrefix(ErrorKind::DEADLINE_EXCEEDED), "deadline of ", timeout, " passed")));
 }
 
 kj::Duration Deadline::remaining() const {

@@ -61,10 +61,19 @@ ErrorKind errorKind(const kj::Exception& exception) {
 }
 
 kj::Exception makeError(ErrorKind kind, kj::StringPtr message, const char* file, int line) {
-  KJ_IREQUIRE(kind != ErrorKind::NONE);
   auto type = kind == ErrorKind::TRANSPORT_CLOSED ? kj::Exception::Type::DISCONNECTED
                                                   : kj::Exception::Type::FAILED;
-  return kj::Exception(type, file, line, kj::str(PREFIX, errorKindName(kind), ": ", message));
+  return kj::Exception(type, file, line, kj::str(errorPrefix(kind), message));
+}
+
+kj::String errorTypeName(ErrorKind kind) {
+  KJ_IREQUIRE(kind != ErrorKind::NONE);
+  return kj::str(PREFIX, errorKindName(kind));
+}
+
+kj::String errorPrefix(ErrorKind kind) {
+  KJ_IREQUIRE(kind != ErrorKind::NONE);
+  return kj::str(PREFIX, errorKindName(kind), ": ");
 }
 
 }  // namespace harrow

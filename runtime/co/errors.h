@@ -65,8 +65,16 @@ inline bool is(const kj::Exception& exception, ErrorKind kind) {
 }
 
 // An exception of `kind`: "harrow.<Kind>: <message>" (type FAILED, or DISCONNECTED for
-// TRANSPORT_CLOSED, as KJ's own I/O errors are).
+// TRANSPORT_CLOSED, as KJ's own I/O errors are). Every harrow error is raised through this.
 kj::Exception makeError(ErrorKind kind, kj::StringPtr message,
                         const char* file = __builtin_FILE(), int line = __builtin_LINE());
+
+// "harrow.<Kind>": the type name an error of `kind` carries across a channel (wire Error.type).
+kj::String errorTypeName(ErrorKind kind);
+
+// "harrow.<Kind>: ", the prefix errorKind() reads: only for the few sites that build the
+// exception themselves because it keeps another's type, file and line (a MultiError, an error
+// rebuilt from the wire, trio's TooSlow as OVERLOADED).
+kj::String errorPrefix(ErrorKind kind);
 
 }  // namespace harrow

@@ -1,12 +1,13 @@
 #include <harrow/co/multi_error.h>
 
+#include <harrow/co/errors.h>
+
 #include <kj/debug.h>
 #include <kj/vector.h>
 
 namespace harrow {
 namespace {
 
-constexpr kj::StringPtr HEADER = "harrow.MultiError: "_kj;
 constexpr kj::StringPtr ITEM = "\n  ["_kj;
 
 kj::String indented(kj::StringPtr text) {
@@ -27,7 +28,7 @@ kj::Exception makeMultiError(kj::Array<kj::Exception> errors) {
   if (errors.size() == 1) return kj::mv(errors[0]);
 
   kj::Vector<kj::String> parts;
-  parts.add(kj::str(HEADER, errors.size(), " errors"));
+  parts.add(kj::str(errorPrefix(ErrorKind::MULTI_ERROR), errors.size(), " errors"));
   for (auto i : kj::indices(errors)) {
     parts.add(kj::str(ITEM, i + 1, "] ", indented(errors[i].getDescription())));
   }
@@ -37,12 +38,12 @@ kj::Exception makeMultiError(kj::Array<kj::Exception> errors) {
 }
 
 bool isMultiError(const kj::Exception& exception) {
-  return exception.getDescription().startsWith(HEADER);
+  return is(exception, ErrorKind::MULTI_ERROR);
 }
 
 kj::Array<kj::String> errorsIn(const kj::Exception& exception) {
   kj::StringPtr text = exception.getDescription();
-  if (!text.startsWith(HEADER)) return kj::arr(kj::str(text));
+  if (!isMultiError(exception)) return kj::arr(kj::str(text));
 
   kj::Vector<kj::String> out;
   kj::Vector<char> current;

@@ -45,6 +45,18 @@ TEST_F(ErrorsTest, KindsAreReadFromThePrefixOnly) {
                  ErrorKind::MULTI_ERROR));
 }
 
+TEST_F(ErrorsTest, ThePredicatesOfEachLayerMatchAsIsDoesNotByABarePrefix) {
+  auto plain = [](kj::StringPtr text) {
+    return kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__, kj::str(text));
+  };
+  EXPECT_FALSE(isCancelled(plain("harrow.Cancelled")));
+  EXPECT_FALSE(isCancelled(plain("harrow.CancelledTwice: no such kind")));
+  EXPECT_TRUE(isCancelled(plain("harrow.Cancelled: the scope was cancelled")));
+  EXPECT_FALSE(isMultiError(plain("harrow.MultiError")));
+  EXPECT_EQ(errorTypeName(ErrorKind::ACTOR_DIED), "harrow.ActorDied");
+  EXPECT_EQ(errorPrefix(ErrorKind::ACTOR_DIED), "harrow.ActorDied: ");
+}
+
 TEST_F(ErrorsTest, ErrorOfGivesTheErrorAndNothingOnSuccess) {
   auto failing = errorOf([]() -> Co<void> {
     co_await kj::Promise<void>(kj::READY_NOW);
