@@ -30,8 +30,6 @@ namespace harrow {
 
 namespace {
 
-constexpr kj::StringPtr AUTHENTICATION_FAILED = "harrow.AuthenticationFailed"_kj;
-
 kj::StringPtr messageName(wire::Message::Reader message) {
   switch (message.which()) {
     case wire::Message::HELLO: return "hello";
@@ -45,7 +43,7 @@ kj::StringPtr messageName(wire::Message::Reader message) {
 
 // What the peer's `error` during the handshake means here: its refusal of us.
 kj::Exception refusedBy(wire::Error::Reader error) {
-  if (error.getType() == AUTHENTICATION_FAILED) {
+  if (error.getType() == errorTypeName(ErrorKind::AUTHENTICATION_FAILED)) {
     return authenticationFailed(kj::str(
         "actor ", ActorIdentity::fromWire(error.getOrigin()).toString(),
         " refused this actor's proof of the tree secret (do both use the same cookie?)"));

@@ -538,9 +538,7 @@ void Peer::startIncoming(uint64_t callId, kj::Own<capnp::MessageReader> reader) 
   auto sendError = [&](kj::StringPtr what) {
     wire::Message::Builder root = nullptr;
     auto builder = newMessage(callId, root);
-    fillWireError(root.initError(),
-                  kj::Exception(kj::Exception::Type::UNIMPLEMENTED, __FILE__, __LINE__,
-                                kj::str("harrow.UnknownMethod: ", what)),
+    fillWireError(root.initError(), makeError(ErrorKind::UNKNOWN_METHOD, what),
                   hostRef.identity(), wire::ErrorKind::UNKNOWN_METHOD);
     send(kj::mv(builder));
   };

@@ -13,11 +13,6 @@
 namespace harrow {
 namespace {
 
-constexpr kj::StringPtr REMOTE = "harrow.RemoteActorError"_kj;
-constexpr kj::StringPtr CANCELLED = "harrow.ContextCancelled"_kj;
-constexpr kj::StringPtr VIOLATION = "harrow.ProtocolViolation"_kj;
-constexpr kj::StringPtr ACTOR_DIED = "harrow.ActorDied"_kj;
-
 kj::StringPtr kindName(wire::ErrorKind kind) {
   switch (kind) {
     case wire::ErrorKind::FAILED: return "failed";
@@ -109,10 +104,10 @@ kj::Vector<kj::String> lines(kj::StringPtr text) {
 // ---------------------------------------------------------------------------------------------
 
 
-bool isRemoteActorError(const kj::Exception& e) { return e.getDescription().startsWith(REMOTE); }
-bool isContextCancelled(const kj::Exception& e) { return e.getDescription().startsWith(CANCELLED); }
+bool isRemoteActorError(const kj::Exception& e) { return is(e, ErrorKind::REMOTE_ACTOR_ERROR); }
+bool isContextCancelled(const kj::Exception& e) { return is(e, ErrorKind::CONTEXT_CANCELLED); }
 bool isProtocolViolation(const kj::Exception& e) {
-  if (e.getDescription().startsWith(VIOLATION)) return true;
+  if (is(e, ErrorKind::PROTOCOL_VIOLATION)) return true;
   KJ_IF_MAYBE(info, remoteErrorInfo(e)) {
     return info->kind == wire::ErrorKind::PROTOCOL_VIOLATION;
   }
@@ -120,21 +115,20 @@ bool isProtocolViolation(const kj::Exception& e) {
 }
 
 bool isMessageTooLarge(const kj::Exception& e) {
-  if (e.getDescription().startsWith(MESSAGE_TOO_LARGE)) return true;
+  if (is(e, ErrorKind::MESSAGE_TOO_LARGE)) return true;
   KJ_IF_MAYBE(info, remoteErrorInfo(e)) {
-    return info->type == MESSAGE_TOO_LARGE;
+    return info->type == errorTypeName(ErrorKind::MESSAGE_TOO_LARGE);
   }
   return false;
 }
 
 kj::Exception messageTooLarge(kj::StringPtr what) {
-  return kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
-                       kj::str(MESSAGE_TOO_LARGE, ": ", what));
+  return makeError(ErrorKind::MESSAGE_TOO_LARGE, what);
 }
 
 bool isActorDied(const kj::Exception& e) {
   if (is(e, ErrorKind::ACTOR_DIED)) return true;
-  KJ_IF_MAYBE(info, remoteErrorInfo(e)) return info->type == ACTOR_DIED;
+  KJ_IF_MAYBE(info, remoteErrorInfo(e)) return info->type == errorTypeName(ErrorKind::ACTOR_DIED);
   return false;
 }
 
@@ -143,8 +137,7 @@ kj::Exception actorDied(kj::StringPtr name, int pid, kj::StringPtr how) {
 }
 
 kj::Exception protocolViolation(kj::StringPtr what) {
-  return kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
-                       kj::str(VIOLATION, ": ", what));
+  return makeError(ErrorKind::PROTOCOL_VIOLATION, what);
 }
 
 namespace {
@@ -195,7 +188,9 @@ kj::Exception toExceptionVia(wire::Error::Reader error,
   auto kind = error.getKind();
   kj::String a, b, c, d;
   kj::Vector<kj::String> parts;
-  parts.add(kj::str(kind == wire::ErrorKind::CONTEXT_CANCELLED ? CANCELLED : REMOTE, ": ",
+  parts.add(kj::str(errorPrefix(kind == wire::ErrorKind::CONTEXT_CANCELLED
+                                    ? ErrorKind::CONTEXT_CANCELLED
+                                    : ErrorKind::REMOTE_ACTOR_ERROR),
                     bounded(error.getType(), budget, a), " from actor ", actorText(error.getOrigin())));
   parts.add(kj::str("\n  message: ", indent(bounded(error.getMessage(), budget, b), "    ")));
   if (kind != wire::ErrorKind::FAILED) parts.add(kj::str("\n  kind: ", kindName(kind)));
@@ -256,7 +251,8 @@ kj::Exception toException(wire::Error::Reader error) {
   flattenCauses(error, carriers, 1, out, omitted, budget);
   if (omitted > 0) {
     out.add(kj::Exception(kj::Exception::Type::FAILED, "(remote)", 0,
-                          kj::str(REMOTE, ": ", omitted, " more errors of a MultiError from actor ",
+                          kj::str(errorPrefix(ErrorKind::REMOTE_ACTOR_ERROR), omitted,
+                                  " more errors of a MultiError from actor ",
                                   actorText(error.getOrigin()), " (not shown; at most ",
                                   MAX_ERRORS, " are kept)")));
   }
@@ -265,20 +261,15 @@ kj::Exception toException(wire::Error::Reader error) {
 
 kj::Maybe<RemoteErrorInfo> remoteErrorInfo(const kj::Exception& exception) {
   kj::StringPtr text = exception.getDescription();
-  kj::StringPtr prefix;
-  if (text.startsWith(REMOTE)) {
-    prefix = REMOTE;
-  } else if (text.startsWith(CANCELLED)) {
-    prefix = CANCELLED;
-  } else {
-    return nullptr;
-  }
+  ErrorKind kind = errorKind(exception);
+  if (kind != ErrorKind::REMOTE_ACTOR_ERROR && kind != ErrorKind::CONTEXT_CANCELLED) return nullptr;
   auto all = lines(text);
   RemoteErrorInfo info{
-      prefix == CANCELLED ? wire::ErrorKind::CONTEXT_CANCELLED : wire::ErrorKind::FAILED,
+      kind == ErrorKind::CONTEXT_CANCELLED ? wire::ErrorKind::CONTEXT_CANCELLED
+                                           : wire::ErrorKind::FAILED,
       nullptr, nullptr, nullptr, 0, nullptr, {}, {}};
 
-  kj::StringPtr head = all[0].slice(prefix.size() + 2);  // after "<prefix>: "
+  kj::StringPtr head = all[0].slice(errorPrefix(kind).size());  // after "harrow.<Kind>: "
   constexpr kj::StringPtr FROM = " from actor "_kj;
   for (size_t i = 0; i + FROM.size() <= head.size(); ++i) {
     if (kj::arrayPtr(head.begin() + i, FROM.size()) == FROM.asArray()) {
@@ -326,7 +317,7 @@ void fillWireError(wire::Error::Builder error, const kj::Exception& exception,
     // its origin and gains us on its path), under an envelope that says who raised them.
     auto errors = errorsIn(exception);
     error.setKind(kind);
-    error.setType("harrow.MultiError");
+    error.setType(errorTypeName(ErrorKind::MULTI_ERROR));
     error.setMessage(kj::str(errors.size(), " errors"));
     error.setFile(exception.getFile());
     error.setLine(exception.getLine());

@@ -1,5 +1,6 @@
 #include <harrow/ipc/channel.h>
 
+#include <harrow/co/errors.h>
 #include <harrow/ipc/fd_stream.h>
 #include <harrow/ipc/frame_seal.h>
 #include <harrow/ipc/shared_ring.h>
@@ -16,10 +17,6 @@
 namespace harrow {
 namespace {
 
-// Errors travel as kj::Exception; these description prefixes are how they are recognised again
-// (the same scheme as Cancelled in cancel_scope.c++).
-constexpr kj::StringPtr TRANSPORT_CLOSED = "harrow.TransportClosed"_kj;
-constexpr kj::StringPtr MALFORMED_FRAME = "harrow.MalformedFrame"_kj;
 // ErrorKind::AUTHENTICATION_FAILED (runtime/co/errors.h), for a frame rather than a handshake.
 constexpr kj::StringPtr FRAME_TAG_FAILED = "harrow.AuthenticationFailed: a frame failed its tag"_kj;
 
@@ -27,13 +24,11 @@ constexpr kj::StringPtr FRAME_TAG_FAILED = "harrow.AuthenticationFailed: a frame
 constexpr uint32_t MAX_SEGMENTS = 512;
 
 kj::Exception frameTooLarge(kj::StringPtr why) {
-  return kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
-      kj::str(MESSAGE_TOO_LARGE, ": ", why));
+  return makeError(ErrorKind::MESSAGE_TOO_LARGE, why);
 }
 
 kj::Exception malformedFrame(kj::StringPtr why) {
-  return kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
-      kj::str(MALFORMED_FRAME, ": ", why));
+  return makeError(ErrorKind::MALFORMED_FRAME, why);
 }
 
 uint32_t readLE32(const kj::byte* p) {
@@ -98,13 +93,12 @@ void walk(capnp::AnyPointer::Reader pointer) {
 }  // namespace
 
 bool isTransportClosed(const kj::Exception& exception) {
-  return exception.getDescription().startsWith(TRANSPORT_CLOSED);
+  return is(exception, ErrorKind::TRANSPORT_CLOSED);
 }
 
 bool isMalformedFrame(const kj::Exception& exception) {
   // Only receive() raises these (send() raises MessageTooLarge too, but never sets readError).
-  return exception.getDescription().startsWith(MALFORMED_FRAME) ||
-         exception.getDescription().startsWith(MESSAGE_TOO_LARGE) ||
+  return is(exception, ErrorKind::MALFORMED_FRAME) || is(exception, ErrorKind::MESSAGE_TOO_LARGE) ||
          exception.getDescription().startsWith(FRAME_TAG_FAILED);
 }
 
@@ -113,8 +107,7 @@ size_t frameBytes(capnp::MessageBuilder& message) {
 }
 
 kj::Exception transportClosed(kj::StringPtr why) {
-  return kj::Exception(kj::Exception::Type::DISCONNECTED, __FILE__, __LINE__,
-      kj::str(TRANSPORT_CLOSED, ": ", why));
+  return makeError(ErrorKind::TRANSPORT_CLOSED, why);
 }
 
 // Received bytes. Message readers handed out by receive() point into a Buffer and hold a

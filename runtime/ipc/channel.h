@@ -68,10 +68,6 @@ bool isMalformedFrame(const kj::Exception& exception);
 // Builds a TransportClosed exception: `why` says what happened.
 kj::Exception transportClosed(kj::StringPtr why);
 
-// The description prefix of a message over a frame limit, both when send() refuses one and when
-// receive() rejects one. The engine raises errors with the same prefix (remote_error.h).
-constexpr kj::StringPtr MESSAGE_TOO_LARGE = "harrow.MessageTooLarge"_kj;
-
 // The default frame limit: 64 MiB (docs/PROTOCOL.md section 1).
 constexpr size_t DEFAULT_MAX_FRAME_BYTES = 64u << 20;
 

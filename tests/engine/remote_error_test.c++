@@ -40,6 +40,18 @@ void nest(wire::Error::Builder error, uint levels) {
   for (auto cause : causes) nest(cause, levels - 1);
 }
 
+TEST(RemoteErrorTest, ItsPredicatesMatchAKindAsIsDoesNotByABarePrefix) {
+  auto plain = [](kj::StringPtr text) {
+    return kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__, kj::str(text));
+  };
+  EXPECT_FALSE(isRemoteActorError(plain("harrow.RemoteActorErrors are many")));
+  EXPECT_FALSE(isContextCancelled(plain("harrow.ContextCancelledTwice: no such kind")));
+  EXPECT_FALSE(isProtocolViolation(plain("harrow.ProtocolViolations: no such kind")));
+  EXPECT_TRUE(isContextCancelled(plain("harrow.ContextCancelled: by the caller")));
+  EXPECT_TRUE(isProtocolViolation(protocolViolation("a bad frame")));
+  EXPECT_TRUE(isMessageTooLarge(messageTooLarge("a 70 MiB call")));
+}
+
 TEST(RemoteErrorTest, AMillionRelayHopsAreCountedNotListed) {
   capnp::MallocMessageBuilder builder;
   auto error = builder.initRoot<wire::Error>();

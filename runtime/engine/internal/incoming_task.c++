@@ -131,9 +131,8 @@ void IncomingTaskImpl::sendFinal(kj::Maybe<kj::Exception> failure) {
     peer.send(kj::mv(builder));
   } else if (scope.cancelledCaught()) {
     auto builder = peer.newMessage(stream.callId, root);
-    auto cancelled = kj::Exception(kj::Exception::Type::DISCONNECTED, __FILE__, __LINE__,
-        kj::str("harrow.Cancelled: the callee cancelled its ",
-                methodKind == MethodKind::CONTEXT ? "context" : "task"));
+    auto cancelled = makeError(ErrorKind::CANCELLED, kj::str("the callee cancelled its ",
+        methodKind == MethodKind::CONTEXT ? "context" : "task"));
     fillWireError(root.initError(), cancelled, peer.host().identity(),
                   wire::ErrorKind::CONTEXT_CANCELLED);
     peer.send(kj::mv(builder));

@@ -30,8 +30,7 @@ public:
 kj::Exception malformed(kj::StringPtr why) {
   // The channel's own prefix: serve() answers it as a malformed frame (a protocol violation of
   // the whole channel, which then closes), since the ring is out of step for good.
-  return kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
-                       kj::str("harrow.MalformedFrame: ", why));
+  return makeError(ErrorKind::MALFORMED_FRAME, why);
 }
 
 }  // namespace
