@@ -70,9 +70,9 @@ struct PoolCore::Lane {
 
 // One map while it runs.
 struct PoolCore::Running {
-  explicit Running(Job job) : job(kj::mv(job)) {}
+  explicit Running(Job& job) : job(job) {}
 
-  Job job;
+  Job& job;
   size_t next = 0;                  // the first item never sent
   std::deque<size_t> again;         // items to send again, before any new one
   // Items a worker had in flight when it died, among them (perhaps) the one it died on: each is
@@ -145,7 +145,7 @@ Co<void> PoolCore::run(kj::Function<kj::Promise<void>()> body) {
 }
 
 Co<void> PoolCore::map(Job job) {
-  Running running(kj::mv(job));
+  Running running(job);
   if (running.job.count == 0) co_return;
   auto lanes = kj::heapArray<Lane>(names.size());
   running.lanes = lanes;

@@ -110,6 +110,8 @@ public:
     kj::Function<Co<PortalHandle>(kj::StringPtr name)> portalOf;
     kj::Function<void(kj::StringPtr name)> stopWorker;
     kj::Function<Co<void>(kj::StringPtr name)> whenEnded;
+    // Restarts by the supervisor so far.
+    kj::Function<uint32_t()> restarts;
   };
 
   // One map: what it sends and where its results go.
@@ -134,6 +136,7 @@ public:
   kj::StringPtr workerName(size_t i) const { return names[i]; }
   // Items sent again after their worker died (each suspect, each retry), all maps together.
   uint64_t retried() const { return retriedCount; }
+  uint32_t restarts() { return hooks.restarts(); }
 
 private:
   struct Running;
@@ -181,6 +184,25 @@ public:
     co_await core.map(kj::mv(job));
     co_return kj::mv(results);
   }
+  // The same, each result taken as a value by `take(Out::Reader) -> R` as it arrives (R default-
+  // constructible): nothing of the messages is kept (a Received holds its whole message).
+  template <typename Inputs, typename Fill, typename Take>
+    requires std::invocable<Take&, typename Out::Reader>
+  Co<kj::Array<std::invoke_result_t<Take&, typename Out::Reader>>> map(const Inputs& inputs,
+                                                                        Fill fill, Take take) {
+    auto results = kj::heapArray<std::invoke_result_t<Take&, typename Out::Reader>>(inputs.size());
+    _::PoolCore::Job job{
+        .count = inputs.size(),
+        .fill = [&](OutgoingMessage& item, size_t i) { fill(item.template init<In>(), inputs[i]); },
+        .deliver = [&](size_t i, kj::Own<IncomingMessage> result) {
+          results[i] = take(result->template get<Out>());
+        },
+        .onFailure = nullptr,
+    };
+    co_await core.map(kj::mv(job));
+    co_return kj::mv(results);
+  }
+
   // The same for items of one field, given their values (`pool.map(numbers)`).
   template <typename Inputs>
     requires HasOneField<In>
@@ -209,6 +231,9 @@ public:
   kj::StringPtr workerName(size_t i) const { return core.workerName(i); }
   // Items sent again because their worker died, so far.
   uint64_t retried() const { return core.retried(); }
+  // Workers restarted so far: the supervisor's restartCount() (under a caller's supervisor, its
+  // other children's restarts too).
+  uint32_t restarts() { return core.restarts(); }
 
 private:
   _::PoolCore& core;
@@ -281,6 +306,7 @@ Co<void> openWorkerPool(ActorSupervisor& supervisor, size_t n, Co<void> (Server:
       },
       .stopWorker = [&supervisor](kj::StringPtr name) { supervisor.stopChild(name); },
       .whenEnded = [&supervisor](kj::StringPtr name) { return supervisor.whenEnded(name); },
+      .restarts = [&supervisor]() { return supervisor.restartCount(); },
   };
   _::PoolCore core(currentActor().timer(), n, options, kj::mv(hooks));
   WorkerPool<Call> pool(core);

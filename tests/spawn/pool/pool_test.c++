@@ -189,6 +189,10 @@ TEST_F(PoolTest, MapGivesTheResultsInInputOrderAndSpreadsTheWork) {
       known.insert(pids.begin(), pids.end());
       EXPECT_EQ(pids.size(), 2u) << "both workers took items";
       EXPECT_EQ(pool.retried(), 0u);
+      // The same, each result taken as a value.
+      auto squares = co_await pool.map(inputs, fillJob,
+                                       [](Squarer::Done::Reader done) { return done.getSquare(); });
+      for (size_t i = 0; i < squares.size(); ++i) EXPECT_EQ(squares[i], int64_t(i * i)) << i;
     });
   });
   KJ_IF_MAYBE(e, failure) ADD_FAILURE() << text(*e);
@@ -240,6 +244,7 @@ TEST_F(PoolTest, AWorkerKilledMidMapIsReplacedAndItsItemsRetried) {
         }
       });
       EXPECT_GT(pool.retried(), 0u) << "the killed worker's items in flight were sent again";
+      EXPECT_EQ(pool.restarts(), 1u);
     });
   });
   KJ_IF_MAYBE(e, failure) ADD_FAILURE() << text(*e);

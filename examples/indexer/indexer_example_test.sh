@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Runs the indexer example as a user would: its top words and word total must equal a direct
+# count of the same files (python3), the poison file must be reported after its workers'
+# restarts, the metrics must count them, and no process of the run may be left. Then a run whose
+# files are slow must fail with harrow.DeadlineExceeded, leaving no process either.
+set -euo pipefail
+binary="$1"
+# Never the machine-wide default registry (see examples/counter's test).
+export HARROW_REGISTRY="${HARROW_REGISTRY:-none}"
+work=$(mktemp -d "${TEST_TMPDIR:-/tmp}/indexer-test.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+# No process of the run whose session is $1 may be left (the example runs as a session leader:
+# its workers, in process groups of their own, stay in its session).
+expect_none_left() {
+  local left
+  left=$(ps -eo sid=,pid=,args= | awk -v s="$1" '$1 == s' || true)
+  if [ -n "$left" ]; then echo "processes left behind:"; echo "$left"; exit 1; fi
+}
+
+port=$((20000 + RANDOM % 20000))
+out=$(setsid "$binary" --dir="$work/corpus" --files=60 --words=2000 --workers=3 --top=12 \
+        --harrow-metrics=127.0.0.1:$port 2>"$work/stderr") \
+  || { echo "example failed:"; echo "$out"; cat "$work/stderr"; exit 1; }
+echo "$out"
+cat "$work/stderr"
+sid=$(grep -oE '^indexer \(pid [0-9]+\)' <<<"$out" | grep -oE '[0-9]+')
+expect_none_left "$sid"
+
+for expected in "poison.bin: not indexed: harrow.ActorRestarted" "indexed 60 of 61 files" \
+                "3 worker restarts" "top 12 words:" "3 restarts (harrow_restarts_total)"; do
+  grep -qF -- "$expected" <<<"$out" || { echo "missing: $expected"; exit 1; }
+done
+grep -qF "a NUL byte in $work/corpus/poison.bin: the tokenizer crashes" "$work/stderr" \
+  || { echo "missing: the workers' crash"; exit 1; }
+grep -qE "^indexed 61/61 files, [0-9]+ words, 1 failed, 3 restarts" "$work/stderr" \
+  || { echo "missing: the final progress line"; exit 1; }
+
+# The same files counted directly.
+expected=$(python3 - "$work/corpus" 12 <<'PY'
+import collections, glob, re, sys
+counts = collections.Counter()
+for path in glob.glob(sys.argv[1] + "/*.txt"):
+    with open(path, encoding="latin-1") as f:
+        counts.update(w.lower() for w in re.findall(r"[A-Za-z]+", f.read()))
+print(f"words {sum(counts.values())}")
+ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: int(sys.argv[2])]
+for i, (word, n) in enumerate(ranked, 1):
+    print(f"{i:4d}. {word:<12} {n}")
+PY
+)
+total=$(head -1 <<<"$expected" | cut -d' ' -f2)
+grep -qF "indexed 60 of 61 files, $total words" <<<"$out" \
+  || { echo "the word total differs from the direct count ($total)"; exit 1; }
+if [ "$(grep -E '^ +[0-9]+\. ' <<<"$out")" != "$(tail -n +2 <<<"$expected")" ]; then
+  echo "the top words differ from the direct count:"; tail -n +2 <<<"$expected"; exit 1
+fi
+
+# A deadline on the whole job: 60 files of 100 ms on 3 workers cannot finish in 500 ms.
+if out=$(setsid "$binary" --dir="$work/slow" --files=60 --words=100 --workers=3 --slow-ms=100 \
+           --deadline-ms=500 2>&1); then
+  echo "the slow job should have failed:"; echo "$out"; exit 1
+fi
+echo "$out"
+grep -qF "harrow.DeadlineExceeded" <<<"$out" || { echo "missing: DeadlineExceeded"; exit 1; }
+sid=$(grep -oE '^indexer \(pid [0-9]+\)' <<<"$out" | grep -oE '[0-9]+')
+expect_none_left "$sid"
+echo "2 passed, 0 failed"
