@@ -1,14 +1,20 @@
 #include <harrow/discovery/etcd.h>
 
 #include <harrow/actor/actor.h>
+#include <harrow/actor/cookie.h>
 #include <harrow/actor/log.h>
 
 #include <capnp/compat/json.h>
 #include <capnp/message.h>
+#include <kj/compat/tls.h>
 #include <kj/debug.h>
 #include <kj/encoding.h>
 
+#include <sodium.h>
+
 #include <algorithm>
+#include <fstream>
+#include <sstream>
 #include <string.h>
 
 namespace harrow {
@@ -16,16 +22,20 @@ namespace harrow {
 // ---------------------------------------------------------------------------------------------
 // The address
 
-bool EtcdAddress::matches(kj::StringPtr address) { return address.startsWith("etcd://"); }
+bool EtcdAddress::matches(kj::StringPtr address) {
+  return address.startsWith("etcd://") || address.startsWith("etcds://");
+}
 
 EtcdAddress EtcdAddress::parse(kj::StringPtr address) {
   KJ_REQUIRE(matches(address), "not an etcd registry address", address);
-  kj::StringPtr rest = address.slice(strlen("etcd://"));
+  EtcdAddress result;
+  result.tls = address.startsWith("etcds://");
+  kj::StringPtr rest = address.slice(result.tls ? strlen("etcds://") : strlen("etcd://"));
   auto bad = [&](kj::StringPtr why) {
     KJ_FAIL_REQUIRE(kj::str("bad etcd registry address \"", address, "\": ", why,
-                            " (etcd://HOST:PORT[,HOST:PORT...][/PREFIX][?ttl=SECONDS])"));
+                            " (etcd[s]://HOST:PORT[,HOST:PORT...][/PREFIX][?ttl=SECONDS]"
+                            "[&ca=PEM&cert=PEM&key=PEM][&user=NAME&password-file=PATH])"));
   };
-  EtcdAddress result;
   // Hosts up to the first '/' or '?'.
   size_t hostsEnd = rest.size();
   KJ_IF_MAYBE(slash, rest.findFirst('/')) hostsEnd = *slash;
@@ -69,12 +79,32 @@ EtcdAddress EtcdAddress::parse(kj::StringPtr address) {
         for (char c : seconds) digits = digits && c >= '0' && c <= '9';
         if (!digits || seconds.parseAs<uint>() == 0) bad("ttl must be a whole number of seconds");
         result.ttl = seconds.parseAs<uint>() * kj::SECONDS;
+      } else if (option.startsWith("ca=")) {
+        result.caFile = kj::heapString(option.slice(3));
+      } else if (option.startsWith("cert=")) {
+        result.certFile = kj::heapString(option.slice(5));
+      } else if (option.startsWith("key=")) {
+        result.keyFile = kj::heapString(option.slice(4));
+      } else if (option.startsWith("user=")) {
+        result.user = kj::heapString(option.slice(5));
+      } else if (option.startsWith("password-file=")) {
+        result.passwordFile = kj::heapString(option.slice(14));
       } else {
         bad(kj::str("unknown option \"", option, "\""));
       }
       if (end == query.size()) break;
       query = query.slice(end + 1);
     }
+  }
+  if (!result.tls && (result.caFile.size() > 0 || result.certFile.size() > 0 ||
+                      result.keyFile.size() > 0)) {
+    bad("ca=, cert= and key= are for TLS: etcds://");
+  }
+  if ((result.certFile.size() > 0) != (result.keyFile.size() > 0)) {
+    bad("cert= and key= go together");
+  }
+  if ((result.user.size() > 0) != (result.passwordFile.size() > 0)) {
+    bad("user= and password-file= go together");
   }
   return result;
 }
@@ -217,17 +247,124 @@ constexpr size_t MAX_RESPONSE = 64u << 20;
 // ---------------------------------------------------------------------------------------------
 // The client
 
-EtcdClient::EtcdClient(kj::Timer& timer, kj::Network& network,
-                       kj::ArrayPtr<const kj::String> endpointsParam, kj::Duration requestTimeout)
-    : timer(timer),
-      network(network),
-      endpoints(KJ_MAP(e, endpointsParam) { return kj::heapString(e); }),
-      requestTimeout(requestTimeout),
-      http(kj::newHttpClient(timer, headerTable, network, nullptr)) {
-  KJ_REQUIRE(endpoints.size() > 0, "an etcd client needs an endpoint");
+namespace {
+
+EtcdAddress plainAddress(kj::ArrayPtr<const kj::String> endpoints) {
+  EtcdAddress address;
+  for (auto& e : endpoints) address.endpoints.add(kj::heapString(e));
+  return address;
 }
 
-EtcdClient::~EtcdClient() noexcept(false) {}
+// A PEM file (certificates: nothing secret in it).
+kj::String readPemFile(kj::StringPtr what, kj::StringPtr path) {
+  std::ifstream in(path.cStr());
+  KJ_REQUIRE(in.good(), kj::str("cannot read ", what, " ", path, " (etcds://...?", what, "=)"));
+  std::stringstream text;
+  text << in.rdbuf();
+  return kj::str(text.str().c_str());
+}
+
+kj::String jsonString(const capnp::JsonCodec& codec, kj::StringPtr text) {
+  capnp::MallocMessageBuilder message;
+  message.initRoot<JsonValue>().setString(text);
+  return codec.encodeRaw(message.getRoot<JsonValue>().asReader());
+}
+
+// Whether an answer says the token we sent is no good (expired, or invalidated by a password
+// change): gRPC's Unauthenticated is HTTP 401 through the gateway.
+bool tokenRefused(uint status, kj::StringPtr text) {
+  return status == 401 || strstr(text.cStr(), "invalid auth token") != nullptr ||
+         strstr(text.cStr(), "auth store is old") != nullptr;
+}
+
+}  // namespace
+
+// TLS to the members: the trusted CAs, this client's keypair, the context and the network it
+// wraps (kj-tls keeps references to the first two).
+struct EtcdClient::Tls {
+  kj::Vector<kj::TlsCertificate> trusted;
+  kj::Maybe<kj::TlsKeypair> keypair;
+  kj::Own<kj::TlsContext> context;
+  kj::Own<kj::Network> network;
+};
+
+EtcdClient::EtcdClient(kj::Timer& timer, kj::Network& network,
+                       kj::ArrayPtr<const kj::String> endpointsParam, kj::Duration requestTimeout)
+    : EtcdClient(timer, network, plainAddress(endpointsParam), requestTimeout) {}
+
+EtcdClient::EtcdClient(kj::Timer& timer, kj::Network& network, const EtcdAddress& address,
+                       kj::Duration requestTimeout)
+    : timer(timer),
+      network(network),
+      endpoints(KJ_MAP(e, address.endpoints) { return kj::heapString(e); }),
+      requestTimeout(requestTimeout),
+      user(kj::heapString(address.user)) {
+  KJ_REQUIRE(endpoints.size() > 0, "an etcd client needs an endpoint");
+  kj::HttpHeaderTable::Builder builder;
+  authorizationHeader = builder.add("Authorization");
+  headerTable = builder.build();
+  kj::Maybe<kj::Network&> tlsNetwork;
+  if (address.tls) {
+    tls = kj::heap<Tls>();
+    kj::TlsContext::Options options;
+    if (address.caFile.size() > 0) {
+      options.useSystemTrustStore = false;  // only the CA given
+      tls->trusted.add(kj::TlsCertificate(readPemFile("ca", address.caFile)));
+      options.trustedCertificates = tls->trusted.asPtr();
+    }
+    if (address.certFile.size() > 0) {
+      auto key = readSecretFile("the etcd client key file", address.keyFile);
+      KJ_DEFER(sodium_memzero(key.begin(), key.size()));
+      auto keyText = kj::heapString(key.asChars());
+      KJ_DEFER(sodium_memzero(keyText.begin(), keyText.size()));
+      tls->keypair = kj::TlsKeypair{kj::TlsPrivateKey(keyText),
+                                    kj::TlsCertificate(readPemFile("cert", address.certFile))};
+      options.defaultKeypair = KJ_ASSERT_NONNULL(tls->keypair);
+    }
+    tls->context = kj::heap<kj::TlsContext>(kj::mv(options));
+    tls->network = tls->context->wrapNetwork(network);
+    tlsNetwork = *tls->network;
+    scheme = "https"_kj;
+  }
+  if (address.passwordFile.size() > 0) {
+    password = readSecretFile("the etcd password file", address.passwordFile);
+  }
+  http = kj::newHttpClient(timer, *headerTable, network, tlsNetwork);
+}
+
+void EtcdClient::renewHttp() {
+  kj::Maybe<kj::Network&> tlsNetwork;
+  if (tls.get() != nullptr) tlsNetwork = *tls->network;
+  retired.add(kj::mv(http));
+  http = kj::newHttpClient(timer, *headerTable, network, tlsNetwork);
+}
+
+EtcdClient::~EtcdClient() noexcept(false) {
+  sodium_memzero(password.begin(), password.size());
+}
+
+kj::HttpHeaders EtcdClient::requestHeaders(bool authorize) {
+  kj::HttpHeaders headers(*headerTable);
+  headers.set(kj::HttpHeaderId::CONTENT_TYPE, "application/json");
+  if (authorize) {
+    KJ_IF_MAYBE(t, token) headers.set(authorizationHeader, *t);
+  }
+  return headers;
+}
+
+Co<void> EtcdClient::logIn() {
+  token = nullptr;
+  auto secret = kj::heapString(password.asChars());
+  KJ_DEFER(sodium_memzero(secret.begin(), secret.size()));
+  auto quoted = jsonString(codec, secret);
+  KJ_DEFER(sodium_memzero(quoted.begin(), quoted.size()));
+  auto body = kj::str("{\"name\":", jsonString(codec, user), ",\"password\":", quoted, "}");
+  auto text = co_await post("/v3/auth/authenticate", kj::mv(body), false);
+  auto json = parseJson(codec, text);
+  auto given = textField(json->root, "token");
+  KJ_REQUIRE(given.size() > 0, kj::str(describe(), ": /v3/auth/authenticate gave no token"));
+  token = kj::heapString(given);
+}
 
 kj::String EtcdClient::describe() const {
   return kj::str("etcd at ", kj::strArray(endpoints, ","));
@@ -251,17 +388,24 @@ void EtcdClient::failOver(size_t from) {
 }
 
 Co<kj::String> EtcdClient::post(kj::StringPtr path, kj::String body) {
+  return post(path, kj::mv(body), true);
+}
+
+Co<kj::String> EtcdClient::post(kj::StringPtr path, kj::String body, bool authorize) {
+  KJ_DEFER(sodium_memzero(body.begin(), body.size()));  // a password, maybe
+  authorize = authorize && user.size() > 0;
+  if (authorize && token == nullptr) co_await logIn();
+  bool loggedInAgain = false;
   kj::TimePoint deadline = timer.now() + requestTimeout;
   kj::Duration perAttempt = kj::max(requestTimeout / 3, 1 * kj::SECONDS);
   kj::String lastProblem;
   for (size_t attempt = 1;; ++attempt) {
     size_t index = current;
-    auto url = kj::str("http://", endpoints[index], path);
+    auto url = kj::str(scheme, "://", endpoints[index], path);
     uint status = 0;
     kj::String text;
     auto exchange = [&]() -> Co<void> {
-      kj::HttpHeaders headers(headerTable);
-      headers.set(kj::HttpHeaderId::CONTENT_TYPE, "application/json");
+      auto headers = requestHeaders(authorize);
       auto request = http->request(kj::HttpMethod::POST, url, headers, body.size());
       co_await request.body->write(body.begin(), body.size());
       request.body = nullptr;
@@ -274,15 +418,25 @@ Co<kj::String> EtcdClient::post(kj::StringPtr path, kj::String body) {
       return timer.timeoutAfter(kj::max(kj::min(left, perAttempt), 100 * kj::MILLISECONDS),
                                 exchange());
     });
+    if (failure == nullptr && status != 200) renewHttp();
     KJ_IF_MAYBE(e, failure) {
       if (!worthFailingOver(*e)) kj::throwFatalException(kj::mv(*e));
       lastProblem = kj::str(endpoints[index], ": ", e->getDescription());
     } else if (status >= 500) {
       // A member without a quorum or a leader: another may have one.
       lastProblem = kj::str(endpoints[index], " answered ", status, ": ", errorText(codec, text));
+    } else if (status != 200 && authorize && !loggedInAgain && tokenRefused(status, text)) {
+      // The token expired or was invalidated: log in again, then the same request, once.
+      loggedInAgain = true;
+      co_await logIn();
+      continue;
     } else if (status != 200) {
-      KJ_FAIL_REQUIRE(kj::str(describe(), ": ", path, " answered ", status, ": ",
-                              errorText(codec, text)));
+      auto why = errorText(codec, text);
+      kj::StringPtr hint = user.size() == 0 && strstr(why.cStr(), "user name is empty") != nullptr
+          ? " (this etcd requires authentication: add user= and password-file= to the registry "
+            "address)"_kj
+          : ""_kj;
+      KJ_FAIL_REQUIRE(kj::str(describe(), ": ", path, " answered ", status, ": ", why, hint));
     } else {
       co_return kj::mv(text);
     }
@@ -423,14 +577,16 @@ private:
         "{\"create_request\":{\"key\":\"", base64(prefix), "\",\"range_end\":\"",
         base64(prefixEnd(prefix)), "\",\"start_revision\":\"", nextRevision, "\"",
         prevKv ? ",\"prev_kv\":true" : "", "}}");
+    bool authorize = client.user.size() > 0;
+    if (authorize && client.token == nullptr) co_await client.logIn();
+    bool loggedInAgain = false;
     for (size_t attempt = 1;; ++attempt) {
       size_t index = client.current;
-      auto url = kj::str("http://", client.endpoints[index], "/v3/watch");
+      auto url = kj::str(client.scheme, "://", client.endpoints[index], "/v3/watch");
       uint status = 0;
       kj::Own<kj::AsyncInputStream> responseBody;
       auto exchange = [&]() -> Co<void> {
-        kj::HttpHeaders headers(client.headerTable);
-        headers.set(kj::HttpHeaderId::CONTENT_TYPE, "application/json");
+        auto headers = client.requestHeaders(authorize);
         auto request = client.http->request(kj::HttpMethod::POST, url, headers, body.size());
         co_await request.body->write(body.begin(), body.size());
         request.body = nullptr;
@@ -451,6 +607,12 @@ private:
         co_return;
       } else {
         auto text = co_await responseBody->readAllText(MAX_RESPONSE);
+        client.renewHttp();
+        if (authorize && !loggedInAgain && tokenRefused(status, text)) {
+          loggedInAgain = true;
+          co_await client.logIn();
+          continue;
+        }
         if (status < 500) {
           KJ_FAIL_REQUIRE(kj::str(client.describe(), ": /v3/watch answered ", status, ": ",
                                   errorText(client.codec, text)));
@@ -518,7 +680,7 @@ public:
       : timer(actor.timer()),
         address(kj::mv(address)),
         addressText(kj::heapString(addressText)),
-        client(timer, actor.io().provider->getNetwork(), this->address.endpoints) {}
+        client(timer, actor.io().provider->getNetwork(), this->address) {}
 
   Co<void> registerSelf(const RegisteredActor& self) override {
     self_ = copy(self);

@@ -1,11 +1,26 @@
 // The etcd registry backend (backend.h): a tree's entries in an etcd cluster (v3 API, through
 // etcd's HTTP/JSON gateway, with KJ's HTTP client and Cap'n Proto's JSON codec).
 //
-// Registry address: etcd://HOST:PORT[,HOST:PORT...][/PREFIX][?ttl=SECONDS]
+// Registry address: etcd[s]://HOST:PORT[,HOST:PORT...][/PREFIX][?OPTION=VALUE&...]
 //   e.g. etcd://127.0.0.1:2379/harrow/build-farm, or three members of a cluster:
 //        etcd://10.0.0.1:2379,10.0.0.2:2379,10.0.0.3:2379/harrow/build-farm?ttl=10
-// PREFIX defaults to /harrow; the lease TTL to 5 seconds (etcd may grant more than asked: its
-// minimum is about 1.5 election timeouts).
+//   over TLS with a client certificate and etcd's user authentication:
+//        etcds://etcd1:2379,etcd2:2379/harrow/farm?ca=/etc/harrow/etcd-ca.pem
+//            &cert=/etc/harrow/etcd.pem&key=/etc/harrow/etcd.key&user=harrow
+//            &password-file=/etc/harrow/etcd.password
+// PREFIX defaults to /harrow; the lease TTL (ttl=SECONDS) to 5 seconds (etcd may grant more than
+// asked: its minimum is about 1.5 election timeouts).
+//
+// Security: etcds:// speaks HTTPS (kj-tls): the members' certificates are checked against ca=
+// (PEM; the system's trust store without it) and the host names given; cert= and key= (PEM, both
+// or neither) are this client's certificate, for members started with --client-cert-auth. The key
+// file is read as the cookie is (a regular file of this user, mode 0600 or stricter). user= and
+// password-file= (both or neither; the file checked the same way, its trailing whitespace not part
+// of the password) log in with etcd's authentication: /v3/auth/authenticate gives a token that
+// every request then carries in its Authorization header; a token etcd no longer accepts (expired,
+// or invalidated by a password change) is replaced by logging in again, once per request. The
+// options travel with the address, so the children of a tree (which register themselves) use the
+// same; files are read where each process runs.
 //
 // Key layout: PREFIX/actors/NAME/UUID -> {"name", "uuid", "pid", "addresses", "leaving"} as JSON,
 // NAME percent-encoded (so "a/b" is one path segment), UUID in hex. Each actor grants its own
@@ -39,8 +54,14 @@ struct EtcdAddress {
   kj::Vector<kj::String> endpoints;  // "host:port", in the order given
   kj::String prefix;                 // "/harrow" by default; never ends in '/'
   kj::Duration ttl = 5 * kj::SECONDS;
+  bool tls = false;                  // etcds://
+  kj::String caFile;                 // ca=: PEM of the CAs trusted for the members ("": system's)
+  kj::String certFile;               // cert=: this client's certificate (PEM), with keyFile
+  kj::String keyFile;                // key=
+  kj::String user;                   // user=: etcd's authentication, with passwordFile
+  kj::String passwordFile;           // password-file=
 
-  // Whether `address` is an etcd registry address (starts with "etcd://").
+  // Whether `address` is an etcd registry address (starts with "etcd://" or "etcds://").
   static bool matches(kj::StringPtr address);
   // Throws, naming the address and what is wrong with it.
   static EtcdAddress parse(kj::StringPtr address);
@@ -50,7 +71,12 @@ struct EtcdAddress {
 // values are bytes (text here); revisions and lease ids are etcd's int64s.
 class EtcdClient {
 public:
+  // Plain HTTP, no authentication.
   EtcdClient(kj::Timer& timer, kj::Network& network, kj::ArrayPtr<const kj::String> endpoints,
+             kj::Duration requestTimeout = 5 * kj::SECONDS);
+  // The endpoints, TLS and authentication of `address` (its files are read here: a key or
+  // password file others may read is harrow.UnsafeFile).
+  EtcdClient(kj::Timer& timer, kj::Network& network, const EtcdAddress& address,
              kj::Duration requestTimeout = 5 * kj::SECONDS);
   ~EtcdClient() noexcept(false);
   KJ_DISALLOW_COPY(EtcdClient);
@@ -111,19 +137,40 @@ private:
   class WatchImpl;
   struct Connection;
 
+  struct Tls;
+
   kj::Timer& timer;
   kj::Network& network;
   kj::Array<kj::String> endpoints;
   kj::Duration requestTimeout;
   size_t current = 0;
-  kj::HttpHeaderTable headerTable;
+  kj::Own<kj::HttpHeaderTable> headerTable;
+  kj::HttpHeaderId authorizationHeader = kj::HttpHeaderId::HOST;  // set by the constructors
+  kj::Own<Tls> tls;                                                // etcds://
+  kj::StringPtr scheme = "http"_kj;
+  kj::String user;                   // etcd's authentication: empty for none
+  kj::Array<kj::byte> password;
+  kj::Maybe<kj::String> token;       // the one etcd gave us last, while it accepts it
   kj::Own<kj::HttpClient> http;
+  // Clients set aside by renewHttp(): kept, since a watch may still read a response of theirs.
+  kj::Vector<kj::Own<kj::HttpClient>> retired;
   capnp::JsonCodec codec;
 
   // POSTs `body` (JSON) to `path` on the current endpoint, failing over as described above;
   // returns the response's JSON text. A 4xx answer is an error at once (naming etcd's message).
+  // With authentication, the request carries the token (logging in first if there is none, and
+  // again, once, if etcd answers that the token is invalid).
   Co<kj::String> post(kj::StringPtr path, kj::String body);
+  Co<kj::String> post(kj::StringPtr path, kj::String body, bool authorize);
+  // A fresh token from /v3/auth/authenticate.
+  Co<void> logIn();
+  // The request headers, with the token when there is one.
+  kj::HttpHeaders requestHeaders(bool authorize);
   void failOver(size_t from);
+  // After an answer that is not 200: a fresh HTTP client for what follows. etcd's gateway sends
+  // errors chunked with a trailer (Grpc-Trailer-Content-Type) that kj-http 0.9 leaves unread, so
+  // the next request on that connection would read the trailer as its status line.
+  void renewHttp();
 };
 
 // The etcd backend for `actor` (its timer and network).

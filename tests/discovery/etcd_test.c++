@@ -6,8 +6,17 @@
 // (tests/discovery/service.capnp). Its children get the etcd address in their spawn spec and
 // register themselves there, each under its own lease.
 //
+// Secured etcd: members started with TLS and --client-cert-auth (certificates from
+// tests/cluster/make_certs.sh) serve a tree whose address is etcds://...?ca=&cert=&key=, children
+// included, and refuse plain HTTP, a client without a certificate and one of another CA; a member
+// with user authentication (root user and role, auth enabled through the gateway) serves a tree
+// whose address names user= and password-file=, refuses a client without them or with a wrong
+// password, and after a password change (which invalidates every token) the tree logs in again.
+//
 // Every test runs under failure guards (failAfter on the root's timer, an alarm); afterwards no
 // process of ours may remain: neither an actor nor an etcd member.
+//
+// Usage (from BUILD.bazel): etcd_test --make-certs=PATH
 
 #include <harrow/discovery/discovery.h>
 #include <harrow/discovery/etcd.h>
@@ -45,6 +54,8 @@ namespace {
 
 using testing::childrenOf;
 using testing::describe;
+
+std::string makeCertsScript;  // tests/cluster/make_certs.sh
 
 // ---------------------------------------------------------------------------------------------
 // The Service actor (children)
@@ -136,12 +147,18 @@ struct EtcdMember {
   kj::String dataDir;
   std::string logPath;
   pid_t pid = 0;
+  // TLS for clients: DIR/localhost.pem and .key, clients' certificates checked against DIR/ca.pem.
+  std::string certDir;
 
-  kj::String endpoint() const { return kj::str("127.0.0.1:", clientPort); }
+  // TLS certificates name "localhost"; plain members are reached by address.
+  kj::String endpoint() const {
+    return kj::str(certDir.empty() ? "127.0.0.1:" : "localhost:", clientPort);
+  }
   kj::String peerUrl() const { return kj::str("http://127.0.0.1:", peerPort); }
 
   void start(kj::StringPtr initialCluster, kj::StringPtr token) {
-    auto clientUrl = kj::str("http://", endpoint());
+    auto clientUrl = kj::str(certDir.empty() ? "http" : "https", "://127.0.0.1:", clientPort);
+    auto advertised = kj::str(certDir.empty() ? "http" : "https", "://", endpoint());
     auto peer = peerUrl();
     auto cluster = kj::str(initialCluster);
     kj::Vector<kj::String> args;
@@ -149,7 +166,13 @@ struct EtcdMember {
     args.add(kj::str("--name=", name));
     args.add(kj::str("--data-dir=", dataDir));
     args.add(kj::str("--listen-client-urls=", clientUrl));
-    args.add(kj::str("--advertise-client-urls=", clientUrl));
+    args.add(kj::str("--advertise-client-urls=", advertised));
+    if (!certDir.empty()) {
+      args.add(kj::str("--cert-file=", certDir.c_str(), "/localhost.pem"));
+      args.add(kj::str("--key-file=", certDir.c_str(), "/localhost.key"));
+      args.add(kj::str("--client-cert-auth"));
+      args.add(kj::str("--trusted-ca-file=", certDir.c_str(), "/ca.pem"));
+    }
     args.add(kj::str("--listen-peer-urls=", peer));
     args.add(kj::str("--initial-advertise-peer-urls=", peer));
     args.add(kj::str("--initial-cluster=", cluster));
@@ -234,7 +257,9 @@ bool healthy(kj::AsyncIoContext& io, kj::StringPtr endpoint) {
 
 class EtcdCluster {
 public:
-  EtcdCluster(kj::AsyncIoContext& io, size_t size) : io(io), size(size) {}
+  // `certDir`: TLS with its certificates (make_certs.sh DIR localhost), or "" for plain HTTP.
+  EtcdCluster(kj::AsyncIoContext& io, size_t size, std::string certDir = "")
+      : io(io), size(size), certDir(kj::mv(certDir)) {}
   ~EtcdCluster() noexcept(false) { stop(); }
 
   // Starts the members and waits until each answers /health (bounded: a failure guard).
@@ -253,15 +278,33 @@ public:
 
   kj::Vector<EtcdMember> members;
 
-  // etcd://<every member>/<prefix>?ttl=<seconds>
-  kj::String url(kj::StringPtr prefix, uint ttlSeconds) {
+  // etcd://<every member>/<prefix>?ttl=<seconds>, or etcds://...&ca=&cert=&key= (the client's
+  // certificate is `certName`'s in the certificate directory).
+  kj::String url(kj::StringPtr prefix, uint ttlSeconds, kj::StringPtr certName = "localhost") {
     auto endpoints = KJ_MAP(m, members) { return m.endpoint(); };
-    return kj::str("etcd://", kj::strArray(endpoints, ","), prefix, "?ttl=", ttlSeconds);
+    auto plain = kj::str(kj::strArray(endpoints, ","), prefix, "?ttl=", ttlSeconds);
+    if (certDir.empty()) return kj::str("etcd://", plain);
+    return kj::str("etcds://", plain, "&ca=", certDir.c_str(), "/ca.pem&cert=", certDir.c_str(),
+                   "/", certName, ".pem&key=", certDir.c_str(), "/", certName, ".key");
   }
 
 private:
   kj::AsyncIoContext& io;
   size_t size;
+  std::string certDir;
+
+  // Whether `m` answers: /health over plain HTTP; over TLS, a read through a client of ours.
+  bool answers(EtcdMember& m) {
+    if (certDir.empty()) return healthy(io, m.endpoint());
+    auto address = EtcdAddress::parse(url("/health-probe", 1));
+    address.endpoints.clear();
+    address.endpoints.add(m.endpoint());
+    EtcdClient client(io.provider->getTimer(), io.provider->getNetwork(), address,
+                      1 * kj::SECONDS);
+    return kj::runCatchingExceptions([&]() {
+             client.range("/health-probe").wait(io.waitScope);
+           }) == nullptr;
+  }
 
   bool tryStart(std::string& why) {
     members.clear();
@@ -277,6 +320,7 @@ private:
       do m.peerPort = freePort(); while (m.peerPort == m.clientPort);
       m.dataDir = kj::str(base, "/", m.name);
       m.logPath = kj::str(base, "/", m.name, ".log").cStr();
+      m.certDir = certDir;
       peers.add(kj::str(m.name, "=", m.peerUrl()));
       members.add(kj::mv(m));
     }
@@ -286,7 +330,7 @@ private:
     auto& timer = io.provider->getTimer();
     auto deadline = timer.now() + 20 * kj::SECONDS;
     for (auto& m : members) {
-      while (!healthy(io, m.endpoint())) {
+      while (!answers(m)) {
         if (!m.running()) {
           why = kj::str(m.name, " exited: ", tail(m.logPath).c_str()).cStr();
           return false;
@@ -336,10 +380,31 @@ protected:
     }
   }
 
-  EtcdCluster& startCluster(size_t size) {
-    auto& c = cluster.emplace(io, size);
+  EtcdCluster& startCluster(size_t size, std::string certDir = "") {
+    auto& c = cluster.emplace(io, size, kj::mv(certDir));
     c.start();
     return c;
+  }
+
+  // A directory of the test's own (mode 0700).
+  std::string newDirectory(kj::StringPtr name) {
+    const char* tmp = getenv("TEST_TMPDIR");
+    auto dir = kj::str(tmp != nullptr && *tmp == '/' ? tmp : "/tmp", "/",
+                       testing::uniqueName(name));
+    KJ_SYSCALL(mkdir(dir.cStr(), 0700));
+    return dir.cStr();
+  }
+
+  // The error a client of `address` gets for one read, or "" if the read worked.
+  std::string refusal(kj::StringPtr address) {
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+      EtcdClient client(io.provider->getTimer(), io.provider->getNetwork(),
+                        EtcdAddress::parse(address), 1 * kj::SECONDS);
+      client.range(kj::str(prefix, "/x")).wait(io.waitScope);
+    })) {
+      return text(*e);
+    }
+    return "";
   }
 
   // The root actor: a Service too, registered in etcd (the cluster's every member).
@@ -390,7 +455,7 @@ protected:
 
 // ---------------------------------------------------------------------------------------------
 
-TEST(EtcdAddressTest, ParsesEndpointsPrefixAndTtl) {
+TEST(EtcdAddressTest, ParsesEndpointsPrefixTtlTlsAndCredentials) {
   auto a = EtcdAddress::parse("etcd://127.0.0.1:2379");
   ASSERT_EQ(a.endpoints.size(), 1u);
   EXPECT_EQ(a.endpoints[0], "127.0.0.1:2379");
@@ -403,8 +468,22 @@ TEST(EtcdAddressTest, ParsesEndpointsPrefixAndTtl) {
   EXPECT_EQ(b.prefix, "/harrow/farm");
   EXPECT_EQ(b.ttl, 10 * kj::SECONDS);
 
+  auto c = EtcdAddress::parse(
+      "etcds://e1:2379/p?ttl=3&ca=/c/ca.pem&cert=/c/me.pem&key=/c/me.key&user=u&password-file=/c/pw");
+  EXPECT_TRUE(c.tls);
+  EXPECT_EQ(c.prefix, "/p");
+  EXPECT_EQ(c.caFile, "/c/ca.pem");
+  EXPECT_EQ(c.certFile, "/c/me.pem");
+  EXPECT_EQ(c.keyFile, "/c/me.key");
+  EXPECT_EQ(c.user, "u");
+  EXPECT_EQ(c.passwordFile, "/c/pw");
+  EXPECT_FALSE(a.tls);
+
   for (auto bad : {"etcd://", "etcd://host", "etcd://h:1,", "etcd://h:99999/x", "etcd://h:1?ttl=0",
-                   "etcd://h:1/p?ttl=x", "etcd://h:1/p?color=red", "etcd://:1"}) {
+                   "etcd://h:1/p?ttl=x", "etcd://h:1/p?color=red", "etcd://:1",
+                   "etcd://h:1/p?ca=/ca.pem", "etcds://h:1/p?cert=/me.pem",
+                   "etcds://h:1/p?key=/me.key", "etcd://h:1/p?user=u",
+                   "etcd://h:1/p?password-file=/pw"}) {
     KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { EtcdAddress::parse(bad); })) {
       EXPECT_TRUE(contains(*e, "bad etcd registry address")) << bad << ": " << text(*e);
     } else {
@@ -412,6 +491,7 @@ TEST(EtcdAddressTest, ParsesEndpointsPrefixAndTtl) {
     }
   }
   EXPECT_TRUE(EtcdAddress::matches("etcd://x:1"));
+  EXPECT_TRUE(EtcdAddress::matches("etcds://x:1"));
   EXPECT_FALSE(EtcdAddress::matches("tcp:127.0.0.1:1616"));
 }
 
@@ -614,6 +694,131 @@ TEST_F(EtcdDiscoveryTest, ClusterSurvivesLosingTheMemberInUse) {
   EXPECT_EQ(keysInEtcd(), 2u);
 }
 
+// One request to etcd's JSON gateway by hand (as etcdctl would make it): the status and body.
+Co<std::pair<uint, std::string>> gateway(kj::AsyncIoContext& io, std::string endpoint,
+                                         std::string path, std::string body,
+                                         std::string token = "") {
+  kj::HttpHeaderTable::Builder builder;
+  auto authorization = builder.add("Authorization");
+  auto table = builder.build();
+  auto client = kj::newHttpClient(io.provider->getTimer(), *table, io.provider->getNetwork(),
+                                  nullptr);
+  kj::HttpHeaders headers(*table);
+  if (!token.empty()) headers.set(authorization, token.c_str());
+  auto request = client->request(kj::HttpMethod::POST,
+                                 kj::str("http://", endpoint.c_str(), path.c_str()), headers,
+                                 uint64_t(body.size()));
+  co_await request.body->write(body.data(), body.size());
+  request.body = nullptr;
+  auto response = co_await kj::mv(request.response);
+  auto text = co_await response.body->readAllText();
+  co_return std::make_pair(response.statusCode, std::string(text.cStr()));
+}
+
+void writeSecret(const std::string& path, const std::string& text) {
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  KJ_ASSERT(fd >= 0, path);
+  KJ_ASSERT(write(fd, text.data(), text.size()) == ssize_t(text.size()));
+  close(fd);
+}
+
+// A tree whose etcd speaks only TLS and wants clients' certificates: the root and a child it
+// spawns (the address, with its ca=, cert= and key=, travels in the spawn spec) register and find
+// each other; plain HTTP, TLS without a client certificate and a certificate of another CA get
+// nothing, and a key file others may read is refused before anything is sent.
+TEST_F(EtcdDiscoveryTest, OverTlsWithClientCertificates) {
+  if (makeCertsScript.empty()) GTEST_SKIP() << "no --make-certs=PATH";
+  std::string certs = newDirectory("etcd-certs");
+  std::string command = "/bin/bash '" + makeCertsScript + "' '" + certs + "' localhost";
+  ASSERT_EQ(system(command.c_str()), 0);
+  auto& etcd = startCluster(1, certs);
+  auto url = etcd.url(prefix, TTL_SECONDS);
+  startRoot("etcd-tls-root", url);
+  expectOk(runRoot([&]() -> Co<void> {
+    co_await openActorNursery(*root, [&](ActorNursery& nursery) -> Co<void> {
+      co_await startService(nursery, "svc-tls");
+      auto maybeFound = co_await findActor<ServiceActor>(*root, "svc-tls");
+      auto& found = KJ_ASSERT_NONNULL(maybeFound);
+      EXPECT_EQ((co_await found.echo("over tls"))->getText(), "svc-tls: over tls");
+      EXPECT_EQ((co_await queryActor(*root, "")).size(), 2u) << "root, svc-tls";
+      nursery.cancel();
+    });
+  }));
+  EXPECT_EQ(refusal(url), "");
+  auto endpoint = etcd.members[0].endpoint();
+  EXPECT_NE(refusal(kj::str("etcd://", endpoint, prefix)), "") << "plain HTTP to a TLS member";
+  EXPECT_NE(refusal(kj::str("etcds://", endpoint, prefix, "?ca=", certs.c_str(), "/ca.pem")), "")
+      << "no client certificate";
+  EXPECT_NE(refusal(etcd.url(prefix, TTL_SECONDS, "rogue")), "") << "a certificate of another CA";
+  KJ_SYSCALL(chmod((certs + "/localhost.key").c_str(), 0644));
+  auto unsafe = refusal(url);
+  EXPECT_NE(unsafe.find("harrow.UnsafeFile: the etcd client key file"), std::string::npos)
+      << unsafe;
+}
+
+// A tree whose etcd has user authentication on: the root and its child log in (user=,
+// password-file=) and carry the token; a password change invalidates every token, and the tree
+// logs in again by itself. A client without credentials or with a wrong password is refused,
+// saying why.
+TEST_F(EtcdDiscoveryTest, WithUserAuthenticationLoggingInAgainWhenTheTokenIsDropped) {
+  auto& etcd = startCluster(1);
+  std::string endpoint = etcd.members[0].endpoint().cStr();
+  std::string password = testing::randomToken().cStr();
+  std::string credentials = R"({"name": "root", "password": ")" + password + R"("})";
+  auto setUp = [&]() -> Co<void> {
+    std::vector<std::pair<std::string, std::string>> steps = {
+        {"/v3/auth/user/add", credentials},
+        {"/v3/auth/role/add", R"({"name": "root"})"},
+        {"/v3/auth/user/grant", R"({"user": "root", "role": "root"})"},
+        {"/v3/auth/enable", "{}"}};
+    for (auto& step : steps) {
+      auto answer = co_await gateway(io, endpoint, step.first, step.second);
+      KJ_REQUIRE(answer.first == 200, step.first, answer.second);
+    }
+  };
+  setUp().wait(io.waitScope);
+  std::string secrets = newDirectory("etcd-auth");
+  writeSecret(secrets + "/password", password + "\n");
+  writeSecret(secrets + "/wrong", "not-the-password\n");
+  auto url = kj::str(etcd.url(prefix, TTL_SECONDS), "&user=root&password-file=",
+                     secrets.c_str(), "/password");
+  startRoot("etcd-auth-root", url);
+  expectOk(runRoot([&]() -> Co<void> {
+    co_await openActorNursery(*root, [&](ActorNursery& nursery) -> Co<void> {
+      auto a = co_await startService(nursery, "svc-auth");
+      EXPECT_EQ((co_await queryActor(*root, "")).size(), 2u) << "root, svc-auth";
+
+      // Every token etcd gave goes with a password change (to the same password).
+      auto login = co_await gateway(io, endpoint, "/v3/auth/authenticate", credentials);
+      KJ_REQUIRE(login.first == 200, login.second);
+      auto token = login.second.substr(login.second.find("\"token\":\"") + 9);
+      token = token.substr(0, token.find('"'));
+      auto changed = co_await gateway(io, endpoint, "/v3/auth/user/changepw", credentials, token);
+      KJ_REQUIRE(changed.first == 200, changed.second);
+      auto stale = co_await gateway(io, endpoint, "/v3/kv/range", R"({"key": "eA=="})", token);
+      EXPECT_EQ(stale.first, 401u) << "the token still works: " << stale.second;
+
+      // The root and the child log in again by themselves.
+      auto maybeFound = co_await findActor<ServiceActor>(*root, "svc-auth");
+      auto& found = KJ_ASSERT_NONNULL(maybeFound);
+      EXPECT_EQ((co_await found.echo("again"))->getText(), "svc-auth: again");
+      auto viaChild = co_await a.lookup([](auto p) {
+        p.setName("etcd-auth-root");
+        p.setText("from the child");
+      });
+      EXPECT_TRUE(viaChild->getFound());
+      nursery.cancel();
+    });
+  }));
+  EXPECT_EQ(refusal(url), "");
+  auto anonymous = refusal(etcd.url(prefix, TTL_SECONDS));
+  EXPECT_NE(anonymous.find("requires authentication: add user= and password-file="),
+            std::string::npos) << anonymous;
+  auto wrong = refusal(kj::str(etcd.url(prefix, TTL_SECONDS), "&user=root&password-file=",
+                               secrets.c_str(), "/wrong"));
+  EXPECT_NE(wrong.find("authentication failed"), std::string::npos) << wrong;
+}
+
 }  // namespace
 }  // namespace harrow
 
@@ -625,5 +830,9 @@ int main(int argc, char** argv) {
   kj::UnixEventPort::captureChildExit();
   harrow::testing::installWatchdog("etcd_test");
   ::testing::InitGoogleTest(&argc, argv);
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg.rfind("--make-certs=", 0) == 0) harrow::makeCertsScript = arg.substr(13);
+  }
   return RUN_ALL_TESTS();
 }
