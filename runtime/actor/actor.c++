@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
+#include <pwd.h>
 #include <stdlib.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -275,8 +276,10 @@ kj::String runtimeDirectory() {
     // Another user made it first (in /tmp anyone can): using it would hand them our sockets and
     // cookie. Not silently worked around either: programs of this user meet through this one
     // directory, and a private directory elsewhere would quietly split them.
-    refuse(kj::str("belongs to uid ", st.st_uid, ", not to this user (uid ", geteuid(),
-                   "): another user created it first"),
+    struct passwd* owner = getpwuid(st.st_uid);
+    refuse(kj::str("belongs to uid ", st.st_uid,
+                   owner != nullptr ? kj::str(" (", owner->pw_name, ")") : kj::str(),
+                   ", not to this user (uid ", geteuid(), "): another user created it first"),
            kj::str("have it removed, as its owner or root: rm -r ", dir, "; or ", ELSEWHERE));
   }
   if ((st.st_mode & 077) != 0) {

@@ -101,7 +101,8 @@ TEST_F(RuntimeDirectoryTest, OneAnotherUserCreatedFirstIsRefusedNamingItAndItsOw
   ASSERT_EQ(runAsNobody({"/bin/mkdir", "-m", "0777", dir()}), 0);
   auto why = refusal();
   EXPECT_TRUE(has(why, dir())) << why;
-  EXPECT_TRUE(has(why, "belongs to uid " + std::to_string(getpwnam("nobody")->pw_uid))) << why;
+  EXPECT_TRUE(has(why, "belongs to uid " + std::to_string(getpwnam("nobody")->pw_uid) +
+                          " (nobody)")) << why;
   EXPECT_TRUE(has(why, "XDG_RUNTIME_DIR")) << why;  // what to do instead
   // Nothing of ours went into it.
   EXPECT_NE(access((dir() + "/cookie").c_str(), F_OK), 0);
