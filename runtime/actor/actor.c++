@@ -29,8 +29,8 @@ kj::StringPtr Implementations::nameOfType(const void* type, const char* typeName
   for (auto& entry : entries) {
     if (entry.value.type == type) return entry.key;
   }
-  KJ_FAIL_REQUIRE(kj::str("harrow.SpawnFailed: no implementation of type ", typeName,
-                          " is registered (Implementations::add<T>(name))"));
+  kj::throwFatalException(makeError(ErrorKind::SPAWN_FAILED, kj::str(
+      "no implementation of type ", typeName, " is registered (Implementations::add<T>(name))")));
 }
 
 kj::String Implementations::names() const {

@@ -85,7 +85,8 @@ Discovery::Discovery(Actor& actor, DiscoveryOptions options) : actor(actor), opt
 
 Discovery& Discovery::of(Actor& actor) {
   KJ_IF_MAYBE(discovery, actor.attachment<Discovery>()) return *discovery;
-  KJ_FAIL_REQUIRE(kj::str("harrow.NoRegistry: actor ", actor.identity().name, " has no registry"));
+  kj::throwFatalException(makeError(ErrorKind::NO_REGISTRY, kj::str(
+      "actor ", actor.identity().name, " has no registry")));
 }
 
 kj::Maybe<kj::StringPtr> registryAddress(Actor& actor) {
@@ -144,8 +145,9 @@ Co<void> Discovery::start() {
         registryBound = nullptr;
         continue;
       }
-      auto why = kj::str("harrow.RegistryUnavailable: ", actor.identity().name, " cannot use the registry at ",
-                         options->registryAddress, ": ", e->getDescription());
+      auto why = kj::str(errorPrefix(ErrorKind::REGISTRY_UNAVAILABLE), actor.identity().name,
+                         " cannot use the registry at ", options->registryAddress, ": ",
+                         e->getDescription());
       if (options->registryRequired) {
         kj::throwFatalException(kj::Exception(e->getType(), __FILE__, __LINE__, kj::mv(why)));
       }
@@ -164,7 +166,8 @@ Co<void> Discovery::start() {
 
 
 void Discovery::noRegistry() {
-  KJ_FAIL_REQUIRE(kj::str("harrow.NoRegistry: actor ", actor.identity().name, " has no registry"));
+  kj::throwFatalException(makeError(ErrorKind::NO_REGISTRY, kj::str(
+      "actor ", actor.identity().name, " has no registry")));
 }
 
 RegistryBackend& Discovery::backend() {
@@ -180,8 +183,9 @@ Co<Peer*> Discovery::registryPeer() {
     noRegistry();
   }
   if (etcd) {
-    KJ_FAIL_REQUIRE(kj::str("harrow.NoRegistry: actor ", actor.identity().name,
-                            " uses the etcd registry at ", address, ", not a registry actor"));
+    kj::throwFatalException(makeError(ErrorKind::NO_REGISTRY, kj::str(
+        "actor ", actor.identity().name, " uses the etcd registry at ", address,
+        ", not a registry actor")));
   }
   auto connected = co_await errorOr([&]() { return actor.connectTo(address); });
   KJ_IF_MAYBE(e, connected.error()) {
@@ -218,8 +222,8 @@ Co<Discovery::ProbeResult> Discovery::probeRegistry(kj::StringPtr address,
     });
   })) {
     if (isAuthenticationFailed(*e)) {
-      KJ_FAIL_REQUIRE(kj::str("harrow.RegistryAddressInUse: the harrow actor at ", address,
-                              " belongs to another tree: ", e->getDescription()));
+      kj::throwFatalException(makeError(ErrorKind::REGISTRY_ADDRESS_IN_USE, kj::str(
+          "the harrow actor at ", address, " belongs to another tree: ", e->getDescription())));
     }
     bool gone = isTransportClosed(*e);
     why = kj::mv(*e);
@@ -249,16 +253,16 @@ Co<void> Discovery::setUpRegistry() {
         co_return;
       }
       if (result == ProbeResult::FOREIGN) {
-        KJ_FAIL_REQUIRE(kj::str("harrow.RegistryAddressInUse: something that is not a harrow "
-                                "actor listens at ", address, ": ",
-                                KJ_ASSERT_NONNULL(why).getDescription()));
+        kj::throwFatalException(makeError(ErrorKind::REGISTRY_ADDRESS_IN_USE, kj::str(
+            "something that is not a harrow actor listens at ", address, ": ",
+            KJ_ASSERT_NONNULL(why).getDescription())));
       }
       if (result == ProbeResult::HARROW_NOT_REGISTRY) {
         // A harrow actor, but no registry: perhaps one whose registry is shutting down.
         if (attempt >= ATTEMPTS) {
-          KJ_FAIL_REQUIRE(kj::str("harrow.RegistryAddressInUse: the harrow actor at ", address,
-                                  " serves no registry: ",
-                                  KJ_ASSERT_NONNULL(why).getDescription()));
+          kj::throwFatalException(makeError(ErrorKind::REGISTRY_ADDRESS_IN_USE, kj::str(
+              "the harrow actor at ", address, " serves no registry: ",
+              KJ_ASSERT_NONNULL(why).getDescription())));
         }
         co_await actor.timer().afterDelay(200 * kj::MILLISECONDS);
         continue;

@@ -232,8 +232,9 @@ Co<Peer*> rootChannel(Actor& actor) {
   KJ_IF_MAYBE(root, known) {
     address = kj::heapString(*root);
   } else {
-    KJ_FAIL_REQUIRE(kj::str("harrow.NoRoot: actor ", actor.identity().name,
-                            " does not know its root's address (no discovery settings)"));
+    kj::throwFatalException(makeError(ErrorKind::NO_ROOT, kj::str(
+        "actor ", actor.identity().name,
+        " does not know its root's address (no discovery settings)")));
   }
   co_return co_await actor.connectTo(address);
 }

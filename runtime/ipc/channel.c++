@@ -17,8 +17,16 @@
 namespace harrow {
 namespace {
 
-// ErrorKind::AUTHENTICATION_FAILED (runtime/co/errors.h), for a frame rather than a handshake.
-constexpr kj::StringPtr FRAME_TAG_FAILED = "harrow.AuthenticationFailed: a frame failed its tag"_kj;
+// ErrorKind::AUTHENTICATION_FAILED (runtime/co/errors.h), for a frame rather than a handshake:
+// its message starts with this.
+constexpr kj::StringPtr FRAME_TAG_FAILED = "a frame failed its tag"_kj;
+
+bool isFrameTagFailure(const kj::Exception& exception) {
+  return is(exception, ErrorKind::AUTHENTICATION_FAILED) &&
+         exception.getDescription()
+             .slice(errorPrefix(ErrorKind::AUTHENTICATION_FAILED).size())
+             .startsWith(FRAME_TAG_FAILED);
+}
 
 // capnp's own readers refuse more segments than this; so do we, before allocating anything.
 constexpr uint32_t MAX_SEGMENTS = 512;
@@ -99,7 +107,7 @@ bool isTransportClosed(const kj::Exception& exception) {
 bool isMalformedFrame(const kj::Exception& exception) {
   // Only receive() raises these (send() raises MessageTooLarge too, but never sets readError).
   return is(exception, ErrorKind::MALFORMED_FRAME) || is(exception, ErrorKind::MESSAGE_TOO_LARGE) ||
-         exception.getDescription().startsWith(FRAME_TAG_FAILED);
+         isFrameTagFailure(exception);
 }
 
 size_t frameBytes(capnp::MessageBuilder& message) {
@@ -256,7 +264,7 @@ kj::Maybe<kj::Own<capnp::MessageReader>> Channel::tryParse(size_t& needed) {
   KJ_IF_MAYBE(seal, sealIn) {
     kj::byte* bytes = buffer->bytes() + begin;
     if (!(*seal)->open(kj::arrayPtr(bytes, frameBytes), tableBytes, bytes + frameBytes)) {
-      failRead(kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__, kj::str(
+      failRead(makeError(ErrorKind::AUTHENTICATION_FAILED, kj::str(
           FRAME_TAG_FAILED, " (frame ", (*seal)->frames() - 1, " from the peer, ", frameBytes,
           " bytes): it was injected, dropped, reordered, replayed or modified on the way")));
     }

@@ -167,9 +167,9 @@ void ActorNursery::checkServes(kj::StringPtr implementation, uint64_t interfaceI
     if (!impls->has(implementation)) return;  // spawn() says so, listing the names
     auto served = impls->served(implementation);
     if (served.interfaceId != 0 && served.interfaceId != interfaceId) {
-      KJ_FAIL_REQUIRE(kj::str("harrow.SpawnFailed: implementation '", implementation,
-                              "' serves ", served.interfaceName, ", not ", interfaceName,
-                              " (startActor<", interfaceName, "Actor>)"));
+      kj::throwFatalException(makeError(ErrorKind::SPAWN_FAILED, kj::str(
+          "implementation '", implementation, "' serves ", served.interfaceName, ", not ",
+          interfaceName, " (startActor<", interfaceName, "Actor>)")));
     }
   }
 }

@@ -1,5 +1,7 @@
 #include <harrow/spawn/forkserver.h>
 
+#include <harrow/co/errors.h>
+
 #include <kj/debug.h>
 
 #include <dirent.h>
@@ -192,7 +194,8 @@ void reap(ForkServer& server) {
 // `broken` is set when the zygote is out of step or gone (as opposed to refusing a request).
 pid_t requestChild(ForkServer& server, kj::StringPtr name, int channelFd, bool& broken) {
   auto fail = [&](kj::StringPtr why) -> pid_t {
-    KJ_FAIL_REQUIRE(kj::str("harrow.SpawnFailed: actor '", name, "': ", why));
+    kj::throwFatalException(
+        makeError(ErrorKind::SPAWN_FAILED, kj::str("actor '", name, "': ", why)));
   };
   auto gone = [&](kj::StringPtr why) -> pid_t {
     broken = true;
@@ -321,7 +324,8 @@ kj::Own<ChildProcess> startChildProcess(kj::UnixEventPort& eventPort, kj::String
                  })) {
     kj::throwFatalException(kj::Exception(
         e->getType(), e->getFile(), e->getLine(),
-        kj::str("harrow.SpawnFailed: actor '", name, "': ", e->getDescription())));
+        kj::str(errorPrefix(ErrorKind::SPAWN_FAILED), "actor '", name, "': ",
+                e->getDescription())));
   }
   // A named executable is another program: the zygote can only run this one.
   if (executable.size() > 0) backend = SpawnBackend::EXEC;
@@ -356,7 +360,8 @@ kj::Own<ChildProcess> startChildProcess(kj::UnixEventPort& eventPort, kj::String
                  })) {
     kj::throwFatalException(kj::Exception(
         e->getType(), e->getFile(), e->getLine(),
-        kj::str("harrow.SpawnFailed: actor '", name, "': ", e->getDescription())));
+        kj::str(errorPrefix(ErrorKind::SPAWN_FAILED), "actor '", name, "': ",
+                e->getDescription())));
   }
   return kj::mv(KJ_ASSERT_NONNULL(process));
 }

@@ -29,4 +29,13 @@ report "catch into a Maybe" \
        since <= 3 && /currentException\(\)/ && !/\/\// { print FILENAME ":" FNR ": " $0 }
      ')"
 
+# 2. One error vocabulary. A harrow error is raised with makeError(ErrorKind::X, ...) (or, where it
+#    keeps another's type, file and line, errorPrefix(ErrorKind::X)) and recognised with
+#    is(e, ErrorKind::X): no "harrow.X: ..." literal outside runtime/co/errors.c++.
+report "error name written by hand" \
+  "raise it with harrow::makeError(ErrorKind::X, ...) and match it with is(e, ErrorKind::X)" \
+  "$(grep -rnE '"harrow\.[A-Z][A-Za-z]*(: |"|_kj)' --include='*.c++' --include='*.h' \
+       runtime cli node | grep -v '^runtime/co/errors\.c++:' | grep -vE '^[^:]+:[0-9]+: *//' |
+     grep -v 'interfaceName')"
+
 exit "$failed"
