@@ -1,18 +1,26 @@
 // Children on other hosts (docs/CLUSTER.md): a typed call to a child behind a node's relay, and
 // spawning one, beside the same for a local child. One row per run, a harrow::main program:
 //
-//   cluster_bench [--node=NAME] [--calls=N] [--spawns=N] --harrow-nodes=...
+//   cluster_bench [--node=NAME | --host=NAME] [--calls=N] [--spawns=N] --harrow-nodes=...
+//                 [--harrow-hosts=... --harrow-ssh-config=FILE]
 //
-// Without --node: a local child (the socketpair, no relay): the baseline. bench/cluster_bench.sh
-// runs every row (local; a node on loopback; a node across a veth pair, plain and TLS) in
-// network namespaces (needs root) and prints the table bench/README.md quotes.
+// Without --node or --host: a local child (the socketpair, no relay): the baseline. With --host
+// (a child through ssh, runtime/spawn/ssh.h) the row also times the bare `ssh HOST /bin/true`
+// with the same ssh options, in the same run: the floor a spawn through ssh is measured against.
+// bench/cluster_bench.sh runs every row (local; a node on loopback; a node across a veth pair,
+// plain and TLS; ssh across the veth pair) in network namespaces (needs root) and prints the table
+// bench/README.md quotes.
 
 #include <harrow/harrow.h>
 #include "bench/bench.capnp.harrow.h"
 
 #include <algorithm>
 #include <chrono>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <vector>
 
 namespace {
@@ -48,15 +56,34 @@ double median(std::vector<double> values) {
   return values[values.size() / 2];
 }
 
+// One `ssh HOST /bin/true` with the options harrow's ssh spawns use, in milliseconds. Run and
+// reaped synchronously: the event loop does not turn meanwhile (spawnProcess's contract).
+double sshTrue(kj::StringPtr hostName) {
+  auto args = harrow::sshCommand(hostName, "/bin/true");
+  auto argv = KJ_MAP(arg, args) -> kj::StringPtr { return arg; };
+  int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+  auto start = Clock::now();
+  pid_t pid = harrow::spawnProcess(argv, -1, null);
+  int status;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+  double ms = micros(Clock::now() - start) / 1000;
+  close(null);
+  KJ_REQUIRE(WIFEXITED(status) && WEXITSTATUS(status) == 0, "ssh HOST /bin/true failed",
+             hostName, status);
+  return ms;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   kj::StringPtr node = "";
+  kj::StringPtr host = "";
   int calls = 2000;
   int spawns = 20;
   for (int i = 1; i < argc; ++i) {
     kj::StringPtr arg = argv[i];
     if (arg.startsWith("--node=")) node = arg.slice(7);
+    if (arg.startsWith("--host=")) host = arg.slice(7);
     if (arg.startsWith("--calls=")) calls = atoi(arg.slice(8).cStr());
     if (arg.startsWith("--spawns=")) spawns = atoi(arg.slice(9).cStr());
   }
@@ -65,6 +92,7 @@ int main(int argc, char** argv) {
   return harrow::main(argc, argv, impls, [&](harrow::Actor& root) -> Co<void> {
     harrow::SpawnOptions options;
     options.node = node;
+    options.host = host;
     options.backend = harrow::SpawnBackend::EXEC;
     kj::byte payload[16] = {};
     // Calls: one child, round trips one at a time, 16-byte payload (as call_bench's rows).
@@ -80,9 +108,12 @@ int main(int argc, char** argv) {
         rtts.push_back(micros(Clock::now() - start));
       }
     });
-    // Spawns: start, handshake, first call, cancel; one at a time.
+    // Spawns: start, handshake, first call, cancel; one at a time. Through ssh, each beside a
+    // bare `ssh HOST /bin/true` (interleaved, so that both see the same load).
     std::vector<double> starts;
+    std::vector<double> floors;
     for (int i = 0; i < spawns; ++i) {
+      if (host.size() > 0) floors.push_back(sshTrue(host));
       co_await harrow::openActorNursery(root, [&](harrow::ActorNursery& an) -> Co<void> {
         auto start = Clock::now();
         auto echo = co_await an.startActor<EchoImpl>(kj::str("spawned-", i), options);
@@ -90,9 +121,15 @@ int main(int argc, char** argv) {
         starts.push_back(micros(Clock::now() - start) / 1000);
       });
     }
-    printf("node=%s call_median_us=%.1f spawn_median_ms=%.2f calls=%d spawns=%d\n",
-           node.size() > 0 ? node.cStr() : "(local)", median(rtts), median(starts), calls,
+    kj::StringPtr where = node.size() > 0 ? node : host.size() > 0 ? host : "(local)";
+    printf("%s=%s call_median_us=%.1f spawn_median_ms=%.2f calls=%d spawns=%d",
+           host.size() > 0 ? "host" : "node", where.cStr(), median(rtts), median(starts), calls,
            spawns);
+    if (host.size() > 0) {
+      printf(" ssh_true_median_ms=%.2f spawn_vs_ssh_true=%.2fx", median(floors),
+             median(starts) / median(floors));
+    }
+    printf("\n");
     fflush(stdout);
   });
 }

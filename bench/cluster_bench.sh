@@ -4,7 +4,10 @@
 #   loopback   a child behind harrow-node on 127.0.0.1 (the relay's cost, no network)
 #   veth       a child behind harrow-node in another network namespace, over a veth pair
 #   veth+tls   the same over TLS
+#   ssh        a child through ssh (runtime/spawn/ssh.h) to an sshd in the other namespace, beside
+#              a bare `ssh HOST /bin/true` in the same run (needs sshd: openssh-server)
 #
+# Each row runs unpinned, then pinned to CPU 0 (taskset -c 0: every process of the row on one CPU).
 #   bazel build -c opt //bench:cluster_bench //node:harrow-node
 #   sudo bench/cluster_bench.sh [bazel-bin/bench/cluster_bench] [bazel-bin/node/harrow-node]
 set -euo pipefail
@@ -55,11 +58,46 @@ start_node "$tag-a" 127.0.0.1:7000 "$work/loop.log"
 start_node "$tag-b" 10.77.0.2:7000 "$work/b.log"
 start_node "$tag-b" 10.77.0.2:7001 "$work/btls.log" $(tls b)
 
+# sshd in b: key-only, a host key and a client key made here, strict known_hosts.
+mkdir -p /run/sshd
+ssh-keygen -q -t ed25519 -N '' -f "$work/client"
+ssh-keygen -q -t ed25519 -N '' -f "$work/host"
+cp "$work/client.pub" "$work/authorized_keys"
+echo "10.77.0.2 $(cat "$work/host.pub")" > "$work/known_hosts"
+cat > "$work/sshd_config" <<EOF
+ListenAddress 10.77.0.2
+HostKey $work/host
+PidFile none
+AuthorizedKeysFile $work/authorized_keys
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+StrictModes no
+UsePAM no
+LogLevel INFO
+EOF
+cat > "$work/ssh_config" <<EOF
+Host *
+  User root
+  IdentityFile $work/client
+  IdentitiesOnly yes
+  UserKnownHostsFile $work/known_hosts
+  GlobalKnownHostsFile /dev/null
+  StrictHostKeyChecking yes
+  LogLevel ERROR
+EOF
+ip netns exec "$tag-b" /usr/sbin/sshd -D -e -f "$work/sshd_config" > "$work/sshd.log" 2>&1 &
+pids+=($!)
+until grep -q "Server listening" "$work/sshd.log" 2>/dev/null; do sleep 0.05; done
+
 run() {  # run LABEL [FLAGS...]
   local label=$1
   shift
-  printf '%-9s ' "$label"
-  ip netns exec "$tag-a" "$bench" --harrow-cookie="$work/cookie" --harrow-registry=none "$@"
+  for pin in "" "taskset -c 0"; do
+    printf '%-9s %-8s ' "$label" "$([ -n "$pin" ] && echo pinned || echo unpinned)"
+    ip netns exec "$tag-a" $pin "$bench" --harrow-cookie="$work/cookie" --harrow-registry=none \
+      "$@"
+  done
 }
 nodes="--harrow-nodes=loop=tcp:127.0.0.1:7000,b=tcp:10.77.0.2:7000,btls=tcp:10.77.0.2:7001"
 run local "$nodes"
@@ -67,3 +105,4 @@ run loopback --node=loop "$nodes"
 run veth --node=b "$nodes"
 # The TLS node's certificate names it "b": the root asks for it by that name.
 run veth+tls --node=b --harrow-nodes=b=tcp:10.77.0.2:7001 $(tls a)
+run ssh --host=b --harrow-hosts=b=ssh://root@10.77.0.2 --harrow-ssh-config="$work/ssh_config"

@@ -141,11 +141,7 @@ Co<Peer*> ActorNursery::spawn(kj::StringPtr nameParam, kj::StringPtr implementat
   spec.setImplementation(implementation);
   spec.setGracePeriodNanos(options.gracePeriod / kj::NANOSECONDS);
   actor.fillSpawnSpec(spec, name);  // the secret, its listen address, the registry's, the root's
-  if (host.size() > 0) {
-    // The registry's and the root's addresses are this host's (as across a node's link).
-    spec.setRegistryAddress("");
-    spec.setRootAddress("");
-  }
+  if (host.size() > 0) stripHostLocalAddresses(spec);  // through ssh: spawn/ssh.h
   // The child inherits our message limit, and this channel uses it from the spec on.
   spec.setMaxMessageBytes(actor.maxMessageBytes());
   peer->send(kj::mv(message));

@@ -188,6 +188,37 @@ kj::String sshRemoteCommand(kj::StringPtr remotePath, kj::StringPtr name) {
   return kj::str(kj::strArray(words, " "), "; exit $?");
 }
 
+kj::Array<kj::String> sshCommand(kj::StringPtr hostParam, kj::StringPtr remoteCommand) {
+  auto host = SshHost::parse(sshHostUrl(hostParam));
+  kj::Vector<kj::String> args;
+  args.add(sshProgram());
+  args.add(kj::str("-T"));  // no terminal: the session's stdin/stdout are the channel
+  // Never a prompt (a key, or nothing), and a silent connection dropped within the link bound.
+  kj::String options[] = {kj::str("BatchMode=yes"), kj::str("ServerAliveCountMax=3"),
+                          kj::str("ServerAliveInterval=", serverAliveInterval())};
+  for (auto& option : options) {
+    args.add(kj::str("-o"));
+    args.add(kj::mv(option));
+  }
+  kj::StringPtr config = environmentOr("HARROW_SSH_CONFIG");
+  if (config.size() > 0) {
+    args.add(kj::str("-F"));
+    args.add(kj::heapString(config));
+  }
+  if (host.port != 0) {
+    args.add(kj::str("-p"));
+    args.add(kj::str(host.port));
+  }
+  if (host.user.size() > 0) {
+    args.add(kj::str("-l"));
+    args.add(kj::heapString(host.user));
+  }
+  args.add(kj::str("--"));
+  args.add(kj::heapString(host.host));
+  args.add(kj::heapString(remoteCommand));
+  return args.releaseAsArray();
+}
+
 // ---- the parent's side ----
 
 namespace {
@@ -286,32 +317,7 @@ Co<SshChild> startSshChild(Actor& actor, kj::StringPtr hostParam, kj::StringPtr 
   auto url = sshHostUrl(hostParam);
   auto host = SshHost::parse(url);
 
-  kj::Vector<kj::String> args;
-  args.add(sshProgram());
-  args.add(kj::str("-T"));  // no terminal: the session's stdin/stdout are the channel
-  // Never a prompt (a key, or nothing), and a silent connection dropped within the link bound.
-  kj::String options[] = {kj::str("BatchMode=yes"), kj::str("ServerAliveCountMax=3"),
-                          kj::str("ServerAliveInterval=", serverAliveInterval())};
-  for (auto& option : options) {
-    args.add(kj::str("-o"));
-    args.add(kj::mv(option));
-  }
-  kj::StringPtr config = environmentOr("HARROW_SSH_CONFIG");
-  if (config.size() > 0) {
-    args.add(kj::str("-F"));
-    args.add(kj::heapString(config));
-  }
-  if (host.port != 0) {
-    args.add(kj::str("-p"));
-    args.add(kj::str(host.port));
-  }
-  if (host.user.size() > 0) {
-    args.add(kj::str("-l"));
-    args.add(kj::heapString(host.user));
-  }
-  args.add(kj::str("--"));
-  args.add(kj::heapString(host.host));
-  args.add(sshRemoteCommand(remotePath, name));
+  auto args = sshCommand(url, sshRemoteCommand(remotePath, name));
   auto argv = KJ_MAP(arg, args) -> kj::StringPtr { return arg; };
 
   int fds[2];
@@ -355,6 +361,20 @@ Co<SshChild> startSshChild(Actor& actor, kj::StringPtr hostParam, kj::StringPtr 
   }
   process->started(remotePid);
   co_return SshChild{kj::mv(process), kj::mv(ours)};
+}
+
+namespace {
+
+bool hostLocal(kj::StringPtr address) {
+  return address.startsWith("unix:") || address.startsWith("tcp:127.") ||
+         address.startsWith("tcp:localhost:") || address.startsWith("tcp:[::1]:");
+}
+
+}  // namespace
+
+void stripHostLocalAddresses(wire::SpawnSpec::Builder spec) {
+  if (hostLocal(spec.getRegistryAddress())) spec.setRegistryAddress("");
+  if (hostLocal(spec.getRootAddress())) spec.setRootAddress("");
 }
 
 // ---- the child's side ----

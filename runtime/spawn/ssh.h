@@ -69,6 +69,11 @@ kj::Array<kj::String> hostNames();
 // The command line ssh runs on the remote host for child `name` (tested, and shown in docs).
 kj::String sshRemoteCommand(kj::StringPtr remotePath, kj::StringPtr name);
 
+// The ssh client's argv that runs `remoteCommand` on `host` (a name or URL) as harrow's spawns
+// run it: the same options (BatchMode, keepalives, --harrow-ssh-config). bench/cluster_bench
+// times `sshCommand(host, "/bin/true")` as a spawn's floor.
+kj::Array<kj::String> sshCommand(kj::StringPtr host, kj::StringPtr remoteCommand);
+
 // A child started through ssh: what its supervisor sees of it, and its channel's parent end.
 struct SshChild {
   kj::Own<Process> process;
@@ -81,6 +86,11 @@ struct SshChild {
 // host and ssh's status; ssh's own message is on this process's stderr.
 Co<SshChild> startSshChild(Actor& actor, kj::StringPtr host, kj::StringPtr name,
                            kj::StringPtr remotePath);
+
+// What a parent does to an ssh child's spawn spec: addresses that mean something only on this
+// host (Unix sockets, loopback TCP) are cleared; an etcd registry or a routable TCP address stays,
+// so children through ssh join an etcd registry like any other.
+void stripHostLocalAddresses(wire::SpawnSpec::Builder spec);
 
 // The child's side (harrow::main's `--harrow-ssh-child NAME` mode): moves stdin/stdout off fds 0
 // and 1 (0 becomes /dev/null, 1 a copy of stderr), announces this process on the channel, and

@@ -93,6 +93,26 @@ TEST(SshTest, TheRemoteCommandQuotesEveryWordAndCarriesNoSecret) {
   unsetenv("HARROW_COOKIE");
 }
 
+// An ssh child's spawn spec keeps the secret (it travels inside ssh) and the addresses its host
+// can use (etcd, routable TCP), and loses those local to the parent's host.
+TEST(SshTest, TheSpawnSpecKeepsOnlyAddressesTheOtherHostCanUse) {
+  capnp::MallocMessageBuilder builder;
+  auto spec = builder.initRoot<wire::Message>().initSpawnSpec();
+  kj::byte secret[32] = {1, 2, 3};
+  spec.setTreeSecret(capnp::Data::Reader(secret, sizeof(secret)));
+  spec.setRegistryAddress("unix:/run/user/0/harrow/registry.sock");
+  spec.setRootAddress("tcp:127.0.0.1:4000");
+  stripHostLocalAddresses(spec);
+  EXPECT_EQ(spec.getRegistryAddress(), "");
+  EXPECT_EQ(spec.getRootAddress(), "");
+  EXPECT_TRUE(spec.hasTreeSecret());
+  spec.setRegistryAddress("etcd://10.0.0.1:2379/harrow");
+  spec.setRootAddress("tcp:10.0.0.1:4000");
+  stripHostLocalAddresses(spec);
+  EXPECT_EQ(spec.getRegistryAddress(), "etcd://10.0.0.1:2379/harrow");
+  EXPECT_EQ(spec.getRootAddress(), "tcp:10.0.0.1:4000");
+}
+
 // A node that authenticates, answers `spawned`, then does what `after` says with the link, then
 // keeps it open and says nothing more.
 Co<void> fakeNode(Listener& listener, Actor& node, kj::Function<Co<void>(Channel& link)>& after) {
