@@ -3,6 +3,8 @@
 
 #include <kj/debug.h>
 #include <kj/encoding.h>
+#include <kj/list.h>
+#include <kj/refcount.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -380,7 +382,40 @@ Co<kj::String> Actor::bind(kj::StringPtr address) {
   co_return bound;
 }
 
+// The connections of one listener that are still in the handshake, oldest first: admitting one
+// beyond ChannelServerOptions::maxUnauthenticated cancels the oldest.
+class Actor::Handshaking final : public kj::Refcounted {
+public:
+  explicit Handshaking(size_t limit) : limit(kj::max(limit, size_t(1))) {}
+
+  struct Entry {
+    CancelScope& scope;
+    kj::ListLink<Entry> link;
+  };
+  void admit(Entry& entry) {
+    if (entries.size() >= limit) {
+      Entry& oldest = *entries.begin();
+      entries.remove(oldest);
+      oldest.scope.cancel();
+      ++dropped;
+    }
+    entries.add(entry);
+  }
+  void leave(Entry& entry) {
+    if (entry.link.isLinked()) entries.remove(entry);
+  }
+  uint64_t droppedSoFar() const { return dropped; }
+
+private:
+  size_t limit;
+  uint64_t dropped = 0;
+  kj::List<Entry, &Entry::link> entries;
+};
+
 Co<void> Actor::acceptLoop(Listener& listener) {
+  size_t limit = 64;
+  KJ_IF_MAYBE(options, serverOptions) limit = options->maxUnauthenticated;
+  auto handshaking = kj::refcounted<Handshaking>(limit);
   for (;;) {
     auto accepted = co_await errorOr([&]() { return listener.accept(); });
     KJ_IF_MAYBE(e, accepted.error()) {
@@ -389,9 +424,10 @@ Co<void> Actor::acceptLoop(Listener& listener) {
       co_await timer().afterDelay(100 * kj::MILLISECONDS);
       continue;
     }
-    KJ_ASSERT_NONNULL(channelTasks).startSoon([this, channel = kj::mv(*accepted)]() mutable {
-      return serveIncoming(kj::mv(channel));
-    });
+    KJ_ASSERT_NONNULL(channelTasks).startSoon(
+        [this, channel = kj::mv(*accepted), h = kj::addRef(*handshaking)]() mutable {
+          return serveIncoming(kj::mv(channel), kj::mv(h));
+        });
   }
 }
 
@@ -417,19 +453,32 @@ void Actor::incomingEnded() {
   }
 }
 
-Co<void> Actor::serveIncoming(kj::Own<Channel> channel) {
+Co<void> Actor::serveIncoming(kj::Own<Channel> channel, kj::Own<Handshaking> handshaking) {
   IncomingCount counted(*this);
   kj::Duration timeout = 5 * kj::SECONDS;
   KJ_IF_MAYBE(options, serverOptions) timeout = options->handshakeTimeout;
   kj::Own<Peer> peer;
+  CancelScope admission;
+  Handshaking::Entry entry{admission, {}};
+  handshaking->admit(entry);
+  KJ_DEFER(handshaking->leave(entry));
   KJ_IF_MAYBE(e, co_await errorOf([&]() {
-    return failAfter(timer(), timeout, [&]() -> Co<void> {
-      peer = co_await handshake(kj::mv(channel), *this, /*initiator=*/false);
+    return admission.run([&]() {
+      return failAfter(timer(), timeout, [&]() -> Co<void> {
+        peer = co_await handshake(kj::mv(channel), *this, /*initiator=*/false);
+      });
     });
   })) {
     // A port scanner's connect-and-drop, a half-open connection, garbage: not our problem. The
     // channel (owned by the cancelled handshake) is closed already.
     HARROW_LOG_DEBUG("incoming connection dropped before the hello exchange", describeDrop(*e));
+    co_return;
+  }
+  handshaking->leave(entry);  // authenticated: it no longer counts against the limit
+  if (peer.get() == nullptr) {
+    // Dropped for a newer connection while it had not authenticated (a flood, or a slow peer).
+    HARROW_LOG_DEBUG("incoming connection dropped in the handshake: too many unauthenticated "
+                     "connections on its listener", handshaking->droppedSoFar());
     co_return;
   }
   HARROW_LOG_DEBUG("channel accepted", peer->remote().toString());

@@ -130,6 +130,12 @@ struct ChannelServerOptions {
   // An incoming channel must finish the hello exchange within this, or it is cut off. Also bounds
   // connecting out (connect + hello).
   kj::Duration handshakeTimeout = 5 * kj::SECONDS;
+
+  // At most this many connections per listener may be in the handshake (not yet authenticated)
+  // at once: a new one beyond it drops the oldest, so idle or slow connections (a flood) cannot
+  // hold every descriptor while a legitimate client, which finishes its handshake in a round
+  // trip or two, still gets through (docs/PROTOCOL.md 7).
+  size_t maxUnauthenticated = 64;
 };
 
 class Actor;
@@ -291,8 +297,9 @@ private:
   Co<void> startAttachments();
   Co<void> stopAttachments();
   Co<kj::String> bind(kj::StringPtr address);
+  class Handshaking;
   Co<void> acceptLoop(Listener& listener);
-  Co<void> serveIncoming(kj::Own<Channel> channel);
+  Co<void> serveIncoming(kj::Own<Channel> channel, kj::Own<Handshaking> handshaking);
   Co<void> serveOutbound(Outbound& connection);
   void forgetPeer(Peer& peer);
 };

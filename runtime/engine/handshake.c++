@@ -138,7 +138,8 @@ Co<Agreed> helloExchange(Channel& chan, PeerHost& host, bool initiator, PeerOpti
                          PeerTrust trust) {
   Channel* channel = &chan;
   size_t local = options.maxMessageBytes != 0 ? options.maxMessageBytes : host.maxMessageBytes();
-  channel->setMaxFrameBytes(local);
+  // Nobody has proved anything yet: small frames only (the agreed limit applies afterwards).
+  channel->setMaxFrameBytes(kj::min(local, kj::max(options.preAuthFrameBytes, size_t(1024))));
   capnp::MallocMessageBuilder ours(128);
   {
     auto root = ours.initRoot<wire::Message>();

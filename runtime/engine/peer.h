@@ -63,6 +63,11 @@ struct PeerOptions {
   // Peer handshake() returns holds the limit both sides agreed on instead: the smaller of theirs.
   size_t maxMessageBytes = 0;
 
+  // Until both proofs have checked out (docs/PROTOCOL.md 2.1), frames over this many bytes are
+  // malformed: a stranger's first frames cost this much memory at most, not the message limit.
+  // A hello, a proof or a refusal takes well under 1 KiB.
+  size_t preAuthFrameBytes = MIN_MAX_MESSAGE_BYTES;
+
   // Protocol violations a peer may commit on one channel (each answered as docs/PROTOCOL.md 3.6
   // says) before it is taken as hostile and the channel is closed: a broken peer that keeps
   // sending what it must not costs this actor a bounded amount of work. 0: no limit.
