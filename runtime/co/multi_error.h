@@ -1,7 +1,7 @@
 // MultiError: several concurrent failures raised together (trio's MultiError).
 //
 // A KJ promise can only carry a kj::Exception, so a MultiError is one: its description lists
-// every error, numbered and indented, and errorsIn() gives them back one by one.
+// every error, numbered and indented, and failuresIn() gives them back one by one.
 
 #pragma once
 
@@ -15,8 +15,9 @@ kj::Exception makeMultiError(kj::Array<kj::Exception> errors);
 
 bool isMultiError(const kj::Exception& exception);
 
-// The errors a MultiError holds (each as its description), or the exception itself if it is not
-// one.
+// The errors a MultiError holds, as text: each one's description, one level deep (the
+// exception's own if it is not one). For printing; to handle errors, use failuresIn(), the
+// accessor the documentation names.
 kj::Array<kj::String> errorsIn(const kj::Exception& exception);
 
 // Every single failure inside `exception`, MultiErrors within MultiErrors unnested, each once, as

@@ -3,6 +3,7 @@
 #include <kj/debug.h>
 #include <kj/vector.h>
 
+#include <algorithm>
 #include <cxxabi.h>
 #include <elfutils/libdwfl.h>
 #include <stdlib.h>
@@ -315,6 +316,14 @@ kj::String symbolize(kj::ArrayPtr<void* const> trace) {
       previousIndex = f.index;
     }
     if (folded > 0) {
+      // Always in this order, whichever came first in the trace.
+      constexpr kj::StringPtr ORDER[] = {"harrow"_kj, "kj"_kj, "capnp"_kj, "std"_kj, "libc"_kj};
+      auto rank = [&](kj::StringPtr owner) {
+        for (auto i : kj::indices(ORDER)) if (ORDER[i] == owner) return i;
+        return kj::size(ORDER);
+      };
+      std::sort(owners.begin(), owners.end(),
+                [&](kj::StringPtr a, kj::StringPtr b) { return rank(a) < rank(b); });
       lines.add(kj::str("\u2026 ", folded, folded == 1 ? " frame in " : " frames in ",
                         listed(owners), " (HARROW_TRACE=full shows them)"));
     }
