@@ -19,7 +19,6 @@
 namespace harrow {
 
 namespace {
-uint64_t nextPeerSerial = 1;
 
 // What every MessageTooLarge error suggests.
 constexpr kj::StringPtr LARGE_MESSAGE_HINT =
@@ -75,7 +74,7 @@ void PeerHost::setMaxMessageBytes(size_t bytes) {
 Peer::Peer(kj::Own<Channel> channel, PeerHost& host, ActorIdentity remote, bool initiator,
            PeerOptions options, PeerTrust trust)
     : chan(kj::mv(channel)), hostRef(host), remoteId(kj::mv(remote)), options(options),
-      trustedAs(trust), nextCallId(initiator ? 1 : 2), serialNumber(nextPeerSerial++),
+      trustedAs(trust), nextCallId(initiator ? 1 : 2),
       closedPromise(newClosedPromise(closedFulfiller)) {
   if (this->options.maxMessageBytes == 0) this->options.maxMessageBytes = host.maxMessageBytes();
   chan->setMaxFrameBytes(this->options.maxMessageBytes);
@@ -188,8 +187,6 @@ bool Peer::isOurs(uint64_t callId) const { return (callId & 1) == (nextCallId & 
 bool Peer::wasUsed(uint64_t callId) const {
   return isOurs(callId) ? callId < nextCallId : callId <= highestPeerCallId;
 }
-
-kj::Maybe<const kj::Exception&> Peer::closedBecause() const { return closeReason; }
 
 void Peer::addRoute(uint64_t callId, Route& route) {
   routes.insert(callId, &route);

@@ -233,7 +233,6 @@ public:
   // Describes a task this side opened, for error messages: "the call Store.put to actor 'store'
   // (uuid)", from the start's params type if the typed layer set it.
   kj::String describeOutgoing(OutgoingMessage& start, MethodKind kind);
-  kj::Maybe<const kj::Exception&> closedBecause() const;
 
   // Resolves once this side has stopped serving the channel: it closed or failed (serve() ended),
   // serve() was cancelled, or the Peer was destroyed. Never rejects; any number of waiters.
@@ -244,9 +243,6 @@ public:
   // every task has been told so and is unwinding: the owner waits for this before destroying
   // the Peer, which the tasks still refer to.
   kj::Promise<void> whenDrained();
-
-  // A number unique to this Peer within the process (for logs and for telling channels apart).
-  uint64_t serial() const { return serialNumber; }
 
   // Why the channel was lost, as its owner knows it: a supervisor knows how its child died,
   // which the channel (EOF, ECONNRESET, EPIPE) cannot tell. With an explainer, a channel that
@@ -275,7 +271,6 @@ private:
   bool closed = false;
   kj::Maybe<kj::Exception> closeReason;
   kj::Maybe<kj::Exception> notServing;  // serve() was cancelled: call() and open() raise this
-  uint64_t serialNumber;
   bool violationLogged = false;
   uint32_t violations = 0;  // committed by the peer on this channel (PeerOptions::maxViolations)
   kj::Own<kj::PromiseFulfiller<void>> closedFulfiller;
