@@ -291,8 +291,11 @@ private:
   kj::HashMap<kj::String, Outbound*> outboundByAddress;  // the open one to use, per address
   struct IncomingCount;
   size_t liveIncoming = 0;  // incoming channels being served (or handshaking)
-  size_t incomingPeak = 0;  // their most since memory was last handed back
+  bool trimArmed = false;   // an incoming channel ended: memory goes back to the system soon
+  kj::Promise<void> trimLater = kj::READY_NOW;
+  kj::TimePoint lastTrim = kj::origin<kj::TimePoint>();
   void incomingEnded();
+  void trimMemory();
 
   Co<void> startAttachments();
   Co<void> stopAttachments();

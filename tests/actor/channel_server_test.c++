@@ -3,6 +3,7 @@
 
 #include <harrow/actor/actor.h>
 #include <harrow/co/cancel_scope.h>
+#include "tests/on_thread.h"
 
 #include <gtest/gtest.h>
 #include <kj/async-io.h>
@@ -10,7 +11,6 @@
 #include <kj/debug.h>
 #include <kj/encoding.h>
 
-#include <fcntl.h>
 #include <stdio.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -19,7 +19,6 @@
 
 #include <fstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 namespace harrow {
@@ -82,23 +81,9 @@ TEST(ChannelServerTest, AConnectionFloodLeavesNoMemoryBehind) {
   actor.serve([&]() -> Co<void> {
     // A first, small flood: what any first connection allocates for good is not the question.
     for (int round = 0; round < 2; ++round) {
-      int done[2];
-      KJ_SYSCALL(pipe2(done, O_CLOEXEC | O_NONBLOCK));
       if (round == 1) before = rssAnonKb();
-      std::thread clients([&, round]() {
-        flood(name, round == 0 ? 16 : CONNECTIONS);
-        char byte = 1;
-        (void)!write(done[1], &byte, 1);
-      });
-      {
-        kj::UnixEventPort::FdObserver observer(actor.eventPort(), done[0],
-                                               kj::UnixEventPort::FdObserver::OBSERVE_READ);
-        char byte;
-        while (read(done[0], &byte, 1) != 1) co_await observer.whenBecomesReadable();
-      }
-      clients.join();
-      close(done[0]);
-      close(done[1]);
+      co_await testing::onThread(actor.eventPort(),
+                                 [&, round]() { flood(name, round == 0 ? 16 : CONNECTIONS); });
       // Every connection's task has ended by the time its socket closed; let the loop finish
       // unwinding them.
       co_await kj::evalLast([]() {});
