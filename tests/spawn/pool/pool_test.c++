@@ -222,6 +222,55 @@ TEST_F(PoolTest, MapUnorderedDeliversEveryItemExactlyOnce) {
   EXPECT_EQ(known.size(), 3u);
 }
 
+TEST_F(PoolTest, TwoMapsAtOnceShareTheWorkers) {
+  auto first = jobs(1500);
+  auto second = jobs(700);
+  for (auto& job : second) job.n += 10000;
+  auto failure = runRoot([&]() -> Co<void> {
+    co_await openWorkerPool<SquarerImpl>(root, 2, &SquarerActor::Server::work,
+                                         [&](Pool& pool) -> Co<void> {
+      kj::Array<Received<Squarer::Done>> a, b;
+      co_await openNursery([&](TaskNursery& tasks) -> Co<void> {
+        tasks.startSoon([&]() -> Co<void> { a = co_await pool.map(first, fillJob); });
+        b = co_await pool.map(second, fillJob);
+      });
+      for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i]->getSquare(), int64_t(i * i)) << i;
+      for (size_t i = 0; i < b.size(); ++i) {
+        EXPECT_EQ(b[i]->getSquare(), int64_t((i + 10000) * (i + 10000))) << i;
+        known.insert(b[i]->getPid());
+      }
+    });
+  });
+  KJ_IF_MAYBE(e, failure) ADD_FAILURE() << text(*e);
+}
+
+TEST_F(PoolTest, AMapCancelledMidwayLeavesThePoolUsable) {
+  auto slow = jobs(100000, 50);
+  auto quick = jobs(300);
+  size_t answered = 0;
+  auto failure = runRoot([&]() -> Co<void> {
+    co_await openWorkerPool<SquarerImpl>(root, 2, &SquarerActor::Server::work,
+                                         [&](Pool& pool) -> Co<void> {
+      CancelScope scope;
+      co_await scope.run([&]() -> Co<void> {
+        co_await pool.mapUnordered(slow, fillJob, [&](size_t, Squarer::Done::Reader done) {
+          known.insert(done.getPid());
+          if (++answered == 200) scope.cancel();
+        });
+      });
+      EXPECT_TRUE(scope.cancelledCaught());
+      auto results = co_await pool.map(quick, fillJob);
+      for (size_t i = 0; i < results.size(); ++i) {
+        EXPECT_EQ(results[i]->getSquare(), int64_t(i * i)) << i;
+        known.insert(results[i]->getPid());
+      }
+      EXPECT_EQ(pool.restarts(), 0u) << "the workers served the next map";
+    });
+  });
+  KJ_IF_MAYBE(e, failure) ADD_FAILURE() << text(*e);
+  EXPECT_EQ(known.size(), 2u);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Workers that die
 
