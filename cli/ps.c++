@@ -109,7 +109,8 @@ Co<int> ps(Session& session) {
             ", \"uptimeSeconds\": ", seconds(info.getUptimeNanos()),
             ", \"tasksInFlight\": ", info.getTasksInFlight(),
             ", \"residentBytes\": ", info.getResidentBytes(),
-            ", \"channels\": ", info.getChannels(), ", \"error\": null");
+            ", \"channels\": ", info.getChannels(), ", \"host\": ", jsonString(info.getHost()),
+            ", \"error\": null");
       } else {
         fields = kj::str(", \"error\": ", jsonString(row->error));
       }
@@ -133,8 +134,8 @@ Co<int> ps(Session& session) {
     printLine(kj::str(padded, spaces(nameWidth - padded.size() + 2), rest));
   };
   char header[160];
-  snprintf(header, sizeof(header), "%-8s %-7s %8s %6s %8s  %s", "UUID", "PID", "UPTIME", "TASKS",
-           "RSS", "ADDRESS");
+  snprintf(header, sizeof(header), "%-8s %-7s %8s %6s %8s  %-16s %s", "UUID", "PID", "UPTIME",
+           "TASKS", "RSS", "HOST", "ADDRESS");
   line("NAME", 0, header);
   for (Row* row : ordered) {
     char text[256];
@@ -142,10 +143,10 @@ Co<int> ps(Session& session) {
     if (row->entry.addresses.size() > 0) address = row->entry.addresses[0];
     KJ_IF_MAYBE(received, row->info) {
       auto info = (*received)->getInfo();
-      snprintf(text, sizeof(text), "%-8.8s %-7u %8s %6u %8s  %s", row->uuid.cStr(),
+      snprintf(text, sizeof(text), "%-8.8s %-7u %8s %6u %8s  %-16s %s", row->uuid.cStr(),
                row->entry.pid, humanDuration(info.getUptimeNanos()).cStr(),
                info.getTasksInFlight(), humanBytes(info.getResidentBytes()).cStr(),
-               address.cStr());
+               info.getHost().cStr(), address.cStr());
       line(row->entry.name, row->depth, text);
     } else {
       snprintf(text, sizeof(text), "%-8.8s %-7u  (no answer: %s)", row->uuid.cStr(),

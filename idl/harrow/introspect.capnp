@@ -39,6 +39,8 @@ interface Introspect $Harrow.actor {
     residentBytes @7 :UInt64;  # VmRSS of its process
     tasksInFlight @8 :UInt32;  # open tasks over all its channels, both directions
     channels @9 :UInt32;       # its channels (peers) now
+    host @10 :Text;            # the host its process runs on (gethostname): children started
+                               # through ssh or a node run elsewhere than their parent
   }
 
   enum Kind {

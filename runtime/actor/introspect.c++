@@ -71,6 +71,8 @@ public:
     out.setResidentBytes(residentBytes());
     out.setTasksInFlight(tasks);
     out.setChannels(actor.peers().size());
+    char host[256] = {};
+    if (gethostname(host, sizeof(host) - 1) == 0) out.setHost(host);
     co_return;
   }
 

@@ -60,6 +60,13 @@ const char* liarPath = nullptr;
 constexpr kj::Duration GUARD = 60 * kj::SECONDS;
 constexpr unsigned WATCHDOG_SECONDS = 120;
 
+// This machine's host name, as `harrow ps` shows it for an actor running here.
+std::string thisHost() {
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  return host;
+}
+
 // A parsed JSON document (capnp's JSON codec), with lookups that fail the test clearly.
 class Json {
 public:
@@ -245,6 +252,7 @@ TEST_F(CliTest, PsListsEveryActorUnderItsParent) {
       EXPECT_TRUE(get(actor, "error").isNull()) << name;
       EXPECT_GT(num(get(actor, "residentBytes")), 0) << name;
       EXPECT_GE(num(get(actor, "uptimeSeconds")), 0) << name;
+      EXPECT_EQ(str(get(actor, "host")), thisHost()) << name;  // where each one runs
     }
     // Each node's pid is the one it printed ("[n0.1] pid 1234: leaf, holding").
     EXPECT_NE(tree->outputSoFar().find(
