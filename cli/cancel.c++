@@ -70,7 +70,8 @@ kj::Maybe<kj::String> whyNotThisUser(int pidfd, pid_t pid) {
     }
   }
   if (syscall(SYS_pidfd_send_signal, pidfd, 0, nullptr, 0) != 0) {
-    return kj::str("process ", pid, " has exited");
+    if (errno == ESRCH) return kj::str("process ", pid, " has exited");
+    return kj::str("process ", pid, " may not be signalled by this user: ", strerror(errno));
   }
   if (real < 0) return kj::str("/proc/", pid, "/status cannot be read");
   if (real != long(geteuid()) || effective != long(geteuid())) {

@@ -9,7 +9,7 @@
 //  - cancel ends an actor gracefully (its parent reaps it and carries on), and kills one whose
 //    teardown outlasts the grace period (its parent sees it die), over a Unix socket and over
 //    loopback TCP; it never signals a pid it was only told (an actor that lies about its pid:
-//    the pid's process lives on);
+//    the pid's process lives on), nor a process of another user (a tree run as `nobody`);
 //  - a wrong cookie is refused (exit 4), an unknown name is exit 3, bad usage exit 2;
 // and no process is left behind.
 //
@@ -29,9 +29,13 @@
 #include <kj/async-io.h>
 #include <kj/debug.h>
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -510,6 +514,72 @@ TEST_F(CliTest, CancelNeverKillsAPidItWasOnlyToldOverAUnixSocket) {
 
 TEST_F(CliTest, CancelNeverKillsAPidItWasOnlyToldOverLoopbackTcp) {
   cancelNeverKillsAPidItWasOnlyTold(*this, "tcp");
+}
+
+// An honest actor of another user (its tree runs as `nobody`, through setpriv, with a copy of the
+// cookie and a TCP registry): root may signal any process, but harrow cancel signals only this
+// user's. Asked to leave, the actor's teardown outlasts the grace period (a stopped leaf below
+// it): harrow says it could not verify the process (its uid) and does not kill it.
+TEST_F(CliTest, CancelNeverKillsAProcessOfAnotherUser) {
+  if (geteuid() != 0 || getpwnam("nobody") == nullptr || access("/usr/bin/setpriv", X_OK) != 0) {
+    GTEST_SKIP() << "needs root, user nobody and setpriv";
+  }
+  struct passwd* nobody = getpwnam("nobody");
+  // What `nobody` may use: a copy of the tree program, a copy of the cookie it owns, a runtime
+  // directory of its own.
+  char buffer[] = "/tmp/harrow-cli-other-user-XXXXXX";
+  ASSERT_NE(mkdtemp(buffer), nullptr);
+  std::string dir = buffer;
+  KJ_DEFER((void)!system(("rm -rf '" + dir + "'").c_str()));
+  ASSERT_EQ(chmod(dir.c_str(), 0755), 0);
+  ASSERT_EQ(system(("cp '" + std::string(treePath) + "' '" + dir + "/tree'").c_str()), 0);
+  ASSERT_EQ(system(("cp '" + cookie + "' '" + dir + "/cookie'").c_str()), 0);
+  ASSERT_EQ(chown((dir + "/cookie").c_str(), nobody->pw_uid, nobody->pw_gid), 0);
+  ASSERT_EQ(mkdir((dir + "/run").c_str(), 0700), 0);
+  ASSERT_EQ(chown((dir + "/run").c_str(), nobody->pw_uid, nobody->pw_gid), 0);
+  int port = 0;
+  {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_in address = {};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+    socklen_t size = sizeof(address);
+    ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size), 0);
+    port = ntohs(address.sin_port);
+    close(fd);
+  }
+  registry = "tcp:127.0.0.1:" + std::to_string(port);
+  run([&]() -> Co<void> {
+    auto tree = kj::heap<Program>(io, std::vector<std::string>{
+        "/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+        dir + "/tree", "--depth=2", "--width=1", "--fail=none", "--hold",
+        "--harrow-registry=" + registry, "--harrow-transport=tcp",
+        "--harrow-cookie=" + dir + "/cookie"},
+        std::vector<std::string>{"XDG_RUNTIME_DIR=" + dir + "/run"});
+    known.insert(tree->getPid());
+    co_await tree->waitForCount("leaf, holding", 1);
+    Actors actors;
+    auto json = co_await ps(actors);
+    pid_t n0 = num(get(actors.at("n0"), "pid"));
+    pid_t leaf = num(get(actors.at("n0.0"), "pid"));
+    KJ_SYSCALL(kill(leaf, SIGSTOP));
+
+    auto cancelled = co_await harrow(argv("cancel", "n0", "--grace=0.05"));
+    EXPECT_EQ(cancelled.exitCode(), 1) << cancelled.describe();
+    EXPECT_NE(cancelled.err.find("runs as uid " + std::to_string(nobody->pw_uid)),
+              std::string::npos) << cancelled.describe();
+    EXPECT_NE(cancelled.err.find("not killed"), std::string::npos) << cancelled.describe();
+    KJ_IF_MAYBE(stat, readStat(n0)) {
+      EXPECT_NE(stat->state, 'Z') << "n0 was killed";
+    }
+    // n0 leaves by itself once its own grace period for the stopped leaf is over.
+    KJ_SYSCALL(kill(leaf, SIGCONT));
+    EXPECT_TRUE(harrow::testing::waitForExit(n0, 10000)) << "n0 did not leave";
+    tree->signal(SIGINT);
+    co_await tree->finish();
+  });
 }
 
 TEST_F(CliTest, AWrongCookieIsRefused) {
