@@ -504,6 +504,9 @@ Co<void> Actor::serveIncoming(kj::Own<Channel> channel, kj::Own<Handshaking> han
   })) {
     if (isTransportClosed(*e)) {
       HARROW_LOG_DEBUG("channel lost", peer->remote().toString(), *e);
+    } else if (isMalformedFrame(*e) || isProtocolViolation(*e)) {
+      // The peer's violation, logged (rate-limited, without our trace) by the Peer already.
+      HARROW_LOG_DEBUG("channel ended", peer->remote().toString(), *e);
     } else {
       KJ_LOG(WARNING, "channel ended", peer->remote().toString(), *e);
     }

@@ -245,19 +245,40 @@ kj::Promise<void> Peer::whenWritable() {
 
 void Peer::logViolation(uint64_t callId, kj::StringPtr what,
                         kj::Maybe<const kj::Exception&> trace) {
-  // A hostile or broken peer can send violations as fast as it likes: one warning per channel,
-  // without a stack trace (it would be ours, not the peer's), the details at debug level; past
-  // options.maxViolations serve() closes the channel.
+  // A hostile or broken peer can send violations as fast as it likes: the host's ViolationLog
+  // bounds the warnings; past options.maxViolations serve() closes the channel.
   ++violations;
-  if (!violationLogged) {
-    violationLogged = true;
-    KJ_LOG(WARNING, "protocol violation by peer (further ones on this channel are logged at "
-           "debug level)", remoteId.toString(), callId, what);
+  hostRef.violationLog().report(remoteId, kj::str("task ", callId, ": ", what));
+  KJ_IF_MAYBE(e, trace) HARROW_LOG_DEBUG("protocol violation by peer", remoteId.toString(), callId, *e);
+}
+
+void ViolationLog::report(const ActorIdentity& peer, kj::StringPtr what) {
+  auto name = peer.toString();
+  HARROW_LOG_DEBUG("protocol violation by peer", name, what);
+  if (byPeer.size() >= MAX_PEERS && byPeer.find(name) == nullptr) {
+    name = kj::str("(one of ", MAX_PEERS, "+ peers)");
   }
-  KJ_IF_MAYBE(e, trace) {
-    HARROW_LOG_DEBUG("protocol violation by peer", remoteId.toString(), callId, *e);
-  } else {
-    HARROW_LOG_DEBUG("protocol violation by peer", remoteId.toString(), callId, what);
+  auto& entry = byPeer.findOrCreate(name, [&]() {
+    return kj::HashMap<kj::String, Entry>::Entry{kj::heapString(name), Entry{}};
+  });
+  ++entry.count;
+  if (entry.count <= VIOLATIONS_IN_DETAIL) {
+    if (entry.count < VIOLATIONS_IN_DETAIL) {
+      KJ_LOG(WARNING, "protocol violation by peer", name, what);
+    } else {
+      KJ_LOG(WARNING, "protocol violation by peer (further ones are counted, details at debug "
+             "level)", name, what);
+    }
+    entry.lastSummary = kj::systemCoarseMonotonicClock().now();
+    return;
+  }
+  ++entry.unlogged;
+  auto now = kj::systemCoarseMonotonicClock().now();
+  if (now - entry.lastSummary >= VIOLATION_SUMMARY_INTERVAL) {
+    KJ_LOG(WARNING, kj::str(entry.unlogged, " more protocol violations by peer ", name, " (",
+                            entry.count, " in all)"), what);
+    entry.unlogged = 0;
+    entry.lastSummary = now;
   }
 }
 
@@ -373,7 +394,7 @@ Co<void> Peer::serve() {
       // E.g. a frame over the limit both sides stated in their hellos, or one violation too
       // many: the peer broke the protocol. Tell it why before the channel closes
       // (docs/PROTOCOL.md 1, 3.6).
-      KJ_LOG(WARNING, "protocol violation by peer", remoteId.toString(), *e);
+      hostRef.violationLog().report(remoteId, e->getDescription());
       if (!closed) sendError(0, *e, wire::ErrorKind::PROTOCOL_VIOLATION, "this channel");
     }
     if (isCancelled(*e)) {

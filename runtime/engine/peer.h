@@ -108,6 +108,30 @@ struct TaskInfo {
   kj::TimePoint openedAt = kj::origin<kj::TimePoint>();  // kj::systemCoarseMonotonicClock()
 };
 
+// Protocol violations by the peers of one actor, as its log shows them: per peer (by identity,
+// whatever channel it came on), the first VIOLATIONS_IN_DETAIL at warning level with what was
+// wrong, then at most one line per VIOLATION_SUMMARY_INTERVAL counting the ones since; every one
+// at debug level. Never a stack trace: it would be this actor's, not the peer's. So a peer that
+// holds the cookie and sends junk as fast as it can fills no disk (strangers never get this far:
+// PeerHost::authenticationFailed).
+class ViolationLog {
+public:
+  static constexpr uint32_t VIOLATIONS_IN_DETAIL = 3;
+  static constexpr kj::Duration VIOLATION_SUMMARY_INTERVAL = 10 * kj::SECONDS;
+  // Peers tracked at once; violations of peers beyond it share one entry.
+  static constexpr size_t MAX_PEERS = 1024;
+
+  void report(const ActorIdentity& peer, kj::StringPtr what);
+
+private:
+  struct Entry {
+    uint64_t count = 0;
+    uint64_t unlogged = 0;
+    kj::TimePoint lastSummary = kj::origin<kj::TimePoint>();
+  };
+  kj::HashMap<kj::String, Entry> byPeer;
+};
+
 // What a Peer needs from the actor that owns it.
 class PeerHost {
 public:
@@ -140,12 +164,16 @@ public:
   // This actor's counters (<harrow/engine/metrics.h>); on when HARROW_METRICS is set.
   Metrics& metrics() { return metricsStore; }
 
+  // Where its Peers log the violations of their peers.
+  ViolationLog& violationLog() { return violations; }
+
   // Every Peer of this host that exists now, whatever its state (introspection walks them).
   kj::ArrayPtr<Peer* const> peers() const { return livePeers; }
 
 private:
   size_t maxMessage = defaultMaxMessageBytes();
   Metrics metricsStore;
+  ViolationLog violations;
   kj::Vector<Peer*> livePeers;  // maintained by Peer's constructor and destructor
   friend class Peer;
 };
@@ -218,8 +246,8 @@ public:
   // task for that message.
   void sendError(uint64_t callId, const kj::Exception& error, wire::ErrorKind kind,
                  kj::StringPtr task);
-  // Logs a violation by the peer: the first on this channel at warning level, the rest (and the
-  // trace, if any) at debug level.
+  // Logs a violation by the peer through the host's ViolationLog (the trace, if any, at debug
+  // level only).
   void logViolation(uint64_t callId, kj::StringPtr what, kj::Maybe<const kj::Exception&> trace);
   bool isClosed() const { return closed; }
   const PeerOptions& getOptions() const { return options; }
@@ -271,7 +299,6 @@ private:
   bool closed = false;
   kj::Maybe<kj::Exception> closeReason;
   kj::Maybe<kj::Exception> notServing;  // serve() was cancelled: call() and open() raise this
-  bool violationLogged = false;
   uint32_t violations = 0;  // committed by the peer on this channel (PeerOptions::maxViolations)
   kj::Own<kj::PromiseFulfiller<void>> closedFulfiller;
   kj::ForkedPromise<void> closedPromise;

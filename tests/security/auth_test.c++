@@ -297,6 +297,48 @@ TEST_F(AuthTest, AWrongOrReplayedMacIsRefused) {
   });
 }
 
+// A member of the tree (it knows the secret) that sends garbage, reconnecting each time the actor
+// closes on it: the actor logs its first few violations with what was wrong, then counts, and
+// never logs a stack trace for one (issue #19, 6: it was 2-3 warnings with traces per frame).
+TEST_F(AuthTest, AMemberSendingMalformedFramesIsLoggedAFewTimesThenCountedWithoutTraces) {
+  run([&]() -> Co<void> {
+    auto identity = ActorIdentity::random("junk");
+    for (int i = 0; i < 20; ++i) {
+      auto channel = co_await connect(network(), unixAddress());
+      wire::Message::Builder root = nullptr;
+      auto ours = newMessage(root);
+      auto hello = root.initHello();
+      identity.toWire(hello.initId());
+      hello.setProtocolVersion(wire::PROTOCOL_VERSION);
+      setHelloNonce(hello);
+      channel->send(*ours);
+      auto theirs = co_await receiveOne(*channel);
+      auto proof = handshakeProof(victim.treeSecret(), HandshakeRole::OPENER, hello.asReader(),
+                                  theirs->getRoot<wire::Message>().getHello());
+      auto m = newMessage(root);
+      root.setAuthenticate(capnp::Data::Reader(proof.begin(), proof.size()));
+      channel->send(*m);
+      auto answer = co_await receiveOne(*channel);
+      KJ_ASSERT(answer->getRoot<wire::Message>().isAuthenticate());
+      co_await channel->flush();
+      // A segment table claiming 2^32 segments: a malformed frame, which ends the channel.
+      static const kj::byte garbage[8] = {0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0};
+      co_await channel->getStream().write(garbage, sizeof(garbage));
+      kj::Maybe<kj::Own<capnp::MessageReader>> next;
+      do {
+        next = nullptr;
+        KJ_IF_MAYBE(e, co_await errorOf([&]() -> Co<void> { next = co_await channel->receive(); })) {
+          break;  // a reset is a close too
+        }
+      } while (next != nullptr);
+    }
+    co_await expectStillServing();
+  });
+  EXPECT_LE(warnings, int(ViolationLog::VIOLATIONS_IN_DETAIL)) << warningLines;
+  EXPECT_EQ(warningLines.find("stack:"), std::string::npos) << warningLines;
+  EXPECT_NE(warningLines.find("further ones are counted"), std::string::npos) << warningLines;
+}
+
 TEST_F(AuthTest, AnActorRefusesAnAcceptorThatCannotProveTheSecret) {
   // An impostor listens where the friend connects: it answers the hello and a made-up proof.
   run([&]() -> Co<void> {
