@@ -4,6 +4,8 @@
 //    on; strangers that skip the proof, send cancelActor or a wrong MAC are refused the same way,
 //    and the daemon logs at most one warning for all of them;
 //  - a cookie file others may read stops the root with an error naming the file;
+//  - a runtime directory another uid (nobody, through setpriv) created first stops the root at
+//    once with harrow.UnsafeFile naming the directory, its owner and what to do;
 //  - with no registry given, daemon and client meet in the default registry, a Unix socket in the
 //    user's runtime directory, while a squatter of another uid (nobody, through setpriv) on the
 //    old default, tcp:127.0.0.1:1616, gets no connection at all;
@@ -227,6 +229,37 @@ TEST_F(ProgramsTest, ACookieOthersMayReadStopsTheRootWithAnErrorNamingIt) {
         << d->outputSoFar();
     EXPECT_FALSE(has(d->outputSoFar(), "ready")) << d->outputSoFar();
   });
+}
+
+TEST_F(ProgramsTest, ARuntimeDirectoryAnotherUserCreatedFirstStopsTheRootSayingWhoAndWhatToDo) {
+  if (geteuid() != 0 || getpwnam("nobody") == nullptr || access("/usr/bin/setpriv", X_OK) != 0) {
+    GTEST_SKIP() << "needs root, user nobody and setpriv (to squat as another uid)";
+  }
+  // $XDG_RUNTIME_DIR stands in for /tmp: anyone may create names in it.
+  std::string xdg = dir + "/xdg";
+  ASSERT_EQ(mkdir(xdg.c_str(), 0700), 0);
+  ASSERT_EQ(chmod(dir.c_str(), 0755), 0);
+  ASSERT_EQ(chmod(xdg.c_str(), 01777), 0);
+  pid_t squatter = testing::spawnProgram({"/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup",
+                                          "--clear-groups", "/bin/mkdir", "-m", "0777",
+                                          xdg + "/harrow"}, -1, -1, -1);
+  int status;
+  ASSERT_EQ(waitpid(squatter, &status, 0), squatter);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  run([&]() -> Co<void> {
+    Program d(io, {daemonPath}, {"XDG_RUNTIME_DIR=" + xdg, "HARROW_REGISTRY=", "HARROW_COOKIE="});
+    known.insert(d.getPid());
+    int exit = co_await d.finish();
+    EXPECT_TRUE(WIFEXITED(exit) && WEXITSTATUS(exit) == 1) << exit << d.outputSoFar();
+    auto output = d.outputSoFar();
+    EXPECT_TRUE(has(output, "harrow.UnsafeFile: harrow's runtime directory " + xdg + "/harrow"))
+        << output;
+    EXPECT_TRUE(has(output, " (nobody), not to this user")) << output;
+    EXPECT_TRUE(has(output, "XDG_RUNTIME_DIR")) << output;
+    EXPECT_FALSE(has(output, "ready")) << output;
+  });
+  // Nothing of the root's went into the squatted directory.
+  EXPECT_NE(access((xdg + "/harrow/cookie").c_str(), F_OK), 0);
 }
 
 TEST_F(ProgramsTest, TheDefaultRegistryIsPrivateAndASquatterOnTheOldPortGetsNothing) {
