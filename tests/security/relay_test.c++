@@ -1,0 +1,200 @@
+// A relay in the middle of a TCP channel (issue #19, 1): a process of another user (`nobody`,
+// when the test runs as root) listens where a client connects, passes the client's handshake on
+// to examples/multi_program's daemon unchanged, and then injects a forged cancelActor, drops,
+// reorders, modifies or replays the client's frames (tests/security/relay.c++). Every attempt
+// ends that channel, which the daemon logs as a frame that failed its tag; the client's calls on
+// it fail; the daemon is not cancelled and goes on serving everyone else. Untouched (`pass`), the
+// same relay carries the calls through, so what fails is the tampering, not the relaying. No
+// process is left behind.
+//
+// Usage (from BUILD.bazel): relay_test DAEMON RELAY
+
+#include <harrow/actor/actor.h>
+#include <harrow/actor/cookie.h>
+#include <harrow/co/cancel_scope.h>
+#include <harrow/co/nursery.h>
+#include <harrow/registry.capnp.harrow.h>
+#include "tests/processes.h"
+#include "tests/program.h"
+
+#include <capnp/serialize.h>
+#include <gtest/gtest.h>
+#include <kj/async-io.h>
+#include <kj/debug.h>
+#include <kj/encoding.h>
+
+#include <pwd.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <set>
+#include <string>
+#include <vector>
+
+namespace harrow {
+namespace {
+
+using testing::childrenOf;
+using testing::describe;
+using testing::field;
+using testing::Program;
+using testing::readStat;
+
+const char* daemonPath = nullptr;
+const char* relayPath = nullptr;
+constexpr kj::Duration GUARD = 60 * kj::SECONDS;
+
+// The frame a relay would love to slip in: cancel the actor.
+std::string cancelActorHex() {
+  capnp::MallocMessageBuilder message;
+  message.initRoot<wire::Message>().setCancelActor();
+  auto flat = capnp::messageToFlatArray(message);
+  return kj::encodeHex(flat.asBytes()).cStr();
+}
+
+class RelayTest : public ::testing::Test {
+protected:
+  ~RelayTest() noexcept override {}
+
+  kj::AsyncIoContext io = kj::setupAsyncIo();
+  std::set<pid_t> known;
+  std::string dir = []() {
+    char buffer[] = "/tmp/harrow-relay-test-XXXXXX";
+    KJ_ASSERT(mkdtemp(buffer) != nullptr);
+    chmod(buffer, 0755);  // the relay's copy must be reachable by `nobody`
+    return std::string(buffer);
+  }();
+  std::string cookie = dir + "/cookie";
+
+  void TearDown() override {
+    for (auto& child : childrenOf(getpid())) {
+      ADD_FAILURE() << "a child process is left: " << describe(child);
+    }
+    for (pid_t pid : known) {
+      KJ_IF_MAYBE(stat, readStat(pid)) {
+        if (stat->state == 'Z' && stat->ppid != getpid()) continue;
+        ADD_FAILURE() << "a process of the test still exists: " << describe(*stat);
+      }
+    }
+    std::string command = "rm -rf '" + dir + "'";
+    (void)!system(command.c_str());
+  }
+
+  // The relay, as `nobody` if this process may run it so (from a copy nobody can execute).
+  kj::Own<Program> relay(int targetPort, const std::string& mode) {
+    std::vector<std::string> args = {relayPath, std::to_string(targetPort), mode};
+    if (mode == "inject") args.push_back(cancelActorHex());
+    if (geteuid() == 0 && getpwnam("nobody") != nullptr && access("/usr/bin/setpriv", X_OK) == 0) {
+      std::string copy = dir + "/relay";
+      if (access(copy.c_str(), X_OK) != 0) {
+        std::string command = "cp '" + std::string(relayPath) + "' '" + copy + "'";
+        KJ_ASSERT(system(command.c_str()) == 0);
+        chmod(copy.c_str(), 0755);
+      }
+      args[0] = copy;
+      args.insert(args.begin(), {"/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup",
+                                 "--clear-groups"});
+    }
+    auto program = kj::heap<Program>(io, args);
+    known.insert(program->getPid());
+    return program;
+  }
+};
+
+// Two registry calls at once through `peer` (two frames in one write): how many succeeded.
+Co<int> twoCalls(Peer& peer, kj::Timer& timer) {
+  registry::RegistryActor::Portal registry(peer);
+  int ok = 0;
+  co_await openNursery([&](TaskNursery& n) -> Co<void> {
+    for (int i = 0; i < 2; ++i) {
+      n.startSoon([&]() -> Co<void> {
+        auto failed = co_await errorOf([&]() {
+          return failAfter(timer, 10 * kj::SECONDS, [&]() -> Co<void> {
+            auto found = co_await registry.find("no-such-actor");
+            EXPECT_FALSE(found->getFound());
+          });
+        });
+        if (failed == nullptr) ++ok;
+      });
+    }
+    co_return;
+  });
+  co_return ok;
+}
+
+TEST_F(RelayTest, EveryTamperingAfterTheHandshakeEndsThatChannelAndNothingElse) {
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+    failAfter(io.provider->getTimer(), GUARD, [&]() -> Co<void> {
+      Program daemon(io, {daemonPath, "--harrow-registry=tcp:127.0.0.1:0",
+                          "--harrow-cookie=" + cookie});
+      known.insert(daemon.getPid());
+      auto ready = co_await daemon.waitForLine("ready ");
+      known.insert(std::stoi(field(ready, "greeter-pid")));
+      std::string registry = field(ready, "registry");
+      int port = std::stoi(registry.substr(registry.rfind(':') + 1));
+
+      size_t tampered = 0;
+      for (std::string mode : {"pass", "inject", "drop", "reorder", "modify", "replay"}) {
+        SCOPED_TRACE(mode);
+        auto r = relay(port, mode);
+        auto listening = co_await r->waitForLine("listening ");
+        auto through = kj::str("tcp:127.0.0.1:", listening.substr(10));
+
+        // A member of the tree (it has the cookie), a new one each time.
+        Actor client{io, ActorIdentity::random(kj::str("client-", mode))};
+        client.setTreeSecret(readCookie(kj::StringPtr(cookie.c_str())));
+        client.setChannelServer({});
+        int ok = -1;
+        co_await client.serve([&]() -> Co<void> {
+          Peer* peer = co_await client.connectTo(through);
+          EXPECT_EQ(peer->trust(), PeerTrust::TREE_SECRET);
+          ok = co_await twoCalls(*peer, client.timer());
+        });
+        if (mode == "pass") {
+          EXPECT_EQ(ok, 2) << "the relay itself must carry an untouched channel";
+        } else if (mode == "replay") {
+          // The genuine first frame is through (its call may answer before the channel ends);
+          // its copy, and everything after it, is not.
+          EXPECT_LE(ok, 1) << "a replayed call ran";
+          co_await daemon.waitForCount("a frame failed its tag", ++tampered);
+        } else {
+          EXPECT_EQ(ok, 0) << "a call went through a tampered channel";
+          // The daemon logged it, as a frame that failed its tag.
+          co_await daemon.waitForCount("a frame failed its tag", ++tampered);
+        }
+        co_await r->waitForLine("done ");
+        EXPECT_EQ(co_await r->finish(), 0);
+
+        // The daemon was not cancelled, and serves a client that connects directly.
+        Actor direct{io, ActorIdentity::random("direct")};
+        direct.setTreeSecret(readCookie(kj::StringPtr(cookie.c_str())));
+        direct.setChannelServer({});
+        co_await direct.serve([&]() -> Co<void> {
+          Peer* peer = co_await direct.connectTo(kj::StringPtr(registry.c_str()));
+          EXPECT_EQ(co_await twoCalls(*peer, direct.timer()), 2);
+        });
+        EXPECT_EQ(kill(daemon.getPid(), 0), 0);
+      }
+      daemon.signal(SIGTERM);
+      int status = co_await daemon.finish();
+      EXPECT_TRUE(WIFEXITED(status)) << status << daemon.outputSoFar();
+    }).wait(io.waitScope);
+  })) {
+    ADD_FAILURE() << kj::str(*e).cStr();
+  }
+}
+
+}  // namespace
+}  // namespace harrow
+
+int main(int argc, char** argv) {
+  kj::UnixEventPort::captureChildExit();
+  harrow::testing::installWatchdog("relay_test");
+  ::testing::InitGoogleTest(&argc, argv);
+  KJ_REQUIRE(argc == 3, "usage: relay_test DAEMON RELAY");
+  harrow::daemonPath = argv[1];
+  harrow::relayPath = argv[2];
+  return RUN_ALL_TESTS();
+}
