@@ -87,7 +87,10 @@ namespace _ {
 template <typename Call>
 struct IsContextCall : std::false_type {};
 template <typename P, typename R, typename S, typename In, typename Out>
-struct IsContextCall<ContextCall<P, R, S, In, Out>> : std::true_type {};
+struct IsContextCall<ContextCall<P, R, S, In, Out>> : std::true_type {
+  using Params = P;
+  using Results = R;
+};
 
 // The id of the method of `interface` whose params and results are these structs (each context
 // method has its own $Params/$Results structs); raises if none or several.
@@ -279,38 +282,32 @@ Co<void> openWorkerPool(ActorSupervisor& supervisor, size_t n, Co<void> (Server:
                 "a worker pool runs a context method ($Harrow.context, callerSends and "
                 "calleeSends): the callee streams one result for each item the caller sends");
   (void)method;
-  using Interface = typename Impl::Interface;
-  using Portal = typename Interface::Portal;
-  auto methodId = [&]() {
-    return []<typename P, typename R, typename S, typename I, typename O>(
-               ContextCall<P, R, S, I, O>*) {
-      return _::methodIdOf(capnp::Schema::from<typename Interface::Schema>(),
-                           capnp::Schema::from<P>(), capnp::Schema::from<R>());
-    }(static_cast<Call*>(nullptr));
-  }();
-  auto initParams = []<typename P, typename R, typename S, typename I, typename O>(
-                        ContextCall<P, R, S, I, O>*) {
-    return [](OutgoingMessage& start) { start.template init<P>(); };
-  }(static_cast<Call*>(nullptr));
-  ChildSpec spec{.restart = Restart::PERMANENT, .spawn = options.spawn};
-  _::PoolCore::Hooks hooks{
-      .interfaceId = Interface::INTERFACE_ID,
-      .methodId = methodId,
-      .initParams = kj::mv(initParams),
-      .startWorker = [&supervisor, spec](kj::StringPtr name) -> Co<void> {
-        co_await supervisor.startChild<Impl>(name, spec);
-      },
-      .portalOf = [&supervisor](kj::StringPtr name) -> Co<PortalHandle> {
-        Portal portal = co_await supervisor.portal<Interface>(name);
-        co_return PortalHandle(portal.raw());
-      },
-      .stopWorker = [&supervisor](kj::StringPtr name) { supervisor.stopChild(name); },
-      .whenEnded = [&supervisor](kj::StringPtr name) { return supervisor.whenEnded(name); },
-      .restarts = [&supervisor]() { return supervisor.restartCount(); },
-  };
-  _::PoolCore core(currentActor().timer(), n, options, kj::mv(hooks));
-  WorkerPool<Call> pool(core);
-  co_await core.run([&]() -> kj::Promise<void> { return body(pool); });
+  if constexpr (_::IsContextCall<Call>::value) {  // (else: only the assertion above is reported)
+    using Interface = typename Impl::Interface;
+    using Portal = typename Interface::Portal;
+    using Params = typename _::IsContextCall<Call>::Params;
+    using Results = typename _::IsContextCall<Call>::Results;
+    ChildSpec spec{.restart = Restart::PERMANENT, .spawn = options.spawn};
+    _::PoolCore::Hooks hooks{
+        .interfaceId = Interface::INTERFACE_ID,
+        .methodId = _::methodIdOf(capnp::Schema::from<typename Interface::Schema>(),
+                                  capnp::Schema::from<Params>(), capnp::Schema::from<Results>()),
+        .initParams = [](OutgoingMessage& start) { start.template init<Params>(); },
+        .startWorker = [&supervisor, spec](kj::StringPtr name) -> Co<void> {
+          co_await supervisor.startChild<Impl>(name, spec);
+        },
+        .portalOf = [&supervisor](kj::StringPtr name) -> Co<PortalHandle> {
+          Portal portal = co_await supervisor.portal<Interface>(name);
+          co_return PortalHandle(portal.raw());
+        },
+        .stopWorker = [&supervisor](kj::StringPtr name) { supervisor.stopChild(name); },
+        .whenEnded = [&supervisor](kj::StringPtr name) { return supervisor.whenEnded(name); },
+        .restarts = [&supervisor]() { return supervisor.restartCount(); },
+    };
+    _::PoolCore core(currentActor().timer(), n, options, kj::mv(hooks));
+    WorkerPool<Call> pool(core);
+    co_await core.run([&]() -> kj::Promise<void> { return body(pool); });
+  }
 }
 
 // The same under a supervisor of its own (options.supervisor, one_for_one) in `actor`.
