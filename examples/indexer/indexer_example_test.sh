@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the indexer example as a user would: its top words and word total must equal a direct
 # count of the same files (python3), the poison file must be reported after its workers'
-# restarts, the metrics must count them, and no process of the run may be left. Then a run whose
-# files are slow must fail with harrow.DeadlineExceeded, leaving no process either.
+# restarts, the metrics must count them, and no process of the run may be left. A scrape of
+# --harrow-metrics in the middle of a job must show the workers' contexts. A run whose files are
+# slow must fail with harrow.DeadlineExceeded, leaving no process either.
 set -euo pipefail
 binary="$1"
 # Never the machine-wide default registry (see examples/counter's test).
@@ -56,6 +57,33 @@ if [ "$(grep -E '^ +[0-9]+\. ' <<<"$out")" != "$(tail -n +2 <<<"$expected")" ]; 
   echo "the top words differ from the direct count:"; tail -n +2 <<<"$expected"; exit 1
 fi
 
+# --harrow-metrics serves the tree's metrics while the job runs (120 files of 30 ms on 3 workers:
+# about 1.2 s): scraped in the middle, they show the workers' index contexts under way.
+port=$((20000 + RANDOM % 20000))
+setsid "$binary" --dir="$work/live" --files=120 --words=100 --workers=3 --slow-ms=30 \
+  --harrow-metrics=127.0.0.1:$port >"$work/live.out" 2>&1 &
+runner=$!
+python3 - "$port" >"$work/scrape" <<'PY' || { echo "no scrape while the job ran"; cat "$work/live.out"; exit 1; }
+import sys, time, urllib.request
+deadline = time.time() + 30
+while time.time() < deadline:
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=2).read().decode()
+    except OSError:
+        time.sleep(0.02)
+        continue
+    if 'harrow_tasks_in_flight{actor="indexer-' in text and 'method="index"} 1' in text:
+        print(text)
+        sys.exit(0)
+    time.sleep(0.02)
+sys.exit(1)
+PY
+wait "$runner" || { echo "the live run failed:"; cat "$work/live.out"; exit 1; }
+grep -qE '^harrow_calls_started_total\{actor="indexer-[0-9]",interface="Indexer",method="index"\}' \
+  "$work/scrape" || { echo "missing: the workers' index contexts in the scrape"; exit 1; }
+sid=$(grep -oE '^indexer \(pid [0-9]+\)' "$work/live.out" | grep -oE '[0-9]+')
+expect_none_left "$sid"
+
 # A deadline on the whole job: 60 files of 100 ms on 3 workers cannot finish in 500 ms.
 if out=$(setsid "$binary" --dir="$work/slow" --files=60 --words=100 --workers=3 --slow-ms=100 \
            --deadline-ms=500 2>&1); then
@@ -65,4 +93,4 @@ echo "$out"
 grep -qF "harrow.DeadlineExceeded" <<<"$out" || { echo "missing: DeadlineExceeded"; exit 1; }
 sid=$(grep -oE '^indexer \(pid [0-9]+\)' <<<"$out" | grep -oE '[0-9]+')
 expect_none_left "$sid"
-echo "2 passed, 0 failed"
+echo "3 passed, 0 failed"
