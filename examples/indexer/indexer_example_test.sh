@@ -12,11 +12,24 @@ work=$(mktemp -d "${TEST_TMPDIR:-/tmp}/indexer-test.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
 # No process of the run whose session is $1 may be left (the example runs as a session leader:
-# its workers, in process groups of their own, stay in its session).
+# its workers, in process groups of their own, stay in its session). Read from /proc.
 expect_none_left() {
-  local left
-  left=$(ps -eo sid=,pid=,args= | awk -v s="$1" '$1 == s' || true)
-  if [ -n "$left" ]; then echo "processes left behind:"; echo "$left"; exit 1; fi
+  python3 - "$1" <<'PY' || exit 1
+import os, sys
+left = []
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+        cmdline = open(f"/proc/{pid}/cmdline").read().replace("\0", " ")
+    except OSError:
+        continue
+    fields = stat[stat.rindex(")") + 2:].split()
+    if fields[3] == sys.argv[1]:  # the session id
+        left.append(f"{pid} ({fields[0]}) {cmdline}")
+if left:
+    print("processes left behind:", *left, sep="\n")
+    sys.exit(1)
+PY
 }
 
 port=$((20000 + RANDOM % 20000))
