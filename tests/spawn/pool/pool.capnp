@@ -11,6 +11,10 @@ interface Squarer $Harrow.actor {
   pid @1 () -> (pid :Int32);
   # A call: this instance's pid.
 
+  sumOfSquares @2 (upTo :Int64, workers :UInt32) -> (sum :Int64);
+  # A call whose handler opens a pool of its own (workers Squarers, children of this actor) and
+  # sums the squares of 0 .. upTo - 1 through it.
+
   struct Ready {}
 
   struct Job {

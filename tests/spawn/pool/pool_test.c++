@@ -44,6 +44,19 @@ public:
     call.results().setPid(getpid());
     co_return;
   }
+  Co<void> sumOfSquares(SumOfSquaresCall call) override {
+    std::vector<int64_t> numbers;
+    for (int64_t n = 0; n < call.params().getUpTo(); ++n) numbers.push_back(n);
+    int64_t sum = 0;
+    // In the current actor: its workers are this actor's children.
+    co_await openWorkerPool<SquarerImpl>(call.params().getWorkers(), &SquarerActor::Server::work,
+        [&](WorkerPool<WorkCall>& pool) -> Co<void> {
+      co_await pool.mapUnordered(numbers,
+          [](Squarer::Job::Builder job, int64_t n) { job.setN(n); },
+          [&](size_t, Squarer::Done::Reader done) { sum += done.getSquare(); });
+    });
+    call.results().setSum(sum);
+  }
 };
 
 Implementations& implementations() {
@@ -362,6 +375,18 @@ TEST_F(PoolTest, AnItemWhoseHandlerRaisedIsReportedAndItsWorkerLivesOn) {
 
 // ---------------------------------------------------------------------------------------------
 // Structure
+
+TEST_F(PoolTest, AnActorsHandlerRunsAPoolOfItsOwnChildren) {
+  auto failure = runRoot([&]() -> Co<void> {
+    co_await openActorNursery(root, [&](ActorNursery& an) -> Co<void> {
+      auto parent = co_await an.startActor<SquarerImpl>("parent");
+      known.insert((co_await parent.pid())->getPid());
+      auto result = co_await parent.sumOfSquares(1000, 3);
+      EXPECT_EQ(result->getSum(), int64_t(999) * 1000 * 1999 / 6);
+    });
+  });
+  KJ_IF_MAYBE(e, failure) ADD_FAILURE() << text(*e);
+}
 
 TEST_F(PoolTest, APoolUnderTheCallersSupervisorStopsOnlyItsWorkers) {
   auto inputs = jobs(100);
