@@ -28,6 +28,9 @@ kj::Exception currentException() {
 
 namespace _ {
 
+thread_local bool nextCoIsHandler = false;
+void (*handlerRaised)(const kj::Exception& error) = nullptr;
+
 Ambient& ambient() noexcept {
   static thread_local Ambient state;
   return state;

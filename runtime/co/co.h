@@ -36,6 +36,7 @@
 #include <coroutine>
 #include <exception>
 #include <type_traits>
+#include <utility>
 
 namespace harrow {
 
@@ -206,6 +207,14 @@ struct Uncancellable {
   kj::Promise<T> promise;
 };
 
+// Post-mortem debugging at the handler (<harrow/spawn/debug.h>). The incoming-task runner sets
+// nextCoIsHandler just before it calls a server's dispatch(): the first coroutine created then is
+// the handler's own. In debug mode the debugger sets handlerRaised; it is called when an
+// exception leaves that handler's body, inside its coroutine (its frame and locals still alive,
+// under the throw's remaining frames), before the error is handed on.
+extern thread_local bool nextCoIsHandler;
+extern void (*handlerRaised)(const kj::Exception& error);
+
 template <typename T>
 class CoroutinePromise : public CoroutineBase {
 public:
@@ -214,7 +223,11 @@ public:
   Co<T> get_return_object();
   InitialSuspend initial_suspend() noexcept { return {*this}; }
   FinalSuspend final_suspend() noexcept { return {*this}; }
-  void unhandled_exception() { result.addException(currentException()); }
+  void unhandled_exception() {
+    auto error = currentException();
+    if (isHandler && handlerRaised != nullptr) handlerRaised(error);
+    result.addException(kj::mv(error));
+  }
 
   template <typename U>
   PromiseAwaiter<U> await_transform(kj::Promise<U>&& promise) {
@@ -231,6 +244,9 @@ public:
 
 protected:
   kj::_::ExceptionOr<FixVoid<T>> result;
+
+private:
+  bool isHandler = std::exchange(nextCoIsHandler, false);
 };
 
 template <typename T>

@@ -299,11 +299,34 @@ bool raisedHere(const kj::Exception& error) {
   }
 }
 
+class Debugger;
+// This process's actor's debugger, for the handler hook below (one actor per process).
+Debugger* processDebugger = nullptr;
+void onHandlerRaised(const kj::Exception& error);
+
 class Debugger final : public ActorAttachment {
 public:
   Debugger(Actor& actor, kj::String addressText, bool isRoot)
       : actor(actor), addressText(kj::mv(addressText)), address(parseAddress(this->addressText)),
-        isRoot(isRoot) {}
+        isRoot(isRoot) {
+    processDebugger = this;
+    _::handlerRaised = onHandlerRaised;
+  }
+  ~Debugger() noexcept(false) {
+    if (processDebugger == this) {
+      processDebugger = nullptr;
+      _::handlerRaised = nullptr;
+    }
+  }
+
+  // A handler's error, leaving its body (co.h): the actor stops here, in the handler's
+  // coroutine, whose frame and locals gdb can show (`bt`, `frame N`, `info locals`), before the
+  // error is handed on and the handler's frame is gone.
+  void handlerRaised(const kj::Exception& error) {
+    if (!raisedHere(error)) return;
+    stoppedFor = kj::str(error.getFile(), ":", error.getLine(), ": ", error.getDescription());
+    stopHere(kj::str(describe(error), "\n  stopped in the handler, before its frame unwound"));
+  }
 
   Co<void> start() override {
     if (!isRoot) co_return;
@@ -336,12 +359,21 @@ public:
   }
 
   void taskFailed(const kj::Exception& error) override {
-    if (raisedHere(error)) stopHere(describe(error));
+    if (!raisedHere(error)) return;
+    // Stopped for already, in the handler (handlerRaised).
+    KJ_IF_MAYBE(stopped, stoppedFor) {
+      bool same = *stopped == kj::str(error.getFile(), ":", error.getLine(), ": ",
+                                      error.getDescription());
+      stoppedFor = nullptr;
+      if (same) return;
+    }
+    stopHere(describe(error));
   }
 
   // What the root prints for a handler's error: type, message, where it was raised and the first
-  // frames of its trace, symbolized here (as a RemoteActorError's are): gdb shows the actor where
-  // the error left the handler, its stack already unwound.
+  // frames of its trace, symbolized here (as a RemoteActorError's are): gdb shows the actor in
+  // the handler's coroutine, but the functions it called, where the error was raised, have
+  // unwound.
   kj::String describe(const kj::Exception& error) {
     capnp::MallocMessageBuilder message;
     auto wire = message.initRoot<wire::Error>();
@@ -426,6 +458,8 @@ private:
   kj::String addressText;
   SocketAddress address;
   bool isRoot;
+
+  kj::Maybe<kj::String> stoppedFor;  // the error handlerRaised stopped for, until taskFailed
 
   // The root's: the terminal lock, its queue (first come, first served) and who waits for it
   // to be free.
@@ -583,6 +617,10 @@ private:
     say(kj::str("harrow debugger: actor '", name, "' (pid ", pid, ") released the terminal\n"));
   }
 };
+
+void onHandlerRaised(const kj::Exception& error) {
+  if (processDebugger != nullptr) processDebugger->handlerRaised(error);
+}
 
 }  // namespace
 

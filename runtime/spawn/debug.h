@@ -5,7 +5,8 @@
 // from its spawn spec. In debug mode an actor stops for the debugger
 //  - when it calls harrow::pause() (a breakpoint in actor code),
 //  - post mortem, when one of its handlers raises an error of its own (not a cancellation, and
-//    not an error relayed from another actor, which stops where it was raised), and
+//    not an error relayed from another actor, which stops where it was raised): stopped in the
+//    handler's coroutine as the error leaves its body, its frame and locals alive for gdb, and
 //  - post mortem, when it receives a fatal signal (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT).
 //
 // A stopped actor asks the root for the terminal, over a Unix socket whose address the spawn spec

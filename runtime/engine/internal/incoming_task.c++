@@ -95,7 +95,11 @@ Co<void> IncomingTaskImpl::run(ActorServer& server, uint16_t methodId, MethodSta
   TaskTimer timer(stats);
   kj::Maybe<kj::Exception> failure;
   try {
-    co_await scope.run([&]() { return server.dispatch(methodId, *this); });
+    co_await scope.run([&]() {
+      _::nextCoIsHandler = true;  // the handler's own coroutine: the debugger stops in it
+      KJ_DEFER(_::nextCoIsHandler = false);
+      return server.dispatch(methodId, *this);
+    });
   } catch (...) {
     failure = currentException();  // not errorOf: a Cancelled is answered too (sendFinal)
   }

@@ -188,15 +188,29 @@ def test_pause_resumes():
 
 
 def test_handler_error_post_mortem():
-    """A leaf's handler raises: the root shows where, gdb attaches, the error then propagates."""
+    """A leaf's handler raises: the root shows where, gdb attaches to the actor stopped in the
+    handler itself (its frame and locals alive), the error then propagates."""
     child = start("--mode=error", "--leaves=1")
     child.expect(BANNER + r"a handler raised patient.Failed: the leaf failed on purpose")
     child.expect(GDB)
     check("patientRaises() at tests/spawn/debugger/debug_program.c++" in child.before,
           "the banner does not show the raising function")
+    check("stopped in the handler" in child.before, "the banner does not say where it stopped")
     child.sendline("bt")
     child.expect(GDB)
-    check("taskFailed" in child.before, "gdb does not show the actor stopped in its handler's end")
+    # The handler's coroutine, where the error left its body (the frame below the harrow ones).
+    handler = re.search(r"#(\d+) .*run.* at tests/spawn/debugger/debug_program\.c\+\+:\d+",
+                        child.before)
+    check(handler is not None, "gdb's bt does not show the handler's frame")
+    check("taskFailed" not in child.before, "the actor stopped after its handler had ended")
+    if handler is not None:
+        child.sendline(f"frame {handler.group(1)}")
+        child.expect(GDB)
+        check("debug_program.c++" in child.before, "`frame` does not show the handler's source")
+        child.sendline("info locals")
+        child.expect(GDB)
+        check(re.search(r"leaves = 0", child.before) is not None,
+              "`info locals` does not show the handler's local `leaves`")
     child.sendline("quit")
     output = finish(child, 1)
     check("patient.Failed from actor 'mid.0'" in output, "the leaf's error did not reach the root")
