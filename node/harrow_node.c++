@@ -13,6 +13,8 @@
 #include <harrow/node/node.h>
 
 #include <harrow/actor/cookie.h>
+#include <harrow/co/version.h>
+#include <harrow/wire.capnp.h>
 
 #include <kj/debug.h>
 
@@ -27,7 +29,11 @@ int main(int argc, char** argv) {
   harrow::NodeOptions options;
   for (int i = 1; i < argc; ++i) {
     kj::StringPtr arg = argv[i];
-    if (arg.startsWith("--listen=")) {
+    if (arg == "--version") {
+      printf("harrow-node %s (wire protocol %u)\n", harrow::VERSION.cStr(),
+             harrow::wire::PROTOCOL_VERSION);
+      return 0;
+    } else if (arg.startsWith("--listen=")) {
       options.listenAddresses.add(kj::heapString(arg.slice(9)));
     } else if (arg.startsWith("--allow=")) {
       options.allowedExecutables.add(kj::heapString(arg.slice(8)));
