@@ -12,7 +12,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${FUZZ_OUT:-$ROOT/fuzz/out}
 CXX=${CXX:-clang++-14}
 JOBS=${JOBS:-2}
-HARNESSES="channel engine handshake registry"
+HARNESSES="channel engine handshake registry sealed"
 
 mkdir -p "$OUT/include/harrow" "$OUT/gen/tests/engine" "$OUT/obj"
 

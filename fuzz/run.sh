@@ -15,7 +15,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${FUZZ_OUT:-$ROOT/fuzz/out}
-HARNESSES="channel engine handshake registry"
+HARNESSES="channel engine handshake registry sealed"
 MODE=${1:-short}
 
 "$ROOT/fuzz/build.sh" >&2

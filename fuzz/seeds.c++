@@ -301,6 +301,18 @@ void registryCalls(const std::string& dir) {
   }
 }
 
+// The sealed harness: flags, a 2-byte flip offset, then frames (the harness adds the tags).
+void sealed(const std::string& dir) {
+  for (uint8_t flags : {0, 1, 2, 3}) {  // tags or encryption, untouched or with a bit flipped
+    Seed s(flags);
+    s.raw(std::string("\x10\x00", 2));
+    s.hello();
+    s.start<probe::Words>(1, PROBE_ID, 0).setText("echo");
+    s.error(1, wire::ErrorKind::FAILED);
+    s.write(dir, kj::str("frames-", flags).cStr());
+  }
+}
+
 }  // namespace
 }  // namespace harrow::fuzz
 
@@ -317,6 +329,7 @@ int main(int argc, char** argv) {
   run("handshake", harrow::fuzz::handshake);
   run("channel", harrow::fuzz::channel);
   run("registry", harrow::fuzz::registryCalls);
+  run("sealed", harrow::fuzz::sealed);
   return 0;
 }
 
