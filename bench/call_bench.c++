@@ -45,6 +45,7 @@
 #include <harrow/spawn/actor_nursery.h>
 #include <harrow/ipc/channel.h>
 #include <harrow/main.h>
+#include <harrow/engine/peer.h>
 
 #include <benchmark/benchmark.h>
 #include <capnp/message.h>
@@ -71,6 +72,8 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -770,6 +773,160 @@ void BM_RawFramedStream(benchmark::State& state) {
   finishChild(fd, pid);
 }
 
+
+// ---- (e) the same typed call and stream on channels an actor connects: TCP with frame tags,
+// encrypted, and without (docs/PROTOCOL.md 2.5), beside a Unix socket -----------------------------
+//
+// Two processes, one Echo server and one caller, on a connected pair of sockets made before the
+// fork. "tcp, no tags" runs the parent-child hellos over TCP (trusted, so plain frames): the same
+// engine path as before frames had tags, the baseline the tags are measured against.
+
+enum class PeerTransport { TCP_PLAIN, TCP_TAGGED, TCP_ENCRYPTED, UNIX };
+
+// A connected pair: over loopback TCP, or a Unix socketpair.
+void connectedPair(PeerTransport transport, int fds[2]) {
+  if (transport == PeerTransport::UNIX) {
+    KJ_SYSCALL(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds));
+    return;
+  }
+  int listener;
+  KJ_SYSCALL(listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  KJ_DEFER(close(listener));
+  struct sockaddr_in address = {};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(address);
+  KJ_SYSCALL(bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof(address)));
+  KJ_SYSCALL(listen(listener, 1));
+  KJ_SYSCALL(getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length));
+  KJ_SYSCALL(fds[0] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  KJ_SYSCALL(connect(fds[0], reinterpret_cast<sockaddr*>(&address), sizeof(address)));
+  KJ_SYSCALL(fds[1] = accept4(listener, nullptr, nullptr, SOCK_CLOEXEC));
+  int one = 1;
+  for (int i = 0; i < 2; ++i) setsockopt(fds[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+Co<kj::Own<harrow::Peer>> peerHandshake(kj::AsyncIoContext& io, harrow::Actor& actor, int fd,
+                                        PeerTransport transport, bool opener) {
+  auto channel = kj::heap<harrow::Channel>(io.unixEventPort, kj::AutoCloseFd(fd));
+  if (transport == PeerTransport::TCP_PLAIN && opener) {
+    co_return co_await harrow::handshakeWithChild(kj::mv(channel), actor);
+  }
+  if (transport == PeerTransport::TCP_PLAIN) {
+    co_return co_await harrow::handshakeWithParent(kj::mv(channel), actor);
+  }
+  harrow::PeerOptions options;
+  options.encrypt = transport == PeerTransport::TCP_ENCRYPTED;
+  co_return co_await harrow::handshake(kj::mv(channel), actor, opener, options);
+}
+
+// Runs `body` with a Portal to an Echo actor in another process, over `transport`.
+void withPeerEcho(bool pinned, PeerTransport transport,
+                  kj::FunctionParam<void(EchoActor::Portal&, kj::WaitScope&)> body) {
+  int fds[2];
+  connectedPair(transport, fds);
+  fflush(stdout);
+  fflush(stderr);
+  pid_t pid = fork();
+  KJ_ASSERT(pid >= 0, "fork failed", strerror(errno));
+  if (pid == 0) {
+    close(fds[0]);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (pinned) pinToCpu0();
+    int status = 0;
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+      auto io = kj::setupAsyncIo();
+      harrow::Actor actor(io, harrow::ActorIdentity::random("echo"));
+      actor.addServer(kj::heap<EchoImpl>());
+      actor.serve([&]() -> Co<void> {
+        auto peer = co_await peerHandshake(io, actor, fds[1], transport, false);
+        co_await peer->serve();  // until the caller shuts its side down
+        co_await peer->whenDrained();
+      }).wait(io.waitScope);
+    })) {
+      fprintf(stderr, "call_bench peer: %s\n", kj::str(*e).cStr());
+      status = 1;
+    }
+    _exit(status);
+  }
+  close(fds[1]);
+  {
+    auto io = kj::setupAsyncIo();
+    harrow::Actor root(io, harrow::ActorIdentity::random("caller"));
+    kj::Own<harrow::Peer> peer;
+    auto ready = kj::newPromiseAndFulfiller<void>();
+    auto served = root.serve([&]() -> Co<void> {
+                        peer = co_await peerHandshake(io, root, fds[0], transport, true);
+                        ready.fulfiller->fulfill();
+                        co_await peer->serve();
+                        co_await peer->whenDrained();
+                      })
+                      .fork();
+    ready.promise.exclusiveJoin(served.addBranch()).wait(io.waitScope);
+    KJ_ASSERT(peer->channel().framesProtected() ==
+              (transport == PeerTransport::TCP_TAGGED || transport == PeerTransport::TCP_ENCRYPTED));
+    EchoActor::Portal echo(*peer);
+    body(echo, io.waitScope);
+    peer->channel().shutdownWrite().wait(io.waitScope);
+    served.addBranch().wait(io.waitScope);
+  }
+  int status;
+  while (waitpid(pid, &status, 0) < 0) {
+    KJ_ASSERT(errno == EINTR || errno == ECHILD, strerror(errno));
+    if (errno == ECHILD) return;
+  }
+  KJ_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0, "echo peer failed", status);
+}
+
+void peerCall(benchmark::State& state, PeerTransport transport) {
+  bool pinned = state.range(0);
+  setPinned(pinned);
+  withPeerEcho(pinned, transport, [&](EchoActor::Portal& echo, kj::WaitScope& ws) {
+    auto payload = makePayload(kPayloadBytes);
+    echo.ping(payload).wait(ws);  // warm-up, outside the timing
+    Samples samples(state.max_iterations);
+    for (auto _ : state) {
+      auto t0 = Clock::now();
+      auto reply = echo.ping(payload).wait(ws);
+      benchmark::DoNotOptimize(reply->getPayload().size());
+      samples.add(Clock::now() - t0);
+    }
+    samples.report(state);
+  });
+}
+
+void peerStream(benchmark::State& state, PeerTransport transport) {
+  bool pinned = state.range(0);
+  setPinned(pinned);
+  withPeerEcho(pinned, transport, [&](EchoActor::Portal& echo, kj::WaitScope& ws) {
+    Samples samples(state.max_iterations);
+    for (auto _ : state) {
+      auto t0 = Clock::now();
+      uint32_t received = 0;
+      echo.items(kStreamItems, kItemBytes,
+                 [&](EchoActor::Portal::ItemsStream& items) -> Co<void> {
+                   while (auto item = co_await items.receive()) {
+                     received += item->getData().size() == kItemBytes;
+                   }
+                 })
+          .wait(ws);
+      KJ_ASSERT(received == kStreamItems);
+      samples.add(Clock::now() - t0);
+    }
+    reportItems(state, samples);
+  });
+}
+
+void BM_PeerCall_TcpPlain(benchmark::State& s) { peerCall(s, PeerTransport::TCP_PLAIN); }
+void BM_PeerCall_TcpTagged(benchmark::State& s) { peerCall(s, PeerTransport::TCP_TAGGED); }
+void BM_PeerCall_TcpEncrypted(benchmark::State& s) { peerCall(s, PeerTransport::TCP_ENCRYPTED); }
+void BM_PeerCall_Unix(benchmark::State& s) { peerCall(s, PeerTransport::UNIX); }
+void BM_PeerStream_TcpPlain(benchmark::State& s) { peerStream(s, PeerTransport::TCP_PLAIN); }
+void BM_PeerStream_TcpTagged(benchmark::State& s) { peerStream(s, PeerTransport::TCP_TAGGED); }
+void BM_PeerStream_TcpEncrypted(benchmark::State& s) {
+  peerStream(s, PeerTransport::TCP_ENCRYPTED);
+}
+
 // ---- registration ------------------------------------------------------------------------------
 
 void latency(benchmark::internal::Benchmark* b, int iterations) {
@@ -792,6 +949,13 @@ BENCHMARK(BM_HarrowCall100)->Apply([](auto* b) { latency(b, kInFlightIterations)
 BENCHMARK(BM_HarrowStream)->Apply([](auto* b) { latency(b, kStreamIterations); });
 BENCHMARK(BM_RawFramedStream)->Apply([](auto* b) { latency(b, kStreamIterations); });
 BENCHMARK(BM_HarrowBroadcast)->Apply([](auto* b) { latency(b, kStreamIterations); });
+BENCHMARK(BM_PeerCall_TcpPlain)->Apply([](auto* b) { latency(b, kLatencyIterations); });
+BENCHMARK(BM_PeerCall_TcpTagged)->Apply([](auto* b) { latency(b, kLatencyIterations); });
+BENCHMARK(BM_PeerCall_TcpEncrypted)->Apply([](auto* b) { latency(b, kLatencyIterations); });
+BENCHMARK(BM_PeerCall_Unix)->Apply([](auto* b) { latency(b, kLatencyIterations); });
+BENCHMARK(BM_PeerStream_TcpPlain)->Apply([](auto* b) { latency(b, kStreamIterations); });
+BENCHMARK(BM_PeerStream_TcpTagged)->Apply([](auto* b) { latency(b, kStreamIterations); });
+BENCHMARK(BM_PeerStream_TcpEncrypted)->Apply([](auto* b) { latency(b, kStreamIterations); });
 
 // ---- idle actor memory -------------------------------------------------------------------------
 
@@ -913,6 +1077,28 @@ public:
     row("harrow stream, one plain consumer", "BM_HarrowStream", "items_per_s", 0);
     ratio("broadcast x8 / plain consumer (throughput)", "BM_HarrowBroadcast", "BM_HarrowStream",
           "items_per_s", "(info)", nullptr);
+
+    printf("\nFrame protection (docs/PROTOCOL.md 2.5): the same typed call between two processes "
+           "on a channel they set up themselves, median us per call:\n");
+    printf("  %-46s %10s %10s\n", "", "pinned", "unpinned");
+    row("(e) TCP, no tags (parent-child hellos)", "BM_PeerCall_TcpPlain");
+    row("(e) TCP, every frame tagged (default)", "BM_PeerCall_TcpTagged");
+    row("(e) TCP, encrypted (--harrow-encrypt)", "BM_PeerCall_TcpEncrypted");
+    row("(e) Unix socket, one user (no tags)", "BM_PeerCall_Unix");
+    ratio("tagged / no tags (TCP)", "BM_PeerCall_TcpTagged", "BM_PeerCall_TcpPlain", "p50_us",
+          "<= 1.10", [](double r) { return r <= 1.10; });
+    ratio("encrypted / no tags (TCP)", "BM_PeerCall_TcpEncrypted", "BM_PeerCall_TcpPlain",
+          "p50_us", "<= 1.25", [](double r) { return r <= 1.25; });
+    ratio("Unix socket / TCP tagged", "BM_PeerCall_Unix", "BM_PeerCall_TcpTagged", "p50_us",
+          "(info)", nullptr);
+    printf("  stream of %u-byte items over TCP, items/s:\n", kItemBytes);
+    row("(e) TCP stream, no tags", "BM_PeerStream_TcpPlain", "items_per_s", 0);
+    row("(e) TCP stream, tagged", "BM_PeerStream_TcpTagged", "items_per_s", 0);
+    row("(e) TCP stream, encrypted", "BM_PeerStream_TcpEncrypted", "items_per_s", 0);
+    ratio("stream tagged / no tags (throughput)", "BM_PeerStream_TcpTagged",
+          "BM_PeerStream_TcpPlain", "items_per_s", ">= 0.8", [](double r) { return r >= 0.8; });
+    ratio("stream encrypted / no tags (throughput)", "BM_PeerStream_TcpEncrypted",
+          "BM_PeerStream_TcpPlain", "items_per_s", "(info)", nullptr);
 
     if (idleChild.vmRssKb >= 0) {
       printf("\nIdle child actor, resident memory (target < 5 MB):\n");
