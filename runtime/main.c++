@@ -52,7 +52,13 @@ Co<void> runChild(Actor& actor, Implementations& implementations, kj::Own<Channe
   auto specMessage = co_await parent->receiveOne();
   auto message = specMessage->getRoot<wire::Message>();
   KJ_REQUIRE(message.isSpawnSpec(), "the parent's first message after hello is not a spawn spec");
-  actor.setTreeSecret(TreeSecret::fromBytes(message.getSpawnSpec().getTreeSecret()));
+  if (message.getSpawnSpec().hasTreeSecret()) {
+    actor.setTreeSecret(TreeSecret::fromBytes(message.getSpawnSpec().getTreeSecret()));
+  } else {
+    // A Slurm child (<harrow/spawn/ssh.h>): the secret did not cross srun's plain relay; the
+    // cookie is on a filesystem the allocation's nodes share.
+    actor.setTreeSecret(readCookie(cookiePathFromEnvironment()));
+  }
   if (uint64_t limit = message.getSpawnSpec().getMaxMessageBytes()) {
     actor.setMaxMessageBytes(limit);  // inherited: for this channel and every later one
     parent->adoptMaxMessageBytes(limit);

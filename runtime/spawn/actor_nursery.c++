@@ -141,7 +141,9 @@ Co<Peer*> ActorNursery::spawn(kj::StringPtr nameParam, kj::StringPtr implementat
   spec.setImplementation(implementation);
   spec.setGracePeriodNanos(options.gracePeriod / kj::NANOSECONDS);
   actor.fillSpawnSpec(spec, name);  // the secret, its listen address, the registry's, the root's
-  if (host.size() > 0) stripHostLocalAddresses(spec);  // through ssh: spawn/ssh.h
+  if (host.size() > 0) {  // through ssh or srun: spawn/ssh.h
+    stripHostLocalAddresses(spec, /*withoutSecret=*/sshHostUrl(host).startsWith("slurm://"));
+  }
   // The child inherits our message limit, and this channel uses it from the spec on.
   spec.setMaxMessageBytes(actor.maxMessageBytes());
   peer->send(kj::mv(message));

@@ -45,7 +45,9 @@ struct SpawnOptions {
   // or a host's name from --harrow-hosts / HARROW_HOSTS ("b=ssh://deploy@10.0.0.2"). The system's
   // ssh client runs the child there; its stdin/stdout are the child's channel (no daemon, no
   // port on that host). Calls, streams and contexts work as with a local child; a lost session
-  // raises harrow.ActorUnreachable. `backend` does not apply; not together with `node`.
+  // raises harrow.ActorUnreachable. "slurm://NODE" (or "slurm://"): a job step of this process's
+  // Slurm allocation, through srun's relay the same way. `backend` does not apply; not together
+  // with `node`.
   kj::StringPtr host = "";
 
   // With `host`: the program's path on that host. Empty: `executable` (default: this program's

@@ -77,18 +77,18 @@ constexpr const char* FORWARDED[] = {
 constexpr kj::StringPtr ANNOUNCE = "harrow-ssh-child "_kj;
 constexpr size_t MAX_NOISE = 64 * 1024;  // what a login script may print before the announcement
 
-kj::String sshProgram() {
+kj::String programOnPath(kj::StringPtr program, kj::StringPtr package) {
   kj::StringPtr path = environmentOr("PATH", "/usr/bin:/bin");
   while (true) {
     size_t end = path.size();
     KJ_IF_MAYBE(colon, path.findFirst(':')) end = *colon;
-    auto candidate = kj::str(kj::heapString(path.begin(), end), "/ssh");
+    auto candidate = kj::str(kj::heapString(path.begin(), end), "/", program);
     if (access(candidate.cStr(), X_OK) == 0) return candidate;
     if (end == path.size()) break;
     path = path.slice(end + 1);
   }
-  kj::throwFatalException(spawnFailed(
-      "no `ssh` client on PATH (Debian: apt-get install openssh-client)"));
+  kj::throwFatalException(spawnFailed(kj::str("no `", program, "` on PATH (Debian: apt-get "
+                                              "install ", package, ")")));
 }
 
 // ServerAliveInterval/CountMax from --harrow-link-timeout: a silent connection is dropped after
@@ -106,9 +106,18 @@ SshHost SshHost::parse(kj::StringPtr url) {
     kj::throwFatalException(spawnFailed(kj::str("host '", url, "': ", why,
                                                 " (ssh://[USER@]HOST[:PORT])")));
   };
-  if (!url.startsWith("ssh://")) return bad("not an ssh URL");
-  kj::StringPtr rest = url.slice(6);
   SshHost result;
+  if (url.startsWith("slurm://")) {
+    // A node of this Slurm allocation, or (empty) whichever node srun picks.
+    result.slurm = true;
+    result.host = kj::heapString(url.slice(8));
+    if (result.host.startsWith("-") || result.host.findFirst(',') != nullptr) {
+      return bad("a Slurm node is one node name");
+    }
+    return result;
+  }
+  if (!url.startsWith("ssh://")) return bad("not an ssh:// or slurm:// URL");
+  kj::StringPtr rest = url.slice(6);
   KJ_IF_MAYBE(at, rest.findFirst('@')) {
     result.user = kj::heapString(rest.begin(), *at);
     rest = rest.slice(*at + 1);
@@ -150,13 +159,14 @@ SshHost SshHost::parse(kj::StringPtr url) {
 }
 
 kj::String SshHost::toString() const {
+  if (slurm) return kj::str("slurm:", host.size() > 0 ? host.asPtr() : "any");
   auto hostPart = host.findFirst(':') != nullptr ? kj::str("[", host, "]") : kj::str(host);
   return kj::str(user.size() > 0 ? kj::str(user, "@") : kj::str(), hostPart,
                  port != 0 ? kj::str(":", port) : kj::str());
 }
 
 kj::String sshHostUrl(kj::StringPtr host) {
-  if (host.startsWith("ssh://")) return kj::heapString(host);
+  if (host.startsWith("ssh://") || host.startsWith("slurm://")) return kj::heapString(host);
   kj::StringPtr all = environmentOr("HARROW_HOSTS");
   KJ_IF_MAYBE(url, namedEntry(all, host)) return kj::mv(*url);
   kj::throwFatalException(spawnFailed(
@@ -188,10 +198,40 @@ kj::String sshRemoteCommand(kj::StringPtr remotePath, kj::StringPtr name) {
   return kj::str(kj::strArray(words, " "), "; exit $?");
 }
 
+namespace {
+
+// srun running `remotePath` as child `name`: one job step of the allocation this process runs in,
+// one task on one node, sharing the node's CPUs with the other steps (--overlap: children are
+// not a batch of work to pack). srun passes the environment on (--export=ALL, its default) and
+// relays the task's stdin/stdout: the channel, unbuffered.
+kj::Array<kj::String> srunCommand(const SshHost& host, kj::StringPtr remotePath,
+                                  kj::StringPtr name) {
+  if (getenv("SLURM_JOB_ID") == nullptr) {
+    kj::throwFatalException(spawnFailed(kj::str(
+        "actor '", name, "': slurm:// children need a Slurm allocation (salloc, sbatch): "
+        "SLURM_JOB_ID is not set")));
+  }
+  kj::Vector<kj::String> args;
+  for (auto word : {"srun", "--nodes=1", "--ntasks=1", "--overlap", "--unbuffered", "--quiet",
+                    "--kill-on-bad-exit=1"}) {
+    args.add(kj::str(word));
+  }
+  args[0] = kj::str(programOnPath("srun", "slurm-client"));
+  args.add(kj::str("--job-name=", name));
+  if (host.host.size() > 0) args.add(kj::str("--nodelist=", host.host));
+  args.add(kj::str("--"));
+  args.add(kj::heapString(remotePath));
+  args.add(kj::str("--harrow-ssh-child"));
+  args.add(kj::heapString(name));
+  return args.releaseAsArray();
+}
+
+}  // namespace
+
 kj::Array<kj::String> sshCommand(kj::StringPtr hostParam, kj::StringPtr remoteCommand) {
   auto host = SshHost::parse(sshHostUrl(hostParam));
   kj::Vector<kj::String> args;
-  args.add(sshProgram());
+  args.add(programOnPath("ssh", "openssh-client"));
   args.add(kj::str("-T"));  // no terminal: the session's stdin/stdout are the channel
   // Never a prompt (a key, or nothing), and a silent connection dropped within the link bound.
   kj::String options[] = {kj::str("BatchMode=yes"), kj::str("ServerAliveCountMax=3"),
@@ -239,7 +279,7 @@ public:
     return client->onExit().then([this](int status) -> kj::Promise<int> {
       if (!WIFEXITED(status)) return status;  // ssh itself killed: by us, after the grace period
       int code = WEXITSTATUS(status);
-      if (code == 255) {
+      if (code == 255 && !host.slurm) {
         auto why = kj::str("the ssh session ended (ssh exited with status 255: the connection "
                            "failed or was lost)");
         if (remotePid == 0) {
@@ -260,6 +300,7 @@ public:
     client->kill(SIGKILL);
   }
   kj::String where() const override { return kj::str(" on host '", host.toString(), "'"); }
+  bool throughSlurm() const { return host.slurm; }
 
 private:
   kj::Own<ChildProcess> client;
@@ -317,7 +358,8 @@ Co<SshChild> startSshChild(Actor& actor, kj::StringPtr hostParam, kj::StringPtr 
   auto url = sshHostUrl(hostParam);
   auto host = SshHost::parse(url);
 
-  auto args = sshCommand(url, sshRemoteCommand(remotePath, name));
+  auto args = host.slurm ? srunCommand(host, remotePath, name)
+                        : sshCommand(url, sshRemoteCommand(remotePath, name));
   auto argv = KJ_MAP(arg, args) -> kj::StringPtr { return arg; };
 
   int fds[2];
@@ -372,7 +414,8 @@ bool hostLocal(kj::StringPtr address) {
 
 }  // namespace
 
-void stripHostLocalAddresses(wire::SpawnSpec::Builder spec) {
+void stripHostLocalAddresses(wire::SpawnSpec::Builder spec, bool withoutSecret) {
+  if (withoutSecret) spec.disownTreeSecret();  // Cap'n Proto zeroes what it disowns in place
   if (hostLocal(spec.getRegistryAddress())) spec.setRegistryAddress("");
   if (hostLocal(spec.getRootAddress())) spec.setRootAddress("");
 }

@@ -1,4 +1,6 @@
-// Children on other hosts through ssh: no daemon, no port on the remote host (issue 21).
+// Children on other hosts through ssh, or as Slurm job steps (srun): no daemon, no port of ours on
+// the remote host (issue 21). Slurm children ("slurm://NODE") take the same path with srun in
+// ssh's place; docs/CLUSTER.md says what differs (the secret stays home, the cookie is shared).
 //
 //   harrow::SpawnOptions options;
 //   options.host = "ssh://deploy@10.0.0.2:2222";  // or a name from --harrow-hosts / HARROW_HOSTS
@@ -51,8 +53,12 @@ struct SshHost {
   kj::String user;  // empty: ssh's default (the config's, or the local user)
   kj::String host;
   uint16_t port = 0;  // 0: ssh's default
+  // "slurm://NODE" (or "slurm://": any node): a job step of this process's Slurm allocation, run
+  // with srun, whose stdin/stdout relay carries the channel as ssh's does (docs/CLUSTER.md).
+  bool slurm = false;
 
-  // "ssh://[USER@]HOST[:PORT]" (HOST may be [IPv6]); throws harrow.SpawnFailed otherwise.
+  // "ssh://[USER@]HOST[:PORT]" (HOST may be [IPv6]) or "slurm://[NODE]"; throws
+  // harrow.SpawnFailed otherwise.
   static SshHost parse(kj::StringPtr url);
   // "[USER@]HOST[:PORT]", as errors name it.
   kj::String toString() const;
@@ -89,8 +95,10 @@ Co<SshChild> startSshChild(Actor& actor, kj::StringPtr host, kj::StringPtr name,
 
 // What a parent does to an ssh child's spawn spec: addresses that mean something only on this
 // host (Unix sockets, loopback TCP) are cleared; an etcd registry or a routable TCP address stays,
-// so children through ssh join an etcd registry like any other.
-void stripHostLocalAddresses(wire::SpawnSpec::Builder spec);
+// so children through ssh join an etcd registry like any other. With `withoutSecret` (a Slurm
+// child: srun's relay is plain TCP) the tree secret goes too, zeroed; the child reads the cookie
+// (--harrow-cookie, on a filesystem every node shares) instead.
+void stripHostLocalAddresses(wire::SpawnSpec::Builder spec, bool withoutSecret = false);
 
 // The child's side (harrow::main's `--harrow-ssh-child NAME` mode): moves stdin/stdout off fds 0
 // and 1 (0 becomes /dev/null, 1 a copy of stderr), announces this process on the channel, and

@@ -188,11 +188,15 @@ protected:
   }
 
   // The "fail" scenario: the leaf's error arrives with its origin and relay path; exit 0.
-  void expectTheLeafsErrorWithItsRelayPath(Program& root) {
+  void expectTheLeafsErrorWithItsRelayPath(Program& root, std::string first = "b",
+                                           std::string second = "c") {
     auto error = line(root, "error ");
-    EXPECT_EQ(error, "error origin=hop.b.c relay=hop.b kind=RemoteActorError");
+    EXPECT_EQ(error, "error origin=hop." + first + "." + second + " relay=hop." + first +
+                         " kind=RemoteActorError");
     auto text = line(root, "text ");
-    EXPECT_NE(text.find("hop.Failed from actor 'hop.b.c'"), std::string::npos) << text;
+    EXPECT_NE(text.find("hop.Failed from actor 'hop." + first + "." + second + "'"),
+              std::string::npos)
+        << text;
     int status = finish(root);
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << root.outputSoFar();
   }
@@ -522,6 +526,156 @@ TEST_F(SshClusterTest, AHostWithTheWrongKeyIsRefused) {
       << output;
   EXPECT_NE(output.find("Host key verification failed"), std::string::npos) << output;
   EXPECT_EQ(output.find("where "), std::string::npos) << output;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Trees inside a Slurm allocation (slurm:// hosts, runtime/spawn/ssh.h): a real slurmctld in a,
+// slurmd n1 in b and n2 in c (each its own network namespace and NodeName), and a munged of the
+// test's own (its own key and socket). The root runs under salloc; each child is a job step.
+
+class SlurmClusterTest : public SshClusterTest {
+protected:
+  void SetUp() override {
+    ClusterTest::SetUp();
+    if (IsSkipped()) return;
+    for (auto daemon : {"/usr/sbin/slurmctld", "/usr/sbin/slurmd", "/usr/sbin/munged"}) {
+      if (access(daemon, X_OK) != 0) {
+        GTEST_SKIP() << "needs " << daemon << " (apt-get install slurm-wlm munge)";
+      }
+    }
+    // Short: munged's socket lives here (a Unix socket path has 107 bytes; TEST_TMPDIR is long).
+    dir = std::string("/tmp/harrow-slurm-") + randomToken().cStr();
+    KJ_SYSCALL(mkdir(dir.c_str(), 0700));
+    for (auto sub : {"/state", "/spool-n1", "/spool-n2", "/munge"}) {
+      KJ_SYSCALL(mkdir((dir + sub).c_str(), 0700));
+    }
+    std::string key = randomToken().cStr();
+    key += randomToken().cStr();
+    writeFile(dir + "/munge/key", key + key);
+    chmod((dir + "/munge/key").c_str(), 0400);
+    char host[256] = {};
+    gethostname(host, sizeof(host) - 1);
+    writeFile(dir + "/cgroup.conf", "CgroupPlugin=cgroup/v1\nCgroupMountpoint=/sys/fs/cgroup\n");
+    writeFile(dir + "/slurm.conf",
+              "ClusterName=harrowtest\n"
+              "SlurmctldHost=" + std::string(host) + "(" + cluster->address("a") + ")\n"
+              "SlurmUser=root\nSlurmdUser=root\n"
+              "AuthType=auth/munge\nCredType=cred/munge\n"
+              "AuthInfo=socket=" + dir + "/munge/socket\n"
+              "StateSaveLocation=" + dir + "/state\n"
+              "SlurmdSpoolDir=" + dir + "/spool-%n\n"
+              "SlurmctldPidFile=" + dir + "/slurmctld.pid\n"
+              "SlurmdPidFile=" + dir + "/slurmd-%n.pid\n"
+              "ProctrackType=proctrack/linuxproc\nTaskPlugin=task/none\n"
+              "JobAcctGatherType=jobacct_gather/none\n"
+              "AccountingStorageType=accounting_storage/none\n"
+              "SchedulerType=sched/builtin\nSelectType=select/linear\n"
+              "ReturnToService=2\nMpiDefault=none\n"
+              "NodeName=n1 NodeAddr=" + cluster->address("b") + " CPUs=1 State=UNKNOWN\n"
+              "NodeName=n2 NodeAddr=" + cluster->address("c") + " CPUs=1 State=UNKNOWN\n"
+              "PartitionName=debug Nodes=n1,n2 Default=YES MaxTime=INFINITE State=UP\n");
+    environment = {"SLURM_CONF=" + dir + "/slurm.conf"};
+    munged = std::make_unique<Program>(
+        io, std::vector<std::string>{"/usr/sbin/munged", "-F", "--force",
+                                     "--socket=" + dir + "/munge/socket",
+                                     "--key-file=" + dir + "/munge/key",
+                                     "--pid-file=" + dir + "/munge/pid",
+                                     "--seed-file=" + dir + "/munge/seed",
+                                     "--log-file=" + dir + "/munge/log"});
+    // munged has no line to wait for in the foreground: its socket appearing is the event (5 s:
+    // a failure guard).
+    for (int i = 0; access((dir + "/munge/socket").c_str(), F_OK) != 0; ++i) {
+      ASSERT_LT(i, 250) << "munged did not start: " << munged->outputSoFar();
+      io.provider->getTimer().afterDelay(20 * kj::MILLISECONDS).wait(io.waitScope);
+    }
+    daemons["a"] = std::make_unique<Program>(
+        io, cluster->exec("a", {"/usr/sbin/slurmctld", "-D", "-i", "-f", dir + "/slurm.conf"}),
+        environment);
+    daemons["b"] = std::make_unique<Program>(
+        io, cluster->exec("b", {"/usr/sbin/slurmd", "-D", "-N", "n1", "-f", dir + "/slurm.conf"}),
+        environment);
+    daemons["c"] = std::make_unique<Program>(
+        io, cluster->exec("c", {"/usr/sbin/slurmd", "-D", "-N", "n2", "-f", dir + "/slurm.conf"}),
+        environment);
+    line(*daemons["b"], "slurmd-n1: slurmd started on");
+    line(*daemons["c"], "slurmd-n2: slurmd started on");
+  }
+
+  void TearDown() override {
+    if (cluster != nullptr) {
+      for (auto& [host, daemon] : daemons) {
+        // Every step has ended: only the daemon itself (and slurmctld's slurmscriptd) runs in
+        // its namespace.
+        for (pid_t pid : cluster->processesIn(host)) {
+          bool daemonsOwn = false;
+          KJ_IF_MAYBE(stat, readStat(pid)) daemonsOwn = stat->comm == "slurmscriptd";
+          if (pid != daemon->getPid() && !daemonsOwn) {
+            EXPECT_TRUE(waitForExit(pid, 5000)) << "pid " << pid << " still runs in " << host;
+          }
+        }
+      }
+      for (auto& [host, daemon] : daemons) {
+        kill(daemon->getPid(), SIGTERM);
+        finish(*daemon);
+      }
+    }
+    daemons.clear();
+    if (munged != nullptr) {
+      kill(munged->getPid(), SIGTERM);
+      finish(*munged);
+    }
+    if (!dir.empty()) runCommand({"/bin/rm", "-rf", dir});
+    ClusterTest::TearDown();
+  }
+
+  std::vector<std::string> environment;
+  std::unique_ptr<Program> munged;
+  std::map<std::string, std::unique_ptr<Program>> daemons;
+
+  // The root under salloc in a: an allocation of both nodes, its children steps on n1 and n2.
+  std::unique_ptr<Program> startSlurmRoot(const std::string& scenario) {
+    return std::make_unique<Program>(
+        io, cluster->exec("a", {"/usr/bin/salloc", "--quiet", "--nodes=2", programBinary,
+                                "--scenario=" + scenario, "--chain=n1,n2",
+                                "--harrow-hosts=n1=slurm://n1,n2=slurm://n2",
+                                "--harrow-cookie=" + cookie}),
+        environment);
+  }
+};
+
+TEST_F(SlurmClusterTest, DepthTwoTreeAcrossTwoNodesAsJobSteps) {
+  auto root = startSlurmRoot("tree");
+  expectTheTreeSpansTheHosts(*root);
+}
+
+TEST_F(SlurmClusterTest, AnErrorInALeafOnAnotherNodeKeepsItsRelayPath) {
+  auto root = startSlurmRoot("fail");
+  expectTheLeafsErrorWithItsRelayPath(*root, "n1", "n2");
+}
+
+// scancel of the job mid-run: the root hears a typed error about its child, and nothing is left on
+// either node (TearDown).
+TEST_F(SlurmClusterTest, ScancelMidRunIsATypedErrorAtTheRoot) {
+  auto root = startSlurmRoot("hold");
+  line(*root, "ready ");
+  std::string jobs;
+  auto slurm = "SLURM_CONF=" + dir + "/slurm.conf";
+  runCommand(cluster->exec("a", {"/usr/bin/env", slurm, "/usr/bin/squeue", "-h", "-o", "%i"}),
+             &jobs);
+  std::string output;
+  int cancelled = runCommand(
+      cluster->exec("a", {"/usr/bin/env", slurm, "/usr/bin/scancel",
+                          jobs.substr(0, jobs.find('\n'))}),
+      &output);
+  ASSERT_EQ(cancelled, 0) << output;
+  int status = finish(*root);
+  auto all = root->outputSoFar();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << all;
+  // The step's status, as the child's: srun's 128+15 read as SIGTERM (scancel's signal); once.
+  EXPECT_NE(all.find("harrow: harrow.ActorDied: actor 'hop.n1' (pid "), std::string::npos) << all;
+  EXPECT_NE(all.find(") killed by signal 15 (Terminated) on host 'slurm:n1'"), std::string::npos)
+      << all;
+  EXPECT_EQ(all.find("MultiError"), std::string::npos) << all;
 }
 
 }  // namespace

@@ -60,11 +60,16 @@ TEST(SshTest, HostsParseAsSshUrlsOrResolveByName) {
   EXPECT_EQ(bare.user, "");
   EXPECT_EQ(bare.port, 0);
   EXPECT_EQ(bare.toString(), "b.example");
+  auto node = SshHost::parse("slurm://n1");
+  EXPECT_TRUE(node.slurm);
+  EXPECT_EQ(node.toString(), "slurm:n1");
+  EXPECT_EQ(SshHost::parse("slurm://").toString(), "slurm:any");
   auto v6 = SshHost::parse("ssh://[fd00::2]:22");
   EXPECT_EQ(v6.host, "fd00::2");
   EXPECT_EQ(v6.toString(), "[fd00::2]:22");
   for (auto bad : {"tcp:1.2.3.4:5", "ssh://", "ssh://u@", "ssh://h:0", "ssh://h:x",
-                   "ssh://-oProxyCommand=x", "ssh://-u@h", "ssh://[fd00::2"}) {
+                   "ssh://-oProxyCommand=x", "ssh://-u@h", "ssh://[fd00::2", "slurm://-w",
+                   "slurm://n1,n2"}) {
     auto error = KJ_ASSERT_NONNULL(kj::runCatchingExceptions([&]() { SshHost::parse(bad); }), bad);
     EXPECT_TRUE(is(error, ErrorKind::SPAWN_FAILED)) << bad << ": " << error.getDescription().cStr();
   }
@@ -111,6 +116,12 @@ TEST(SshTest, TheSpawnSpecKeepsOnlyAddressesTheOtherHostCanUse) {
   stripHostLocalAddresses(spec);
   EXPECT_EQ(spec.getRegistryAddress(), "etcd://10.0.0.1:2379/harrow");
   EXPECT_EQ(spec.getRootAddress(), "tcp:10.0.0.1:4000");
+  // Through srun (plain TCP) the secret does not cross: zeroed in place.
+  stripHostLocalAddresses(spec, /*withoutSecret=*/true);
+  EXPECT_FALSE(spec.hasTreeSecret());
+  auto words = capnp::messageToFlatArray(builder);
+  auto bytes = words.asBytes();
+  EXPECT_EQ(std::search(bytes.begin(), bytes.end(), secret, secret + 3), bytes.end());
 }
 
 // A node that authenticates, answers `spawned`, then does what `after` says with the link, then
