@@ -281,6 +281,11 @@ bool tokenRefused(uint status, kj::StringPtr text) {
 
 // TLS to the members: the trusted CAs, this client's keypair, the context and the network it
 // wraps (kj-tls keeps references to the first two).
+struct EtcdClient::Http : public kj::Refcounted {
+  explicit Http(kj::Own<kj::HttpClient> client) : client(kj::mv(client)) {}
+  kj::Own<kj::HttpClient> client;
+};
+
 struct EtcdClient::Tls {
   kj::Vector<kj::TlsCertificate> trusted;
   kj::Maybe<kj::TlsKeypair> keypair;
@@ -329,14 +334,13 @@ EtcdClient::EtcdClient(kj::Timer& timer, kj::Network& network, const EtcdAddress
   if (address.passwordFile.size() > 0) {
     password = readSecretFile("the etcd password file", address.passwordFile);
   }
-  http = kj::newHttpClient(timer, *headerTable, network, tlsNetwork);
+  renewHttp();
 }
 
 void EtcdClient::renewHttp() {
   kj::Maybe<kj::Network&> tlsNetwork;
   if (tls.get() != nullptr) tlsNetwork = *tls->network;
-  retired.add(kj::mv(http));
-  http = kj::newHttpClient(timer, *headerTable, network, tlsNetwork);
+  http = kj::refcounted<Http>(kj::newHttpClient(timer, *headerTable, network, tlsNetwork));
 }
 
 EtcdClient::~EtcdClient() noexcept(false) {
@@ -406,7 +410,8 @@ Co<kj::String> EtcdClient::post(kj::StringPtr path, kj::String body, bool author
     kj::String text;
     auto exchange = [&]() -> Co<void> {
       auto headers = requestHeaders(authorize);
-      auto request = http->request(kj::HttpMethod::POST, url, headers, body.size());
+      auto client = kj::addRef(*http);  // outlives a renewHttp() meanwhile
+      auto request = client->client->request(kj::HttpMethod::POST, url, headers, body.size());
       co_await request.body->write(body.begin(), body.size());
       request.body = nullptr;
       auto response = co_await kj::mv(request.response);
@@ -587,12 +592,13 @@ private:
       kj::Own<kj::AsyncInputStream> responseBody;
       auto exchange = [&]() -> Co<void> {
         auto headers = client.requestHeaders(authorize);
-        auto request = client.http->request(kj::HttpMethod::POST, url, headers, body.size());
+        auto http = kj::addRef(*client.http);  // kept as long as the stream is read
+        auto request = http->client->request(kj::HttpMethod::POST, url, headers, body.size());
         co_await request.body->write(body.begin(), body.size());
         request.body = nullptr;
         auto response = co_await kj::mv(request.response);
         status = response.statusCode;
-        responseBody = kj::mv(response.body);
+        responseBody = kj::mv(response.body).attach(kj::mv(http));
       };
       kj::Duration left = deadline - client.timer.now();
       auto failure = co_await errorOf([&]() {

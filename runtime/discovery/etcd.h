@@ -151,9 +151,10 @@ private:
   kj::String user;                   // etcd's authentication: empty for none
   kj::Array<kj::byte> password;
   kj::Maybe<kj::String> token;       // the one etcd gave us last, while it accepts it
-  kj::Own<kj::HttpClient> http;
-  // Clients set aside by renewHttp(): kept, since a watch may still read a response of theirs.
-  kj::Vector<kj::Own<kj::HttpClient>> retired;
+  // The HTTP client, shared by reference count with each exchange and open watch that uses it:
+  // one replaced by renewHttp() lives until the last of them is done, then goes.
+  struct Http;
+  kj::Own<Http> http;
   capnp::JsonCodec codec;
 
   // POSTs `body` (JSON) to `path` on the current endpoint, failing over as described above;
