@@ -100,7 +100,9 @@ TEST(RemoteErrorTest, MessagesShareAFourMegabyteBudget) {
   KJ_IF_MAYBE(info, remoteErrorInfo(e)) {
     EXPECT_TRUE(info->message.endsWith(kj::str("... (", (8 << 20) - ((4 << 20) - 9),
                                                " more bytes not shown)")))
-        << info->message.slice(info->message.size() - 60).cStr();
+        // Not slice(size() - 60): GCC 12 at -O1 (TSan) follows the inlined path where the text is
+        // a short constant and fails the build with a false -Werror=array-bounds in kj::String.
+        << std::string(info->message.cStr()).substr(info->message.size() - 60);
     // The budget went to the type and the message.
     EXPECT_EQ(info->remoteTrace, "... (12 more bytes not shown)"_kj);
   } else {
