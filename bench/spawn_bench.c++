@@ -24,11 +24,18 @@
 //  - Tree/mode/W/D:   a width-W depth-D tree of Spawnee.grow (14x2: 14 + 196 = 210 actors; 10x3:
 //                     10 + 100 + 1000 = 1110): each node spawns its children one after the other,
 //                     then grows them all at once; start -> every process reaped.
-//  - Cascade/mode:    a depth-3 width-2 tree (2 + 4 + 8 = 14 actors, all holding) in which one leaf
-//                     fails 200 ms after it was asked to grow; the time from the leaf's failure
-//                     (its steady-clock time, carried in the error) to the root's nursery raising,
-//                     every process reaped. The root is a child subreaper, and afterwards counts
-//                     any process left with it as parent (counter `left`, must be 0).
+//  - Cascade/mode/D:  a depth-D width-2 tree (D = 3: 2 + 4 + 8 = 14 actors; D = 5: 62, all
+//                     holding) in which one leaf fails 200 ms after it was asked to grow; the time
+//                     from the leaf's failure (its steady-clock time, carried in the error) to the
+//                     root's nursery raising, every process reaped. The root is a child subreaper,
+//                     and afterwards counts any process left with it as parent (counter `left`,
+//                     must be 0).
+//  - Teardown/S/W/D:  a real harrow::main root (this binary with --tree-root=W,D, exec backend)
+//                     holding a width-W depth-D tree (14x2: 210 actors below the root); once every
+//                     actor is up, signal S goes to the root: SIGINT (the graceful path: cancel,
+//                     acknowledge, exit, bottom-up) or SIGKILL (the hard path: PR_SET_PDEATHSIG
+//                     kills the rest). Time from the signal until the last process of the tree
+//                     is reaped.
 //
 // The root is built by hand as in call_bench (see the comment there): its own kj::setupAsyncIo()
 // and harrow::Actor with the same discovery settings harrow::main gives a root
@@ -485,6 +492,9 @@ void BM_Tree(benchmark::State& state) {
 
 void BM_Cascade(benchmark::State& state) {
   int mode = state.range(0);
+  uint32_t depth = state.range(1);
+  std::string failAt = "c0.1";
+  for (uint32_t level = 3; level <= depth; ++level) failAt += ".0";
   configure(mode);
   Root r;
   harrow::SpawnOptions options;
@@ -494,7 +504,7 @@ void BM_Cascade(benchmark::State& state) {
   for (auto _ : state) {
     kj::Maybe<kj::Exception> error;
     r.run([&]() -> kj::Promise<void> {
-      return growTree(r.root(), 3, 2, "c0.1.0", true, options)
+      return growTree(r.root(), depth, 2, failAt.c_str(), true, options)
           .then([](uint32_t) {}, [&](kj::Exception&& e) { error = kj::mv(e); });
     });
     int64_t end = nowNs();
@@ -509,6 +519,98 @@ void BM_Cascade(benchmark::State& state) {
   r.finish();
   state.counters["teardown_p50_ms"] = teardown.median();
   state.counters["left"] = left;
+}
+
+// Processes below `root` now (children, grandchildren, ...), from /proc.
+int descendantsOf(pid_t root) {
+  std::map<pid_t, pid_t> parents;
+  DIR* dir = opendir("/proc");
+  if (dir == nullptr) return -1;
+  while (struct dirent* entry = readdir(dir)) {
+    char* end;
+    long pid = strtol(entry->d_name, &end, 10);
+    if (*end != '\0' || pid <= 0) continue;
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    FILE* f = fopen(path, "r");
+    if (f == nullptr) continue;
+    char buf[512];
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char* close = strrchr(buf, ')');
+    char state;
+    int ppid;
+    if (close != nullptr && sscanf(close + 2, "%c %d", &state, &ppid) == 2 && state != 'Z') {
+      parents[pid] = ppid;
+    }
+  }
+  closedir(dir);
+  int count = 0;
+  for (auto [pid, ppid] : parents) {
+    for (pid_t up = ppid; up > 1;) {
+      if (up == root) {
+        ++count;
+        break;
+      }
+      auto it = parents.find(up);
+      if (it == parents.end()) break;
+      up = it->second;
+    }
+  }
+  return count;
+}
+
+// One teardown of a width x depth tree under a harrow::main root by `signal`; milliseconds.
+double teardownOnce(int signal, uint32_t width, uint32_t depth) {
+  uint32_t expected = 0;
+  for (uint32_t level = 1, n = 1; level <= depth; ++level) expected += (n *= width);
+  auto spec = kj::str("--tree-root=", width, ",", depth);
+  fflush(stdout);
+  pid_t root = fork();
+  KJ_ASSERT(root >= 0);
+  if (root == 0) {
+    setenv("HARROW_SPAWN", "exec", 1);
+    execl(selfExe.c_str(), selfExe.c_str(), spec.cStr(), nullptr);
+    _exit(127);
+  }
+  // Up: every actor of the tree exists (leaves hold their grow call).
+  while (descendantsOf(root) < int(expected)) usleep(20000);
+  usleep(100000);  // their last handshakes and calls settle
+  auto t0 = Clock::now();
+  KJ_SYSCALL(kill(root, signal));
+  // Reaped: the root always comes to us. A graceful root reaps its children, and they theirs;
+  // on SIGKILL every other process is orphaned and comes to us (the subreaper) too, and so does
+  // any process whose parent was killed at the end of a grace period. /proc is looked at only
+  // once the root is reaped and no other child is waiting to be (it costs CPU).
+  pid_t zygote = forkServerPidOrZero();
+  for (bool rootReaped = false;;) {
+    int status;
+    pid_t pid = waitpid(-1, &status, rootReaped ? WNOHANG : 0);
+    if (pid < 0) {
+      KJ_ASSERT(errno == EINTR, strerror(errno));
+      continue;
+    }
+    KJ_ASSERT(pid != zygote, "the zygote exited");
+    rootReaped |= pid == root;
+    if (pid == 0) {
+      if (leftoverChildren() == 0) break;
+      usleep(1000);
+    }
+  }
+  double ms = us(Clock::now() - t0) / 1e3;
+  KJ_ASSERT(leftoverChildren() == 0 && descendantsOf(root) <= 0, "the tree left processes");
+  return ms;
+}
+
+void BM_Teardown(benchmark::State& state) {
+  int signal = state.range(0);
+  uint32_t width = state.range(1), depth = state.range(2);
+  configure(EXEC);
+  Samples teardown;
+  for (auto _ : state) teardown.add(teardownOnce(signal, width, depth));
+  state.counters["teardown_p50_ms"] = teardown.median();
+  state.counters["left"] = leftoverChildren();
 }
 
 // ---- summary -----------------------------------------------------------------------------------
@@ -579,11 +681,24 @@ public:
                modeName(mode), tree,
                depth != 3 ? "" : tree < 2000 ? "; target (< 2 s) met" : "; target (< 2 s) NOT met");
       }
-      double cascade = get("BM_Cascade/" + m, "teardown_p50_ms");
+      double cascade = get("BM_Cascade/" + m + "/3", "teardown_p50_ms");
+      double deep = get("BM_Cascade/" + m + "/5", "teardown_p50_ms");
       if (cascade != 0) {
         printf("  depth-3 cascade teardown,    %-18s %.1f ms (target < 100 ms: %s)\n",
                modeName(mode), cascade, cascade < 100 ? "met" : "NOT met");
       }
+      if (cascade != 0 && deep != 0) {
+        printf("  depth-5 cascade teardown,    %-18s %.1f ms = %.2fx depth 3 (target <= 1.5x: "
+               "%s)\n", modeName(mode), deep, deep / cascade,
+               deep <= 1.5 * cascade ? "met" : "NOT met");
+      }
+    }
+    double graceful = get("BM_Teardown/" + std::to_string(SIGINT) + "/14/2", "teardown_p50_ms");
+    double hard = get("BM_Teardown/" + std::to_string(SIGKILL) + "/14/2", "teardown_p50_ms");
+    if (graceful != 0 && hard != 0) {
+      printf("  14x2 tree (210 actors) under harrow::main, exec: SIGINT teardown %.0f ms, kill -9 "
+             "teardown %.0f ms: %.2fx (target <= 2x: %s)\n", graceful, hard, graceful / hard,
+             graceful <= 2 * hard ? "met" : "NOT met");
     }
     fflush(stdout);
   }
@@ -631,16 +746,35 @@ BENCHMARK(BM_Tree)
     ->Repetitions(1)
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Cascade)
-    ->Arg(EXEC)
-    ->Arg(FORKSERVER_ZYGOTES)
+    ->Args({EXEC, 3})
+    ->Args({FORKSERVER_ZYGOTES, 3})
+    ->Args({EXEC, 5})
+    ->Args({FORKSERVER_ZYGOTES, 5})
     ->Iterations(2)
     ->Repetitions(kRepetitions)
+    ->Unit(benchmark::kMillisecond);
+
+BENCHMARK(BM_Teardown)
+    ->Args({SIGINT, 14, 2})
+    ->Args({SIGKILL, 14, 2})
+    ->Iterations(3)
+    ->Repetitions(1)
     ->Unit(benchmark::kMillisecond);
 
 int main(int argc, char** argv) {
   if (argc > 1 && kj::StringPtr(argv[1]) == "--noop") return 0;  // the exec baseline
   // Benchmark roots host no registry (children get none either).
   setenv("HARROW_REGISTRY", "none", 1);
+  if (argc > 1 && kj::StringPtr(argv[1]).startsWith("--tree-root=")) {
+    // BM_Teardown's root: grows a holding tree and keeps it until a signal ends it.
+    uint32_t width = 0, depth = 0;
+    KJ_ASSERT(sscanf(argv[1] + 12, "%u,%u", &width, &depth) == 2);
+    return harrow::main(argc, argv, implementations(), [=](harrow::Actor& root) {
+      harrow::SpawnOptions options;
+      options.backend = harrow::SpawnBackend::EXEC;
+      return growTree(root, depth, width, "", true, options).ignoreResult();
+    });
+  }
   if (argc > 1 && kj::StringPtr(argv[1]) == "--harrow-child") {
     return harrow::main(argc, argv, implementations(),
                         [](harrow::Actor&) -> kj::Promise<void> { return kj::READY_NOW; });

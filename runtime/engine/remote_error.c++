@@ -367,7 +367,10 @@ void fillWireError(wire::Error::Builder error, const kj::Exception& exception,
     KJ_IF_MAYBE(n, context->next) next = n->get();
     context = next;
   }
-  if (exception.getStackTrace().size() > 0) {
+  // A cancellation's stack says only where a task was waiting when its scope ended: not worth
+  // symbolizing, which loads this binary's debug information (tens of ms of CPU, the bulk of a
+  // graceful teardown when every actor of a tree answers its cancelled calls; bench/README.md).
+  if (exception.getStackTrace().size() > 0 && kind != wire::ErrorKind::CONTEXT_CANCELLED) {
     trace.add(kj::str("stack:\n", _::symbolize(exception.getStackTrace())));
   }
   if (exception.getRemoteTrace().size() > 0) trace.add(kj::str(exception.getRemoteTrace()));

@@ -52,6 +52,23 @@ TEST(RemoteErrorTest, ItsPredicatesMatchAKindAsIsDoesNotByABarePrefix) {
   EXPECT_TRUE(isMessageTooLarge(messageTooLarge("a 70 MiB call")));
 }
 
+// An error with a stack trace goes with the trace symbolized; a cancellation goes without it:
+// symbolizing loads the binary's debug information, and a tree's graceful teardown (every actor
+// answering its cancelled calls) spent most of its time there.
+TEST(RemoteErrorTest, ACancellationIsSentWithoutASymbolizedStack) {
+  kj::Exception exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+                          kj::str("test.Boom: with a stack"));
+  exception.extendTrace(0);
+  ASSERT_GT(exception.getStackTrace().size(), 0u);
+  ActorIdentity self = ActorIdentity::random("self");
+  capnp::MallocMessageBuilder failed, cancelled;
+  fillWireError(failed.initRoot<wire::Error>(), exception, self, wire::ErrorKind::FAILED);
+  fillWireError(cancelled.initRoot<wire::Error>(), exception, self,
+                wire::ErrorKind::CONTEXT_CANCELLED);
+  EXPECT_EQ(count(failed.getRoot<wire::Error>().getRemoteTrace(), "stack:"), 1u);
+  EXPECT_EQ(count(cancelled.getRoot<wire::Error>().getRemoteTrace(), "stack:"), 0u);
+}
+
 TEST(RemoteErrorTest, AMillionRelayHopsAreCountedNotListed) {
   capnp::MallocMessageBuilder builder;
   auto error = builder.initRoot<wire::Error>();
