@@ -59,7 +59,14 @@ Co<void> refuse(Channel& channel, PeerHost& host, kj::Exception why) {
     capnp::MallocMessageBuilder builder(256);
     auto root = builder.initRoot<wire::Message>();
     auto error = root.initError();
-    fillWireError(error, why, host.identity(), wire::ErrorKind::PROTOCOL_VIOLATION);
+    // Within the pre-authentication frame limit, whatever the peer's hello made the text (a name
+    // of 3 KiB, say): its middle cut before it is built (capnp does not reclaim a replaced text).
+    kj::StringPtr description = why.getDescription();
+    kj::Exception shown = description.size() <= 1024 ? kj::cp(why) : kj::Exception(
+        why.getType(), why.getFile(), why.getLine(),
+        kj::str(kj::heapString(description.begin(), 512), " ... ",
+                description.slice(description.size() - 512)));
+    fillWireError(error, shown, host.identity(), wire::ErrorKind::PROTOCOL_VIOLATION);
     // The peer may be anyone: it learns what was wrong, not where in this program (a stack trace
     // would hand a stranger this process's memory layout).
     error.setRemoteTrace("");

@@ -103,11 +103,11 @@ public:
   explicit Stranger(kj::Own<Channel> channel) : channel(kj::mv(channel)) {}
 
   // Sends a hello; returns the acceptor's.
-  Co<void> hello() {
+  Co<void> hello(kj::StringPtr name = "stranger") {
     wire::Message::Builder root = nullptr;
     ours = newMessage(root);
     auto hello = root.initHello();
-    ActorIdentity::random("stranger").toWire(hello.initId());
+    ActorIdentity::random(name).toWire(hello.initId());
     hello.setPid(getpid());
     hello.setProtocolVersion(wire::PROTOCOL_VERSION);
     setHelloNonce(hello);
@@ -255,6 +255,22 @@ TEST_F(AuthTest, SkippingTheProofWithCancelActorIsRefusedAndTheActorKeepsRunning
     co_await expectStillServing();
   });
   EXPECT_LE(warnings, 1) << warningLines;
+}
+
+// Before the proofs a frame may have 4 KiB: a stranger whose hello fills them (a long name) is
+// still told why it is refused, in an error that fits.
+TEST_F(AuthTest, AStrangerWithANameOfNearly4KiBIsStillRefusedWithAReason) {
+  run([&]() -> Co<void> {
+    auto s = co_await stranger(tcpAddress());
+    auto name = kj::heapString(3900);
+    for (auto& c : name) c = 'n';
+    co_await s.hello(name);
+    auto proof = handshakeProof(TreeSecret::random(), HandshakeRole::OPENER, s.openerHello(),
+                                s.acceptorHello());
+    s.sendProof(proof);
+    auto why = co_await s.expectRefusal();
+    EXPECT_TRUE(contains(why, "does not know this tree's secret")) << why.cStr();
+  });
 }
 
 TEST_F(AuthTest, AWrongOrReplayedMacIsRefused) {
