@@ -212,5 +212,26 @@ TEST_F(FakeNodeTest, AReportedExitIsTheChildsStatus) {
   EXPECT_EQ(KJ_ASSERT_NONNULL(outcome.status), 3 << 8);
 }
 
+// A man in the middle of the link (issue #19, 2) writes a frame of its own, here the child's
+// exit status, straight into the TCP stream and closes it, as a node does after its report: it
+// has no key for the tag every link frame carries (docs/PROTOCOL.md 2.5, 9), so the parent does
+// not take it for the node's word. The link is broken for it (the child is unreachable), never
+// "exited with status 0". (Without tags the parent reported status 0.)
+TEST_F(FakeNodeTest, AFrameForgedIntoTheLinkIsNotObeyed) {
+  auto outcome = run(
+      [](Channel& link) -> Co<void> {
+        capnp::MallocMessageBuilder forged;
+        forged.initRoot<wire::Message>().initLink().setExited(0);
+        auto words = capnp::messageToFlatArray(forged);
+        co_await link.flush();
+        co_await link.getStream().write(words.asBytes().begin(), words.asBytes().size());
+        co_await link.shutdownWrite();  // as a node does after its exit report
+      },
+      LinkTiming::withinBound(3 * kj::SECONDS));
+  EXPECT_EQ(outcome.status, nullptr) << "the forged exit status was taken";
+  auto& error = KJ_ASSERT_NONNULL(outcome.error);
+  EXPECT_TRUE(is(error, ErrorKind::ACTOR_UNREACHABLE)) << error.getDescription().cStr();
+}
+
 }  // namespace
 }  // namespace harrow::testing
