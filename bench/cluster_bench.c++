@@ -5,8 +5,9 @@
 //                 [--harrow-hosts=... --harrow-ssh-config=FILE]
 //
 // Without --node or --host: a local child (the socketpair, no relay): the baseline. With --host
-// (a child through ssh, runtime/spawn/ssh.h) the row also times the bare `ssh HOST /bin/true`
-// with the same ssh options, in the same run: the floor a spawn through ssh is measured against.
+// (a child through ssh or a Slurm step, runtime/spawn/ssh.h) the row also times the bare
+// `ssh HOST /bin/true` (`srun /bin/true`) with the same options, in the same run: the floor a
+// spawn there is measured against.
 // bench/cluster_bench.sh runs every row (local; a node on loopback; a node across a veth pair,
 // plain and TLS; ssh across the veth pair) in network namespaces (needs root) and prints the table
 // bench/README.md quotes.
@@ -56,9 +57,10 @@ double median(std::vector<double> values) {
   return values[values.size() / 2];
 }
 
-// One `ssh HOST /bin/true` with the options harrow's ssh spawns use, in milliseconds. Run and
+// One `ssh HOST /bin/true` (for a slurm:// host: `srun ... /bin/true`, a step) with the options
+// harrow's spawns use, in milliseconds. Run and
 // reaped synchronously: the event loop does not turn meanwhile (spawnProcess's contract).
-double sshTrue(kj::StringPtr hostName) {
+double bareTrue(kj::StringPtr hostName) {
   auto args = harrow::sshCommand(hostName, "/bin/true");
   auto argv = KJ_MAP(arg, args) -> kj::StringPtr { return arg; };
   int null = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -113,7 +115,7 @@ int main(int argc, char** argv) {
     std::vector<double> starts;
     std::vector<double> floors;
     for (int i = 0; i < spawns; ++i) {
-      if (host.size() > 0) floors.push_back(sshTrue(host));
+      if (host.size() > 0) floors.push_back(bareTrue(host));
       co_await harrow::openActorNursery(root, [&](harrow::ActorNursery& an) -> Co<void> {
         auto start = Clock::now();
         auto echo = co_await an.startActor<EchoImpl>(kj::str("spawned-", i), options);
@@ -126,7 +128,7 @@ int main(int argc, char** argv) {
            host.size() > 0 ? "host" : "node", where.cStr(), median(rtts), median(starts), calls,
            spawns);
     if (host.size() > 0) {
-      printf(" ssh_true_median_ms=%.2f spawn_vs_ssh_true=%.2fx", median(floors),
+      printf(" bare_true_median_ms=%.2f spawn_vs_bare_true=%.2fx", median(floors),
              median(starts) / median(floors));
     }
     printf("\n");

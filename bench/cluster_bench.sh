@@ -7,6 +7,9 @@
 #   ssh        a child through ssh (runtime/spawn/ssh.h) to an sshd in the other namespace, beside
 #              a bare `ssh HOST /bin/true` in the same run (needs sshd: openssh-server)
 #
+#   slurm      a child as a job step on a slurmd in the other namespace, the root under salloc,
+#              beside a bare `srun /bin/true` (needs slurm-wlm and munge)
+#
 # Each row runs unpinned, then pinned to CPU 0 (taskset -c 0: every process of the row on one CPU).
 #   bazel build -c opt //bench:cluster_bench //node:harrow-node
 #   sudo bench/cluster_bench.sh [bazel-bin/bench/cluster_bench] [bazel-bin/node/harrow-node]
@@ -106,3 +109,51 @@ run veth --node=b "$nodes"
 # The TLS node's certificate names it "b": the root asks for it by that name.
 run veth+tls --node=b --harrow-nodes=b=tcp:10.77.0.2:7001 $(tls a)
 run ssh --host=b --harrow-hosts=b=ssh://root@10.77.0.2 --harrow-ssh-config="$work/ssh_config"
+
+# Slurm: munged (its own key and socket), slurmctld in a, slurmd n1 in b; the root under salloc.
+if [ -x /usr/sbin/slurmctld ] && [ -x /usr/sbin/slurmd ] && [ -x /usr/sbin/munged ]; then
+  mkdir -p "$work/munge" "$work/state" "$work/spool-n1"
+  chmod 700 "$work/munge"
+  head -c 64 /dev/urandom > "$work/munge/key"
+  chmod 400 "$work/munge/key"
+  /usr/sbin/munged -F --force --socket="$work/munge/socket" --key-file="$work/munge/key" \
+    --pid-file="$work/munge/pid" --seed-file="$work/munge/seed" \
+    --log-file="$work/munge/log" > /dev/null 2>&1 &
+  pids+=($!)
+  printf 'CgroupPlugin=cgroup/v1\nCgroupMountpoint=/sys/fs/cgroup\n' > "$work/cgroup.conf"
+  cat > "$work/slurm.conf" <<EOF
+ClusterName=harrowbench
+SlurmctldHost=$(hostname)(10.77.0.1)
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=socket=$work/munge/socket
+StateSaveLocation=$work/state
+SlurmdSpoolDir=$work/spool-%n
+SlurmctldPidFile=$work/slurmctld.pid
+SlurmdPidFile=$work/slurmd-%n.pid
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+SchedulerType=sched/builtin
+SelectType=select/linear
+ReturnToService=2
+MpiDefault=none
+NodeName=n1 NodeAddr=10.77.0.2 CPUs=1 State=UNKNOWN
+PartitionName=bench Nodes=n1 Default=YES MaxTime=INFINITE State=UP
+EOF
+  export SLURM_CONF="$work/slurm.conf"
+  until [ -S "$work/munge/socket" ]; do sleep 0.05; done
+  ip netns exec "$tag-a" /usr/sbin/slurmctld -D -i -f "$SLURM_CONF" > "$work/ctl.log" 2>&1 &
+  pids+=($!)
+  ip netns exec "$tag-b" /usr/sbin/slurmd -D -N n1 -f "$SLURM_CONF" > "$work/n1.log" 2>&1 &
+  pids+=($!)
+  until grep -q "slurmd started on" "$work/n1.log" 2>/dev/null; do sleep 0.05; done
+  for pin in "" "taskset -c 0"; do
+    printf '%-9s %-8s ' slurm "$([ -n "$pin" ] && echo pinned || echo unpinned)"
+    ip netns exec "$tag-a" $pin salloc --quiet --nodes=1 "$bench" --harrow-cookie="$work/cookie" \
+      --harrow-registry=none --host=n1 --harrow-hosts=n1=slurm://n1
+  done
+fi

@@ -204,8 +204,8 @@ namespace {
 // one task on one node, sharing the node's CPUs with the other steps (--overlap: children are
 // not a batch of work to pack). srun passes the environment on (--export=ALL, its default) and
 // relays the task's stdin/stdout: the channel, unbuffered.
-kj::Array<kj::String> srunCommand(const SshHost& host, kj::StringPtr remotePath,
-                                  kj::StringPtr name) {
+kj::Array<kj::String> srunCommand(const SshHost& host, kj::StringPtr name,
+                                  kj::ArrayPtr<const kj::StringPtr> command) {
   if (getenv("SLURM_JOB_ID") == nullptr) {
     kj::throwFatalException(spawnFailed(kj::str(
         "actor '", name, "': slurm:// children need a Slurm allocation (salloc, sbatch): "
@@ -220,9 +220,7 @@ kj::Array<kj::String> srunCommand(const SshHost& host, kj::StringPtr remotePath,
   args.add(kj::str("--job-name=", name));
   if (host.host.size() > 0) args.add(kj::str("--nodelist=", host.host));
   args.add(kj::str("--"));
-  args.add(kj::heapString(remotePath));
-  args.add(kj::str("--harrow-ssh-child"));
-  args.add(kj::heapString(name));
+  for (auto word : command) args.add(kj::heapString(word));
   return args.releaseAsArray();
 }
 
@@ -230,6 +228,10 @@ kj::Array<kj::String> srunCommand(const SshHost& host, kj::StringPtr remotePath,
 
 kj::Array<kj::String> sshCommand(kj::StringPtr hostParam, kj::StringPtr remoteCommand) {
   auto host = SshHost::parse(sshHostUrl(hostParam));
+  if (host.slurm) {
+    kj::StringPtr command[] = {remoteCommand};
+    return srunCommand(host, "harrow-floor", command);
+  }
   kj::Vector<kj::String> args;
   args.add(programOnPath("ssh", "openssh-client"));
   args.add(kj::str("-T"));  // no terminal: the session's stdin/stdout are the channel
@@ -358,8 +360,9 @@ Co<SshChild> startSshChild(Actor& actor, kj::StringPtr hostParam, kj::StringPtr 
   auto url = sshHostUrl(hostParam);
   auto host = SshHost::parse(url);
 
-  auto args = host.slurm ? srunCommand(host, remotePath, name)
-                        : sshCommand(url, sshRemoteCommand(remotePath, name));
+  kj::StringPtr childCommand[] = {remotePath, "--harrow-ssh-child", name};
+  auto args = host.slurm ? srunCommand(host, name, childCommand)
+                         : sshCommand(url, sshRemoteCommand(remotePath, name));
   auto argv = KJ_MAP(arg, args) -> kj::StringPtr { return arg; };
 
   int fds[2];

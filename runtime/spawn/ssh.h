@@ -76,8 +76,9 @@ kj::Array<kj::String> hostNames();
 kj::String sshRemoteCommand(kj::StringPtr remotePath, kj::StringPtr name);
 
 // The ssh client's argv that runs `remoteCommand` on `host` (a name or URL) as harrow's spawns
-// run it: the same options (BatchMode, keepalives, --harrow-ssh-config). bench/cluster_bench
-// times `sshCommand(host, "/bin/true")` as a spawn's floor.
+// run it: the same options (BatchMode, keepalives, --harrow-ssh-config); for a slurm:// host,
+// srun's argv running the program `remoteCommand` as a step, with the options a child's step gets.
+// bench/cluster_bench times `sshCommand(host, "/bin/true")` as a spawn's floor.
 kj::Array<kj::String> sshCommand(kj::StringPtr host, kj::StringPtr remoteCommand);
 
 // A child started through ssh: what its supervisor sees of it, and its channel's parent end.
