@@ -62,36 +62,7 @@ start_node "$tag-b" 10.77.0.2:7000 "$work/b.log"
 start_node "$tag-b" 10.77.0.2:7001 "$work/btls.log" $(tls b)
 
 # sshd in b: key-only, a host key and a client key made here, strict known_hosts.
-mkdir -p /run/sshd
-ssh-keygen -q -t ed25519 -N '' -f "$work/client"
-ssh-keygen -q -t ed25519 -N '' -f "$work/host"
-cp "$work/client.pub" "$work/authorized_keys"
-echo "10.77.0.2 $(cat "$work/host.pub")" > "$work/known_hosts"
-cat > "$work/sshd_config" <<EOF
-ListenAddress 10.77.0.2
-HostKey $work/host
-PidFile none
-AuthorizedKeysFile $work/authorized_keys
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PermitRootLogin prohibit-password
-StrictModes no
-UsePAM no
-LogLevel INFO
-EOF
-cat > "$work/ssh_config" <<EOF
-Host *
-  User root
-  IdentityFile $work/client
-  IdentitiesOnly yes
-  UserKnownHostsFile $work/known_hosts
-  GlobalKnownHostsFile /dev/null
-  StrictHostKeyChecking yes
-  LogLevel ERROR
-EOF
-ip netns exec "$tag-b" /usr/sbin/sshd -D -e -f "$work/sshd_config" > "$work/sshd.log" 2>&1 &
-pids+=($!)
-until grep -q "Server listening" "$work/sshd.log" 2>/dev/null; do sleep 0.05; done
+pids+=($(bash "$here/../tests/cluster/start_sshd.sh" "$work" "$tag-b=10.77.0.2"))
 
 run() {  # run LABEL [FLAGS...]
   local label=$1

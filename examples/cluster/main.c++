@@ -11,6 +11,7 @@
 #include "examples/cluster/cluster.capnp.harrow.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 namespace {
@@ -65,7 +66,15 @@ int main(int argc, char** argv) {
     co_await harrow::openActorNursery(root, [&](harrow::ActorNursery& an) -> Co<void> {
       for (auto& node : workers) {
         harrow::SpawnOptions options;
-        options.node = node;  // "" : this host
+        // A worker's name that --harrow-hosts lists goes through ssh; otherwise to that
+        // harrow-node ("": this host).
+        const char* hosts = getenv("HARROW_HOSTS");
+        bool viaSsh = harrow::namedEntry(hosts != nullptr ? hosts : "", node) != nullptr;
+        if (viaSsh) {
+          options.host = node;
+        } else {
+          options.node = node;
+        }
         auto worker = co_await an.startActor<WorkerImpl>(
             kj::str("worker-", node.size() > 0 ? node.asPtr() : "local"), options);
         auto where = co_await worker.where();
@@ -73,8 +82,9 @@ int main(int argc, char** argv) {
         co_await worker.squares(10, [&](WorkerActor::Portal::SquaresStream& squares) -> Co<void> {
           while (auto square = co_await squares.receive()) sum += square->getValue();
         });
-        printf("worker on node '%s': %s pid %d; sum of squares below 10: %llu\n",
-               node.size() > 0 ? node.cStr() : "(local)", where->getHost().cStr(),
+        printf("worker on %s '%s': %s pid %d; sum of squares below 10: %llu\n",
+               viaSsh ? "host" : "node", node.size() > 0 ? node.cStr() : "(local)",
+               where->getHost().cStr(),
                where->getPid(), (unsigned long long)sum);
         fflush(stdout);
       }

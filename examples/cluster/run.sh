@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The cluster example on one machine: three network namespaces as hosts a, b and c (joined by a
-# bridge, 10.77.0.0/24 inside them only), harrow-node in b and c, the root in a starting a worker
-# on each. Needs root and iproute2. Everything it made is removed on exit.
+# bridge, 10.77.0.0/24 inside them only), harrow-node in b and c (or, with `ssh`, an sshd in each:
+# the ssh backend, no harrow-node), the root in a starting a worker on each. Needs root and
+# iproute2 (and openssh-server for `ssh`). Everything it made is removed on exit.
 #
 #   bazel build //examples/cluster //node:harrow-node
-#   sudo examples/cluster/run.sh [bazel-bin/examples/cluster/cluster] [bazel-bin/node/harrow-node]
+#   sudo examples/cluster/run.sh [bazel-bin/examples/cluster/cluster] [bazel-bin/node/harrow-node] [node|ssh]
 set -euo pipefail
 program=$(readlink -f "${1:-bazel-bin/examples/cluster/cluster}")
 node=$(readlink -f "${2:-bazel-bin/node/harrow-node}")
+backend=${3:-node}
+here=$(cd "$(dirname "$0")" && pwd)
 if [[ $(id -u) != 0 ]] || ! command -v ip >/dev/null; then
   echo "run.sh needs root and iproute2's ip (network namespaces)" >&2
   exit 77
@@ -41,6 +44,16 @@ done
 
 # One cookie for the whole tree (the nodes read it too).
 (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$work/cookie")
+if [[ $backend == ssh ]]; then
+  # The ssh backend: an sshd in b and c, keys and a strict known_hosts made here; no harrow-node.
+  pids+=($(bash "$here/../../tests/cluster/start_sshd.sh" "$work" "$tag-b=10.77.0.2" \
+             "$tag-c=10.77.0.3"))
+  ip netns exec "$tag-a" "$program" --workers=b,c \
+    --harrow-hosts=b=ssh://root@10.77.0.2,c=ssh://root@10.77.0.3 \
+    --harrow-ssh-config="$work/ssh_config" --harrow-cookie="$work/cookie" --harrow-registry=none
+  exit
+fi
+
 nodes="b=tcp:10.77.0.2:7000,c=tcp:10.77.0.3:7000"
 for host in b c; do
   address=$([[ $host == b ]] && echo 10.77.0.2 || echo 10.77.0.3)
