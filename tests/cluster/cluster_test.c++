@@ -678,6 +678,18 @@ TEST_F(SlurmClusterTest, ScancelMidRunIsATypedErrorAtTheRoot) {
   EXPECT_EQ(all.find("MultiError"), std::string::npos) << all;
 }
 
+// kill -9 of the root (salloc's command): each srun reads end-of-file and passes it on, each child
+// ends itself within its grace period, salloc releases the allocation; nothing is left on either
+// node (TearDown).
+TEST_F(SlurmClusterTest, KillMinus9OfTheRootLeavesNothingOnEitherNode) {
+  auto root = startSlurmRoot("hold");
+  line(*root, "ready ");
+  auto program = childrenOf(root->getPid());  // salloc's command: the root
+  ASSERT_EQ(program.size(), 1u) << root->outputSoFar();
+  kill(program[0].pid, SIGKILL);
+  finish(*root);  // salloc ends with its command (its own status says nothing of the tree)
+}
+
 }  // namespace
 }  // namespace harrow::testing
 
