@@ -51,6 +51,8 @@ public:
       : message(kj::mv(message)), reader(this->message->template get<T>()) {}
 
   explicit operator bool() const { return message.get() != nullptr; }
+  // `item == nullptr` / `item != nullptr`, as with kj::Maybe and kj::Own: empty or not.
+  bool operator==(decltype(nullptr)) const { return message.get() == nullptr; }
   typename T::Reader get() const {
     KJ_REQUIRE(message.get() != nullptr, "no value: the stream ended or the task was cancelled");
     return reader;

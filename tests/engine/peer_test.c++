@@ -249,6 +249,21 @@ TEST_P(PeerTest, HarrowTraceFullShowsHarrowsFramesToo) {
   });
 }
 
+TEST_P(PeerTest, AReceivedItemComparesWithNullptrLikeAMaybe) {
+  run([&](Peer& peer) -> Co<void> {
+    co_await streamMethod<Count, Item>(peer, PROBE_ID, COUNT,
+        [](Count::Builder p) { p.setN(1); },
+        [&](ReceiveStream<Item>& items) -> Co<void> {
+          auto first = co_await items.receive();
+          KJ_ASSERT(first != nullptr);  // what a KJ user writes first: it compiles and holds
+          EXPECT_EQ(first->getI(), 0u);
+          auto end = co_await items.receive();
+          EXPECT_TRUE(end == nullptr);
+          EXPECT_FALSE(bool(end));
+        });
+  });
+}
+
 TEST_P(PeerTest, StreamDeliversEveryItemThenEnds) {
   run([&](Peer& peer) -> Co<void> {
     std::vector<uint32_t> got;
