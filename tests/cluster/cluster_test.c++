@@ -678,6 +678,21 @@ TEST_F(SlurmClusterTest, ScancelMidRunIsATypedErrorAtTheRoot) {
   EXPECT_EQ(all.find("MultiError"), std::string::npos) << all;
 }
 
+// SIGINT to the root (salloc's command): the tree is cancelled in order through the steps' relays;
+// no child is killed or lost on the way, and nothing is left on either node (TearDown).
+TEST_F(SlurmClusterTest, SigintAtTheRootEndsTheStepsInOrder) {
+  auto root = startSlurmRoot("hold");
+  line(*root, "ready ");
+  auto program = childrenOf(root->getPid());  // salloc's command: the root
+  ASSERT_EQ(program.size(), 1u) << root->outputSoFar();
+  kill(program[0].pid, SIGINT);
+  finish(*root);
+  auto all = root->outputSoFar();
+  EXPECT_NE(all.find("harrow: Interrupt: cancelling the actor tree"), std::string::npos) << all;
+  EXPECT_EQ(all.find("ActorDied"), std::string::npos) << all;
+  EXPECT_EQ(all.find("ActorUnreachable"), std::string::npos) << all;
+}
+
 // kill -9 of the root (salloc's command): each srun reads end-of-file and passes it on, each child
 // ends itself within its grace period, salloc releases the allocation; nothing is left on either
 // node (TearDown).
