@@ -22,21 +22,34 @@ HARROW_COPTS = [
     "-Wno-unused-parameter",
 ]
 
-# For an actor program's cc_binary where per-actor memory and spawn time matter:
+# Fully static linking: no shared library to map or relocate in each actor. harrow_cc_binary
+# links this way by default; for a plain cc_binary:
 #   cc_binary(name = "x", srcs = [...], deps = [...],
 #             features = HARROW_STATIC_FEATURES, linkopts = HARROW_STATIC_LINKOPTS)
-# links it fully statically: no shared library to map or relocate in each actor. Measured by
-# bench/idle_bench (bench/README.md): an idle actor's VmRSS 7.0 -> 4.4 MB (private 1.1 -> 0.16 MB),
-# spawn + first call by exec 2.05 -> 1.14 ms. Not for sanitizer builds (their runtimes are shared
-# libraries). A static glibc still loads its NSS modules, of the same glibc version, for host
-# name lookups (getaddrinfo): build on the distribution the program runs on.
+# Measured by bench/idle_bench (bench/README.md): an idle actor's VmRSS 7.0 -> 4.4 MB (private
+# 1.1 -> 0.16 MB), spawn + first call by exec 2.05 -> 1.14 ms. Not for sanitizer builds (their
+# runtimes are shared libraries). A static glibc still loads its NSS modules, of the same glibc
+# version, for host name lookups (getaddrinfo): build on the distribution the program runs on.
 HARROW_STATIC_FEATURES = ["fully_static_link"]
 HARROW_STATIC_LINKOPTS = ["-static"]
 
+# HARROW_STATIC_* unless the build is sanitized (//:link_shared: harrow's --config=asan, tsan,
+# ubsan, or any -fsanitize=address/thread/undefined copt) or --define=harrow_static=off.
+def _static_link(kwargs):
+    shared = _harrow("//:link_shared")
+    kwargs["features"] = kwargs.get("features", []) + select({
+        shared: [],
+        "//conditions:default": HARROW_STATIC_FEATURES,
+    })
+    kwargs["linkopts"] = kwargs.get("linkopts", []) + select({
+        shared: [],
+        "//conditions:default": HARROW_STATIC_LINKOPTS,
+    })
+
 # Line tables (-g1) and no stripping, so a remote error's trace names the file:line of each of
 # the user's frames (runtime/engine/internal/symbolize.h) in every build, not only in -c dbg.
-# -g1 costs no run time; the binary grows by its line tables. harrow_cc_binary adds them;
-# `line_tables = False` leaves a target as plain cc_binary builds it.
+# -g1 costs no run time; the binary grows by its line tables (not mapped: no resident memory).
+# harrow_cc_binary adds them; `line_tables = False` compiles a target as plain cc_binary does.
 def _line_table_copts(copts):
     # After the toolchain's flags: -c dbg's -g must not become -g1.
     return copts + select({
@@ -73,13 +86,23 @@ _unstripped_binary = rule(
     executable = True,
 )
 
-def harrow_cc_binary(name, line_tables = True, visibility = None, tags = [], **kwargs):
-    """cc_binary with line tables: an actor program whose remote errors name file:line.
+def harrow_cc_binary(name, line_tables = True, static = True, visibility = None, tags = [], **kwargs):
+    """cc_binary for an actor program: fully static, with line tables.
 
-    Takes cc_binary's attributes; `line_tables = False` makes it a plain cc_binary (traces then
-    name functions only, and fastbuild strips the binary). With line tables the program is
-    `name`, a link to the cc_binary `name + "_linked"` built with --strip=never.
+    Takes cc_binary's attributes.
+
+    `static` (default True) links the program fully statically (HARROW_STATIC_*): each actor maps
+    no shared library, so an idle one is about 4.4 MB resident instead of 7 (bench/README.md).
+    Sanitizer builds (--config=asan/tsan/ubsan, or any -fsanitize=address/thread/undefined
+    copt) and `--define=harrow_static=off` link shared libraries instead; `static = False` does so
+    for this target always.
+
+    `line_tables` (default True): remote errors name file:line. The program is then `name`, a
+    link to the cc_binary `name + "_linked"` built with --strip=never. `line_tables = False` makes
+    it one cc_binary (traces then name functions only, and fastbuild strips the binary).
     """
+    if static:
+        _static_link(kwargs)
     if not line_tables:
         native.cc_binary(name = name, visibility = visibility, tags = tags, **kwargs)
         return

@@ -72,7 +72,7 @@ control harrow "$run_depends" \
  concurrency. This package has the harrow command (ps, call, stacks, cancel on a
  running tree) and harrow-node (runs a tree's actors on other hosts)."
 control harrow-dev "$dev_depends, g++ (>= 4:12), capnproto, libcapnp-dev (>= 0.9), \
-libsodium-dev, libdw-dev, libssl-dev, pkg-config" \
+libsodium-dev, libdw-dev, libbz2-dev, libssl-dev, pkg-config" \
   "trees of actors in C++: headers, libraries and code generator" \
 " harrow runs each actor as an OS process, supervised in trees with structured
  concurrency. This package builds programs of actors: the runtime's headers and
