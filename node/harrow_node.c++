@@ -5,6 +5,8 @@
 //               [--harrow-nodes=NAME=ADDR,...]  (inherited by the children it runs)
 //               [--harrow-tls-cert=PEM --harrow-tls-key=PEM --harrow-tls-ca=PEM]  (TLS links,
 //               the node's own and, inherited, those of the children it runs)
+//               [--harrow-insecure-links]  (links without TLS tagged, not encrypted: only if
+//               the parents say so too; inherited)
 //
 // Prints "harrow-node: listening on ADDRESS" per address once it accepts links, then a line per
 // child started and ended (NodeOptions::report). SIGINT or SIGTERM
@@ -54,6 +56,9 @@ int main(int argc, char** argv) {
       setenv("HARROW_TLS_CA", arg.slice(16).cStr(), 1);
     } else if (arg.startsWith("--harrow-log=")) {
       setenv("HARROW_LOG", arg.slice(13).cStr(), 1);
+    } else if (arg == "--harrow-insecure-links") {
+      // Links without TLS tagged, not encrypted; the parent must say so too (PROTOCOL.md 2.5).
+      setenv("HARROW_INSECURE_LINKS", "1", 1);
     } else {
       fprintf(stderr, "harrow-node: unknown argument '%s'\n", argv[i]);
       return 2;

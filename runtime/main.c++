@@ -216,6 +216,8 @@ int main(int argc, char** argv, Implementations& implementations,
     if (arg == "--harrow-debug") setenv("HARROW_DEBUG", "1", 1);
     // Encrypted channels (docs/PROTOCOL.md 2.5): every channel that carries frame tags.
     if (arg == "--harrow-encrypt") setenv("HARROW_ENCRYPT", "1", 1);
+    // Links between hosts without TLS tagged but not encrypted (both ends must say so).
+    if (arg == "--harrow-insecure-links") setenv("HARROW_INSECURE_LINKS", "1", 1);
     if (arg.startsWith("--harrow-max-message=")) {
       setenv("HARROW_MAX_MESSAGE_BYTES", arg.slice(21).cStr(), 1);
     }

@@ -20,6 +20,8 @@
 //                             suffixes), for the whole tree (HARROW_MAX_MESSAGE_BYTES)
 //   --harrow-encrypt          encrypt every channel that carries frame tags (TCP, links):
 //                             HARROW_ENCRYPT=1, docs/PROTOCOL.md 2.5
+//   --harrow-insecure-links   links between hosts without TLS tagged, not encrypted (default:
+//                             encrypted); the node must say so too: HARROW_INSECURE_LINKS=1
 //   --harrow-debug            debug mode for the whole tree (HARROW_DEBUG=1): harrow::pause(),
 //                             post-mortem gdb on the root's terminal (<harrow/spawn/debug.h>)
 //   --harrow-metrics=ADDR     every actor counts; the root serves the tree's metrics at

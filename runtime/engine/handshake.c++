@@ -122,6 +122,12 @@ Co<kj::Own<capnp::MessageReader>> receiveHandshake(Channel& channel, PeerHost& h
   co_return kj::mv(reader);
 }
 
+// On a link between hosts without TLS, whether this side requires its frames encrypted: unless
+// it runs with --harrow-insecure-links (docs/PROTOCOL.md 2.5, 9).
+bool linkNeedsEncryption(const PeerOptions& options) {
+  return options.link && !options.linkOverTls && !insecureLinksFromEnvironment();
+}
+
 // What this side requires of the channel's frames after the handshake (docs/PROTOCOL.md 2.5,
 // 7): nothing on the parent-child socketpair (trusted by construction) or a Unix socket whose
 // other end is a process of this user (nobody else can be on it); tags, or encryption if the
@@ -131,8 +137,26 @@ wire::FrameProtection requiredProtection(Channel& channel, const PeerOptions& op
   if (trust != PeerTrust::TREE_SECRET || channel.isSameUserUnixSocket()) {
     return wire::FrameProtection::NONE;
   }
-  return options.encrypt || encryptFromEnvironment() ? wire::FrameProtection::ENCRYPTED
-                                                     : wire::FrameProtection::AUTHENTICATED;
+  if (options.encrypt || encryptFromEnvironment() || linkNeedsEncryption(options)) {
+    return wire::FrameProtection::ENCRYPTED;
+  }
+  return wire::FrameProtection::AUTHENTICATED;
+}
+
+// The refusal of a peer whose (proved) hello leaves a link between hosts unencrypted while this
+// side requires encryption on it: the other end runs with --harrow-insecure-links and this one
+// does not. Refused by name rather than quietly encrypted anyway, so that a tree's links are
+// plain only where both ends were told so (docs/PROTOCOL.md 2.5).
+kj::Maybe<kj::Exception> linkMismatch(const PeerOptions& options, wire::Hello::Reader theirs) {
+  if (!linkNeedsEncryption(options) ||
+      theirs.getFrameProtection() >= wire::FrameProtection::ENCRYPTED) {
+    return nullptr;
+  }
+  return protocolViolation(kj::str(
+      "actor ", ActorIdentity::fromWire(theirs.getId()).toString(), " at the other end of this "
+      "link between hosts runs with --harrow-insecure-links (frames tagged, not encrypted) and "
+      "this end does not: links without TLS are encrypted unless both ends run with "
+      "--harrow-insecure-links (HARROW_INSECURE_LINKS=1)"));
 }
 
 // What the hellos settled: who the peer is, and the channel's limit both ways.
@@ -205,10 +229,22 @@ Co<Agreed> helloExchange(Channel& chan, PeerHost& host, bool initiator, PeerOpti
           "actor ", ActorIdentity::fromWire(theirHello.getId()).toString(),
           " does not know this tree's secret (a wrong cookie?)")));
     }
-    if (!initiator) sendProof();
+    // The acceptor refuses before its proof; the opener once frames are protected, so that its
+    // refusal reaches the acceptor as a frame it can read.
+    if (!initiator) {
+      KJ_IF_MAYBE(why, linkMismatch(options, theirHello)) {
+        co_await refuse(*channel, host, kj::mv(*why));
+      }
+      sendProof();
+    }
     // Both proofs are through, and neither side has sent a frame since: every frame from here on
     // is tagged (docs/PROTOCOL.md 2.5).
     protectFrames(*channel, host.treeSecret(), initiator, opener, acceptor);
+    if (initiator) {
+      KJ_IF_MAYBE(why, linkMismatch(options, theirHello)) {
+        co_await refuse(*channel, host, kj::mv(*why));
+      }
+    }
   }
   // Each side sends at most what the other accepts: the smaller limit, both ways.
   if (theirLimit == 0) theirLimit = DEFAULT_MAX_FRAME_BYTES;  // a peer that does not say
@@ -243,10 +279,16 @@ void protectFrames(Channel& channel, const TreeSecret& secret, bool initiator,
                         kj::heap<FrameSeal>(initiator ? toOpener : toAcceptor, mode));
 }
 
-bool encryptFromEnvironment() {
-  const char* text = getenv("HARROW_ENCRYPT");
+namespace {
+bool setAndNotZero(const char* variable) {
+  const char* text = getenv(variable);
   return text != nullptr && *text != '\0' && kj::StringPtr(text) != "0";
 }
+}  // namespace
+
+bool encryptFromEnvironment() { return setAndNotZero("HARROW_ENCRYPT"); }
+
+bool insecureLinksFromEnvironment() { return setAndNotZero("HARROW_INSECURE_LINKS"); }
 
 kj::Exception authenticationFailed(kj::StringPtr what) {
   return makeError(ErrorKind::AUTHENTICATION_FAILED, what);

@@ -48,6 +48,11 @@ size_t parseMessageBytes(kj::StringPtr text);
 // sets it from --harrow-encrypt, so children inherit it). docs/PROTOCOL.md 2.5.
 bool encryptFromEnvironment();
 
+// Whether this side lets links between hosts without TLS go tagged but not encrypted:
+// HARROW_INSECURE_LINKS set and not "0" (--harrow-insecure-links on harrow::main and harrow-node).
+// Both ends of a link must say so (docs/PROTOCOL.md 2.5, 9).
+bool insecureLinksFromEnvironment();
+
 struct PeerOptions {
   // Items a receiver accepts ahead of its consumer (the initial credit it grants, per stream
   // direction). The producer waits when it runs out; the receiver never buffers more.
@@ -77,6 +82,13 @@ struct PeerOptions {
   // socket between processes of one user), as if HARROW_ENCRYPT were set: XChaCha20-Poly1305
   // instead of tags alone. Either side asking is enough (docs/PROTOCOL.md 2.5).
   bool encrypt = false;
+
+  // The channel is a link between hosts (<harrow/spawn/link.h>, harrow-node): without TLS
+  // (linkOverTls false) its frames are encrypted unless this side runs with
+  // --harrow-insecure-links, and a peer whose hello says otherwise is refused, naming the flag
+  // (the hellos are in the proofs: a man in the middle cannot change either side's choice).
+  bool link = false;
+  bool linkOverTls = false;
 
   // Over a Unix socket, frames (any message: stream items, params, results) of more than this
   // many bytes go through a ring of shared memory instead of the socket, if both sides' hellos

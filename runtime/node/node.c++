@@ -85,7 +85,12 @@ Co<void> Node::serveLink(kj::Own<kj::AsyncIoStream> stream) {
     } else {
       link = kj::heap<Channel>(kj::mv(stream), channelOptions);
     }
-    parent = (co_await authenticateChannel(*link, *this, /*initiator=*/false)).toString();
+    // Encrypted unless over TLS or both ends run with --harrow-insecure-links (PROTOCOL.md 2.5).
+    PeerOptions linkOptions;
+    linkOptions.link = true;
+    linkOptions.linkOverTls = tls != nullptr;
+    parent = (co_await authenticateChannel(*link, *this, /*initiator=*/false, linkOptions))
+                 .toString();
     auto received = co_await link->receive();
     if (received == nullptr) {
       kj::throwFatalException(transportClosed("the parent closed the link before asking"));

@@ -372,7 +372,11 @@ Co<RemoteChild> startRemoteChild(Actor& actor, kj::StringPtr nodeParam, kj::Stri
   kj::Own<capnp::MessageReader> answer;
   co_await failAfter(actor.timer(), timeout, [&]() -> Co<void> {
     link = co_await connectLink(actor, node, address);
-    co_await authenticateChannel(*link, actor, /*initiator=*/true);
+    // Encrypted unless over TLS or both ends run with --harrow-insecure-links (PROTOCOL.md 2.5).
+    PeerOptions linkOptions;
+    linkOptions.link = true;
+    linkOptions.linkOverTls = LinkTlsFiles::fromEnvironment() != nullptr;
+    co_await authenticateChannel(*link, actor, /*initiator=*/true, linkOptions);
     {
       capnp::MallocMessageBuilder builder(256);
       auto spawn = builder.initRoot<wire::Message>().initLink().initSpawn();

@@ -2,8 +2,9 @@
 // and c, the root (cluster_program) in a. Calls, streams and contexts down a chain a -> b -> c,
 // errors up it with their relay path, SIGINT tearing every host's actors down, a link cut
 // mid-stream (a typed error at the root within the bound, nothing left on the cut host), a wrong
-// cookie and a program the node does not allow refused. After every test no actor process is
-// left in any namespace.
+// cookie and a program the node does not allow refused, what a tap on a link reads (nothing
+// by default; everything with --harrow-insecure-links on both ends; a downgrade fails). After
+// every test no actor process is left in any namespace.
 
 #include "tests/cluster/netns.h"
 #include "tests/program.h"
@@ -29,6 +30,7 @@ namespace {
 std::string nodeBinary;
 std::string programBinary;
 std::string makeCertsScript;
+std::string tapBinary;
 
 std::string realPath(const std::string& path) {
   char buffer[PATH_MAX];
@@ -73,6 +75,7 @@ protected:
 
   void TearDown() override {
     alarm(0);
+    tap = nullptr;
     nodes.clear();
     if (cluster != nullptr) {
       for (auto host : {"a", "b", "c"}) {
@@ -114,6 +117,36 @@ protected:
     return {"--harrow-tls-cert=" + certs + "/" + name + ".pem",
             "--harrow-tls-key=" + certs + "/" + name + ".key",
             "--harrow-tls-ca=" + certs + "/ca.pem"};
+  }
+
+  // A man in the middle (link_tap) in a, between the root and b's node: roots started after
+  // this reach b through it. Start the nodes first (they keep the direct addresses).
+  std::unique_ptr<Program> tap;
+  std::string capture;
+  void startTap(std::vector<std::string> extra = {}) {
+    const char* tmp = getenv("TEST_TMPDIR");
+    capture = std::string(tmp != nullptr ? tmp : "/tmp") + "/tap-" + randomToken().cStr();
+    std::vector<std::string> command = {tapBinary, "--listen=" + cluster->address("a") + ":7100",
+                                        "--to=" + cluster->address("b") + ":7000",
+                                        "--capture=" + capture};
+    command.insert(command.end(), extra.begin(), extra.end());
+    tap = std::make_unique<Program>(io, cluster->exec("a", command));
+    line(*tap, "link_tap: listening");
+    nodesFlag = "--harrow-nodes=b=tcp:" + cluster->address("a") + ":7100,c=tcp:" +
+                cluster->address("c") + ":7000";
+  }
+  // Stops the tap; what it relayed, both ways.
+  std::string tapped() {
+    kill(tap->getPid(), SIGKILL);
+    finish(*tap);
+    tap = nullptr;
+    std::string all;
+    for (auto way : {".up", ".down"}) {
+      std::ifstream in(capture + way, std::ios::binary);
+      all.append(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+      unlink((capture + way).c_str());
+    }
+    return all;
   }
 
   Program& startNode(const std::string& host, std::string allow = "",
@@ -298,6 +331,65 @@ TEST_F(ClusterTest, ANodeRunsOnlyTheProgramsItAllows) {
   EXPECT_NE(root->outputSoFar().find("harrow.SpawnFailed: actor 'hop.b': node 'b' refused"),
             std::string::npos)
       << root->outputSoFar();
+  stopNodes();
+}
+
+// Issue #19, 2: links between hosts are encrypted unless both ends run with
+// --harrow-insecure-links (docs/PROTOCOL.md 2.5). A tap on the root's link to b reads none of
+// what the actors say (b's namespace in the places b answers, the program's path in link.spawn)
+// by default, and all of it with the flag on both ends.
+TEST_F(ClusterTest, ATapOnALinkReadsWhatActorsSayOnlyWithInsecureLinksOnBothEnds) {
+  std::string marker = netnsId(cluster->ns("b"));
+  std::string direct = nodesFlag;
+  startNodes();
+  startTap();
+  auto root = startRoot("tree");
+  expectTheTreeSpansTheHosts(*root);
+  auto seen = tapped();
+  EXPECT_GT(seen.size(), 1000u);
+  EXPECT_EQ(seen.find(marker), std::string::npos) << "the tap read what b's actor said";
+  EXPECT_EQ(seen.find(programBinary), std::string::npos) << "the tap read link.spawn";
+  stopNodes();
+  nodes.clear();
+
+  nodesFlag = direct;
+  startNode("b", "", {"--harrow-insecure-links"});
+  startNode("c", "", {"--harrow-insecure-links"});
+  startTap();
+  root = startRoot("tree", "", {"--harrow-insecure-links"});
+  expectTheTreeSpansTheHosts(*root);
+  seen = tapped();
+  EXPECT_NE(seen.find(marker), std::string::npos);
+  EXPECT_NE(seen.find(programBinary), std::string::npos);
+  stopNodes();
+}
+
+// Plain links need both ends' word: one end with --harrow-insecure-links is refused, naming the
+// flag, whichever end it is; and a tap that rewrites the hellos to ask for tags alone breaks the
+// proofs (they cover the hellos), so no actor starts and nothing crosses in the clear.
+TEST_F(ClusterTest, ALinkIsPlainOnlyIfBothEndsSaySoAndATapCannotDowngradeIt) {
+  // A root started with `flags` fails (exit 1) saying `why`, and b's node started nothing.
+  auto expectRefused = [&](std::vector<std::string> flags, const std::string& why) {
+    auto root = startRoot("tree", "", flags);
+    int status = finish(*root);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << root->outputSoFar();
+    EXPECT_NE(root->outputSoFar().find(why), std::string::npos) << root->outputSoFar();
+    EXPECT_EQ(nodes["b"]->outputSoFar().find("started"), std::string::npos);
+  };
+  std::string direct = nodesFlag;
+  startNodes();
+  startTap({"--downgrade"});
+  expectRefused({}, "harrow.AuthenticationFailed");
+  EXPECT_EQ(tapped().find(programBinary), std::string::npos);
+
+  nodesFlag = direct;
+  expectRefused({"--harrow-insecure-links"}, "runs with --harrow-insecure-links");
+  stopNodes();
+  nodes.clear();
+
+  startNode("b", "", {"--harrow-insecure-links"});
+  startNode("c");
+  expectRefused({}, "runs with --harrow-insecure-links");
   stopNodes();
 }
 
@@ -717,6 +809,7 @@ int main(int argc, char** argv) {
     if (arg.rfind("--node=", 0) == 0) harrow::testing::nodeBinary = arg.substr(7);
     if (arg.rfind("--program=", 0) == 0) harrow::testing::programBinary = arg.substr(10);
     if (arg.rfind("--make-certs=", 0) == 0) harrow::testing::makeCertsScript = arg.substr(13);
+    if (arg.rfind("--tap=", 0) == 0) harrow::testing::tapBinary = arg.substr(6);
   }
   if (harrow::testing::nodeBinary.empty() || harrow::testing::programBinary.empty()) {
     fprintf(stderr, "usage: cluster_test --node=PATH --program=PATH\n");

@@ -128,7 +128,9 @@ TEST(SshTest, TheSpawnSpecKeepsOnlyAddressesTheOtherHostCanUse) {
 // keeps it open and says nothing more.
 Co<void> fakeNode(Listener& listener, Actor& node, kj::Function<Co<void>(Channel& link)>& after) {
   auto link = co_await listener.accept();
-  co_await authenticateChannel(*link, node, /*initiator=*/false);
+  PeerOptions options;
+  options.link = true;  // as harrow-node's: encrypted, as the parent requires
+  co_await authenticateChannel(*link, node, /*initiator=*/false, options);
   auto received = co_await link->receive();
   auto request = kj::mv(KJ_ASSERT_NONNULL(received));
   KJ_ASSERT(request->getRoot<wire::Message>().getLink().isSpawn());
