@@ -2,7 +2,9 @@
 # Every row of cluster_bench (needs root and iproute2; openssl for the TLS row):
 #   local      a child on this host (socketpair; the baseline)
 #   loopback   a child behind harrow-node on 127.0.0.1 (the relay's cost, no network)
-#   veth       a child behind harrow-node in another network namespace, over a veth pair
+#   veth       a child behind harrow-node in another network namespace, over a veth pair (the
+#              link's frames encrypted, the default)
+#   veth+insecure  the same with --harrow-insecure-links on both ends (frames tagged only)
 #   veth+tls   the same over TLS
 #   ssh        a child through ssh (runtime/spawn/ssh.h) to an sshd in the other namespace, beside
 #              a bare `ssh HOST /bin/true` in the same run (needs sshd: openssh-server)
@@ -60,6 +62,7 @@ start_node() {  # start_node NAMESPACE ADDRESS LOG [FLAGS...]
 start_node "$tag-a" 127.0.0.1:7000 "$work/loop.log"
 start_node "$tag-b" 10.77.0.2:7000 "$work/b.log"
 start_node "$tag-b" 10.77.0.2:7001 "$work/btls.log" $(tls b)
+start_node "$tag-b" 10.77.0.2:7002 "$work/binsecure.log" --harrow-insecure-links
 
 # sshd in b: key-only, a host key and a client key made here, strict known_hosts.
 pids+=($(bash "$here/../tests/cluster/start_sshd.sh" "$work" "$tag-b=10.77.0.2"))
@@ -77,6 +80,7 @@ nodes="--harrow-nodes=loop=tcp:127.0.0.1:7000,b=tcp:10.77.0.2:7000,btls=tcp:10.7
 run local "$nodes"
 run loopback --node=loop "$nodes"
 run veth --node=b "$nodes"
+run veth+insecure --node=b --harrow-nodes=b=tcp:10.77.0.2:7002 --harrow-insecure-links
 # The TLS node's certificate names it "b": the root asks for it by that name.
 run veth+tls --node=b --harrow-nodes=b=tcp:10.77.0.2:7001 $(tls a)
 run ssh --host=b --harrow-hosts=b=ssh://root@10.77.0.2 --harrow-ssh-config="$work/ssh_config"
