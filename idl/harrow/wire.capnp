@@ -94,9 +94,9 @@ struct SpawnSpec {
   bindAddresses @1 :List(Text);# where the child serves its own channel server
   registryAddress @2 :Text;    # the tree's registry (the root, by default)
   rootAddress @3 :Text;
-  logLevel @4 :Text;
+  logLevel @4 :Text;           # obsolete: never written nor read (the environment carries it)
   debug @5 :Bool;
-  args @6 :AnyPointer;         # implementation-specific start arguments, if any
+  args @6 :AnyPointer;         # obsolete: never written nor read (left null, ignored)
   gracePeriodNanos @7 :UInt64; # how long the parent waits after cancelActor before SIGKILL
                                # (0: not said); the child's own children get less (PROTOCOL 5)
   maxMessageBytes @8 :UInt64;  # the parent's message limit, which the child adopts; 0: keep its own
