@@ -187,7 +187,7 @@ TEST_F(NurseryTest, OuterScopeCancellationReachesChildrenAndIsAbsorbedByThatScop
   EXPECT_EQ(log, (Log{"child cancelled", "child cleaned up"}));
 }
 
-TEST_F(NurseryTest, StartUntilStartedResumesCallerWithTheValue) {
+TEST_F(NurseryTest, StartResumesTheCallerWithTheValueTheTaskStartedWith) {
   Log log;
   auto finish = kj::newPromiseAndFulfiller<void>();
   openNursery([&](TaskNursery& n) -> Co<void> {
