@@ -30,17 +30,6 @@ namespace harrow {
 
 namespace {
 
-kj::StringPtr messageName(wire::Message::Reader message) {
-  switch (message.which()) {
-    case wire::Message::HELLO: return "hello";
-    case wire::Message::AUTHENTICATE: return "authenticate";
-    case wire::Message::SPAWN_SPEC: return "spawnSpec";
-    case wire::Message::CANCEL_ACTOR: return "cancelActor";
-    case wire::Message::ERROR: return "error";
-    default: return "a task message";
-  }
-}
-
 // What the peer's `error` during the handshake means here: its refusal of us.
 kj::Exception refusedBy(wire::Error::Reader error) {
   if (error.getType() == errorTypeName(ErrorKind::AUTHENTICATION_FAILED)) {

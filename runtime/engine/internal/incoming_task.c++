@@ -182,8 +182,7 @@ void IncomingTaskImpl::receive(wire::Message::Reader message,
       stream.deliverStop();
       return;
     default:
-      return violation(kj::str("message ", static_cast<unsigned>(message.which()),
-                               " is not allowed from a caller"));
+      return violation(kj::str(messageName(message), " is not allowed from a caller"));
   }
 }
 

@@ -89,7 +89,7 @@ void PendingCall::receive(wire::Message::Reader message, kj::Own<capnp::MessageR
       peer.removeRoute(callId);
       return;
     default: {
-      auto what = kj::str("unexpected message for a call (", static_cast<unsigned>(message.which()),
+      auto what = kj::str("unexpected message for a call (", messageName(message),
                           "); the callee's method is not a call");
       peer.sendViolation(callId, what);
       fulfiller->reject(protocolViolation(what));
@@ -282,8 +282,7 @@ void OutgoingTaskImpl::receive(wire::Message::Reader message,
       finish();
       return;
     default:
-      return violation(kj::str("message ", static_cast<unsigned>(message.which()),
-                               " is not allowed from a callee"));
+      return violation(kj::str(messageName(message), " is not allowed from a callee"));
   }
 }
 

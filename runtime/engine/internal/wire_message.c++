@@ -3,6 +3,7 @@
 #include <harrow/engine/remote_error.h>
 #include "runtime/engine/internal/decode.h"
 
+#include <capnp/schema.h>
 #include <kj/debug.h>
 
 namespace harrow {
@@ -116,8 +117,16 @@ wire::Payload::Reader payloadOf(wire::Message::Reader message) {
     case wire::Message::STARTED: return message.getStarted();
     case wire::Message::YIELD: return message.getYield();
     case wire::Message::RETURN: return message.getReturn();
-    default: KJ_FAIL_REQUIRE("message carries no payload", static_cast<unsigned>(message.which()));
+    default: KJ_FAIL_REQUIRE("message carries no payload", messageName(message));
   }
+}
+
+kj::StringPtr messageName(wire::Message::Reader message) {
+  auto which = static_cast<uint16_t>(message.which());
+  KJ_IF_MAYBE(field, capnp::Schema::from<wire::Message>().getFieldByDiscriminant(which)) {
+    return field->getProto().getName();
+  }
+  return "a message of a kind this side does not know";
 }
 
 }  // namespace harrow

@@ -81,6 +81,10 @@ kj::String methodOfParams(kj::Maybe<capnp::Schema> params);
 // The Payload a start, started, yield or return message carries.
 wire::Payload::Reader payloadOf(wire::Message::Reader message);
 
+// The kind of `message` as wire.capnp and docs/PROTOCOL.md name it ("start", "cancelTask"), for
+// errors and logs: never its enum number.
+kj::StringPtr messageName(wire::Message::Reader message);
+
 // Downcasts a message the engine handed out (typed code only passes back what it received).
 // What is wrong with a received message's envelope (wire::Message, everything but the payload
 // values), or nullptr if the engine can read all of it.
