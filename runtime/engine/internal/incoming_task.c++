@@ -181,8 +181,7 @@ void IncomingTaskImpl::receive(wire::Message::Reader message,
     case wire::Message::STOP:
       stream.deliverStop();
       return;
-    default:
-      return violation(kj::str(messageName(message), " is not allowed from a caller"));
+    default: return violation(kj::str(messageName(message), " is not allowed from a caller"));
   }
 }
 

@@ -281,8 +281,7 @@ void OutgoingTaskImpl::receive(wire::Message::Reader message,
       if (!cancelSent) return violation("cancelTaskAck without cancelTask");
       finish();
       return;
-    default:
-      return violation(kj::str(messageName(message), " is not allowed from a callee"));
+    default: return violation(kj::str(messageName(message), " is not allowed from a callee"));
   }
 }
 

@@ -123,7 +123,7 @@ wire::Payload::Reader payloadOf(wire::Message::Reader message) {
 
 kj::StringPtr messageName(wire::Message::Reader message) {
   auto which = static_cast<uint16_t>(message.which());
-  KJ_IF_MAYBE(field, capnp::Schema::from<wire::Message>().getFieldByDiscriminant(which)) {
+  KJ_IF_MAYBE (field, capnp::Schema::from<wire::Message>().getFieldByDiscriminant(which)) {
     return field->getProto().getName();
   }
   return "a message of a kind this side does not know";
