@@ -106,6 +106,8 @@ void CancelScope::setDeadline(kj::Timer& timer, kj::TimePoint deadline) {
 }
 
 Co<void> CancelScope::run(kj::Function<kj::Promise<void>()> body) {
+  KJ_REQUIRE(!ran, "a CancelScope runs one body; make another scope for the next");
+  ran = true;
   // The coroutine that awaits the body runs *inside* this scope, so that a body which is a plain
   // promise (not a coroutine) is itself a checkpoint of this scope.
   _::AmbientScopeGuard guard(this);

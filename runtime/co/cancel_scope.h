@@ -63,7 +63,8 @@ public:
 
   // Runs `body()` (returning a Co<void> or kj::Promise<void>) inside this scope and resolves when
   // it has finished. A Cancelled caused by this scope's own cancel() is absorbed. The returned
-  // promise owns `body`, so a lambda's captures outlive the coroutine it starts.
+  // promise owns `body`, so a lambda's captures outlive the coroutine it starts. A scope runs one
+  // body: a second run() raises (as trio's does), since its deadline and state belong to the first.
   Co<void> run(kj::Function<kj::Promise<void>()> body);
 
   // Scope cancellation of everything inside this scope. Idempotent; takes effect immediately for
@@ -96,6 +97,7 @@ private:
   bool cancelCalled_ = false;
   bool cancelledCaught_ = false;
   bool deadlineExpired_ = false;
+  bool ran = false;
   kj::Maybe<kj::TimePoint> deadlineAt;
   kj::Timer* deadlineTimer = nullptr;
   kj::Maybe<kj::Promise<void>> deadlineTask;

@@ -272,5 +272,15 @@ TEST_F(CancelScopeTest, FinallyRunsACleanupReturningVoidBeforeReraising) {
   EXPECT_TRUE(cleaned);
 }
 
+TEST_F(CancelScopeTest, ASecondRunOfOneScopeIsAnError) {
+  CancelScope scope;
+  scope.setDeadline(timer, timer.now() + 1 * kj::SECONDS);
+  scope.run([]() { return kj::Promise<void>(kj::READY_NOW); }).wait(waitScope);
+  EXPECT_NE(thrownBy([&] {
+              scope.run([]() { return kj::Promise<void>(kj::NEVER_DONE); }).wait(waitScope);
+            }).find("runs one body"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace harrow
