@@ -141,8 +141,9 @@ kj::String Address::toKjAddress() const {
   KJ_UNREACHABLE;
 }
 
-Co<kj::Own<Channel>> connect(kj::Network& network, kj::StringPtr addressText,
+Co<kj::Own<Channel>> connect(kj::Network& network, kj::StringPtr addressParam,
                              ChannelOptions options) {
+  auto addressText = kj::heapString(addressParam);  // used after suspending: the caller's may go
   Address address = Address::parse(addressText);
   auto target = co_await network.parseAddress(address.toKjAddress());
   auto connected = co_await errorOr([&]() { return target->connect(); });
@@ -170,8 +171,9 @@ kj::Maybe<Listener::FileId> Listener::socketFileAt(kj::StringPtr path) {
   return FileId{uint64_t(st.st_dev), uint64_t(st.st_ino)};
 }
 
-Co<kj::Own<Listener>> Listener::bind(kj::Network& network, kj::StringPtr addressText,
+Co<kj::Own<Listener>> Listener::bind(kj::Network& network, kj::StringPtr addressParam,
                                      ChannelOptions options) {
+  auto addressText = kj::heapString(addressParam);  // used after suspending: the caller's may go
   Address address = Address::parse(addressText);
   auto local = co_await network.parseAddress(address.toKjAddress());
 
