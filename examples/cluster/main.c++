@@ -84,8 +84,7 @@ int main(int argc, char** argv) {
         });
         printf("worker on %s '%s': %s pid %d; sum of squares below 10: %llu\n",
                viaSsh ? "host" : "node", node.size() > 0 ? node.cStr() : "(local)",
-               where->getHost().cStr(),
-               where->getPid(), (unsigned long long)sum);
+               where->getHost().cStr(), where->getPid(), (unsigned long long)sum);
         fflush(stdout);
       }
     });

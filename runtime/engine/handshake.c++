@@ -142,7 +142,8 @@ kj::Maybe<kj::Exception> linkMismatch(const PeerOptions& options, wire::Hello::R
     return nullptr;
   }
   return protocolViolation(kj::str(
-      "actor ", ActorIdentity::fromWire(theirs.getId()).toString(), " at the other end of this "
+      "actor ", ActorIdentity::fromWire(theirs.getId()).toString(),
+      " at the other end of this "
       "link between hosts runs with --harrow-insecure-links (frames tagged, not encrypted) and "
       "this end does not: links without TLS are encrypted unless both ends run with "
       "--harrow-insecure-links (HARROW_INSECURE_LINKS=1)"));
@@ -221,7 +222,7 @@ Co<Agreed> helloExchange(Channel& chan, PeerHost& host, bool initiator, PeerOpti
     // The acceptor refuses before its proof; the opener once frames are protected, so that its
     // refusal reaches the acceptor as a frame it can read.
     if (!initiator) {
-      KJ_IF_MAYBE(why, linkMismatch(options, theirHello)) {
+      KJ_IF_MAYBE (why, linkMismatch(options, theirHello)) {
         co_await refuse(*channel, host, kj::mv(*why));
       }
       sendProof();
@@ -230,7 +231,7 @@ Co<Agreed> helloExchange(Channel& chan, PeerHost& host, bool initiator, PeerOpti
     // is tagged (docs/PROTOCOL.md 2.5).
     protectFrames(*channel, host.treeSecret(), initiator, opener, acceptor);
     if (initiator) {
-      KJ_IF_MAYBE(why, linkMismatch(options, theirHello)) {
+      KJ_IF_MAYBE (why, linkMismatch(options, theirHello)) {
         co_await refuse(*channel, host, kj::mv(*why));
       }
     }
@@ -275,9 +276,13 @@ bool setAndNotZero(const char* variable) {
 }
 }  // namespace
 
-bool encryptFromEnvironment() { return setAndNotZero("HARROW_ENCRYPT"); }
+bool encryptFromEnvironment() {
+  return setAndNotZero("HARROW_ENCRYPT");
+}
 
-bool insecureLinksFromEnvironment() { return setAndNotZero("HARROW_INSECURE_LINKS"); }
+bool insecureLinksFromEnvironment() {
+  return setAndNotZero("HARROW_INSECURE_LINKS");
+}
 
 kj::Exception authenticationFailed(kj::StringPtr what) {
   return makeError(ErrorKind::AUTHENTICATION_FAILED, what);

@@ -89,8 +89,8 @@ Co<void> Node::serveLink(kj::Own<kj::AsyncIoStream> stream) {
     PeerOptions linkOptions;
     linkOptions.link = true;
     linkOptions.linkOverTls = tls != nullptr;
-    parent = (co_await authenticateChannel(*link, *this, /*initiator=*/false, linkOptions))
-                 .toString();
+    parent =
+        (co_await authenticateChannel(*link, *this, /*initiator=*/false, linkOptions)).toString();
     auto received = co_await link->receive();
     if (received == nullptr) {
       kj::throwFatalException(transportClosed("the parent closed the link before asking"));

@@ -132,8 +132,8 @@ protected:
     command.insert(command.end(), extra.begin(), extra.end());
     tap = std::make_unique<Program>(io, cluster->exec("a", command));
     line(*tap, "link_tap: listening");
-    nodesFlag = "--harrow-nodes=b=tcp:" + cluster->address("a") + ":7100,c=tcp:" +
-                cluster->address("c") + ":7000";
+    nodesFlag = "--harrow-nodes=b=tcp:" + cluster->address("a") +
+                ":7100,c=tcp:" + cluster->address("c") + ":7000";
   }
   // Stops the tap; what it relayed, both ways.
   std::string tapped() {

@@ -251,8 +251,8 @@ TEST_P(PeerTest, HarrowTraceFullShowsHarrowsFramesToo) {
 
 TEST_P(PeerTest, AReceivedItemComparesWithNullptrLikeAMaybe) {
   run([&](Peer& peer) -> Co<void> {
-    co_await streamMethod<Count, Item>(peer, PROBE_ID, COUNT,
-        [](Count::Builder p) { p.setN(1); },
+    co_await streamMethod<Count, Item>(
+        peer, PROBE_ID, COUNT, [](Count::Builder p) { p.setN(1); },
         [&](ReceiveStream<Item>& items) -> Co<void> {
           auto first = co_await items.receive();
           KJ_ASSERT(first != nullptr);  // what a KJ user writes first: it compiles and holds
