@@ -16,24 +16,34 @@ HARNESSES="channel engine handshake registry sealed"
 
 mkdir -p "$OUT/include/harrow" "$OUT/gen/tests/engine" "$OUT/obj"
 
+# A symlink, left alone when it is right (a new one would look newer than every object).
+link() { [[ $(readlink "$2") == "$1" ]] || ln -sfn "$1" "$2"; }
+
 # Public headers as <harrow/LAYER/x.h> (what runtime/layer.bzl does with include_prefix).
 for layer in "$ROOT"/runtime/*/; do
   name=$(basename "$layer")
-  ln -sfn "$layer" "$OUT/include/harrow/$name"
+  link "$layer" "$OUT/include/harrow/$name"
 done
 
 # capnp's generated code for idl/harrow/*.capnp and the engine tests' probe schema; capnpc-harrow's
 # output for the registry and for introspection (which every actor serves) is checked in
 # (generated/).
+# Generated into a scratch directory and copied over only where it changed: rewriting identical
+# headers would make every object look stale (compile_one compares times) and rebuild them all.
 regen() {  # out-dir src-prefix schema...
-  local dir=$1 prefix=$2; shift 2
+  local dir=$1 prefix=$2 scratch f; shift 2
+  scratch=$(mktemp -d)
   capnp compile -I "$ROOT/idl" --no-standard-import -I /usr/include \
-    -oc++:"$dir" --src-prefix="$prefix" "$@"
+    -oc++:"$scratch" --src-prefix="$prefix" "$@"
+  (cd "$scratch" && find . -type f) | while read -r f; do
+    cmp -s "$scratch/$f" "$dir/$f" || { mkdir -p "$(dirname "$dir/$f")"; cp "$scratch/$f" "$dir/$f"; }
+  done
+  rm -rf "$scratch"
 }
 regen "$OUT/include" "$ROOT/idl" "$ROOT"/idl/harrow/*.capnp
 regen "$OUT/gen/tests/engine" "$ROOT/tests/engine" "$ROOT/tests/engine/probe.capnp"
 for f in "$ROOT"/generated/idl/harrow/*.capnp.harrow.*; do
-  ln -sfn "$f" "$OUT/include/harrow/$(basename "$f")"
+  link "$f" "$OUT/include/harrow/$(basename "$f")"
 done
 
 COMMON=(-std=c++20 -g -O1 -fno-omit-frame-pointer -I "$OUT/include" -I "$OUT/gen" -I "$ROOT"
@@ -44,8 +54,8 @@ COMMON=(-std=c++20 -g -O1 -fno-omit-frame-pointer -I "$OUT/include" -I "$OUT/gen
 # hash index is empty: harmless, and in a system header).
 SAN=(-fsanitize=address,undefined -fno-sanitize=function,nonnull-attribute
      -fno-sanitize-recover=undefined)
-# (kj-http: the actor layer's metrics endpoint; capnp-json: its JSON log lines.)
-LIBS=(-lkj-http -lcapnp-json -lcapnp-rpc -lcapnp -lkj-async -lkj -lsodium -ldw -lelf -lpthread)
+# (kj-http: the actor layer's metrics endpoint; kj-tls: etcd over TLS; capnp-json: its JSON log lines.)
+LIBS=(-lkj-http -lkj-tls -lcapnp-json -lcapnp-rpc -lcapnp -lkj-async -lkj -lsodium -ldw -lelf -lpthread)
 
 # Runtime sources (everything the actor layer needs), instrumented for coverage.
 SOURCES=$(ls "$ROOT"/runtime/{co,ipc,typed,engine,engine/internal,actor,discovery}/*.c++ 2>/dev/null;
