@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -83,6 +84,24 @@ inline bool waitForExit(pid_t pid, int timeoutMs) {
   int ready = poll(&exited, 1, timeoutMs);
   close(pidfd);
   return ready == 1;
+}
+
+// What a multi-process test left behind, one line each for ADD_FAILURE(): a child of this process
+// still there, or a process the test started (`known`) that still exists. A zombie that is not
+// ours has exited (reaping it is its new parent's business). `waitMs` > 0 first waits that long
+// (a failure guard) for each known process still on its way out.
+inline std::vector<std::string> leftBehind(const std::set<pid_t>& known, int waitMs = 0) {
+  std::vector<std::string> left;
+  for (auto& child : childrenOf(getpid()))
+    left.push_back("a child process is left: " + describe(child));
+  for (pid_t pid : known) {
+    if (waitMs > 0) waitForExit(pid, waitMs);
+    KJ_IF_MAYBE (stat, readStat(pid)) {
+      if (stat->state == 'Z' && stat->ppid != getpid()) continue;
+      left.push_back("a process of the test still exists: " + describe(*stat));
+    }
+  }
+  return left;
 }
 
 inline char watchdogMessage[160];

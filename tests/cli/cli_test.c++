@@ -135,19 +135,9 @@ public:  // for the tests run twice, once per transport
 
   void TearDown() override {
     alarm(0);
-    for (auto& child : childrenOf(getpid())) {
-      ADD_FAILURE() << "a child process is left: " << describe(child);
-    }
-    for (pid_t pid : known) {
-      // One the test did not start itself may still be on its way out (a SIGSTOPped leaf that
-      // got its PR_SET_PDEATHSIG SIGKILL, now re-parented).
-      harrow::testing::waitForExit(pid, 5000);
-      KJ_IF_MAYBE(stat, readStat(pid)) {
-        // A zombie that is not ours has exited; reaping it is its parent's business.
-        if (stat->state == 'Z' && stat->ppid != getpid()) continue;
-        ADD_FAILURE() << "a process of the test still exists: " << describe(*stat);
-      }
-    }
+    // A leaf may still be on its way out (SIGSTOPped, then killed by PR_SET_PDEATHSIG and
+    // re-parented): wait for each, bounded.
+    for (auto& line : harrow::testing::leftBehind(known, 5000)) ADD_FAILURE() << line;
   }
 
   // A cookie file of its own (64 hex digits, mode 0600).

@@ -86,16 +86,7 @@ protected:
 
   void TearDown() override {
     alarm(0);
-    for (auto& child : childrenOf(getpid())) {
-      ADD_FAILURE() << "a child process is left: " << describe(child);
-    }
-    for (pid_t pid : known) {
-      KJ_IF_MAYBE(stat, readStat(pid)) {
-        // A zombie that is not ours has exited; reaping it is its new parent's business.
-        if (stat->state == 'Z' && stat->ppid != getpid()) continue;
-        ADD_FAILURE() << "a process of the test still exists: " << describe(*stat);
-      }
-    }
+    for (auto& line : harrow::testing::leftBehind(known)) ADD_FAILURE() << line;
   }
 
   void run(kj::Function<kj::Promise<void>()> body) {

@@ -110,15 +110,7 @@ protected:
   std::string cookie = dir + "/cookie";
 
   void TearDown() override {
-    for (auto& child : childrenOf(getpid())) {
-      ADD_FAILURE() << "a child process is left: " << describe(child);
-    }
-    for (pid_t pid : known) {
-      KJ_IF_MAYBE(stat, readStat(pid)) {
-        if (stat->state == 'Z' && stat->ppid != getpid()) continue;
-        ADD_FAILURE() << "a process of the test still exists: " << describe(*stat);
-      }
-    }
+    for (auto& line : harrow::testing::leftBehind(known)) ADD_FAILURE() << line;
     std::string command = "rm -rf '" + dir + "'";
     (void)!system(command.c_str());
   }
