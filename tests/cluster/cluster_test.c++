@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 
 #include <chrono>
@@ -667,6 +668,12 @@ protected:
               "NodeName=n2 NodeAddr=" + cluster->address("c") + " CPUs=1 State=UNKNOWN\n"
               "PartitionName=debug Nodes=n1,n2 Default=YES MaxTime=INFINITE State=UP\n");
     environment = {"SLURM_CONF=" + dir + "/slurm.conf"};
+    // munged has no line to wait for in the foreground: its socket appearing in munge/ is the
+    // event (inotify, watched before munged starts; 5 s: a failure guard).
+    int watch = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    ASSERT_GE(watch, 0);
+    KJ_DEFER(close(watch));
+    ASSERT_GE(inotify_add_watch(watch, (dir + "/munge").c_str(), IN_CREATE | IN_MOVED_TO), 0);
     munged = std::make_unique<Program>(
         io, std::vector<std::string>{"/usr/sbin/munged", "-F", "--force",
                                      "--socket=" + dir + "/munge/socket",
@@ -674,11 +681,19 @@ protected:
                                      "--pid-file=" + dir + "/munge/pid",
                                      "--seed-file=" + dir + "/munge/seed",
                                      "--log-file=" + dir + "/munge/log"});
-    // munged has no line to wait for in the foreground: its socket appearing is the event (5 s:
-    // a failure guard).
-    for (int i = 0; access((dir + "/munge/socket").c_str(), F_OK) != 0; ++i) {
-      ASSERT_LT(i, 250) << "munged did not start: " << munged->outputSoFar();
-      io.provider->getTimer().afterDelay(20 * kj::MILLISECONDS).wait(io.waitScope);
+    kj::UnixEventPort::FdObserver changes(io.unixEventPort, watch,
+                                          kj::UnixEventPort::FdObserver::OBSERVE_READ);
+    KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() {
+                   failAfter(io.provider->getTimer(), 5 * kj::SECONDS, [&]() -> Co<void> {
+                     while (access((dir + "/munge/socket").c_str(), F_OK) != 0) {
+                       co_await changes.whenBecomesReadable();
+                       char events[4096];
+                       while (read(watch, events, sizeof(events)) > 0) {}
+                     }
+                   }).wait(io.waitScope);
+                 })) {
+      FAIL() << "munged did not start: " << munged->outputSoFar() << " "
+             << e->getDescription().cStr();
     }
     daemons["a"] = std::make_unique<Program>(
         io, cluster->exec("a", {"/usr/sbin/slurmctld", "-D", "-i", "-f", dir + "/slurm.conf"}),
