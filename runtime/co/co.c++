@@ -29,7 +29,7 @@ kj::Exception currentException() {
 namespace _ {
 
 thread_local bool nextCoIsHandler = false;
-void (*handlerRaised)(const kj::Exception& error) = nullptr;
+thread_local HandlerHook* handlerHook = nullptr;
 
 Ambient& ambient() noexcept {
   static thread_local Ambient state;

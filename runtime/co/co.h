@@ -209,11 +209,19 @@ struct Uncancellable {
 
 // Post-mortem debugging at the handler (<harrow/spawn/debug.h>). The incoming-task runner sets
 // nextCoIsHandler just before it calls a server's dispatch(): the first coroutine created then is
-// the handler's own. In debug mode the debugger sets handlerRaised; it is called when an
-// exception leaves that handler's body, inside its coroutine (its frame and locals still alive,
-// under the throw's remaining frames), before the error is handed on.
+// the handler's own. In debug mode the debugger installs a HandlerHook on its actor's thread; it
+// is called when an exception leaves that handler's body, inside its coroutine (its frame and
+// locals still alive, under the throw's remaining frames), before the error is handed on.
+// Thread-local: one actor (and at most one debugger) per event loop thread, nothing shared.
 extern thread_local bool nextCoIsHandler;
-extern void (*handlerRaised)(const kj::Exception& error);
+class HandlerHook {
+public:
+  virtual void handlerRaised(const kj::Exception& error) = 0;
+
+protected:
+  ~HandlerHook() = default;
+};
+extern thread_local HandlerHook* handlerHook;
 
 template <typename T>
 class CoroutinePromise : public CoroutineBase {
@@ -225,7 +233,7 @@ public:
   FinalSuspend final_suspend() noexcept { return {*this}; }
   void unhandled_exception() {
     auto error = currentException();
-    if (isHandler && handlerRaised != nullptr) handlerRaised(error);
+    if (isHandler && handlerHook != nullptr) handlerHook->handlerRaised(error);
     result.addException(kj::mv(error));
   }
 

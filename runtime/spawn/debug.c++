@@ -299,30 +299,21 @@ bool raisedHere(const kj::Exception& error) {
   }
 }
 
-class Debugger;
-// This process's actor's debugger, for the handler hook below (one actor per process).
-Debugger* processDebugger = nullptr;
-void onHandlerRaised(const kj::Exception& error);
-
-class Debugger final : public ActorAttachment {
+class Debugger final : public ActorAttachment, private _::HandlerHook {
 public:
   Debugger(Actor& actor, kj::String addressText, bool isRoot)
       : actor(actor), addressText(kj::mv(addressText)), address(parseAddress(this->addressText)),
         isRoot(isRoot) {
-    processDebugger = this;
-    _::handlerRaised = onHandlerRaised;
+    _::handlerHook = this;
   }
   ~Debugger() noexcept(false) {
-    if (processDebugger == this) {
-      processDebugger = nullptr;
-      _::handlerRaised = nullptr;
-    }
+    if (_::handlerHook == this) _::handlerHook = nullptr;
   }
 
   // A handler's error, leaving its body (co.h): the actor stops here, in the handler's
   // coroutine, whose frame and locals gdb can show (`bt`, `frame N`, `info locals`), before the
   // error is handed on and the handler's frame is gone.
-  void handlerRaised(const kj::Exception& error) {
+  void handlerRaised(const kj::Exception& error) override {
     if (!raisedHere(error)) return;
     stoppedFor = kj::str(error.getFile(), ":", error.getLine(), ": ", error.getDescription());
     stopHere(kj::str(describe(error), "\n  stopped in the handler, before its frame unwound"));
@@ -617,10 +608,6 @@ private:
     say(kj::str("harrow debugger: actor '", name, "' (pid ", pid, ") released the terminal\n"));
   }
 };
-
-void onHandlerRaised(const kj::Exception& error) {
-  if (processDebugger != nullptr) processDebugger->handlerRaised(error);
-}
 
 }  // namespace
 
