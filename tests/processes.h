@@ -89,11 +89,15 @@ inline bool waitForExit(pid_t pid, int timeoutMs) {
 // What a multi-process test left behind, one line each for ADD_FAILURE(): a child of this process
 // still there, or a process the test started (`known`) that still exists. A zombie that is not
 // ours has exited (reaping it is its new parent's business). `waitMs` > 0 first waits that long
-// (a failure guard) for each known process still on its way out.
-inline std::vector<std::string> leftBehind(const std::set<pid_t>& known, int waitMs = 0) {
+// (a failure guard) for each known process still on its way out. `keep` is a child that may
+// outlive the test (the test process's forkserver zygote).
+inline std::vector<std::string> leftBehind(const std::set<pid_t>& known, int waitMs = 0,
+                                           kj::Maybe<pid_t> keep = nullptr) {
   std::vector<std::string> left;
-  for (auto& child : childrenOf(getpid()))
+  for (auto& child : childrenOf(getpid())) {
+    if (keep == child.pid) continue;
     left.push_back("a child process is left: " + describe(child));
+  }
   for (pid_t pid : known) {
     if (waitMs > 0) waitForExit(pid, waitMs);
     KJ_IF_MAYBE (stat, readStat(pid)) {

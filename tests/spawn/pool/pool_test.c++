@@ -13,6 +13,7 @@
 #include <harrow/harrow.h>
 #include "tests/spawn/pool/pool.capnp.harrow.h"
 #include "tests/processes.h"
+#include "tests/root_test.h"
 #include "tests/test_main.h"
 
 #include <gtest/gtest.h>
@@ -69,13 +70,8 @@ Implementations& implementations() {
 }
 
 using testing::childrenOf;
-using testing::describe;
-using testing::readStat;
 
 std::string text(const kj::Exception& e) { return e.getDescription().cStr(); }
-
-constexpr kj::Duration GUARD = 60 * kj::SECONDS;
-constexpr unsigned WATCHDOG_SECONDS = 150;
 
 // What each test sends: item i squares i; some sleep, one may be poison or refused.
 struct Job {
@@ -100,38 +96,9 @@ std::vector<Job> jobs(size_t count, uint32_t sleepMicros = 0) {
 
 using Pool = WorkerPool<SquarerActor::Server::WorkCall>;
 
-class PoolTest : public ::testing::Test {
+class PoolTest : public testing::RootTest<> {
 protected:
-  ~PoolTest() noexcept override {}
-
-  kj::AsyncIoContext io = kj::setupAsyncIo();
-  Actor root{io, ActorIdentity::random("pool-test"), implementations()};
-  CurrentActorScope current{root};
-  std::set<pid_t> known;  // every pid a worker reported
-
-  void SetUp() override { alarm(WATCHDOG_SECONDS); }
-
-  void TearDown() override {
-    alarm(0);
-    for (auto& child : childrenOf(getpid())) {
-      KJ_IF_MAYBE(zygote, forkServerPid()) {
-        if (child.pid == *zygote) continue;  // the test process's, for every test
-      }
-      ADD_FAILURE() << "a child process is left: " << describe(child);
-    }
-    for (pid_t pid : known) {
-      KJ_IF_MAYBE(stat, readStat(pid)) {
-        ADD_FAILURE() << "a worker's process still exists: " << describe(*stat);
-      }
-    }
-  }
-
-  kj::Maybe<kj::Exception> runRoot(kj::Function<kj::Promise<void>()> body) {
-    return kj::runCatchingExceptions([&]() {
-      root.serve([&]() { return failAfter(root.timer(), GUARD, kj::mv(body)); })
-          .wait(io.waitScope);
-    });
-  }
+  PoolTest() : RootTest("pool-test", implementations()) {}
 
   // What a mapUnordered with onFailure saw: answers per item, failed items, items retried.
   struct Outcome {

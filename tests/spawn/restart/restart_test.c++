@@ -12,7 +12,7 @@
 #include <harrow/harrow.h>
 #include "tests/spawn/restart/flaky.capnp.harrow.h"
 #include "tests/names.h"
-#include "tests/processes.h"
+#include "tests/root_test.h"
 #include "tests/test_main.h"
 
 #include <gtest/gtest.h>
@@ -103,50 +103,14 @@ Implementations& implementations() {
   return *impls;
 }
 
-using testing::childrenOf;
-using testing::describe;
-using testing::readStat;
-
 std::string text(const kj::Exception& e) { return e.getDescription().cStr(); }
 bool contains(const kj::Exception& e, const std::string& what) {
   return text(e).find(what) != std::string::npos;
 }
 
-constexpr kj::Duration GUARD = 60 * kj::SECONDS;
-constexpr unsigned WATCHDOG_SECONDS = 150;
-
-class RestartTest : public ::testing::Test {
+class RestartTest : public testing::RootTest<> {
 protected:
-  ~RestartTest() noexcept override {}
-
-  kj::AsyncIoContext io = kj::setupAsyncIo();
-  Actor root{io, ActorIdentity::random("restart-test"), implementations()};
-  CurrentActorScope current{root};
-  std::set<pid_t> known;  // every pid an instance reported
-
-  void SetUp() override { alarm(WATCHDOG_SECONDS); }
-
-  void TearDown() override {
-    alarm(0);
-    for (auto& child : childrenOf(getpid())) {
-      KJ_IF_MAYBE(zygote, forkServerPid()) {
-        if (child.pid == *zygote) continue;  // the test process's, for every test
-      }
-      ADD_FAILURE() << "a child process is left: " << describe(child);
-    }
-    for (pid_t pid : known) {
-      KJ_IF_MAYBE(stat, readStat(pid)) {
-        ADD_FAILURE() << "an instance's process still exists: " << describe(*stat);
-      }
-    }
-  }
-
-  kj::Maybe<kj::Exception> runRoot(kj::Function<kj::Promise<void>()> body) {
-    return kj::runCatchingExceptions([&]() {
-      root.serve([&]() { return failAfter(root.timer(), GUARD, kj::mv(body)); })
-          .wait(io.waitScope);
-    });
-  }
+  RestartTest() : RootTest("restart-test", implementations()) {}
 
   // The pid of child `name`'s current instance, asked through the supervisor's portal.
   Co<pid_t> pidOf(ActorSupervisor& sup, kj::StringPtr name) {
