@@ -1,9 +1,10 @@
 // Bulk streams between two processes on one host: harrow stream items of 1 KiB, 64 KiB and 1 MiB
-// through shared memory (docs/PROTOCOL.md 11) against the same items over the socket (shared memory
-// off: PeerOptions::sharedMemoryThreshold = 0) and against the raw socket bandwidth (a blocking
-// write()/read() loop of the same bytes over a socketpair), in one binary and one run.
-// Then single large values (1, 16 and 64 MiB of Data) in a call's params and again in its results
-// (an echo), the same three ways, with the peak memory (VmHWM) each process grew by.
+// through shared memory (docs/PROTOCOL.md, "Large frames through shared memory") against the same
+// items over the socket (shared memory off: PeerOptions::sharedMemoryThreshold = 0) and against the
+// raw socket bandwidth (a blocking write()/read() loop of the same bytes over a socketpair), in one
+// binary and one run. Then single large values (1, 16 and 64 MiB of Data) in a call's params and
+// again in its results (an echo), the same three ways, with the peak memory (VmHWM) each process
+// grew by.
 //
 //   bazel run -c opt //bench:bulk_bench [-- --reps=N] [--values] [--streams] [--pin]
 //

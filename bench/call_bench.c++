@@ -597,8 +597,8 @@ void BM_HarrowCallMetrics(benchmark::State& state) { harrowCall(state, true); }
 // hour: it never fires) and without (a plain scope): what a deadline costs, i.e. the caller's
 // timer entry, the start's timeoutNanos and the callee's scope deadline. Each iteration opens its
 // scope, as a program would. The third variant's deadline (200 years) is beyond what a callee
-// accepts (docs/PROTOCOL.md 3.8), so only the caller has a timer: the difference between it and
-// the full deadline is what carrying it to the callee costs.
+// accepts (docs/PROTOCOL.md, "Deadlines"), so only the caller has a timer: the difference between
+// it and the full deadline is what carrying it to the callee costs.
 enum class DeadlineKind { NONE, CALLER_ONLY, CARRIED };
 void harrowCallInScope(benchmark::State& state, DeadlineKind deadline) {
   bool pinned = state.range(0);
@@ -773,9 +773,8 @@ void BM_RawFramedStream(benchmark::State& state) {
   finishChild(fd, pid);
 }
 
-
 // ---- (e) the same typed call and stream on channels an actor connects: TCP with frame tags,
-// encrypted, and without (docs/PROTOCOL.md 2.5), beside a Unix socket -----------------------------
+// encrypted, and without (docs/PROTOCOL.md, "Frame protection"), beside a Unix socket -------------
 //
 // Two processes, one Echo server and one caller, on a connected pair of sockets made before the
 // fork. "tcp, no tags" runs the parent-child hellos over TCP (trusted, so plain frames): the same
@@ -1078,8 +1077,9 @@ public:
     ratio("broadcast x8 / plain consumer (throughput)", "BM_HarrowBroadcast", "BM_HarrowStream",
           "items_per_s", "(info)", nullptr);
 
-    printf("\nFrame protection (docs/PROTOCOL.md 2.5): the same typed call between two processes "
-           "on a channel they set up themselves, median us per call:\n");
+    printf(
+        "\nFrame protection (docs/PROTOCOL.md): the same typed call between two processes "
+        "on a channel they set up themselves, median us per call:\n");
     printf("  %-46s %10s %10s\n", "", "pinned", "unpinned");
     row("(e) TCP, no tags (parent-child hellos)", "BM_PeerCall_TcpPlain");
     row("(e) TCP, every frame tagged (default)", "BM_PeerCall_TcpTagged");

@@ -7,7 +7,7 @@
 // effective uid, from /proc, read while the pidfd shows it alive: not a reused pid), and (3) it is
 // the process at the other end of the authenticated channel the cancel went over (SO_PEERCRED of
 // the Unix socket; on loopback TCP, the socket /proc/net/tcp pairs with ours is open in it).
-// Otherwise the actor is only asked, as one on another host is (docs/PROTOCOL.md 7).
+// Otherwise the actor is only asked, as one on another host is (docs/PROTOCOL.md, "Threat model").
 
 #include "cli/commands.h"
 #include "cli/errors.h"

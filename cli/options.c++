@@ -15,7 +15,7 @@ constexpr kj::StringPtr OVERVIEW = R"(usage: harrow [OPTIONS] COMMAND [ARGS...]
 
 Looks at and acts on a running harrow tree as one of its peers: it reads the tree's cookie,
 asks the tree's registry who is there, and talks to each actor through the introspection
-interface every actor serves (docs/PROTOCOL.md section 10).
+interface every actor serves (docs/PROTOCOL.md, "Introspection").
 
 Commands:
   ps                         the live tree: every registered actor under its parent

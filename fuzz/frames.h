@@ -2,10 +2,10 @@
 //
 // Input format of the frame-based harnesses: one flags byte (what the harness does around the
 // frames, e.g. whether it sends a valid hello first), then raw channel bytes, normally a sequence
-// of frames in the standard stream framing (docs/PROTOCOL.md section 1). libFuzzer's byte-level
-// mutations mostly break the framing, so the custom mutator below parses the frames, mutates
-// inside one of them (its words, with the segment table kept right), or duplicates, drops or
-// reorders whole frames, or gives starts short deadlines; a third of the time it leaves the job
+// of frames in the standard stream framing (docs/PROTOCOL.md, "Transport and framing"). libFuzzer's
+// byte-level mutations mostly break the framing, so the custom mutator below parses the frames,
+// mutates inside one of them (its words, with the segment table kept right), or duplicates, drops
+// or reorders whole frames, or gives starts short deadlines; a third of the time it leaves the job
 // to libFuzzer's own mutator, so the framing itself is fuzzed as well.
 
 #pragma once
@@ -84,10 +84,10 @@ inline std::string frameOf(capnp::MessageBuilder& message) {
 }
 
 // Gives the `start` in `frame` (if it is one) a deadline of at most 2 ms (Start.timeoutNanos,
-// docs/PROTOCOL.md 3.8): the handler's scope then expires at any point of the task's life, racing
-// the peer's other messages, its EOF and the channel's end. The deadline is the one timer a peer
-// sets in the victim; byte-level mutation almost never produces a short one. Returns false if the
-// frame is not a readable start.
+// docs/PROTOCOL.md, "Deadlines"): the handler's scope then expires at any point of the task's life,
+// racing the peer's other messages, its EOF and the channel's end. The deadline is the one timer a
+// peer sets in the victim; byte-level mutation almost never produces a short one. Returns false if
+// the frame is not a readable start.
 inline bool shortenDeadline(Frame& frame, std::minstd_rand& rng) {
   std::vector<kj::Array<capnp::word>> words;  // aligned copies
   std::vector<kj::ArrayPtr<const capnp::word>> segments;

@@ -1,4 +1,4 @@
-// Harness 3: the hello exchange (docs/PROTOCOL.md 2.1), and the spawn spec a child reads right
+// Harness 3: the hello exchange (docs/PROTOCOL.md, "hello"), and the spawn spec a child reads right
 // after it. Any bytes from the peer end in a Peer or a clean refusal (TransportClosed,
 // MalformedFrame, ProtocolViolation, AuthenticationFailed, or the peer's own `error` raised as a
 // RemoteActorError/ContextCancelled: its refusal of us), never anything else.

@@ -1,8 +1,8 @@
-// Harness 5: the authenticated frame layer (docs/PROTOCOL.md 2.5): a Channel whose frames carry
-// tags (or are encrypted), fed a stream that the harness seals itself, frame by frame, with the
-// channel's key, so that the input gets past the tag to the framing and validation behind it;
-// optionally with one bit flipped somewhere after sealing, as a man in the middle would. Never a
-// crash, a hang or a leak; and:
+// Harness 5: the authenticated frame layer (docs/PROTOCOL.md, "Frame protection"): a Channel whose
+// frames carry tags (or are encrypted), fed a stream that the harness seals itself, frame by frame,
+// with the channel's key, so that the input gets past the tag to the framing and validation behind
+// it; optionally with one bit flipped somewhere after sealing, as a man in the middle would. Never
+// a crash, a hang or a leak; and:
 //  - an untouched stream never fails a tag, and every frame it delivers is the frame that was
 //    sealed (decrypted, with ENCRYPT);
 //  - a stream with a flipped bit never delivers the frame the bit is in, nor any after it.

@@ -57,7 +57,8 @@ int main(int argc, char** argv) {
     } else if (arg.startsWith("--harrow-log=")) {
       setenv("HARROW_LOG", arg.slice(13).cStr(), 1);
     } else if (arg == "--harrow-insecure-links") {
-      // Links without TLS tagged, not encrypted; the parent must say so too (PROTOCOL.md 2.5).
+      // Links without TLS tagged, not encrypted; the parent must say so too (docs/PROTOCOL.md,
+      // "Frame protection").
       setenv("HARROW_INSECURE_LINKS", "1", 1);
     } else {
       fprintf(stderr, "harrow-node: unknown argument '%s'\n", argv[i]);

@@ -45,8 +45,8 @@ void exitAfterGrace(Actor& actor) {
 // parent channel, last.
 Co<void> runChild(Actor& actor, Implementations& implementations, kj::Own<Channel> channel,
                   bool overSsh) {
-  // The channel is trusted by construction (docs/PROTOCOL.md 2.2): no proof on it; the spawn
-  // spec brings the tree's secret, before this actor listens or connects anywhere.
+  // The channel is trusted by construction (docs/PROTOCOL.md, "authenticate"): no proof on it; the
+  // spawn spec brings the tree's secret, before this actor listens or connects anywhere.
   kj::Own<Peer> parent = co_await handshakeWithParent(kj::mv(channel), actor);
 
   auto specMessage = co_await parent->receiveOne();
@@ -214,7 +214,8 @@ int main(int argc, char** argv, Implementations& implementations,
     }
     if (arg.startsWith("--harrow-cookie=")) setenv("HARROW_COOKIE", arg.slice(16).cStr(), 1);
     if (arg == "--harrow-debug") setenv("HARROW_DEBUG", "1", 1);
-    // Encrypted channels (docs/PROTOCOL.md 2.5): every channel that carries frame tags.
+    // Encrypted channels (docs/PROTOCOL.md, "Frame protection"): every channel that carries frame
+    // tags.
     if (arg == "--harrow-encrypt") setenv("HARROW_ENCRYPT", "1", 1);
     // Links between hosts without TLS tagged but not encrypted (both ends must say so).
     if (arg == "--harrow-insecure-links") setenv("HARROW_INSECURE_LINKS", "1", 1);

@@ -19,7 +19,7 @@
 //   --harrow-max-message=BYTES  the largest message a channel carries (default 64M; K, M, G
 //                             suffixes), for the whole tree (HARROW_MAX_MESSAGE_BYTES)
 //   --harrow-encrypt          encrypt every channel that carries frame tags (TCP, links):
-//                             HARROW_ENCRYPT=1, docs/PROTOCOL.md 2.5
+//                             HARROW_ENCRYPT=1, docs/PROTOCOL.md, "Frame protection"
 //   --harrow-insecure-links   links between hosts without TLS tagged, not encrypted (default:
 //                             encrypted); the node must say so too: HARROW_INSECURE_LINKS=1
 //   --harrow-debug            debug mode for the whole tree (HARROW_DEBUG=1): harrow::pause(),

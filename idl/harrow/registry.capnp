@@ -1,7 +1,8 @@
 # The registry: how actors find each other by name (tractor: the arbiter / registrar, find_actor,
 # wait_for_actor, query_actor). It is itself a harrow actor interface, served by the root actor of
 # a tree (runtime/registry.h) on a well-known address, and called through the generated
-# RegistryActor::Portal (runtime/discovery.h wraps it). docs/PROTOCOL.md section 6 describes it.
+# RegistryActor::Portal (runtime/discovery.h wraps it). docs/PROTOCOL.md, "The registry and
+# discovery" describes it.
 #
 # Every actor registers itself when it starts serving and deregisters on teardown. The registry
 # remembers the channel each entry was registered on: when that channel ends without a
@@ -42,7 +43,8 @@ interface Registry $Harrow.actor {
     name @0 :Text;
     uuid @1 :Data;             # 16 bytes, unique per actor
     pid @2 :UInt32;
-    addresses @3 :List(Text);  # where the actor accepts channels (docs/PROTOCOL.md section 1)
+    addresses @3 :List(Text);  # where the actor accepts channels (docs/PROTOCOL.md, "Transport
+                               # and framing")
   }
 
   enum Departure {

@@ -7,7 +7,7 @@ $import "/capnp/c++.capnp".namespace("harrow::wire");
 
 const protocolVersion :UInt32 = 2;
 # 2: the proof covers both whole hellos, and frames after the handshake may carry tags
-# (frameProtection; docs/PROTOCOL.md 2.2, 2.5).
+# (frameProtection; docs/PROTOCOL.md, "authenticate" and "Frame protection").
 
 struct ActorId {
   # Names are not unique; the uuid is (random, 128 bits).
@@ -20,7 +20,8 @@ struct Message {
     # --- channel setup: each side sends exactly one hello first, then (except on the channel
     # between a parent and the child it spawned) proves it knows the tree's secret ---
     hello @0 :Hello;
-    authenticate @15 :Data;   # HMAC-SHA512-256 over both whole hellos (docs/PROTOCOL.md 2.2)
+    authenticate @15 :Data;   # HMAC-SHA512-256 over both whole hellos (docs/PROTOCOL.md,
+                              # "authenticate")
 
     # --- sent by a parent to a child it spawned, right after the hellos ---
     spawnSpec @1 :SpawnSpec;
@@ -42,11 +43,12 @@ struct Message {
     cancelActorAck @13 :Void; # actor -> canceller: teardown done, about to exit
 
     # --- the link between a parent and a node that runs one of its children on another host
-    # (docs/PROTOCOL.md 9); never seen by an actor's Peer: the two ends strip them ---
+    # (docs/PROTOCOL.md, "Links between hosts"); never seen by an actor's Peer: the two ends strip
+    # them ---
     link @16 :Link;
 
     # --- large frames through shared memory, callId 0, only between sides whose hellos both
-    # said sharedMemory (docs/PROTOCOL.md 11) ---
+    # said sharedMemory (docs/PROTOCOL.md, "Large frames through shared memory") ---
     sharedMemoryRing @17 :UInt64;   # the sender's ring of this many bytes: a sealed memfd, passed
                                     # with this message (SCM_RIGHTS); at most one per direction
     sharedMemoryFrame @18 :SharedMemoryFrame;  # stands for the frame at this place in the ring
@@ -66,14 +68,16 @@ struct Hello {
   protocolVersion @2 :UInt32;
   maxMessageBytes @3 :UInt64;
   # The largest frame (segment table plus segments) this side accepts; 0 means the default,
-  # 64 MiB. Neither side sends a frame over the smaller of the two limits (docs/PROTOCOL.md 2.1).
+  # 64 MiB. Neither side sends a frame over the smaller of the two limits (docs/PROTOCOL.md,
+  # "hello").
   nonce @4 :Data;             # 32 fresh random bytes: the challenge the peer's proof must cover
   sharedMemory @5 :Bool;      # this side takes large frames through shared memory (a Unix
-                              # socket that can pass fds; docs/PROTOCOL.md 11)
+                              # socket that can pass fds; docs/PROTOCOL.md, "Large frames through
+                              # shared memory")
   frameProtection @6 :FrameProtection;
-  # What this side requires of every frame after the handshake (docs/PROTOCOL.md 2.5): the
-  # channel uses the stronger of the two sides' requirements. Covered by the proofs, like every
-  # other field, so nobody in the middle can lower it.
+  # What this side requires of every frame after the handshake (docs/PROTOCOL.md, "Frame
+  # protection"): the channel uses the stronger of the two sides' requirements. Covered by the
+  # proofs, like every other field, so nobody in the middle can lower it.
 }
 
 enum FrameProtection {
@@ -98,7 +102,8 @@ struct SpawnSpec {
   debug @5 :Bool;
   args @6 :AnyPointer;         # obsolete: never written nor read (left null, ignored)
   gracePeriodNanos @7 :UInt64; # how long the parent waits after cancelActor before SIGKILL
-                               # (0: not said); the child's own children get less (PROTOCOL 5)
+                               # (0: not said); the child's own children get less (docs/PROTOCOL.md,
+                               # "Cancelling an actor")
   maxMessageBytes @8 :UInt64;  # the parent's message limit, which the child adopts; 0: keep its own
   treeSecret @9 :Data;         # the tree's 32-byte secret: the child authenticates with it
   debugTerminal @10 :Text;     # with `debug`: where the root hands out its terminal (a Unix
@@ -120,7 +125,7 @@ struct Start {
   # What was left of the caller's deadline when it sent the start, in nanoseconds (relative, so
   # no clock is shared); 0: no deadline. The handler runs under a cancel scope that expires that
   # long after the start arrived; on expiry the callee answers with an `error` of kind
-  # deadlineExceeded (docs/PROTOCOL.md 3.8).
+  # deadlineExceeded (docs/PROTOCOL.md, "Deadlines").
 }
 
 struct StartAck {
@@ -157,7 +162,7 @@ enum ErrorKind {
 
 struct Link {
   # One per frame on a parent-node link, callId 0, interleaved with the relayed child channel's
-  # frames (which are never `link`). docs/PROTOCOL.md section 9.
+  # frames (which are never `link`). docs/PROTOCOL.md, "Links between hosts".
   union {
     spawn @0 :NodeSpawn;      # parent -> node, first after the handshake: start this child
     spawned @1 :UInt32;       # node -> parent: it runs, with this pid; relaying starts

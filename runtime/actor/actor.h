@@ -103,7 +103,8 @@ enum class TransportKind { TCP, UNIX, UNIX_ABSTRACT };
 // every call, through a descriptor opened O_DIRECTORY|O_NOFOLLOW: a directory of another user (in
 // /tmp anyone can create that name first), a symbolic link, or one group or others may enter is
 // refused with harrow.UnsafeFile naming it, its owner or mode, and what to do. Never worked around
-// with a directory elsewhere: programs of one user meet through this one (docs/PROTOCOL.md 7).
+// with a directory elsewhere: programs of one user meet through this one (docs/PROTOCOL.md, "Threat
+// model").
 kj::String runtimeDirectory();
 
 // A fresh listen address of `kind` for an actor named `name`: tcp:127.0.0.1:0 (an ephemeral
@@ -134,7 +135,7 @@ struct ChannelServerOptions {
   // At most this many connections per listener may be in the handshake (not yet authenticated)
   // at once: a new one beyond it drops the oldest, so idle or slow connections (a flood) cannot
   // hold every descriptor while a legitimate client, which finishes its handshake in a round
-  // trip or two, still gets through (docs/PROTOCOL.md 7).
+  // trip or two, still gets through (docs/PROTOCOL.md, "Threat model").
   size_t maxUnauthenticated = 64;
 };
 
@@ -202,7 +203,7 @@ public:
 
   // How long this actor's parent waits after cancel-actor before it kills it (the spawn spec's
   // gracePeriodNanos), if it said. Actor nurseries give children at most 3/4 of it, so that
-  // grace periods nest (docs/PROTOCOL.md section 4).
+  // grace periods nest (docs/PROTOCOL.md, "Cancelling an actor").
   kj::Maybe<kj::Duration> gracePeriod() const { return grace; }
   void setGracePeriod(kj::Duration period) { grace = period; }
 

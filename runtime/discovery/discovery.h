@@ -36,7 +36,7 @@ namespace harrow {
 using registry::RegistryActor;
 
 // ---------------------------------------------------------------------------------------------
-// Discovery settings (docs/PROTOCOL.md section 6).
+// Discovery settings (docs/PROTOCOL.md, "The registry and discovery").
 //
 // An actor with discovery runs a channel server (ChannelServerOptions in <harrow/actor/actor.h>)
 // and registers itself with the tree's registry when it starts serving, deregistering on teardown.

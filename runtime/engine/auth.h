@@ -1,6 +1,6 @@
 // Authenticating peers: the secret a tree of actors shares, the proofs of knowing it that the
-// hello exchange carries, and the keys that protect every frame after it (docs/PROTOCOL.md 2.2,
-// 2.5, "Threat model" in section 7).
+// hello exchange carries, and the keys that protect every frame after it (docs/PROTOCOL.md,
+// "authenticate", "Frame protection" and "Threat model").
 //
 // Every channel but the one between a parent and the child it spawned is authenticated: each
 // side sends a fresh nonce in its hello, then a MAC keyed with the tree's secret over the

@@ -1,6 +1,7 @@
-// The handshake on a fresh channel (docs/PROTOCOL.md 2.1, 2.2, 2.5): hellos, the proofs of the
-// tree secret, and what the channel's frames carry from then on. Declared in
-// <harrow/engine/peer.h> (handshake(), handshakeWithParent/Child(), authenticateChannel()).
+// The handshake on a fresh channel (docs/PROTOCOL.md, "hello", "authenticate" and "Frame
+// protection"): hellos, the proofs of the tree secret, and what the channel's frames carry from
+// then on. Declared in <harrow/engine/peer.h> (handshake(), handshakeWithParent/Child(),
+// authenticateChannel()).
 //
 //   auto peer = co_await harrow::handshake(kj::mv(channel), host, /*initiator=*/true);
 //
@@ -112,15 +113,16 @@ Co<kj::Own<capnp::MessageReader>> receiveHandshake(Channel& channel, PeerHost& h
 }
 
 // On a link between hosts without TLS, whether this side requires its frames encrypted: unless
-// it runs with --harrow-insecure-links (docs/PROTOCOL.md 2.5, 9).
+// it runs with --harrow-insecure-links (docs/PROTOCOL.md, "Frame protection" and "Links between
+// hosts").
 bool linkNeedsEncryption(const PeerOptions& options) {
   return options.link && !options.linkOverTls && !insecureLinksFromEnvironment();
 }
 
-// What this side requires of the channel's frames after the handshake (docs/PROTOCOL.md 2.5,
-// 7): nothing on the parent-child socketpair (trusted by construction) or a Unix socket whose
-// other end is a process of this user (nobody else can be on it); tags, or encryption if the
-// tree asks for it, everywhere else.
+// What this side requires of the channel's frames after the handshake (docs/PROTOCOL.md,
+// "Frame protection" and "Threat model"): nothing on the parent-child socketpair (trusted by
+// construction) or a Unix socket whose other end is a process of this user (nobody else can be on
+// it); tags, or encryption if the tree asks for it, everywhere else.
 wire::FrameProtection requiredProtection(Channel& channel, const PeerOptions& options,
                                          PeerTrust trust) {
   if (trust != PeerTrust::TREE_SECRET || channel.isSameUserUnixSocket()) {
@@ -135,7 +137,7 @@ wire::FrameProtection requiredProtection(Channel& channel, const PeerOptions& op
 // The refusal of a peer whose (proved) hello leaves a link between hosts unencrypted while this
 // side requires encryption on it: the other end runs with --harrow-insecure-links and this one
 // does not. Refused by name rather than quietly encrypted anyway, so that a tree's links are
-// plain only where both ends were told so (docs/PROTOCOL.md 2.5).
+// plain only where both ends were told so (docs/PROTOCOL.md, "Frame protection").
 kj::Maybe<kj::Exception> linkMismatch(const PeerOptions& options, wire::Hello::Reader theirs) {
   if (!linkNeedsEncryption(options) ||
       theirs.getFrameProtection() >= wire::FrameProtection::ENCRYPTED) {
@@ -228,7 +230,7 @@ Co<Agreed> helloExchange(Channel& chan, PeerHost& host, bool initiator, PeerOpti
       sendProof();
     }
     // Both proofs are through, and neither side has sent a frame since: every frame from here on
-    // is tagged (docs/PROTOCOL.md 2.5).
+    // is tagged (docs/PROTOCOL.md, "Frame protection").
     protectFrames(*channel, host.treeSecret(), initiator, opener, acceptor);
     if (initiator) {
       KJ_IF_MAYBE (why, linkMismatch(options, theirHello)) {

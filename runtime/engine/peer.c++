@@ -298,7 +298,8 @@ Co<kj::Own<capnp::MessageReader>> Peer::receiveOne() {
         routeMalformed(**reader, what);
         kj::throwFatalException(protocolViolation(what));
       }
-      if (isSharedMemoryMessage((*reader)->getRoot<wire::Message>())) {  // PROTOCOL.md 11
+      // docs/PROTOCOL.md, "Large frames through shared memory"
+      if (isSharedMemoryMessage((*reader)->getRoot<wire::Message>())) {
         KJ_IF_MAYBE(frame, takeSharedMemoryMessage(*this, (*reader)->getRoot<wire::Message>())) {
           *reader = kj::mv(*frame);
           KJ_IF_MAYBE(problem, checkEnvelope(**reader)) {
@@ -393,7 +394,7 @@ Co<void> Peer::serve() {
     if (isMalformedFrame(*e) || hostile) {
       // E.g. a frame over the limit both sides stated in their hellos, or one violation too
       // many: the peer broke the protocol. Tell it why before the channel closes
-      // (docs/PROTOCOL.md 1, 3.6).
+      // (docs/PROTOCOL.md, "Transport and framing" and "Flow control").
       hostRef.violationLog().report(remoteId, e->getDescription());
       if (!closed) sendError(0, *e, wire::ErrorKind::PROTOCOL_VIOLATION, "this channel");
     }
@@ -460,7 +461,8 @@ void Peer::route(kj::Own<capnp::MessageReader> reader) {
     return;
   }
   wire::Message::Reader message = reader->getRoot<wire::Message>();
-  if (isSharedMemoryMessage(message)) {  // docs/PROTOCOL.md 11; throws MalformedFrame if bad
+  // docs/PROTOCOL.md, "Large frames through shared memory"; throws MalformedFrame if bad
+  if (isSharedMemoryMessage(message)) {
     KJ_IF_MAYBE(frame, takeSharedMemoryMessage(*this, message)) route(kj::mv(*frame));
     return;
   }

@@ -45,12 +45,12 @@ size_t defaultMaxMessageBytes();
 size_t parseMessageBytes(kj::StringPtr text);
 
 // Whether the tree asks for encrypted channels: HARROW_ENCRYPT set and not "0" (harrow::main
-// sets it from --harrow-encrypt, so children inherit it). docs/PROTOCOL.md 2.5.
+// sets it from --harrow-encrypt, so children inherit it). docs/PROTOCOL.md, "Frame protection".
 bool encryptFromEnvironment();
 
 // Whether this side lets links between hosts without TLS go tagged but not encrypted:
 // HARROW_INSECURE_LINKS set and not "0" (--harrow-insecure-links on harrow::main and harrow-node).
-// Both ends of a link must say so (docs/PROTOCOL.md 2.5, 9).
+// Both ends of a link must say so (docs/PROTOCOL.md, "Frame protection" and "Links between hosts").
 bool insecureLinksFromEnvironment();
 
 struct PeerOptions {
@@ -60,7 +60,7 @@ struct PeerOptions {
   // A receiver whose items are small grows its window as its consumer takes them, up to
   // maxWindow items, while the items it could then hold stay within windowBytes (by their
   // average size so far): a producer on another CPU then never waits for credit, and a stream
-  // of large items keeps the initial window (docs/PROTOCOL.md 3.6).
+  // of large items keeps the initial window (docs/PROTOCOL.md, "Flow control").
   uint32_t maxWindow = 1024;
   size_t windowBytes = 1u << 20;
 
@@ -68,19 +68,19 @@ struct PeerOptions {
   // Peer handshake() returns holds the limit both sides agreed on instead: the smaller of theirs.
   size_t maxMessageBytes = 0;
 
-  // Until both proofs have checked out (docs/PROTOCOL.md 2.1), frames over this many bytes are
+  // Until both proofs have checked out (docs/PROTOCOL.md, "hello"), frames over this many bytes are
   // malformed: a stranger's first frames cost this much memory at most, not the message limit.
   // A hello, a proof or a refusal takes well under 1 KiB.
   size_t preAuthFrameBytes = MIN_MAX_MESSAGE_BYTES;
 
-  // Protocol violations a peer may commit on one channel (each answered as docs/PROTOCOL.md 3.6
-  // says) before it is taken as hostile and the channel is closed: a broken peer that keeps
-  // sending what it must not costs this actor a bounded amount of work. 0: no limit.
+  // Protocol violations a peer may commit on one channel (each answered as docs/PROTOCOL.md, "Flow
+  // control" says) before it is taken as hostile and the channel is closed: a broken peer that
+  // keeps sending what it must not costs this actor a bounded amount of work. 0: no limit.
   uint32_t maxViolations = 64;
 
   // Encrypt this side's channels that carry frame tags (every authenticated channel but a Unix
   // socket between processes of one user), as if HARROW_ENCRYPT were set: XChaCha20-Poly1305
-  // instead of tags alone. Either side asking is enough (docs/PROTOCOL.md 2.5).
+  // instead of tags alone. Either side asking is enough (docs/PROTOCOL.md, "Frame protection").
   bool encrypt = false;
 
   // The channel is a link between hosts (<harrow/spawn/link.h>, harrow-node): without TLS
@@ -92,7 +92,8 @@ struct PeerOptions {
 
   // Over a Unix socket, frames (any message: stream items, params, results) of more than this
   // many bytes go through a ring of shared memory instead of the socket, if both sides' hellos
-  // say so (docs/PROTOCOL.md 11). 0: never. Below it the socket is as fast and costs no ring.
+  // say so (docs/PROTOCOL.md, "Large frames through shared memory"). 0: never. Below it the socket
+  // is as fast and costs no ring.
   size_t sharedMemoryThreshold = 16u << 10;
   // The size of this side's ring (created with the first large frame). Larger frames go by the
   // socket. Small enough to stay in cache: a 2 MiB ring moved 64 KiB items with ~20% less CPU
@@ -100,7 +101,7 @@ struct PeerOptions {
   size_t sharedMemoryRingBytes = 2u << 20;
 };
 
-// Why this side trusts the other end of a channel (docs/PROTOCOL.md 2.2).
+// Why this side trusts the other end of a channel (docs/PROTOCOL.md, "authenticate").
 enum class PeerTrust {
   TREE_SECRET,  // it proved in the handshake that it knows the tree's secret
   PARENT,       // it is this actor's parent: the socketpair this process inherited as fd 3
@@ -147,11 +148,11 @@ private:
 // What a Peer needs from the actor that owns it.
 class PeerHost {
 public:
-  // The largest message (frame) this actor sends or accepts on a channel (docs/PROTOCOL.md 1),
-  // stated in its hellos: each channel uses the smaller of its two sides' limits. A message over
-  // it fails where it is sent with harrow.MessageTooLarge (isMessageTooLarge()). Setting it
-  // affects channels set up afterwards, and children spawned afterwards inherit it (spawnSpec).
-  // At least MIN_MAX_MESSAGE_BYTES.
+  // The largest message (frame) this actor sends or accepts on a channel (docs/PROTOCOL.md,
+  // "Transport and framing"), stated in its hellos: each channel uses the smaller of its two sides'
+  // limits. A message over it fails where it is sent with harrow.MessageTooLarge
+  // (isMessageTooLarge()). Setting it affects channels set up afterwards, and children spawned
+  // afterwards inherit it (spawnSpec). At least MIN_MAX_MESSAGE_BYTES.
   size_t maxMessageBytes() const { return maxMessage; }
   void setMaxMessageBytes(size_t bytes);
 
@@ -213,7 +214,8 @@ public:
   Co<kj::Own<capnp::MessageReader>> receiveOne();
 
   // The parent–child channel: once the spawn spec has gone out (parent) or come in (child), the
-  // channel's limit is the one the spec carries (docs/PROTOCOL.md 2.3). Before serve() runs.
+  // channel's limit is the one the spec carries (docs/PROTOCOL.md, "spawnSpec"). Before serve()
+  // runs.
   void adoptMaxMessageBytes(size_t bytes);
 
   // A channel-level message builder (call id 0) and sending it.
@@ -328,11 +330,11 @@ private:
   void failRoutes(const kj::Exception& why);
 };
 
-// The handshake on a fresh channel (docs/PROTOCOL.md 2.1, 2.2): each side sends its hello
-// (identity, pid, protocol version, message limit, a fresh nonce) and reads the other's; then the
-// opener proves it knows the host's tree secret, and only once that proof checks out does the
-// acceptor prove it in turn (so a stranger who connects learns nothing it could use elsewhere). A
-// peer speaking another version, sending anything but the handshake, or failing the proof is
+// The handshake on a fresh channel (docs/PROTOCOL.md, "hello" and "authenticate"): each side sends
+// its hello (identity, pid, protocol version, message limit, a fresh nonce) and reads the other's;
+// then the opener proves it knows the host's tree secret, and only once that proof checks out does
+// the acceptor prove it in turn (so a stranger who connects learns nothing it could use elsewhere).
+// A peer speaking another version, sending anything but the handshake, or failing the proof is
 // refused: it gets an `error`, the channel is closed, and this throws (AuthenticationFailed for a
 // wrong or missing proof, after telling the host through PeerHost::authenticationFailed). The
 // Peer's limit is the smaller of the two sides' limits.
@@ -355,8 +357,8 @@ Co<kj::Own<Peer>> handshakeWithChild(kj::Own<Channel> channel, PeerHost& host,
 Co<ActorIdentity> authenticateChannel(Channel& channel, PeerHost& host, bool initiator,
                                       PeerOptions options = {});
 
-// Turns on the frame protection the two hellos agree on (docs/PROTOCOL.md 2.5: tags or
-// encryption, with keys from the secret and both hellos), as the handshake does once both proofs
+// Turns on the frame protection the two hellos agree on (docs/PROTOCOL.md, "Frame protection": tags
+// or encryption, with keys from the secret and both hellos), as the handshake does once both proofs
 // are through; nothing if both said none. For programs that speak the handshake by hand (tests,
 // fuzzers): the opener calls it after it has read the acceptor's proof, the acceptor after it
 // has sent its own.

@@ -68,7 +68,7 @@ bool isMalformedFrame(const kj::Exception& exception);
 // Builds a TransportClosed exception: `why` says what happened.
 kj::Exception transportClosed(kj::StringPtr why);
 
-// The default frame limit: 64 MiB (docs/PROTOCOL.md section 1).
+// The default frame limit: 64 MiB (docs/PROTOCOL.md, "Transport and framing").
 constexpr size_t DEFAULT_MAX_FRAME_BYTES = 64u << 20;
 
 // The size of `message` framed as Channel::send() frames it (segment table plus segments): what
@@ -105,8 +105,9 @@ class FdStream;
 class FrameSeal;
 class SharedRing;
 
-// The protocol's words for the shared-memory path (the engine's wire.capnp; docs/PROTOCOL.md 11):
-// the channel moves the bytes, the engine says what the messages look like.
+// The protocol's words for the shared-memory path (the engine's wire.capnp; docs/PROTOCOL.md,
+// "Large frames through shared memory"): the channel moves the bytes, the engine says what the
+// messages look like.
 class SharedFrameCodec {
 public:
   // Announces this side's new ring of `capacity` bytes (its fd travels with this message).
@@ -188,7 +189,7 @@ public:
   void setMaxFrameBytes(size_t bytes);
   size_t maxFrameBytes() const { return options.maxFrameBytes; }
 
-  // ---- frame protection (docs/PROTOCOL.md 2.5) ----
+  // ---- docs/PROTOCOL.md, "Frame protection" ----
 
   // From now on every frame sent is followed by a tag from `outgoing` (and its segments are
   // encrypted, in ENCRYPT mode: <harrow/ipc/frame_seal.h>), and every frame received must carry
@@ -199,10 +200,10 @@ public:
   bool framesProtected() const { return sealIn != nullptr; }
 
   // True for a channel over a Unix socket whose other end is a process of this user
-  // (SO_PEERCRED): what may go without tags (docs/PROTOCOL.md 7).
+  // (SO_PEERCRED): what may go without tags (docs/PROTOCOL.md, "Threat model").
   bool isSameUserUnixSocket() const;
 
-  // ---- large frames through shared memory (docs/PROTOCOL.md 11) ----
+  // ---- docs/PROTOCOL.md, "Large frames through shared memory" ----
   //
   // Over a Unix socket, frames above a threshold can go through a ring of shared memory (see
   // <harrow/ipc/shared_ring.h>) while the socket carries a small reference in their place, in

@@ -1,5 +1,5 @@
 // FrameSeal: the tag (and, optionally, the encryption) of every frame one side of a channel sends
-// or receives after the handshake (docs/PROTOCOL.md 2.5).
+// or receives after the handshake (docs/PROTOCOL.md, "Frame protection").
 //
 //   FrameSeal out(keys->openerToAcceptor, FrameSeal::AUTHENTICATE);   // the sender's
 //   FrameSeal in(keys->openerToAcceptor, FrameSeal::AUTHENTICATE);    // the receiver's twin

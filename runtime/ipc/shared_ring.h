@@ -1,5 +1,5 @@
 // SharedRing: one direction of a channel's shared-memory path for large frames
-// (docs/PROTOCOL.md section 11).
+// (docs/PROTOCOL.md, "Large frames through shared memory").
 //
 // The sending side owns a ring: a memfd of HEADER_BYTES + capacity bytes, sealed against
 // shrinking, mapped by both processes (the fd travels once over the Unix socket, SCM_RIGHTS).

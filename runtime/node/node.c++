@@ -85,7 +85,8 @@ Co<void> Node::serveLink(kj::Own<kj::AsyncIoStream> stream) {
     } else {
       link = kj::heap<Channel>(kj::mv(stream), channelOptions);
     }
-    // Encrypted unless over TLS or both ends run with --harrow-insecure-links (PROTOCOL.md 2.5).
+    // Encrypted unless over TLS or both ends run with --harrow-insecure-links (docs/PROTOCOL.md,
+    // "Frame protection").
     PeerOptions linkOptions;
     linkOptions.link = true;
     linkOptions.linkOverTls = tls != nullptr;

@@ -1,5 +1,6 @@
 // harrow-node: the daemon that runs a tree's actors on a host other than their parent's
-// (<harrow/spawn/link.h> says how a parent uses it; docs/PROTOCOL.md section 9 the wire).
+// (<harrow/spawn/link.h> says how a parent uses it; docs/PROTOCOL.md, "Links between hosts" the
+// wire).
 //
 // One node per host, long-lived, listening on TCP. A parent that proves the tree's secret (the
 // node reads the same cookie) asks it to start a child: the node starts the named program (only

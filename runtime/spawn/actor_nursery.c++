@@ -29,9 +29,9 @@ struct ActorNursery::Child {
 
 namespace {
 
-// Grace periods nest (docs/PROTOCOL.md section 4): a child gets at most 3/4 of the grace its own
-// actor was given, so its subtree is killed, bottom-up, before its parent's grace runs out and the
-// actors in between still run their own teardown.
+// Grace periods nest (docs/PROTOCOL.md, "Cancelling an actor"): a child gets at most 3/4 of the
+// grace its own actor was given, so its subtree is killed, bottom-up, before its parent's grace
+// runs out and the actors in between still run their own teardown.
 ActorNurseryOptions nested(Actor& actor, ActorNurseryOptions options) {
   KJ_IF_MAYBE(own, actor.gracePeriod()) {
     options.gracePeriod = kj::min(options.gracePeriod, *own * 3 / 4);

@@ -148,8 +148,9 @@ kj::Maybe<wire::Link::Reader> linkOf(capnp::MessageReader& reader) {
 kj::Own<capnp::MallocMessageBuilder> copyOf(capnp::MessageReader& reader) {
   auto builder = kj::heap<capnp::MallocMessageBuilder>();
   builder->getRoot<capnp::AnyPointer>().set(reader.getRoot<capnp::AnyPointer>());
-  // Shared memory (docs/PROTOCOL.md 11) works between the two ends of one Unix socket: a hello
-  // relayed across the link must not offer it (the ring's fd could not follow).
+  // Shared memory (docs/PROTOCOL.md, "Large frames through shared memory") works between the two
+  // ends of one Unix socket: a hello relayed across the link must not offer it (the ring's fd could
+  // not follow).
   kj::runCatchingExceptions([&]() {
     auto message = builder->getRoot<wire::Message>();
     if (message.isHello()) message.getHello().setSharedMemory(false);
@@ -372,7 +373,8 @@ Co<RemoteChild> startRemoteChild(Actor& actor, kj::StringPtr nodeParam, kj::Stri
   kj::Own<capnp::MessageReader> answer;
   co_await failAfter(actor.timer(), timeout, [&]() -> Co<void> {
     link = co_await connectLink(actor, node, address);
-    // Encrypted unless over TLS or both ends run with --harrow-insecure-links (PROTOCOL.md 2.5).
+    // Encrypted unless over TLS or both ends run with --harrow-insecure-links (docs/PROTOCOL.md,
+    // "Frame protection").
     PeerOptions linkOptions;
     linkOptions.link = true;
     linkOptions.linkOverTls = LinkTlsFiles::fromEnvironment() != nullptr;

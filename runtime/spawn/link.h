@@ -1,5 +1,5 @@
 // Children on other hosts: the link between a parent and a node (`harrow-node`, runtime/node/)
-// that runs one of its children there (docs/PROTOCOL.md section 9).
+// that runs one of its children there (docs/PROTOCOL.md, "Links between hosts").
 //
 // The parent opens a TCP connection to the node, proves the tree's secret (the usual
 // authenticated handshake, engine/auth.h), asks for the child (`link.spawn`: name, executable),

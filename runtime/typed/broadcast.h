@@ -4,11 +4,11 @@
 //
 // How it works. A stream with subscribers has no pump task of its own: a subscriber whose buffer
 // is empty, and that is waiting, makes the broadcaster take the stream's next item (the engine
-// returns credit to the producer as items are taken, PROTOCOL.md 3.6) and append one shared
-// reference to it to every subscriber's buffer. The take happens only while every BACKPRESSURE
-// subscriber has room, so the producer's credit follows the slowest of those; a RAISE or SKIP
-// subscriber whose buffer is full loses its oldest item instead, so it never slows anyone and
-// never holds more than its capacity. The take runs outside every cancel scope (it belongs to
+// returns credit to the producer as items are taken, docs/PROTOCOL.md, "Flow control") and append
+// one shared reference to it to every subscriber's buffer. The take happens only while every
+// BACKPRESSURE subscriber has room, so the producer's credit follows the slowest of those; a RAISE
+// or SKIP subscriber whose buffer is full loses its oldest item instead, so it never slows anyone
+// and never holds more than its capacity. The take runs outside every cancel scope (it belongs to
 // the stream, not to the task that asked for it): cancelling a waiting subscriber never loses an
 // item another subscriber would have received.
 

@@ -336,9 +336,9 @@ TEST_F(ClusterTest, ANodeRunsOnlyTheProgramsItAllows) {
 }
 
 // Issue #19, 2: links between hosts are encrypted unless both ends run with
-// --harrow-insecure-links (docs/PROTOCOL.md 2.5). A tap on the root's link to b reads none of
-// what the actors say (b's namespace in the places b answers, the program's path in link.spawn)
-// by default, and all of it with the flag on both ends.
+// --harrow-insecure-links (docs/PROTOCOL.md, "Frame protection"). A tap on the root's link to b
+// reads none of what the actors say (b's namespace in the places b answers, the program's path in
+// link.spawn) by default, and all of it with the flag on both ends.
 TEST_F(ClusterTest, ATapOnALinkReadsWhatActorsSayOnlyWithInsecureLinksOnBothEnds) {
   std::string marker = netnsId(cluster->ns("b"));
   std::string direct = nodesFlag;

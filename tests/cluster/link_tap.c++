@@ -8,7 +8,7 @@
 // and PATH.down (node to parent): what an eavesdropper on the path reads. With --downgrade it
 // first rewrites each side's hello (the first frame each way) to ask for tags only
 // (frameProtection authenticated), as an attacker who wants links in the clear would: the
-// handshake's proofs cover the hellos, so that must fail (docs/PROTOCOL.md 2.5).
+// handshake's proofs cover the hellos, so that must fail (docs/PROTOCOL.md, "Frame protection").
 // Prints "link_tap: listening" once it accepts. Runs until killed.
 
 #include <harrow/wire.capnp.h>

@@ -216,9 +216,10 @@ TEST_F(FakeNodeTest, AReportedExitIsTheChildsStatus) {
 
 // A man in the middle of the link (issue #19, 2) writes a frame of its own, here the child's
 // exit status, straight into the TCP stream and closes it, as a node does after its report: it
-// has no key for the tag every link frame carries (docs/PROTOCOL.md 2.5, 9), so the parent does
-// not take it for the node's word. The link is broken for it (the child is unreachable), never
-// "exited with status 0". (Without tags the parent reported status 0.)
+// has no key for the tag every link frame carries (docs/PROTOCOL.md, "Frame protection" and "Links
+// between hosts"), so the parent does not take it for the node's word. The link is broken for it
+// (the child is unreachable), never "exited with status 0". (Without tags the parent reported
+// status 0.)
 TEST_F(FakeNodeTest, AFrameForgedIntoTheLinkIsNotObeyed) {
   auto outcome = run(
       [](Channel& link) -> Co<void> {

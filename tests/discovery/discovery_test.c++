@@ -579,7 +579,7 @@ Co<void> sendJunkStart(kj::Network& network, kj::StringPtr address, uint64_t int
     authenticate.initRoot<wire::Message>().setAuthenticate(
         capnp::Data::Reader(proof.begin(), proof.size()));
     channel.send(authenticate);
-    // Over TCP every frame after the proofs carries a tag (docs/PROTOCOL.md 2.5).
+    // Over TCP every frame after the proofs carries a tag (docs/PROTOCOL.md, "Frame protection").
     auto theirProof = co_await channel.receive();
     KJ_ASSERT(KJ_ASSERT_NONNULL(theirProof)->getRoot<wire::Message>().isAuthenticate());
     protectFrames(channel, secret, /*initiator=*/true, h.asReader(), theirHello);
@@ -603,9 +603,10 @@ Co<void> sendJunkStart(kj::Network& network, kj::StringPtr address, uint64_t int
   }
 }
 
-// A well-framed start whose params pointer is a list (docs/PROTOCOL.md 3.6, decoding) sent to a
-// child's channel server and to the root's registry listener: before the decode boundary it
-// failed the victim's service nursery and killed the process (the root: the whole tree).
+// A well-framed start whose params pointer is a list (docs/PROTOCOL.md, "Flow control", its
+// paragraph "Decoding") sent to a child's channel server and to the root's registry listener:
+// before the decode boundary it failed the victim's service nursery and killed the process (the
+// root: the whole tree).
 TEST_P(DiscoveryTest, JunkStartsDoNotKillAChildOrTheRegistry) {
   expectOk(runRoot([&]() -> Co<void> {
     auto& network = io.provider->getNetwork();

@@ -1,4 +1,4 @@
-// Deadlines across calls, between two actors of one process (docs/PROTOCOL.md 3.8): a call
+// Deadlines across calls, between two actors of one process (docs/PROTOCOL.md, "Deadlines"): a call
 // carries what remains of the caller's deadline, the handler runs under it, the calls the handler
 // makes inherit the smaller of theirs and its own, and the callee's expiry reaches the caller as
 // the caller's own deadline passing.

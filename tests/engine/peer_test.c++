@@ -165,7 +165,7 @@ protected:
     kj::Own<Peer> clientPeer = clientSide.wait(io.waitScope);
     kj::Own<Peer> serverPeer = serverSide.wait(io.waitScope);
     // TCP carries a tag on every frame; a Unix socket between processes of one user does not
-    // (docs/PROTOCOL.md 2.5).
+    // (docs/PROTOCOL.md, "Frame protection").
     EXPECT_EQ(clientPeer->channel().framesProtected(), transport.startsWith("tcp"));
     EXPECT_EQ(serverPeer->channel().framesProtected(), transport.startsWith("tcp"));
 

@@ -1,8 +1,8 @@
-// Large frames through shared memory (docs/PROTOCOL.md 11): stream items, params and results of
-// 1 KiB, 64 KiB and 1 MiB arrive intact over a Unix socket (through the ring above the threshold)
-// and over TCP (the socket: no fds there); a full ring holds frames back until the receiver frees
-// space; a peer that sends bad ring references is answered with a protocol violation and loses
-// its channel; rings leave no fd or mapping behind.
+// Large frames through shared memory (docs/PROTOCOL.md, "Large frames through shared memory"):
+// stream items, params and results of 1 KiB, 64 KiB and 1 MiB arrive intact over a Unix socket
+// (through the ring above the threshold) and over TCP (the socket: no fds there); a full ring holds
+// frames back until the receiver frees space; a peer that sends bad ring references is answered
+// with a protocol violation and loses its channel; rings leave no fd or mapping behind.
 
 #include <harrow/actor/actor.h>
 #include <harrow/ipc/fd_stream.h>

@@ -327,8 +327,9 @@ TEST_F(ViolationTest, StartWithTheVictimsParityIsRefused) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The decode boundary: well-framed messages with pointers of the wrong kind (docs/PROTOCOL.md
-// 3.6). Each is a violation of its task; the actor, the channel and the other peer carry on.
+// The decode boundary: well-framed messages with pointers of the wrong kind (docs/PROTOCOL.md,
+// "Flow control"). Each is a violation of its task; the actor, the channel and the other peer carry
+// on.
 
 TEST_F(ViolationTest, StartWithListParamsIsAViolation) {
   run([&]() {

@@ -1,7 +1,7 @@
-// Frame tags (docs/PROTOCOL.md 2.5): FrameSeal is XChaCha20-Poly1305 as libsodium computes it
-// (so the wire format is a standard AEAD, checkable by anyone), counts frames (so a dropped,
-// reordered or replayed frame fails as a modified one does), and a Channel whose peer's frame
-// fails its tag ends its read side with harrow.AuthenticationFailed.
+// Frame tags (docs/PROTOCOL.md, "Frame protection"): FrameSeal is XChaCha20-Poly1305 as libsodium
+// computes it (so the wire format is a standard AEAD, checkable by anyone), counts frames (so a
+// dropped, reordered or replayed frame fails as a modified one does), and a Channel whose peer's
+// frame fails its tag ends its read side with harrow.AuthenticationFailed.
 
 #include <harrow/co/errors.h>
 #include <harrow/ipc/channel.h>

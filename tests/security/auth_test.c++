@@ -1,9 +1,9 @@
-// Authenticated peers (docs/PROTOCOL.md 2.2 and 7): an actor serving on a real listener, and
-// strangers speaking wire messages by hand. A stranger without the tree's secret cannot finish
-// the handshake, cannot slip a cancelActor past it, cannot replay or forge a proof, learns no
-// proof of the actor's, and fills no log; an actor that knows the secret is served; an acceptor
-// that cannot prove the secret is refused by the opener; a process of another uid is closed
-// before the handshake on a Unix socket; the cookie file is created safely and refused when
+// Authenticated peers (docs/PROTOCOL.md, "authenticate" and "Threat model"): an actor serving on a
+// real listener, and strangers speaking wire messages by hand. A stranger without the tree's secret
+// cannot finish the handshake, cannot slip a cancelActor past it, cannot replay or forge a proof,
+// learns no proof of the actor's, and fills no log; an actor that knows the secret is served; an
+// acceptor that cannot prove the secret is refused by the opener; a process of another uid is
+// closed before the handshake on a Unix socket; the cookie file is created safely and refused when
 // others may read it.
 
 #include <harrow/actor/actor.h>

@@ -1,4 +1,4 @@
-// The files a root trusts (docs/PROTOCOL.md 7): its runtime directory and its cookie.
+// The files a root trusts (docs/PROTOCOL.md, "Threat model"): its runtime directory and its cookie.
 //  - the runtime directory is created 0700 and checked every time: one another user created first
 //    (here: `nobody`, through setpriv), a symbolic link, or one others may enter is refused with
 //    harrow.UnsafeFile naming the path, the owner and what to do;

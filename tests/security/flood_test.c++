@@ -1,5 +1,5 @@
-// What strangers cost a root before they have proved anything (docs/PROTOCOL.md 2.1, 7), against
-// examples/multi_program's daemon hosting its registry on loopback TCP:
+// What strangers cost a root before they have proved anything (docs/PROTOCOL.md, "hello" and
+// "Threat model"), against examples/multi_program's daemon hosting its registry on loopback TCP:
 //  - 16 connections that each send one 60 MiB frame instead of a hello leave the daemon's
 //    resident memory (and its peak) within 8 MB of where it was: before both proofs a frame may
 //    have a few KiB only, so the daemon closes each one after its segment table;

@@ -7,8 +7,8 @@
 //                                  relays one connection to 127.0.0.1:TARGET_PORT, prints
 //                                  "done MODE" once either side has closed, and exits.
 //
-// The opener's frames after its `authenticate` (its third frame on) are tagged (docs/PROTOCOL.md
-// 2.5: frame, then 16 bytes). MODE says what happens to them:
+// The opener's frames after its `authenticate` (its third frame on) are tagged (docs/PROTOCOL.md,
+// "Frame protection": frame, then 16 bytes). MODE says what happens to them:
 //   pass     nothing (the control)
 //   inject   before the first: HEX (a frame of the test's choosing, e.g. cancelActor) and a
 //            tag of 16 zero bytes

@@ -12,8 +12,8 @@ IncomingTaskImpl::IncomingTaskImpl(Peer& peer, uint64_t callId, MethodKind kind,
   scope.setName(kj::mv(name));
   auto startMessage = start->getRoot<wire::Message>().getStart();
   stream.grantSendCredit(startMessage.getWindow());  // the caller's window for our items
-  // The caller's deadline, as the budget it had left (docs/PROTOCOL.md 3.8): the handler's scope
-  // expires that long after now, so the calls it makes carry what remains of it in turn.
+  // The caller's deadline, as the budget it had left (docs/PROTOCOL.md, "Deadlines"): the handler's
+  // scope expires that long after now, so the calls it makes carry what remains of it in turn.
   timeout = startMessage.getTimeoutNanos();
   if (timeout > 0 && timeout <= MAX_TIMEOUT_NANOS) {
     kj::Timer& timer = peer.host().timer();
@@ -125,7 +125,7 @@ void IncomingTaskImpl::sendFinal(kj::Maybe<kj::Exception> failure) {
     peer.send(kj::mv(builder));
   } else if (scope.cancelledCaught() && scope.deadlineExpired() && !cancelledHere) {
     // The caller's deadline passed here: one error of its own kind. The caller does not raise
-    // it: it waits for the same deadline on its own clock (docs/PROTOCOL.md 3.8).
+    // it: it waits for the same deadline on its own clock (docs/PROTOCOL.md, "Deadlines").
     auto builder = peer.newMessage(stream.callId, root);
     auto expired = makeError(ErrorKind::DEADLINE_EXCEEDED, kj::str(
         "the caller's deadline passed while ", stream.task, " ran (it was given ",

@@ -255,7 +255,7 @@ void OutgoingTaskImpl::receive(wire::Message::Reader message,
       stream.grantSendCredit(message.getCredit());
       return;
     case wire::Message::RETURN:
-      // A call's answer to a stream or context (docs/PROTOCOL.md 3.3: a kind mismatch).
+      // A call's answer to a stream or context (docs/PROTOCOL.md, "Starting": a kind mismatch).
       if (!acked) {
         return violation(kj::str("return before startAck: the caller opened a ", kindName(kind),
                                  " but the callee's method is a call"));

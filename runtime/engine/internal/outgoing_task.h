@@ -7,8 +7,8 @@
 namespace harrow {
 
 // Stamps `start` with what remains of the running coroutine's deadline (Start.timeoutNanos,
-// docs/PROTOCOL.md 3.8) and returns that deadline: the task keeps it to recognise the callee's
-// report that it passed. Called in the caller's coroutine, right before the start is sent.
+// docs/PROTOCOL.md, "Deadlines") and returns that deadline: the task keeps it to recognise the
+// callee's report that it passed. Called in the caller's coroutine, right before the start is sent.
 kj::Maybe<Deadline> stampDeadline(wire::Start::Builder start);
 
 // A call in flight: resolves with the `return` message or raises the `error`.

@@ -1,6 +1,6 @@
-// The engine's side of the shared-memory path for large frames (docs/PROTOCOL.md 11): the wire
-// messages that announce a ring, stand for a frame in it, or say space was freed. The channel
-// (<harrow/ipc/shared_ring.h>, Channel) moves the bytes.
+// The engine's side of the shared-memory path for large frames (docs/PROTOCOL.md, "Large frames
+// through shared memory"): the wire messages that announce a ring, stand for a frame in it, or say
+// space was freed. The channel (<harrow/ipc/shared_ring.h>, Channel) moves the bytes.
 
 #pragma once
 

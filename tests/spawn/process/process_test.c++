@@ -846,7 +846,8 @@ TEST_F(ProcessTest, SlowConsumerHoldsAFastProducerToTheWindowWhileCallsFlow) {
       EXPECT_EQ((co_await probe.report())->getEndlessSent(), window);
 
       // Consuming half a window returns that much credit, and, the items being small, grows the
-      // window (doubling, docs/PROTOCOL.md 3.6): the producer moves on by exactly as much.
+      // window (doubling, docs/PROTOCOL.md, "Flow control"): the producer moves on by exactly as
+      // much.
       for (uint32_t i = 1; i < window / 2; ++i) {
         auto item = co_await items.receive();
         EXPECT_EQ(item->getValue(), i);

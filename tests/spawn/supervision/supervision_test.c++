@@ -962,11 +962,11 @@ TEST_F(SupervisionTest, KillMinus9OfAChildMidCall) {
   EXPECT_TRUE(left.empty()) << "a's subtree outlived it:" << lines(left);
 }
 
-// Grace periods nest (docs/PROTOCOL.md section 4): a -> a.0 -> a.0.0, and the leaf a.0.0 is
-// stopped (SIGSTOP), so it cannot act on cancel-actor. Cancelling a kills the leaf first (at 3/4
-// of 3/4 of a's grace), and a.0 and a, though each waits for a stuck subtree, still run their own
-// teardown (their exit callbacks) before their own grace runs out: nobody above the leaf is
-// killed.
+// Grace periods nest (docs/PROTOCOL.md, "Cancelling an actor"): a -> a.0 -> a.0.0, and the leaf
+// a.0.0 is stopped (SIGSTOP), so it cannot act on cancel-actor. Cancelling a kills the leaf first
+// (at 3/4 of 3/4 of a's grace), and a.0 and a, though each waits for a stuck subtree, still run
+// their own teardown (their exit callbacks) before their own grace runs out: nobody above the leaf
+// is killed.
 TEST_F(SupervisionTest, GracePeriodsNestAroundAStoppedLeaf) {
   constexpr kj::Duration GRACE = 4 * kj::SECONDS;  // a: 4 s, a.0: 3 s, a.0.0: 2.25 s
   std::vector<int32_t> tree;
