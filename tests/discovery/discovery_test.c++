@@ -15,7 +15,7 @@
 #include <harrow/discovery/registry.h>
 #include <harrow/engine/auth.h>
 #include "tests/names.h"
-#include "tests/processes.h"
+#include "tests/root_test.h"
 #include "tests/discovery/service.capnp.harrow.h"
 
 #include <gtest/gtest.h>
@@ -36,10 +36,6 @@
 
 namespace harrow {
 namespace {
-
-using testing::childrenOf;
-using testing::describe;
-using testing::readStat;
 
 // ---------------------------------------------------------------------------------------------
 // The Service actor (children and the test's root).
@@ -157,43 +153,16 @@ std::string text(const kj::Exception& e) { return kj::str(e).cStr(); }
 // ---------------------------------------------------------------------------------------------
 // The fixture
 
-constexpr kj::Duration GUARD = 60 * kj::SECONDS;
-constexpr unsigned WATCHDOG_SECONDS = 120;
-
-class DiscoveryTest : public ::testing::TestWithParam<TransportKind> {
+class DiscoveryTest : public testing::RootTest<::testing::TestWithParam<TransportKind>> {
 protected:
-  ~DiscoveryTest() noexcept override {}
+  DiscoveryTest() : RootTest("discovery-root", implementations(), {.watchdogSeconds = 120}) {}
 
-  kj::AsyncIoContext io = kj::setupAsyncIo();
-  Actor root{io, ActorIdentity::random("discovery-root"), implementations()};
-  CurrentActorScope current{root};
   kj::String registryAddress = uniqueRegistryAddress(GetParam());
-  std::set<pid_t> spawned;  // every child's pid, as it reported it
 
   void SetUp() override {
-    alarm(WATCHDOG_SECONDS);
+    RootTest::SetUp();
     harrow::setDiscovery(root, rootOptions(GetParam(), "discovery-root", registryAddress));
     root.addServer(kj::heap<ServiceImpl>());
-  }
-
-  void TearDown() override {
-    alarm(0);
-    for (auto& child : childrenOf(getpid())) {
-      ADD_FAILURE() << "a child process is left: " << describe(child);
-    }
-    for (pid_t pid : spawned) {
-      KJ_IF_MAYBE(stat, readStat(pid)) {
-        ADD_FAILURE() << "spawned child still exists: " << describe(*stat);
-      }
-    }
-  }
-
-  // Runs `body` as the root actor's body under the failure guard; returns what it raised.
-  kj::Maybe<kj::Exception> runRoot(kj::Function<kj::Promise<void>()> body) {
-    return kj::runCatchingExceptions([&]() {
-      root.serve([&]() { return failAfter(root.timer(), GUARD, kj::mv(body)); })
-          .wait(io.waitScope);
-    });
   }
 
   void expectOk(kj::Maybe<kj::Exception> failure) {
@@ -207,7 +176,7 @@ protected:
     auto service = co_await nursery.startActor<ServiceActor>(name, "service");
     auto report = co_await service.report();
     pid_t pid = report->getPid();
-    spawned.insert(pid);
+    known.insert(pid);
     EXPECT_NE(pid, getpid());
     if (pidOut != nullptr) *pidOut = pid;
     co_return service;
@@ -271,7 +240,7 @@ TEST_P(DiscoveryTest, RegisterFindQueryAndDeregister) {
         // root of its tree.
         co_await startService(nursery, "svc-b");
         auto svcA = co_await nursery.startActor<ServiceActor>("svc-c", "service");
-        spawned.insert((co_await svcA.report())->getPid());
+        known.insert((co_await svcA.report())->getPid());
         auto looked = co_await svcA.lookup([](auto params) {
           params.setName("svc-b");
           params.setText("via svc-c");
@@ -302,7 +271,7 @@ TEST_P(DiscoveryTest, RegisterFindQueryAndDeregister) {
   } else {
     ADD_FAILURE() << "no departure seen";
   }
-  EXPECT_EQ(spawned.size(), 3u);
+  EXPECT_EQ(known.size(), 3u);
   if (GetParam() == TransportKind::UNIX) {
     for (auto& address : childAddresses) {
       auto path = Address::parse(address).path;

@@ -10,7 +10,7 @@
 #include <harrow/main.h>
 #include "tests/spawn/deadline/relay.capnp.harrow.h"
 #include "tests/event_log.h"
-#include "tests/processes.h"
+#include "tests/root_test.h"
 #include "tests/test_main.h"
 
 #include <gtest/gtest.h>
@@ -118,41 +118,13 @@ Implementations& implementations() {
 // ---------------------------------------------------------------------------------------------
 // The root side.
 
-constexpr kj::Duration GUARD = 30 * kj::SECONDS;
-constexpr unsigned WATCHDOG_SECONDS = 90;
 constexpr kj::Duration GRACEFUL_EXIT = 10 * kj::SECONDS;
 
-class DeadlineTreeTest : public ::testing::Test {
+class DeadlineTreeTest : public testing::RootTest<> {
 protected:
-  ~DeadlineTreeTest() noexcept override {}
-
-  kj::AsyncIoContext io = kj::setupAsyncIo();
-  Actor root{io, ActorIdentity::random("deadline-root"), implementations()};
-  std::vector<pid_t> spawned;
-
-  void SetUp() override { alarm(WATCHDOG_SECONDS); }
-
-  void TearDown() override {
-    alarm(0);
-    for (auto& child : testing::childrenOf(getpid())) {
-      KJ_IF_MAYBE(zygote, forkServerPid()) {
-        if (child.pid == *zygote) continue;
-      }
-      ADD_FAILURE() << "a child process is left: " << testing::describe(child);
-    }
-    for (pid_t pid : spawned) {
-      KJ_IF_MAYBE(stat, testing::readStat(pid)) {
-        ADD_FAILURE() << "a spawned process still exists: " << testing::describe(*stat);
-      }
-    }
-  }
-
-  kj::Maybe<kj::Exception> runRoot(kj::Function<kj::Promise<void>()> body) {
-    return kj::runCatchingExceptions([&]() {
-      root.serve([&]() { return failAfter(root.timer(), GUARD, kj::mv(body)); })
-          .wait(io.waitScope);
-    });
-  }
+  DeadlineTreeTest()
+      : RootTest("deadline-root", implementations(),
+                 {.guard = 30 * kj::SECONDS, .watchdogSeconds = 90}) {}
 };
 
 TEST_F(DeadlineTreeTest, FailAfterAtTheRootCancelsTheGrandchildsHandler) {
@@ -162,26 +134,26 @@ TEST_F(DeadlineTreeTest, FailAfterAtTheRootCancelsTheGrandchildsHandler) {
   auto failure = runRoot([&]() -> Co<void> {
     co_await openActorNursery(root, [&](ActorNursery& nursery) -> Co<void> {
       auto child = co_await nursery.startActor<RelayActor>("relay", "relay");
-      co_await child.grow(1, [&](RelayActor::Portal::GrowContext& context,
-                                 Grown::Reader grown) -> Co<void> {
-        for (auto pid : grown.getPids()) spawned.push_back(pid);
-        auto start = root.timer().now();
-        try {
-          co_await failAfter(root.timer(), 50 * kj::MILLISECONDS,
-                             [&]() -> Co<void> { co_await child.block(); });
-        } catch (...) {
-          raised = currentException();
-        }
-        took = root.timer().now() - start;
-        started = kj::str((co_await child.waitFor("block started", 1))->getEntry());
-        ended = kj::str((co_await child.waitFor("block ended", 1))->getEntry());
-        relayed = kj::str((co_await child.waitFor("relay ended", 0))->getEntry());
-        context.cancel();  // the chain is torn down: the grandchild first, by its parent
-      });
+      co_await child.grow(
+          1, [&](RelayActor::Portal::GrowContext& context, Grown::Reader grown) -> Co<void> {
+            for (auto pid : grown.getPids()) known.insert(pid);
+            auto start = root.timer().now();
+            try {
+              co_await failAfter(root.timer(), 50 * kj::MILLISECONDS,
+                                 [&]() -> Co<void> { co_await child.block(); });
+            } catch (...) {
+              raised = currentException();
+            }
+            took = root.timer().now() - start;
+            started = kj::str((co_await child.waitFor("block started", 1))->getEntry());
+            ended = kj::str((co_await child.waitFor("block ended", 1))->getEntry());
+            relayed = kj::str((co_await child.waitFor("relay ended", 0))->getEntry());
+            context.cancel();  // the chain is torn down: the grandchild first, by its parent
+          });
     }, {GRACEFUL_EXIT});
   });
   KJ_IF_MAYBE(e, failure) ADD_FAILURE() << kj::str(*e).cStr();
-  EXPECT_EQ(spawned.size(), 2u);
+  EXPECT_EQ(known.size(), 2u);
 
   // The root's own deadline: DeadlineExceeded, promptly, and not a remote error.
   KJ_IF_MAYBE(e, raised) {

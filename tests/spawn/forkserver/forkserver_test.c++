@@ -13,6 +13,7 @@
 #include <harrow/main.h>
 #include "tests/spawn/forkserver/ping.capnp.harrow.h"
 #include "tests/processes.h"
+#include "tests/root_test.h"
 
 #include <gtest/gtest.h>
 #include <kj/async-io.h>
@@ -132,9 +133,6 @@ public:
 // ---------------------------------------------------------------------------------------------
 // The root side.
 
-constexpr kj::Duration GUARD = 60 * kj::SECONDS;  // failAfter around every test's body
-constexpr unsigned WATCHDOG_SECONDS = 150;         // if even the guard does not end it
-
 kj::TimePoint now() { return kj::systemPreciseMonotonicClock().now(); }
 
 // What a child says about itself must match how it was started, by whom and as what.
@@ -147,16 +145,14 @@ void expectWho(Who::Reader who, bool forked, pid_t parent, kj::StringPtr name) {
   EXPECT_TRUE(who.getHasZygote()) << name.cStr() << " (HARROW_SPAWN=forkserver) has no zygote";
 }
 
-class ForkServerTest : public ::testing::Test {
+class ForkServerTest : public testing::RootTest<> {
 protected:
-  ~ForkServerTest() noexcept override {}
+  ForkServerTest() : RootTest("forkserver-test") {}
 
-  kj::AsyncIoContext io = kj::setupAsyncIo();
-  Actor root{io, ActorIdentity::random("forkserver-test")};
-  std::vector<pid_t> spawned;  // every child's pid, as it reported it
+  std::vector<pid_t> spawned;  // every child's pid, as it reported it, in order
 
   void SetUp() override {
-    alarm(WATCHDOG_SECONDS);
+    RootTest::SetUp();
 #if defined(__SANITIZE_THREAD__)
     // TSan may run a background thread from the start: then no zygote is forked, by design.
     if (zygotePid() == -1) GTEST_SKIP() << "no zygote: a thread existed before main";
@@ -164,26 +160,10 @@ protected:
     ASSERT_NE(zygotePid(), -1) << "the test's zygote did not start";
   }
 
+  // Nothing of ours is left but the zygote, and no actor survived as an orphan.
   void TearDown() override {
-    alarm(0);
-    // Nothing of ours is left but the zygote: no child of this process, running or zombie...
-    for (auto& child : childrenOf(getpid())) {
-      if (child.pid == zygotePid()) continue;
-      ADD_FAILURE() << "a child process is left: " << describe(child);
-    }
-    // ...and no actor survived as an orphan either.
-    for (pid_t pid : spawned) {
-      KJ_IF_MAYBE(stat, readStat(pid)) {
-        ADD_FAILURE() << "spawned child still exists: " << describe(*stat);
-      }
-    }
-  }
-
-  kj::Maybe<kj::Exception> runRoot(kj::Function<kj::Promise<void>()> body) {
-    return kj::runCatchingExceptions([&]() {
-      root.serve([&]() { return failAfter(root.timer(), GUARD, kj::mv(body)); })
-          .wait(io.waitScope);
-    });
+    known.insert(spawned.begin(), spawned.end());
+    RootTest::TearDown();
   }
 
   // Spawns a Ping child with `options`, asks who it is and checks the answer: our child, in a

@@ -14,6 +14,7 @@
 #include "tests/spawn/process/probe.capnp.harrow.h"
 #include "tests/event_log.h"
 #include "tests/processes.h"
+#include "tests/root_test.h"
 #include "tests/test_main.h"
 
 #include <gtest/gtest.h>
@@ -214,45 +215,19 @@ bool contains(const kj::Exception& e, const std::string& what) {
 // ---------------------------------------------------------------------------------------------
 // The root side.
 
-// failAfter around every test's body, a failure guard only: the 65 MiB round trip below takes
-// 3 s on a quiet machine and came near 30 s on 2 cores at load 20.
-constexpr kj::Duration GUARD = 60 * kj::SECONDS;
-constexpr unsigned WATCHDOG_SECONDS = 90;          // if even the guard does not end it
 constexpr kj::Duration GRACEFUL_EXIT = 10 * kj::SECONDS;  // grace period where none is needed
 
-class ProcessTest : public ::testing::Test {
+class ProcessTest : public testing::RootTest<> {
 protected:
-  ~ProcessTest() noexcept override {}
+  // runRoot's guard is the default 60 s, a failure bound only: the 65 MiB round trip below takes
+  // 3 s on a quiet machine and came near 30 s on 2 cores at load 20.
+  ProcessTest() : RootTest("process-test", implementations(), {.watchdogSeconds = 90}) {}
 
-  kj::AsyncIoContext io = kj::setupAsyncIo();
-  Actor root{io, ActorIdentity::random("process-test"), implementations()};
-  std::vector<pid_t> spawned;  // every probe's pid, as it reported it
-
-  void SetUp() override { alarm(WATCHDOG_SECONDS); }
+  std::vector<pid_t> spawned;  // every probe's pid, as it reported it, in order
 
   void TearDown() override {
-    alarm(0);
-    // Nothing of ours is left: no child of this process, running or zombie...
-    for (auto& child : childrenOf(getpid())) {
-      KJ_IF_MAYBE(zygote, forkServerPid()) {
-        if (child.pid == *zygote) continue;  // the forkserver lives as long as the test process
-      }
-      ADD_FAILURE() << "a child process is left: " << describe(child);
-    }
-    // ...and no probe survived as an orphan either.
-    for (pid_t pid : spawned) {
-      KJ_IF_MAYBE(stat, readStat(pid)) {
-        ADD_FAILURE() << "spawned child still exists: " << describe(*stat);
-      }
-    }
-  }
-
-  // Runs `body` as the root actor's body under the failure guard; returns what it raised.
-  kj::Maybe<kj::Exception> runRoot(kj::Function<kj::Promise<void>()> body) {
-    return kj::runCatchingExceptions([&]() {
-      root.serve([&]() { return failAfter(root.timer(), GUARD, kj::mv(body)); })
-          .wait(io.waitScope);
-    });
+    known.insert(spawned.begin(), spawned.end());
+    RootTest::TearDown();
   }
 
   // Spawns a probe in `nursery` and records its pid (asked over its channel).

@@ -20,6 +20,7 @@
 #include "tests/spawn/supervision/worker.h"
 #include "tests/names.h"
 #include "tests/processes.h"
+#include "tests/root_test.h"
 
 #include <gtest/gtest.h>
 #include <kj/async-io.h>
@@ -354,24 +355,18 @@ std::string describeStatus(int status) {
 // ---------------------------------------------------------------------------------------------
 // The fixture
 
-constexpr kj::Duration GUARD = 60 * kj::SECONDS;   // failAfter around every in-process tree
-constexpr unsigned WATCHDOG_SECONDS = 150;          // if even the guard does not end it
 constexpr kj::Duration LONG_GRACE = 10 * kj::SECONDS;  // where nobody should need killing
 constexpr milliseconds STARTUP(60000);              // an external tree getting ready
 
-class SupervisionTest : public ::testing::Test {
+class SupervisionTest : public testing::RootTest<> {
 protected:
-  ~SupervisionTest() noexcept override {}
+  SupervisionTest() : RootTest("sup-test", implementations()) {}
 
-  kj::AsyncIoContext io = kj::setupAsyncIo();
-  Actor root{io, ActorIdentity::random("sup-test"), implementations()};
-  CurrentActorScope current{root};
   std::string logPath;
   std::string tmpDir;
-  std::set<pid_t> known;  // every pid of the tree we learnt of
 
   void SetUp() override {
-    alarm(WATCHDOG_SECONDS);
+    RootTest::SetUp();
     const char* tmp = getenv("TEST_TMPDIR");
     tmpDir = tmp != nullptr ? tmp : "/tmp";
     logPath = tmpDir + "/" +
@@ -383,16 +378,8 @@ protected:
   }
 
   void TearDown() override {
-    alarm(0);
-    for (auto& entry : log()) known.insert(entry.pid);
-    for (auto& child : childrenOf(getpid())) {
-      ADD_FAILURE() << "a child process is left: " << describe(child);
-    }
-    for (pid_t pid : known) {
-      KJ_IF_MAYBE(stat, readStat(pid)) {
-        ADD_FAILURE() << "a process of the tree still exists: " << describe(*stat);
-      }
-    }
+    for (auto& entry : log()) known.insert(entry.pid);  // every pid of the tree we learnt of
+    RootTest::TearDown();
     unsetenv(sup::LOG_ENV);
   }
 
@@ -414,13 +401,6 @@ protected:
       if (entry.event == "started") out[entry.actor] = entry.pid;
     }
     return out;
-  }
-
-  kj::Maybe<kj::Exception> runRoot(kj::Function<kj::Promise<void>()> body) {
-    return kj::runCatchingExceptions([&]() {
-      root.serve([&]() { return failAfter(root.timer(), GUARD, kj::mv(body)); })
-          .wait(io.waitScope);
-    });
   }
 
   // An external root: runs tree_program, waits until its whole tree streams, and returns it with
