@@ -30,8 +30,23 @@ HARROW_COPTS = [
 # 1.1 -> 0.16 MB), spawn + first call by exec 2.05 -> 1.14 ms. Not for sanitizer builds (their
 # runtimes are shared libraries). A static glibc still loads its NSS modules, of the same glibc
 # version, for host name lookups (getaddrinfo): build on the distribution the program runs on.
+#
+# The unwind tables are found as a dynamic program's are: through PT_GNU_EH_FRAME, a table sorted
+# at link time (--eh-frame-hdr, which gcc passes for every link but a -static one), and not
+# registered at startup. crtbeginT.o, the start file of a -static link, registers the program's
+# .eh_frame with libgcc (__register_frame_info), and libgcc then sorts every FDE of the program
+# (about 23,000 in an actor) on its first exception: 2.5 ms of CPU in each process, paid by every
+# actor at its first Cancelled (spawn_bench: 10,000 exec'd children took 47 s to cancel, 1,000
+# took 15.7 s; bench/README.md "Where the exec teardown went"). The --wrap options redirect
+# crtbeginT's weak references to symbols nothing defines, so it registers nothing (it calls them
+# only when they are defined), and the first exception looks its frame up in the linked table.
 HARROW_STATIC_FEATURES = ["fully_static_link"]
-HARROW_STATIC_LINKOPTS = ["-static"]
+HARROW_STATIC_LINKOPTS = [
+    "-static",
+    "-Wl,--eh-frame-hdr",
+    "-Wl,--wrap=__register_frame_info",
+    "-Wl,--wrap=__deregister_frame_info",
+]
 
 # HARROW_STATIC_* unless the build is sanitized (//:link_shared: harrow's --config=asan, tsan,
 # ubsan, or any -fsanitize=address/thread/undefined copt) or --define=harrow_static=off.
@@ -109,6 +124,15 @@ def harrow_cc_binary(name, line_tables = True, static = True, visibility = None,
     kwargs["copts"] = _line_table_copts(kwargs.get("copts", []))
     native.cc_binary(name = name + "_linked", tags = tags + ["manual"], **kwargs)
     _unstripped_binary(name = name, binary = name + "_linked", visibility = visibility, tags = tags)
+
+def harrow_cc_test(name, **kwargs):
+    """cc_test linked as harrow_cc_binary links a program: fully static unless sanitized.
+
+    For tests of what the default link gives a program (its unwind tables, its footprint).
+    """
+    _static_link(kwargs)
+    kwargs.setdefault("linkstatic", True)  # a test links its libraries' .so files otherwise
+    native.cc_test(name = name, **kwargs)
 
 def capnp_cc_library(name, srcs, deps = [], capnp_deps = [], includes = [], visibility = None):
     """Compiles .capnp schemas with capnp's C++ generator into one cc_library.

@@ -329,6 +329,9 @@ std::string spawneeStatic;  // //bench:spawnee_static; empty if it is missing
 // main: a process that holds 10,000 children is large, and fork's cost grows with the parent's
 // mappings (this run's BM_ForkExecTrue, interleaved with the scale rows, measured 23-46 ms).
 double scaleTrueMs = 0;
+// --flat=N,...: the sizes of the probe's rows, and fork+exec /bin/true's time per child, ms.
+std::vector<int> probeSizes;
+double probeTrueMs = 0;
 
 void waitChild(pid_t pid) {
   int status;
@@ -336,6 +339,21 @@ void waitChild(pid_t pid) {
     KJ_ASSERT(errno == EINTR, strerror(errno));
   }
   KJ_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0, "baseline child failed", status);
+}
+
+// `n` x fork + exec /bin/true + waitpid one after the other; ms in all.
+double serialForkExecTrueMs(int n) {
+  auto t0 = Clock::now();
+  for (int i = 0; i < n; ++i) {
+    pid_t pid = fork();
+    if (pid == 0) {
+      execl("/bin/true", "/bin/true", static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    KJ_ASSERT(pid > 0);
+    waitChild(pid);
+  }
+  return us(Clock::now() - t0) / 1e3;
 }
 
 void BM_ForkExit(benchmark::State& state) {
@@ -744,6 +762,18 @@ public:
                deep <= 1.5 * cascade ? "met" : "NOT met");
       }
     }
+    for (int n : probeSizes) {
+      auto name = "BM_FlatStatic/0/" + std::to_string(n);
+      double up = get(name, "up_p50_ms");
+      double total = get(name, "total_p50_ms");
+      if (total == 0) continue;
+      printf(
+          "  %5d children in one nursery, exec (static child): up %.0f ms, down %.0f ms, "
+          "up+down %.0f ms = %.3f ms per child (up %.3f, down %.3f); %.2fx %d x fork+exec "
+          "/bin/true (%.3f ms each); left %.0f\n",
+          n, up, total - up, total, total / n, up / n, (total - up) / n, total / (n * probeTrueMs),
+          n, probeTrueMs, get(name, "left"));
+    }
     double graceful = get("BM_Teardown/" + std::to_string(SIGINT) + "/14/2", "teardown_p50_ms");
     double hard = get("BM_Teardown/" + std::to_string(SIGKILL) + "/14/2", "teardown_p50_ms");
     if (graceful != 0 && hard != 0) {
@@ -859,22 +889,36 @@ int main(int argc, char** argv) {
   std::vector<char*> args(argv, argv + argc);
   bool interleavingGiven = false;
   bool scale = false;
+  std::vector<int> flatSizes;  // --flat=N,M,...: only FlatStatic/0/N (exec) rows of these sizes
   for (char* arg : args) {
     interleavingGiven |= kj::StringPtr(arg).startsWith("--benchmark_enable_random_interleaving");
     scale |= kj::StringPtr(arg) == "--scale";
+    if (kj::StringPtr(arg).startsWith("--flat=")) {
+      for (char* p = arg + 7; *p != '\0';) {
+        flatSizes.push_back(strtol(p, &p, 10));
+        if (*p == ',') ++p;
+      }
+    }
+  }
+  if (!flatSizes.empty()) {
+    // The linearity probe of the exec teardown (bench/README.md, "10,000 actors"): the same
+    // static child as --scale's 10,000 row, at the sizes given, in order, one run each, beside
+    // 1,000 x fork+exec /bin/true one after the other first (the baseline, per child).
+    probeSizes = flatSizes;
+    probeTrueMs = serialForkExecTrueMs(1000) / 1000;
+    printf("1,000 x fork+exec /bin/true, one after the other, before any row: %.3f ms each\n",
+           probeTrueMs);
+    args.erase(std::remove_if(args.begin(), args.end(),
+                              [](char* a) { return kj::StringPtr(a).startsWith("--flat="); }),
+               args.end());
+    benchmark::ClearRegisteredBenchmarks();
+    auto* rows = benchmark::RegisterBenchmark("BM_FlatStatic", BM_FlatStatic);
+    for (int n : flatSizes) rows->Args({EXEC, n});
+    rows->Iterations(1)->Repetitions(1)->Unit(benchmark::kMillisecond);
+    interleavingGiven = true;
   }
   if (scale) {
-    auto t0 = Clock::now();
-    for (int i = 0; i < 10000; ++i) {
-      pid_t pid = fork();
-      if (pid == 0) {
-        execl("/bin/true", "/bin/true", static_cast<char*>(nullptr));
-        _exit(127);
-      }
-      KJ_ASSERT(pid > 0);
-      waitChild(pid);
-    }
-    scaleTrueMs = us(Clock::now() - t0) / 1e3;
+    scaleTrueMs = serialForkExecTrueMs(10000);
     printf("10,000 x fork+exec /bin/true, one after the other, before any row: %.0f ms\n",
            scaleTrueMs);
     // Only the scale rows and the baselines they are divided by.
