@@ -167,7 +167,8 @@ void Actor::controlMessage(Peer& peer, wire::Message::Reader message) {
           warnedAboutCancel = true;
           KJ_LOG(WARNING, "refused cancelActor from a child", peer.remote().toString());
         }
-        peer.sendViolation(0, "cancelActor is honoured from the parent or an authenticated peer");
+        peer.refuseControlMessage(
+            "cancelActor is honoured from the parent or an authenticated peer");
         return;
       }
       if (requester == nullptr) requester = peer;
@@ -176,8 +177,9 @@ void Actor::controlMessage(Peer& peer, wire::Message::Reader message) {
     case wire::Message::CANCEL_ACTOR_ACK:
       return;  // the supervisor watches the channel close and the process exit
     default:
-      peer.sendViolation(0, kj::str("channel-level message ", static_cast<unsigned>(message.which()),
-                                    " is not expected now"));
+      peer.refuseControlMessage(kj::str("channel-level message ",
+                                        static_cast<unsigned>(message.which()),
+                                        " is not expected now"));
   }
 }
 

@@ -5,6 +5,7 @@
 #include "runtime/engine/internal/decode.h"
 #include "runtime/engine/internal/incoming_task.h"
 #include "runtime/engine/internal/outgoing_task.h"
+#include "runtime/engine/internal/peer_internal.h"
 #include "runtime/engine/internal/shared_frames.h"
 #include "runtime/engine/internal/wire_message.h"
 
@@ -118,8 +119,7 @@ kj::String Peer::describeOutgoing(OutgoingMessage& message, MethodKind kind) {
 
 void Peer::sendError(uint64_t callId, const kj::Exception& error, wire::ErrorKind kind,
                      kj::StringPtr task) {
-  wire::Message::Builder root = nullptr;
-  auto builder = newMessage(callId, root);
+  auto [builder, root] = newMessage(callId);
   fillWireError(root.initError(), error, hostRef.identity(), kind);
   size_t bytes = harrow::frameBytes(*builder);
   if (bytes > options.maxMessageBytes) {
@@ -132,8 +132,9 @@ void Peer::sendError(uint64_t callId, const kj::Exception& error, wire::ErrorKin
     auto replacement = messageTooLarge(kj::str(
         "the error raised by ", task, " is ", bytes, " bytes, over the limit of ",
         options.maxMessageBytes, " bytes on this channel; it begins: ", quote));
-    builder = newMessage(callId, root);
-    fillWireError(root.initError(), replacement, hostRef.identity(), kind);
+    auto replaced = newMessage(callId);
+    fillWireError(replaced.root.initError(), replacement, hostRef.identity(), kind);
+    return send(kj::mv(replaced.builder));
   }
   send(kj::mv(builder));
 }
@@ -188,7 +189,7 @@ bool Peer::wasUsed(uint64_t callId) const {
   return isOurs(callId) ? callId < nextCallId : callId <= highestPeerCallId;
 }
 
-void Peer::addRoute(uint64_t callId, Route& route) {
+void Peer::addRoute(uint64_t callId, PeerRoute& route) {
   routes.insert(callId, &route);
   if (isOurs(callId)) hostRef.metrics().outgoingOpened();
 }
@@ -201,24 +202,22 @@ void Peer::removeRoute(uint64_t callId) {
   }
 }
 
-kj::Own<capnp::MallocMessageBuilder> Peer::newMessage(uint64_t callId,
-                                                      wire::Message::Builder& root) {
+NewMessage<capnp::MallocMessageBuilder> newMessage(uint64_t callId) {
   auto builder = kj::heap<capnp::MallocMessageBuilder>(256);
-  root = builder->initRoot<wire::Message>();
+  auto root = builder->initRoot<wire::Message>();
   root.setCallId(callId);
-  return builder;
+  return {kj::mv(builder), root};
 }
 
-kj::Own<PayloadBuilder> Peer::newPayloadMessage(uint64_t callId, wire::Message::Builder& root) {
+NewMessage<PayloadBuilder> Peer::newPayloadMessage(uint64_t callId) {
   auto builder = kj::heap<PayloadBuilder>(*this);
-  root = builder->initRoot<wire::Message>();
+  auto root = builder->initRoot<wire::Message>();
   root.setCallId(callId);
-  return builder;
+  return {kj::mv(builder), root};
 }
 
 kj::Own<capnp::MallocMessageBuilder> Peer::newControlMessage() {
-  wire::Message::Builder root = nullptr;
-  return newMessage(0, root);
+  return newMessage(0).builder;
 }
 
 void Peer::send(kj::Own<capnp::MallocMessageBuilder> message) {
@@ -282,6 +281,10 @@ void ViolationLog::report(const ActorIdentity& peer, kj::StringPtr what) {
   }
 }
 
+void Peer::refuseControlMessage(kj::StringPtr why) {
+  sendViolation(0, why);
+}
+
 void Peer::sendViolation(uint64_t callId, kj::StringPtr what) {
   logViolation(callId, what, nullptr);
   if (closed) return;
@@ -321,8 +324,7 @@ Co<kj::Own<capnp::MessageReader>> Peer::receiveOne() {
 kj::Own<OutgoingMessage> Peer::newStart(uint64_t interfaceId, uint16_t methodId) {
   uint64_t callId = nextCallId;
   nextCallId += 2;
-  wire::Message::Builder root = nullptr;
-  auto builder = newPayloadMessage(callId, root);
+  auto [builder, root] = newPayloadMessage(callId);
   auto start = root.initStart();
   start.setInterfaceId(interfaceId);
   start.setMethodId(methodId);
@@ -448,9 +450,9 @@ void Peer::lose(const kj::Exception& why) {
 
 void Peer::failRoutes(const kj::Exception& why) {
   // Tasks remove themselves from the map as they end: notify a snapshot.
-  kj::Vector<Route*> snapshot;
+  kj::Vector<PeerRoute*> snapshot;
   for (auto& entry : routes) snapshot.add(entry.value);
-  for (Route* r : snapshot) r->channelLost(why);
+  for (PeerRoute* r : snapshot) r->channelLost(why);
 }
 
 void Peer::route(kj::Own<capnp::MessageReader> reader) {
@@ -503,8 +505,7 @@ void Peer::route(kj::Own<capnp::MessageReader> reader) {
     auto e = currentException();  // handled without suspending
     logViolation(callId, e.getDescription(), e);
     if (!closed && !message.isError()) {
-      wire::Message::Builder root = nullptr;
-      auto builder = newMessage(callId, root);
+      auto [builder, root] = newMessage(callId);
       fillWireError(root.initError(), protocolViolation(e.getDescription()), hostRef.identity(),
                     wire::ErrorKind::PROTOCOL_VIOLATION);
       chan->send(kj::mv(builder));
@@ -556,8 +557,7 @@ void Peer::startIncoming(uint64_t callId, kj::Own<capnp::MessageReader> reader) 
   uint16_t methodId = start.getMethodId();
 
   auto sendError = [&](kj::StringPtr what) {
-    wire::Message::Builder root = nullptr;
-    auto builder = newMessage(callId, root);
+    auto [builder, root] = newMessage(callId);
     fillWireError(root.initError(), makeError(ErrorKind::UNKNOWN_METHOD, what),
                   hostRef.identity(), wire::ErrorKind::UNKNOWN_METHOD);
     send(kj::mv(builder));
@@ -589,8 +589,7 @@ void Peer::startIncoming(uint64_t callId, kj::Own<capnp::MessageReader> reader) 
   }
   auto name = kj::str(server->interfaceName(), ".", server->methodName(methodId), "#", callId);
   if (kind != MethodKind::CALL) {
-    wire::Message::Builder root = nullptr;
-    auto builder = newMessage(callId, root);
+    auto [builder, root] = newMessage(callId);
     auto ack = root.initStartAck();
     ack.setKind(kind);
     ack.setWindow(options.window);

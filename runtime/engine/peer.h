@@ -29,8 +29,12 @@
 namespace harrow {
 
 class Peer;
+// The engine's own (runtime/engine/internal/peer_internal.h, not API).
+class PeerRoute;
 class PayloadBuilder;
 class WireOutgoing;
+template <typename Builder>
+struct NewMessage;
 
 // The smallest message limit an actor may set: control messages and errors must always fit.
 constexpr size_t MIN_MAX_MESSAGE_BYTES = 4096;
@@ -222,6 +226,11 @@ public:
   kj::Own<capnp::MallocMessageBuilder> newControlMessage();
   void send(kj::Own<capnp::MallocMessageBuilder> message);
 
+  // For a PeerHost that does not accept a channel-level message it was given (controlMessage()):
+  // answers it with a protocolViolation error saying `why`, logged and counted against the peer
+  // like any violation (PeerOptions::maxViolations).
+  void refuseControlMessage(kj::StringPtr why);
+
   // RawPortal
   kj::Own<OutgoingMessage> newStart(uint64_t interfaceId, uint16_t methodId) override;
   Co<kj::Own<IncomingMessage>> call(kj::Own<OutgoingMessage> start) override;
@@ -230,39 +239,6 @@ public:
   // A snapshot of the tasks open on this channel now, both directions, oldest first.
   kj::Vector<TaskInfo> tasks() const;
 
-  // Internal to the engine: one open task, either direction, addressed by call id.
-  class Route {
-  public:
-    // For tasks(): the task's method, kind and state (callId and direction are the Peer's).
-    virtual void describe(TaskInfo& info) const = 0;
-    const kj::TimePoint openedAt = kj::systemCoarseMonotonicClock().now();
-
-    virtual void receive(wire::Message::Reader message, kj::Own<capnp::MessageReader>& owner) = 0;
-    virtual void channelLost(const kj::Exception& why) = 0;
-    // The peer sent this task a message (or payload) that does not decode: a violation of this
-    // task, answered with an error unless `answer` is false (the message was itself an error).
-    virtual void malformed(kj::StringPtr what, bool answer = true) = 0;
-  };
-  void addRoute(uint64_t callId, Route& route);
-  void removeRoute(uint64_t callId);
-  kj::Own<capnp::MallocMessageBuilder> newMessage(uint64_t callId, wire::Message::Builder& root);
-  // The same for a message that will carry a payload: it refuses to grow past the limit while
-  // it is being filled (PayloadBuilder).
-  kj::Own<PayloadBuilder> newPayloadMessage(uint64_t callId, wire::Message::Builder& root);
-  void sendViolation(uint64_t callId, kj::StringPtr what);
-  // Throws harrow.MessageTooLarge if `message` is over this channel's limit: "<what it is> is N
-  // bytes, over the limit of L bytes ...". Nothing is sent either way.
-  void checkSize(WireOutgoing& message);
-  // The same for a frame of `bytes` (`atLeast`: a lower bound, while the message is built).
-  void refuseOverLimit(WireOutgoing& message, uint64_t bytes, bool atLeast);
-  // Sends `error` for `callId`. An error too large for the channel (a huge message or trace) is
-  // replaced by a MessageTooLarge error that says so and quotes its beginning; `task` names the
-  // task for that message.
-  void sendError(uint64_t callId, const kj::Exception& error, wire::ErrorKind kind,
-                 kj::StringPtr task);
-  // Logs a violation by the peer through the host's ViolationLog (the trace, if any, at debug
-  // level only).
-  void logViolation(uint64_t callId, kj::StringPtr what, kj::Maybe<const kj::Exception&> trace);
   bool isClosed() const { return closed; }
   const PeerOptions& getOptions() const { return options; }
 
@@ -271,10 +247,6 @@ public:
   // The frame `message` (one the engine handed out) would be on the wire: what that limit is
   // compared with.
   static size_t frameBytes(OutgoingMessage& message);
-
-  // Describes a task this side opened, for error messages: "the call Store.put to actor 'store'
-  // (uuid)", from the start's params type if the typed layer set it.
-  kj::String describeOutgoing(OutgoingMessage& start, MethodKind kind);
 
   // Resolves once this side has stopped serving the channel: it closed or failed (serve() ended),
   // serve() was cancelled, or the Peer was destroyed. Never rejects; any number of waiters.
@@ -302,6 +274,40 @@ public:
   kj::Promise<void> whenWritable();
 
 private:
+  // The engine's own: its task objects (runtime/engine/internal/, not API) route by call id
+  // through PeerRoute and answer what the protocol forbids through these.
+  friend class PendingCall;
+  friend class OutgoingTaskImpl;
+  friend class IncomingTaskImpl;
+  friend class TaskStream;
+  friend class PayloadBuilder;
+  friend class WireOutgoing;
+
+  void addRoute(uint64_t callId, PeerRoute& route);
+  void removeRoute(uint64_t callId);
+  // A message that will carry a payload: it refuses to grow past the limit while it is being
+  // filled (PayloadBuilder). newMessage() (internal/peer_internal.h) for the others.
+  NewMessage<PayloadBuilder> newPayloadMessage(uint64_t callId);
+  // Logs the violation, then answers it (unless the channel is closed) with a protocolViolation
+  // error for `callId`.
+  void sendViolation(uint64_t callId, kj::StringPtr what);
+  // Throws harrow.MessageTooLarge if `message` is over this channel's limit: "<what it is> is N
+  // bytes, over the limit of L bytes ...". Nothing is sent either way.
+  void checkSize(WireOutgoing& message);
+  // The same for a frame of `bytes` (`atLeast`: a lower bound, while the message is built).
+  void refuseOverLimit(WireOutgoing& message, uint64_t bytes, bool atLeast);
+  // Sends `error` for `callId`. An error too large for the channel (a huge message or trace) is
+  // replaced by a MessageTooLarge error that says so and quotes its beginning; `task` names the
+  // task for that message.
+  void sendError(uint64_t callId, const kj::Exception& error, wire::ErrorKind kind,
+                 kj::StringPtr task);
+  // Logs a violation by the peer through the host's ViolationLog (the trace, if any, at debug
+  // level only).
+  void logViolation(uint64_t callId, kj::StringPtr what, kj::Maybe<const kj::Exception&> trace);
+  // Describes a task this side opened, for error messages: "the call Store.put to actor 'store'
+  // (uuid)", from the start's params type if the typed layer set it.
+  kj::String describeOutgoing(OutgoingMessage& start, MethodKind kind);
+
   kj::Own<Channel> chan;
   PeerHost& hostRef;
   ActorIdentity remoteId;
@@ -309,7 +315,7 @@ private:
   PeerTrust trustedAs;
   uint64_t nextCallId;          // ours: odd for the initiator, even for the acceptor
   uint64_t highestPeerCallId = 0;
-  kj::HashMap<uint64_t, Route*> routes;
+  kj::HashMap<uint64_t, PeerRoute*> routes;
   bool closed = false;
   kj::Maybe<kj::Exception> closeReason;
   kj::Maybe<kj::Exception> notServing;  // serve() was cancelled: call() and open() raise this

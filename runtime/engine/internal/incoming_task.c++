@@ -30,16 +30,14 @@ IncomingTaskImpl::~IncomingTaskImpl() noexcept(false) { stream.peer.removeRoute(
 
 OutgoingMessage& IncomingTaskImpl::results() {
   KJ_IF_MAYBE(message, returnMessage) return **message;
-  wire::Message::Builder root = nullptr;
-  auto builder = stream.peer.newPayloadMessage(stream.callId, root);
+  auto [builder, root] = stream.peer.newPayloadMessage(stream.callId);
   auto payload = root.initReturn();
   return *returnMessage.emplace(
       kj::heap<WireOutgoing>(kj::mv(builder), stream.callId, payload, stream.task));
 }
 
 kj::Own<OutgoingMessage> IncomingTaskImpl::newStarted() {
-  wire::Message::Builder root = nullptr;
-  auto builder = stream.peer.newPayloadMessage(stream.callId, root);
+  auto [builder, root] = stream.peer.newPayloadMessage(stream.callId);
   auto payload = root.initStarted();
   return kj::heap<WireOutgoing>(kj::mv(builder), stream.callId, payload, stream.task);
 }
@@ -113,20 +111,19 @@ Co<void> IncomingTaskImpl::run(ActorServer& server, uint16_t methodId, MethodSta
 void IncomingTaskImpl::sendFinal(kj::Maybe<kj::Exception> failure) {
   Peer& peer = stream.peer;
   if (lost || terminalSent || peer.isClosed()) return;  // nobody to tell, or already told
-  wire::Message::Builder root = nullptr;
 
   KJ_IF_MAYBE(e, failure) {
     // A Cancelled escaping the scope came from the actor shutting down around us.
     auto kind = isCancelled(*e) ? wire::ErrorKind::CONTEXT_CANCELLED : wire::ErrorKind::FAILED;
     peer.sendError(stream.callId, *e, kind, stream.task);
   } else if (scope.cancelledCaught() && cancelRequested && !cancelledHere) {
-    auto builder = peer.newMessage(stream.callId, root);
+    auto [builder, root] = newMessage(stream.callId);
     root.setCancelTaskAck();
     peer.send(kj::mv(builder));
   } else if (scope.cancelledCaught() && scope.deadlineExpired() && !cancelledHere) {
     // The caller's deadline passed here: one error of its own kind. The caller does not raise
     // it: it waits for the same deadline on its own clock (docs/PROTOCOL.md, "Deadlines").
-    auto builder = peer.newMessage(stream.callId, root);
+    auto [builder, root] = newMessage(stream.callId);
     auto expired = makeError(ErrorKind::DEADLINE_EXCEEDED, kj::str(
         "the caller's deadline passed while ", stream.task, " ran (it was given ",
         timeout / 1000000, " ms)"));
@@ -134,7 +131,7 @@ void IncomingTaskImpl::sendFinal(kj::Maybe<kj::Exception> failure) {
                   wire::ErrorKind::DEADLINE_EXCEEDED);
     peer.send(kj::mv(builder));
   } else if (scope.cancelledCaught()) {
-    auto builder = peer.newMessage(stream.callId, root);
+    auto [builder, root] = newMessage(stream.callId);
     auto cancelled = makeError(ErrorKind::CANCELLED, kj::str("the callee cancelled its ",
         methodKind == MethodKind::CONTEXT ? "context" : "task"));
     fillWireError(root.initError(), cancelled, peer.host().identity(),

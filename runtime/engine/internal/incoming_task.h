@@ -7,7 +7,7 @@
 
 namespace harrow {
 
-class IncomingTaskImpl final : public IncomingTask, public Peer::Route {
+class IncomingTaskImpl final : public IncomingTask, public PeerRoute {
 public:
   // `name` names the task in log lines, e.g. "Counter.add#3".
   IncomingTaskImpl(Peer& peer, uint64_t callId, MethodKind kind,
@@ -36,7 +36,7 @@ public:
   Co<void> stop() override { return stream.stop(); }
   void stopReading() override { stream.stopReading(); }
 
-  // Route
+  // PeerRoute
   void describe(TaskInfo& info) const override;
   void receive(wire::Message::Reader message, kj::Own<capnp::MessageReader>& owner) override;
   void channelLost(const kj::Exception& why) override;

@@ -7,8 +7,7 @@ namespace {
 
 void sendCancelTask(Peer& peer, uint64_t callId) {
   if (peer.isClosed()) return;
-  wire::Message::Builder root = nullptr;
-  auto builder = peer.newMessage(callId, root);
+  auto [builder, root] = newMessage(callId);
   root.setCancelTask();
   peer.send(kj::mv(builder));
 }

@@ -12,7 +12,7 @@ namespace harrow {
 kj::Maybe<Deadline> stampDeadline(wire::Start::Builder start);
 
 // A call in flight: resolves with the `return` message or raises the `error`.
-class PendingCall final : public Peer::Route {
+class PendingCall final : public PeerRoute {
 public:
   // `deadline`: the one stampDeadline() sent with the start. Its scope encloses the caller's
   // coroutine, which owns this object, so it outlives it.
@@ -42,7 +42,7 @@ private:
   bool held = false;  // the callee's deadline passed: waiting for the caller's own
 };
 
-class OutgoingTaskImpl final : public OutgoingTask, public Peer::Route {
+class OutgoingTaskImpl final : public OutgoingTask, public PeerRoute {
 public:
   // `name` describes the task for error messages (Peer::describeOutgoing()). `deadline`: as for
   // PendingCall; the typed layer never lets a task outlive the scope it was opened in.
@@ -69,7 +69,7 @@ public:
   // The params' type, which names the method in describe() (unknown if the caller set none).
   kj::Maybe<capnp::Schema> paramsType;
 
-  // Route
+  // PeerRoute
   void describe(TaskInfo& info) const override;
   void receive(wire::Message::Reader message, kj::Own<capnp::MessageReader>& owner) override;
   void channelLost(const kj::Exception& why) override;

@@ -18,7 +18,7 @@ void Wakeup::wake() {
 }
 
 TaskStream::TaskStream(Peer& peer, uint64_t callId, uint32_t receiveWindow, kj::String task,
-                       Peer::Route& route)
+                       PeerRoute& route)
     : peer(peer), callId(callId), task(kj::mv(task)), sink(kj::refcounted<DecodeSink>(route)),
       receiveWindow(receiveWindow) {}
 
@@ -39,8 +39,7 @@ void TaskStream::throwIfCannotSend() {
 }
 
 kj::Own<OutgoingMessage> TaskStream::newItem() {
-  wire::Message::Builder root = nullptr;
-  auto builder = peer.newPayloadMessage(callId, root);
+  auto [builder, root] = peer.newPayloadMessage(callId);
   auto payload = root.initYield();
   return kj::heap<WireOutgoing>(kj::mv(builder), callId, payload, task);
 }
@@ -82,8 +81,7 @@ void TaskStream::returnCredit(bool now) {
   // In batches of half a window: one credit message per several items.
   if (consumedSinceGrant == 0 || peerStopped || peer.isClosed()) return;
   if (!now && consumedSinceGrant < kj::max(receiveWindow / 2, 1u)) return;
-  wire::Message::Builder root = nullptr;
-  auto builder = peer.newMessage(callId, root);
+  auto [builder, root] = newMessage(callId);
   uint32_t growth = readingStopped ? 0 : windowGrowth();
   receiveWindow += growth;
   root.setCredit(consumedSinceGrant + growth);
@@ -103,8 +101,7 @@ Co<void> TaskStream::stop() {
   if (stopped) co_return;
   stopped = true;
   throwIfFailed();
-  wire::Message::Builder root = nullptr;
-  auto builder = peer.newMessage(callId, root);
+  auto [builder, root] = newMessage(callId);
   root.setStop();
   peer.send(kj::mv(builder));
   co_return;

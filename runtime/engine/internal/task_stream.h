@@ -3,7 +3,6 @@
 
 #pragma once
 
-#include <harrow/engine/peer.h>
 #include "runtime/engine/internal/wire_message.h"
 
 #include <deque>
@@ -30,7 +29,7 @@ public:
   // `route`: the task's route; it hears of received payloads that fail their decode check
   // (DecodeSink) for as long as this stream exists.
   TaskStream(Peer& peer, uint64_t callId, uint32_t receiveWindow, kj::String task,
-             Peer::Route& route);
+             PeerRoute& route);
   ~TaskStream() noexcept(false);
   KJ_DISALLOW_COPY(TaskStream);
 

@@ -2,8 +2,8 @@
 
 #pragma once
 
-#include <harrow/engine/peer.h>
 #include <harrow/typed/task.h>
+#include "runtime/engine/internal/peer_internal.h"
 
 #include <capnp/message.h>
 #include <kj/refcount.h>
@@ -100,8 +100,8 @@ WireOutgoing& asWire(OutgoingMessage& message);
 // e.g. a call's result); the task clears `route` when it ends.
 class DecodeSink final : public kj::Refcounted {
 public:
-  explicit DecodeSink(Peer::Route& route) : route(route) {}
-  kj::Maybe<Peer::Route&> route;
+  explicit DecodeSink(PeerRoute& route) : route(route) {}
+  kj::Maybe<PeerRoute&> route;
 };
 
 class WireIncoming final : public IncomingMessage {
