@@ -16,7 +16,7 @@
 #include <harrow/engine/auth.h>
 #include "tests/names.h"
 #include "tests/root_test.h"
-#include "tests/discovery/service.capnp.harrow.h"
+#include "tests/discovery/service_impl.h"
 
 #include <gtest/gtest.h>
 #include <capnp/any.h>
@@ -37,62 +37,8 @@
 namespace harrow {
 namespace {
 
-// ---------------------------------------------------------------------------------------------
-// The Service actor (children and the test's root).
-
-class ServiceImpl final : public ServiceActor::Server {
-public:
-  ServiceImpl() = default;
-  // For a second actor in the test's process (currentActor() is the test's root there).
-  explicit ServiceImpl(kj::StringPtr name) : fixedName(kj::str(name)) {}
-
-  Co<void> echo(EchoCall call) override {
-    call.results().setText(kj::str(name(), ": ", call.params().getText()));
-    co_return;
-  }
-
-  Co<void> report(ReportCall call) override {
-    call.results().setPid(getpid());
-    call.results().setName(name());
-    co_return;
-  }
-
-  Co<void> lookup(LookupCall call) override {
-    auto name = kj::str(call.params().getName());
-    auto text = kj::str(call.params().getText());
-    KJ_IF_MAYBE(other, co_await findActor<ServiceActor>(name)) {
-      auto reply = co_await other->echo(text);
-      call.results().setFound(true);
-      call.results().setReply(reply->getText());
-    } else {
-      call.results().setFound(false);
-    }
-  }
-
-  Co<void> callRoot(CallRootCall call) override {
-    auto text = kj::str(call.params().getText());
-    auto root = co_await rootActor<ServiceActor>();
-    auto reply = co_await root.echo(text);
-    call.results().setReply(reply->getText());
-  }
-
-private:
-  kj::Maybe<kj::String> fixedName;
-
-  kj::StringPtr name() {
-    KJ_IF_MAYBE(n, fixedName) return *n;
-    return currentActor().identity().name;
-  }
-};
-
-Implementations& implementations() {
-  static Implementations* impls = []() {
-    auto result = new Implementations;
-    result->add<ServiceImpl>("service");
-    return result;
-  }();
-  return *impls;
-}
+using testing::ServiceImpl;
+using testing::serviceImplementations;
 
 // ---------------------------------------------------------------------------------------------
 // Transports
@@ -155,7 +101,8 @@ std::string text(const kj::Exception& e) { return kj::str(e).cStr(); }
 
 class DiscoveryTest : public testing::RootTest<::testing::TestWithParam<TransportKind>> {
 protected:
-  DiscoveryTest() : RootTest("discovery-root", implementations(), {.watchdogSeconds = 120}) {}
+  DiscoveryTest()
+      : RootTest("discovery-root", serviceImplementations(), {.watchdogSeconds = 120}) {}
 
   kj::String registryAddress = uniqueRegistryAddress(GetParam());
 
@@ -831,7 +778,7 @@ namespace {
 
 int main(int argc, char** argv) {
   if (argc > 1 && kj::StringPtr(argv[1]) == "--harrow-child") {
-    return harrow::main(argc, argv, harrow::implementations(),
+    return harrow::main(argc, argv, harrow::testing::serviceImplementations(),
                         [](harrow::Actor&) -> kj::Promise<void> { return kj::READY_NOW; });
   }
   kj::UnixEventPort::captureChildExit();

@@ -24,7 +24,7 @@
 #include <harrow/spawn/actor_nursery.h>
 #include "tests/names.h"
 #include "tests/processes.h"
-#include "tests/discovery/service.capnp.harrow.h"
+#include "tests/discovery/service_impl.h"
 
 #include <gtest/gtest.h>
 #include <kj/async-io.h>
@@ -52,51 +52,13 @@
 namespace harrow {
 namespace {
 
+using testing::ServiceImpl;
+using testing::serviceImplementations;
+
 using testing::childrenOf;
 using testing::describe;
 
 std::string makeCertsScript;  // tests/cluster/make_certs.sh
-
-// ---------------------------------------------------------------------------------------------
-// The Service actor (children)
-
-class ServiceImpl final : public ServiceActor::Server {
-public:
-  Co<void> echo(EchoCall call) override {
-    call.results().setText(kj::str(currentActor().identity().name, ": ", call.params().getText()));
-    co_return;
-  }
-  Co<void> report(ReportCall call) override {
-    call.results().setPid(getpid());
-    call.results().setName(currentActor().identity().name);
-    co_return;
-  }
-  Co<void> lookup(LookupCall call) override {
-    auto name = kj::str(call.params().getName());
-    auto text = kj::str(call.params().getText());
-    KJ_IF_MAYBE(other, co_await findActor<ServiceActor>(name)) {
-      auto reply = co_await other->echo(text);
-      call.results().setFound(true);
-      call.results().setReply(reply->getText());
-    } else {
-      call.results().setFound(false);
-    }
-  }
-  Co<void> callRoot(CallRootCall call) override {
-    auto root = co_await rootActor<ServiceActor>();
-    auto reply = co_await root.echo(call.params().getText());
-    call.results().setReply(reply->getText());
-  }
-};
-
-Implementations& implementations() {
-  static Implementations* impls = []() {
-    auto result = new Implementations;
-    result->add<ServiceImpl>("service");
-    return result;
-  }();
-  return *impls;
-}
 
 // ---------------------------------------------------------------------------------------------
 // etcd members
@@ -409,7 +371,7 @@ protected:
 
   // The root actor: a Service too, registered in etcd (the cluster's every member).
   void startRoot(kj::StringPtr name, kj::StringPtr registry) {
-    root = kj::heap<Actor>(io, ActorIdentity::random(name), implementations());
+    root = kj::heap<Actor>(io, ActorIdentity::random(name), serviceImplementations());
     current.emplace(*root);
     DiscoveryOptions options;
     options.isRoot = true;
@@ -824,7 +786,7 @@ TEST_F(EtcdDiscoveryTest, WithUserAuthenticationLoggingInAgainWhenTheTokenIsDrop
 
 int main(int argc, char** argv) {
   if (argc > 1 && kj::StringPtr(argv[1]) == "--harrow-child") {
-    return harrow::main(argc, argv, harrow::implementations(),
+    return harrow::main(argc, argv, harrow::testing::serviceImplementations(),
                         [](harrow::Actor&) -> kj::Promise<void> { return kj::READY_NOW; });
   }
   kj::UnixEventPort::captureChildExit();
