@@ -13,11 +13,11 @@
 #              beside a bare `srun /bin/true` (needs slurm-wlm and munge)
 #
 # Each row runs unpinned, then pinned to CPU 0 (taskset -c 0: every process of the row on one CPU).
-#   bazel build -c opt //bench:cluster_bench //node:harrow-node
-#   sudo bench/cluster_bench.sh [bazel-bin/bench/cluster_bench] [bazel-bin/node/harrow-node]
+#   bazel build -c opt //bench:cluster_bench //programs/harrow-node
+#   sudo bench/cluster_bench.sh [bazel-bin/bench/cluster_bench] [bazel-bin/programs/harrow-node/harrow-node]
 set -euo pipefail
 bench=$(readlink -f "${1:-bazel-bin/bench/cluster_bench}")
-node=$(readlink -f "${2:-bazel-bin/node/harrow-node}")
+node=$(readlink -f "${2:-bazel-bin/programs/harrow-node/harrow-node}")
 here=$(cd "$(dirname "$0")" && pwd)
 tag=hwb$$
 work=$(mktemp -d)

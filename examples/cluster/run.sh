@@ -4,11 +4,11 @@
 # the ssh backend, no harrow-node), the root in a starting a worker on each. Needs root and
 # iproute2 (and openssh-server for `ssh`). Everything it made is removed on exit.
 #
-#   bazel build //examples/cluster //node:harrow-node
-#   sudo examples/cluster/run.sh [bazel-bin/examples/cluster/cluster] [bazel-bin/node/harrow-node] [node|ssh]
+#   bazel build //examples/cluster //programs/harrow-node
+#   sudo examples/cluster/run.sh [bazel-bin/examples/cluster/cluster] [bazel-bin/programs/harrow-node/harrow-node] [node|ssh]
 set -euo pipefail
 program=$(readlink -f "${1:-bazel-bin/examples/cluster/cluster}")
-node=$(readlink -f "${2:-bazel-bin/node/harrow-node}")
+node=$(readlink -f "${2:-bazel-bin/programs/harrow-node/harrow-node}")
 backend=${3:-node}
 here=$(cd "$(dirname "$0")" && pwd)
 if [[ $(id -u) != 0 ]] || ! command -v ip >/dev/null; then

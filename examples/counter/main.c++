@@ -2,7 +2,7 @@
 // method harrow has — a call, a stream and a context.
 //
 //   bazel run //examples/counter
-//   bazel run //examples/counter -- --serve    # then keep counter-1 up for `harrow` (cli/)
+//   bazel run //examples/counter -- --serve    # then keep counter-1 up for `harrow` (programs/harrow/)
 //
 // The program is its own child: harrow::main re-executes this binary to run the "counter"
 // implementation, talks to it over a socketpair, and reaps it when the nursery ends.

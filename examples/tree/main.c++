@@ -13,7 +13,7 @@
 //   --fail=WHAT   which nodes fail: "leaves" (default), "none", or node names separated by commas,
 //                 e.g. --fail=n0.1,n1 (the root's children are n0, n1, ...; theirs n0.0, n0.1, ...)
 //   --raw         also print the error exactly as it reached the root
-//   --hold        keep the tree up (leaves never answer) until Ctrl-C: for `harrow ps` (cli/)
+//   --hold        keep the tree up (leaves never answer) until Ctrl-C: for `harrow ps` (programs/harrow/)
 //
 // How it works. The root and every inner node run the same code, growChildren() below: open an
 // actor nursery (harrow::openActorNursery), start `width` Node actors in it, and call `grow` on

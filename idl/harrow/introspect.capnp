@@ -1,8 +1,8 @@
 # Introspection: what every harrow actor answers about itself, so that a tool with no stubs
-# compiled in (the `harrow` command, cli/) can list a tree, call any method with JSON, and show
-# each actor's open tasks (docs/PROTOCOL.md, "Introspection"). Served by the runtime in every actor
-# (runtime/actor/introspect.h), on every channel, to the same peers as any other interface: the
-# parent, the children, and peers that proved the tree's secret.
+# compiled in (the `harrow` command, programs/harrow/) can list a tree, call any method with
+# JSON, and show each actor's open tasks (docs/PROTOCOL.md, "Introspection"). Served by the
+# runtime in every actor (runtime/actor/introspect.h), on every channel, to the same peers as any
+# other interface: the parent, the children, and peers that proved the tree's secret.
 #
 # Cancelling an actor needs no method here: `cancelActor` (wire.capnp) already does it, from any
 # authenticated peer.

@@ -1,7 +1,7 @@
 // Introspection: the interface every actor serves about itself (idl/harrow/introspect.capnp) —
 // who it is, what it serves (with the schema nodes a tool needs to call it with JSON), and which
-// tasks are open on its channels. The `harrow` command (cli/) is its client; docs/PROTOCOL.md,
-// "Introspection" describes it.
+// tasks are open on its channels. The `harrow` command (programs/harrow/) is its client;
+// docs/PROTOCOL.md, "Introspection" describes it.
 //
 // Every Actor serves it from its construction (Actor::Actor adds it), to the same peers as any
 // other interface: its parent, its children, and peers that proved the tree's secret.

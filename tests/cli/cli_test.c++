@@ -1,4 +1,4 @@
-// The `harrow` command (cli/) against real trees: the examples run as programs (examples/tree
+// The `harrow` command (programs/harrow/) against real trees: the examples run as programs (examples/tree
 // --hold, examples/counter --serve, examples/multi_program's daemon), each hosting a registry at
 // an address of its own, and `harrow` run as a subprocess, as a user would:
 //  - ps lists every actor with the right parent links (JSON), a daemon's tree too;

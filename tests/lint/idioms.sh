@@ -21,7 +21,7 @@ report() {  # report NAME ADVICE OFFENDING-LINES
 #    currentException() needs a reason on that line (// why not errorOf/errorOr/finally).
 report "catch into a Maybe" \
   "use harrow::errorOf / errorOr / finally (runtime/co/cancel_scope.h), or say on the line why not" \
-  "$(find runtime cli node -name '*.c++' -o -name '*.h' | grep -v '^runtime/co/' | sort |
+  "$(find runtime programs -name '*.c++' -o -name '*.h' | grep -v '^runtime/co/' | sort |
      xargs awk '
        FNR == 1 { since = 99 }
        /catch \(\.\.\.\)/ { since = 0; next }
@@ -35,7 +35,7 @@ report "catch into a Maybe" \
 report "error name written by hand" \
   "raise it with harrow::makeError(ErrorKind::X, ...) and match it with is(e, ErrorKind::X)" \
   "$(grep -rnE '"harrow\.[A-Z][A-Za-z]*(: |"|_kj)' --include='*.c++' --include='*.h' \
-       runtime cli node | grep -v '^runtime/co/errors\.c++:' | grep -vE '^[^:]+:[0-9]+: *//' |
+       runtime programs | grep -v '^runtime/co/errors\.c++:' | grep -vE '^[^:]+:[0-9]+: *//' |
      grep -v 'interfaceName')"
 
 # 3. References into docs/PROTOCOL.md name sections by title, and resolve: `docs/PROTOCOL.md,

@@ -1,5 +1,5 @@
-#include "cli/session.h"
-#include "cli/errors.h"
+#include "programs/harrow/session.h"
+#include "programs/harrow/errors.h"
 
 #include <kj/encoding.h>
 

@@ -1,10 +1,10 @@
 // harrow call: a call, stream or context with JSON params, from the schema the actor sends
 // (Introspect.schema: capnp::SchemaLoader, the dynamic API and capnp's JSON codec).
 
-#include "cli/commands.h"
-#include "cli/errors.h"
-#include "cli/format.h"
-#include "cli/json_check.h"
+#include "programs/harrow/commands.h"
+#include "programs/harrow/errors.h"
+#include "programs/harrow/format.h"
+#include "programs/harrow/json_check.h"
 
 #include <harrow/co/nursery.h>
 

@@ -1,5 +1,5 @@
-#include "cli/options.h"
-#include "cli/errors.h"
+#include "programs/harrow/options.h"
+#include "programs/harrow/errors.h"
 
 #include <harrow/actor/cookie.h>
 #include <harrow/co/version.h>

@@ -1,9 +1,9 @@
 // harrow ps: the registry's entries, each asked concurrently for Introspect.info, printed as a
 // tree (children under their parent).
 
-#include "cli/commands.h"
-#include "cli/errors.h"
-#include "cli/format.h"
+#include "programs/harrow/commands.h"
+#include "programs/harrow/errors.h"
+#include "programs/harrow/format.h"
 
 #include <harrow/co/nursery.h>
 

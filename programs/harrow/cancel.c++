@@ -9,9 +9,9 @@
 // the Unix socket; on loopback TCP, the socket /proc/net/tcp pairs with ours is open in it).
 // Otherwise the actor is only asked, as one on another host is (docs/PROTOCOL.md, "Threat model").
 
-#include "cli/commands.h"
-#include "cli/errors.h"
-#include "cli/format.h"
+#include "programs/harrow/commands.h"
+#include "programs/harrow/errors.h"
+#include "programs/harrow/format.h"
 
 #include <kj/async-unix.h>
 #include <kj/debug.h>

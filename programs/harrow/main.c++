@@ -9,9 +9,9 @@
 // the secret in every handshake; it registers nowhere and listens nowhere. `harrow --help` and
 // docs/REFERENCE.md ("The harrow command") describe the options and exit statuses.
 
-#include "cli/commands.h"
-#include "cli/errors.h"
-#include "cli/format.h"
+#include "programs/harrow/commands.h"
+#include "programs/harrow/errors.h"
+#include "programs/harrow/format.h"
 
 #include <harrow/actor/cookie.h>
 

@@ -1,8 +1,8 @@
 // harrow stacks: each actor's open tasks (Introspect.tasks), asked concurrently.
 
-#include "cli/commands.h"
-#include "cli/errors.h"
-#include "cli/format.h"
+#include "programs/harrow/commands.h"
+#include "programs/harrow/errors.h"
+#include "programs/harrow/format.h"
 
 #include <harrow/co/nursery.h>
 

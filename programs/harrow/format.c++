@@ -1,4 +1,4 @@
-#include "cli/format.h"
+#include "programs/harrow/format.h"
 
 #include <kj/debug.h>
 #include <kj/vector.h>

@@ -1,4 +1,4 @@
-#include "cli/json_check.h"
+#include "programs/harrow/json_check.h"
 
 #include <kj/debug.h>
 

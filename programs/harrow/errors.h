@@ -2,7 +2,7 @@
 
 #pragma once
 
-#include "cli/options.h"
+#include "programs/harrow/options.h"
 
 #include <kj/exception.h>
 

@@ -1,4 +1,4 @@
-#include "cli/errors.h"
+#include "programs/harrow/errors.h"
 
 #include <harrow/co/errors.h>
 #include <harrow/engine/peer.h>

@@ -4,8 +4,8 @@
 
 #pragma once
 
-#include "cli/errors.h"
-#include "cli/options.h"
+#include "programs/harrow/errors.h"
+#include "programs/harrow/options.h"
 
 #include <harrow/actor/introspect.h>
 #include <harrow/discovery/discovery.h>

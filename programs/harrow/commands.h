@@ -2,7 +2,7 @@
 
 #pragma once
 
-#include "cli/session.h"
+#include "programs/harrow/session.h"
 
 namespace harrow::cli {
 
