@@ -401,13 +401,7 @@ void Channel::send(capnp::MessageBuilder& message) {
   KJ_REQUIRE(segments.size() > 0, "Channel::send() of a message with no root");
   size_t bytes = capnp::computeSerializedSizeInWords(segments) * sizeof(capnp::word);
   checkFrameSize(bytes);
-  auto flat = capnp::messageToFlatArray(segments);
-  auto pieces = kj::heapArray<kj::ArrayPtr<const kj::byte>>(1);
-  pieces[0] = flat.asBytes();
-  Outgoing outgoing;
-  outgoing.pieces = pieces.attach(kj::mv(flat));
-  outgoing.bytes = bytes;
-  enqueue(kj::mv(outgoing));
+  enqueue(copied(segments, bytes, sealOut == nullptr ? 0 : FrameSeal::TAG_BYTES));
 }
 
 void Channel::send(kj::Own<capnp::MessageBuilder> message) {
@@ -423,22 +417,63 @@ void Channel::send(kj::Own<capnp::MessageBuilder> message) {
     outgoing.large = kj::mv(message);
     return enqueue(kj::mv(outgoing));
   }
-  enqueue(frame(kj::mv(message), bytes));
+  enqueue(frame(kj::mv(message), bytes, layoutFor(bytes)));
 }
 
-Channel::Outgoing Channel::frame(kj::Own<capnp::MessageBuilder> message, size_t bytes) {
+// Frames up to this size are copied whole on a protected channel (Layout::WHOLE_COPY).
+constexpr size_t SMALL_FRAME_BYTES = 1024;
+
+Channel::Layout Channel::layoutFor(size_t bytes) const {
+  KJ_IF_MAYBE (seal, sealOut) {
+    return (*seal)->mode() == FrameSeal::ENCRYPT || bytes <= SMALL_FRAME_BYTES ? Layout::WHOLE_COPY
+                                                                               : Layout::TAG_ROOM;
+  }
+  return Layout::PLAIN;
+}
+
+// `message`'s frame laid out as `layout` says. Apart from WHOLE_COPY: a segment table of its own
+// (followed by the tag's room, the last piece, with TAG_ROOM), then the message's segments.
+Channel::Outgoing Channel::frame(kj::Own<capnp::MessageBuilder> message, size_t bytes,
+                                 Layout layout) {
   auto segments = message->getSegmentsForOutput();
-  auto table = kj::heapArray<kj::byte>(segmentTableBytes(segments.size()));
-  memset(table.begin(), 0, table.size());
+  if (layout == Layout::WHOLE_COPY) return copied(segments, bytes, FrameSeal::TAG_BYTES);
+  size_t tableBytes = segmentTableBytes(segments.size());
+  size_t tagBytes = layout == Layout::TAG_ROOM ? FrameSeal::TAG_BYTES : 0;
+  auto table = kj::heapArray<kj::byte>(tableBytes + tagBytes);
+  memset(table.begin(), 0, tableBytes);
   writeLE32(table.begin(), segments.size() - 1);
   for (size_t i = 0; i < segments.size(); i++) {
     writeLE32(table.begin() + 4 + 4 * i, segments[i].size());
   }
-  auto pieces = kj::heapArrayBuilder<kj::ArrayPtr<const kj::byte>>(segments.size() + 1);
-  pieces.add(table.asPtr());
+  auto pieces = kj::heapArrayBuilder<kj::ArrayPtr<const kj::byte>>(segments.size() + 1 +
+                                                                   (tagBytes == 0 ? 0 : 1));
+  pieces.add(table.slice(0, tableBytes));
   for (auto segment : segments) pieces.add(segment.asBytes());
   Outgoing outgoing;
+  if (tagBytes > 0) {
+    outgoing.tagSpace = table.begin() + tableBytes;
+    pieces.add(table.slice(tableBytes, table.size()));
+  }
   outgoing.pieces = pieces.finish().attach(kj::mv(table), kj::mv(message));
+  outgoing.bytes = bytes;
+  return outgoing;
+}
+
+// The frame of `segments` copied into one piece of its own, followed by `tagBytes` of room for
+// its tag.
+Channel::Outgoing Channel::copied(kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments,
+                                  size_t bytes, size_t tagBytes) {
+  auto flat = kj::heapArray<kj::byte>(bytes + tagBytes);
+  kj::ArrayOutputStream out(flat);
+  capnp::writeMessage(out, segments);
+  Outgoing outgoing;
+  if (tagBytes > 0) {
+    outgoing.tagSpace = flat.begin() + bytes;
+    outgoing.copy = flat.slice(0, bytes);
+  }
+  auto pieces = kj::heapArray<kj::ArrayPtr<const kj::byte>>(1);
+  pieces[0] = flat.asPtr();
+  outgoing.pieces = pieces.attach(kj::mv(flat));
   outgoing.bytes = bytes;
   return outgoing;
 }
@@ -462,6 +497,7 @@ void Channel::enqueue(Outgoing&& outgoing) {
   KJ_IF_MAYBE(error, writeError) kj::throwFatalException(kj::cp(*error));
   KJ_REQUIRE(!writeShut, "Channel::send() after shutdownWrite()");
   if (sealOut != nullptr) sealOutgoing(outgoing);  // in send order: the tags count frames
+  KJ_ASSERT(outgoing.tagSpace == nullptr, "room for a tag on a frame that is not sealed");
   queuedTotal += outgoing.bytes;
   queue.add(kj::mv(outgoing));
   // The first message on an idle channel schedules the write for the end of this loop turn, so
@@ -610,32 +646,24 @@ void Channel::protectFrames(kj::Own<FrameSeal> outgoing, kj::Own<FrameSeal> inco
   sealIn = kj::mv(incoming);
 }
 
-// Appends the frame's tag (encrypting it first, in ENCRYPT mode: into a copy of its own, since
-// the pieces point into the sender's message).
+// Writes the frame's tag into the room reserved for it (tagSpace): over its copy if it has one
+// (encrypting that in place first, in ENCRYPT mode), else over its pieces but the last.
 void Channel::sealOutgoing(Outgoing& outgoing) {
   auto& seal = *KJ_ASSERT_NONNULL(sealOut);
   KJ_REQUIRE(outgoing.large == nullptr, "frame protection and shared memory do not mix");
-  if (seal.mode() == FrameSeal::AUTHENTICATE) {
-    auto tag = kj::heapArray<kj::byte>(FrameSeal::TAG_BYTES);
-    seal.tag(outgoing.pieces, tag.begin());
-    auto pieces = kj::heapArrayBuilder<kj::ArrayPtr<const kj::byte>>(outgoing.pieces.size() + 1);
-    pieces.addAll(outgoing.pieces);
-    pieces.add(tag.asPtr());
-    outgoing.pieces = pieces.finish().attach(kj::mv(tag), kj::mv(outgoing.pieces));
+  KJ_ASSERT(outgoing.tagSpace != nullptr, "a frame made without room for its tag");
+  if (seal.mode() == FrameSeal::ENCRYPT) {
+    KJ_ASSERT(outgoing.copy.size() == outgoing.bytes, "an encrypted frame is sealed in a copy");
+    size_t segmentCount = size_t(readLE32(outgoing.copy.begin())) + 1;
+    seal.seal(outgoing.copy, segmentTableBytes(segmentCount), outgoing.tagSpace);
+  } else if (outgoing.copy != nullptr) {
+    kj::ArrayPtr<const kj::byte> whole = outgoing.copy;
+    seal.tag(kj::arrayPtr(&whole, 1), outgoing.tagSpace);
   } else {
-    auto sealed = kj::heapArray<kj::byte>(outgoing.bytes + FrameSeal::TAG_BYTES);
-    size_t at = 0;
-    for (auto piece : outgoing.pieces) {
-      memcpy(sealed.begin() + at, piece.begin(), piece.size());
-      at += piece.size();
-    }
-    size_t segmentCount = size_t(readLE32(sealed.begin())) + 1;
-    seal.seal(sealed.slice(0, outgoing.bytes), segmentTableBytes(segmentCount),
-              sealed.begin() + outgoing.bytes);
-    auto pieces = kj::heapArray<kj::ArrayPtr<const kj::byte>>(1);
-    pieces[0] = sealed.asPtr();
-    outgoing.pieces = pieces.attach(kj::mv(sealed));
+    seal.tag(outgoing.pieces.slice(0, outgoing.pieces.size() - 1), outgoing.tagSpace);
   }
+  outgoing.tagSpace = nullptr;
+  outgoing.copy = nullptr;
   outgoing.bytes += FrameSeal::TAG_BYTES;
 }
 

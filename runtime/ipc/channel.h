@@ -246,6 +246,12 @@ private:
     // One framed message: the pieces to write, each keeping alive what it points into.
     kj::Array<kj::ArrayPtr<const kj::byte>> pieces;
     size_t bytes;
+    // On a protected channel: the room for the frame's tag, reserved when the frame was made
+    // (after its segment table, or after its copy; the last piece covers it) and written by
+    // sealOutgoing(), so a tag costs no allocation of its own. `copy`: the frame copied whole
+    // into a buffer of its own (see Layout), which is sealed in place.
+    kj::byte* tagSpace = nullptr;
+    kj::ArrayPtr<kj::byte> copy;
     // A message to go through the ring: `pieces` is empty until it has a place there.
     kj::Maybe<kj::Own<capnp::MessageBuilder>> large;
     kj::Maybe<kj::AutoCloseFd> fd;  // passed with these bytes (SCM_RIGHTS)
@@ -314,7 +320,17 @@ private:
   kj::Array<kj::ArrayPtr<const kj::byte>> takeBatch(kj::Vector<Outgoing>& batch, uint64_t& bytes,
                                                     size_t count);
   size_t placeLargeFrames();
-  static Outgoing frame(kj::Own<capnp::MessageBuilder> message, size_t bytes);
+  // How a frame is laid out for writing: its segments where they are (PLAIN); the same with room
+  // for a tag after them (TAG_ROOM); or copied whole, tag room included, into one piece
+  // (WHOLE_COPY: small frames on a protected channel, where a copy is cheaper than the iovecs
+  // and MAC updates of separate pieces, and every frame in ENCRYPT mode, which must not encrypt
+  // the sender's message).
+  enum class Layout { PLAIN, TAG_ROOM, WHOLE_COPY };
+  Layout layoutFor(size_t bytes) const;
+  static Outgoing frame(kj::Own<capnp::MessageBuilder> message, size_t bytes,
+                        Layout layout = Layout::PLAIN);
+  static Outgoing copied(kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments, size_t bytes,
+                         size_t tagBytes);
   kj::Own<capnp::MessageReader> checkedReader(kj::ArrayPtr<const capnp::word> words,
                                               size_t frameBytes, kj::Maybe<kj::Exception>& error);
   void writeFailed(kj::Exception&& exception);
