@@ -26,6 +26,7 @@ namespace {
 
 constexpr kj::StringPtr CHILD_FLAG = "--harrow-child"_kj;
 constexpr kj::StringPtr SSH_CHILD_FLAG = "--harrow-ssh-child"_kj;  // <harrow/spawn/ssh.h>
+constexpr kj::StringPtr SLURM_CHILD_FLAG = "--harrow-slurm-child"_kj;
 
 // Whether a root runs in this process: harrow's one piece of process-wide state, since what it
 // guards is process-wide too.
@@ -119,7 +120,8 @@ void raiseDescriptorLimit() {
 
 // A child's process, however it started: re-executed with --harrow-child (from harrow::main),
 // forked by its parent's zygote (through startForkServer below, with its fds already in place),
-// or run by ssh on another host (--harrow-ssh-child). `parentChannel` makes its channel.
+// or run by ssh or srun on another host (--harrow-ssh-child, --harrow-slurm-child).
+// `parentChannel` makes its channel.
 int childMain(kj::StringPtr name, Implementations& implementations,
               kj::Function<kj::Own<Channel>(kj::AsyncIoContext&)> parentChannel, bool overSsh) {
   prctl(PR_SET_NAME, name.cStr());
@@ -158,8 +160,8 @@ int localChildMain(kj::StringPtr name, pid_t parentPid, Implementations& impleme
   }, /*overSsh=*/false);
 }
 
-int sshChildMain(kj::StringPtr name, Implementations& implementations) {
-  auto fds = takeSshChannel();  // off fds 0 and 1 before anything can print; announced
+int sshChildMain(kj::StringPtr name, Implementations& implementations, bool slurm) {
+  auto fds = takeSshChannel(slurm);  // off fds 0 and 1 before anything can print; announced
   return childMain(name, implementations, [&fds](kj::AsyncIoContext& io) {
     return kj::heap<Channel>(pipePairStream(*io.lowLevelProvider, kj::mv(fds)));
   }, /*overSsh=*/true);
@@ -185,7 +187,12 @@ int main(int argc, char** argv, Implementations& implementations,
   if (argc >= 4 && CHILD_FLAG == argv[1]) {
     return localChildMain(argv[2], atoi(argv[3]), implementations);
   }
-  if (argc >= 3 && SSH_CHILD_FLAG == argv[1]) return sshChildMain(argv[2], implementations);
+  if (argc >= 3 && SSH_CHILD_FLAG == argv[1]) {
+    return sshChildMain(argv[2], implementations, /*slurm=*/false);
+  }
+  if (argc >= 3 && SLURM_CHILD_FLAG == argv[1]) {
+    return sshChildMain(argv[2], implementations, /*slurm=*/true);
+  }
 
   // One root per process, on any thread (tractor refuses a second open_root_actor too): what a
   // root owns — signal dispositions, child-exit capture, the zygote — belongs to the process.

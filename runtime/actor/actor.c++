@@ -346,6 +346,10 @@ void Actor::fillSpawnSpec(wire::SpawnSpec::Builder spec, kj::StringPtr childName
   for (auto& attachment : attachments) attachment->fillSpawnSpec(spec);
 }
 
+Co<void> Actor::fillRemoteSpawnSpec(wire::SpawnSpec::Builder spec, kj::StringPtr homeAddress) {
+  for (auto& attachment : attachments) co_await attachment->fillRemoteSpawnSpec(spec, homeAddress);
+}
+
 Co<void> Actor::startAttachments() {
   KJ_IF_MAYBE(options, serverOptions) {
     for (auto& address : options->bindAddresses) boundAddresses.add(co_await bind(address));

@@ -152,6 +152,14 @@ public:
   virtual Co<void> stop() = 0;
   // What a child spawned by this actor needs from this attachment, into its spawn spec.
   virtual void fillSpawnSpec(wire::SpawnSpec::Builder spec) { (void)spec; }
+  // A child on another host (ssh, Slurm, harrow-node), after fillSpawnSpec and once this host's
+  // own addresses are gone from `spec`: what it needs to reach this tree from there, through this
+  // host's address `homeAddress` (an IP the child's host reaches us at).
+  virtual Co<void> fillRemoteSpawnSpec(wire::SpawnSpec::Builder spec, kj::StringPtr homeAddress) {
+    (void)spec;
+    (void)homeAddress;
+    co_return;
+  }
   // An incoming task of the actor failed with `error` (PeerHost::taskFailed).
   virtual void taskFailed(const kj::Exception& error) { (void)error; }
 };
@@ -253,6 +261,9 @@ public:
   // actor's child transport kind) and whatever the attachments add. Fills nothing else for an
   // actor without a channel server.
   void fillSpawnSpec(wire::SpawnSpec::Builder spec, kj::StringPtr childName);
+  // ... and for a child on another host, what the attachments add for it
+  // (ActorAttachment::fillRemoteSpawnSpec).
+  Co<void> fillRemoteSpawnSpec(wire::SpawnSpec::Builder spec, kj::StringPtr homeAddress);
 
   // PeerHost
   const ActorIdentity& identity() const override { return id; }

@@ -136,6 +136,7 @@ Co<void> Discovery::start() {
         co_await setUpRegistry();
         backendImpl = newRegistryActorBackend();
       }
+      co_await listenForOtherHosts();
       co_await registerSelf();
     })) {
       if (!etcd && options->mayHostRegistry && !registryHosted && isTransportClosed(*e) &&
@@ -293,13 +294,79 @@ Co<void> Discovery::registerSelf() {
   self.uuid = kj::heapArray(actor.identity().uuid.asPtr());
   self.pid = getpid();
   auto bound = actor.addresses();
-  // The registry's host can be reached at the registry's address too.
-  auto addresses = kj::heapArrayBuilder<kj::String>(bound.size() + (registryHosted ? 1 : 0));
+  // The registry's host can be reached at the registry's address too, and at what it exposed.
+  auto addresses = kj::heapArrayBuilder<kj::String>(bound.size() + (registryHosted ? 1 : 0) +
+                                                    reachableAt.size());
   for (auto& address : bound) addresses.add(kj::heapString(address));
   if (registryHosted) addresses.add(kj::heapString(KJ_ASSERT_NONNULL(registryBound)));
+  for (auto& address : reachableAt) addresses.add(kj::heapString(address));
   self.addresses = addresses.finish();
   co_await backend().registerSelf(self);
   registered = true;
+}
+
+namespace {
+
+// The host of a registry on another host, if `address` names one: a TCP address that is not
+// loopback, or an etcd registry's first endpoint that is not.
+kj::Maybe<kj::String> registryHostElsewhere(kj::StringPtr address) {
+  if (EtcdAddress::matches(address)) {
+    auto etcd = EtcdAddress::parse(address);
+    if (etcd.endpoints.size() == 0) return nullptr;
+    auto endpoint = kj::str("tcp:", etcd.endpoints[0]);
+    if (isHostLocal(endpoint)) return nullptr;
+    return kj::heapString(Address::parse(endpoint).host);
+  }
+  if (!address.startsWith("tcp:") || isHostLocal(address)) return nullptr;
+  return kj::heapString(Address::parse(address).host);
+}
+
+}  // namespace
+
+Co<void> Discovery::listenForOtherHosts() {
+  // Only for an actor whose registry lives on another host and who can be reached on this one
+  // only (a child through ssh, Slurm or a node, and its own children): the actors it would be
+  // found by are over there. One with a TCP bind address that is not loopback is reachable as
+  // it is.
+  if (!reachableAt.empty() || registryHosted) co_return;
+  kj::Maybe<kj::String> registryHost = registryHostElsewhere(opts.registryAddress);
+  if (registryHost == nullptr) co_return;
+  for (auto& address : actor.addresses()) {
+    if (!isHostLocal(address)) co_return;
+  }
+  KJ_IF_MAYBE (e, co_await errorOf([&]() -> Co<void> {
+                 auto home = localAddressToward(KJ_ASSERT_NONNULL(registryHost));
+                 reachableAt.add(co_await actor.listen(kj::str("tcp:", home, ":0")));
+               })) {
+    KJ_LOG(INFO, "not reachable from other hosts: no TCP listener toward the registry's host",
+           opts.registryAddress, *e);
+  }
+}
+
+Co<void> Discovery::fillRemoteSpawnSpec(wire::SpawnSpec::Builder spec,
+                                        kj::StringPtr homeAddressParam) {
+  // An address that crosses as it is (etcd, routable TCP) is in the spec already.
+  if (spec.getRegistryAddress().size() > 0 || !registryHosted || etcd) co_return;
+  auto home = kj::heapString(homeAddressParam);
+  kj::String address;
+  KJ_IF_MAYBE (known, exposed.find(home)) {
+    address = kj::heapString(*known);
+  } else {
+    KJ_IF_MAYBE (e, co_await errorOf([&]() -> Co<void> {
+                   address = co_await actor.listen(kj::str("tcp:", home, ":0"));
+                 })) {
+      KJ_LOG(INFO, "cannot expose the registry to a child on another host; it runs without it",
+             home, *e);
+      co_return;
+    }
+    // Unless another spawn exposed it meanwhile: then both listen, and both are registered.
+    exposed.upsert(kj::heapString(home), kj::heapString(address), [](auto&, auto&&) {});
+    reachableAt.add(kj::heapString(address));
+    // Actors on other hosts find this one (the root) there too.
+    if (registered) co_await registerSelf();
+  }
+  spec.setRegistryAddress(address);
+  if (opts.isRoot && spec.getRootAddress().size() == 0) spec.setRootAddress(address);
 }
 
 Co<void> Discovery::stop() {

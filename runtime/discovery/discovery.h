@@ -31,6 +31,8 @@
 #include <harrow/actor/actor.h>
 #include <harrow/discovery/backend.h>
 
+#include <kj/map.h>
+
 namespace harrow {
 
 using registry::RegistryActor;
@@ -140,6 +142,13 @@ public:
   Co<void> start() override;
   Co<void> stop() override;
   void fillSpawnSpec(wire::SpawnSpec::Builder spec) override;
+  // A child on another host joins this tree's registry: an etcd or routable TCP address crosses
+  // as it is; a registry this actor hosts on a host-local address (the default Unix socket) is
+  // exposed on a TCP listener of this actor at `homeAddress` (port chosen by the kernel, once per
+  // address; authenticated like every TCP channel: the tree secret's proof, then every frame
+  // tagged: docs/PROTOCOL.md, "Frame protection"), which also becomes the child's root address. A registry
+  // hosted by another program on this host is not exposed: the child runs without one.
+  Co<void> fillRemoteSpawnSpec(wire::SpawnSpec::Builder spec, kj::StringPtr homeAddress) override;
 
 private:
   enum class ProbeResult { REGISTRY, NOBODY, HARROW_NOT_REGISTRY, FOREIGN };
@@ -152,10 +161,16 @@ private:
   bool registered = false;
   bool etcd = false;
   kj::Maybe<kj::Own<RegistryBackend>> backendImpl;
+  // TCP addresses this actor listens on besides its bind addresses, registered with them: the
+  // registry exposed for remote children (by address of this host), or, for an actor whose
+  // registry is on another host, where actors there reach this one.
+  kj::HashMap<kj::String, kj::String> exposed;  // home address -> tcp:HOME:PORT as bound
+  kj::Vector<kj::String> reachableAt;
 
   Co<void> setUpRegistry();
   Co<ProbeResult> probeRegistry(kj::StringPtr address, kj::Maybe<kj::Exception>& why);
   Co<void> registerSelf();
+  Co<void> listenForOtherHosts();
   kj::Own<RegistryBackend> newRegistryActorBackend();  // lookup.c++
   [[noreturn]] void noRegistry();
 };

@@ -4,6 +4,8 @@
 
 #include <kj/debug.h>
 
+#include <arpa/inet.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -53,6 +55,42 @@ void setNoDelay(kj::AsyncIoStream& stream) {
 }
 
 }  // namespace
+
+bool isHostLocal(kj::StringPtr address) {
+  return address.startsWith("unix:") || address.startsWith("tcp:127.") ||
+         address.startsWith("tcp:localhost:") || address.startsWith("tcp:[::1]:");
+}
+
+kj::String localAddressToward(kj::StringPtr hostParam) {
+  kj::StringPtr host = hostParam;
+  kj::String unbracketed;
+  if (host.startsWith("[") && host.endsWith("]")) {
+    unbracketed = kj::heapString(host.slice(1, host.size() - 1));
+    host = unbracketed;
+  }
+  struct addrinfo hints = {};
+  hints.ai_socktype = SOCK_DGRAM;
+  struct addrinfo* found = nullptr;
+  int error = getaddrinfo(host.cStr(), "9", &hints, &found);
+  if (error != 0) {
+    kj::throwFatalException(KJ_EXCEPTION(FAILED, "cannot resolve host", host, gai_strerror(error)));
+  }
+  KJ_DEFER(freeaddrinfo(found));
+  int fd;
+  KJ_SYSCALL(fd = socket(found->ai_family, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  KJ_DEFER(close(fd));
+  KJ_SYSCALL(::connect(fd, found->ai_addr, found->ai_addrlen), "no route to", host);
+  struct sockaddr_storage local = {};
+  socklen_t length = sizeof(local);
+  KJ_SYSCALL(getsockname(fd, reinterpret_cast<sockaddr*>(&local), &length));
+  char text[INET6_ADDRSTRLEN] = {};
+  if (local.ss_family == AF_INET6) {
+    inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&local)->sin6_addr, text, sizeof(text));
+    return kj::str("[", text, "]");
+  }
+  inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&local)->sin_addr, text, sizeof(text));
+  return kj::str(text);
+}
 
 Address Address::parse(kj::StringPtr text) {
   Address result;

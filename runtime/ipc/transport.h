@@ -41,6 +41,17 @@ struct Address {
   kj::String toKjAddress() const;
 };
 
+// Whether `address` means something only on this host: a Unix socket, or TCP on loopback
+// (tcp:127.*, tcp:[::1], tcp:localhost). Such an address does not cross to another host.
+bool isHostLocal(kj::StringPtr address);
+
+// The address of this host's interface that a packet to `host` (an IP literal or a name) leaves
+// from, as a harrow address's host part (an IPv6 one in brackets): where an actor on `host` can
+// reach this one (on a network without NAT between them). No packet is sent: a UDP socket
+// connected to `host` says which source address the kernel picked. Throws if `host` does not
+// resolve or no route leads there.
+kj::String localAddressToward(kj::StringPtr host);
+
 // Connects to `address`. A refused or failed connection throws TransportClosed (the peer is not
 // there), as does a Unix socket served by a process of another uid (SO_PEERCRED); a malformed
 // address or a failed name lookup throws as such.

@@ -91,6 +91,7 @@ Co<Peer*> ActorNursery::spawn(kj::StringPtr nameParam, kj::StringPtr implementat
   child->name = kj::heapString(name);
   child->watcher = watcher;
   kj::AutoCloseFd parentEnd;
+  kj::String homeAddress;  // a remote child's: where its host reaches ours
   if (node.size() > 0) {
     // On another host: its node starts it and relays its channel to parentEnd.
     // (Computed outside the co_await: GCC 12 destroys a conditional's temporaries twice there.)
@@ -98,6 +99,7 @@ Co<Peer*> ActorNursery::spawn(kj::StringPtr nameParam, kj::StringPtr implementat
     auto remote = co_await startRemoteChild(actor, node, name, program, options.gracePeriod);
     child->process = kj::mv(remote.process);
     parentEnd = kj::mv(remote.channelFd);
+    homeAddress = kj::mv(remote.homeAddress);
   } else if (host.size() > 0) {
     // Through ssh: its client's stdin/stdout are the child's channel (spawn/ssh.h).
     kj::String program = remotePath.size() > 0 ? kj::heapString(remotePath)
@@ -106,6 +108,7 @@ Co<Peer*> ActorNursery::spawn(kj::StringPtr nameParam, kj::StringPtr implementat
     auto remote = co_await startSshChild(actor, host, name, program);
     child->process = kj::mv(remote.process);
     parentEnd = kj::mv(remote.channelFd);
+    homeAddress = kj::mv(remote.homeAddress);
   } else {
     int fds[2];
     KJ_SYSCALL(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds));
@@ -141,8 +144,12 @@ Co<Peer*> ActorNursery::spawn(kj::StringPtr nameParam, kj::StringPtr implementat
   spec.setImplementation(implementation);
   spec.setGracePeriodNanos(options.gracePeriod / kj::NANOSECONDS);
   actor.fillSpawnSpec(spec, name);  // the secret, its listen address, the registry's, the root's
-  if (host.size() > 0) {  // through ssh or srun: spawn/ssh.h
-    stripHostLocalAddresses(spec, /*withoutSecret=*/sshHostUrl(host).startsWith("slurm://"));
+  if (host.size() > 0 || node.size() > 0) {
+    // On another host (spawn/ssh.h; a node's link strips the secret itself): none of this host's
+    // own addresses, and the registry exposed where the child's host reaches ours.
+    stripHostLocalAddresses(
+        spec, /*withoutSecret=*/host.size() > 0 && sshHostUrl(host).startsWith("slurm://"));
+    if (homeAddress.size() > 0) co_await actor.fillRemoteSpawnSpec(spec, homeAddress);
   }
   // The child inherits our message limit, and this channel uses it from the spec on.
   spec.setMaxMessageBytes(actor.maxMessageBytes());

@@ -219,14 +219,11 @@ Co<void> LinkEnds::watch(kj::Function<kj::Exception(kj::StringPtr why)> lost) {
 // ---- the parent's side ----
 
 // The spawn spec a remote child gets: no tree secret (its node, which has the same cookie, adds
-// it: the secret never crosses the network) and none of this host's addresses (the registry's and
-// the root's are local to this host).
+// it: the secret never crosses the network) and none of this host's own addresses (a Unix
+// socket, loopback); the registry's as exposed for the child's host (fillRemoteSpawnSpec) stays.
 void stripSpawnSpecForLink(wire::Message::Builder message) {
   if (!message.isSpawnSpec()) return;
-  auto spec = message.getSpawnSpec();
-  spec.disownTreeSecret();  // Cap'n Proto zeroes what it disowns in place
-  spec.setRegistryAddress("");
-  spec.setRootAddress("");
+  stripHostLocalAddresses(message.getSpawnSpec(), /*withoutSecret=*/true);
 }
 
 namespace {
@@ -414,10 +411,18 @@ Co<RemoteChild> startRemoteChild(Actor& actor, kj::StringPtr nodeParam, kj::Stri
   auto local = kj::heap<Channel>(actor.eventPort(), kj::mv(ours), actor.channelOptions());
   // The relay passes frames up to the link's agreed limit; the Peer enforces its own.
   local->setMaxFrameBytes(link->maxFrameBytes());
-  co_return RemoteChild{
-      kj::heap<RemoteProcess>(actor, kj::mv(node), kj::mv(name), pid, kj::mv(link),
-                              kj::mv(local), timing),
-      kj::mv(peers)};
+  // Where the node's host reaches this one: the interface the link leaves from.
+  kj::String home;
+  KJ_IF_MAYBE (e, kj::runCatchingExceptions(
+                      [&]() { home = localAddressToward(Address::parse(address).host); })) {
+    KJ_LOG(INFO,
+           "no address of this host for the node's side; its child runs without the "
+           "tree's registry",
+           address, *e);
+  }
+  co_return RemoteChild{kj::heap<RemoteProcess>(actor, kj::mv(node), kj::mv(name), pid,
+                                                kj::mv(link), kj::mv(local), timing),
+                        kj::mv(peers), kj::mv(home)};
 }
 
 }  // namespace harrow

@@ -95,6 +95,8 @@ struct RemoteChild {
   kj::Own<Process> process;
   // The parent's end of the child's channel: handshakeWithChild on it, as on a local child's.
   kj::AutoCloseFd channelFd;
+  // Where the node's host reaches this one ("" if unknown): see SshChild::homeAddress.
+  kj::String homeAddress;
 };
 
 // Connects to `node`, authenticates, has it start `executable` as actor `name`. Resolves once the
@@ -108,7 +110,7 @@ Co<RemoteChild> startRemoteChild(Actor& actor, kj::StringPtr node, kj::StringPtr
 // ---- the node's side (runtime/node/), and the pieces both sides share ----
 
 // What a parent does to a spawn spec before it crosses a link: no tree secret (zeroed in place,
-// not just unlinked), no registry or root address (both local to the parent's host).
+// not just unlinked), no address local to the parent's host (stripHostLocalAddresses).
 void stripSpawnSpecForLink(wire::Message::Builder message);
 
 // Frames on a link, in and out, and the state its watch needs.

@@ -311,9 +311,29 @@ private:
   pid_t remotePid = 0;
 };
 
+// A child's announcement: its pid (0: ssh ended first), and the address its host reaches ours
+// at ("" if it could not tell).
+struct Announcement {
+  pid_t pid = 0;
+  kj::String homeAddress;
+};
+
+// "PID [ADDRESS]", or nullptr for anything else.
+kj::Maybe<Announcement> parseAnnouncement(kj::StringPtr rest) {
+  char* end;
+  long pid = strtol(rest.cStr(), &end, 10);
+  if (pid <= 0 || end == rest.cStr()) return nullptr;
+  kj::StringPtr after = end;
+  if (after.size() == 0) return Announcement{pid_t(pid), kj::str()};
+  if (!after.startsWith(" ") || after.size() == 1 || after.slice(1).findFirst(' ') != nullptr) {
+    return nullptr;
+  }
+  return Announcement{pid_t(pid), kj::heapString(after.slice(1))};
+}
+
 // Reads lines from `fd` (peeked, then consumed exactly, so that nothing after the announcement is
-// taken from the channel) until "harrow-ssh-child PID"; returns the pid, or 0 at end-of-file.
-Co<pid_t> readAnnouncement(kj::UnixEventPort& eventPort, int fd, kj::StringPtr name) {
+// taken from the channel) until "harrow-ssh-child PID [ADDRESS]"; a pid of 0 at end-of-file.
+Co<Announcement> readAnnouncement(kj::UnixEventPort& eventPort, int fd, kj::StringPtr name) {
   kj::UnixEventPort::FdObserver observer(eventPort, fd, kj::UnixEventPort::FdObserver::OBSERVE_READ);
   size_t skipped = 0;
   char buffer[512];
@@ -324,7 +344,7 @@ Co<pid_t> readAnnouncement(kj::UnixEventPort& eventPort, int fd, kj::StringPtr n
       continue;
     }
     if (n < 0) KJ_FAIL_SYSCALL("recv", errno, name);
-    if (n == 0) co_return 0;
+    if (n == 0) co_return Announcement{};
     kj::ArrayPtr<char> peeked(buffer, n);
     size_t lineEnd = 0;
     for (; lineEnd < peeked.size() && peeked[lineEnd] != '\n'; ++lineEnd) {}
@@ -337,9 +357,9 @@ Co<pid_t> readAnnouncement(kj::UnixEventPort& eventPort, int fd, kj::StringPtr n
     KJ_SYSCALL(got = recv(fd, buffer, take, MSG_DONTWAIT));
     auto line = kj::heapString(buffer, kj::min(size_t(got), lineEnd));
     if (line.startsWith(ANNOUNCE)) {
-      char* end;
-      long pid = strtol(line.cStr() + ANNOUNCE.size(), &end, 10);
-      if (*end == '\0' && pid > 0) co_return pid_t(pid);
+      KJ_IF_MAYBE (announced, parseAnnouncement(line.slice(ANNOUNCE.size()))) {
+        co_return kj::mv(*announced);
+      }
     }
     skipped += got;
     if (skipped > MAX_NOISE) {
@@ -360,7 +380,7 @@ Co<SshChild> startSshChild(Actor& actor, kj::StringPtr hostParam, kj::StringPtr 
   auto url = sshHostUrl(hostParam);
   auto host = SshHost::parse(url);
 
-  kj::StringPtr childCommand[] = {remotePath, "--harrow-ssh-child", name};
+  kj::StringPtr childCommand[] = {remotePath, "--harrow-slurm-child", name};
   auto args = host.slurm ? srunCommand(host, name, childCommand)
                          : sshCommand(url, sshRemoteCommand(remotePath, name));
   auto argv = KJ_MAP(arg, args) -> kj::StringPtr { return arg; };
@@ -381,11 +401,11 @@ Co<SshChild> startSshChild(Actor& actor, kj::StringPtr hostParam, kj::StringPtr 
   auto process = kj::heap<SshProcess>(actor.eventPort(), client, kj::heapString(name),
                                       SshHost::parse(url));
 
-  pid_t remotePid = 0;
+  Announcement announced;
   auto timeout = handshakeTimeoutFromEnvironment() * 2;
   auto failure = co_await errorOf([&]() {
     return failAfter(actor.timer(), timeout, [&]() -> Co<void> {
-      remotePid = co_await readAnnouncement(actor.eventPort(), ours.get(), name);
+      announced = co_await readAnnouncement(actor.eventPort(), ours.get(), name);
     });
   });
   KJ_IF_MAYBE(e, failure) {
@@ -396,7 +416,7 @@ Co<SshChild> startSshChild(Actor& actor, kj::StringPtr hostParam, kj::StringPtr 
     }
     kj::throwFatalException(kj::mv(*e));
   }
-  if (remotePid == 0) {
+  if (announced.pid == 0) {
     // ssh ended first: its status says why (255: it could not connect or log in; 127: no such
     // program there). Its message went to our stderr.
     int status = co_await process->onExit();
@@ -404,28 +424,47 @@ Co<SshChild> startSshChild(Actor& actor, kj::StringPtr hostParam, kj::StringPtr 
         "actor '", name, "': ssh to ", host.toString(), " ended before the child started (",
         ChildProcess::describe(status), "; running '", remotePath, "' there)")));
   }
-  process->started(remotePid);
-  co_return SshChild{kj::mv(process), kj::mv(ours)};
+  process->started(announced.pid);
+  co_return SshChild{kj::mv(process), kj::mv(ours), kj::mv(announced.homeAddress)};
 }
-
-namespace {
-
-bool hostLocal(kj::StringPtr address) {
-  return address.startsWith("unix:") || address.startsWith("tcp:127.") ||
-         address.startsWith("tcp:localhost:") || address.startsWith("tcp:[::1]:");
-}
-
-}  // namespace
 
 void stripHostLocalAddresses(wire::SpawnSpec::Builder spec, bool withoutSecret) {
   if (withoutSecret) spec.disownTreeSecret();  // Cap'n Proto zeroes what it disowns in place
-  if (hostLocal(spec.getRegistryAddress())) spec.setRegistryAddress("");
-  if (hostLocal(spec.getRootAddress())) spec.setRootAddress("");
+  if (isHostLocal(spec.getRegistryAddress())) spec.setRegistryAddress("");
+  if (isHostLocal(spec.getRootAddress())) spec.setRootAddress("");
 }
 
 // ---- the child's side ----
 
-SshChildFds takeSshChannel() {
+namespace {
+
+// The address the parent's host has as seen from here: ssh's client address (SSH_CONNECTION:
+// "CLIENT_IP CLIENT_PORT SERVER_IP SERVER_PORT"), or the node srun ran on (Slurm's
+// SLURM_LAUNCH_NODE_IPADDR, for a step). The parent exposes its tree's registry there for this child
+// (discovery.h). "" if neither is set, or either is not an address.
+kj::String homeAddress(bool slurm) {
+  kj::String text;
+  // A step's environment is its srun's, which may hold an SSH_CONNECTION of the user's login.
+  if (slurm) {
+    text = kj::heapString(environmentOr("SLURM_LAUNCH_NODE_IPADDR"));
+  } else {
+    kj::StringPtr connection = environmentOr("SSH_CONNECTION");
+    KJ_IF_MAYBE (space, connection.findFirst(' ')) {
+      text = kj::heapString(connection.begin(), *space);
+    }
+  }
+  for (char c : text) {
+    bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') ||
+              c == '.' || c == ':';
+    if (!ok) return kj::str();
+  }
+  if (text.findFirst(':') != nullptr) return kj::str("[", text, "]");  // IPv6
+  return text;
+}
+
+}  // namespace
+
+SshChildFds takeSshChannel(bool slurm) {
   SshChildFds fds;
   int in, out;
   KJ_SYSCALL(in = fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 3));
@@ -439,7 +478,8 @@ SshChildFds takeSshChannel() {
   KJ_SYSCALL(dup2(null, STDIN_FILENO));
   close(null);
   KJ_SYSCALL(dup2(STDERR_FILENO, STDOUT_FILENO));
-  auto line = kj::str(ANNOUNCE, getpid(), "\n");
+  auto home = homeAddress(slurm);
+  auto line = kj::str(ANNOUNCE, getpid(), home.size() > 0 ? " " : "", home, "\n");
   size_t written = 0;
   while (written < line.size()) {
     ssize_t n = write(fds.out.get(), line.begin() + written, line.size() - written);

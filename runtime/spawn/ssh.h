@@ -21,9 +21,11 @@
 // settings that are not secret (log level and format, the host and node lists, the ssh config,
 // the link timeout, the spawn backend) are passed as environment assignments on the command line.
 //
-// Before its handshake the child writes one line, "harrow-ssh-child PID", on the channel: the
-// parent learns the remote pid (for errors and `harrow ps`), and skips whatever a login script
-// printed before it (up to 64 KiB).
+// Before its handshake the child writes one line, "harrow-ssh-child PID [ADDRESS]", on the
+// channel: the parent learns the remote pid (for errors and `harrow ps`) and the address the
+// child's host reaches it at (ssh's SSH_CONNECTION, Slurm's SLURM_LAUNCH_NODE_IPADDR: where the
+// tree's registry is exposed for it), and skips whatever a login script printed before it (up to
+// 64 KiB).
 //
 // Guarantees, as for a local child:
 //  - cancellation: cancel-actor through the channel; after the grace period the parent kills its
@@ -85,6 +87,9 @@ kj::Array<kj::String> sshCommand(kj::StringPtr host, kj::StringPtr remoteCommand
 struct SshChild {
   kj::Own<Process> process;
   kj::AutoCloseFd channelFd;  // handshakeWithChild on it, as on a local child's
+  // Where the child's host reaches this one (an IP, IPv6 in brackets; "" if it could not tell):
+  // the registry is exposed there for it (ActorAttachment::fillRemoteSpawnSpec).
+  kj::String homeAddress;
 };
 
 // Runs ssh to `host` (a name or URL, above) for child `name`, running `remotePath` there.
@@ -101,14 +106,14 @@ Co<SshChild> startSshChild(Actor& actor, kj::StringPtr host, kj::StringPtr name,
 // (--harrow-cookie, on a filesystem every node shares) instead.
 void stripHostLocalAddresses(wire::SpawnSpec::Builder spec, bool withoutSecret = false);
 
-// The child's side (harrow::main's `--harrow-ssh-child NAME` mode): moves stdin/stdout off fds 0
-// and 1 (0 becomes /dev/null, 1 a copy of stderr), announces this process on the channel, and
-// returns the channel's fds (read, write).
+// The child's side (harrow::main's `--harrow-ssh-child NAME` mode, `--harrow-slurm-child NAME` for
+// a step): moves stdin/stdout off fds 0 and 1 (0 becomes /dev/null, 1 a copy of stderr),
+// announces this process on the channel, and returns the channel's fds (read, write).
 struct SshChildFds {
   kj::AutoCloseFd in;
   kj::AutoCloseFd out;
 };
-SshChildFds takeSshChannel();
+SshChildFds takeSshChannel(bool slurm);
 
 // A stream over a pair of pipes (the ssh child's stdin and stdout): a Channel reads and writes
 // through it. shutdownWrite() closes the write side.

@@ -7,6 +7,9 @@
 //   cluster_program --scenario=hold  --chain=b,c   holds a context open; prints "ready"; SIGINT
 //   cluster_program --scenario=ticks --chain=b,c   streams until the stream fails; prints the
 //                                                   error's kind
+//   cluster_program --scenario=find  --chain=b,c   holds the chain open; finds its last Hop by
+//                                                   name, which finds the first; prints both
+//                                                   places, then "ready"; SIGINT
 // Plus harrow's flags (--harrow-nodes=..., --harrow-cookie=...). A chain's names that
 // --harrow-hosts lists are reached through ssh, the others through harrow-nodes.
 
@@ -112,6 +115,21 @@ int main(int argc, char** argv) {
           say(kj::str("ready ", held.getPlaces()));
           co_await kj::Promise<void>(kj::NEVER_DONE);
         });
+      } else if (scenario == "find") {
+        co_await child.hold(
+            rest, [&](HopActor::Portal::HoldContext&, HopActor::Schema::Held::Reader) -> Co<void> {
+              // The chain's Hops are all up: the last one by name from here, then the first one by
+              // name from the last (each on another host).
+              auto last = kj::str("hop.", chain);
+              for (char& c : last) c = c == ',' ? '.' : c;
+              auto leaf = co_await harrow::waitForActor<HopActor>(last);
+              auto where = co_await leaf.where("");
+              say(kj::str("root found ", where->getPlaces()));
+              auto found = co_await leaf.find(kj::str("hop.", first));
+              say(kj::str("leaf found ", found->getPlaces()));
+              say("ready");
+              co_await kj::Promise<void>(kj::NEVER_DONE);
+            });
       } else if (scenario == "ticks") {
         auto failure = co_await harrow::errorOf([&]() -> Co<void> {
           bool first = true;

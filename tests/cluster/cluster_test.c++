@@ -4,7 +4,8 @@
 // mid-stream (a typed error at the root within the bound, nothing left on the cut host), a wrong
 // cookie and a program the node does not allow refused, what a tap on a link reads (nothing
 // by default; everything with --harrow-insecure-links on both ends; a downgrade fails). After
-// every test no actor process is left in any namespace.
+// every test no actor process is left in any namespace. Remote children (harrow-node, ssh, Slurm)
+// are found by name from the root and from each other, and `harrow ps` lists them with their host.
 
 #include "tests/cluster/netns.h"
 #include "tests/program.h"
@@ -32,6 +33,7 @@ std::string nodeBinary;
 std::string programBinary;
 std::string makeCertsScript;
 std::string tapBinary;
+std::string cliBinary;
 
 std::string realPath(const std::string& path) {
   char buffer[PATH_MAX];
@@ -157,8 +159,7 @@ protected:
         nodeBinary, "--listen=tcp:" + cluster->address(host) + ":7000", "--allow=" + allow,
         "--harrow-cookie=" + cookie, nodesFlag, "--name=node-" + host};
     command.insert(command.end(), extra.begin(), extra.end());
-    auto args = cluster->exec(host, command);
-    auto& node = nodes[host] = std::make_unique<Program>(io, args);
+    auto& node = nodes[host] = std::make_unique<Program>(io, onHost(host, command));
     line(*node, "harrow-node: listening on");
     return *node;
   }
@@ -235,6 +236,59 @@ protected:
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << root.outputSoFar();
   }
 
+  // The argv that runs a daemon in `host`'s network namespace and in a UTS namespace of its own
+  // named host-HOST, the host `harrow ps` shows for the actors it starts (unshare and the shell
+  // exec it: the pid is the daemon's).
+  std::vector<std::string> onHost(const std::string& host, std::vector<std::string> args) {
+    std::vector<std::string> command = {"/usr/bin/unshare", "--uts", "/bin/sh", "-c",
+                                        "hostname host-" + host + " && exec \"$0\" \"$@\""};
+    command.insert(command.end(), args.begin(), args.end());
+    return cluster->exec(host, command);
+  }
+
+  // A registry socket of the test's own (not the user's default, which other tests share).
+  struct RegistryFlag {
+    std::string path = "/tmp/harrow-registry-" + std::string(randomToken().cStr()) + ".sock";
+    std::string flag() const { return "--harrow-registry=unix:" + path; }
+    ~RegistryFlag() { unlink(path.c_str()); }
+  };
+
+  // The "find" scenario on chain FIRST,SECOND: the root finds hop.FIRST.SECOND by name (on the
+  // second host), which finds hop.FIRST (on the first); then "ready".
+  void expectEachFindsTheOther(Program& root, const std::string& first, const std::string& second) {
+    auto rootFound = line(root, "root found ");
+    EXPECT_EQ(namespacesOf(rootFound.substr(11)),
+              std::vector<std::string>{netnsId(cluster->ns(second))})
+        << rootFound << root.outputSoFar();
+    auto leafFound = line(root, "leaf found ");
+    EXPECT_EQ(namespacesOf(leafFound.substr(11)),
+              std::vector<std::string>{netnsId(cluster->ns(first))})
+        << leafFound << root.outputSoFar();
+    line(root, "ready");
+  }
+
+  // `harrow ps` run in a against the tree's registry lists hop.FIRST under the root and
+  // hop.FIRST.SECOND under it, on hosts host-HOST1 and host-HOST2.
+  void expectPsShowsTheChain(const RegistryFlag& registry, const std::string& first,
+                             const std::string& second, const std::string& host1,
+                             const std::string& host2) {
+    std::string output;
+    int status = runCommand(cluster->exec("a", {cliBinary, "ps", "--registry=unix:" + registry.path,
+                                                "--cookie=" + cookie}),
+                            &output);
+    EXPECT_EQ(status, 0) << output;
+    auto rowOf = [&](const std::string& prefix) -> std::string {
+      size_t at = ("\n" + output).find("\n" + prefix);
+      if (at == std::string::npos) return "";
+      return output.substr(at, output.find('\n', at) - at);
+    };
+    EXPECT_NE(rowOf("  hop." + first + " ").find(" host-" + host1 + " "), std::string::npos)
+        << output;
+    EXPECT_NE(rowOf("    hop." + first + "." + second + " ").find(" host-" + host2 + " "),
+              std::string::npos)
+        << output;
+  }
+
   // "name ns=N pid=P;..." -> the namespace of each place ("ns=N"), in order.
   std::vector<std::string> namespacesOf(const std::string& places) {
     std::vector<std::string> result;
@@ -307,6 +361,19 @@ TEST_F(ClusterTest, ALinkCutMidStreamIsATypedErrorAtTheRootWithinTheBound) {
   line(*nodes["b"], "harrow-node: orphan hop.b ended");
   line(*nodes["c"], "harrow-node: orphan hop.b.c ended");
   cluster->restore("b");
+  stopNodes();
+}
+
+// A remote child joins its root's registry through the node's link as through ssh or srun: found
+// by name from the root and from another remote child, listed by `harrow ps` with its host.
+TEST_F(ClusterTest, ARemoteChildIsFoundByNameFromTheRootAndFromAnotherRemoteChild) {
+  startNodes();
+  RegistryFlag registry;
+  auto root = startRoot("find", "", {registry.flag()});
+  expectEachFindsTheOther(*root, "b", "c");
+  expectPsShowsTheChain(registry, "b", "c", "b", "c");
+  kill(root->getPid(), SIGINT);
+  finish(*root);
   stopNodes();
 }
 
@@ -517,7 +584,7 @@ protected:
                       "UsePAM no\n"
                       "LogLevel INFO\n");
     auto& sshd = sshds[host] =
-        std::make_unique<Program>(io, cluster->exec(host, {SSHD, "-D", "-e", "-f", config}));
+        std::make_unique<Program>(io, onHost(host, {SSHD, "-D", "-e", "-f", config}));
     line(*sshd, "Server listening on");
   }
 
@@ -526,11 +593,16 @@ protected:
     startSshd("c");
   }
 
-  std::unique_ptr<Program> startSshRoot(const std::string& scenario) {
-    return std::make_unique<Program>(
-        io, cluster->exec("a", {programBinary, "--scenario=" + scenario, "--chain=b,c", hostsFlag,
-                                "--harrow-ssh-config=" + dir + "/ssh_config",
-                                "--harrow-cookie=" + cookie}));
+  std::unique_ptr<Program> startSshRoot(const std::string& scenario,
+                                        std::vector<std::string> extra = {}) {
+    std::vector<std::string> command = {programBinary,
+                                        "--scenario=" + scenario,
+                                        "--chain=b,c",
+                                        hostsFlag,
+                                        "--harrow-ssh-config=" + dir + "/ssh_config",
+                                        "--harrow-cookie=" + cookie};
+    command.insert(command.end(), extra.begin(), extra.end());
+    return std::make_unique<Program>(io, cluster->exec("a", command));
   }
 
   // Every process in `host` but its sshd has exited (sessions end as their actors do; 5 s is a
@@ -601,6 +673,16 @@ TEST_F(SshClusterTest, ALinkCutMidStreamIsOneActorUnreachable) {
       << output;
   // The orphans on b and c end with their sessions (checked in TearDown once b is back).
   cluster->restore("b");
+}
+
+TEST_F(SshClusterTest, ARemoteChildIsFoundByNameFromTheRootAndFromAnotherRemoteChild) {
+  startSshds();
+  RegistryFlag registry;
+  auto root = startSshRoot("find", {registry.flag()});
+  expectEachFindsTheOther(*root, "b", "c");
+  expectPsShowsTheChain(registry, "b", "c", "b", "c");
+  kill(root->getPid(), SIGINT);
+  finish(*root);
 }
 
 TEST_F(SshClusterTest, AHostWithTheWrongKeyIsRefused) {
@@ -699,10 +781,10 @@ protected:
         io, cluster->exec("a", {"/usr/sbin/slurmctld", "-D", "-i", "-f", dir + "/slurm.conf"}),
         environment);
     daemons["b"] = std::make_unique<Program>(
-        io, cluster->exec("b", {"/usr/sbin/slurmd", "-D", "-N", "n1", "-f", dir + "/slurm.conf"}),
+        io, onHost("b", {"/usr/sbin/slurmd", "-D", "-N", "n1", "-f", dir + "/slurm.conf"}),
         environment);
     daemons["c"] = std::make_unique<Program>(
-        io, cluster->exec("c", {"/usr/sbin/slurmd", "-D", "-N", "n2", "-f", dir + "/slurm.conf"}),
+        io, onHost("c", {"/usr/sbin/slurmd", "-D", "-N", "n2", "-f", dir + "/slurm.conf"}),
         environment);
     line(*daemons["b"], "slurmd-n1: slurmd started on");
     line(*daemons["c"], "slurmd-n2: slurmd started on");
@@ -740,13 +822,18 @@ protected:
   std::map<std::string, std::unique_ptr<Program>> daemons;
 
   // The root under salloc in a: an allocation of both nodes, its children steps on n1 and n2.
-  std::unique_ptr<Program> startSlurmRoot(const std::string& scenario) {
-    return std::make_unique<Program>(
-        io, cluster->exec("a", {"/usr/bin/salloc", "--quiet", "--nodes=2", programBinary,
-                                "--scenario=" + scenario, "--chain=n1,n2",
-                                "--harrow-hosts=n1=slurm://n1,n2=slurm://n2",
-                                "--harrow-cookie=" + cookie}),
-        environment);
+  std::unique_ptr<Program> startSlurmRoot(const std::string& scenario,
+                                          std::vector<std::string> extra = {}) {
+    std::vector<std::string> command = {"/usr/bin/salloc",
+                                        "--quiet",
+                                        "--nodes=2",
+                                        programBinary,
+                                        "--scenario=" + scenario,
+                                        "--chain=n1,n2",
+                                        "--harrow-hosts=n1=slurm://n1,n2=slurm://n2",
+                                        "--harrow-cookie=" + cookie};
+    command.insert(command.end(), extra.begin(), extra.end());
+    return std::make_unique<Program>(io, cluster->exec("a", command), environment);
   }
 };
 
@@ -758,6 +845,17 @@ TEST_F(SlurmClusterTest, DepthTwoTreeAcrossTwoNodesAsJobSteps) {
 TEST_F(SlurmClusterTest, AnErrorInALeafOnAnotherNodeKeepsItsRelayPath) {
   auto root = startSlurmRoot("fail");
   expectTheLeafsErrorWithItsRelayPath(*root, "n1", "n2");
+}
+
+TEST_F(SlurmClusterTest, ARemoteChildIsFoundByNameFromTheRootAndFromAnotherRemoteChild) {
+  RegistryFlag registry;
+  auto root = startSlurmRoot("find", {registry.flag()});
+  expectEachFindsTheOther(*root, "b", "c");
+  expectPsShowsTheChain(registry, "n1", "n2", "b", "c");
+  auto program = childrenOf(root->getPid());  // salloc's command: the root
+  ASSERT_EQ(program.size(), 1u) << root->outputSoFar();
+  kill(program[0].pid, SIGINT);
+  finish(*root);
 }
 
 // scancel of the job mid-run: the root hears a typed error about its child, and nothing is left on
@@ -825,6 +923,7 @@ int main(int argc, char** argv) {
     if (arg.rfind("--program=", 0) == 0) harrow::testing::programBinary = arg.substr(10);
     if (arg.rfind("--make-certs=", 0) == 0) harrow::testing::makeCertsScript = arg.substr(13);
     if (arg.rfind("--tap=", 0) == 0) harrow::testing::tapBinary = arg.substr(6);
+    if (arg.rfind("--cli=", 0) == 0) harrow::testing::cliBinary = arg.substr(6);
   }
   if (harrow::testing::nodeBinary.empty() || harrow::testing::programBinary.empty()) {
     fprintf(stderr, "usage: cluster_test --node=PATH --program=PATH\n");

@@ -1,5 +1,6 @@
 #include "tests/cluster/hop.h"
 
+#include <harrow/discovery/discovery.h>
 #include <harrow/spawn/actor_nursery.h>
 #include <harrow/spawn/ssh.h>
 #include "tests/cluster/hop.capnp.harrow.h"
@@ -105,6 +106,12 @@ public:
         co_await kj::Promise<void>(kj::NEVER_DONE);
       });
     });
+  }
+
+  Co<void> find(FindCall call) override {
+    auto found = co_await harrow::waitForActor<HopActor>(call.params().getName());
+    auto where = co_await found.where("");
+    call.results().setPlaces(where->getPlaces());
   }
 
 private:

@@ -19,6 +19,10 @@ interface Hop $Harrow.actor {
   hold @3 (nodes :Text) -> () $Harrow.context(started = "Held");
   # Starts the chain, sends started with every place in it, then never returns.
 
+  find @4 (name :Text) -> (places :Text);
+  # Waits until an actor registers under `name` in the tree's registry, and returns its place
+  # (its `where ""`): findActor from wherever this actor runs.
+
   struct Tick {
     seq @0 :UInt32;
     places @1 :Text;

@@ -1,7 +1,8 @@
 // The parent's side of a link to a node (runtime/spawn/link.h), against a fake node in this
 // process over loopback TCP (no root needed): a silent node is unreachable within the bound, a
 // link closed before the exit report is unreachable, a reported exit is the child's status; the
-// spawn spec loses its secret before it crosses; node names resolve through HARROW_NODES.
+// spawn spec loses its secret and this host's addresses before it crosses (a registry exposed for
+// the node's host stays); node names resolve through HARROW_NODES.
 
 #include <harrow/harrow.h>
 
@@ -36,6 +37,22 @@ TEST(LinkTest, TheSpawnSpecCrossesWithoutTheSecretOrThisHostsAddresses) {
   EXPECT_EQ(stripped.getRegistryAddress(), "");
   EXPECT_EQ(stripped.getRootAddress(), "");
   EXPECT_EQ(stripped.getImplementation(), "hop");
+  // A registry exposed for the node's host (discovery.h) crosses; the secret still does not.
+  auto again = copy.getRoot<wire::Message>().getSpawnSpec();
+  again.setTreeSecret(capnp::Data::Reader(secret, sizeof(secret)));
+  again.setRegistryAddress("tcp:10.0.0.1:40000");
+  again.setRootAddress("tcp:10.0.0.1:40000");
+  stripSpawnSpecForLink(copy.getRoot<wire::Message>());
+  EXPECT_FALSE(again.hasTreeSecret());
+  EXPECT_EQ(again.getRegistryAddress(), "tcp:10.0.0.1:40000");
+  EXPECT_EQ(again.getRootAddress(), "tcp:10.0.0.1:40000");
+}
+
+TEST(LinkTest, TheAddressTowardAHostIsTheInterfacePacketsLeaveFrom) {
+  EXPECT_EQ(localAddressToward("127.0.0.1"), "127.0.0.1");
+  EXPECT_TRUE(isHostLocal("unix:@x"));
+  EXPECT_TRUE(isHostLocal("tcp:127.0.0.1:1"));
+  EXPECT_FALSE(isHostLocal("tcp:10.0.0.1:1"));
 }
 
 TEST(LinkTest, NodesResolveByNameOrAddress) {
