@@ -26,4 +26,5 @@
 #include <harrow/spawn/worker_pool.h>
 #include <harrow/spawn/link.h>
 #include <harrow/spawn/ssh.h>
+#include <harrow/flags.h>
 #include <harrow/main.h>

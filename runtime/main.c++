@@ -5,6 +5,7 @@
 #include <harrow/actor/log.h>
 #include <harrow/actor/metrics_endpoint.h>
 #include <harrow/discovery/discovery.h>
+#include <harrow/flags.h>
 #include <harrow/spawn/debug.h>
 #include <harrow/spawn/forkserver.h>
 #include <harrow/spawn/ssh.h>
@@ -167,6 +168,88 @@ int sshChildMain(kj::StringPtr name, Implementations& implementations, bool slur
   }, /*overSsh=*/true);
 }
 
+// Runs one step of starting the root: false, once its error is printed, if it threw.
+template <typename Step>
+bool succeeded(Step&& step) {
+  KJ_IF_MAYBE (e, kj::runCatchingExceptions(kj::fwd<Step>(step))) {
+    fprintf(stderr, "harrow: %s\n", e->getDescription().cStr());
+    return false;
+  }
+  return true;
+}
+
+// The settings a root checks before anything starts (Setting::check): a bad one ends it at once,
+// naming the flag and its variable, rather than in some child later.
+bool settingsAreValid() {
+  for (const Setting& setting : settings()) {
+    if (setting.check == nullptr) continue;
+    KJ_IF_MAYBE (e, kj::runCatchingExceptions(setting.check)) {
+      kj::StringPtr problem = e->getDescription();
+      if (problem.startsWith(setting.variable)) {  // it names the setting itself
+        fprintf(stderr, "harrow: %s\n", problem.cStr());
+      } else {
+        fprintf(stderr, "harrow: %s / %s: %s\n", setting.flag.cStr(), setting.variable.cStr(),
+                problem.cStr());
+      }
+      return false;
+    }
+  }
+  return true;
+}
+
+// The root's name: --harrow-name=NAME, else the program's file name.
+kj::StringPtr rootName(const char* program, const RootFlags& flags) {
+  KJ_IF_MAYBE (name, flags.name) return *name;
+  const char* slash = strrchr(program, '/');
+  return slash != nullptr ? slash + 1 : program;
+}
+
+// The tree's secret from the cookie file; its channel server and the registry (hosted here, or
+// joined): set up as root.serve() starts. The debugger and the metrics endpoint if asked for.
+void setUpRoot(Actor& root, kj::StringPtr name) {
+  root.setTreeSecret(readCookie(cookiePathFromEnvironment()));
+  setDiscovery(root, DiscoveryOptions::forRoot(name));
+  if (debugModeFromEnvironment()) hostDebugger(root);
+  KJ_IF_MAYBE (address, metricsAddressFromEnvironment()) {
+    root.attach(kj::heap<MetricsEndpoint>(root, *address, metricsTokenFromEnvironment()));
+  }
+}
+
+// Ctrl-C or SIGTERM cancels the tree in order and is remembered in `interruptedBy`; a second one
+// leaves at once (children follow through PR_SET_PDEATHSIG).
+kj::Promise<void> cancelOnSignals(kj::AsyncIoContext& io, Actor& root, int& interruptedBy) {
+  auto onSignal = [&](int signal) {
+    return io.unixEventPort.onSignal(signal).then([&root, &interruptedBy, signal](siginfo_t) {
+      if (interruptedBy != 0) _exit(128 + signal);
+      interruptedBy = signal;
+      fprintf(stderr, "harrow: %s: cancelling the actor tree\n", strsignal(signal));
+      root.cancel();
+    });
+  };
+  return onSignal(SIGINT).exclusiveJoin(onSignal(SIGTERM)).eagerlyEvaluate(nullptr);
+}
+
+// The root actor's life: `body` inside it, until it returns or the tree is cancelled. Exits 0,
+// 1 if it failed, or 128+N if signal N cancelled it.
+int runRoot(kj::StringPtr name, Implementations& implementations,
+            kj::Function<kj::Promise<void>(Actor& root)> body) {
+  ActorLog log(name);
+  auto io = kj::setupAsyncIo();
+  Actor root(io, ActorIdentity::random(name), implementations);
+  CurrentActorScope current(root);
+  if (!succeeded([&]() { setUpRoot(root, name); })) return 1;
+
+  int interruptedBy = 0;
+  auto interrupts = cancelOnSignals(io, root, interruptedBy);
+  // The setting was checked by settingsAreValid().
+  bool served = succeeded([&]() {
+    waitPolling(kj::Promise<void>(root.serve([&]() { return body(root); })), io,
+                busyPollFromEnvironment());
+  });
+  if (interruptedBy != 0) return 128 + interruptedBy;
+  return served ? 0 : 1;
+}
+
 }  // namespace
 
 void startForkServer(Implementations& implementations) {
@@ -208,128 +291,24 @@ int main(int argc, char** argv, Implementations& implementations,
   kj::UnixEventPort::captureSignal(SIGINT);
   kj::UnixEventPort::captureSignal(SIGTERM);
 
-  // --harrow-log=LEVEL goes through the environment, so that every child inherits it. So do
-  // --harrow-registry=ADDR|none and --harrow-transport=KIND (<harrow/discovery/discovery.h>), and
-  // --harrow-cookie=PATH (<harrow/actor/cookie.h>; children get the secret itself from their
-  // spawn spec, never from the environment).
-  for (int i = 1; i < argc; ++i) {
-    kj::StringPtr arg = argv[i];
-    if (arg.startsWith("--harrow-log=")) setenv("HARROW_LOG", arg.slice(13).cStr(), 1);
-    if (arg.startsWith("--harrow-registry=")) setenv("HARROW_REGISTRY", arg.slice(18).cStr(), 1);
-    if (arg.startsWith("--harrow-transport=")) {
-      setenv("HARROW_TRANSPORT", arg.slice(19).cStr(), 1);
-    }
-    if (arg.startsWith("--harrow-cookie=")) setenv("HARROW_COOKIE", arg.slice(16).cStr(), 1);
-    if (arg == "--harrow-debug") setenv("HARROW_DEBUG", "1", 1);
-    // Encrypted channels (docs/PROTOCOL.md, "Frame protection"): every channel that carries frame
-    // tags.
-    if (arg == "--harrow-encrypt") setenv("HARROW_ENCRYPT", "1", 1);
-    // Links between hosts without TLS tagged but not encrypted (both ends must say so).
-    if (arg == "--harrow-insecure-links") setenv("HARROW_INSECURE_LINKS", "1", 1);
-    if (arg.startsWith("--harrow-max-message=")) {
-      setenv("HARROW_MAX_MESSAGE_BYTES", arg.slice(21).cStr(), 1);
-    }
-    // Metrics and the log format, for the whole tree too (children collect, the root serves).
-    if (arg.startsWith("--harrow-metrics=")) setenv("HARROW_METRICS", arg.slice(17).cStr(), 1);
-    if (arg.startsWith("--harrow-metrics-token-file=")) {
-      setenv("HARROW_METRICS_TOKEN_FILE", arg.slice(28).cStr(), 1);
-    }
-    if (arg.startsWith("--harrow-log-format=")) {
-      setenv("HARROW_LOG_FORMAT", arg.slice(20).cStr(), 1);
-    }
-    // Children on other hosts (<harrow/spawn/link.h>): the nodes by name, the link-fault bound.
-    if (arg.startsWith("--harrow-nodes=")) setenv("HARROW_NODES", arg.slice(15).cStr(), 1);
-    // ... or through ssh (<harrow/spawn/ssh.h>): hosts by name, and ssh's configuration file.
-    if (arg.startsWith("--harrow-hosts=")) setenv("HARROW_HOSTS", arg.slice(15).cStr(), 1);
-    if (arg.startsWith("--harrow-ssh-config=")) {
-      setenv("HARROW_SSH_CONFIG", arg.slice(20).cStr(), 1);
-    }
-    if (arg.startsWith("--harrow-link-timeout=")) {
-      setenv("HARROW_LINK_TIMEOUT_MS", arg.slice(22).cStr(), 1);
-    }
-    if (arg.startsWith("--harrow-tls-cert=")) setenv("HARROW_TLS_CERT", arg.slice(18).cStr(), 1);
-    if (arg.startsWith("--harrow-tls-key=")) setenv("HARROW_TLS_KEY", arg.slice(17).cStr(), 1);
-    if (arg.startsWith("--harrow-tls-ca=")) setenv("HARROW_TLS_CA", arg.slice(16).cStr(), 1);
-    // Event loops that poll before they sleep (<harrow/actor/busy_poll.h>), tree-wide.
-    if (arg.startsWith("--harrow-busy-poll=")) {
-      setenv("HARROW_BUSY_POLL_US", arg.slice(19).cStr(), 1);
-    }
+  // The --harrow-* flags go through the environment (<harrow/flags.h>), so that every child
+  // inherits them; children get the tree's secret from their spawn spec, never from there.
+  RootFlags flags = applyFlags(argc, argv);
+  if (flags.help) {
+    fputs(settingsHelp().cStr(), stdout);
+    return 0;
   }
-  KJ_IF_MAYBE(e, kj::runCatchingExceptions([]() { logFormatFromEnvironment(); })) {
-    fprintf(stderr, "harrow: --harrow-log-format / HARROW_LOG_FORMAT: %s\n",
-            e->getDescription().cStr());
-    return 1;
-  }
-  KJ_IF_MAYBE(e, kj::runCatchingExceptions([]() { defaultMaxMessageBytes(); })) {
-    fprintf(stderr, "harrow: --harrow-max-message / HARROW_MAX_MESSAGE_BYTES: %s\n",
-            e->getDescription().cStr());
-    return 1;
-  }
-  kj::Duration busyPoll = 0 * kj::NANOSECONDS;
-  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { busyPoll = busyPollFromEnvironment(); })) {
-    fprintf(stderr, "harrow: %s\n", e->getDescription().cStr());
-    return 1;
-  }
+  if (!settingsAreValid()) return 1;
   setLogLevelFromEnvironment();
 
   // The zygote for forkserver spawns (runtime/forkserver.h): forked now, before the event loop,
   // any thread or the log callback exist, with the --harrow-* settings above already in the
   // environment (forked children see the environment as it is now). Stopped and reaped on the
   // way out, after the actor tree is gone.
-  KJ_IF_MAYBE(e, kj::runCatchingExceptions([]() { processSpawnBackend(); })) {
-    fprintf(stderr, "harrow: %s\n", e->getDescription().cStr());
-    return 1;
-  }
   if (wantsForkServer(/*isRoot=*/true)) startForkServer(implementations);
   KJ_DEFER(stopForkServer());
 
-  // The root's name: --harrow-name=NAME, else the program's file name.
-  const char* slash = strrchr(argv[0], '/');
-  kj::StringPtr program = slash != nullptr ? slash + 1 : argv[0];
-  for (int i = 1; i < argc; ++i) {
-    kj::StringPtr arg = argv[i];
-    if (arg.startsWith("--harrow-name=") && arg.size() > 14) program = arg.slice(14);
-  }
-  ActorLog log(program);
-
-  auto io = kj::setupAsyncIo();
-  Actor root(io, ActorIdentity::random(program), implementations);
-  CurrentActorScope current(root);
-  // The tree's secret from the cookie file; its channel server and the registry (hosted here, or
-  // joined): set up as root.serve() starts.
-  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
-                   root.setTreeSecret(readCookie(cookiePathFromEnvironment()));
-                   setDiscovery(root, DiscoveryOptions::forRoot(program));
-                   if (debugModeFromEnvironment()) hostDebugger(root);
-                   KJ_IF_MAYBE(address, metricsAddressFromEnvironment()) {
-                     root.attach(kj::heap<MetricsEndpoint>(root, *address,
-                                                           metricsTokenFromEnvironment()));
-                   }
-                 })) {
-    fprintf(stderr, "harrow: %s\n", e->getDescription().cStr());
-    return 1;
-  }
-
-  int interruptedBy = 0;
-  auto onSignal = [&](int signal) {
-    return io.unixEventPort.onSignal(signal).then([&, signal](siginfo_t) {
-      if (interruptedBy != 0) _exit(128 + signal);  // a second signal: leave now; children
-                                                   // follow through PR_SET_PDEATHSIG
-      interruptedBy = signal;
-      fprintf(stderr, "harrow: %s: cancelling the actor tree\n", strsignal(signal));
-      root.cancel();
-    });
-  };
-  auto interrupts = onSignal(SIGINT).exclusiveJoin(onSignal(SIGTERM)).eagerlyEvaluate(nullptr);
-
-  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
-                   waitPolling(kj::Promise<void>(root.serve([&]() { return body(root); })), io,
-                               busyPoll);
-                 })) {
-    fprintf(stderr, "harrow: %s\n", e->getDescription().cStr());
-    return interruptedBy != 0 ? 128 + interruptedBy : 1;
-  }
-  return interruptedBy != 0 ? 128 + interruptedBy : 0;
+  return runRoot(rootName(argv[0], flags), implementations, kj::mv(body));
 }
 
 }  // namespace harrow

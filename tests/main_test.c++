@@ -1,4 +1,5 @@
-// harrow::main as a program's root: one root per process, whichever thread asks.
+// harrow::main as a program's root: one root per process, whichever thread asks; its flags, read
+// through <harrow/flags.h>'s table.
 
 #include <harrow/harrow.h>
 
@@ -35,6 +36,52 @@ TEST(MainTest, ASecondRootOnAnotherThreadIsRefusedAndTheFirstCarriesOn) {
   EXPECT_TRUE(firstRan);
   // Once the first root is done, a new one may run.
   EXPECT_EQ(runMain([](Actor&) -> Co<void> { co_return; }), 0);
+}
+
+TEST(MainTest, HarrowHelpPrintsEverySettingAndRunsNothing) {
+  static Implementations impls;
+  const char* argv[] = {"main_test", "--harrow-help", nullptr};
+  bool ran = false;
+  testing::internal::CaptureStdout();
+  int status = harrow::main(2, const_cast<char**>(argv), impls, [&](Actor&) -> Co<void> {
+    ran = true;
+    co_return;
+  });
+  std::string help = testing::internal::GetCapturedStdout();
+  EXPECT_EQ(status, 0);
+  EXPECT_FALSE(ran);
+  for (const Setting& setting : settings()) {
+    if (setting.parse == Parse::CHILD_MODE) {  // not for users
+      EXPECT_EQ(help.find(setting.flag.cStr()), std::string::npos) << setting.flag.cStr();
+      continue;
+    }
+    EXPECT_NE(help.find(setting.help.cStr()), std::string::npos) << help;
+    EXPECT_NE(help.find(setting.variable.cStr()), std::string::npos) << setting.variable.cStr();
+    if (setting.flag.size() > 0) {
+      EXPECT_NE(help.find(kj::str("  ", setting.flag).cStr()), std::string::npos)
+          << setting.flag.cStr();
+    }
+  }
+}
+
+TEST(MainTest, AFlagBecomesItsVariableAndTheLastOneGivenWins) {
+  for (const char* variable : {"HARROW_LOG", "HARROW_ENCRYPT", "HARROW_LOG_FORMAT"}) {
+    unsetenv(variable);
+  }
+  const char* argv[] = {"program",          "--harrow-log=debug",  "--harrow-log=info",
+                        "--harrow-encrypt", "--harrow-log-format", "--harrow-name=root",
+                        "--harrow-name=",   "--own-flag=x",        nullptr};
+  RootFlags flags = applyFlags(8, const_cast<char**>(argv));
+  EXPECT_STREQ(getenv("HARROW_LOG"), "info");
+  EXPECT_STREQ(getenv("HARROW_ENCRYPT"), "1");
+  EXPECT_EQ(getenv("HARROW_LOG_FORMAT"), nullptr);  // a value flag without its value: not harrow's
+  KJ_IF_MAYBE (name, flags.name) {
+    EXPECT_STREQ(name->cStr(), "root");  // an empty name leaves the last one given
+  } else {
+    ADD_FAILURE() << "no root name";
+  }
+  EXPECT_FALSE(flags.help);
+  for (const char* variable : {"HARROW_LOG", "HARROW_ENCRYPT"}) unsetenv(variable);
 }
 
 }  // namespace
