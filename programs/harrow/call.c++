@@ -43,19 +43,15 @@ void decode(const capnp::JsonCodec& codec, capnp::StructSchema type, OutgoingMes
   auto value = parsed.initRoot<capnp::JsonValue>();
   auto problem = kj::runCatchingExceptions([&]() {
     codec.decodeRaw(json, value);
-    KJ_IF_MAYBE(mismatch, jsonMismatch(value.asReader(), type)) {
+    KJ_IF_MAYBE (mismatch, jsonMismatch(value.asReader(), type)) {
       kj::throwFatalException(KJ_EXCEPTION(FAILED, kj::mv(*mismatch)));
     }
     codec.decode(value.asReader(), builder);
   });
-  KJ_IF_MAYBE(e, problem) {
-    fail(EXIT_USAGE, kj::str(what, " (", json, ") is not a ", typeName(type), " in JSON: ",
-                             e->getDescription()));
+  KJ_IF_MAYBE (e, problem) {
+    fail(EXIT_USAGE, kj::str(what, " (", json, ") is not a ", typeName(type),
+                             " in JSON: ", e->getDescription()));
   }
-}
-
-capnp::StructSchema typeOf(capnp::SchemaLoader& loader, uint64_t id) {
-  return loader.get(id).asStruct();
 }
 
 // Standard input, line by line, on the event loop. A thread copies it into a pipe (blocking
@@ -92,7 +88,7 @@ public:
   // The next line (without its newline), or nullptr at the end of input.
   Co<kj::Maybe<kj::String>> next() {
     for (;;) {
-      KJ_IF_MAYBE(newline, pending.findFirst('\n')) {
+      KJ_IF_MAYBE (newline, pending.findFirst('\n')) {
         auto line = kj::heapString(pending.begin(), *newline);
         pending = kj::heapString(pending.slice(*newline + 1));
         co_return kj::mv(line);
@@ -112,131 +108,177 @@ private:
   kj::String pending = kj::str();
 };
 
+// "Counter.add": the interface's name and the method's. Anything else is a usage error.
+struct Target {
+  kj::StringPtr text;
+  kj::String interface;
+  kj::StringPtr method;
+};
+
+Target parseTarget(kj::StringPtr text) {
+  KJ_IF_MAYBE (dot, text.findLast('.')) {
+    return {text, kj::heapString(text.begin(), *dot), text.slice(*dot + 1)};
+  }
+  fail(EXIT_USAGE, kj::str("'", text, "' is not Interface.method (e.g. Counter.add)"));
+}
+
+// "Counter.add, Counter.get": every method the actor serves, for a target it does not.
+kj::String servedMethods(Introspect::SchemaResults::Reader schema) {
+  kj::Vector<kj::String> served;
+  for (auto interface : schema.getInterfaces()) {
+    for (auto method : interface.getMethods()) {
+      served.add(kj::str(interface.getName(), ".", method.getName()));
+    }
+  }
+  return served.empty() ? kj::str("nothing callable") : kj::strArray(served, ", ");
+}
+
+struct FoundMethod {
+  uint64_t interfaceId;
+  Introspect::Method::Reader method;
+};
+
+// The method `target` names in the schema the actor sent (the last interface of that name).
+// Not served, or served without type information: EXIT_NOT_FOUND.
+FoundMethod findMethod(Introspect::SchemaResults::Reader schema, const Target& target,
+                       kj::StringPtr actorName) {
+  kj::Maybe<Introspect::Interface::Reader> interface;
+  for (auto candidate : schema.getInterfaces()) {
+    if (candidate.getName() == target.interface) interface = candidate;
+  }
+  kj::Maybe<Introspect::Method::Reader> method;
+  KJ_IF_MAYBE (i, interface) {
+    for (auto candidate : i->getMethods()) {
+      if (candidate.getName() == target.method) method = candidate;
+    }
+  }
+  KJ_IF_MAYBE (m, method) {
+    if (m->getParamsType() == 0) {
+      fail(EXIT_NOT_FOUND, kj::str(target.text, " of actor '", actorName,
+                                   "' comes without type information (a hand-written server): "
+                                   "it cannot be called from the shell"));
+    }
+    return {KJ_ASSERT_NONNULL(interface).getId(), *m};
+  }
+  fail(EXIT_NOT_FOUND, kj::str("actor '", actorName, "' serves no ", target.text,
+                               "; it serves: ", servedMethods(schema)));
+}
+
+// One call of a found method, as the steps below share it: the channel, the method's types
+// (from the schema nodes the actor sent) and the JSON codec.
+struct Invocation {
+  Invocation(Session& session, Peer& peer, Introspect::Method::Reader method)
+      : session(session), peer(peer), method(method) {}
+
+  Session& session;
+  Peer& peer;
+  Introspect::Method::Reader method;
+  capnp::SchemaLoader loader;
+  capnp::JsonCodec codec;
+
+  capnp::StructSchema type(uint64_t id) { return loader.get(id).asStruct(); }
+};
+
+// A call: its result, one line of JSON.
+Co<void> callOnce(Invocation& call, kj::Own<OutgoingMessage> start) {
+  auto result = co_await call.peer.call(kj::mv(start));
+  printLine(encode(call.codec, call.type(call.method.getResultsType()), *result));
+}
+
+// A stream: a line of JSON per item, until the callee ends it.
+Co<void> printStream(Invocation& call, kj::Own<OutgoingMessage> start) {
+  auto itemType = call.type(call.method.getItemType());
+  auto task = co_await call.peer.open(kj::mv(start), MethodKind::STREAM);
+  for (;;) {
+    auto item = co_await task->receive();
+    KJ_IF_MAYBE (i, item) {
+      printLine(encode(call.codec, itemType, **i));
+    } else {
+      break;
+    }
+  }
+  co_await task->result();
+}
+
+// A context's caller side: each non-empty line of standard input is an item sent (if the method
+// takes any), then the caller stops.
+Co<void> sendInputLines(Invocation& call, OutgoingTask& task) {
+  if (call.method.getCallerSendsType() != 0) {
+    auto itemType = call.type(call.method.getCallerSendsType());
+    StdinLines lines(call.session.self().io());
+    for (;;) {
+      auto line = co_await lines.next();
+      KJ_IF_MAYBE (l, line) {
+        if (l->size() == 0) continue;
+        auto item = task.newItem();
+        decode(call.codec, itemType, *item, *l, "a line of standard input");
+        co_await task.send(kj::mv(item));
+      } else {
+        break;
+      }
+    }
+  }
+  co_await task.stop();
+}
+
+// A context's callee side: {"item": ...} per item it sends.
+Co<void> printItems(Invocation& call, OutgoingTask& task) {
+  auto itemType = call.type(call.method.getCalleeSendsType());
+  for (;;) {
+    auto item = co_await task.receive();
+    KJ_IF_MAYBE (i, item) {
+      printLine(kj::str("{\"item\": ", encode(call.codec, itemType, **i), "}"));
+    } else {
+      break;
+    }
+  }
+}
+
+// A context: {"started": ...}, then standard input up and items down at once, then
+// {"result": ...} if there is one.
+Co<void> runContext(Invocation& call, kj::Own<OutgoingMessage> start) {
+  auto task = co_await call.peer.open(kj::mv(start), MethodKind::CONTEXT);
+  auto started = co_await task->started();
+  printLine(kj::str("{\"started\": ",
+                    encode(call.codec, call.type(call.method.getStartedType()), *started), "}"));
+  co_await openNursery([&](TaskNursery& both) -> Co<void> {
+    both.startSoon([&]() { return sendInputLines(call, *task); });
+    if (call.method.getCalleeSendsType() != 0) {
+      both.startSoon([&]() { return printItems(call, *task); });
+    }
+    co_return;
+  });
+  auto result = co_await task->result();
+  KJ_IF_MAYBE (r, result) {
+    printLine(kj::str(
+        "{\"result\": ", encode(call.codec, call.type(call.method.getResultsType()), **r), "}"));
+  }
+}
+
 }  // namespace
 
 Co<int> call(Session& session) {
   auto& args = session.opts().args;
-  kj::StringPtr target = args[1];
+  Target target = parseTarget(args[1]);
   kj::StringPtr paramsJson = args.size() > 2 ? args[2].asPtr() : "{}"_kj;
-  size_t dot = 0;
-  KJ_IF_MAYBE(at, target.findLast('.')) {
-    dot = *at;
-  } else {
-    fail(EXIT_USAGE, kj::str("'", target, "' is not Interface.method (e.g. Counter.add)"));
-  }
-  auto interfaceName = kj::heapString(target.begin(), dot);
-  kj::StringPtr methodName = target.slice(dot + 1);
 
   auto entry = co_await session.resolveOne(args[0]);
   Peer* peer = co_await session.connect(entry);
   IntrospectActor::Portal introspection(*peer);
   auto schema = co_await session.bounded<Received<Introspect::SchemaResults>>(
       kj::str("actor '", entry.name, "'"), [&]() { return introspection.schema(); });
+  FoundMethod found = findMethod(*schema, target, entry.name);
 
-  capnp::SchemaLoader loader;
-  for (auto node : schema->getNodes()) loader.load(node);
+  Invocation invocation(session, *peer, found.method);
+  for (auto node : schema->getNodes()) invocation.loader.load(node);
+  auto start = peer->newStart(found.interfaceId, found.method.getId());
+  decode(invocation.codec, invocation.type(found.method.getParamsType()), *start, paramsJson,
+         "the params");
 
-  kj::Maybe<Introspect::Interface::Reader> foundInterface;
-  kj::Vector<kj::String> served;
-  for (auto interface : schema->getInterfaces()) {
-    if (interface.getName() == interfaceName) foundInterface = interface;
-    for (auto method : interface.getMethods()) {
-      served.add(kj::str(interface.getName(), ".", method.getName()));
-    }
-  }
-  kj::Maybe<Introspect::Method::Reader> foundMethod;
-  uint64_t interfaceId = 0;
-  KJ_IF_MAYBE(interface, foundInterface) {
-    interfaceId = interface->getId();
-    for (auto method : interface->getMethods()) {
-      if (method.getName() == methodName) foundMethod = method;
-    }
-  }
-  Introspect::Method::Reader method;
-  KJ_IF_MAYBE(m, foundMethod) {
-    method = *m;
-  } else {
-    fail(EXIT_NOT_FOUND, kj::str("actor '", entry.name, "' serves no ", target, "; it serves: ",
-                                 served.empty() ? kj::str("nothing callable")
-                                                : kj::strArray(served, ", ")));
-  }
-  if (method.getParamsType() == 0) {
-    fail(EXIT_NOT_FOUND, kj::str(target, " of actor '", entry.name, "' comes without type "
-                                 "information (a hand-written server): it cannot be called "
-                                 "from the shell"));
-  }
-
-  capnp::JsonCodec codec;
-  auto paramsType = typeOf(loader, method.getParamsType());
-  auto resultsType = typeOf(loader, method.getResultsType());
-  auto start = peer->newStart(interfaceId, method.getId());
-  decode(codec, paramsType, *start, paramsJson, "the params");
-
-  switch (method.getKind()) {
-    case Introspect::Kind::CALL: {
-      auto result = co_await peer->call(kj::mv(start));
-      printLine(encode(codec, resultsType, *result));
-      break;
-    }
-    case Introspect::Kind::STREAM: {
-      auto itemType = typeOf(loader, method.getItemType());
-      auto task = co_await peer->open(kj::mv(start), MethodKind::STREAM);
-      for (;;) {
-        auto item = co_await task->receive();
-        KJ_IF_MAYBE(i, item) {
-          printLine(encode(codec, itemType, **i));
-        } else {
-          break;
-        }
-      }
-      co_await task->result();
-      break;
-    }
-    case Introspect::Kind::CONTEXT: {
-      auto task = co_await peer->open(kj::mv(start), MethodKind::CONTEXT);
-      auto started = co_await task->started();
-      printLine(kj::str("{\"started\": ",
-                        encode(codec, typeOf(loader, method.getStartedType()), *started), "}"));
-      co_await openNursery([&](TaskNursery& both) -> Co<void> {
-        both.startSoon([&]() -> Co<void> {
-          if (method.getCallerSendsType() != 0) {
-            auto itemType = typeOf(loader, method.getCallerSendsType());
-            StdinLines lines(session.self().io());
-            for (;;) {
-              auto line = co_await lines.next();
-              KJ_IF_MAYBE(l, line) {
-                if (l->size() == 0) continue;
-                auto item = task->newItem();
-                decode(codec, itemType, *item, *l, "a line of standard input");
-                co_await task->send(kj::mv(item));
-              } else {
-                break;
-              }
-            }
-          }
-          co_await task->stop();
-        });
-        if (method.getCalleeSendsType() != 0) {
-          both.startSoon([&]() -> Co<void> {
-            auto itemType = typeOf(loader, method.getCalleeSendsType());
-            for (;;) {
-              auto item = co_await task->receive();
-              KJ_IF_MAYBE(i, item) {
-                printLine(kj::str("{\"item\": ", encode(codec, itemType, **i), "}"));
-              } else {
-                break;
-              }
-            }
-          });
-        }
-        co_return;
-      });
-      auto result = co_await task->result();
-      KJ_IF_MAYBE(r, result) {
-        printLine(kj::str("{\"result\": ", encode(codec, resultsType, **r), "}"));
-      }
-      break;
-    }
+  switch (found.method.getKind()) {
+    case Introspect::Kind::CALL: co_await callOnce(invocation, kj::mv(start)); break;
+    case Introspect::Kind::STREAM: co_await printStream(invocation, kj::mv(start)); break;
+    case Introspect::Kind::CONTEXT: co_await runContext(invocation, kj::mv(start)); break;
   }
   co_return EXIT_OK;
 }

@@ -28,12 +28,12 @@ struct Row {
 };
 
 Co<void> ask(Session& session, Row& row) {
-  KJ_IF_MAYBE(e, co_await errorOf([&]() -> Co<void> {
-    Peer* peer = co_await session.connect(row.entry);
-    IntrospectActor::Portal portal(*peer);
-    row.info = co_await session.bounded<Received<introspect::Introspect::InfoResults>>(
-        kj::str("actor '", row.entry.name, "'"), [&]() { return portal.info(); });
-  })) {
+  KJ_IF_MAYBE (e, co_await errorOf([&]() -> Co<void> {
+                 Peer* peer = co_await session.connect(row.entry);
+                 IntrospectActor::Portal portal(*peer);
+                 row.info = co_await session.bounded<Received<introspect::Introspect::InfoResults>>(
+                     kj::str("actor '", row.entry.name, "'"), [&]() { return portal.info(); });
+               })) {
     row.error = kj::str(messageOf(*e));
   }
 }
@@ -54,11 +54,8 @@ void order(Row& row, uint32_t depth, kj::Vector<Row*>& out) {
   for (Row* child : row.children) order(*child, depth + 1, out);
 }
 
-}  // namespace
-
-Co<int> ps(Session& session) {
-  auto started = kj::systemPreciseMonotonicClock().now();
-  auto entries = co_await session.entries();
+// A row per registry entry, in the registry's order.
+kj::Array<Row> rowsOf(kj::Array<RegisteredActor> entries) {
   auto rows = kj::heapArrayBuilder<Row>(entries.size());
   for (auto& entry : entries) {
     Row row;
@@ -66,26 +63,30 @@ Co<int> ps(Session& session) {
     row.entry = kj::mv(entry);
     rows.add(kj::mv(row));
   }
-  auto all = rows.finish();
+  return rows.finish();
+}
 
-  // Every actor at once: one connect, handshake and call each, all on this event loop.
+// Every actor at once: one connect, handshake and call each, all on this event loop.
+Co<void> askAll(Session& session, kj::ArrayPtr<Row> rows) {
   co_await openNursery([&](TaskNursery& asks) -> Co<void> {
-    for (auto& row : all) asks.startSoon([&session, &row]() { return ask(session, row); });
+    for (auto& row : rows) asks.startSoon([&session, &row]() { return ask(session, row); });
     co_return;
   });
-  auto elapsed = kj::systemPreciseMonotonicClock().now() - started;
+}
 
-  // The tree: children under their parent, siblings in pid order (see order()).
+// The tree: children under their parent (by the parent uuid each reported), siblings in pid
+// order (see order()); an actor whose parent is not listed, or that did not answer, is a root.
+kj::Vector<Row*> asTree(kj::ArrayPtr<Row> rows) {
   kj::HashMap<kj::StringPtr, Row*> byUuid;
-  for (auto& row : all) byUuid.upsert(row.uuid, &row, [](Row*&, Row*&&) {});
+  for (auto& row : rows) byUuid.upsert(row.uuid, &row, [](Row*&, Row*&&) {});
   kj::Vector<Row*> roots;
-  for (auto& row : all) {
-    KJ_IF_MAYBE(info, row.info) {
+  for (auto& row : rows) {
+    KJ_IF_MAYBE (info, row.info) {
       row.parentUuid = hex((*info)->getInfo().getParentUuid());
     }
     Row* parent = nullptr;
     if (row.parentUuid.size() > 0) {
-      KJ_IF_MAYBE(p, byUuid.find(row.parentUuid)) parent = *p;
+      KJ_IF_MAYBE (p, byUuid.find(row.parentUuid)) parent = *p;
     }
     if (parent != nullptr && parent != &row) {
       parent->children.add(&row);
@@ -95,40 +96,61 @@ Co<int> ps(Session& session) {
   }
   kj::Vector<Row*> ordered;
   for (Row* root : roots) order(*root, 0, ordered);
+  return ordered;
+}
 
-  if (session.opts().json) {
-    kj::Vector<kj::String> items;
-    for (Row* row : ordered) {
-      kj::Vector<kj::String> addresses;
-      for (auto& a : row->entry.addresses) addresses.add(jsonString(a));
-      kj::String fields;
-      KJ_IF_MAYBE(received, row->info) {
-        auto info = (*received)->getInfo();
-        fields = kj::str(
-            ", \"parentName\": ", jsonString(info.getParentName()),
-            ", \"uptimeSeconds\": ", seconds(info.getUptimeNanos()),
-            ", \"tasksInFlight\": ", info.getTasksInFlight(),
-            ", \"residentBytes\": ", info.getResidentBytes(),
-            ", \"channels\": ", info.getChannels(), ", \"host\": ", jsonString(info.getHost()),
-            ", \"error\": null");
-      } else {
-        fields = kj::str(", \"error\": ", jsonString(row->error));
-      }
-      items.add(kj::str(
-          "{\"name\": ", jsonString(row->entry.name), ", \"uuid\": \"", row->uuid,
-          "\", \"pid\": ", row->entry.pid, ", \"parent\": ",
-          row->parentUuid.size() > 0 ? jsonString(row->parentUuid) : kj::str("null"),
-          ", \"depth\": ", row->depth, ", \"addresses\": [", kj::strArray(addresses, ", "), "]",
-          fields, "}"));
-    }
-    printLine(kj::str("{\"actors\": [", kj::strArray(items, ",\n  "), "], \"elapsedMs\": ",
-                      elapsed / kj::MILLISECONDS, "}"));
-    co_return EXIT_OK;
+// One actor as a JSON object (--json): what it answered, or why it did not.
+kj::String jsonOf(const Row& row) {
+  kj::Vector<kj::String> addresses;
+  for (auto& a : row.entry.addresses) addresses.add(jsonString(a));
+  kj::String fields;
+  KJ_IF_MAYBE (received, row.info) {
+    auto info = (*received)->getInfo();
+    fields = kj::str(", \"parentName\": ", jsonString(info.getParentName()),
+                     ", \"uptimeSeconds\": ", seconds(info.getUptimeNanos()),
+                     ", \"tasksInFlight\": ", info.getTasksInFlight(),
+                     ", \"residentBytes\": ", info.getResidentBytes(),
+                     ", \"channels\": ", info.getChannels(),
+                     ", \"host\": ", jsonString(info.getHost()), ", \"error\": null");
+  } else {
+    fields = kj::str(", \"error\": ", jsonString(row.error));
   }
+  return kj::str("{\"name\": ", jsonString(row.entry.name), ", \"uuid\": \"", row.uuid,
+                 "\", \"pid\": ", row.entry.pid, ", \"parent\": ",
+                 row.parentUuid.size() > 0 ? jsonString(row.parentUuid) : kj::str("null"),
+                 ", \"depth\": ", row.depth, ", \"addresses\": [", kj::strArray(addresses, ", "),
+                 "]", fields, "}");
+}
 
-  // Human output: the name indented by depth, then aligned columns.
+void printJson(kj::ArrayPtr<Row* const> ordered, kj::Duration elapsed) {
+  kj::Vector<kj::String> items;
+  for (const Row* row : ordered) items.add(jsonOf(*row));
+  printLine(kj::str("{\"actors\": [", kj::strArray(items, ",\n  "),
+                    "], \"elapsedMs\": ", elapsed / kj::MILLISECONDS, "}"));
+}
+
+// The columns after the name: what the actor answered, or why it did not.
+kj::String columnsOf(const Row& row) {
+  char text[256];
+  KJ_IF_MAYBE (received, row.info) {
+    auto info = (*received)->getInfo();
+    kj::StringPtr address = row.entry.addresses.size() > 0 ? row.entry.addresses[0].asPtr() : "-";
+    snprintf(text, sizeof(text), "%-8.8s %-7u %8s %6u %8s  %-16s %s", row.uuid.cStr(),
+             row.entry.pid, humanDuration(info.getUptimeNanos()).cStr(), info.getTasksInFlight(),
+             humanBytes(info.getResidentBytes()).cStr(), info.getHost().cStr(), address.cStr());
+  } else {
+    snprintf(text, sizeof(text), "%-8.8s %-7u  (no answer: %s)", row.uuid.cStr(), row.entry.pid,
+             row.error.cStr());
+  }
+  return kj::str(text);
+}
+
+// Human output: the name indented by depth, then aligned columns.
+void printTable(kj::ArrayPtr<Row* const> ordered) {
   size_t nameWidth = 4;
-  for (Row* row : ordered) nameWidth = kj::max(nameWidth, row->depth * 2 + row->entry.name.size());
+  for (const Row* row : ordered) {
+    nameWidth = kj::max(nameWidth, row->depth * 2 + row->entry.name.size());
+  }
   auto line = [&](kj::StringPtr name, uint32_t depth, kj::StringPtr rest) {
     kj::String padded = kj::str(spaces(depth * 2), name);
     printLine(kj::str(padded, spaces(nameWidth - padded.size() + 2), rest));
@@ -137,22 +159,22 @@ Co<int> ps(Session& session) {
   snprintf(header, sizeof(header), "%-8s %-7s %8s %6s %8s  %-16s %s", "UUID", "PID", "UPTIME",
            "TASKS", "RSS", "HOST", "ADDRESS");
   line("NAME", 0, header);
-  for (Row* row : ordered) {
-    char text[256];
-    kj::StringPtr address = "-";
-    if (row->entry.addresses.size() > 0) address = row->entry.addresses[0];
-    KJ_IF_MAYBE(received, row->info) {
-      auto info = (*received)->getInfo();
-      snprintf(text, sizeof(text), "%-8.8s %-7u %8s %6u %8s  %-16s %s", row->uuid.cStr(),
-               row->entry.pid, humanDuration(info.getUptimeNanos()).cStr(),
-               info.getTasksInFlight(), humanBytes(info.getResidentBytes()).cStr(),
-               info.getHost().cStr(), address.cStr());
-      line(row->entry.name, row->depth, text);
-    } else {
-      snprintf(text, sizeof(text), "%-8.8s %-7u  (no answer: %s)", row->uuid.cStr(),
-               row->entry.pid, row->error.cStr());
-      line(row->entry.name, row->depth, text);
-    }
+  for (const Row* row : ordered) line(row->entry.name, row->depth, columnsOf(*row));
+}
+
+}  // namespace
+
+Co<int> ps(Session& session) {
+  auto started = kj::systemPreciseMonotonicClock().now();
+  auto rows = rowsOf(co_await session.entries());
+  co_await askAll(session, rows);
+  auto elapsed = kj::systemPreciseMonotonicClock().now() - started;
+
+  kj::Vector<Row*> ordered = asTree(rows);
+  if (session.opts().json) {
+    printJson(ordered, elapsed);
+  } else {
+    printTable(ordered);
   }
   co_return EXIT_OK;
 }
