@@ -7,6 +7,8 @@
 
 #include <kj/vector.h>
 
+#include <algorithm>
+
 #include <stdlib.h>
 
 namespace harrow {
@@ -128,6 +130,33 @@ kj::String codeCell(kj::StringPtr text) {
   return text.size() == 0 ? cell(text) : kj::str('`', text, '`');
 }
 
+// The value `arg` gives `setting`: "info" for --harrow-log=info, "" for a switch given alone;
+// nullptr if `arg` is not that flag written as the table says (a value flag without '=VALUE', a
+// switch with one, a flag harrow::main dispatches on before it parses: those are not it).
+kj::Maybe<kj::StringPtr> valueFor(const Setting& setting, kj::StringPtr arg) {
+  if (setting.flag.size() == 0 || !arg.startsWith(setting.flag)) return nullptr;
+  kj::StringPtr rest = arg.slice(setting.flag.size());
+  switch (setting.parse) {
+    case Parse::VALUE:
+    case Parse::ROOT_NAME:
+      if (rest.size() > 0 && rest[0] == '=') return rest.slice(1);
+      return nullptr;
+    case Parse::SWITCH:
+    case Parse::HELP:
+      if (rest.size() == 0) return rest;
+      return nullptr;
+    case Parse::CHILD_MODE:
+    case Parse::ENVIRONMENT_ONLY: return nullptr;
+  }
+  KJ_UNREACHABLE;
+}
+
+// A VALUE flag's variable becomes its value, a SWITCH's "1"; other flags set none.
+void setVariable(const Setting& setting, kj::StringPtr value) {
+  if (setting.parse == Parse::VALUE) setenv(setting.variable.cStr(), value.cStr(), 1);
+  if (setting.parse == Parse::SWITCH) setenv(setting.variable.cStr(), "1", 1);
+}
+
 }  // namespace
 
 kj::ArrayPtr<const Setting> settings() {
@@ -137,21 +166,26 @@ kj::ArrayPtr<const Setting> settings() {
 RootFlags applyFlags(int argc, char** argv) {
   RootFlags flags;
   for (int i = 1; i < argc; ++i) {
-    kj::StringPtr arg = argv[i];
     for (const Setting& setting : SETTINGS) {
-      if (setting.flag.size() == 0 || !arg.startsWith(setting.flag)) continue;
-      kj::StringPtr rest = arg.slice(setting.flag.size());
-      if (rest.size() == 0) {  // a switch
-        if (setting.parse == Parse::SWITCH) setenv(setting.variable.cStr(), "1", 1);
+      KJ_IF_MAYBE (value, valueFor(setting, argv[i])) {
+        if (setting.parse == Parse::ROOT_NAME && value->size() > 0) flags.name = *value;
         if (setting.parse == Parse::HELP) flags.help = true;
-      } else if (rest[0] == '=') {
-        kj::StringPtr value = rest.slice(1);
-        if (setting.parse == Parse::VALUE) setenv(setting.variable.cStr(), value.cStr(), 1);
-        if (setting.parse == Parse::ROOT_NAME && value.size() > 0) flags.name = value;
+        setVariable(setting, *value);
       }
     }
   }
   return flags;
+}
+
+bool applyFlag(kj::StringPtr arg, kj::ArrayPtr<const kj::StringPtr> accepted) {
+  for (const Setting& setting : SETTINGS) {
+    if (std::find(accepted.begin(), accepted.end(), setting.flag) == accepted.end()) continue;
+    KJ_IF_MAYBE (value, valueFor(setting, arg)) {
+      setVariable(setting, *value);
+      return true;
+    }
+  }
+  return false;
 }
 
 kj::String settingsHelp() {

@@ -55,6 +55,10 @@ struct RootFlags {
 // and returns the rest. Arguments that are not harrow's are left to the program.
 RootFlags applyFlags(int argc, char** argv);
 
+// For a program of its own beside harrow::main (harrow-node): if `arg` is one of the `accepted`
+// flags ({"--harrow-log"_kj, ...}) written as the table says, sets its variable and returns true.
+bool applyFlag(kj::StringPtr arg, kj::ArrayPtr<const kj::StringPtr> accepted);
+
 // What --harrow-help prints: every setting users may give, its variable, values and help line.
 kj::String settingsHelp();
 

@@ -84,5 +84,21 @@ TEST(MainTest, AFlagBecomesItsVariableAndTheLastOneGivenWins) {
   for (const char* variable : {"HARROW_LOG", "HARROW_ENCRYPT"}) unsetenv(variable);
 }
 
+TEST(MainTest, AProgramOfItsOwnTakesOnlyTheFlagsItAccepts) {
+  unsetenv("HARROW_LOG");
+  unsetenv("HARROW_INSECURE_LINKS");
+  const kj::StringPtr accepted[] = {"--harrow-log"_kj, "--harrow-insecure-links"_kj};
+  EXPECT_TRUE(applyFlag("--harrow-log=info", accepted));
+  EXPECT_TRUE(applyFlag("--harrow-insecure-links", accepted));
+  EXPECT_FALSE(applyFlag("--harrow-log-format=json", accepted));   // harrow's, not accepted
+  EXPECT_FALSE(applyFlag("--harrow-log", accepted));               // no value
+  EXPECT_FALSE(applyFlag("--harrow-insecure-links=1", accepted));  // a switch takes none
+  EXPECT_STREQ(getenv("HARROW_LOG"), "info");
+  EXPECT_STREQ(getenv("HARROW_INSECURE_LINKS"), "1");
+  EXPECT_EQ(getenv("HARROW_LOG_FORMAT"), nullptr);
+  unsetenv("HARROW_LOG");
+  unsetenv("HARROW_INSECURE_LINKS");
+}
+
 }  // namespace
 }  // namespace harrow

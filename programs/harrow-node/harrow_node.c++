@@ -16,6 +16,7 @@
 
 #include <harrow/actor/cookie.h>
 #include <harrow/co/version.h>
+#include <harrow/flags.h>
 #include <harrow/wire.capnp.h>
 
 #include <kj/debug.h>
@@ -23,6 +24,16 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+
+// The harrow flags it takes, parsed as harrow::main parses them (<harrow/flags.h>): the tree's
+// cookie and log level, and what the children it runs inherit: the nodes they may start their own
+// children on (<harrow/spawn/link.h>), TLS on links, and links without TLS tagged, not encrypted
+// (the parent must say so too: docs/PROTOCOL.md, "Frame protection").
+constexpr kj::StringPtr HARROW_FLAGS[] = {
+    "--harrow-cookie"_kj,         "--harrow-log"_kj,     "--harrow-nodes"_kj,
+    "--harrow-tls-cert"_kj,       "--harrow-tls-key"_kj, "--harrow-tls-ca"_kj,
+    "--harrow-insecure-links"_kj,
+};
 
 int main(int argc, char** argv) {
   kj::UnixEventPort::captureChildExit();
@@ -43,24 +54,7 @@ int main(int argc, char** argv) {
       options.allowAny = true;
     } else if (arg.startsWith("--name=")) {
       options.name = arg.slice(7);
-    } else if (arg.startsWith("--harrow-cookie=")) {
-      setenv("HARROW_COOKIE", arg.slice(16).cStr(), 1);
-    } else if (arg.startsWith("--harrow-nodes=")) {
-      // Nodes the children it runs may start their own children on (<harrow/spawn/link.h>).
-      setenv("HARROW_NODES", arg.slice(15).cStr(), 1);
-    } else if (arg.startsWith("--harrow-tls-cert=")) {
-      setenv("HARROW_TLS_CERT", arg.slice(18).cStr(), 1);
-    } else if (arg.startsWith("--harrow-tls-key=")) {
-      setenv("HARROW_TLS_KEY", arg.slice(17).cStr(), 1);
-    } else if (arg.startsWith("--harrow-tls-ca=")) {
-      setenv("HARROW_TLS_CA", arg.slice(16).cStr(), 1);
-    } else if (arg.startsWith("--harrow-log=")) {
-      setenv("HARROW_LOG", arg.slice(13).cStr(), 1);
-    } else if (arg == "--harrow-insecure-links") {
-      // Links without TLS tagged, not encrypted; the parent must say so too (docs/PROTOCOL.md,
-      // "Frame protection").
-      setenv("HARROW_INSECURE_LINKS", "1", 1);
-    } else {
+    } else if (!harrow::applyFlag(arg, HARROW_FLAGS)) {
       fprintf(stderr, "harrow-node: unknown argument '%s'\n", argv[i]);
       return 2;
     }
