@@ -31,12 +31,15 @@ namespace harrow {
 
 namespace {
 
-// What the peer's `error` during the handshake means here: its refusal of us.
-kj::Exception refusedBy(wire::Error::Reader error) {
+// What the peer's `error` during the handshake means here: its refusal of us. `overTls`: the
+// handshake is bound to TLS certificates (PeerOptions::transportBinding).
+kj::Exception refusedBy(wire::Error::Reader error, bool overTls) {
   if (error.getType() == errorTypeName(ErrorKind::AUTHENTICATION_FAILED)) {
     return authenticationFailed(kj::str(
         "actor ", ActorIdentity::fromWire(error.getOrigin()).toString(),
-        " refused this actor's proof of the tree secret (do both use the same cookie?)"));
+        " refused this actor's proof of the tree secret (do both use the same cookie?",
+        overTls ? " Does something between them terminate TLS with a certificate of its own?" : "",
+        ")"));
   }
   return toException(error);
 }
@@ -73,9 +76,10 @@ Co<void> refuse(Channel& channel, PeerHost& host, kj::Exception why) {
 }
 
 // Why `message`, received during the handshake where `expected` was due, is refused.
-kj::Exception unexpected(wire::Message::Reader message, wire::Message::Which expected) {
+kj::Exception unexpected(wire::Message::Reader message, wire::Message::Which expected,
+                         bool overTls) {
   // An error is never answered with an error: it is the peer's refusal of us.
-  if (message.isError()) return refusedBy(message.getError());
+  if (message.isError()) return refusedBy(message.getError(), overTls);
   if (expected == wire::Message::HELLO) {
     return protocolViolation(
         kj::str("the peer's first message is not hello but ", messageName(message)));
@@ -87,7 +91,8 @@ kj::Exception unexpected(wire::Message::Reader message, wire::Message::Which exp
 
 // The next handshake message, which must be `expected`; anything else (including EOF) throws.
 Co<kj::Own<capnp::MessageReader>> receiveHandshake(Channel& channel, PeerHost& host,
-                                                   wire::Message::Which expected) {
+                                                   wire::Message::Which expected,
+                                                   bool overTls = false) {
   auto received = co_await channel.receive();
   if (received == nullptr) {
     kj::throwFatalException(transportClosed("the peer closed the channel during the handshake"));
@@ -105,7 +110,7 @@ Co<kj::Own<capnp::MessageReader>> receiveHandshake(Channel& channel, PeerHost& h
   }
   auto message = reader->getRoot<wire::Message>();
   if (message.which() != expected || message.getCallId() != 0) {
-    auto why = unexpected(message, expected);
+    auto why = unexpected(message, expected, overTls);
     if (message.isError()) kj::throwFatalException(kj::mv(why));
     co_await refuse(channel, host, kj::mv(why));
   }
@@ -198,6 +203,9 @@ Co<Agreed> helloExchange(Channel& chan, PeerHost& host, bool initiator, PeerOpti
         "the peer asks for frame protection ", uint(protection), ", which this actor does not know")));
   }
   if (trust == PeerTrust::TREE_SECRET) {
+    auto binding = options.transportBinding;
+    KJ_REQUIRE(!options.linkOverTls || binding.size() > 0,
+               "a link over TLS binds its handshake to the certificates (linkBinding())");
     if (theirHello.getNonce().size() < HELLO_NONCE_SIZE) {
       co_await refuse(*channel, host, authenticationFailed("the peer's hello has no nonce"));
     }
@@ -207,19 +215,26 @@ Co<Agreed> helloExchange(Channel& chan, PeerHost& host, bool initiator, PeerOpti
     HandshakeRole peers = initiator ? HandshakeRole::ACCEPTOR : HandshakeRole::OPENER;
     auto sendProof = [&]() {
       capnp::MallocMessageBuilder builder(64);
-      auto mac = handshakeProof(host.treeSecret(), mine, opener, acceptor);
+      auto mac = handshakeProof(host.treeSecret(), mine, opener, acceptor, binding);
       builder.initRoot<wire::Message>().setAuthenticate(
           capnp::Data::Reader(mac.begin(), mac.size()));
       channel->send(builder);
     };
     // The opener proves itself first; the acceptor answers only a good proof.
     if (initiator) sendProof();
-    auto proof = co_await receiveHandshake(*channel, host, wire::Message::AUTHENTICATE);
+    auto proof =
+        co_await receiveHandshake(*channel, host, wire::Message::AUTHENTICATE, binding.size() > 0);
     if (!verifyHandshakeProof(host.treeSecret(), peers, opener, acceptor,
-                              proof->getRoot<wire::Message>().getAuthenticate())) {
-      co_await refuse(*channel, host, authenticationFailed(kj::str(
-          "actor ", ActorIdentity::fromWire(theirHello.getId()).toString(),
-          " does not know this tree's secret (a wrong cookie?)")));
+                              proof->getRoot<wire::Message>().getAuthenticate(), binding)) {
+      co_await refuse(
+          *channel, host,
+          authenticationFailed(
+              kj::str("actor ", ActorIdentity::fromWire(theirHello.getId()).toString(),
+                      binding.size() == 0
+                          ? " does not know this tree's secret (a wrong cookie?)"
+                          : " does not know this tree's secret, or saw other TLS certificates than "
+                            "this end "
+                            "did (a wrong cookie, or something between the two terminating TLS)")));
     }
     // The acceptor refuses before its proof; the opener once frames are protected, so that its
     // refusal reaches the acceptor as a frame it can read.
@@ -231,7 +246,7 @@ Co<Agreed> helloExchange(Channel& chan, PeerHost& host, bool initiator, PeerOpti
     }
     // Both proofs are through, and neither side has sent a frame since: every frame from here on
     // is tagged (docs/PROTOCOL.md, "Frame protection").
-    protectFrames(*channel, host.treeSecret(), initiator, opener, acceptor);
+    protectFrames(*channel, host.treeSecret(), initiator, opener, acceptor, binding);
     if (initiator) {
       KJ_IF_MAYBE (why, linkMismatch(options, theirHello)) {
         co_await refuse(*channel, host, kj::mv(*why));
@@ -259,10 +274,11 @@ Co<kj::Own<Peer>> exchangeHellos(kj::Own<Channel> channel, PeerHost& host, bool 
 }  // namespace
 
 void protectFrames(Channel& channel, const TreeSecret& secret, bool initiator,
-                   wire::Hello::Reader opener, wire::Hello::Reader acceptor) {
+                   wire::Hello::Reader opener, wire::Hello::Reader acceptor,
+                   kj::ArrayPtr<const kj::byte> binding) {
   auto protection = kj::max(opener.getFrameProtection(), acceptor.getFrameProtection());
   if (protection == wire::FrameProtection::NONE) return;
-  auto keys = frameKeys(secret, opener, acceptor);
+  auto keys = frameKeys(secret, opener, acceptor, binding);
   auto mode = protection == wire::FrameProtection::ENCRYPTED ? FrameSeal::ENCRYPT
                                                              : FrameSeal::AUTHENTICATE;
   kj::ArrayPtr<const kj::byte> toAcceptor = keys->openerToAcceptor;

@@ -94,6 +94,13 @@ struct PeerOptions {
   bool link = false;
   bool linkOverTls = false;
 
+  // What the transport binds this channel to, added to the handshake's transcript (the proofs and
+  // the frame keys: docs/PROTOCOL.md, "authenticate"). Over TLS (linkOverTls, required there):
+  // SHA-256 of the opener's certificate, then of the acceptor's, as this side saw them
+  // (linkBinding() in <harrow/spawn/link.h>), so that a relay which terminates TLS with a
+  // certificate of its own fails both proofs. Not owned: it must outlive the handshake.
+  kj::ArrayPtr<const kj::byte> transportBinding;
+
   // Over a Unix socket, frames (any message: stream items, params, results) of more than this
   // many bytes go through a ring of shared memory instead of the socket, if both sides' hellos
   // say so (docs/PROTOCOL.md, "Large frames through shared memory"). 0: never. Below it the socket
@@ -367,9 +374,10 @@ Co<ActorIdentity> authenticateChannel(Channel& channel, PeerHost& host, bool ini
 // or encryption, with keys from the secret and both hellos), as the handshake does once both proofs
 // are through; nothing if both said none. For programs that speak the handshake by hand (tests,
 // fuzzers): the opener calls it after it has read the acceptor's proof, the acceptor after it
-// has sent its own.
+// has sent its own. `binding`: PeerOptions::transportBinding.
 void protectFrames(Channel& channel, const TreeSecret& secret, bool initiator,
-                   wire::Hello::Reader opener, wire::Hello::Reader acceptor);
+                   wire::Hello::Reader opener, wire::Hello::Reader acceptor,
+                   kj::ArrayPtr<const kj::byte> binding = nullptr);
 
 // A failed proof of the tree secret: "harrow.AuthenticationFailed: ...".
 kj::Exception authenticationFailed(kj::StringPtr what);

@@ -78,18 +78,23 @@ Co<void> Node::serveLink(kj::Own<kj::AsyncIoStream> stream) {
   co_await failAfter(io.provider->getTimer(), options.handshakeTimeout, [&]() -> Co<void> {
     ChannelOptions channelOptions;
     channelOptions.eventPort = io.unixEventPort;
+    kj::Array<kj::byte> binding;
     KJ_IF_MAYBE(t, tls) {
       // A client without a certificate the tree's CA signed is refused here.
-      link = kj::heap<Channel>(tlsStream(co_await (*t)->context().wrapServer(kj::mv(stream))),
-                               channelOptions);
+      // Named first: GCC 12 destroys a braced temporary in a co_await expression twice.
+      kj::AuthenticatedStream plain{kj::mv(stream), kj::UnknownPeerIdentity::newInstance()};
+      auto secured = co_await (*t)->context().wrapServer(kj::mv(plain));
+      binding = (*t)->binding(*secured.peerIdentity, /*opener=*/false);
+      link = kj::heap<Channel>(tlsStream(kj::mv(secured.stream)), channelOptions);
     } else {
       link = kj::heap<Channel>(kj::mv(stream), channelOptions);
     }
     // Encrypted unless over TLS or both ends run with --harrow-insecure-links (docs/PROTOCOL.md,
-    // "Frame protection").
+    // "Frame protection"); over TLS bound to both certificates.
     PeerOptions linkOptions;
     linkOptions.link = true;
     linkOptions.linkOverTls = tls != nullptr;
+    linkOptions.transportBinding = binding;
     parent =
         (co_await authenticateChannel(*link, *this, /*initiator=*/false, linkOptions)).toString();
     auto received = co_await link->receive();

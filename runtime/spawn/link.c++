@@ -6,6 +6,10 @@
 #include <capnp/any.h>
 #include <kj/debug.h>
 
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <sodium.h>
+
 #include <fstream>
 #include <sstream>
 
@@ -79,14 +83,62 @@ kj::TlsContext::Options tlsOptions(kj::ArrayPtr<const kj::TlsCertificate> truste
   return options;
 }
 
+// SHA-256 of `certificate`'s DER encoding (an X509*).
+void fingerprintOf(X509* certificate, kj::byte* fingerprint) {
+  unsigned char* der = nullptr;
+  int length = i2d_X509(certificate, &der);
+  KJ_REQUIRE(length > 0, "a TLS certificate that cannot be DER-encoded");
+  KJ_DEFER(OPENSSL_free(der));
+  KJ_ASSERT(sodium_init() >= 0, "libsodium failed to initialise");
+  crypto_hash_sha256(fingerprint, der, length);
+}
+
+// The first certificate of a PEM file's text (this end's own, ahead of its chain).
+void pemFingerprint(kj::StringPtr pem, kj::StringPtr path, kj::byte* fingerprint) {
+  BIO* bio = BIO_new_mem_buf(pem.begin(), pem.size());
+  KJ_ASSERT(bio != nullptr);
+  KJ_DEFER(BIO_free(bio));
+  X509* certificate = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+  KJ_REQUIRE(certificate != nullptr, "no PEM certificate in the TLS certificate file", path);
+  KJ_DEFER(X509_free(certificate));
+  fingerprintOf(certificate, fingerprint);
+}
+
+// kj::TlsPeerIdentity holds the peer's certificate (an X509*) in a private member and, in KJ 0.9,
+// offers only its common name and a hostname check: nothing a transcript can bind to (no
+// fingerprint, no DER, no TLS exporter). An explicit instantiation may name a private member
+// ([temp.spec.general]: access is not checked there), so this reads that one pointer without
+// changing KJ; should KJ rename or retype it, this stops compiling instead of misreading.
+template <void* kj::TlsPeerIdentity::*member>
+struct PeerCertificateOf {
+  friend X509* peerCertificate(kj::TlsPeerIdentity& identity) {
+    return static_cast<X509*>(identity.*member);
+  }
+};
+template struct PeerCertificateOf<&kj::TlsPeerIdentity::cert>;
+X509* peerCertificate(kj::TlsPeerIdentity& identity);
+
 }  // namespace
 
 LinkTls::LinkTls(const LinkTlsFiles& files, kj::Maybe<kj::Timer&> timer)
     : key(readTextFile(files.key, "key")),
       certificate(readTextFile(files.certificate, "certificate")),
-      ca(readTextFile(files.ca, "CA")),
-      keypair{key, certificate},
-      tls(kj::heap<kj::TlsContext>(tlsOptions(kj::arrayPtr(&ca, 1), keypair, timer))) {}
+      ca(readTextFile(files.ca, "CA")), keypair{key, certificate},
+      tls(kj::heap<kj::TlsContext>(tlsOptions(kj::arrayPtr(&ca, 1), keypair, timer))) {
+  pemFingerprint(readTextFile(files.certificate, "certificate"), files.certificate, fingerprint);
+}
+
+kj::Array<kj::byte> LinkTls::binding(kj::PeerIdentity& peer, bool opener) const {
+  auto* identity = dynamic_cast<kj::TlsPeerIdentity*>(&peer);
+  KJ_REQUIRE(identity != nullptr && identity->hasCertificate(),
+             "a link over TLS whose peer presented no certificate");
+  auto result = kj::heapArray<kj::byte>(2 * FINGERPRINT_BYTES);
+  kj::byte* own = result.begin() + (opener ? 0 : FINGERPRINT_BYTES);
+  kj::byte* theirs = result.begin() + (opener ? FINGERPRINT_BYTES : 0);
+  memcpy(own, fingerprint, FINGERPRINT_BYTES);
+  fingerprintOf(peerCertificate(*identity), theirs);
+  return result;
+}
 
 namespace {
 
@@ -330,8 +382,14 @@ kj::String tlsNameOf(kj::StringPtr node) {
   return kj::mv(address.host);
 }
 
+// A link's channel, and over TLS what its handshake is bound to (LinkTls::binding()).
+struct LinkChannel {
+  kj::Own<Channel> channel;
+  kj::Array<kj::byte> binding;
+};
+
 // A TCP connection to a node, through TLS when the tree has certificates.
-Co<kj::Own<Channel>> connectLink(Actor& actor, kj::StringPtr node, kj::StringPtr address) {
+Co<LinkChannel> connectLink(Actor& actor, kj::StringPtr node, kj::StringPtr address) {
   KJ_IF_MAYBE(files, LinkTlsFiles::fromEnvironment()) {
     auto tls = kj::heap<LinkTls>(*files);
     auto& network = actor.io().provider->getNetwork();
@@ -349,10 +407,20 @@ Co<kj::Own<Channel>> connectLink(Actor& actor, kj::StringPtr node, kj::StringPtr
       int one = 1;
       setsockopt(*fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
-    auto secured = co_await tls->context().wrapClient(kj::mv(stream), tlsNameOf(node));
-    co_return kj::heap<Channel>(tlsStream(secured.attach(kj::mv(tls))), actor.channelOptions());
+    // Named first: GCC 12 destroys a braced temporary in a co_await expression twice.
+    kj::AuthenticatedStream plain{kj::mv(stream), kj::UnknownPeerIdentity::newInstance()};
+    auto secured = co_await tls->context().wrapClient(kj::mv(plain), tlsNameOf(node));
+    LinkChannel overTls;
+    overTls.binding = tls->binding(*secured.peerIdentity, /*opener=*/true);
+    overTls.channel =
+        kj::heap<Channel>(tlsStream(secured.stream.attach(kj::mv(tls))), actor.channelOptions());
+    co_return kj::mv(overTls);
   }
-  co_return co_await connect(actor.io().provider->getNetwork(), address, actor.channelOptions());
+  // Named first, not braced around the co_await (GCC 12 destroys such temporaries twice).
+  LinkChannel direct;
+  direct.channel =
+      co_await connect(actor.io().provider->getNetwork(), address, actor.channelOptions());
+  co_return kj::mv(direct);
 }
 
 }  // namespace
@@ -369,12 +437,14 @@ Co<RemoteChild> startRemoteChild(Actor& actor, kj::StringPtr nodeParam, kj::Stri
   kj::Own<Channel> link;
   kj::Own<capnp::MessageReader> answer;
   co_await failAfter(actor.timer(), timeout, [&]() -> Co<void> {
-    link = co_await connectLink(actor, node, address);
+    auto connected = co_await connectLink(actor, node, address);
+    link = kj::mv(connected.channel);
     // Encrypted unless over TLS or both ends run with --harrow-insecure-links (docs/PROTOCOL.md,
-    // "Frame protection").
+    // "Frame protection"); over TLS bound to both certificates.
     PeerOptions linkOptions;
     linkOptions.link = true;
-    linkOptions.linkOverTls = LinkTlsFiles::fromEnvironment() != nullptr;
+    linkOptions.linkOverTls = connected.binding != nullptr;
+    linkOptions.transportBinding = connected.binding;
     co_await authenticateChannel(*link, actor, /*initiator=*/true, linkOptions);
     {
       capnp::MallocMessageBuilder builder(256);

@@ -58,7 +58,8 @@ kj::Exception actorUnreachable(kj::StringPtr name, kj::StringPtr node, kj::Strin
 // TLS on links (kj-tls, OpenSSL), with mutual authentication: each end presents a certificate
 // from a file and accepts only certificates signed by the tree's CA; a node's certificate must
 // name the node (a DNS subjectAltName equal to its name in --harrow-nodes, or the host of an
-// address given directly). The tree secret is still proved inside the TLS session. Without these
+// address given directly). The tree secret is still proved inside the TLS session, over a
+// transcript that includes both certificates (LinkTls::binding()). Without these
 // settings links are plain TCP with the handshake's MAC (the secret itself never crosses a link;
 // what the actors exchange does, readable on the network). docs/CLUSTER.md shows the openssl
 // commands.
@@ -74,9 +75,19 @@ struct LinkTlsFiles {
 // A TLS context for links (either end), with the keypair and CA it was made from.
 class LinkTls {
 public:
+  static constexpr size_t FINGERPRINT_BYTES = 32;
+
   // Throws, naming the file, if one cannot be read or parsed.
   explicit LinkTls(const LinkTlsFiles& files, kj::Maybe<kj::Timer&> timer = nullptr);
   kj::TlsContext& context() { return *tls; }
+
+  // The transcript binding of a link over TLS (PeerOptions::transportBinding, docs/PROTOCOL.md,
+  // "authenticate"): SHA-256 of the opener's certificate (DER), then of the acceptor's, this
+  // end's own certificate and `peer` (what wrapClient()/wrapServer() of an AuthenticatedStream
+  // gave: a kj::TlsPeerIdentity with a certificate) as this end sees them. A relay that
+  // terminates TLS shows each end its own certificate instead of the other end's: the two
+  // bindings differ and so do the proofs.
+  kj::Array<kj::byte> binding(kj::PeerIdentity& peer, bool opener) const;
 
 private:
   kj::TlsPrivateKey key;
@@ -84,6 +95,7 @@ private:
   kj::TlsCertificate ca;
   kj::TlsKeypair keypair;
   kj::Own<kj::TlsContext> tls;
+  kj::byte fingerprint[FINGERPRINT_BYTES];  // of `certificate`'s first (this end's) certificate
 };
 
 // A TLS session as a stream a Channel reads through (kj-tls's stream reports its socket's fd,

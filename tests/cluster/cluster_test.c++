@@ -34,6 +34,7 @@ std::string programBinary;
 std::string makeCertsScript;
 std::string tapBinary;
 std::string cliBinary;
+std::string tlsRelayBinary;
 
 std::string realPath(const std::string& path) {
   char buffer[PATH_MAX];
@@ -135,6 +136,19 @@ protected:
     command.insert(command.end(), extra.begin(), extra.end());
     tap = std::make_unique<Program>(io, cluster->exec("a", command));
     line(*tap, "link_tap: listening");
+    nodesFlag = "--harrow-nodes=b=tcp:" + cluster->address("a") +
+                ":7100,c=tcp:" + cluster->address("c") + ":7000";
+  }
+  // A relay in a that terminates TLS with `certificate` (a name in certs) between the root and
+  // b's node, as startTap() places the tap.
+  void startTlsRelay(const std::string& certificate) {
+    tap = std::make_unique<Program>(
+        io, cluster->exec(
+                "a", {tlsRelayBinary, "--listen=" + cluster->address("a") + ":7100",
+                      "--to=" + cluster->address("b") + ":7000", "--name=b",
+                      "--cert=" + certs + "/" + certificate + ".pem",
+                      "--key=" + certs + "/" + certificate + ".key", "--ca=" + certs + "/ca.pem"}));
+    line(*tap, "tls_relay: listening");
     nodesFlag = "--harrow-nodes=b=tcp:" + cluster->address("a") +
                 ":7100,c=tcp:" + cluster->address("c") + ":7000";
   }
@@ -495,6 +509,34 @@ TEST_F(ClusterTest, OverTlsACertificateFromAnotherCaIsRefused) {
   EXPECT_NE(root->outputSoFar().find("certificate verify failed"), std::string::npos)
       << root->outputSoFar();
   EXPECT_EQ(nodes["b"]->outputSoFar().find("started"), std::string::npos);
+  stopNodes();
+}
+
+// A relay that terminates TLS with a certificate of its own, one the tree's CA signed for b's
+// name, passes both ends' TLS checks; the harrow handshake binds both certificates
+// (docs/PROTOCOL.md, "authenticate"), so the ends' proofs differ: the root fails with
+// harrow.AuthenticationFailed and b's node starts nothing. The same link without the relay works.
+TEST_F(ClusterTest, OverTlsARelayWithACertificateOfItsOwnFailsTheHandshake) {
+  makeCertificates();
+  std::string direct = nodesFlag;
+  startNode("b", "", tlsFlags("b"));
+  startNode("c", "", tlsFlags("c"));
+  startTlsRelay("impostor-b");
+  auto root = startRoot("tree", "", tlsFlags("root"));
+  int status = finish(*root);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << root->outputSoFar();
+  EXPECT_NE(root->outputSoFar().find("harrow.AuthenticationFailed"), std::string::npos)
+      << root->outputSoFar();
+  EXPECT_NE(root->outputSoFar().find("terminate TLS"), std::string::npos) << root->outputSoFar();
+  EXPECT_EQ(nodes["b"]->outputSoFar().find("started"), std::string::npos)
+      << nodes["b"]->outputSoFar();
+  kill(tap->getPid(), SIGKILL);
+  finish(*tap);
+  tap = nullptr;
+
+  nodesFlag = direct;
+  root = startRoot("tree", "", tlsFlags("root"));
+  expectTheTreeSpansTheHosts(*root);
   stopNodes();
 }
 
@@ -924,6 +966,7 @@ int main(int argc, char** argv) {
     if (arg.rfind("--make-certs=", 0) == 0) harrow::testing::makeCertsScript = arg.substr(13);
     if (arg.rfind("--tap=", 0) == 0) harrow::testing::tapBinary = arg.substr(6);
     if (arg.rfind("--cli=", 0) == 0) harrow::testing::cliBinary = arg.substr(6);
+    if (arg.rfind("--tls-relay=", 0) == 0) harrow::testing::tlsRelayBinary = arg.substr(12);
   }
   if (harrow::testing::nodeBinary.empty() || harrow::testing::programBinary.empty()) {
     fprintf(stderr, "usage: cluster_test --node=PATH --program=PATH\n");
