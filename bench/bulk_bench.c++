@@ -80,11 +80,11 @@ public:
   Co<void> dispatch(uint16_t id, IncomingTask& task) override {
     if (id == ECHO) {
       // What a Store's get does with what its put was given: one Data value back.
-      CallContext<Chunk, Chunk> call(task);
+      ServerCall<Chunk, Chunk> call(task);
       call.results().setData(call.params().getData());
       co_return;
     }
-    StreamCall<BulkRequest, Chunk> call(task);
+    ServerStream<BulkRequest, Chunk> call(task);
     uint32_t count = call.params().getCount();
     uint32_t bytes = call.params().getBytes();
     if (payload.size() != bytes) {

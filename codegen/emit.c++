@@ -235,15 +235,15 @@ void emitServer(CodeWriter& out, const Interface& interface, const Names& names)
     std::string head = "using " + method.callTypeName() + " = ";
     switch (method.kind) {
       case MethodKind::CALL:
-        out.list(head + "harrow::CallContext<",
+        out.list(head + "harrow::ServerCall<",
                  {names.inActor(method.params), names.inActor(method.results)}, ">;");
         break;
       case MethodKind::STREAM:
-        out.list(head + "harrow::StreamCall<",
+        out.list(head + "harrow::ServerStream<",
                  {names.inActor(method.params), names.inActor(method.item)}, ">;");
         break;
       case MethodKind::CONTEXT:
-        out.list(head + "harrow::ContextCall<",
+        out.list(head + "harrow::ServerContext<",
                  {names.inActor(method.params), names.inActor(method.results),
                   names.inActor(method.started), names.inActor(method.callerSends),
                   names.inActor(method.calleeSends)},
@@ -367,7 +367,7 @@ void emitPortal(CodeWriter& out, const Interface& interface, const Names& names)
     } else if (method.kind == MethodKind::CONTEXT) {
       if (!aliases) out.comment("What stream and context bodies receive.");
       aliases = true;
-      out.list("using " + contextAlias(method) + " = harrow::Context<",
+      out.list("using " + contextAlias(method) + " = harrow::CallerContext<",
                {names.inActor(method.started), names.inActor(method.callerSends),
                 names.inActor(method.calleeSends)},
                ">;");

@@ -30,15 +30,19 @@ Co<void> callRogue(Peer& peer) {
       [](ReceiveStream<probe::Item>& items) -> Co<void> {
         while (auto item = co_await items.receive()) item->getI();
       }));
-  auto context = swallow(contextMethod<probe::Count, probe::Count, probe::Count, probe::Item,
-                                       probe::Item>(
-      peer, PROBE_ID, 1, [](probe::Count::Builder b) { b.setN(1); },
-      [](Context<probe::Count, probe::Item, probe::Item>& ctx, probe::Count::Reader) -> Co<void> {
-        co_await ctx.openStream([](MsgStream<probe::Item, probe::Item>& s) -> Co<void> {
-          co_await s.send([](probe::Item::Builder b) { b.setI(1); });
-          while (auto item = co_await s.receive()) item->getI();
-        });
-      }).then([](Received<probe::Count> r) { if (r) r->getN(); }));
+  auto context =
+      swallow(contextMethod<probe::Count, probe::Count, probe::Count, probe::Item, probe::Item>(
+                  peer, PROBE_ID, 1, [](probe::Count::Builder b) { b.setN(1); },
+                  [](CallerContext<probe::Count, probe::Item, probe::Item>& ctx,
+                     probe::Count::Reader) -> Co<void> {
+                    co_await ctx.openStream([](MsgStream<probe::Item, probe::Item>& s) -> Co<void> {
+                      co_await s.send([](probe::Item::Builder b) { b.setI(1); });
+                      while (auto item = co_await s.receive()) item->getI();
+                    });
+                  })
+                  .then([](Received<probe::Count> r) {
+                    if (r) r->getN();
+                  }));
   co_await kj::mv(call);
   co_await kj::mv(stream);
   co_await kj::mv(context);

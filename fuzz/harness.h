@@ -46,19 +46,19 @@ public:
   kj::StringPtr methodName(uint16_t id) const override { return id == 0 ? "echo" : "other"; }
   Co<void> dispatch(uint16_t id, IncomingTask& task) override {
     if (id == 0) {
-      CallContext<probe::Words, probe::Words> call(task);
+      ServerCall<probe::Words, probe::Words> call(task);
       call.results().setText(call.params().getText());
       co_return;
     }
     if (id == 3) {
-      StreamCall<probe::Count, probe::Item> stream(task);
+      ServerStream<probe::Count, probe::Item> stream(task);
       uint32_t n = kj::min(stream.params().getN(), 16u);
       for (uint32_t i = 0; i < n; ++i) {
         co_await stream.yield([i](probe::Item::Builder b) { b.setI(i); });
       }
       co_return;
     }
-    ContextCall<probe::Count, probe::Count, probe::Count, probe::Item, probe::Item> ctx(task);
+    ServerContext<probe::Count, probe::Count, probe::Count, probe::Item, probe::Item> ctx(task);
     co_await ctx.started([](probe::Count::Builder b) { b.setN(1); });
     if (id == 2) co_await kj::Promise<void>(kj::NEVER_DONE);
     co_await ctx.openStream([&](MsgStream<probe::Item, probe::Item>& s) -> Co<void> {

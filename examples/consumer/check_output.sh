@@ -17,7 +17,7 @@ if grep -qF "scan fruit/: veg/" <<<"$out"; then echo "scan went past its prefix"
 # or CMake target): the handler first, with its file and line, harrow's and KJ's frames folded.
 frame0=$(grep -A1 -E '^    stack:$' <<<"$out" | tail -1)
 line=$(grep -n 'KJ_FAIL_REQUIRE("no such key"' "$(dirname "$0")/main.c++" | cut -d: -f1)
-[[ "$frame0" =~ ^\ \ \ \ \#0\ KvImpl::remove\(harrow::CallContext\<.*\>\)\ at\ (.*/)?main\.c\+\+:$line$ ]] || {
+[[ "$frame0" =~ ^\ \ \ \ \#0\ KvImpl::remove\(harrow::ServerCall\<.*\>\)\ at\ (.*/)?main\.c\+\+:$line$ ]] || {
   echo "the remote trace does not start at the handler, main.c++:$line: '$frame0'"; exit 1; }
 grep -qE '^    … [0-9]+ frames in harrow' <<<"$out" || { echo "harrow's frames not folded"; exit 1; }
 if grep -qE '^    #[0-9]+ (harrow|kj|capnp|std)::' <<<"$out"; then

@@ -116,8 +116,18 @@ public:
   // actor is cancelled. An error is raised like any child's: it cancels the nursery and arrives
   // with the others when the nursery exits. The returned handle gives the result (once).
   template <typename Interface, typename Fn>
+  requires requires { Interface::INTERFACE_ID; }
   auto runInActor(kj::StringPtr name, kj::StringPtr implementation, Fn fn,
                   SpawnOptions spawnOptions = {});
+
+  // The same by implementation type (`runInActor<ProbeImpl>("p1", fn)`), as startActor<Impl>:
+  // `fn` takes the implementation's own portal type.
+  template <typename Impl, typename Fn>
+  requires std::is_base_of_v<typename Impl::Interface::Server, Impl>
+  auto runInActor(kj::StringPtr name, Fn fn, SpawnOptions spawnOptions = {}) {
+    return runInActor<typename Impl::Interface>(name, implementationNameOf<Impl>(), kj::mv(fn),
+                                                spawnOptions);
+  }
 
   // Graceful cancel of every child (cancel-actor, then SIGKILL after the grace period).
   void cancel();
@@ -196,6 +206,9 @@ private:
 };
 
 template <typename Interface, typename Fn>
+requires requires {
+  Interface::INTERFACE_ID;
+}
 auto ActorNursery::runInActor(kj::StringPtr name, kj::StringPtr implementation, Fn fn,
                               SpawnOptions spawnOptions) {
   using Portal = typename Interface::Portal;

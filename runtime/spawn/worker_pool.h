@@ -85,9 +85,9 @@ class WorkerPool;
 namespace _ {
 
 template <typename Call>
-struct IsContextCall : std::false_type {};
+struct IsServerContext : std::false_type {};
 template <typename P, typename R, typename S, typename In, typename Out>
-struct IsContextCall<ContextCall<P, R, S, In, Out>> : std::true_type {
+struct IsServerContext<ServerContext<P, R, S, In, Out>> : std::true_type {
   using Params = P;
   using Results = R;
 };
@@ -160,10 +160,10 @@ private:
 }  // namespace _
 
 // A pool of workers serving the context method whose call type is Call (`FooActor::Server::
-// WorkCall`: ContextCall<Params, Results, Started, In, Out>). Made by openWorkerPool; valid inside
+// WorkCall`: ServerContext<Params, Results, Started, In, Out>). Made by openWorkerPool; valid inside
 // its block. One map at a time or several at once: each has its own context on every worker.
 template <typename Params, typename Results, typename Started, typename In, typename Out>
-class WorkerPool<ContextCall<Params, Results, Started, In, Out>> {
+class WorkerPool<ServerContext<Params, Results, Started, In, Out>> {
 public:
   explicit WorkerPool(_::PoolCore& core) : core(core) {}
   KJ_DISALLOW_COPY(WorkerPool);
@@ -260,7 +260,7 @@ private:
 // come, by `fn(In::Reader item, Out::Builder result)`; started with an empty Started. An exception
 // from `fn` fails the context (the pool reports that item and goes on with a new context).
 template <typename P, typename R, typename S, typename In, typename Out, typename Fn>
-Co<void> serveItems(ContextCall<P, R, S, In, Out>& call, Fn fn) {
+Co<void> serveItems(ServerContext<P, R, S, In, Out>& call, Fn fn) {
   co_await call.started([](typename S::Builder) {});
   co_await call.openStream([&](MsgStream<Out, In>& stream) -> Co<void> {
     while (auto item = co_await stream.receive()) {
@@ -278,36 +278,37 @@ template <typename Impl, typename Server, typename Call, typename Body>
            std::is_convertible_v<std::invoke_result_t<Body&, WorkerPool<Call>&>, kj::Promise<void>>
 Co<void> openWorkerPool(ActorSupervisor& supervisor, size_t n, Co<void> (Server::*method)(Call),
                         Body body, WorkerPoolOptions options = {}) {
-  static_assert(_::IsContextCall<Call>::value,
-                "a worker pool runs a context method ($Harrow.context, callerSends and "
-                "calleeSends): the callee streams one result for each item the caller sends");
-  (void)method;
-  if constexpr (_::IsContextCall<Call>::value) {  // (else: only the assertion above is reported)
-    using Interface = typename Impl::Interface;
-    using Portal = typename Interface::Portal;
-    using Params = typename _::IsContextCall<Call>::Params;
-    using Results = typename _::IsContextCall<Call>::Results;
-    ChildSpec spec{.restart = Restart::PERMANENT, .spawn = options.spawn};
-    _::PoolCore::Hooks hooks{
-        .interfaceId = Interface::INTERFACE_ID,
-        .methodId = _::methodIdOf(capnp::Schema::from<typename Interface::Schema>(),
-                                  capnp::Schema::from<Params>(), capnp::Schema::from<Results>()),
-        .initParams = [](OutgoingMessage& start) { start.template init<Params>(); },
-        .startWorker = [&supervisor, spec](kj::StringPtr name) -> Co<void> {
-          co_await supervisor.startChild<Impl>(name, spec);
-        },
-        .portalOf = [&supervisor](kj::StringPtr name) -> Co<PortalHandle> {
-          Portal portal = co_await supervisor.portal<Interface>(name);
-          co_return PortalHandle(portal.raw());
-        },
-        .stopWorker = [&supervisor](kj::StringPtr name) { supervisor.stopChild(name); },
-        .whenEnded = [&supervisor](kj::StringPtr name) { return supervisor.whenEnded(name); },
-        .restarts = [&supervisor]() { return supervisor.restartCount(); },
-    };
-    _::PoolCore core(currentActor().timer(), n, options, kj::mv(hooks));
-    WorkerPool<Call> pool(core);
-    co_await core.run([&]() -> kj::Promise<void> { return body(pool); });
-  }
+    static_assert(_::IsServerContext<Call>::value,
+                  "a worker pool runs a context method ($Harrow.context, callerSends and "
+                  "calleeSends): the callee streams one result for each item the caller sends");
+    (void)method;
+    if constexpr (_::IsServerContext<
+                      Call>::value) {  // (else: only the assertion above is reported)
+      using Interface = typename Impl::Interface;
+      using Portal = typename Interface::Portal;
+      using Params = typename _::IsServerContext<Call>::Params;
+      using Results = typename _::IsServerContext<Call>::Results;
+      ChildSpec spec{.restart = Restart::PERMANENT, .spawn = options.spawn};
+      _::PoolCore::Hooks hooks{
+          .interfaceId = Interface::INTERFACE_ID,
+          .methodId = _::methodIdOf(capnp::Schema::from<typename Interface::Schema>(),
+                                    capnp::Schema::from<Params>(), capnp::Schema::from<Results>()),
+          .initParams = [](OutgoingMessage& start) { start.template init<Params>(); },
+          .startWorker = [&supervisor, spec](kj::StringPtr name) -> Co<void> {
+            co_await supervisor.startChild<Impl>(name, spec);
+          },
+          .portalOf = [&supervisor](kj::StringPtr name) -> Co<PortalHandle> {
+            Portal portal = co_await supervisor.portal<Interface>(name);
+            co_return PortalHandle(portal.raw());
+          },
+          .stopWorker = [&supervisor](kj::StringPtr name) { supervisor.stopChild(name); },
+          .whenEnded = [&supervisor](kj::StringPtr name) { return supervisor.whenEnded(name); },
+          .restarts = [&supervisor]() { return supervisor.restartCount(); },
+      };
+      _::PoolCore core(currentActor().timer(), n, options, kj::mv(hooks));
+      WorkerPool<Call> pool(core);
+      co_await core.run([&]() -> kj::Promise<void> { return body(pool); });
+    }
 }
 
 // The same under a supervisor of its own (options.supervisor, one_for_one) in `actor`.

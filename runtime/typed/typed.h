@@ -1,13 +1,14 @@
 // Typed calls, streams and contexts: the layer capnpc-harrow's generated code is written against.
 //
 // Server side (one object per incoming task, handed to the user's handler by value):
-//   CallContext<Params, Results>                                   tractor: an async function
-//   StreamCall<Params, Item>                                       tractor: @stream / asyncgen
-//   ContextCall<Params, Results, Started, CallerSends, CalleeSends> tractor: @context
-// Client side (free functions the generated portal stubs call):
-//   callMethod      -> Received<Results>                           tractor: Portal.run
-//   streamMethod    -> runs a block over a ReceiveStream<Item>     tractor: Portal.open_stream_from
-//   contextMethod   -> runs a block over Context<...>, then the result  tractor: Portal.open_context
+//   ServerCall<Params, Results>                                       tractor: an async function
+//   ServerStream<Params, Item>                                        tractor: @stream / asyncgen
+//   ServerContext<Params, Results, Started, CallerSends, CalleeSends> tractor: @context
+// Caller side (free functions the generated portal stubs call, and what their blocks get):
+//   callMethod    -> Received<Results>                       tractor: Portal.run
+//   streamMethod  -> a block over a ReceiveStream<Item>      tractor: Portal.open_stream_from
+//   contextMethod -> a block over CallerContext<...>, then   tractor: Portal.open_context
+//                    the result
 // Either side of a received stream:
 //   stream.subscribe(options) -> Subscriber<Item>                   tractor: MsgStream.subscribe()
 //
@@ -220,11 +221,11 @@ IncomingTask& decodeParams(IncomingTask& task) {
 }  // namespace _
 
 template <typename Params, typename Results>
-class CallContext {
+class ServerCall {
 public:
   // Decodes the params first (see IncomingMessage::get): a malformed start fails here, before the
   // handler runs.
-  explicit CallContext(IncomingTask& task)
+  explicit ServerCall(IncomingTask& task)
       : task(_::decodeParams<Params>(task)),
         resultsBuilder(task.results().template init<Results>()) {}
 
@@ -242,9 +243,9 @@ private:
 };
 
 template <typename Params, typename Item>
-class StreamCall {
+class ServerStream {
 public:
-  explicit StreamCall(IncomingTask& task) : task(_::decodeParams<Params>(task)) {}
+  explicit ServerStream(IncomingTask& task) : task(_::decodeParams<Params>(task)) {}
 
   typename Params::Reader params() { return task.params().template get<Params>(); }
 
@@ -273,9 +274,9 @@ private:
 
 template <typename Params, typename Results, typename Started, typename CallerSends,
           typename CalleeSends>
-class ContextCall {
+class ServerContext {
 public:
-  explicit ContextCall(IncomingTask& task)
+  explicit ServerContext(IncomingTask& task)
       : task(_::decodeParams<Params>(task)),
         resultsBuilder(task.results().template init<Results>()) {}
 
@@ -316,14 +317,15 @@ private:
 };
 
 // ---------------------------------------------------------------------------------------------
-// Client side
+// Caller side
 
-// The caller's handle on an open context (tractor: Context, portal side).
+// The caller's handle on an open context (tractor: Context, portal side); its callee holds the
+// ServerContext.
 template <typename Started, typename CallerSends, typename CalleeSends>
-class Context {
+class CallerContext {
 public:
-  explicit Context(OutgoingTask& task) : task(task) {}
-  KJ_DISALLOW_COPY(Context);
+  explicit CallerContext(OutgoingTask& task) : task(task) {}
+  KJ_DISALLOW_COPY(CallerContext);
 
   // tractor: Context.open_stream(). Runs `body(MsgStream<CallerSends, CalleeSends>&)`, then tells
   // the callee this side sends no more.
@@ -411,7 +413,7 @@ Co<Received<Results>> contextMethod(RawPortal& portal, uint64_t interfaceId, uin
   kj::Own<OutgoingTask> task = co_await portal.open(kj::mv(start), MethodKind::CONTEXT);
   _::CancelRemoteUnlessFinished guard{*task};
   Received<Started> started(co_await task->started());
-  Context<Started, CallerSends, CalleeSends> context(*task);
+  CallerContext<Started, CallerSends, CalleeSends> context(*task);
   co_await body(context, started.get());
   guard.finished = true;
   KJ_IF_MAYBE(result, co_await task->result()) {

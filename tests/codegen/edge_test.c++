@@ -23,12 +23,14 @@ static_assert(std::is_same_v<EdgeActor::Portal::SharedStream, ReceiveStream<::Sh
 static_assert(std::is_same_v<EdgeActor::Portal::NestedStream, ReceiveStream<Top::Nested>>);
 static_assert(std::is_same_v<EdgeActor::Portal::DeepStream, ReceiveStream<::Shared::Inner>>);
 static_assert(std::is_same_v<EdgeActor::Portal::OwnStream, ReceiveStream<Edge::Local>>);
-static_assert(std::is_same_v<EdgeActor::Portal::QuietContext, Context<Edge::Local, void, void>>);
-static_assert(std::is_same_v<EdgeActor::Portal::OneWayContext, Context<Edge::Local, Top, void>>);
-static_assert(std::is_same_v<EdgeActor::Server::MoveCall, CallContext<Point, Point>>);
+static_assert(
+    std::is_same_v<EdgeActor::Portal::QuietContext, CallerContext<Edge::Local, void, void>>);
+static_assert(
+    std::is_same_v<EdgeActor::Portal::OneWayContext, CallerContext<Edge::Local, Top, void>>);
+static_assert(std::is_same_v<EdgeActor::Server::MoveCall, ServerCall<Point, Point>>);
 static_assert(
     std::is_same_v<EdgeActor::Server::QuietCall,
-                   ContextCall<Edge::QuietParams, Edge::QuietResults, Edge::Local, void, void>>);
+                   ServerContext<Edge::QuietParams, Edge::QuietResults, Edge::Local, void, void>>);
 
 // Flattened overloads exist exactly for params of primitives, enums, Text and Data.
 template <typename Portal>

@@ -47,39 +47,39 @@ public:
 
   Co<void> dispatch(uint16_t id, IncomingTask& task) override {
     switch (id) {
-      case ECHO: return echo(CallContext<Words, Words>(task));
-      case COUNT: return count(StreamCall<Count, Item>(task));
-      case ENDLESS: return endless(StreamCall<Empty, Item>(task));
-      case BROKEN: return broken(StreamCall<Count, Item>(task));
-      case SESSION: return session(ContextCall<Count, Count, Count, Item, Item>(task));
-      case RELAY: return relay(StreamCall<Count, Item>(task));
+      case ECHO: return echo(ServerCall<Words, Words>(task));
+      case COUNT: return count(ServerStream<Count, Item>(task));
+      case ENDLESS: return endless(ServerStream<Empty, Item>(task));
+      case BROKEN: return broken(ServerStream<Count, Item>(task));
+      case SESSION: return session(ServerContext<Count, Count, Count, Item, Item>(task));
+      case RELAY: return relay(ServerStream<Count, Item>(task));
     }
     KJ_UNREACHABLE;
   }
 
-  Co<void> echo(CallContext<Words, Words> call) {
+  Co<void> echo(ServerCall<Words, Words> call) {
     call.results().setText(call.params().getText());
     co_return;
   }
-  Co<void> count(StreamCall<Count, Item> call) {
+  Co<void> count(ServerStream<Count, Item> call) {
     for (uint32_t i = 0; i < call.params().getN(); ++i) {
       co_await call.yield([&](Item::Builder item) { item.setI(i); });
     }
   }
-  Co<void> endless(StreamCall<Empty, Item> call) {
+  Co<void> endless(ServerStream<Empty, Item> call) {
     for (;;) {
       co_await call.yield([&](Item::Builder item) { item.setI(endlessSent); });
       ++endlessSent;
     }
   }
-  Co<void> broken(StreamCall<Count, Item> call) {
+  Co<void> broken(ServerStream<Count, Item> call) {
     for (uint32_t i = 0; i < call.params().getN(); ++i) {
       co_await call.yield([&](Item::Builder item) { item.setI(i); });
     }
     KJ_FAIL_REQUIRE("the source broke");
   }
   // Answers each item with the running sum.
-  Co<void> session(ContextCall<Count, Count, Count, Item, Item> ctx) {
+  Co<void> session(ServerContext<Count, Count, Count, Item, Item> ctx) {
     uint32_t sum = ctx.params().getN();
     co_await ctx.started([&](Count::Builder b) { b.setN(sum); });
     co_await ctx.openStream([&](MsgStream<Item, Item>& stream) -> Co<void> {
@@ -95,7 +95,7 @@ public:
   // caller's actor; every RELAY caller (that one included) gets a subscriber of that one upstream
   // stream and is sent its items. The upstream is read once, however many callers there are.
   // Two callers are expected: the upstream is read once both have subscribed.
-  Co<void> relay(StreamCall<Count, Item> call) {
+  Co<void> relay(ServerStream<Count, Item> call) {
     if (!opening) {
       opening = true;
       co_await streamMethod<Count, Item>(call.caller(), PROBE_ID, COUNT,
@@ -123,7 +123,7 @@ private:
   Event upstreamOpen;
   Event allFollowing;
 
-  static Co<void> forward(Subscriber<Item>& from, StreamCall<Count, Item>& to) {
+  static Co<void> forward(Subscriber<Item>& from, ServerStream<Count, Item>& to) {
     while (auto item = co_await from.receive()) {
       uint32_t i = item->getI();
       co_await to.yield([&](Item::Builder b) { b.setI(i); });
@@ -506,7 +506,7 @@ TEST_F(BroadcastTest, CancellingAWaitingSubscriberLosesNoItem) {
   run([&](Peer& peer) -> Co<void> {
     co_await contextMethod<Count, Count, Count, Item, Item>(
         peer, PROBE_ID, SESSION, [](Count::Builder p) { p.setN(0); },
-        [&](Context<Count, Item, Item>& ctx, Count::Reader) -> Co<void> {
+        [&](CallerContext<Count, Item, Item>& ctx, Count::Reader) -> Co<void> {
           co_await ctx.openStream([&](MsgStream<Item, Item>& stream) -> Co<void> {
             auto a = stream.subscribe();
             auto b = stream.subscribe();
@@ -562,7 +562,7 @@ TEST_F(BroadcastTest, AContextsReceiveSideHasSubscribers) {
     std::vector<uint32_t> a, b;
     auto result = co_await contextMethod<Count, Count, Count, Item, Item>(
         peer, PROBE_ID, SESSION, [](Count::Builder p) { p.setN(100); },
-        [&](Context<Count, Item, Item>& ctx, Count::Reader) -> Co<void> {
+        [&](CallerContext<Count, Item, Item>& ctx, Count::Reader) -> Co<void> {
           co_await ctx.openStream([&](MsgStream<Item, Item>& stream) -> Co<void> {
             auto first = stream.subscribe();
             auto second = stream.subscribe();

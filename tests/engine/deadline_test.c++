@@ -57,24 +57,24 @@ public:
 
   Co<void> dispatch(uint16_t id, IncomingTask& task) override {
     switch (id) {
-      case REPORT: return report(CallContext<Words, Words>(task));
-      case NESTED: return nested(CallContext<Count, Words>(task));
-      case HANG: return hang(CallContext<Empty, Empty>(task));
-      case ENDLESS: return endless(StreamCall<Empty, Item>(task));
-      case ECHO_ITEMS: return echoItems(ContextCall<Empty, Empty, Empty, Item, Item>(task));
+      case REPORT: return report(ServerCall<Words, Words>(task));
+      case NESTED: return nested(ServerCall<Count, Words>(task));
+      case HANG: return hang(ServerCall<Empty, Empty>(task));
+      case ENDLESS: return endless(ServerStream<Empty, Item>(task));
+      case ECHO_ITEMS: return echoItems(ServerContext<Empty, Empty, Empty, Item, Item>(task));
     }
     KJ_UNREACHABLE;
   }
 
   // The deadline the handler runs under, as it sees it.
-  Co<void> report(CallContext<Words, Words> call) {
+  Co<void> report(ServerCall<Words, Words> call) {
     call.results().setText(remainingText());
     co_return;
   }
 
   // Calls report back on the caller (a nested call), under a failAfter of its own of n ms (none
   // for 0), and returns what the nested handler saw.
-  Co<void> nested(CallContext<Count, Words> call) {
+  Co<void> nested(ServerCall<Count, Words> call) {
     uint32_t ms = call.params().getN();
     kj::String seen;
     auto ask = [&]() -> Co<void> {
@@ -90,7 +90,7 @@ public:
     call.results().setText(seen);
   }
 
-  Co<void> hang(CallContext<Empty, Empty>) {
+  Co<void> hang(ServerCall<Empty, Empty>) {
     events.add("hang started");
     try {
       co_await kj::Promise<void>(kj::NEVER_DONE);
@@ -100,7 +100,7 @@ public:
     }
   }
 
-  Co<void> endless(StreamCall<Empty, Item> call) {
+  Co<void> endless(ServerStream<Empty, Item> call) {
     events.add("endless started");
     try {
       for (uint32_t i = 0;; ++i) {
@@ -113,7 +113,7 @@ public:
   }
 
   // A context that sends each item it receives back, until the caller stops.
-  Co<void> echoItems(ContextCall<Empty, Empty, Empty, Item, Item> ctx) {
+  Co<void> echoItems(ServerContext<Empty, Empty, Empty, Item, Item> ctx) {
     co_await ctx.started([](Empty::Builder) {});
     co_await ctx.openStream([&](MsgStream<Item, Item>& stream) -> Co<void> {
       while (auto item = co_await stream.receive()) {
@@ -369,7 +369,7 @@ TEST_F(DeadlineTest, ExpiryAtAnyPointEndsEveryKindOfTask) {
       co_await moveOnAfter(timer(), budget, [&]() -> Co<void> {
         co_await contextMethod<Empty, Empty, Empty, Item, Item>(
             peer, DEADLINE_ID, ECHO_ITEMS, [](Empty::Builder) {},
-            [](Context<Empty, Item, Item>& ctx, Empty::Reader) -> Co<void> {
+            [](CallerContext<Empty, Item, Item>& ctx, Empty::Reader) -> Co<void> {
               co_await ctx.openStream([](MsgStream<Item, Item>& stream) -> Co<void> {
                 for (uint32_t i = 0;; ++i) {
                   co_await stream.send([&](Item::Builder b) { b.setI(i); });

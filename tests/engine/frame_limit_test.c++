@@ -119,7 +119,7 @@ public:
         kj::throwFatalException(kj::Exception(kj::Exception::Type::FAILED, "probe", 1,
                                               text(task.params().get<Count>().getN())));
       case ECHO: {
-        CallContext<Words, Words> call(task);
+        ServerCall<Words, Words> call(task);
         call.results().setText(call.params().getText());
         co_return;
       }

@@ -51,32 +51,32 @@ public:
 
   Co<void> dispatch(uint16_t id, IncomingTask& task) override {
     switch (id) {
-      case ECHO: return echo(CallContext<Words, Words>(task));
-      case COUNT: return count(StreamCall<Count, Item>(task));
-      case FAIL: return fail(CallContext<Words, Words>(task));
-      case HANG: return hang(CallContext<Empty, Empty>(task));
-      case SESSION: return session(ContextCall<Count, Count, Count, Item, Item>(task));
-      case ENDLESS: return endless(StreamCall<Empty, Item>(task));
-      case SHORT: return shortSession(ContextCall<Count, Count, Count, Item, Item>(task));
-      case CHATTY: return chatty(ContextCall<Count, Count, Count, Item, Item>(task));
+      case ECHO: return echo(ServerCall<Words, Words>(task));
+      case COUNT: return count(ServerStream<Count, Item>(task));
+      case FAIL: return fail(ServerCall<Words, Words>(task));
+      case HANG: return hang(ServerCall<Empty, Empty>(task));
+      case SESSION: return session(ServerContext<Count, Count, Count, Item, Item>(task));
+      case ENDLESS: return endless(ServerStream<Empty, Item>(task));
+      case SHORT: return shortSession(ServerContext<Count, Count, Count, Item, Item>(task));
+      case CHATTY: return chatty(ServerContext<Count, Count, Count, Item, Item>(task));
     }
     KJ_UNREACHABLE;
   }
 
-  Co<void> echo(CallContext<Words, Words> call) {
+  Co<void> echo(ServerCall<Words, Words> call) {
     call.results().setText(kj::str("echo: ", call.params().getText()));
     co_return;
   }
-  Co<void> count(StreamCall<Count, Item> call) {
+  Co<void> count(ServerStream<Count, Item> call) {
     for (uint32_t i = 0; i < call.params().getN(); ++i) {
       co_await call.yield([&](Item::Builder item) { item.setI(i); });
     }
   }
-  Co<void> fail(CallContext<Words, Words> call) {
+  Co<void> fail(ServerCall<Words, Words> call) {
     co_await kj::Promise<void>(kj::READY_NOW);
     KJ_FAIL_REQUIRE("handler refused", call.params().getText());
   }
-  Co<void> hang(CallContext<Empty, Empty>) {
+  Co<void> hang(ServerCall<Empty, Empty>) {
     try {
       KJ_IF_MAYBE(f, hangStarted) (*f)->fulfill();
       co_await kj::Promise<void>(kj::NEVER_DONE);
@@ -85,7 +85,7 @@ public:
       throw;
     }
   }
-  Co<void> session(ContextCall<Count, Count, Count, Item, Item> ctx) {
+  Co<void> session(ServerContext<Count, Count, Count, Item, Item> ctx) {
     uint32_t sum = ctx.params().getN();
     co_await ctx.started([&](Count::Builder b) { b.setN(sum); });
     co_await ctx.openStream([&](MsgStream<Item, Item>& stream) -> Co<void> {
@@ -97,12 +97,12 @@ public:
     ctx.results().setN(sum);
   }
   // A context that answers without reading a single item.
-  Co<void> shortSession(ContextCall<Count, Count, Count, Item, Item> ctx) {
+  Co<void> shortSession(ServerContext<Count, Count, Count, Item, Item> ctx) {
     co_await ctx.started([&](Count::Builder b) { b.setN(0); });
     ctx.results().setN(ctx.params().getN());
   }
   // Sends n items whether or not anyone reads them, then returns.
-  Co<void> chatty(ContextCall<Count, Count, Count, Item, Item> ctx) {
+  Co<void> chatty(ServerContext<Count, Count, Count, Item, Item> ctx) {
     co_await ctx.started([&](Count::Builder b) { b.setN(0); });
     uint32_t n = ctx.params().getN();
     co_await ctx.openStream([&](MsgStream<Item, Item>& stream) -> Co<void> {
@@ -110,7 +110,7 @@ public:
     });
     ctx.results().setN(n);
   }
-  Co<void> endless(StreamCall<Empty, Item> call) {
+  Co<void> endless(ServerStream<Empty, Item> call) {
     try {
       for (;;) {
         co_await call.yield([&](Item::Builder item) { item.setI(endlessSent); });
@@ -227,7 +227,7 @@ TEST_P(PeerTest, RemoteErrorArrivesAsRemoteActorError) {
     EXPECT_NE(first, std::string::npos) << trace;
     if (first == std::string::npos) co_return;
     std::string frame0 = trace.substr(first + 1, trace.find('\n', first + 1) - first - 1);
-    EXPECT_NE(frame0.find("::fail(harrow::CallContext<"), std::string::npos) << trace;
+    EXPECT_NE(frame0.find("::fail(harrow::ServerCall<"), std::string::npos) << trace;
     EXPECT_NE(frame0.find(" at tests/engine/peer_test.c++:"), std::string::npos) << trace;
     for (auto noise : {"_ZN", "[clone", "(anonymous namespace)::", "/proc/self/cwd"}) {
       EXPECT_EQ(trace.find(noise), std::string::npos) << noise << " in " << trace;
@@ -362,7 +362,7 @@ TEST_P(PeerTest, SendingToAContextThatReturnedRaisesStreamClosed) {
     kj::Maybe<kj::Exception> failure;
     auto result = co_await contextMethod<Count, Count, Count, Item, Item>(
         peer, PROBE_ID, SHORT, [](Count::Builder p) { p.setN(7); },
-        [&](Context<Count, Item, Item>& ctx, Count::Reader) -> Co<void> {
+        [&](CallerContext<Count, Item, Item>& ctx, Count::Reader) -> Co<void> {
           failure = co_await errorOf([&]() -> Co<void> {
             co_await ctx.openStream([&](MsgStream<Item, Item>& stream) -> Co<void> {
               for (uint32_t i = 0; i < 10; ++i) {
@@ -393,17 +393,19 @@ TEST_P(PeerTest, ACallerThatStopsReadingStillGetsTheResult) {
   PeerOptions options;
   options.window = 4;
   options.maxWindow = 4;
-  run([&](Peer& peer) -> Co<void> {
-    auto result = co_await contextMethod<Count, Count, Count, Item, Item>(
-        peer, PROBE_ID, CHATTY, [](Count::Builder p) { p.setN(50); },
-        [&](Context<Count, Item, Item>& ctx, Count::Reader) -> Co<void> {
-          co_await ctx.openStream([&](MsgStream<Item, Item>& stream) -> Co<void> {
-            auto first = co_await stream.receive();
-            EXPECT_EQ(first->getI(), 0u);
-          });
-        });
-    EXPECT_EQ(result->getN(), 50u);
-  }, options);
+  run(
+      [&](Peer& peer) -> Co<void> {
+        auto result = co_await contextMethod<Count, Count, Count, Item, Item>(
+            peer, PROBE_ID, CHATTY, [](Count::Builder p) { p.setN(50); },
+            [&](CallerContext<Count, Item, Item>& ctx, Count::Reader) -> Co<void> {
+              co_await ctx.openStream([&](MsgStream<Item, Item>& stream) -> Co<void> {
+                auto first = co_await stream.receive();
+                EXPECT_EQ(first->getI(), 0u);
+              });
+            });
+        EXPECT_EQ(result->getN(), 50u);
+      },
+      options);
 }
 
 // Peer::tasks() (what `harrow stacks` shows): both ends list the same open tasks, with their
@@ -460,7 +462,7 @@ TEST_P(PeerTest, ContextStartedStreamBothWaysThenResult) {
     std::vector<uint32_t> sums;
     auto result = co_await contextMethod<Count, Count, Count, Item, Item>(
         peer, PROBE_ID, SESSION, [](Count::Builder p) { p.setN(100); },
-        [&](Context<Count, Item, Item>& ctx, Count::Reader started) -> Co<void> {
+        [&](CallerContext<Count, Item, Item>& ctx, Count::Reader started) -> Co<void> {
           EXPECT_EQ(started.getN(), 100u);
           co_await ctx.openStream([&](MsgStream<Item, Item>& stream) -> Co<void> {
             for (uint32_t i = 1; i <= 3; ++i) {
@@ -479,7 +481,7 @@ TEST_P(PeerTest, CallerCancellingContextIsAbsorbed) {
   run([&](Peer& peer) -> Co<void> {
     auto result = co_await contextMethod<Count, Count, Count, Item, Item>(
         peer, PROBE_ID, SESSION, [](Count::Builder p) { p.setN(1); },
-        [&](Context<Count, Item, Item>& ctx, Count::Reader) -> Co<void> {
+        [&](CallerContext<Count, Item, Item>& ctx, Count::Reader) -> Co<void> {
           ctx.cancel();
           co_return;
         });

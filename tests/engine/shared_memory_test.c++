@@ -65,12 +65,12 @@ public:
   kj::StringPtr methodName(uint16_t id) const override { return id == BLOBS ? "blobs" : "echo"; }
   Co<void> dispatch(uint16_t id, IncomingTask& task) override {
     if (id == ECHO_BLOB) {
-      CallContext<Blob, Blob> call(task);
+      ServerCall<Blob, Blob> call(task);
       call.results().setSeq(call.params().getSeq() + 1);
       call.results().setData(call.params().getData());
       co_return;
     }
-    StreamCall<BlobRequest, Blob> call(task);
+    ServerStream<BlobRequest, Blob> call(task);
     uint32_t count = call.params().getCount();
     uint32_t bytes = call.params().getBytes();
     for (uint32_t seq = 0; seq < count; ++seq) {

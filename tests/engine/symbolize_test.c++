@@ -14,10 +14,10 @@ std::string clean(kj::StringPtr name) { return cleanFunctionName(name).cStr(); }
 
 TEST(SymbolizeTest, ACoroutineBodyReadsAsTheCallItRuns) {
   EXPECT_EQ(clean("(anonymous namespace)::StoreImpl::boom((anonymous namespace)::StoreImpl::boom("
-                  "harrow::CallContext<Kv::BoomParams, Kv::BoomResults>)::_ZN12_GLOBAL__N_19Store"
-                  "Impl4boomEN6harrow11CallContextIN2Kv10BoomParamsENS3_11BoomResultsEEE.Frame*) "
+                  "harrow::ServerCall<Kv::BoomParams, Kv::BoomResults>)::_ZN12_GLOBAL__N_19Store"
+                  "Impl4boomEN6harrow10ServerCallIN2Kv10BoomParamsENS3_11BoomResultsEEE.Frame*) "
                   "[clone .actor]"),
-            "StoreImpl::boom(harrow::CallContext<Kv::BoomParams, Kv::BoomResults>)");
+            "StoreImpl::boom(harrow::ServerCall<Kv::BoomParams, Kv::BoomResults>)");
   // A coroutine lambda: the frame type repeats the whole lambda's name.
   EXPECT_EQ(clean("harrow::Peer::startIncoming(unsigned long)::{lambda()#2}::operator()(harrow::Peer"
                   "::startIncoming(unsigned long)::{lambda()#2}::operator()()::_ZZN6harrow4Peer13st"
@@ -37,8 +37,9 @@ TEST(SymbolizeTest, FramesBelongToTheirLibraryByNameOrFile) {
     kj::StringPtr o = frameOwner(name, file, module);
     return std::string(o == nullptr ? "user" : o.cStr());
   };
-  EXPECT_EQ(owner("KvImpl::remove(harrow::CallContext<Kv::RemoveParams, Kv::RemoveResults>)",
-                  "main.c++"), "user");
+  EXPECT_EQ(
+      owner("KvImpl::remove(harrow::ServerCall<Kv::RemoveParams, Kv::RemoveResults>)", "main.c++"),
+      "user");
   EXPECT_EQ(owner("harrow::CancelScope::run(kj::Function<kj::Promise<void> ()>)"), "harrow");
   // A return type in front, a user's lambda inside its template arguments: still KJ's frame.
   EXPECT_EQ(owner("kj::Maybe<kj::Exception> kj::runCatchingExceptions<KvActor::Server::dispatch("
@@ -57,8 +58,10 @@ TEST(SymbolizeTest, FramesBelongToTheirLibraryByNameOrFile) {
   EXPECT_EQ(owner("harrow::TaskNursery::runTask(kj::Function<kj::Promise<void> ()>)",
                   "/usr/include/harrow/co/nursery.h"), "harrow");
   // harrow's own tests are code in namespace harrow too, but not harrow's runtime: the user's.
-  EXPECT_EQ(owner("harrow::ProbeServer::fail(harrow::CallContext<harrow::probe::Words, "
-                  "harrow::probe::Words>)", "tests/engine/peer_test.c++"), "user");
+  EXPECT_EQ(owner("harrow::ProbeServer::fail(harrow::ServerCall<harrow::probe::Words, "
+                  "harrow::probe::Words>)",
+                  "tests/engine/peer_test.c++"),
+            "user");
 }
 
 }  // namespace

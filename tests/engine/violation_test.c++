@@ -31,11 +31,11 @@ public:
   kj::StringPtr methodName(uint16_t id) const override { return id == 0 ? "echo" : "session"; }
   Co<void> dispatch(uint16_t id, IncomingTask& task) override {
     if (id == 0) {
-      CallContext<probe::Words, probe::Words> call(task);
+      ServerCall<probe::Words, probe::Words> call(task);
       call.results().setText(call.params().getText());
       co_return;
     }
-    ContextCall<probe::Count, probe::Count, probe::Count, probe::Item, probe::Item> ctx(task);
+    ServerContext<probe::Count, probe::Count, probe::Count, probe::Item, probe::Item> ctx(task);
     co_await ctx.started([](probe::Count::Builder b) { b.setN(1); });
     if (id == 2) co_await kj::Promise<void>(kj::NEVER_DONE);  // never reads its items
     co_await ctx.openStream([&](MsgStream<probe::Item, probe::Item>& s) -> Co<void> {
@@ -591,12 +591,12 @@ TEST_F(CallerViolationTest, StartedOfTheWrongKindFailsTheContext) {
   connect();
   kj::Maybe<kj::Exception> failure;
   auto opened = contextMethod<probe::Count, probe::Count, probe::Count, probe::Item, probe::Item>(
-      *peer, PROBE_ID, 1, [](probe::Count::Builder) {},
-      [](Context<probe::Count, probe::Item, probe::Item>&, probe::Count::Reader) -> Co<void> {
-        co_return;
-      }).then([](Received<probe::Count>) {}, [&failure](kj::Exception&& e) {
-        failure = kj::mv(e);
-      }).eagerlyEvaluate(nullptr);
+                    *peer, PROBE_ID, 1, [](probe::Count::Builder) {},
+                    [](CallerContext<probe::Count, probe::Item, probe::Item>&,
+                       probe::Count::Reader) -> Co<void> { co_return; })
+                    .then([](Received<probe::Count>) {},
+                          [&failure](kj::Exception&& e) { failure = kj::mv(e); })
+                    .eagerlyEvaluate(nullptr);
   uint64_t callId = 0;
   answerNextStart([&](wire::Message::Builder m) {
     callId = m.getCallId();

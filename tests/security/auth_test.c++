@@ -52,7 +52,7 @@ public:
   }
   kj::StringPtr methodName(uint16_t) const override { return "echo"; }
   Co<void> dispatch(uint16_t, IncomingTask& task) override {
-    CallContext<probe::Words, probe::Words> call(task);
+    ServerCall<probe::Words, probe::Words> call(task);
     call.results().setText(call.params().getText());
     co_return;
   }

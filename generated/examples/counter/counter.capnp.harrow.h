@@ -71,10 +71,10 @@ class CounterActor::Server : public harrow::ActorServer {
 public:
   using Interface = CounterActor;  // what harrow::Implementations records
 
-  using AddCall = harrow::CallContext<Schema::AddParams, Schema::AddResults>;
-  using CountCall = harrow::StreamCall<Schema::CountParams, Schema::Tick>;
-  using SessionCall = harrow::ContextCall<Schema::SessionParams, Schema::SessionResults,
-                                          Schema::Ready, Schema::Delta, Schema::Total>;
+  using AddCall = harrow::ServerCall<Schema::AddParams, Schema::AddResults>;
+  using CountCall = harrow::ServerStream<Schema::CountParams, Schema::Tick>;
+  using SessionCall = harrow::ServerContext<
+      Schema::SessionParams, Schema::SessionResults, Schema::Ready, Schema::Delta, Schema::Total>;
 
   // add @0, a call: fill call.results().
   // A call: adds n to the total and returns the new total.
@@ -106,7 +106,7 @@ class CounterActor::Portal {
 public:
   // What stream and context bodies receive.
   using CountStream = harrow::ReceiveStream<Schema::Tick>;
-  using SessionContext = harrow::Context<Schema::Ready, Schema::Delta, Schema::Total>;
+  using SessionContext = harrow::CallerContext<Schema::Ready, Schema::Delta, Schema::Total>;
 
   explicit Portal(harrow::RawPortal& portal);
 

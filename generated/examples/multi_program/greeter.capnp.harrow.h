@@ -32,7 +32,7 @@ class GreeterActor::Server : public harrow::ActorServer {
 public:
   using Interface = GreeterActor;  // what harrow::Implementations records
 
-  using GreetCall = harrow::CallContext<Schema::GreetParams, Schema::GreetResults>;
+  using GreetCall = harrow::ServerCall<Schema::GreetParams, Schema::GreetResults>;
 
   // greet @0, a call: fill call.results().
   // A call: "hello, <name>", and the process the greeter runs in.

@@ -34,7 +34,7 @@ class NodeActor::Server : public harrow::ActorServer {
 public:
   using Interface = NodeActor;  // what harrow::Implementations records
 
-  using GrowCall = harrow::CallContext<Schema::GrowParams, Schema::GrowResults>;
+  using GrowCall = harrow::ServerCall<Schema::GrowParams, Schema::GrowResults>;
 
   // grow @0, a call: fill call.results().
   // A call. With depth > 0 the node opens its own actor nursery, spawns `width` children (named

@@ -34,9 +34,9 @@ class IntrospectActor::Server : public harrow::ActorServer {
 public:
   using Interface = IntrospectActor;  // what harrow::Implementations records
 
-  using InfoCall = harrow::CallContext<Schema::InfoParams, Schema::InfoResults>;
-  using SchemaCall = harrow::CallContext<Schema::SchemaParams, Schema::SchemaResults>;
-  using TasksCall = harrow::CallContext<Schema::TasksParams, Schema::TasksResults>;
+  using InfoCall = harrow::ServerCall<Schema::InfoParams, Schema::InfoResults>;
+  using SchemaCall = harrow::ServerCall<Schema::SchemaParams, Schema::SchemaResults>;
+  using TasksCall = harrow::ServerCall<Schema::TasksParams, Schema::TasksResults>;
 
   // info @0, a call: fill call.results().
   // Who this actor is and how it is doing.

@@ -34,16 +34,16 @@ class RegistryActor::Server : public harrow::ActorServer {
 public:
   using Interface = RegistryActor;  // what harrow::Implementations records
 
-  using RegisterActorCall = harrow::CallContext<
+  using RegisterActorCall = harrow::ServerCall<
       Schema::RegisterActorParams, Schema::RegisterActorResults>;
-  using DeregisterActorCall = harrow::CallContext<
+  using DeregisterActorCall = harrow::ServerCall<
       Schema::DeregisterActorParams, Schema::DeregisterActorResults>;
-  using FindCall = harrow::CallContext<Schema::FindParams, Schema::FindResults>;
-  using QueryCall = harrow::CallContext<Schema::QueryParams, Schema::QueryResults>;
-  using WaitForCall = harrow::CallContext<Schema::WaitForParams, Schema::WaitForResults>;
-  using WaitForDepartureCall = harrow::CallContext<
+  using FindCall = harrow::ServerCall<Schema::FindParams, Schema::FindResults>;
+  using QueryCall = harrow::ServerCall<Schema::QueryParams, Schema::QueryResults>;
+  using WaitForCall = harrow::ServerCall<Schema::WaitForParams, Schema::WaitForResults>;
+  using WaitForDepartureCall = harrow::ServerCall<
       Schema::WaitForDepartureParams, Schema::WaitForDepartureResults>;
-  using InfoCall = harrow::CallContext<Schema::InfoParams, Schema::InfoResults>;
+  using InfoCall = harrow::ServerCall<Schema::InfoParams, Schema::InfoResults>;
 
   // registerActor @0, a call: fill call.results().
   // Adds (or, for a uuid already registered, replaces) an entry, tied to the calling channel.

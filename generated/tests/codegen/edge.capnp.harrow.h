@@ -72,22 +72,23 @@ class EdgeActor::Server : public harrow::ActorServer {
 public:
   using Interface = EdgeActor;  // what harrow::Implementations records
 
-  using PingCall = harrow::CallContext<Schema::PingParams, Schema::PingResults>;
-  using PaintCall = harrow::CallContext<Schema::PaintParams, Schema::PaintResults>;
-  using ToggleCall = harrow::CallContext<Schema::ToggleParams, Schema::ToggleResults>;
-  using DeleteCall = harrow::CallContext<Schema::DeleteParams, Schema::DeleteResults>;
-  using MoveCall = harrow::CallContext<::harrow::codegen_test::edge::Point,
-                                       ::harrow::codegen_test::edge::Point>;
-  using SumCall = harrow::CallContext<Schema::SumParams, Schema::SumResults>;
-  using SharedCall = harrow::StreamCall<Schema::SharedParams, ::Shared>;
-  using NestedCall = harrow::StreamCall<Schema::NestedParams,
-                                        ::harrow::codegen_test::edge::Top::Nested>;
-  using DeepCall = harrow::StreamCall<Schema::DeepParams, ::Shared::Inner>;
-  using QuietCall = harrow::ContextCall<Schema::QuietParams, Schema::QuietResults, Schema::Local,
-                                        void, void>;
-  using OneWayCall = harrow::ContextCall<Schema::OneWayParams, Schema::OneWayResults, Schema::Local,
-                                         ::harrow::codegen_test::edge::Top, void>;
-  using OwnCall = harrow::StreamCall<Schema::OwnParams, Schema::Local>;
+  using PingCall = harrow::ServerCall<Schema::PingParams, Schema::PingResults>;
+  using PaintCall = harrow::ServerCall<Schema::PaintParams, Schema::PaintResults>;
+  using ToggleCall = harrow::ServerCall<Schema::ToggleParams, Schema::ToggleResults>;
+  using DeleteCall = harrow::ServerCall<Schema::DeleteParams, Schema::DeleteResults>;
+  using MoveCall = harrow::ServerCall<::harrow::codegen_test::edge::Point,
+                                      ::harrow::codegen_test::edge::Point>;
+  using SumCall = harrow::ServerCall<Schema::SumParams, Schema::SumResults>;
+  using SharedCall = harrow::ServerStream<Schema::SharedParams, ::Shared>;
+  using NestedCall = harrow::ServerStream<Schema::NestedParams,
+                                          ::harrow::codegen_test::edge::Top::Nested>;
+  using DeepCall = harrow::ServerStream<Schema::DeepParams, ::Shared::Inner>;
+  using QuietCall = harrow::ServerContext<Schema::QuietParams, Schema::QuietResults, Schema::Local,
+                                          void, void>;
+  using OneWayCall = harrow::ServerContext<
+      Schema::OneWayParams, Schema::OneWayResults, Schema::Local, ::harrow::codegen_test::edge::Top,
+      void>;
+  using OwnCall = harrow::ServerStream<Schema::OwnParams, Schema::Local>;
 
   // ping @0, a call: fill call.results().
   virtual harrow::Co<void> ping(PingCall call) = 0;
@@ -144,8 +145,9 @@ public:
   using SharedStream = harrow::ReceiveStream<::Shared>;
   using NestedStream = harrow::ReceiveStream<::harrow::codegen_test::edge::Top::Nested>;
   using DeepStream = harrow::ReceiveStream<::Shared::Inner>;
-  using QuietContext = harrow::Context<Schema::Local, void, void>;
-  using OneWayContext = harrow::Context<Schema::Local, ::harrow::codegen_test::edge::Top, void>;
+  using QuietContext = harrow::CallerContext<Schema::Local, void, void>;
+  using OneWayContext = harrow::CallerContext<
+      Schema::Local, ::harrow::codegen_test::edge::Top, void>;
   using OwnStream = harrow::ReceiveStream<Schema::Local>;
 
   explicit Portal(harrow::RawPortal& portal);
@@ -327,7 +329,7 @@ class Outer_InnerActor::Server : public harrow::ActorServer {
 public:
   using Interface = Outer_InnerActor;  // what harrow::Implementations records
 
-  using GetCall = harrow::CallContext<Schema::GetParams, Schema::GetResults>;
+  using GetCall = harrow::ServerCall<Schema::GetParams, Schema::GetResults>;
 
   // get @0, a call: fill call.results().
   // A method in an interface nested in a struct.

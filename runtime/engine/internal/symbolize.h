@@ -2,7 +2,7 @@
 // process that raised the error (only it has the addresses' meaning), with elfutils' libdw.
 //
 //   stack:
-//   #0 KvImpl::remove(harrow::CallContext<Kv::RemoveParams, Kv::RemoveResults>) at main.c++:50
+//   #0 KvImpl::remove(harrow::ServerCall<Kv::RemoveParams, Kv::RemoveResults>) at main.c++:50
 //   … 29 frames in harrow and kj (HARROW_TRACE=full shows them)
 //   #32 (the event loop)
 //

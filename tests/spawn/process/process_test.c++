@@ -1042,8 +1042,8 @@ TEST_F(ProcessTest, UnknownImplementationFailsClearly) {
 TEST_F(ProcessTest, RunInActorGivesTheResultAndCancelsTheActor) {
   auto failure = runRoot([&]() -> Co<void> {
     co_await openActorNursery(root, [&](ActorNursery& nursery) -> Co<void> {
-      auto echoed = co_await nursery.runInActor<ProbeActor>(
-          "probe-one-shot", "probe", [](ProbeActor::Portal& probe) { return probe.echo("once"); });
+      auto echoed = co_await nursery.runInActor<ProbeImpl>(
+          "probe-one-shot", [](ProbeActor::Portal& probe) { return probe.echo("once"); });
       auto reply = co_await echoed.result();
       EXPECT_EQ(std::string(reply->getText().cStr()), "echo: once");
     });
@@ -1055,6 +1055,7 @@ TEST_F(ProcessTest, RunInActorErrorReachesTheNurseryAndTheResult) {
   kj::Maybe<kj::Exception> resultError;
   auto failure = runRoot([&]() -> Co<void> {
     co_await openActorNursery(root, [&](ActorNursery& nursery) -> Co<void> {
+      // The form by interface and registered name, as the typed one above forwards to.
       auto failed = co_await nursery.runInActor<ProbeActor>(
           "probe-one-shot-fails", "probe",
           [](ProbeActor::Portal& probe) { return probe.fail("no thanks"); });
