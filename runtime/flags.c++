@@ -14,6 +14,9 @@
 namespace harrow {
 namespace {
 
+void checkLogLevel() {
+  logLevelFromEnvironment();
+}
 void checkLogFormat() {
   logFormatFromEnvironment();
 }
@@ -31,7 +34,7 @@ void checkSpawnBackend() {
 // is the document's own).
 const Setting SETTINGS[] = {
     {"--harrow-log", "LEVEL", "HARROW_LOG", "`debug`, `info`, `warning`, `error` (`warning`)",
-     "log level of the whole tree", Parse::VALUE},
+     "log level of the whole tree", Parse::VALUE, checkLogLevel},
     {"--harrow-log-format", "FMT", "HARROW_LOG_FORMAT", "`text`, `json` (`text`)",
      "json: one JSON object per log line", Parse::VALUE, checkLogFormat},
     {"--harrow-metrics", "ADDR", "HARROW_METRICS",

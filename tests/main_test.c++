@@ -5,6 +5,10 @@
 
 #include <gtest/gtest.h>
 
+#include <stdio.h>
+#include <unistd.h>
+
+#include <string>
 #include <thread>
 
 namespace harrow {
@@ -36,6 +40,46 @@ TEST(MainTest, ASecondRootOnAnotherThreadIsRefusedAndTheFirstCarriesOn) {
   EXPECT_TRUE(firstRan);
   // Once the first root is done, a new one may run.
   EXPECT_EQ(runMain([](Actor&) -> Co<void> { co_return; }), 0);
+}
+
+// What `fn` writes to stderr (a temporary file stands in for it meanwhile).
+template <typename Fn>
+std::string stderrOf(Fn&& fn) {
+  fflush(stderr);
+  FILE* captured = tmpfile();
+  int saved = dup(STDERR_FILENO);
+  dup2(fileno(captured), STDERR_FILENO);
+  fn();
+  fflush(stderr);
+  dup2(saved, STDERR_FILENO);
+  close(saved);
+  std::string text;
+  rewind(captured);
+  for (int c; (c = fgetc(captured)) != EOF;) text.push_back(char(c));
+  fclose(captured);
+  return text;
+}
+
+TEST(MainTest, ABadSettingStopsTheRootBeforeAnythingRunsAndNamesIt) {
+  struct Case {
+    const char* variable;
+    const char* value;
+  };
+  for (Case bad : {Case{"HARROW_LOG", "bogus"}, Case{"HARROW_LOG_FORMAT", "xml"},
+                   Case{"HARROW_MAX_MESSAGE_BYTES", "12"}}) {
+    setenv(bad.variable, bad.value, 1);
+    int status = -1;
+    std::string said = stderrOf([&]() {
+      status = runMain([](Actor&) -> Co<void> {
+        ADD_FAILURE() << "the root ran";
+        co_return;
+      });
+    });
+    unsetenv(bad.variable);
+    EXPECT_EQ(status, 1) << bad.variable;
+    EXPECT_NE(said.find(bad.variable), std::string::npos) << said;
+    EXPECT_NE(said.find(bad.value), std::string::npos) << said;
+  }
 }
 
 TEST(MainTest, HarrowHelpPrintsEverySettingAndRunsNothing) {

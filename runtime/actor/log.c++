@@ -95,26 +95,32 @@ void ActorLog::logMessage(kj::LogSeverity severity, const char* file, int line,
   next.logMessage(severity, file, line, contextDepth, kj::mv(prefixed));
 }
 
+LogLevel parseLogLevel(kj::StringPtr level) {
+  // "debug" is the most KJ can show (INFO); debugLogging() adds harrow's own.
+  if (level == "debug") return {kj::LogSeverity::INFO, true};
+  if (level == "info") return {kj::LogSeverity::INFO, false};
+  if (level == "warning") return {kj::LogSeverity::WARNING, false};
+  if (level == "error") return {kj::LogSeverity::ERROR, false};
+  KJ_FAIL_REQUIRE("unknown log level (use debug, info, warning or error)", level);
+}
+
+kj::Maybe<LogLevel> logLevelFromEnvironment() {
+  const char* level = getenv("HARROW_LOG");
+  if (level == nullptr || *level == '\0') return nullptr;
+  return parseLogLevel(level);
+}
+
 void setLogLevel(kj::StringPtr level) {
-  kj::LogSeverity severity;
-  setDebugLogging(level == "debug");
-  if (level == "debug") {
-    severity = kj::LogSeverity::INFO;  // the most KJ can show; debugLogging() adds harrow's
-  } else if (level == "info") {
-    severity = kj::LogSeverity::INFO;
-  } else if (level == "warning") {
-    severity = kj::LogSeverity::WARNING;
-  } else if (level == "error") {
-    severity = kj::LogSeverity::ERROR;
-  } else {
-    KJ_FAIL_REQUIRE("unknown log level (use debug, info, warning or error)", level);
-  }
-  kj::_::Debug::setLogLevel(severity);
+  LogLevel parsed = parseLogLevel(level);
+  setDebugLogging(parsed.debug);
+  kj::_::Debug::setLogLevel(parsed.severity);
 }
 
 void setLogLevelFromEnvironment() {
-  const char* level = getenv("HARROW_LOG");
-  if (level != nullptr && *level != '\0') setLogLevel(level);
+  KJ_IF_MAYBE (level, logLevelFromEnvironment()) {
+    setDebugLogging(level->debug);
+    kj::_::Debug::setLogLevel(level->severity);
+  }
 }
 
 }  // namespace harrow

@@ -45,10 +45,21 @@ kj::String jsonLogLine(kj::LogSeverity severity, kj::StringPtr actor, kj::String
 
 // debugLogging() and HARROW_LOG_DEBUG: <harrow/co/log_level.h>.
 
-// Applies a level name ("debug", "info", "warning", "error"); throws for an unknown one.
+// A level name ("debug", "info", "warning", "error") as KJ's severity plus harrow's debug
+// logging; throws for an unknown one, naming it.
+struct LogLevel {
+  kj::LogSeverity severity;
+  bool debug;
+};
+LogLevel parseLogLevel(kj::StringPtr level);
+
+// The level HARROW_LOG names, if set (harrow::main checks it before it starts anything).
+kj::Maybe<LogLevel> logLevelFromEnvironment();
+
+// Applies a level name; throws for an unknown one.
 void setLogLevel(kj::StringPtr level);
 
-// The level from the environment (HARROW_LOG), if set.
+// Applies the level from the environment (HARROW_LOG), if set.
 void setLogLevelFromEnvironment();
 
 }  // namespace harrow
