@@ -7,6 +7,8 @@
 //               the node's own and, inherited, those of the children it runs)
 //               [--harrow-insecure-links]  (links without TLS tagged, not encrypted: only if
 //               the parents say so too; inherited)
+//               [--harrow-encrypt]  (every link encrypted, over TLS too, and every channel with
+//               frame tags of the children it runs: inherited)
 //
 // Prints "harrow-node: listening on ADDRESS" per address once it accepts links, then a line per
 // child started and ended (NodeOptions::report). SIGINT or SIGTERM
@@ -27,12 +29,15 @@
 
 // The harrow flags it takes, parsed as harrow::main parses them (<harrow/flags.h>): the tree's
 // cookie and log level, and what the children it runs inherit: the nodes they may start their own
-// children on (<harrow/spawn/link.h>), TLS on links, and links without TLS tagged, not encrypted
-// (the parent must say so too: docs/PROTOCOL.md, "Frame protection").
+// children on (<harrow/spawn/link.h>), TLS on links, links without TLS tagged, not encrypted
+// (the parent must say so too), and encryption of every channel that carries frame tags, as a
+// root's --harrow-encrypt asks for its own (either end of a link asking is enough: docs/PROTOCOL.md,
+// "Frame protection"). A node's children get their environment from the node, not from the
+// root: without it here, a tree run with --harrow-encrypt had tagged-only channels on other hosts.
 constexpr kj::StringPtr HARROW_FLAGS[] = {
     "--harrow-cookie"_kj,         "--harrow-log"_kj,     "--harrow-nodes"_kj,
     "--harrow-tls-cert"_kj,       "--harrow-tls-key"_kj, "--harrow-tls-ca"_kj,
-    "--harrow-insecure-links"_kj,
+    "--harrow-insecure-links"_kj, "--harrow-encrypt"_kj,
 };
 
 int main(int argc, char** argv) {

@@ -446,6 +446,39 @@ TEST_F(ClusterTest, ATapOnALinkReadsWhatActorsSayOnlyWithInsecureLinksOnBothEnds
   stopNodes();
 }
 
+// --harrow-encrypt on a node, as on a root: its links are encrypted even where both ends run with
+// --harrow-insecure-links (either end asking is enough), and the children it runs inherit it
+// (their environment is the node's, not the root's).
+TEST_F(ClusterTest, ANodeWithHarrowEncryptEncryptsItsLinksAndItsChildrenInheritIt) {
+  std::string marker = netnsId(cluster->ns("b"));
+  startNode("b", "", {"--harrow-insecure-links", "--harrow-encrypt"});
+  startNode("c", "", {"--harrow-insecure-links", "--harrow-encrypt"});
+  startTap();
+  auto root = startRoot("hold", "", {"--harrow-insecure-links"});
+  // "ready NAME ns=N pid=P;...": the chain holds, so the remote children are alive to look at.
+  auto ready = line(*root, "ready ");
+  for (std::string name : {"hop.b ", "hop.b.c "}) {
+    size_t at = ready.find(name);
+    ASSERT_NE(at, std::string::npos) << ready;
+    size_t pid = ready.find("pid=", at) + 4;
+    std::ifstream in("/proc/" + ready.substr(pid, ready.find(';', pid) - pid) + "/environ",
+                     std::ios::binary);
+    std::string environment((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_NE(environment.find(std::string("HARROW_ENCRYPT=1\0", 17)), std::string::npos)
+        << name << ready;
+  }
+  kill(root->getPid(), SIGINT);
+  int status = finish(*root);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 128 + SIGINT) << root->outputSoFar();
+  line(*nodes["b"], "harrow-node: hop.b ended");
+  line(*nodes["c"], "harrow-node: hop.b.c ended");
+  auto seen = tapped();
+  EXPECT_GT(seen.size(), 1000u);
+  EXPECT_EQ(seen.find(marker), std::string::npos) << "the tap read what b's actor said";
+  EXPECT_EQ(seen.find(programBinary), std::string::npos) << "the tap read link.spawn";
+  stopNodes();
+}
+
 // Plain links need both ends' word: one end with --harrow-insecure-links is refused, naming the
 // flag, whichever end it is; and a tap that rewrites the hellos to ask for tags alone breaks the
 // proofs (they cover the hellos), so no actor starts and nothing crosses in the clear.
