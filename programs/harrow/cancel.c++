@@ -232,7 +232,7 @@ Co<int> cancel(Session& session) {
   } else {
     // Not on this host (or not in our pid namespace): it may only be asked. Done once it has
     // left the registry.
-    RegistryActor::Portal registry(*co_await session.registry());
+    RegistryActor::Portal registry = co_await session.registry();
     auto uuid = kj::heapArray<kj::byte>(entry.uuid);
     bool late = co_await moveOnAfter(actor.timer(), session.opts().grace, [&]() -> Co<void> {
       co_await registry.waitForDeparture([&](auto params) { params.setUuid(uuid); });

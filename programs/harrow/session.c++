@@ -7,7 +7,7 @@ namespace harrow::cli {
 
 kj::String hex(kj::ArrayPtr<const kj::byte> bytes) { return kj::encodeHex(bytes); }
 
-Co<Peer*> Session::registry() {
+Co<RegistryActor::Portal> Session::registry() {
   auto what = kj::str("the registry at ", options.registry);
   auto peer = co_await errorOr([&]() {
     return bounded<Peer*>(what, [&]() { return actor.connectTo(options.registry); });
@@ -19,11 +19,11 @@ Co<Peer*> Session::registry() {
     }
     kj::throwFatalException(kj::mv(*e));
   }
-  co_return *peer;
+  co_return RegistryActor::Portal(**peer);
 }
 
 Co<kj::Array<RegisteredActor>> Session::entries() {
-  RegistryActor::Portal portal(*co_await registry());
+  RegistryActor::Portal portal = co_await registry();
   auto reply = co_await bounded<Received<registry::Registry::QueryResults>>(
       "the registry", [&]() { return portal.query(""); });
   auto list = reply->getEntries();

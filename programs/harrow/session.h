@@ -29,16 +29,16 @@ public:
   // Exactly one actor; several: EXIT_USAGE, listing their uuids.
   Co<RegisteredActor> resolveOne(kj::StringPtr name);
 
-  // A channel to the actor (connect + authenticated hello, within the timeout), checked to be
-  // the entry's actor.
+  // The Peer of a channel to the actor (connect + authenticated hello, within the timeout),
+  // checked to be the entry's actor.
   Co<Peer*> connect(const RegisteredActor& entry);
 
   // `fn()` within the session's timeout; a timeout is EXIT_NOT_FOUND naming `what`.
   template <typename T, typename Fn>
   Co<T> bounded(kj::StringPtr what, Fn fn);
 
-  // The registry's channel (connected once).
-  Co<Peer*> registry();
+  // The registry actor, on the actor's channel to it (opened by the first call).
+  Co<RegistryActor::Portal> registry();
 
 private:
   Actor& actor;

@@ -371,7 +371,7 @@ Co<kj::String> Actor::listen(kj::StringPtr address) {
   co_return co_await bind(address);
 }
 
-kj::Maybe<Peer&> Actor::openChannelTo(kj::StringPtr address) {
+kj::Maybe<Peer&> Actor::outboundPeer(kj::StringPtr address) {
   KJ_IF_MAYBE(existing, outboundByAddress.find(address)) {
     if ((*existing)->open) return *(*existing)->peer;
   }

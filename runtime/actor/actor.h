@@ -245,8 +245,8 @@ public:
   // The Peer stays valid (if closed, calls on it fail with its error) until serve() returns.
   // Throws TransportClosed if nobody is there. Only while serve() runs.
   Co<Peer*> connectTo(kj::StringPtr address);
-  // The open outbound channel to `address`, if there is one (never connects).
-  kj::Maybe<Peer&> openChannelTo(kj::StringPtr address);
+  // The Peer of the open outbound channel to `address`, if there is one (never connects).
+  kj::Maybe<Peer&> outboundPeer(kj::StringPtr address);
 
   void removeServer(uint64_t interfaceId) { servers.erase(interfaceId); }
 

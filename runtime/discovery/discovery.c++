@@ -176,7 +176,7 @@ RegistryBackend& Discovery::backend() {
   noRegistry();
 }
 
-Co<Peer*> Discovery::registryPeer() {
+Co<RegistryActor::Portal> Discovery::registryPortal() {
   kj::String address;
   KJ_IF_MAYBE(r, registryBound) {
     address = kj::heapString(*r);
@@ -193,7 +193,7 @@ Co<Peer*> Discovery::registryPeer() {
     kj::throwFatalException(transportClosed(
         kj::str("the registry at ", address, " is unreachable: ", e->getDescription())));
   }
-  co_return *connected;
+  co_return RegistryActor::Portal(**connected);
 }
 
 Co<Discovery::ProbeResult> Discovery::probeRegistry(kj::StringPtr address,

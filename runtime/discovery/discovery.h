@@ -127,10 +127,10 @@ public:
   // The root actor's address, if known (a root's own first address).
   kj::Maybe<kj::StringPtr> rootAddress() const;
 
-  // The channel to the registry (actor.connectTo(registryAddress())); a clear TransportClosed
-  // naming the registry if it cannot be reached; harrow.NoRegistry if this actor has none (or
-  // its registry is etcd, which is no actor).
-  Co<Peer*> registryPeer();
+  // The registry actor, on the channel to it (actor.connectTo(registryAddress())); a clear
+  // TransportClosed naming the registry if it cannot be reached; harrow.NoRegistry if this actor
+  // has none (or its registry is etcd, which is no actor).
+  Co<RegistryActor::Portal> registryPortal();
 
   // Where lookups go (backend.h): the registry actor or etcd. harrow.NoRegistry if this actor
   // has none (no registry address, or it could not be reached at startup).
@@ -188,19 +188,24 @@ Co<RegistryActor::Portal> registryPortal(Actor& actor);
 Co<kj::Array<RegisteredActor>> queryActor(Actor& actor, kj::StringPtr name);
 Co<kj::Array<RegisteredActor>> queryActor(kj::StringPtr name);
 
-// A channel to one actor registered under `name`, or nullptr if there is none (or none of them
-// can be reached: stale entries of actors that just died are skipped).
-Co<kj::Maybe<Peer*>> findActorChannel(Actor& actor, kj::StringPtr name);
+// The untyped forms return a portal's handle on the channel to the actor found (<harrow/typed/
+// task.h>): `*handle` is the RawPortal a typed portal is made of (FooActor::Portal(*handle)) or
+// callMethod() takes.
+
+// One actor registered under `name`, or nullptr if there is none (or none of them can be
+// reached: stale entries of actors that just died are skipped).
+Co<kj::Maybe<PortalHandle>> findActorPortal(Actor& actor, kj::StringPtr name);
 
 // Waits until an actor registers under `name`, then opens a channel to it.
-Co<Peer*> waitForActorChannel(Actor& actor, kj::StringPtr name);
+Co<PortalHandle> waitForActorPortal(Actor& actor, kj::StringPtr name);
 
-// A channel to the actor an entry describes: tries its addresses in order and checks that the
-// actor answering has the entry's uuid. Throws TransportClosed if none can be reached.
+// The Peer of a channel to the actor an entry describes (actor.connectTo()): tries its addresses
+// in order and checks that the actor answering has the entry's uuid. Throws TransportClosed if
+// none can be reached.
 Co<Peer*> connectToActor(Actor& actor, const RegisteredActor& entry);
 
-// A channel to the root actor of `actor`'s tree (its own address for the root itself).
-Co<Peer*> rootChannel(Actor& actor);
+// The root actor of `actor`'s tree (its own address for the root itself).
+Co<PortalHandle> rootPortal(Actor& actor);
 
 // Resolves once the actor with `uuid` has left the registry, saying how: deregistered (an
 // orderly teardown), channelLost (it died: the registry saw its channel end) or notRegistered.
@@ -211,8 +216,8 @@ Co<Departure> waitForDeparture(Actor& actor, kj::ArrayPtr<const kj::byte> uuid);
 // tractor: find_actor. nullptr if no actor is registered under `name`.
 template <typename Interface>
 Co<kj::Maybe<typename Interface::Portal>> findActor(Actor& actor, kj::StringPtr name) {
-  KJ_IF_MAYBE(peer, co_await findActorChannel(actor, name)) {
-    co_return typename Interface::Portal(**peer);
+  KJ_IF_MAYBE (portal, co_await findActorPortal(actor, name)) {
+    co_return typename Interface::Portal(**portal);
   }
   co_return nullptr;
 }
@@ -224,8 +229,8 @@ Co<kj::Maybe<typename Interface::Portal>> findActor(kj::StringPtr name) {
 // tractor: wait_for_actor. Resolves once an actor registers under `name` (at once if one has).
 template <typename Interface>
 Co<typename Interface::Portal> waitForActor(Actor& actor, kj::StringPtr name) {
-  Peer* peer = co_await waitForActorChannel(actor, name);
-  co_return typename Interface::Portal(*peer);
+  PortalHandle portal = co_await waitForActorPortal(actor, name);
+  co_return typename Interface::Portal(*portal);
 }
 template <typename Interface>
 Co<typename Interface::Portal> waitForActor(kj::StringPtr name) {
@@ -235,8 +240,8 @@ Co<typename Interface::Portal> waitForActor(kj::StringPtr name) {
 // The root actor of the tree, through the interface it serves.
 template <typename Interface>
 Co<typename Interface::Portal> rootActor(Actor& actor) {
-  Peer* peer = co_await rootChannel(actor);
-  co_return typename Interface::Portal(*peer);
+  PortalHandle portal = co_await rootPortal(actor);
+  co_return typename Interface::Portal(*portal);
 }
 template <typename Interface>
 Co<typename Interface::Portal> rootActor() {

@@ -26,7 +26,7 @@ namespace {
 // Registry calls made on a channel that then fails: say which registry is gone.
 template <typename Fn>
 auto askRegistry(Actor& actor, Fn fn) -> Co<PromiseValue<decltype(fn(kj::instance<RegistryActor::Portal&>()))>> {
-  RegistryActor::Portal portal(*co_await Discovery::of(actor).registryPeer());
+  RegistryActor::Portal portal = co_await Discovery::of(actor).registryPortal();
   auto reply = co_await errorOr([&]() { return fn(portal); });
   if (reply.error() == nullptr) co_return kj::mv(*reply);
   auto& e = KJ_ASSERT_NONNULL(reply.error());
@@ -58,9 +58,9 @@ public:
   RegistryActorBackend(Actor& actor, Discovery& discovery) : actor(actor), discovery(discovery) {}
 
   Co<void> registerSelf(const RegisteredActor& self) override {
-    Peer* peer = co_await discovery.registryPeer();
+    RegistryActor::Portal registry = co_await discovery.registryPortal();
     co_await failAfter(actor.timer(), discovery.options().handshakeTimeout, [&]() -> Co<void> {
-      co_await RegistryActor::Portal(*peer).registerActor([&](auto params) {
+      co_await registry.registerActor([&](auto params) {
         auto entry = params.initEntry();
         entry.setName(self.name);
         entry.setUuid(self.uuid);
@@ -78,7 +78,7 @@ public:
     // No open channel to the registry: it is gone, and our entry with it (or it removes the entry
     // when it sees our channel end). Never connect anew just to say goodbye.
     Peer* peer = nullptr;
-    KJ_IF_MAYBE(open, actor.openChannelTo(address)) peer = open;
+    KJ_IF_MAYBE (open, actor.outboundPeer(address)) peer = open;
     if (peer == nullptr) co_return;
     KJ_IF_MAYBE(e, co_await errorOf([&]() -> Co<void> {
       bool late = co_await moveOnAfter(actor.timer(), timeout, [&]() -> Co<void> {
@@ -141,7 +141,7 @@ kj::Own<RegistryBackend> Discovery::newRegistryActorBackend() {
 }
 
 Co<RegistryActor::Portal> registryPortal(Actor& actor) {
-  co_return RegistryActor::Portal(*co_await Discovery::of(actor).registryPeer());
+  co_return co_await Discovery::of(actor).registryPortal();
 }
 
 Co<kj::Array<RegisteredActor>> queryActor(Actor& actor, kj::StringPtr name) {
@@ -176,8 +176,9 @@ Co<Peer*> connectToActor(Actor& actor, const RegisteredActor& entry) {
 namespace {
 
 // The first of `entries` we can open a channel to (stale entries of dead actors are skipped).
-Co<kj::Maybe<Peer*>> firstReachable(Actor& actor, kj::ArrayPtr<const RegisteredActor> entries,
-                                    kj::ArrayPtr<const kj::byte> skip) {
+Co<kj::Maybe<PortalHandle>> firstReachable(Actor& actor,
+                                           kj::ArrayPtr<const RegisteredActor> entries,
+                                           kj::ArrayPtr<const kj::byte> skip) {
   for (auto& entry : entries) {
     if (entry.uuid == skip) continue;
     auto connected = co_await errorOr([&]() { return connectToActor(actor, entry); });
@@ -186,14 +187,14 @@ Co<kj::Maybe<Peer*>> firstReachable(Actor& actor, kj::ArrayPtr<const RegisteredA
       HARROW_LOG_DEBUG("skipping an unreachable registry entry", *e);
       continue;
     }
-    co_return *connected;
+    co_return PortalHandle(**connected);
   }
   co_return nullptr;
 }
 
 }  // namespace
 
-Co<kj::Maybe<Peer*>> findActorChannel(Actor& actor, kj::StringPtr nameParam) {
+Co<kj::Maybe<PortalHandle>> findActorPortal(Actor& actor, kj::StringPtr nameParam) {
   auto name = kj::heapString(nameParam);
   RegistryBackend& registry = Discovery::of(actor).backend();
   // One round trip: the registry's pick. Only if that actor cannot be reached (it died a moment
@@ -205,27 +206,27 @@ Co<kj::Maybe<Peer*>> findActorChannel(Actor& actor, kj::StringPtr nameParam) {
   } else {
     co_return nullptr;
   }
-  KJ_IF_MAYBE(peer, co_await firstReachable(actor, kj::arrayPtr(&first, 1), nullptr)) {
-    co_return *peer;
+  KJ_IF_MAYBE (portal, co_await firstReachable(actor, kj::arrayPtr(&first, 1), nullptr)) {
+    co_return kj::mv(*portal);
   }
   auto all = co_await registry.query(name);
   co_return co_await firstReachable(actor, all, first.uuid);
 }
 
-Co<Peer*> waitForActorChannel(Actor& actor, kj::StringPtr nameParam) {
+Co<PortalHandle> waitForActorPortal(Actor& actor, kj::StringPtr nameParam) {
   auto name = kj::heapString(nameParam);
   RegistryBackend& registry = Discovery::of(actor).backend();
   for (;;) {
     auto entry = co_await registry.waitFor(name);
-    KJ_IF_MAYBE(peer, co_await firstReachable(actor, kj::arrayPtr(&entry, 1), nullptr)) {
-      co_return *peer;
+    KJ_IF_MAYBE (portal, co_await firstReachable(actor, kj::arrayPtr(&entry, 1), nullptr)) {
+      co_return kj::mv(*portal);
     }
     // It registered and died at once: wait for its stale entry to go, then for the next one.
     co_await registry.waitForDeparture(entry.uuid);
   }
 }
 
-Co<Peer*> rootChannel(Actor& actor) {
+Co<PortalHandle> rootPortal(Actor& actor) {
   kj::String address;
   kj::Maybe<kj::StringPtr> known;
   KJ_IF_MAYBE(discovery, actor.attachment<Discovery>()) known = discovery->rootAddress();
@@ -236,7 +237,7 @@ Co<Peer*> rootChannel(Actor& actor) {
         "actor ", actor.identity().name,
         " does not know its root's address (no discovery settings)")));
   }
-  co_return co_await actor.connectTo(address);
+  co_return PortalHandle(*co_await actor.connectTo(address));
 }
 
 Co<Departure> waitForDeparture(Actor& actor, kj::ArrayPtr<const kj::byte> uuid) {
