@@ -60,14 +60,25 @@ Co<void> Node::acceptLoop(kj::ConnectionReceiver& receiver, TaskNursery& links) 
   for (;;) {
     auto stream = co_await receiver.accept();
     links.startSoon([this, stream = kj::mv(stream)]() mutable -> Co<void> {
-      // A link's failure is its own: logged, never the node's.
-      auto failure = co_await errorOf([&]() { return serveLink(kj::mv(stream)); });
-      KJ_IF_MAYBE(e, failure) KJ_LOG(INFO, "link ended", e->getDescription());
+      // A link's failure is its own: logged, never the node's. A malformed frame from a parent
+      // that proved itself (one that failed its tag: something on the path injected, dropped,
+      // reordered, replayed or modified it) is a protocol violation, logged as a Peer's are.
+      kj::Maybe<ActorIdentity> parent;
+      auto failure = co_await errorOf([&]() { return serveLink(kj::mv(stream), parent); });
+      KJ_IF_MAYBE (e, failure) {
+        KJ_IF_MAYBE (p, parent) {
+          if (isMalformedFrame(*e)) {
+            violationLog().report(*p, kj::str("its link ended: ", e->getDescription()));
+            co_return;
+          }
+        }
+        KJ_LOG(INFO, "link ended", e->getDescription());
+      }
     });
   }
 }
 
-Co<void> Node::serveLink(kj::Own<kj::AsyncIoStream> stream) {
+Co<void> Node::serveLink(kj::Own<kj::AsyncIoStream> stream, kj::Maybe<ActorIdentity>& who) {
   KJ_IF_MAYBE(fd, stream->getFd()) {
     int one = 1;
     setsockopt(*fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -95,8 +106,9 @@ Co<void> Node::serveLink(kj::Own<kj::AsyncIoStream> stream) {
     linkOptions.link = true;
     linkOptions.linkOverTls = tls != nullptr;
     linkOptions.transportBinding = binding;
-    parent =
-        (co_await authenticateChannel(*link, *this, /*initiator=*/false, linkOptions)).toString();
+    auto& proved =
+        who.emplace(co_await authenticateChannel(*link, *this, /*initiator=*/false, linkOptions));
+    parent = proved.toString();
     auto received = co_await link->receive();
     if (received == nullptr) {
       kj::throwFatalException(transportClosed("the parent closed the link before asking"));
@@ -207,6 +219,8 @@ Co<void> Node::superviseChild(Channel& link, wire::NodeSpawn::Reader spawn,
     }).eagerlyEvaluate(nullptr);
     int status = co_await process->onExit();
     options.report(kj::str("orphan ", name, " ended: ", ChildProcess::describe(status)));
+    // A frame that failed its tag: a violation for acceptLoop() to log, not just a lost link.
+    if (isMalformedFrame(*e)) kj::throwFatalException(kj::mv(*e));
   }
 }
 

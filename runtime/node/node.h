@@ -69,7 +69,8 @@ private:
 
   bool allows(kj::StringPtr executable) const;
   Co<void> acceptLoop(kj::ConnectionReceiver& receiver, TaskNursery& links);
-  Co<void> serveLink(kj::Own<kj::AsyncIoStream> stream);
+  // `parent`: set once the link's opener has proved itself (whose violations to log).
+  Co<void> serveLink(kj::Own<kj::AsyncIoStream> stream, kj::Maybe<ActorIdentity>& parent);
   Co<void> superviseChild(Channel& link, wire::NodeSpawn::Reader spawn, kj::StringPtr parent);
 };
 

@@ -12,6 +12,10 @@
 #include "tests/processes.h"
 
 #include <harrow/co/cancel_scope.h>
+#include <harrow/wire.capnp.h>
+
+#include <capnp/serialize.h>
+#include <kj/encoding.h>
 
 #include <gtest/gtest.h>
 
@@ -35,6 +39,7 @@ std::string makeCertsScript;
 std::string tapBinary;
 std::string cliBinary;
 std::string tlsRelayBinary;
+std::string relayBinary;
 
 std::string realPath(const std::string& path) {
   char buffer[PATH_MAX];
@@ -443,6 +448,47 @@ TEST_F(ClusterTest, ATapOnALinkReadsWhatActorsSayOnlyWithInsecureLinksOnBothEnds
   seen = tapped();
   EXPECT_NE(seen.find(marker), std::string::npos);
   EXPECT_NE(seen.find(programBinary), std::string::npos);
+  stopNodes();
+}
+
+// A relay on the path of a link between hosts (in a's namespace, between the root and b's node,
+// tests/security/relay.c++) passes the handshake through, then, once the child runs, injects a
+// link.kill 9 (the attack of issue #19, 2), drops, reorders, modifies or replays one of the
+// root's frames. Each time the node ends that link with a logged violation (a frame that failed
+// its tag), the child ends as an orphan does, never by the injected signal, and the node goes on
+// serving: the tree runs through it directly afterwards.
+TEST_F(ClusterTest, ARelayOnALinkThatTampersWithAFrameEndsThatLinkAndNothingElse) {
+  std::string direct = nodesFlag;
+  startNodes();
+  capnp::MallocMessageBuilder kill;
+  kill.initRoot<wire::Message>().initLink().setKill(SIGKILL);
+  std::string killHex = kj::encodeHex(capnp::messageToFlatArray(kill).asBytes()).cStr();
+  size_t tampered = 0;
+  int port = 7200;
+  for (std::string mode : {"inject", "drop", "reorder", "modify", "replay"}) {
+    SCOPED_TRACE(mode);
+    std::string through = cluster->address("a") + ":" + std::to_string(port++);
+    std::vector<std::string> command = {relayBinary, cluster->address("b") + ":7000", mode};
+    if (mode == "inject") command.push_back(killHex);
+    command.push_back("--listen=" + through);
+    command.push_back("--at=1");  // the root's frame after link.spawn: the child runs
+    Program relay(io, cluster->exec("a", command));
+    line(relay, "listening ");
+    nodesFlag = "--harrow-nodes=b=tcp:" + through + ",c=tcp:" + cluster->address("c") + ":7000";
+    auto root = startRoot("tree");
+    int status = finish(*root);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << root->outputSoFar();
+    failAfter(io.provider->getTimer(), LINE_TIMEOUT, [&]() -> Co<void> {
+      co_await nodes["b"]->waitForCount("a frame failed its tag", ++tampered);
+    }).wait(io.waitScope);
+    auto ended = line(*nodes["b"], "harrow-node: orphan hop.b ended: ");
+    EXPECT_NE(ended.find("exited with status"), std::string::npos) << ended;
+    line(relay, "done ");
+    finish(relay);
+  }
+  nodesFlag = direct;
+  auto root = startRoot("tree");
+  expectTheTreeSpansTheHosts(*root);
   stopNodes();
 }
 
@@ -1000,6 +1046,7 @@ int main(int argc, char** argv) {
     if (arg.rfind("--tap=", 0) == 0) harrow::testing::tapBinary = arg.substr(6);
     if (arg.rfind("--cli=", 0) == 0) harrow::testing::cliBinary = arg.substr(6);
     if (arg.rfind("--tls-relay=", 0) == 0) harrow::testing::tlsRelayBinary = arg.substr(12);
+    if (arg.rfind("--relay=", 0) == 0) harrow::testing::relayBinary = arg.substr(8);
   }
   if (harrow::testing::nodeBinary.empty() || harrow::testing::programBinary.empty()) {
     fprintf(stderr, "usage: cluster_test --node=PATH --program=PATH\n");

@@ -3,19 +3,22 @@
 // through untouched (hellos and proofs: it does not know the secret, and needs not), then
 // tampers with what the opener sends. Plain libc, so that it runs from a copy as `nobody`.
 //
-//   relay TARGET_PORT MODE [HEX]   listens on a free loopback port (prints "listening PORT"),
-//                                  relays one connection to 127.0.0.1:TARGET_PORT, prints
-//                                  "done MODE" once either side has closed, and exits.
+//   relay TARGET MODE [HEX] [--listen=HOST:PORT] [--at=N]
+//       listens on a free loopback port (or HOST:PORT; prints "listening PORT"), relays one
+//       connection to TARGET (a loopback port, or HOST:PORT: a node in another network
+//       namespace, for a link between hosts), prints "done MODE" once either side has closed,
+//       and exits.
 //
 // The opener's frames after its `authenticate` (its third frame on) are tagged (docs/PROTOCOL.md,
-// "Frame protection": frame, then 16 bytes). MODE says what happens to them:
+// "Frame protection": frame, then 16 bytes). MODE says what happens to them, from the Nth
+// (--at, default 0: the first):
 //   pass     nothing (the control)
-//   inject   before the first: HEX (a frame of the test's choosing, e.g. cancelActor) and a
+//   inject   before it: HEX (a frame of the test's choosing, e.g. cancelActor or link.kill) and a
 //            tag of 16 zero bytes
-//   drop     the first is not passed on
-//   reorder  the first two are passed on second first
-//   modify   one bit of the first is flipped
-//   replay   the first is passed on twice
+//   drop     it is not passed on
+//   reorder  it and the next are passed on the next first
+//   modify   one bit of it is flipped
+//   replay   it is passed on twice
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -75,21 +78,50 @@ std::string fromHex(const char* hex) {
   return bytes;
 }
 
+// "HOST:PORT", or a port on loopback.
+sockaddr_in addressOf(const std::string& text) {
+  sockaddr_in address = {};
+  address.sin_family = AF_INET;
+  size_t colon = text.rfind(':');
+  if (colon == std::string::npos) {
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    address.sin_port = htons(atoi(text.c_str()));
+  } else if (inet_pton(AF_INET, text.substr(0, colon).c_str(), &address.sin_addr) != 1) {
+    fprintf(stderr, "relay: not HOST:PORT: %s\n", text.c_str());
+    exit(2);
+  } else {
+    address.sin_port = htons(atoi(text.c_str() + colon + 1));
+  }
+  return address;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 3) {
-    fprintf(stderr, "usage: relay TARGET_PORT MODE [HEX]\n");
+  std::vector<std::string> args;
+  std::string listenAt = "0";
+  size_t at = 0;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg.rfind("--listen=", 0) == 0) {
+      listenAt = arg.substr(9);
+    } else if (arg.rfind("--at=", 0) == 0) {
+      at = std::stoul(arg.substr(5));
+    } else {
+      args.push_back(arg);
+    }
+  }
+  if (args.size() < 2) {
+    fprintf(stderr, "usage: relay TARGET MODE [HEX] [--listen=HOST:PORT] [--at=N]\n");
     return 2;
   }
-  int targetPort = atoi(argv[1]);
-  std::string mode = argv[2];
-  std::string injected = argc > 3 ? fromHex(argv[3]) + std::string(TAG, '\0') : "";
+  std::string mode = args[1];
+  std::string injected = args.size() > 2 ? fromHex(args[2].c_str()) + std::string(TAG, '\0') : "";
 
   int listener = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in address = {};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  int one = 1;
+  setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  struct sockaddr_in address = addressOf(listenAt);
   socklen_t length = sizeof(address);
   if (bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
       listen(listener, 4) != 0 ||
@@ -100,10 +132,7 @@ int main(int argc, char** argv) {
   say("listening " + std::to_string(ntohs(address.sin_port)) + "\n");
   int opener = accept(listener, nullptr, nullptr);
   int acceptor = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in target = {};
-  target.sin_family = AF_INET;
-  target.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  target.sin_port = htons(targetPort);
+  struct sockaddr_in target = addressOf(args[0]);
   if (opener < 0 || connect(acceptor, reinterpret_cast<sockaddr*>(&target), sizeof(target)) != 0) {
     perror("relay: connect");
     return 3;
@@ -129,7 +158,8 @@ int main(int argc, char** argv) {
         std::string bytes = pending.substr(0, frame);
         pending.erase(0, frame);
         std::string out;
-        size_t tagged = index >= 2 ? index - 2 : SIZE_MAX;  // 0: the first tagged frame
+        // 0: the one to tamper with (the --at'th tagged frame)
+        size_t tagged = index >= 2 + at ? index - 2 - at : SIZE_MAX;
         ++index;
         if (tagged != 0 && !(mode == "reorder" && tagged == 1)) {
           out = bytes;

@@ -5,7 +5,8 @@
 // ends that channel, which the daemon logs as a frame that failed its tag; the client's calls on
 // it fail; the daemon is not cancelled and goes on serving everyone else. Untouched (`pass`), the
 // same relay carries the calls through, so what fails is the tampering, not the relaying. No
-// process is left behind.
+// process is left behind. The same relay on a link between hosts (network namespaces) is
+// tests/cluster: ARelayOnALinkThatTampersWithAFrameEndsThatLinkAndNothingElse.
 //
 // Usage (from BUILD.bazel): relay_test DAEMON RELAY
 
