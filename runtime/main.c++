@@ -33,6 +33,10 @@ constexpr kj::StringPtr SLURM_CHILD_FLAG = "--harrow-slurm-child"_kj;
 // guards is process-wide too.
 std::atomic<bool> rootRunning{false};
 
+// How a child's channel reached it: fd 3 from its parent or the zygote, an ssh session, a Slurm
+// step's srun relay.
+enum class ChildChannel { LOCAL, THROUGH_SSH, THROUGH_SLURM };
+
 // A child started through ssh has no PR_SET_PDEATHSIG to end it with its parent: once its
 // parent channel is gone (the session ended) it cancels itself as any orphan does, and SIGALRM
 // (default action: terminate) ends it one grace period later, stuck or not.
@@ -46,20 +50,25 @@ void exitAfterGrace(Actor& actor) {
 // receive the spawn spec, serve. Teardown follows the seed notes: rpc tasks first, then the
 // parent channel, last.
 Co<void> runChild(Actor& actor, Implementations& implementations, kj::Own<Channel> channel,
-                  bool overSsh) {
-  // The channel is trusted by construction (docs/PROTOCOL.md, "authenticate"): no proof on it; the
-  // spawn spec brings the tree's secret, before this actor listens or connects anywhere.
-  kj::Own<Peer> parent = co_await handshakeWithParent(kj::mv(channel), actor);
+                  ChildChannel reached) {
+  PeerOptions options;
+  if (reached == ChildChannel::THROUGH_SLURM) {
+    // srun's relay crosses the network in plain TCP: the secret does not travel in the spawn
+    // spec; the cookie is on a filesystem the allocation's nodes share. Both ends prove it in the
+    // handshake, and every frame is encrypted as on a link (<harrow/spawn/ssh.h>).
+    actor.setTreeSecret(readCookie(cookiePathFromEnvironment()));
+    options.parentChildOverRelay = true;
+    options.link = true;
+  }
+  // Otherwise the channel is trusted by construction (docs/PROTOCOL.md, "authenticate"): no proof
+  // on it; the spawn spec brings the tree's secret, before this actor listens or connects anywhere.
+  kj::Own<Peer> parent = co_await handshakeWithParent(kj::mv(channel), actor, options);
 
   auto specMessage = co_await parent->receiveOne();
   auto message = specMessage->getRoot<wire::Message>();
   KJ_REQUIRE(message.isSpawnSpec(), "the parent's first message after hello is not a spawn spec");
   if (message.getSpawnSpec().hasTreeSecret()) {
     actor.setTreeSecret(TreeSecret::fromBytes(message.getSpawnSpec().getTreeSecret()));
-  } else {
-    // A Slurm child (<harrow/spawn/ssh.h>): the secret did not cross srun's plain relay; the
-    // cookie is on a filesystem the allocation's nodes share.
-    actor.setTreeSecret(readCookie(cookiePathFromEnvironment()));
   }
   if (uint64_t limit = message.getSpawnSpec().getMaxMessageBytes()) {
     actor.setMaxMessageBytes(limit);  // inherited: for this channel and every later one
@@ -83,7 +92,7 @@ Co<void> runChild(Actor& actor, Implementations& implementations, kj::Own<Channe
       KJ_IF_MAYBE(e, co_await errorOf([&]() { return parent->serve(); })) {
         KJ_LOG(INFO, "parent channel lost; shutting down", *e);
       }
-      if (overSsh) exitAfterGrace(actor);
+      if (reached != ChildChannel::LOCAL) exitAfterGrace(actor);
       actor.cancel();  // the parent is gone: nobody is left to serve
     }); };
 
@@ -124,7 +133,8 @@ void raiseDescriptorLimit() {
 // or run by ssh or srun on another host (--harrow-ssh-child, --harrow-slurm-child).
 // `parentChannel` makes its channel.
 int childMain(kj::StringPtr name, Implementations& implementations,
-              kj::Function<kj::Own<Channel>(kj::AsyncIoContext&)> parentChannel, bool overSsh) {
+              kj::Function<kj::Own<Channel>(kj::AsyncIoContext&)> parentChannel,
+              ChildChannel reached) {
   prctl(PR_SET_NAME, name.cStr());
   // Children are reaped through the event loop. A forked child's zygote reset SIGCHLD to its
   // default; an exec'd child captured it in harrow::main already (this is then a no-op).
@@ -141,8 +151,8 @@ int childMain(kj::StringPtr name, Implementations& implementations,
   CurrentActorScope current(actor);
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
                    // The root checked the setting before it started any child.
-                   waitPolling(kj::Promise<void>(runChild(actor, implementations,
-                                                          parentChannel(io), overSsh)),
+                   waitPolling(kj::Promise<void>(
+                                   runChild(actor, implementations, parentChannel(io), reached)),
                                io, busyPollFromEnvironment());
                  })) {
     fprintf(stderr, "harrow: actor '%s' failed: %s\n", name.cStr(), kj::str(*e).cStr());
@@ -156,16 +166,22 @@ int localChildMain(kj::StringPtr name, pid_t parentPid, Implementations& impleme
   // were re-parented already: leave at once.
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != parentPid) _exit(1);
-  return childMain(name, implementations, [](kj::AsyncIoContext& io) {
-    return kj::heap<Channel>(io.unixEventPort, kj::AutoCloseFd(3));
-  }, /*overSsh=*/false);
+  return childMain(
+      name, implementations,
+      [](kj::AsyncIoContext& io) {
+        return kj::heap<Channel>(io.unixEventPort, kj::AutoCloseFd(3));
+      },
+      ChildChannel::LOCAL);
 }
 
 int sshChildMain(kj::StringPtr name, Implementations& implementations, bool slurm) {
   auto fds = takeSshChannel(slurm);  // off fds 0 and 1 before anything can print; announced
-  return childMain(name, implementations, [&fds](kj::AsyncIoContext& io) {
-    return kj::heap<Channel>(pipePairStream(*io.lowLevelProvider, kj::mv(fds)));
-  }, /*overSsh=*/true);
+  return childMain(
+      name, implementations,
+      [&fds](kj::AsyncIoContext& io) {
+        return kj::heap<Channel>(pipePairStream(*io.lowLevelProvider, kj::mv(fds)));
+      },
+      slurm ? ChildChannel::THROUGH_SLURM : ChildChannel::THROUGH_SSH);
 }
 
 // Runs one step of starting the root: false, once its error is printed, if it threw.

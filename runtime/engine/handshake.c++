@@ -130,7 +130,9 @@ bool linkNeedsEncryption(const PeerOptions& options) {
 // it); tags, or encryption if the tree asks for it, everywhere else.
 wire::FrameProtection requiredProtection(Channel& channel, const PeerOptions& options,
                                          PeerTrust trust) {
-  if (trust != PeerTrust::TREE_SECRET || channel.isSameUserUnixSocket()) {
+  if (options.parentChildOverRelay) {
+    // Whatever this end's socket is, the other end's bytes crossed a network.
+  } else if (trust != PeerTrust::TREE_SECRET || channel.isSameUserUnixSocket()) {
     return wire::FrameProtection::NONE;
   }
   if (options.encrypt || encryptFromEnvironment() || linkNeedsEncryption(options)) {
@@ -202,7 +204,7 @@ Co<Agreed> helloExchange(Channel& chan, PeerHost& host, bool initiator, PeerOpti
     co_await refuse(*channel, host, protocolViolation(kj::str(
         "the peer asks for frame protection ", uint(protection), ", which this actor does not know")));
   }
-  if (trust == PeerTrust::TREE_SECRET) {
+  if (trust == PeerTrust::TREE_SECRET || options.parentChildOverRelay) {
     auto binding = options.transportBinding;
     KJ_REQUIRE(!options.linkOverTls || binding.size() > 0,
                "a link over TLS binds its handshake to the certificates (linkBinding())");

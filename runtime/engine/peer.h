@@ -101,6 +101,12 @@ struct PeerOptions {
   // certificate of its own fails both proofs. Not owned: it must outlive the handshake.
   kj::ArrayPtr<const kj::byte> transportBinding;
 
+  // A parent-child channel that is not trusted by construction: it runs through someone else's
+  // relay between hosts (srun's stdin/stdout forwarding, plain TCP). Both ends prove the tree
+  // secret as on any other channel (docs/PROTOCOL.md, "authenticate") and protect every frame
+  // after it, as `link` says; the other end stays this actor's parent or child.
+  bool parentChildOverRelay = false;
+
   // Over a Unix socket, frames (any message: stream items, params, results) of more than this
   // many bytes go through a ring of shared memory instead of the socket, if both sides' hellos
   // say so (docs/PROTOCOL.md, "Large frames through shared memory"). 0: never. Below it the socket
@@ -358,6 +364,8 @@ Co<kj::Own<Peer>> handshake(kj::Own<Channel> channel, PeerHost& host, bool initi
 // construction: the parent made it and handed one end only to the child (as fd 3), so nobody else
 // can be at either end, and no proof is exchanged (the child does not know the secret yet: the
 // spawn spec brings it). The child calls handshakeWithParent, the parent handshakeWithChild.
+// With PeerOptions::parentChildOverRelay (a Slurm step, whose channel is srun's relay) the proofs
+// are exchanged and frames protected as on any channel: the child knows the secret beforehand.
 Co<kj::Own<Peer>> handshakeWithParent(kj::Own<Channel> channel, PeerHost& host,
                                       PeerOptions options = {});
 Co<kj::Own<Peer>> handshakeWithChild(kj::Own<Channel> channel, PeerHost& host,

@@ -123,9 +123,16 @@ Co<Peer*> ActorNursery::spawn(kj::StringPtr nameParam, kj::StringPtr implementat
   children.add(kj::mv(child));
 
   // The socketpair is trusted by construction (only the child holds its other end): no proof is
-  // exchanged on it, and the spawn spec brings the child the tree's secret.
+  // exchanged on it, and the spawn spec brings the child the tree's secret. Not so srun's relay
+  // behind it (a Slurm step's channel crosses the network in plain TCP): there both ends prove the
+  // secret, the child's from the shared cookie, and every frame is encrypted as on a link.
+  bool throughSlurm = host.size() > 0 && sshHostUrl(host).startsWith("slurm://");
+  PeerOptions channelOptions;
+  channelOptions.parentChildOverRelay = throughSlurm;
+  channelOptions.link = throughSlurm;
   auto handshaken = co_await errorOr([&]() {
-    return handshakeWithChild(kj::heap<Channel>(actor.eventPort(), kj::mv(parentEnd)), actor);
+    return handshakeWithChild(kj::heap<Channel>(actor.eventPort(), kj::mv(parentEnd)), actor,
+                              channelOptions);
   });
   KJ_IF_MAYBE(e, handshaken.error()) {
     // A child that dies before its hello (a crash at startup, a kill) is an ActorDied too.
@@ -147,8 +154,7 @@ Co<Peer*> ActorNursery::spawn(kj::StringPtr nameParam, kj::StringPtr implementat
   if (host.size() > 0 || node.size() > 0) {
     // On another host (spawn/ssh.h; a node's link strips the secret itself): none of this host's
     // own addresses, and the registry exposed where the child's host reaches ours.
-    stripHostLocalAddresses(
-        spec, /*withoutSecret=*/host.size() > 0 && sshHostUrl(host).startsWith("slurm://"));
+    stripHostLocalAddresses(spec, /*withoutSecret=*/throughSlurm);
     if (homeAddress.size() > 0) co_await actor.fillRemoteSpawnSpec(spec, homeAddress);
   }
   // The child inherits our message limit, and this channel uses it from the spec on.

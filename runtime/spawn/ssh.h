@@ -1,6 +1,8 @@
 // Children on other hosts through ssh, or as Slurm job steps (srun): no daemon, no port of ours on
 // the remote host (issue 21). Slurm children ("slurm://NODE") take the same path with srun in
-// ssh's place; docs/CLUSTER.md says what differs (the secret stays home, the cookie is shared).
+// ssh's place; docs/CLUSTER.md says what differs (the secret stays home, the cookie is shared,
+// and since srun's relay is plain TCP both ends prove the secret and encrypt every frame:
+// PeerOptions::parentChildOverRelay).
 //
 //   harrow::SpawnOptions options;
 //   options.host = "ssh://deploy@10.0.0.2:2222";  // or a name from --harrow-hosts / HARROW_HOSTS

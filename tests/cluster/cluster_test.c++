@@ -40,6 +40,7 @@ std::string tapBinary;
 std::string cliBinary;
 std::string tlsRelayBinary;
 std::string relayBinary;
+std::string packetTapBinary;
 
 std::string realPath(const std::string& path) {
   char buffer[PATH_MAX];
@@ -979,6 +980,31 @@ TEST_F(SlurmClusterTest, ARemoteChildIsFoundByNameFromTheRootAndFromAnotherRemot
   finish(*root);
 }
 
+// What an eavesdropper on n1's interface reads while a tree's steps talk through srun's relay (plain
+// TCP between the nodes): none of what the actors say, since each step's channel is authenticated
+// and encrypted like a link; all of it with --harrow-insecure-links (tags only), which shows that
+// the tap sees the relays' traffic.
+TEST_F(SlurmClusterTest, ATapOnANodeReadsWhatStepsSayOnlyWithInsecureLinks) {
+  // In every place hop.n1.n2 reports (and nowhere in Slurm's own messages, which name the steps).
+  std::string said = netnsId(cluster->ns("c")) + " pid=";
+  for (bool insecure : {false, true}) {
+    std::string capture = std::string("/tmp/harrow-packets-") + randomToken().cStr();
+    Program tap(io, cluster->exec("b", {packetTapBinary, "--capture=" + capture}));
+    line(tap, "packet_tap: capturing");
+    std::vector<std::string> extra;
+    if (insecure) extra.push_back("--harrow-insecure-links");
+    auto root = startSlurmRoot("tree", extra);
+    expectTheTreeSpansTheHosts(*root);
+    kill(tap.getPid(), SIGTERM);
+    finish(tap);
+    std::string seen = readFile(capture);
+    unlink(capture.c_str());
+    EXPECT_GT(seen.size(), 0u);
+    EXPECT_EQ(seen.find(said) != std::string::npos, insecure)
+        << (insecure ? "the tap read nothing of the tree" : "the tap read what the actors said");
+  }
+}
+
 // scancel of the job mid-run: the root hears a typed error about its child, and nothing is left on
 // either node (TearDown).
 TEST_F(SlurmClusterTest, ScancelMidRunIsATypedErrorAtTheRoot) {
@@ -1047,6 +1073,9 @@ int main(int argc, char** argv) {
     if (arg.rfind("--cli=", 0) == 0) harrow::testing::cliBinary = arg.substr(6);
     if (arg.rfind("--tls-relay=", 0) == 0) harrow::testing::tlsRelayBinary = arg.substr(12);
     if (arg.rfind("--relay=", 0) == 0) harrow::testing::relayBinary = arg.substr(8);
+    if (arg.rfind("--packet-tap=", 0) == 0) {
+      harrow::testing::packetTapBinary = arg.substr(13);
+    }
   }
   if (harrow::testing::nodeBinary.empty() || harrow::testing::programBinary.empty()) {
     fprintf(stderr, "usage: cluster_test --node=PATH --program=PATH\n");
