@@ -53,6 +53,9 @@ struct Message {
                                     # with this message (SCM_RIGHTS); at most one per direction
     sharedMemoryFrame @18 :SharedMemoryFrame;  # stands for the frame at this place in the ring
     sharedMemoryFreed @19 :Void;    # the receiver freed ring space the sender waits for
+    sharedMemoryFile @20 :SharedMemoryFrame;
+    # stands for a frame too large for the ring, at byte `start` of a memfd sealed against
+    # writes that is passed with this message (SCM_RIGHTS); the receiver reads it in place
   }
   callId @14 :UInt64;
   # Chosen by the side that sent `start`, unique among its open tasks on this channel. Messages

@@ -211,6 +211,8 @@ NewMessage<capnp::MallocMessageBuilder> newMessage(uint64_t callId) {
 
 NewMessage<PayloadBuilder> Peer::newPayloadMessage(uint64_t callId) {
   auto builder = kj::heap<PayloadBuilder>(*this);
+  // A large value goes into a memfd as it is built: the channel passes it without a copy.
+  builder->allocateLargeSegmentsInFiles(chan->sealedFrameBytes());
   auto root = builder->initRoot<wire::Message>();
   root.setCallId(callId);
   return {kj::mv(builder), root};

@@ -112,9 +112,10 @@ struct PeerOptions {
   // say so (docs/PROTOCOL.md, "Large frames through shared memory"). 0: never. Below it the socket
   // is as fast and costs no ring.
   size_t sharedMemoryThreshold = 16u << 10;
-  // The size of this side's ring (created with the first large frame). Larger frames go by the
-  // socket. Small enough to stay in cache: a 2 MiB ring moved 64 KiB items with ~20% less CPU
-  // than an 8 MiB one, 1 MiB items with ~40% less (bench/README.md, bulk_bench).
+  // The size of this side's ring (created with the first large frame). Larger frames go each as a
+  // sealed memfd of its own, read in place (their large values are built in it: no copy). Small
+  // enough to stay in cache: a 2 MiB ring moved 64 KiB items with ~20% less CPU than an 8 MiB
+  // one, 1 MiB items with ~40% less (bench/README.md, bulk_bench).
   size_t sharedMemoryRingBytes = 2u << 20;
 };
 

@@ -3,6 +3,7 @@
 #include <harrow/co/errors.h>
 #include <harrow/ipc/fd_stream.h>
 #include <harrow/ipc/frame_seal.h>
+#include <harrow/ipc/sealed_frame.h>
 #include <harrow/ipc/shared_ring.h>
 
 #include <capnp/any.h>
@@ -30,6 +31,9 @@ bool isFrameTagFailure(const kj::Exception& exception) {
 
 // capnp's own readers refuse more segments than this; so do we, before allocating anything.
 constexpr uint32_t MAX_SEGMENTS = 512;
+
+// Fds passed with one write at most (see Channel::withinFdLimit()).
+constexpr size_t FDS_PER_WRITE = FdStream::MAX_RECEIVED_FDS / 2;
 
 kj::Exception frameTooLarge(kj::StringPtr why) {
   return makeError(ErrorKind::MESSAGE_TOO_LARGE, why);
@@ -186,14 +190,16 @@ Channel::~Channel() noexcept(false) {
         outgoing = frame(kj::mv(*large), outgoing.bytes);
       }
     }
-    auto pieces = takeBatch(batch, bytes, queue.size());
     kj::runCatchingExceptions([&]() {
-      if (fdStream != nullptr) {
-        size_t index = 0;
-        size_t offset = 0;
-        fdStream->writeNow(pieces, index, offset);  // the rest, if any, is dropped
-      } else {
-        auto ignored = stream->write(pieces);  // an fd stream writes before returning
+      for (bool done = true; done && !queue.empty();) {
+        auto pieces = takeBatch(batch, bytes, withinFdLimit(queue.size()));
+        if (fdStream != nullptr) {
+          size_t index = 0;
+          size_t offset = 0;
+          done = fdStream->writeNow(pieces, index, offset);  // the rest, if any, is dropped
+        } else {
+          auto ignored = stream->write(pieces);  // an fd stream writes before returning
+        }
       }
     });
   }
@@ -417,6 +423,9 @@ void Channel::send(kj::Own<capnp::MessageBuilder> message) {
     outgoing.large = kj::mv(message);
     return enqueue(kj::mv(outgoing));
   }
+  if (sharedCodec != nullptr && bytes > sealedFrameBytes()) {
+    return enqueue(sealedFrame(kj::mv(message), bytes));
+  }
   enqueue(frame(kj::mv(message), bytes, layoutFor(bytes)));
 }
 
@@ -528,8 +537,27 @@ kj::Array<kj::ArrayPtr<const kj::byte>> Channel::takeBatch(kj::Vector<Outgoing>&
     bytes += outgoing.bytes;
   }
   auto pieces = kj::heapArrayBuilder<kj::ArrayPtr<const kj::byte>>(pieceCount);
-  for (auto& outgoing : batch) pieces.addAll(outgoing.pieces);
+  for (auto& outgoing : batch) {
+    pieces.addAll(outgoing.pieces);
+    KJ_IF_MAYBE (fd, outgoing.fd) {
+      // With the batch's first bytes: no later than the message it belongs to.
+      if (fdStream != nullptr) fdStream->sendFdWithNextWrite(kj::mv(*fd));
+    }
+  }
   return pieces.finish();
+}
+
+// How many of the first `ready` queued messages go in one write: all, unless they carry more
+// than FDS_PER_WRITE fds. A write's fds go with its first sendmsg(), so each reaches the peer no
+// later than the message it belongs to; the peer takes them as it handles those messages and
+// reads on only once no whole frame is left, so it never holds more than two writes' worth
+// (FdStream::MAX_RECEIVED_FDS; the kernel ends a read after the bytes that carried fds).
+size_t Channel::withinFdLimit(size_t ready) const {
+  size_t fds = 0;
+  for (size_t i = 0; i < ready; i++) {
+    if (queue[i].fd != nullptr && ++fds > FDS_PER_WRITE) return i;
+  }
+  return ready;
 }
 
 kj::Promise<void> Channel::writeQueued() {
@@ -557,12 +585,7 @@ kj::Promise<void> Channel::writeQueued() {
   }
   kj::Vector<Outgoing> batch;
   uint64_t bytes;
-  auto pieces = takeBatch(batch, bytes, ready);
-  if (fdStream != nullptr) {
-    for (auto& outgoing : batch) {
-      KJ_IF_MAYBE(fd, outgoing.fd) fdStream->sendFdWithNextWrite(kj::mv(*fd));
-    }
-  }
+  auto pieces = takeBatch(batch, bytes, withinFdLimit(ready));
 
   if (fdStream != nullptr) {
     // Whatever the kernel takes now; only a blocked write leaves a promise behind.
@@ -742,6 +765,50 @@ size_t Channel::placeLargeFrames() {
   return queue.size();
 }
 
+size_t Channel::sealedFrameBytes() const {
+  return sharedCodec == nullptr ? 0 : kj::max(sharedThreshold, sharedRingBytes);
+}
+
+// A frame too large for the ring, as a sealed memfd of its own (which the peer reads in place):
+// the reference to queue in its place, with the fd. A message built by a FrameFileBuilder whose
+// last segment is in a memfd is sealed there (the table and the segments before it written just
+// in front of it); any other is copied into a fresh memfd. The message goes at once. If no memfd
+// can be had (out of fds or memory), the frame as it is, for the socket.
+Channel::Outgoing Channel::sealedFrame(kj::Own<capnp::MessageBuilder> message, size_t bytes) {
+  auto& codec = *KJ_ASSERT_NONNULL(sharedCodec);
+  auto* builder = dynamic_cast<FrameFileBuilder*>(message.get());
+  Outgoing whole = frame(kj::mv(message), bytes);  // its pieces hold the message
+  kj::Maybe<kj::AutoCloseFd> fd;
+  uint64_t start = 0;
+  KJ_IF_MAYBE (exception, kj::runCatchingExceptions([&]() {
+                 auto pieces = whole.pieces.asPtr();
+                 auto last = pieces.back();
+                 size_t prefixBytes = bytes - last.size();
+                 KJ_IF_MAYBE (file, builder == nullptr ? nullptr : builder->fileOf(last.begin())) {
+                   if (prefixBytes <= FrameFile::HEADROOM) {
+                     fd = file->seal(pieces.slice(0, pieces.size() - 1), prefixBytes, start);
+                     return;
+                   }
+                 }
+                 fd = writeSealedFrame(pieces, bytes);
+               })) {
+    if (!sealedFramesFailed) {
+      KJ_LOG(WARNING, "no memfd for a large frame; such frames go by the socket", *exception);
+    }
+    sealedFramesFailed = true;
+    return whole;
+  }
+  whole.pieces = nullptr;  // the message: a sealed segment is gone from its mapping
+  auto reference = codec.fileMessage(start, bytes);
+  size_t referenceBytes = frameBytes(*reference);
+  Outgoing outgoing = frame(kj::mv(reference), referenceBytes);
+  outgoing.bytes = bytes;  // accounting stays in the frame's own bytes, as for the ring
+  outgoing.fd = kj::mv(fd);
+  ++sharedCounts.framesSent;
+  ++sharedCounts.filesSent;
+  return outgoing;
+}
+
 void Channel::adoptSharedRing(uint64_t capacity) {
   if (peerRing != nullptr) kj::throwFatalException(malformedFrame("a second shared-memory ring"));
   kj::Maybe<kj::AutoCloseFd> fd;
@@ -772,27 +839,59 @@ kj::Own<capnp::MessageReader> Channel::receiveShared(uint64_t start, uint64_t le
       kj::throwFatalException(malformedFrame(kj::str("bad shared-memory frame reference: ",
                                                      exception->getDescription())));
     }
-    // From here on only the private copy is read: the segment table must describe exactly it.
-    const kj::byte* bytes = copy.asBytes().begin();
-    uint64_t segmentCount = uint64_t(readLE32(bytes)) + 1;
-    size_t tableBytes = segmentTableBytes(segmentCount);
-    bool fits = segmentCount <= MAX_SEGMENTS && tableBytes <= length;
-    uint64_t total = tableBytes;
-    for (uint64_t i = 0; fits && i < segmentCount; i++) {
-      total += uint64_t(readLE32(bytes + 4 + 4 * i)) * sizeof(capnp::word);
-    }
-    if (!fits || total != length) {
-      kj::throwFatalException(malformedFrame(kj::str(
-          "a shared-memory frame whose segment table does not match its length of ", length)));
-    }
-    kj::Maybe<kj::Exception> error;
-    auto reader = checkedReader(copy, length, error);
-    KJ_IF_MAYBE(e, error) kj::throwFatalException(kj::mv(*e));
-    ++sharedCounts.framesReceived;
-    receivedTotal += length;  // counted as if it had come by the socket (bytesReceived())
+    // From here on only the private copy is read.
+    auto reader = sharedFrameReader(copy);
     return reader.attach(kj::mv(copy));
   }
   kj::throwFatalException(malformedFrame("a shared-memory frame before any ring"));
+}
+
+kj::Own<capnp::MessageReader> Channel::receiveSealedFrame(uint64_t start, uint64_t length) {
+  kj::Maybe<kj::AutoCloseFd> fd;
+  if (fdStream != nullptr) fd = fdStream->takeReceivedFd();
+  KJ_IF_MAYBE (received, fd) {
+    if (length > options.maxFrameBytes) {  // before anything is mapped; `fd` closes on the way
+      kj::throwFatalException(frameTooLarge(kj::str("received a frame of ", length,
+                                                    " bytes, over this channel's limit of ",
+                                                    options.maxFrameBytes, " bytes")));
+    }
+    kj::Own<SealedFrame> mapped;
+    KJ_IF_MAYBE (exception, kj::runCatchingExceptions([&]() {
+                   mapped = SealedFrame::map(kj::mv(*received), start, length);
+                 })) {
+      kj::throwFatalException(malformedFrame(
+          kj::str("the peer's sealed frame is unusable: ", exception->getDescription())));
+    }
+    // Read in place: the seals keep the sender from changing it.
+    auto reader = sharedFrameReader(mapped->words());
+    ++sharedCounts.filesReceived;
+    return reader.attach(kj::mv(mapped));
+  }
+  kj::throwFatalException(malformedFrame("a sealed frame sent without its fd"));
+}
+
+// A reader over a frame that came through shared memory, checked as one read from the socket
+// would be; its segment table must describe exactly `words`.
+kj::Own<capnp::MessageReader> Channel::sharedFrameReader(kj::ArrayPtr<const capnp::word> words) {
+  const kj::byte* bytes = words.asBytes().begin();
+  size_t length = words.asBytes().size();
+  uint64_t segmentCount = uint64_t(readLE32(bytes)) + 1;
+  size_t tableBytes = segmentTableBytes(segmentCount);
+  bool fits = segmentCount <= MAX_SEGMENTS && tableBytes <= length;
+  uint64_t total = tableBytes;
+  for (uint64_t i = 0; fits && i < segmentCount; i++) {
+    total += uint64_t(readLE32(bytes + 4 + 4 * i)) * sizeof(capnp::word);
+  }
+  if (!fits || total != length) {
+    kj::throwFatalException(malformedFrame(kj::str(
+        "a shared-memory frame whose segment table does not match its length of ", length)));
+  }
+  kj::Maybe<kj::Exception> error;
+  auto reader = checkedReader(words, length, error);
+  KJ_IF_MAYBE (e, error) kj::throwFatalException(kj::mv(*e));
+  ++sharedCounts.framesReceived;
+  receivedTotal += length;  // counted as if it had come by the socket (bytesReceived())
+  return reader;
 }
 
 kj::Promise<void> Channel::flush() {

@@ -114,6 +114,9 @@ public:
   virtual kj::Own<capnp::MessageBuilder> ringMessage(uint64_t capacity) = 0;
   // Stands for the frame of `length` bytes at `start` in this side's ring.
   virtual kj::Own<capnp::MessageBuilder> frameMessage(uint64_t start, uint64_t length) = 0;
+  // Stands for the frame of `length` bytes at byte `start` of the sealed memfd that travels with
+  // this message (<harrow/ipc/sealed_frame.h>): a frame too large for the ring.
+  virtual kj::Own<capnp::MessageBuilder> fileMessage(uint64_t start, uint64_t length) = 0;
 };
 
 class Channel {
@@ -216,9 +219,15 @@ public:
   // `ringBytes`) go through this side's ring, created (and announced through `codec`)
   // with the first of them. When the ring is full
   // they wait, in order with everything sent after them, until the peer frees space
-  // (sharedSpaceFreed()); they count as queued bytes (backpressure) meanwhile.
+  // (sharedSpaceFreed()); they count as queued bytes (backpressure) meanwhile. Larger frames go
+  // each in a sealed memfd of its own (<harrow/ipc/sealed_frame.h>), sealed (or, unless it was
+  // built in one by a FrameFileBuilder, written) by send() itself, the reference and the fd
+  // queued in its place (the socket, if no memfd can be made).
   void sendLargeFramesThroughSharedMemory(kj::Own<SharedFrameCodec> codec, size_t threshold,
                                           size_t ringBytes);
+  // Frames of more than this many bytes go as sealed memfds (see above); 0 while shared memory
+  // is off. What FrameFileBuilder::allocateLargeSegmentsInFiles() wants.
+  size_t sealedFrameBytes() const;
   // The peer freed space in this side's ring: writes waiting for it go on.
   void sharedSpaceFreed();
 
@@ -231,12 +240,20 @@ public:
   // reference is not the next frame, does not fit, or the frame is malformed. `notify` is set if
   // the peer waits for space: tell it (its sharedSpaceFreed()).
   kj::Own<capnp::MessageReader> receiveShared(uint64_t start, uint64_t length, bool& notify);
+  // The peer's frame of `length` bytes at byte `start` of the sealed memfd that came with its
+  // reference, mapped and read in place (no copy: the seals keep it from changing). The frame
+  // limit is checked before anything is mapped, then the fd's seals and size, then the frame as
+  // if read from the socket. Throws MalformedFrame (or MessageTooLarge) for a reference without
+  // its fd, an fd that is not such a memfd, or a malformed frame; the fd is closed on every path.
+  kj::Own<capnp::MessageReader> receiveSealedFrame(uint64_t start, uint64_t length);
 
   // What went through shared memory on this channel (tests, benchmarks).
   struct SharedMemoryCounts {
     uint64_t framesSent = 0;      // through this side's ring
     uint64_t framesReceived = 0;  // through the peer's ring
     uint64_t waitsForSpace = 0;   // times a frame waited for this side's ring to have room
+    uint64_t filesSent = 0;       // of framesSent: in a sealed memfd of their own
+    uint64_t filesReceived = 0;   // of framesReceived: the same
   };
   const SharedMemoryCounts& sharedMemoryCounts() const { return sharedCounts; }
 
@@ -297,6 +314,7 @@ private:
   kj::Maybe<kj::Own<SharedRing>> peerRing;   // the peer's, read
   kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> spaceWaiter;
   SharedMemoryCounts sharedCounts;
+  bool sealedFramesFailed = false;  // a memfd could not be made: the warning was logged
   // --- frame protection ---
   kj::Maybe<kj::Own<FrameSeal>> sealOut;
   kj::Maybe<kj::Own<FrameSeal>> sealIn;
@@ -331,6 +349,9 @@ private:
                         Layout layout = Layout::PLAIN);
   static Outgoing copied(kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments, size_t bytes,
                          size_t tagBytes);
+  Outgoing sealedFrame(kj::Own<capnp::MessageBuilder> message, size_t bytes);
+  size_t withinFdLimit(size_t ready) const;
+  kj::Own<capnp::MessageReader> sharedFrameReader(kj::ArrayPtr<const capnp::word> words);
   kj::Own<capnp::MessageReader> checkedReader(kj::ArrayPtr<const capnp::word> words,
                                               size_t frameBytes, kj::Maybe<kj::Exception>& error);
   void writeFailed(kj::Exception&& exception);

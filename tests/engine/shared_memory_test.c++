@@ -1,8 +1,9 @@
 // Large frames through shared memory (docs/PROTOCOL.md, "Large frames through shared memory"):
-// stream items, params and results of 1 KiB, 64 KiB and 1 MiB arrive intact over a Unix socket
-// (through the ring above the threshold) and over TCP (the socket: no fds there); a full ring holds
-// frames back until the receiver frees space; a peer that sends bad ring references is answered
-// with a protocol violation and loses its channel; rings leave no fd or mapping behind.
+// stream items, params and results of 1 KiB, 64 KiB, 1 MiB and 3 MiB arrive intact over a Unix
+// socket (through the ring above the threshold, as sealed memfds above the ring's size) and over
+// TCP (the socket: no fds there); a full ring holds frames back until the receiver frees space; a
+// peer that sends bad ring or file references is answered with a protocol violation and loses its
+// channel; rings and sealed frames leave no fd or mapping behind.
 
 #include <harrow/actor/actor.h>
 #include <harrow/ipc/fd_stream.h>
@@ -19,7 +20,9 @@
 #include <kj/debug.h>
 
 #include <dirent.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <string>
@@ -90,14 +93,21 @@ size_t openFds() {
   return count - 1;  // the DIR's own fd
 }
 
-size_t ringMappings() {
+// Mappings of memfds named `name` in this process.
+size_t mappingsOf(const char* name) {
   std::ifstream maps("/proc/self/maps");
   std::string line;
   size_t count = 0;
   while (std::getline(maps, line)) {
-    if (line.find("harrow-ring") != std::string::npos) ++count;
+    if (line.find(name) != std::string::npos) ++count;
   }
   return count;
+}
+size_t ringMappings() {
+  return mappingsOf("harrow-ring");
+}
+size_t sealedFrameMappings() {
+  return mappingsOf("harrow-frame");
 }
 
 class SharedMemoryTest : public ::testing::TestWithParam<const char*> {
@@ -170,19 +180,24 @@ protected:
 
 TEST_P(SharedMemoryTest, ItemsOfEverySizeArriveIntact) {
   struct Case { uint32_t bytes; uint32_t count; };
-  for (Case c : {Case{1u << 10, 200}, Case{64u << 10, 100}, Case{1u << 20, 12}}) {
+  for (Case c :
+       {Case{1u << 10, 200}, Case{64u << 10, 100}, Case{1u << 20, 12}, Case{3u << 20, 4}}) {
     SCOPED_TRACE(c.bytes);
     run([&](Peer& peer) -> Co<void> { co_await streamAndEcho(peer, c.count, c.bytes); });
     auto& server = serverPeer->channel().sharedMemoryCounts();
     auto& client = clientPeer->channel().sharedMemoryCounts();
     bool large = c.bytes > PeerOptions().sharedMemoryThreshold;
+    bool file = c.bytes > PeerOptions().sharedMemoryRingBytes;
     if (overUnixSocket() && large) {
-      // Every item and the echo's result came through the server's ring, the params through
-      // the client's.
+      // Every item and the echo's result came through the server's ring (or each as a sealed
+      // memfd, if too large for it), the params through the client's.
       EXPECT_EQ(server.framesSent, c.count + 1);
       EXPECT_EQ(client.framesReceived, c.count + 1);
       EXPECT_EQ(client.framesSent, 1u);
       EXPECT_EQ(server.framesReceived, 1u);
+      EXPECT_EQ(server.filesSent, file ? c.count + 1 : 0u);
+      EXPECT_EQ(client.filesReceived, file ? c.count + 1 : 0u);
+      EXPECT_EQ(client.filesSent, file ? 1u : 0u);
     } else {
       // Small items, or TCP (no fd passing: the hellos do not offer shared memory).
       EXPECT_EQ(server.framesSent + client.framesSent, 0u);
@@ -229,6 +244,17 @@ TEST_P(SharedMemoryTest, ManyChannelsLeaveNoFdOrMappingBehind) {
   EXPECT_EQ(ringMappings(), mappingsBefore);
 }
 
+TEST_P(SharedMemoryTest, SealedFramesLeaveNoFdOrMappingBehind) {
+  size_t fdsBefore = openFds();
+  for (int i = 0; i < 4; ++i) {
+    run([&](Peer& peer) -> Co<void> { co_await streamAndEcho(peer, 2, 3u << 20); });
+    clientPeer = nullptr;
+    serverPeer = nullptr;
+    EXPECT_EQ(sealedFrameMappings(), 0u);
+  }
+  EXPECT_EQ(openFds(), fdsBefore);
+}
+
 INSTANTIATE_TEST_SUITE_P(Transports, SharedMemoryTest,
                          ::testing::Values("socketpair", "unix", "tcp"));
 
@@ -250,6 +276,13 @@ public:
     auto frame = builder->initRoot<wire::Message>().initSharedMemoryFrame();
     frame.setStart(start);
     frame.setLength(length);
+    return builder;
+  }
+  kj::Own<capnp::MessageBuilder> fileMessage(uint64_t start, uint64_t length) override {
+    auto builder = kj::heap<capnp::MallocMessageBuilder>();
+    auto file = builder->initRoot<wire::Message>().initSharedMemoryFile();
+    file.setStart(start);
+    file.setLength(length);
     return builder;
   }
 
@@ -381,6 +414,34 @@ TEST_F(HostileRingTest, ARingAnnouncedWithoutItsFd) {
     m.initRoot<wire::Message>().setSharedMemoryRing(1u << 20);
     raw->send(m);
   }, "without its fd");
+}
+
+TEST_F(HostileRingTest, ASealedFrameWithoutItsFd) {
+  expectViolation(
+      [&]() {
+        capnp::MallocMessageBuilder m;
+        auto file = m.initRoot<wire::Message>().initSharedMemoryFile();
+        file.setLength(64);
+        raw->send(m);
+      },
+      "without its fd");
+}
+
+TEST_F(HostileRingTest, ASealedFrameTheSenderCanStillWrite) {
+  size_t fdsBefore = openFds();
+  expectViolation(
+      [&]() {
+        int fd;
+        KJ_SYSCALL(fd = memfd_create("rogue-frame", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+        KJ_SYSCALL(ftruncate(fd, 4096));
+        dynamic_cast<FdStream&>(raw->getStream()).sendFdWithNextWrite(kj::AutoCloseFd(fd));
+        capnp::MallocMessageBuilder m;
+        auto file = m.initRoot<wire::Message>().initSharedMemoryFile();
+        file.setLength(64);
+        raw->send(m);
+      },
+      "not sealed");
+  EXPECT_EQ(openFds(), fdsBefore);  // the victim closed the fd it refused
 }
 
 TEST_F(HostileRingTest, AReferenceBeforeAnyRing) {

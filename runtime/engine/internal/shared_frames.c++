@@ -25,6 +25,15 @@ public:
     frame.setLength(length);
     return builder;
   }
+  kj::Own<capnp::MessageBuilder> fileMessage(uint64_t start, uint64_t length) override {
+    auto builder = kj::heap<capnp::MallocMessageBuilder>(64);
+    auto root = builder->initRoot<wire::Message>();
+    root.setCallId(0);
+    auto file = root.initSharedMemoryFile();
+    file.setStart(start);
+    file.setLength(length);
+    return builder;
+  }
 };
 
 kj::Exception malformed(kj::StringPtr why) {
@@ -42,7 +51,7 @@ bool isSharedMemoryMessage(wire::Message::Reader message) {
     case wire::Message::SHARED_MEMORY_RING:
     case wire::Message::SHARED_MEMORY_FRAME:
     case wire::Message::SHARED_MEMORY_FREED:
-      return true;
+    case wire::Message::SHARED_MEMORY_FILE: return true;
     default:
       return false;
   }
@@ -60,15 +69,21 @@ kj::Maybe<kj::Own<capnp::MessageReader>> takeSharedMemoryMessage(Peer& peer,
     case wire::Message::SHARED_MEMORY_FREED:
       peer.channel().sharedSpaceFreed();
       return nullptr;
-    case wire::Message::SHARED_MEMORY_FRAME: {
-      auto reference = message.getSharedMemoryFrame();
-      bool notify = false;
-      auto frame =
-          peer.channel().receiveShared(reference.getStart(), reference.getLength(), notify);
-      if (notify && !peer.isClosed()) {
-        auto freed = peer.newControlMessage();
-        freed->getRoot<wire::Message>().setSharedMemoryFreed();
-        peer.send(kj::mv(freed));
+    case wire::Message::SHARED_MEMORY_FRAME:
+    case wire::Message::SHARED_MEMORY_FILE: {
+      kj::Own<capnp::MessageReader> frame;
+      if (message.isSharedMemoryFile()) {
+        auto file = message.getSharedMemoryFile();
+        frame = peer.channel().receiveSealedFrame(file.getStart(), file.getLength());
+      } else {
+        auto reference = message.getSharedMemoryFrame();
+        bool notify = false;
+        frame = peer.channel().receiveShared(reference.getStart(), reference.getLength(), notify);
+        if (notify && !peer.isClosed()) {
+          auto freed = peer.newControlMessage();
+          freed->getRoot<wire::Message>().setSharedMemoryFreed();
+          peer.send(kj::mv(freed));
+        }
       }
       // A frame may not stand for another reference (that would nest without bound).
       auto root = frame->getRoot<capnp::AnyPointer>();

@@ -42,7 +42,7 @@ kj::ArrayPtr<capnp::word> PayloadBuilder::allocateSegment(capnp::uint minimumSiz
     uint64_t atLeast = (segments / 2 + 1 + requestedWords) * sizeof(capnp::word);
     peer.refuseOverLimit(*message, atLeast, true);
   }
-  return capnp::MallocMessageBuilder::allocateSegment(minimumSize);
+  return FrameFileBuilder::allocateSegment(minimumSize);
 }
 
 kj::String WireOutgoing::describe(Peer& peer) {

@@ -5,6 +5,8 @@
 #include <harrow/typed/task.h>
 #include "runtime/engine/internal/peer_internal.h"
 
+#include <harrow/ipc/sealed_frame.h>
+
 #include <capnp/message.h>
 #include <kj/refcount.h>
 
@@ -17,10 +19,12 @@ class WireOutgoing;
 // raises harrow.MessageTooLarge before it is made, so a value far over the limit costs neither a
 // copy nor memory of its size (the exact check, Peer::checkSize(), decides near the limit). Each
 // segment allocated for an object of `minimumSize` words is used by that object, so the segment
-// table plus the minimum sizes requested so far never exceed the final frame.
-class PayloadBuilder final : public capnp::MallocMessageBuilder {
+// table plus the minimum sizes requested so far never exceed the final frame. Over a channel with
+// shared memory, a segment too large for the ring is built in a memfd (FrameFileBuilder), which
+// the channel passes sealed, without copying it.
+class PayloadBuilder final : public FrameFileBuilder {
 public:
-  PayloadBuilder(Peer& peer) : capnp::MallocMessageBuilder(256), peer(peer) {}
+  PayloadBuilder(Peer& peer) : FrameFileBuilder(256), peer(peer) {}
   kj::ArrayPtr<capnp::word> allocateSegment(capnp::uint minimumSize) override;
 
 private:
