@@ -40,7 +40,10 @@
 //                     actor is up, signal S goes to the root: SIGINT (the graceful path: cancel,
 //                     acknowledge, exit, bottom-up) or SIGKILL (the hard path: PR_SET_PDEATHSIG
 //                     kills the rest). Time from the signal until the last process of the tree
-//                     is reaped.
+//                     is reaped. With --teardown-scale instead: 1,000 actors in the root's one
+//                     nursery (Teardown/S/1000/1) and the 10x10x10 tree (Teardown/S/10/3).
+//  - --flat=N,M,...:  only FlatStatic/0/N at these sizes (the exec teardown's linearity probe),
+//                     beside 1,000 x fork+exec /bin/true in the same run.
 //
 // The root is built by hand as in call_bench (see the comment there): its own kj::setupAsyncIo()
 // and harrow::Actor with the same discovery settings harrow::main gives a root
@@ -618,29 +621,33 @@ double teardownOnce(int signal, uint32_t width, uint32_t depth) {
     execl(selfExe.c_str(), selfExe.c_str(), spec.cStr(), nullptr);
     _exit(127);
   }
-  // Up: every actor of the tree exists (leaves hold their grow call).
-  while (descendantsOf(root) < int(expected)) usleep(20000);
-  usleep(100000);  // their last handshakes and calls settle
+  // Up: every actor of the tree exists (leaves hold their grow call). A look at /proc costs
+  // milliseconds of CPU with a thousand processes: less often for large trees.
+  while (descendantsOf(root) < int(expected)) usleep(expected > 500 ? 200000 : 20000);
+  usleep(expected > 500 ? 500000 : 100000);  // their last handshakes and calls settle
   auto t0 = Clock::now();
   KJ_SYSCALL(kill(root, signal));
   // Reaped: the root always comes to us. A graceful root reaps its children, and they theirs;
   // on SIGKILL every other process is orphaned and comes to us (the subreaper) too, and so does
   // any process whose parent was killed at the end of a grace period. /proc is looked at only
-  // once the root is reaped and no other child is waiting to be (it costs CPU).
+  // once the root is reaped and no other child is waiting to be (it costs CPU: with a thousand
+  // orphans dying, once per lull, and then the next exit is waited for, not polled).
   pid_t zygote = forkServerPidOrZero();
-  for (bool rootReaped = false;;) {
+  for (bool rootReaped = false, block = true;;) {
     int status;
-    pid_t pid = waitpid(-1, &status, rootReaped ? WNOHANG : 0);
+    pid_t pid = waitpid(-1, &status, block ? 0 : WNOHANG);
     if (pid < 0) {
       KJ_ASSERT(errno == EINTR, strerror(errno));
       continue;
     }
-    KJ_ASSERT(pid != zygote, "the zygote exited");
-    rootReaped |= pid == root;
-    if (pid == 0) {
-      if (leftoverChildren() == 0) break;
-      usleep(1000);
+    if (pid > 0) {
+      KJ_ASSERT(pid != zygote, "the zygote exited");
+      rootReaped |= pid == root;
+      block = !rootReaped;
+      continue;
     }
+    if (leftoverChildren() == 0) break;
+    block = true;
   }
   double ms = us(Clock::now() - t0) / 1e3;
   KJ_ASSERT(leftoverChildren() == 0 && descendantsOf(root) <= 0, "the tree left processes");
@@ -774,12 +781,18 @@ public:
           n, up, total - up, total, total / n, up / n, (total - up) / n, total / (n * probeTrueMs),
           n, probeTrueMs, get(name, "left"));
     }
-    double graceful = get("BM_Teardown/" + std::to_string(SIGINT) + "/14/2", "teardown_p50_ms");
-    double hard = get("BM_Teardown/" + std::to_string(SIGKILL) + "/14/2", "teardown_p50_ms");
-    if (graceful != 0 && hard != 0) {
-      printf("  14x2 tree (210 actors) under harrow::main, exec: SIGINT teardown %.0f ms, kill -9 "
-             "teardown %.0f ms: %.2fx (target <= 2x: %s)\n", graceful, hard, graceful / hard,
-             graceful <= 2 * hard ? "met" : "NOT met");
+    for (auto [width, depth] : {std::pair{14, 2}, std::pair{1000, 1}, std::pair{10, 3}}) {
+      auto shape = "/" + std::to_string(width) + "/" + std::to_string(depth);
+      double graceful = get("BM_Teardown/" + std::to_string(SIGINT) + shape, "teardown_p50_ms");
+      double hard = get("BM_Teardown/" + std::to_string(SIGKILL) + shape, "teardown_p50_ms");
+      if (graceful == 0 || hard == 0) continue;
+      int actors = 0;
+      for (int level = 0, n = 1; level < depth; ++level) actors += (n *= width);
+      printf(
+          "  %dx%d tree (%d actors) under harrow::main, exec: SIGINT teardown %.0f ms, kill -9 "
+          "teardown %.0f ms: %.2fx (target <= 2x: %s)\n",
+          width, depth, actors, graceful, hard, graceful / hard,
+          graceful <= 2 * hard ? "met" : "NOT met");
     }
     fflush(stdout);
   }
@@ -850,10 +863,14 @@ int main(int argc, char** argv) {
     // BM_Teardown's root: grows a holding tree and keeps it until a signal ends it.
     uint32_t width = 0, depth = 0;
     KJ_ASSERT(sscanf(argv[1] + 12, "%u,%u", &width, &depth) == 2);
-    return harrow::main(argc, argv, implementations(), [=](harrow::Actor& root) {
+    // A coroutine awaiting growTree, not growTree(...).ignoreResult(): SIGINT cancels a harrow
+    // coroutine cooperatively (its nurseries cancel and reap their children), while a plain
+    // kj::Promise the root awaits is dropped, and an actor nursery dropped with live children
+    // kills them (the rows measured that before, as "graceful").
+    return harrow::main(argc, argv, implementations(), [=](harrow::Actor& root) -> Co<void> {
       harrow::SpawnOptions options;
       options.backend = harrow::SpawnBackend::EXEC;
-      return growTree(root, depth, width, "", true, options).ignoreResult();
+      co_await growTree(root, depth, width, "", true, options);
     });
   }
   if (argc > 1 && kj::StringPtr(argv[1]) == "--harrow-child") {
@@ -890,15 +907,33 @@ int main(int argc, char** argv) {
   bool interleavingGiven = false;
   bool scale = false;
   std::vector<int> flatSizes;  // --flat=N,M,...: only FlatStatic/0/N (exec) rows of these sizes
+  bool teardownScale = false;  // --teardown-scale: only the 1,000-actor teardown rows
   for (char* arg : args) {
     interleavingGiven |= kj::StringPtr(arg).startsWith("--benchmark_enable_random_interleaving");
     scale |= kj::StringPtr(arg) == "--scale";
+    teardownScale |= kj::StringPtr(arg) == "--teardown-scale";
     if (kj::StringPtr(arg).startsWith("--flat=")) {
       for (char* p = arg + 7; *p != '\0';) {
         flatSizes.push_back(strtol(p, &p, 10));
         if (*p == ',') ++p;
       }
     }
+  }
+  if (teardownScale) {
+    // SIGINT against kill -9 of the same tree, 1,000 actors flat (one nursery) and 10x10x10
+    // (1,110), interleaved; a minute or two, and about 1.5 GB while a tree is up.
+    args.erase(std::remove_if(args.begin(), args.end(),
+                              [](char* a) { return kj::StringPtr(a) == "--teardown-scale"; }),
+               args.end());
+    benchmark::ClearRegisteredBenchmarks();
+    benchmark::RegisterBenchmark("BM_Teardown", BM_Teardown)
+        ->Args({SIGINT, 1000, 1})
+        ->Args({SIGKILL, 1000, 1})
+        ->Args({SIGINT, 10, 3})
+        ->Args({SIGKILL, 10, 3})
+        ->Iterations(3)
+        ->Repetitions(1)
+        ->Unit(benchmark::kMillisecond);
   }
   if (!flatSizes.empty()) {
     // The linearity probe of the exec teardown (bench/README.md, "10,000 actors"): the same

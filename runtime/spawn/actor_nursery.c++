@@ -50,9 +50,16 @@ ActorNursery::ActorNursery(Actor& actor, ActorNurseryOptions options)
     : actor(actor), options(nested(actor, options)) {}
 
 ActorNursery::~ActorNursery() noexcept(false) {
-  // Children that never got a supervisor (cancelled while starting) are killed and reaped by
-  // ChildProcess's destructor; peers go before processes.
-  for (auto& child : children) child->peer = nullptr;
+  // Children that never got a supervisor (cancelled while starting), and every child of a nursery
+  // dropped instead of closed (its block's promise destroyed: KJ cancellation), are killed and
+  // reaped by ChildProcess's destructor. All are sent SIGKILL here first, so that they die
+  // together: one destructor after another would each wait for its own child's death (a 1,110-
+  // actor tree dropped at its root took 0.6 s that way, ten subtrees one after another). Peers go
+  // before processes.
+  for (auto& child : children) {
+    child->peer = nullptr;
+    child->process->kill(SIGKILL);
+  }
 }
 
 Co<Peer*> ActorNursery::spawn(kj::StringPtr name, kj::StringPtr implementation,
