@@ -66,12 +66,21 @@ export COMMON_FLAGS="${COMMON[*]}" SAN_FLAGS="${SAN[*]}"
 compile_one() {
   local src=$1
   local obj="$OUT/obj/$(echo "${src#$ROOT/}" | tr '/' '_').o"
-  # Rebuild when the source or any runtime header is newer than the object (runtime sources
-  # include no fuzz/ header).
-  if [[ ! -f "$obj" || -n $(find "$src" "$ROOT/runtime" "$OUT/include" -newer "$obj" \
-        \( -name '*.h' -o -samefile "$src" \) -print -quit) ]]; then
+  local dep="${obj%.o}.d" stale
+  # Rebuild when a file the object was compiled from (clang's dependency file) is newer than the
+  # object, or gone; an object from before dependency files: when the source or any runtime header
+  # is newer (runtime sources include no fuzz/ header).
+  if [[ -f "$obj" && -f "$dep" ]]; then
+    stale=$(find $(sed -e 's/^[^:]*://' -e 's/\\$//' "$dep") -newer "$obj" -print -quit 2>&1)
+  elif [[ -f "$obj" ]]; then
+    stale=$(find "$src" "$ROOT/runtime" "$OUT/include" -newer "$obj" \
+            \( -name '*.h' -o -samefile "$src" \) -print -quit)
+  else
+    stale=yes
+  fi
+  if [[ -n $stale ]]; then
     echo "  CXX ${src#$ROOT/}" >&2
-    $CXX $COMMON_FLAGS $SAN_FLAGS -fsanitize=fuzzer-no-link -c "$src" -o "$obj"
+    $CXX $COMMON_FLAGS $SAN_FLAGS -fsanitize=fuzzer-no-link -MMD -MF "$dep" -c "$src" -o "$obj"
   fi
 }
 export -f compile_one

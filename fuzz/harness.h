@@ -22,6 +22,10 @@ inline kj::AsyncIoContext& io() {
     // Peers that violate the protocol are logged; at fuzzing rates that is noise. HARROW_FUZZ_LOG
     // (any value) keeps KJ's default level, for reproducing a finding.
     if (getenv("HARROW_FUZZ_LOG") == nullptr) kj::_::Debug::setLogLevel(kj::LogSeverity::FATAL);
+    // Errors the victim sends the rogue go without their symbolized stack: nobody reads them, and
+    // symbolizing took most of an engine input's time (docs/FUZZING.md, Speed). HARROW_TRACE set
+    // (e.g. to full) keeps them.
+    setenv("HARROW_TRACE", "off", 0);
     return new kj::AsyncIoContext(kj::setupAsyncIo());
   }();
   return *context;

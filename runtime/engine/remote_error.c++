@@ -170,21 +170,37 @@ kj::String actorText(wire::ActorId::Reader id) {
                    uuid.slice(0, kj::min(uuid.size(), size_t(64))));
 }
 
+// One relay path, read once: the text of its first MAX_HOPS hops and its length. Every pointer of
+// a received error is read once (the decode check walked each once: PROTOCOL.md 3.6), although a
+// MultiError's path is shown under each of its errors: each read is charged to the traversal
+// limit again, and a path under 256 errors would cost 256 times what the check allowed for it.
+struct Hops {
+  kj::Vector<kj::String> shown;
+  size_t total = 0;
+};
+
+Hops readHops(capnp::List<wire::ActorId>::Reader hops) {
+  Hops read;
+  read.total = hops.size();
+  for (unsigned i = 0; i < kj::min(hops.size(), MAX_HOPS); ++i) read.shown.add(actorText(hops[i]));
+  return read;
+}
+
 // Appends "relayed by" lines for `hops`, the first MAX_HOPS - `shown` of them; `shown` counts.
-void addHops(kj::Vector<kj::String>& parts, capnp::List<wire::ActorId>::Reader hops, size_t& shown) {
-  for (unsigned i = 0; i < hops.size(); ++i, ++shown) {
+void addHops(kj::Vector<kj::String>& parts, const Hops& hops, size_t& shown) {
+  for (size_t i = 0; i < hops.total; ++i, ++shown) {
     if (shown >= MAX_HOPS) {
-      parts.add(kj::str("\n  relayed by ", hops.size() - i, " more actors (not shown)"));
+      parts.add(kj::str("\n  relayed by ", hops.total - i, " more actors (not shown)"));
       return;
     }
-    parts.add(kj::str("\n  relayed by ", actorText(hops[i])));
+    parts.add(kj::str("\n  relayed by ", hops.shown[i]));  // i <= shown < MAX_HOPS
   }
 }
 
-// `error` as the caller raises it; `outerHops`: the relay path of the MultiError that carried it
-// (the error passed through those actors too, after its own path).
-kj::Exception toExceptionVia(wire::Error::Reader error,
-                             capnp::List<wire::ActorId>::Reader outerHops, size_t& budget) {
+// `error` (whose relay path is `ownHops`) as the caller raises it; `outerHops`: the relay path of
+// the MultiError that carried it (the error passed through those actors too, after its own path).
+kj::Exception toExceptionVia(wire::Error::Reader error, const Hops& ownHops, const Hops& outerHops,
+                             size_t& budget) {
   auto kind = error.getKind();
   kj::String a, b, c, d;
   kj::Vector<kj::String> parts;
@@ -194,39 +210,46 @@ kj::Exception toExceptionVia(wire::Error::Reader error,
                     bounded(error.getType(), budget, a), " from actor ", actorText(error.getOrigin())));
   parts.add(kj::str("\n  message: ", indent(bounded(error.getMessage(), budget, b), "    ")));
   if (kind != wire::ErrorKind::FAILED) parts.add(kj::str("\n  kind: ", kindName(kind)));
-  if (error.getFile().size() > 0) {
-    parts.add(kj::str("\n  raised at ", bounded(error.getFile(), budget, c), ":", error.getLine()));
+  auto file = error.getFile();
+  if (file.size() > 0) {
+    parts.add(kj::str("\n  raised at ", bounded(file, budget, c), ":", error.getLine()));
   }
   size_t shown = 0;
-  addHops(parts, error.getRelayPath(), shown);
+  addHops(parts, ownHops, shown);
   addHops(parts, outerHops, shown);
-  if (error.getRemoteTrace().size() > 0) {
-    parts.add(kj::str("\n  remote trace:\n    ", indent(bounded(error.getRemoteTrace(), budget, d), "    ")));
+  auto trace = error.getRemoteTrace();
+  if (trace.size() > 0) {
+    parts.add(kj::str("\n  remote trace:\n    ", indent(bounded(trace, budget, d), "    ")));
   }
   auto type = kind == wire::ErrorKind::FAILED ? kj::Exception::Type::FAILED
                                               : kj::Exception::Type::DISCONNECTED;
   return kj::Exception(type, "(remote)", 0, kj::strArray(parts, ""));
 }
 
-// The errors of the MultiError `error`, flattened into `out`: each inner one's relay path is
-// extended by the paths of the MultiErrors that carried it, innermost first.
-void flattenCauses(wire::Error::Reader error, kj::Vector<capnp::List<wire::ActorId>::Reader>& carriers,
-                   unsigned depth, kj::Vector<kj::Exception>& out, size_t& omitted, size_t& budget) {
-  carriers.add(error.getRelayPath());
-  for (auto cause : error.getCauses()) {
-    if (cause.getCauses().size() > 0 && depth < MAX_DEPTH) {
-      flattenCauses(cause, carriers, depth + 1, out, omitted, budget);
+// The errors of the MultiError whose relay path is `ownHops` and whose errors are `causes`,
+// flattened into `out`: each inner one's relay path is extended by the paths of the MultiErrors
+// that carried it (`carriers`, outermost first; this one's is added), innermost first.
+void flattenCauses(Hops ownHops, capnp::List<wire::Error>::Reader causes,
+                   kj::Vector<Hops>& carriers, unsigned depth, kj::Vector<kj::Exception>& out,
+                   size_t& omitted, size_t& budget) {
+  carriers.add(kj::mv(ownHops));
+  for (auto cause : causes) {
+    auto inner = cause.getCauses();
+    if (inner.size() > 0 && depth < MAX_DEPTH) {
+      flattenCauses(readHops(cause.getRelayPath()), inner, carriers, depth + 1, out, omitted,
+                    budget);
       continue;
     }
     if (out.size() == MAX_ERRORS) {
       ++omitted;
       continue;
     }
-    auto e = toExceptionVia(cause, carriers.back(), budget);
+    Hops own = readHops(cause.getRelayPath());
+    auto e = toExceptionVia(cause, own, carriers.back(), budget);
     if (carriers.size() > 1) {
       // Hops of the MultiErrors further out, nearest first.
       kj::Vector<kj::String> hops;
-      size_t shown = cause.getRelayPath().size() + carriers.back().size();
+      size_t shown = own.total + carriers.back().total;
       for (size_t i = carriers.size() - 1; i-- > 0;) addHops(hops, carriers[i], shown);
       out.add(kj::Exception(e.getType(), e.getFile(), e.getLine(),
                             kj::str(e.getDescription(), kj::strArray(hops, ""))));
@@ -241,20 +264,22 @@ void flattenCauses(wire::Error::Reader error, kj::Vector<capnp::List<wire::Actor
 
 kj::Exception toException(wire::Error::Reader error) {
   size_t budget = MAX_TEXT_BYTES;
-  if (error.getCauses().size() == 0) return toExceptionVia(error, {}, budget);
+  auto causes = error.getCauses();
+  Hops hops = readHops(error.getRelayPath());
+  if (causes.size() == 0) return toExceptionVia(error, hops, Hops(), budget);
   // A MultiError raised in another actor: each of its errors comes back as its own exception
   // (the raiser put itself on the path of each), and the MultiError's relay path is appended.
   // No text to parse back: errorsIn() and remoteErrorInfo() give each one's fields.
   kj::Vector<kj::Exception> out;
-  kj::Vector<capnp::List<wire::ActorId>::Reader> carriers;
+  kj::Vector<Hops> carriers;
   size_t omitted = 0;
-  flattenCauses(error, carriers, 1, out, omitted, budget);
+  auto origin = actorText(error.getOrigin());
+  flattenCauses(kj::mv(hops), causes, carriers, 1, out, omitted, budget);
   if (omitted > 0) {
     out.add(kj::Exception(kj::Exception::Type::FAILED, "(remote)", 0,
                           kj::str(errorPrefix(ErrorKind::REMOTE_ACTOR_ERROR), omitted,
-                                  " more errors of a MultiError from actor ",
-                                  actorText(error.getOrigin()), " (not shown; at most ",
-                                  MAX_ERRORS, " are kept)")));
+                                  " more errors of a MultiError from actor ", origin,
+                                  " (not shown; at most ", MAX_ERRORS, " are kept)")));
   }
   return makeMultiError(out.releaseAsArray());
 }
@@ -370,7 +395,9 @@ void fillWireError(wire::Error::Builder error, const kj::Exception& exception,
   // A cancellation's stack says only where a task was waiting when its scope ended: not worth
   // symbolizing, which loads this binary's debug information (tens of ms of CPU, the bulk of a
   // graceful teardown when every actor of a tree answers its cancelled calls; bench/README.md).
-  if (exception.getStackTrace().size() > 0 && kind != wire::ErrorKind::CONTEXT_CANCELLED) {
+  // Nor is any stack with HARROW_TRACE=off.
+  if (exception.getStackTrace().size() > 0 && kind != wire::ErrorKind::CONTEXT_CANCELLED &&
+      !_::stackTracesOff()) {
     trace.add(kj::str("stack:\n", _::symbolize(exception.getStackTrace())));
   }
   if (exception.getRemoteTrace().size() > 0) trace.add(kj::str(exception.getRemoteTrace()));

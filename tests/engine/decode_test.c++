@@ -157,6 +157,31 @@ TEST(DecodeCheck, EndsOnATypeThatContainsItself) {
   EXPECT_TRUE(checkPasses(words));
 }
 
+// The check walks through a reader of its own; the application then reads through its reader,
+// whose traversal limit is charged again for every read (capnp counts a pointer read twice
+// twice). Asked to leave room for `reads` reads, the check passes only messages that many walks
+// of which fit in the application's limit. A list of 1,000 Voids costs 1,000 words to read and
+// none to send; the application's limit here is 3,000 words. (The channel fuzz harness found an
+// error whose causes the engine read twice: the check had passed it within a 1,024-word limit.)
+TEST(DecodeCheck, AMessageThatPassesForNReadsCanBeReadNTimes) {
+  capnp::MallocMessageBuilder message;
+  message.initRoot<test::Everything>().initVoids(1000);
+  auto words = capnp::messageToFlatArray(message);
+  capnp::ReaderOptions options{3000, 64};
+  for (uint64_t reads = 1; reads <= 4; ++reads) {
+    capnp::FlatArrayMessageReader application(words, options);
+    auto fresh = decodeReader(application, options, reads);
+    bool passes = checkStruct(capnp::Schema::from<test::Everything>(),
+                              fresh->getRoot<capnp::AnyPointer>()) == nullptr;
+    EXPECT_EQ(passes, reads <= 2) << reads;
+    if (!passes) continue;
+    auto failure = kj::runCatchingExceptions([&]() {
+      for (uint64_t i = 0; i < reads; ++i) application.getRoot<test::Everything>().getVoids();
+    });
+    EXPECT_TRUE(failure == nullptr) << reads << ": " << describe(kj::mv(failure)).cStr();
+  }
+}
+
 TEST(DecodeCheck, NamesTheTypeAndTheWrongPointerKind) {
   capnp::MallocMessageBuilder message;
   message.initRoot<capnp::AnyPointer>().initAs<capnp::List<uint32_t>>(3);

@@ -254,6 +254,24 @@ TEST_P(PeerTest, HarrowTraceFullShowsHarrowsFramesToo) {
   });
 }
 
+TEST_P(PeerTest, HarrowTraceOffSendsNoStack) {
+  setenv("HARROW_TRACE", "off", 1);
+  KJ_DEFER(unsetenv("HARROW_TRACE"));
+  run([&](Peer& peer) -> Co<void> {
+    auto failure = co_await errorOf([&]() {
+      return callMethod<Words, Words>(peer, PROBE_ID, FAIL,
+                                      [](Words::Builder p) { p.setText("x"); });
+    });
+    auto info = KJ_ASSERT_NONNULL(remoteErrorInfo(KJ_ASSERT_NONNULL(failure)));
+    // The error itself arrives whole; only its stack stays behind.
+    EXPECT_TRUE(info.message.startsWith("handler refused")) << info.message.cStr();
+    EXPECT_TRUE(info.file.endsWith("peer_test.c++")) << info.file.cStr();
+    std::string trace = info.remoteTrace.cStr();
+    EXPECT_EQ(trace.find("stack:"), std::string::npos) << trace;
+    EXPECT_EQ(trace.find("#0 "), std::string::npos) << trace;
+  });
+}
+
 TEST_P(PeerTest, AReceivedItemComparesWithNullptrLikeAMaybe) {
   run([&](Peer& peer) -> Co<void> {
     co_await streamMethod<Count, Item>(

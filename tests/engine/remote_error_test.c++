@@ -101,6 +101,27 @@ TEST(RemoteErrorTest, NestedMultiErrorsKeepAtMost256ErrorsAndCountTheRest) {
                "(00000000000000000000000000000000) (not shown; at most 256 are kept)");
 }
 
+// Reading an error is charged to the reader's traversal limit like any read, and the decode
+// check (PROTOCOL.md 3.6) allows for about one walk of it. A MultiError's relay path is shown
+// under each of its errors; read once per error, a path of 64 hops with 8 KiB names under 256
+// errors (a frame of half a megabyte) cost 17 Mi words, over the default limit of 8 Mi: the
+// conversion threw, and the call the error answered was never failed.
+TEST(RemoteErrorTest, AMultiErrorsRelayPathIsReadOnceNotOncePerError) {
+  capnp::MallocMessageBuilder builder;
+  auto error = builder.initRoot<wire::Error>();
+  fill(error, "multi");
+  error.setType("harrow.MultiError");
+  std::string name(8192, 'n');
+  for (auto hop : error.initRelayPath(64)) hop.setName(name);
+  for (auto cause : error.initCauses(256)) fill(cause, "leaf");
+  capnp::SegmentArrayMessageReader reader(builder.getSegmentsForOutput());  // the default limit
+
+  auto all = failuresIn(toException(reader.getRoot<wire::Error>()));
+  ASSERT_EQ(all.size(), 256u);
+  EXPECT_EQ(count(all[255].getDescription(), "relayed by 'nnnn"), 64u)
+      << all[255].getDescription().cStr();
+}
+
 TEST(RemoteErrorTest, MessagesShareAFourMegabyteBudget) {
   capnp::MallocMessageBuilder builder;
   auto error = builder.initRoot<wire::Error>();

@@ -240,7 +240,7 @@ kj::Maybe<kj::String> checkStruct(capnp::StructSchema schema, capnp::AnyPointer:
 }
 
 kj::Own<capnp::MessageReader> decodeReader(capnp::MessageReader& message,
-                                           capnp::ReaderOptions options) {
+                                           capnp::ReaderOptions options, uint64_t reads) {
   kj::Vector<kj::ArrayPtr<const capnp::word>> segments;
   for (unsigned id = 0;; ++id) {
     auto segment = message.getSegment(id);
@@ -255,7 +255,7 @@ kj::Own<capnp::MessageReader> decodeReader(capnp::MessageReader& message,
   uint64_t words = 0;
   for (auto segment : array) words += segment.size();
   options.traversalLimitInWords =
-      kj::min(options.traversalLimitInWords, AMPLIFICATION * words + SLACK_WORDS);
+      kj::min(options.traversalLimitInWords / reads, AMPLIFICATION * words + SLACK_WORDS);
   auto reader = kj::heap<capnp::SegmentArrayMessageReader>(array, options);
   return reader.attach(kj::mv(array));
 }

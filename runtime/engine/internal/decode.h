@@ -30,11 +30,21 @@ namespace harrow {
 kj::Maybe<kj::String> checkStruct(capnp::StructSchema schema, capnp::AnyPointer::Reader value);
 
 // A second reader over the segments of `message`, with its own traversal budget: the smaller of
-// `options`' limit and AMPLIFICATION × the message's size + SLACK_WORDS. A message that a walk
-// reads more than that (aliased pointers, lists of zero-sized elements) does not decode.
+// `options`' limit / `reads` and AMPLIFICATION × the message's size + SLACK_WORDS. A message that
+// a walk reads more than that (aliased pointers, lists of zero-sized elements) does not decode.
+// `reads`: how many times the caller will read what passes through the application's reader
+// (whose limit `options` is): each read is charged to that limit again, so a walk that passes
+// must leave room for them all, or a message that decodes could still not read.
 constexpr uint64_t AMPLIFICATION = 4;
 constexpr uint64_t SLACK_WORDS = 1024;
 kj::Own<capnp::MessageReader> decodeReader(capnp::MessageReader& message,
-                                           capnp::ReaderOptions options = {});
+                                           capnp::ReaderOptions options = {}, uint64_t reads = 1);
+
+// The `reads` of an envelope (wire::Message, checkEnvelope()): the engine reads the root and the
+// struct under it at each step of routing a message (the receive loop, route(), the task's
+// route), and converts an error by reading each of its pointers once more (toException()); each
+// of those reads costs at most one walk. Envelopes are small (the payload's value is not part
+// of one), so the default limit (8 Mi words) leaves them 1 Mi words.
+constexpr uint64_t ENVELOPE_READS = 8;
 
 }  // namespace harrow

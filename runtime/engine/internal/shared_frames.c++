@@ -1,6 +1,6 @@
 #include "runtime/engine/internal/shared_frames.h"
 
-#include "runtime/engine/internal/decode.h"
+#include "runtime/engine/internal/wire_message.h"
 
 #include <kj/debug.h>
 
@@ -88,9 +88,7 @@ kj::Maybe<kj::Own<capnp::MessageReader>> takeSharedMemoryMessage(Peer& peer,
       // A frame may not stand for another reference (that would nest without bound).
       auto root = frame->getRoot<capnp::AnyPointer>();
       if (!root.isNull() && root.getPointerType() == capnp::PointerType::STRUCT) {
-        auto fresh = decodeReader(*frame, frame->getOptions());
-        if (checkStruct(capnp::Schema::from<wire::Message>(),
-                        fresh->getRoot<capnp::AnyPointer>()) == nullptr &&
+        if (checkEnvelope(*frame) == nullptr &&
             isSharedMemoryMessage(frame->getRoot<wire::Message>())) {
           kj::throwFatalException(malformed("a shared-memory frame holding another reference"));
         }

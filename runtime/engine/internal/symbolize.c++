@@ -332,4 +332,9 @@ kj::String symbolize(kj::ArrayPtr<void* const> trace) {
   return kj::strArray(lines, "\n");
 }
 
+bool stackTracesOff() {
+  const char* mode = getenv("HARROW_TRACE");
+  return mode != nullptr && kj::StringPtr(mode) == "off";
+}
+
 }  // namespace harrow::_

@@ -9,7 +9,8 @@
 // The user's frames come first; harrow's, KJ's, Cap'n Proto's, the C++ library's and libc's are
 // folded into one line, as they are the same in every trace (Python's traceback hides its own
 // frames likewise). A trace with no frame of the user's (an error harrow raised itself) is shown
-// whole. HARROW_TRACE=full in the raising process's environment shows every frame.
+// whole. HARROW_TRACE=full in the raising process's environment shows every frame; HARROW_TRACE=off
+// sends no stack at all (stackTracesOff()).
 
 #pragma once
 
@@ -24,6 +25,12 @@ namespace harrow::_ {
 // user's code); names need a symbol table. The trace stops at the event loop: what lies below it
 // is whoever runs the loop.
 kj::String symbolize(kj::ArrayPtr<void* const> trace);
+
+// HARROW_TRACE=off in this process's environment: the errors it sends carry no stack (the rest of
+// the remote trace, KJ's context lines and the relayed traces, still goes). For programs that
+// raise errors in bulk and read none of their stacks: symbolizing one costs more than the rest
+// of an error's round trip (the fuzz harnesses spent a sixth of their time in it).
+bool stackTracesOff();
 
 // A demangled name without the compiler's noise: "(anonymous namespace)::" and
 // " [clone .actor]" go, and a coroutine body GCC names "f(f(args)::_ZN…Frame*)" reads "f(args)".

@@ -9,7 +9,7 @@
 namespace harrow {
 
 kj::Maybe<kj::String> checkEnvelope(capnp::MessageReader& reader) {
-  auto fresh = decodeReader(reader, reader.getOptions());
+  auto fresh = decodeReader(reader, reader.getOptions(), ENVELOPE_READS);
   return checkStruct(capnp::Schema::from<wire::Message>(), fresh->getRoot<capnp::AnyPointer>());
 }
 

@@ -89,14 +89,16 @@ wire::Payload::Reader payloadOf(wire::Message::Reader message);
 // errors and logs: never its enum number.
 kj::StringPtr messageName(wire::Message::Reader message);
 
-// Downcasts a message the engine handed out (typed code only passes back what it received).
 // What is wrong with a received message's envelope (wire::Message, everything but the payload
-// values), or nullptr if the engine can read all of it.
+// values), or nullptr if the engine can read all of it: every read it makes of the envelope
+// through `reader`, within `reader`'s traversal limit (the walk's budget leaves room for
+// ENVELOPE_READS of them, decode.h).
 kj::Maybe<kj::String> checkEnvelope(capnp::MessageReader& reader);
 
 // Whether getRoot<wire::Message>() can be called at all (a null root reads as the default).
 bool hasStructRoot(capnp::MessageReader& reader);
 
+// Downcasts a message the engine handed out (typed code only passes back what it received).
 WireOutgoing& asWire(OutgoingMessage& message);
 
 // Where a payload that fails its decode check is reported: the task it belongs to, while that
