@@ -58,7 +58,7 @@ SAN=(-fsanitize=address,undefined -fno-sanitize=function,nonnull-attribute
 LIBS=(-lkj-http -lkj-tls -lcapnp-json -lcapnp-rpc -lcapnp -lkj-async -lkj -lsodium -ldw -lelf -lpthread)
 
 # Runtime sources (everything the actor layer needs), instrumented for coverage.
-SOURCES=$(ls "$ROOT"/runtime/{co,ipc,typed,engine,engine/internal,actor,discovery}/*.c++ 2>/dev/null;
+SOURCES=$(ls "$ROOT"/runtime/{co,ipc,typed,engine,actor,discovery}/{,internal/}*.c++ 2>/dev/null;
           ls "$OUT"/include/harrow/*.capnp.c++ "$OUT"/include/harrow/*.capnp.harrow.c++;
           ls "$OUT"/gen/tests/engine/*.capnp.c++)
 export ROOT OUT CXX
