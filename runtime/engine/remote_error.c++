@@ -171,9 +171,10 @@ kj::String actorText(wire::ActorId::Reader id) {
 }
 
 // One relay path, read once: the text of its first MAX_HOPS hops and its length. Every pointer of
-// a received error is read once (the decode check walked each once: PROTOCOL.md 3.6), although a
-// MultiError's path is shown under each of its errors: each read is charged to the traversal
-// limit again, and a path under 256 errors would cost 256 times what the check allowed for it.
+// a received error is read once (the decode check walked each once: docs/PROTOCOL.md, "Flow
+// control"), although a MultiError's path is shown under each of its errors: each read is
+// charged to the traversal limit again, and a path under 256 errors would cost 256 times what
+// the check allowed for it.
 struct Hops {
   kj::Vector<kj::String> shown;
   size_t total = 0;

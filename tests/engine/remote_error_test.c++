@@ -102,10 +102,10 @@ TEST(RemoteErrorTest, NestedMultiErrorsKeepAtMost256ErrorsAndCountTheRest) {
 }
 
 // Reading an error is charged to the reader's traversal limit like any read, and the decode
-// check (PROTOCOL.md 3.6) allows for about one walk of it. A MultiError's relay path is shown
-// under each of its errors; read once per error, a path of 64 hops with 8 KiB names under 256
-// errors (a frame of half a megabyte) cost 17 Mi words, over the default limit of 8 Mi: the
-// conversion threw, and the call the error answered was never failed.
+// check (docs/PROTOCOL.md, "Flow control") allows for about one walk of it. A MultiError's relay
+// path is shown under each of its errors; read once per error, a path of 64 hops with 8 KiB
+// names under 256 errors (a frame of half a megabyte) cost 17 Mi words, over the default limit
+// of 8 Mi: the conversion threw, and the call the error answered was never failed.
 TEST(RemoteErrorTest, AMultiErrorsRelayPathIsReadOnceNotOncePerError) {
   capnp::MallocMessageBuilder builder;
   auto error = builder.initRoot<wire::Error>();
