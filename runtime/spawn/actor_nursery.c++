@@ -25,6 +25,8 @@ struct ActorNursery::Child {
   // refers to, so that it is destroyed first.
   kj::Maybe<kj::Promise<void>> killAfterGrace;
   kj::Maybe<kj::TimePoint> cancelledAt;  // when teardown began (the metrics' teardown time)
+  // A Slurm step's liveness calls (spawn/ssh.h watchStep). Last: it refers to process and peer.
+  kj::Maybe<kj::Promise<void>> liveness;
 };
 
 namespace {
@@ -170,6 +172,9 @@ Co<Peer*> ActorNursery::spawn(kj::StringPtr nameParam, kj::StringPtr implementat
   peer->adoptMaxMessageBytes(actor.maxMessageBytes());
 
   Peer* result = peer.get();
+  if (throughSlurm) {
+    ref.liveness = watchStep(actor, *ref.process, *peer).eagerlyEvaluate(nullptr);
+  }
   ref.peer = kj::mv(peer);
   KJ_ASSERT_NONNULL(tasks, "the actor nursery is closed").startSoon([this, &ref]() {
     return supervise(ref);

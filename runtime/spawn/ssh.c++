@@ -1,5 +1,6 @@
 #include <harrow/spawn/ssh.h>
 
+#include <harrow/actor/introspect.h>
 #include <harrow/spawn/link.h>
 
 #include <kj/debug.h>
@@ -279,6 +280,7 @@ public:
   bool hasExited() const override { return client->hasExited(); }
   kj::Promise<int> onExit() override {
     return client->onExit().then([this](int status) -> kj::Promise<int> {
+      KJ_IF_MAYBE (why, unreachable) return kj::cp(*why);  // watchStep() killed srun
       if (!WIFEXITED(status)) return status;  // ssh itself killed: by us, after the grace period
       int code = WEXITSTATUS(status);
       if (code == 255 && !host.slurm) {
@@ -304,11 +306,20 @@ public:
   kj::String where() const override { return kj::str(" on host '", host.toString(), "'"); }
   bool throughSlurm() const { return host.slurm; }
 
+  // The child stopped answering (watchStep): it is unreachable, and its srun goes.
+  void lost(kj::StringPtr why) {
+    if (unreachable != nullptr || client->hasExited()) return;
+    unreachable = makeError(ErrorKind::ACTOR_UNREACHABLE,
+                            kj::str("actor '", name, "' on host '", host.toString(), "': ", why));
+    client->kill(SIGKILL);
+  }
+
 private:
   kj::Own<ChildProcess> client;
   kj::String name;
   SshHost host;
   pid_t remotePid = 0;
+  kj::Maybe<kj::Exception> unreachable;
 };
 
 // A child's announcement: its pid (0: ssh ended first), and the address its host reaches ours
@@ -432,6 +443,41 @@ void stripHostLocalAddresses(wire::SpawnSpec::Builder spec, bool withoutSecret) 
   if (withoutSecret) spec.disownTreeSecret();  // Cap'n Proto zeroes what it disowns in place
   if (isHostLocal(spec.getRegistryAddress())) spec.setRegistryAddress("");
   if (isHostLocal(spec.getRootAddress())) spec.setRootAddress("");
+}
+
+namespace {
+
+Co<void> watchStepLoop(Actor& actor, SshProcess& process, Peer& peer, LinkTiming timing,
+                       kj::Duration bound) {
+  while (!peer.isClosed() && !process.hasExited()) {
+    co_await actor.timer().afterDelay(timing.heartbeat);
+    if (peer.isClosed()) co_return;
+    bool late = false;
+    auto failure = co_await errorOf([&]() -> Co<void> {
+      late = co_await moveOnAfter(actor.timer(), bound, [&]() -> Co<void> {
+        co_await IntrospectActor::Portal(peer).info();
+      });
+    });
+    if (failure != nullptr) co_return;  // the channel ended: its end says what happened
+    if (late) {
+      process.lost(kj::str("the Slurm step has not answered for ", bound / kj::MILLISECONDS,
+                           " ms (its node failed or was cut off?)"));
+      co_return;
+    }
+  }
+}
+
+}  // namespace
+
+kj::Promise<void> watchStep(Actor& actor, Process& processParam, Peer& peer) {
+  auto& process = dynamic_cast<SshProcess&>(processParam);
+  auto timing = LinkTiming::fromEnvironment();
+  auto bound = timing.heartbeat + timing.silence;
+  // Started from the event loop, outside any coroutine: the watch belongs to no cancel scope (it
+  // lives as long as its child's record, like a remote child's relay).
+  return kj::evalLater([&actor, &process, &peer, timing, bound]() -> kj::Promise<void> {
+    return watchStepLoop(actor, process, peer, timing, bound);
+  });
 }
 
 // ---- the child's side ----

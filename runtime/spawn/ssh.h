@@ -101,6 +101,14 @@ struct SshChild {
 Co<SshChild> startSshChild(Actor& actor, kj::StringPtr host, kj::StringPtr name,
                            kj::StringPtr remotePath);
 
+// A Slurm child's liveness: srun does not notice a node that died or was cut off (it waits for
+// slurmctld, minutes), so the parent asks the step (Introspect.info on `peer`) every heartbeat
+// of --harrow-link-timeout, and a step that has not answered within the bound is unreachable:
+// `process` (startSshChild's) then reports harrow.ActorUnreachable instead of an exit status,
+// once, and its srun is killed, which ends the channel. Resolves when the channel has ended;
+// drop it with the child. An actor whose event loop is blocked that long counts as lost too.
+kj::Promise<void> watchStep(Actor& actor, Process& process, Peer& peer);
+
 // What a parent does to an ssh child's spawn spec: addresses that mean something only on this
 // host (Unix sockets, loopback TCP) are cleared; an etcd registry or a routable TCP address stays,
 // so children through ssh join an etcd registry like any other. With `withoutSecret` (a Slurm

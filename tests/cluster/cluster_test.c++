@@ -980,6 +980,31 @@ TEST_F(SlurmClusterTest, ARemoteChildIsFoundByNameFromTheRootAndFromAnotherRemot
   finish(*root);
 }
 
+// Node n2 fails mid-stream (its slurmd, the step's slurmstepd and the actor killed at once): the
+// root hears one typed error about the chain, and nothing is left on n1 (TearDown).
+TEST_F(SlurmClusterTest, ANodeThatDiesMidRunIsOneTypedErrorAtTheRoot) {
+  auto root = startSlurmRoot("ticks");
+  line(*root, "streaming ");
+  for (pid_t pid : cluster->processesIn("c")) kill(pid, SIGKILL);
+  // Within the bound (--harrow-link-timeout, 3 s) of hop.n1's liveness calls to its step, not
+  // when slurmctld gives the node up (minutes): relayed by hop.n1 to the root.
+  auto error = line(*root, "stream error ");
+  EXPECT_EQ(error, "stream error kind=RemoteActorError") << root->outputSoFar();
+  int status = finish(*root);
+  auto all = root->outputSoFar();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << all;
+  EXPECT_NE(all.find("harrow: harrow.RemoteActorError: harrow.ActorUnreachable from actor "
+                     "'hop.n1'"),
+            std::string::npos)
+      << all;
+  EXPECT_NE(all.find("actor 'hop.n1.n2' on host 'slurm:n2': the Slurm step has not answered"),
+            std::string::npos)
+      << all;
+  // Once: not a MultiError of the stream's error and the supervisor's.
+  EXPECT_EQ(all.find("MultiError"), std::string::npos) << all;
+  EXPECT_EQ(all.find("ActorUnreachable"), all.rfind("ActorUnreachable")) << all;
+}
+
 // What an eavesdropper on n1's interface reads while a tree's steps talk through srun's relay (plain
 // TCP between the nodes): none of what the actors say, since each step's channel is authenticated
 // and encrypted like a link; all of it with --harrow-insecure-links (tags only), which shows that
