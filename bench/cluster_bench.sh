@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every row of cluster_bench (needs root and iproute2; openssl for the TLS row):
 #   local      a child on this host (socketpair; the baseline)
+#   local+zygote  the same, forked by the zygote (HARROW_SPAWN=forkserver)
 #   loopback   a child behind harrow-node on 127.0.0.1 (the relay's cost, no network)
 #   veth       a child behind harrow-node in another network namespace, over a veth pair (the
 #              link's frames encrypted, the default)
@@ -78,6 +79,9 @@ run() {  # run LABEL [FLAGS...]
 }
 nodes="--harrow-nodes=loop=tcp:127.0.0.1:7000,b=tcp:10.77.0.2:7000,btls=tcp:10.77.0.2:7001"
 run local "$nodes"
+# A child forked by this host's zygote: what a spawn would cost on a node that kept a zygote step
+# (one srun per node, children forked there), less the relay's round trip.
+HARROW_SPAWN=forkserver run local+zygote "$nodes"
 run loopback --node=loop "$nodes"
 run veth --node=b "$nodes"
 run veth+insecure --node=b --harrow-nodes=b=tcp:10.77.0.2:7002 --harrow-insecure-links
@@ -85,47 +89,12 @@ run veth+insecure --node=b --harrow-nodes=b=tcp:10.77.0.2:7002 --harrow-insecure
 run veth+tls --node=b --harrow-nodes=b=tcp:10.77.0.2:7001 $(tls a)
 run ssh --host=b --harrow-hosts=b=ssh://root@10.77.0.2 --harrow-ssh-config="$work/ssh_config"
 
-# Slurm: munged (its own key and socket), slurmctld in a, slurmd n1 in b; the root under salloc.
-if [ -x /usr/sbin/slurmctld ] && [ -x /usr/sbin/slurmd ] && [ -x /usr/sbin/munged ]; then
-  mkdir -p "$work/munge" "$work/state" "$work/spool-n1"
-  chmod 700 "$work/munge"
-  head -c 64 /dev/urandom > "$work/munge/key"
-  chmod 400 "$work/munge/key"
-  /usr/sbin/munged -F --force --socket="$work/munge/socket" --key-file="$work/munge/key" \
-    --pid-file="$work/munge/pid" --seed-file="$work/munge/seed" \
-    --log-file="$work/munge/log" > /dev/null 2>&1 &
-  pids+=($!)
-  printf 'CgroupPlugin=cgroup/v1\nCgroupMountpoint=/sys/fs/cgroup\n' > "$work/cgroup.conf"
-  cat > "$work/slurm.conf" <<EOF
-ClusterName=harrowbench
-SlurmctldHost=$(hostname)(10.77.0.1)
-SlurmUser=root
-SlurmdUser=root
-AuthType=auth/munge
-CredType=cred/munge
-AuthInfo=socket=$work/munge/socket
-StateSaveLocation=$work/state
-SlurmdSpoolDir=$work/spool-%n
-SlurmctldPidFile=$work/slurmctld.pid
-SlurmdPidFile=$work/slurmd-%n.pid
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
-SchedulerType=sched/builtin
-SelectType=select/linear
-ReturnToService=2
-MpiDefault=none
-NodeName=n1 NodeAddr=10.77.0.2 CPUs=1 State=UNKNOWN
-PartitionName=bench Nodes=n1 Default=YES MaxTime=INFINITE State=UP
-EOF
-  export SLURM_CONF="$work/slurm.conf"
-  until [ -S "$work/munge/socket" ]; do sleep 0.05; done
-  ip netns exec "$tag-a" /usr/sbin/slurmctld -D -i -f "$SLURM_CONF" > "$work/ctl.log" 2>&1 &
-  pids+=($!)
-  ip netns exec "$tag-b" /usr/sbin/slurmd -D -N n1 -f "$SLURM_CONF" > "$work/n1.log" 2>&1 &
-  pids+=($!)
-  until grep -q "slurmd started on" "$work/n1.log" 2>/dev/null; do sleep 0.05; done
+# Slurm: munged (its own key and socket), slurmctld in a, slurmd n1 in b (tests/cluster's
+# start_slurm.sh); the root under salloc.
+if started=$(bash "$here/../tests/cluster/start_slurm.sh" "$work/slurm" "$tag-a=10.77.0.1" \
+               "$tag-b=10.77.0.2" 2> "$work/slurm.log"); then
+  pids+=($started)
+  export SLURM_CONF="$work/slurm/slurm.conf"
   for pin in "" "taskset -c 0"; do
     printf '%-9s %-8s ' slurm "$([ -n "$pin" ] && echo pinned || echo unpinned)"
     ip netns exec "$tag-a" $pin salloc --quiet --nodes=1 "$bench" --harrow-cookie="$work/cookie" \

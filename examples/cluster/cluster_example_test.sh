@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs examples/cluster/run.sh as a user would and checks that each worker ran on its own host
 # (namespace), answered, and ended normally on its node. Skips (passes, saying so) without root.
-#   cluster_example_test.sh RUN_SH PROGRAM HARROW_NODE [node|ssh]
+#   cluster_example_test.sh RUN_SH PROGRAM HARROW_NODE [node|ssh|slurm]
 set -uo pipefail
 backend=${4:-node}
 output=$("$1" "$2" "$3" "$backend" 2>&1)
@@ -17,7 +17,7 @@ for node in b c; do
   ns=$(grep -o 'net:\[[0-9]*\]' <<<"$line")
   [[ -n $ns && $ns != "$root_ns" ]] ||
     { echo "FAIL: worker-$node ran in the root's namespace"; exit 1; }
-  [[ $backend == ssh ]] && continue  # no node to report; run.sh's exit status covers the end
+  [[ $backend != node ]] && continue  # no node to report; run.sh's exit status covers the end
   grep -q "harrow-node: worker-$node ended: exited with status 0" <<<"$output" ||
     { echo "FAIL: node $node did not report worker-$node's normal end"; exit 1; }
 done

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The cluster example on one machine: three network namespaces as hosts a, b and c (joined by a
 # bridge, 10.77.0.0/24 inside them only), harrow-node in b and c (or, with `ssh`, an sshd in each:
-# the ssh backend, no harrow-node), the root in a starting a worker on each. Needs root and
-# iproute2 (and openssh-server for `ssh`). Everything it made is removed on exit.
+# the ssh backend, no harrow-node; with `slurm`, slurmctld in a and a slurmd in b and c: the
+# Slurm backend, the root under salloc), the root in a starting a worker on each. Needs root and
+# iproute2 (openssh-server for `ssh`, slurm-wlm and munge for `slurm`). Everything it made is
+# removed on exit.
 #
 #   bazel build //examples/cluster //programs/harrow-node
-#   sudo examples/cluster/run.sh [bazel-bin/examples/cluster/cluster] [bazel-bin/programs/harrow-node/harrow-node] [node|ssh]
+#   sudo examples/cluster/run.sh [bazel-bin/examples/cluster/cluster] [bazel-bin/programs/harrow-node/harrow-node] [node|ssh|slurm]
 set -euo pipefail
 program=$(readlink -f "${1:-bazel-bin/examples/cluster/cluster}")
 node=$(readlink -f "${2:-bazel-bin/programs/harrow-node/harrow-node}")
@@ -51,6 +53,18 @@ if [[ $backend == ssh ]]; then
   ip netns exec "$tag-a" "$program" --workers=b,c \
     --harrow-hosts=b=ssh://root@10.77.0.2,c=ssh://root@10.77.0.3 \
     --harrow-ssh-config="$work/ssh_config" --harrow-cookie="$work/cookie" --harrow-registry=none
+  exit
+fi
+
+if [[ $backend == slurm ]]; then
+  # The Slurm backend: munged, slurmctld in a, slurmd n1 in b and n2 in c; the root under salloc,
+  # each worker a job step. The cookie is on the "shared filesystem" (this machine's).
+  started=$(bash "$here/../../tests/cluster/start_slurm.sh" "$work/slurm" "$tag-a=10.77.0.1" \
+              "$tag-b=10.77.0.2" "$tag-c=10.77.0.3") || exit $?
+  pids+=($started)
+  SLURM_CONF="$work/slurm/slurm.conf" ip netns exec "$tag-a" salloc --quiet --nodes=2 \
+    "$program" --workers=b,c --harrow-hosts=b=slurm://n1,c=slurm://n2 \
+    --harrow-cookie="$work/cookie" --harrow-registry=none
   exit
 fi
 
