@@ -49,8 +49,8 @@ void exitAfterGrace(Actor& actor) {
 // A child's life: handshake on the inherited channel (fd 3, or an ssh session's stdin/stdout),
 // receive the spawn spec, serve. Teardown follows the seed notes: rpc tasks first, then the
 // parent channel, last.
-Co<void> runChild(Actor& actor, Implementations& implementations, kj::Own<Channel> channel,
-                  ChildChannel reached) {
+Co<void> runChild(Actor& actor, Implementations& implementations,  // childMain's, until this ends
+                  kj::Own<Channel> channel, ChildChannel reached) {
   PeerOptions options;
   if (reached == ChildChannel::THROUGH_SLURM) {
     // srun's relay crosses the network in plain TCP: the secret does not travel in the spawn

@@ -418,7 +418,7 @@ private:
   kj::List<Entry, &Entry::link> entries;
 };
 
-Co<void> Actor::acceptLoop(Listener& listener) {
+Co<void> Actor::acceptLoop(Listener& listener) {  // owned by this task (its lambda holds it)
   size_t limit = 64;
   KJ_IF_MAYBE(options, serverOptions) limit = options->maxUnauthenticated;
   auto handshaking = kj::refcounted<Handshaking>(limit);
@@ -556,7 +556,7 @@ Co<Peer*> Actor::connectTo(kj::StringPtr addressParam) {
   co_return ref.peer.get();
 }
 
-Co<void> Actor::serveOutbound(Outbound& connection) {
+Co<void> Actor::serveOutbound(Outbound& connection) {  // in `outbound` for the actor's life
   KJ_IF_MAYBE(e, co_await errorOf([&]() {
     return finally([&]() { return connection.peer->serve(); }, [&]() {
       connection.open = false;

@@ -201,7 +201,8 @@ kj::Promise<void> MetricsEndpoint::handleApplicationError(kj::Exception exceptio
   return kj::READY_NOW;
 }
 
-Co<void> MetricsEndpoint::serveMetrics(Response& response, bool close) {
+Co<void> MetricsEndpoint::serveMetrics(Response& response,  // kj-http's, until this resolves
+                                       bool close) {
   // Bounded: a child that neither answers nor dies (stopped with SIGSTOP, say) must not pile up
   // scrapes. Prometheus gives up sooner anyway (scrape_timeout, 10 s by default).
   auto collected = co_await errorOr([&]() {

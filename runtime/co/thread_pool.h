@@ -197,7 +197,8 @@ private:
 // Runs `fn(token)` (or `fn()`) on a thread of `pool` and resolves, on the calling coroutine's
 // loop, with what it returned or raised. See the top of this file for cancellation.
 template <typename Fn>
-Co<_::ThreadResult<Fn>> runInThread(ThreadPool& pool, Fn fn) {
+Co<_::ThreadResult<Fn>> runInThread(ThreadPool& pool,  // the caller's: outlives the work
+                                    Fn fn) {
   _::TypedJob<Fn> job(kj::mv(fn));
   _::JobGuard guard(pool, job);
   pool.submit(job);

@@ -196,8 +196,10 @@ Co<RegistryActor::Portal> Discovery::registryPortal() {
   co_return RegistryActor::Portal(**connected);
 }
 
-Co<Discovery::ProbeResult> Discovery::probeRegistry(kj::StringPtr address,
-                                                    kj::Maybe<kj::Exception>& why) {
+Co<Discovery::ProbeResult> Discovery::probeRegistry(
+    kj::StringPtr addressParam,
+    kj::Maybe<kj::Exception>& why) {  // the caller's, read once this resolves
+  auto address = kj::heapString(addressParam);
   kj::Duration timeout = opts.handshakeTimeout;
   auto connected = co_await errorOr([&]() {
     return harrow::connect(actor.io().provider->getNetwork(), address, actor.channelOptions());

@@ -363,7 +363,8 @@ Co<kj::String> EtcdClient::post(kj::StringPtr path, kj::String body) {
   return post(path, kj::mv(body), true);
 }
 
-Co<kj::String> EtcdClient::post(kj::StringPtr path, kj::String body, bool authorize) {
+Co<kj::String> EtcdClient::post(kj::StringPtr pathParam, kj::String body, bool authorize) {
+  auto path = kj::heapString(pathParam);
   KJ_DEFER(sodium_memzero(body.begin(), body.size()));  // a password, maybe
   authorize = authorize && user.size() > 0;
   if (authorize && token == nullptr) co_await logIn();

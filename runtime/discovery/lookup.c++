@@ -57,7 +57,8 @@ class RegistryActorBackend final : public RegistryBackend {
 public:
   RegistryActorBackend(Actor& actor, Discovery& discovery) : actor(actor), discovery(discovery) {}
 
-  Co<void> registerSelf(const RegisteredActor& self) override {
+  Co<void> registerSelf(
+      const RegisteredActor& self) override {  // Discovery's own entry, kept while it is registered
     RegistryActor::Portal registry = co_await discovery.registryPortal();
     co_await failAfter(actor.timer(), discovery.options().handshakeTimeout, [&]() -> Co<void> {
       co_await registry.registerActor([&](auto params) {
@@ -152,7 +153,8 @@ Co<kj::Array<RegisteredActor>> queryActor(kj::StringPtr name) {
   return queryActor(currentActor(), name);
 }
 
-Co<Peer*> connectToActor(Actor& actor, const RegisteredActor& entry) {
+Co<Peer*> connectToActor(
+    Actor& actor, const RegisteredActor& entry) {  // the actor runs the loop; entry: the caller's
   kj::Maybe<kj::Exception> lastFailure;
   for (auto& address : entry.addresses) {
     auto connected = co_await errorOr([&]() { return actor.connectTo(address); });
@@ -194,7 +196,8 @@ Co<kj::Maybe<PortalHandle>> firstReachable(Actor& actor,
 
 }  // namespace
 
-Co<kj::Maybe<PortalHandle>> findActorPortal(Actor& actor, kj::StringPtr nameParam) {
+Co<kj::Maybe<PortalHandle>> findActorPortal(Actor& actor,  // outlives its tasks (it runs the loop)
+                                            kj::StringPtr nameParam) {
   auto name = kj::heapString(nameParam);
   RegistryBackend& registry = Discovery::of(actor).backend();
   // One round trip: the registry's pick. Only if that actor cannot be reached (it died a moment
@@ -213,7 +216,8 @@ Co<kj::Maybe<PortalHandle>> findActorPortal(Actor& actor, kj::StringPtr namePara
   co_return co_await firstReachable(actor, all, first.uuid);
 }
 
-Co<PortalHandle> waitForActorPortal(Actor& actor, kj::StringPtr nameParam) {
+Co<PortalHandle> waitForActorPortal(Actor& actor,  // outlives its tasks (it runs the loop)
+                                    kj::StringPtr nameParam) {
   auto name = kj::heapString(nameParam);
   RegistryBackend& registry = Discovery::of(actor).backend();
   for (;;) {

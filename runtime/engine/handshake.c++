@@ -90,9 +90,9 @@ kj::Exception unexpected(wire::Message::Reader message, wire::Message::Which exp
 }
 
 // The next handshake message, which must be `expected`; anything else (including EOF) throws.
-Co<kj::Own<capnp::MessageReader>> receiveHandshake(Channel& channel, PeerHost& host,
-                                                   wire::Message::Which expected,
-                                                   bool overTls = false) {
+Co<kj::Own<capnp::MessageReader>> receiveHandshake(
+    Channel& channel, PeerHost& host,  // the handshake's own; host: the actor
+    wire::Message::Which expected, bool overTls = false) {
   auto received = co_await channel.receive();
   if (received == nullptr) {
     kj::throwFatalException(transportClosed("the peer closed the channel during the handshake"));
@@ -164,8 +164,9 @@ struct Agreed {
   size_t maxMessageBytes;
 };
 
-Co<Agreed> helloExchange(Channel& chan, PeerHost& host, bool initiator, PeerOptions options,
-                         PeerTrust trust) {
+Co<Agreed> helloExchange(Channel& chan,
+                         PeerHost& host,  // the actor, which outlives its channels
+                         bool initiator, PeerOptions options, PeerTrust trust) {
   Channel* channel = &chan;
   size_t local = options.maxMessageBytes != 0 ? options.maxMessageBytes : host.maxMessageBytes();
   // Nobody has proved anything yet: small frames only (the agreed limit applies afterwards).
@@ -265,8 +266,9 @@ Co<Agreed> helloExchange(Channel& chan, PeerHost& host, bool initiator, PeerOpti
                   size_t(kj::min(uint64_t(local), theirLimit))};
 }
 
-Co<kj::Own<Peer>> exchangeHellos(kj::Own<Channel> channel, PeerHost& host, bool initiator,
-                                 PeerOptions options, PeerTrust trust) {
+Co<kj::Own<Peer>> exchangeHellos(kj::Own<Channel> channel,
+                                 PeerHost& host,  // the actor, which outlives its channels
+                                 bool initiator, PeerOptions options, PeerTrust trust) {
   auto agreed = co_await helloExchange(*channel, host, initiator, options, trust);
   options.maxMessageBytes = agreed.maxMessageBytes;
   co_return kj::heap<Peer>(kj::mv(channel), host, kj::mv(agreed.remote), initiator, options,
@@ -317,8 +319,8 @@ Co<kj::Own<Peer>> handshake(kj::Own<Channel> channel, PeerHost& host, bool initi
   return exchangeHellos(kj::mv(channel), host, initiator, options, PeerTrust::TREE_SECRET);
 }
 
-Co<ActorIdentity> authenticateChannel(Channel& channel, PeerHost& host, bool initiator,
-                                      PeerOptions options) {
+Co<ActorIdentity> authenticateChannel(Channel& channel,  // the caller's, which awaits this
+                                      PeerHost& host, bool initiator, PeerOptions options) {
   auto agreed = co_await helloExchange(channel, host, initiator, options, PeerTrust::TREE_SECRET);
   channel.setMaxFrameBytes(agreed.maxMessageBytes);
   co_return kj::mv(agreed.remote);

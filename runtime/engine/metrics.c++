@@ -238,7 +238,8 @@ Co<kj::Maybe<kj::Own<IncomingMessage>>> askChild(Peer& child) {
 }
 
 // This actor's metrics and its children's (each of theirs includes their own children's).
-Co<void> collectInto(PeerHost& host, metrics::Snapshot::Builder out) {
+Co<void> collectInto(PeerHost& host,  // the actor, which outlives its tasks
+                     metrics::Snapshot::Builder out) {
   kj::Vector<kj::Promise<kj::Maybe<kj::Own<IncomingMessage>>>> asks;
   for (Peer* child : host.metrics().children()) asks.add(askChild(*child));
   auto answers = co_await kj::joinPromises(asks.releaseAsArray());

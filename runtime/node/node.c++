@@ -56,7 +56,8 @@ Co<void> Node::run(kj::Function<void(kj::ArrayPtr<const kj::String>)> ready) {
   });
 }
 
-Co<void> Node::acceptLoop(kj::ConnectionReceiver& receiver, TaskNursery& links) {
+Co<void> Node::acceptLoop(kj::ConnectionReceiver& receiver,
+                          TaskNursery& links) {  // links: the nursery this task runs in
   for (;;) {
     auto stream = co_await receiver.accept();
     links.startSoon([this, stream = kj::mv(stream)]() mutable -> Co<void> {
@@ -78,7 +79,8 @@ Co<void> Node::acceptLoop(kj::ConnectionReceiver& receiver, TaskNursery& links) 
   }
 }
 
-Co<void> Node::serveLink(kj::Own<kj::AsyncIoStream> stream, kj::Maybe<ActorIdentity>& who) {
+Co<void> Node::serveLink(kj::Own<kj::AsyncIoStream> stream,
+                         kj::Maybe<ActorIdentity>& who) {  // the caller's, which awaits this
   KJ_IF_MAYBE(fd, stream->getFd()) {
     int one = 1;
     setsockopt(*fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -125,7 +127,7 @@ Co<void> Node::serveLink(kj::Own<kj::AsyncIoStream> stream, kj::Maybe<ActorIdent
 namespace {
 
 // The child's frames to the parent until its channel ends; then its exit status, last.
-Co<void> childToParent(LinkEnds& ends, ChildProcess& process) {
+Co<void> childToParent(LinkEnds& ends, ChildProcess& process) {  // superviseChild's: it awaits
   co_await ends.localToLink([](wire::Message::Builder) {});
   int status = co_await process.onExit();
   ends.sendLink([&](wire::Link::Builder l) { l.setExited(status); });
@@ -135,8 +137,9 @@ Co<void> childToParent(LinkEnds& ends, ChildProcess& process) {
 
 }  // namespace
 
-Co<void> Node::superviseChild(Channel& link, wire::NodeSpawn::Reader spawn,
-                              kj::StringPtr parent) {
+Co<void> Node::superviseChild(Channel& link,  // the caller's, which awaits this
+                              wire::NodeSpawn::Reader spawn, kj::StringPtr parentParam) {
+  auto parent = kj::heapString(parentParam);
   auto name = kj::heapString(spawn.getName());
   auto executable = kj::heapString(spawn.getExecutable());
   auto refuse = [&](kj::StringPtr why) {

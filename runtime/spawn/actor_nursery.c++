@@ -268,7 +268,7 @@ void ActorNursery::cancelChild(Child& child) {
   }
 }
 
-Co<void> ActorNursery::stop(Child& child) {
+Co<void> ActorNursery::stop(Child& child) {  // in `children` until the nursery ends
   // Graceful first: cancel-actor, then wait for the exit; SIGKILL after the grace period.
   cancelChild(child);
   co_await child.process->onExit();
@@ -277,7 +277,7 @@ Co<void> ActorNursery::stop(Child& child) {
   }
 }
 
-Co<void> ActorNursery::supervise(Child& child) {
+Co<void> ActorNursery::supervise(Child& child) {  // in `children` until the nursery ends
   KJ_DEFER(child.supervised.set());
   Peer& peer = *KJ_ASSERT_NONNULL(child.peer);
   // serve() routes the child's answers until its channel ends. How that ended is the channel's

@@ -580,7 +580,8 @@ private:
   }
 
   // The actor `pid`'s turn at the terminal: gdb, attached to it, in the foreground until it exits.
-  Co<void> session(pid_t pid, kj::StringPtr name, kj::StringPtr why) {
+  Co<void> session(pid_t pid, kj::StringPtr nameParam, kj::StringPtr why) {
+    auto name = kj::heapString(nameParam);
     if (!isAlive(pid)) co_return;  // it died while it waited
     say(kj::str("\nharrow debugger: actor '", name, "' (pid ", pid, ") stopped: ", why, "\n"));
     if (!haveTerminal()) {

@@ -389,7 +389,10 @@ struct LinkChannel {
 };
 
 // A TCP connection to a node, through TLS when the tree has certificates.
-Co<LinkChannel> connectLink(Actor& actor, kj::StringPtr node, kj::StringPtr address) {
+Co<LinkChannel> connectLink(Actor& actor,  // outlives its tasks (it runs the loop)
+                            kj::StringPtr nodeParam, kj::StringPtr addressParam) {
+  auto node = kj::heapString(nodeParam);
+  auto address = kj::heapString(addressParam);
   KJ_IF_MAYBE(files, LinkTlsFiles::fromEnvironment()) {
     auto tls = kj::heap<LinkTls>(*files);
     auto& network = actor.io().provider->getNetwork();
@@ -425,7 +428,8 @@ Co<LinkChannel> connectLink(Actor& actor, kj::StringPtr node, kj::StringPtr addr
 
 }  // namespace
 
-Co<RemoteChild> startRemoteChild(Actor& actor, kj::StringPtr nodeParam, kj::StringPtr nameParam,
+Co<RemoteChild> startRemoteChild(Actor& actor,  // outlives its tasks (it runs the loop)
+                                 kj::StringPtr nodeParam, kj::StringPtr nameParam,
                                  kj::StringPtr executableParam, kj::Duration gracePeriod,
                                  LinkTiming timing) {
   auto node = kj::heapString(nodeParam);

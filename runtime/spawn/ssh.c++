@@ -344,7 +344,8 @@ kj::Maybe<Announcement> parseAnnouncement(kj::StringPtr rest) {
 
 // Reads lines from `fd` (peeked, then consumed exactly, so that nothing after the announcement is
 // taken from the channel) until "harrow-ssh-child PID [ADDRESS]"; a pid of 0 at end-of-file.
-Co<Announcement> readAnnouncement(kj::UnixEventPort& eventPort, int fd, kj::StringPtr name) {
+Co<Announcement> readAnnouncement(kj::UnixEventPort& eventPort, int fd, kj::StringPtr nameParam) {
+  auto name = kj::heapString(nameParam);
   kj::UnixEventPort::FdObserver observer(eventPort, fd, kj::UnixEventPort::FdObserver::OBSERVE_READ);
   size_t skipped = 0;
   char buffer[512];
@@ -384,7 +385,8 @@ Co<Announcement> readAnnouncement(kj::UnixEventPort& eventPort, int fd, kj::Stri
 
 }  // namespace
 
-Co<SshChild> startSshChild(Actor& actor, kj::StringPtr hostParam, kj::StringPtr nameParam,
+Co<SshChild> startSshChild(Actor& actor,  // outlives its tasks (it runs the loop)
+                           kj::StringPtr hostParam, kj::StringPtr nameParam,
                            kj::StringPtr remotePathParam) {
   auto name = kj::heapString(nameParam);
   auto remotePath = kj::heapString(remotePathParam);
@@ -447,8 +449,8 @@ void stripHostLocalAddresses(wire::SpawnSpec::Builder spec, bool withoutSecret) 
 
 namespace {
 
-Co<void> watchStepLoop(Actor& actor, SshProcess& process, Peer& peer, LinkTiming timing,
-                       kj::Duration bound) {
+Co<void> watchStepLoop(Actor& actor, SshProcess& process, Peer& peer,  // the child's record's
+                       LinkTiming timing, kj::Duration bound) {  // (the record owns the watch)
   while (!peer.isClosed() && !process.hasExited()) {
     co_await actor.timer().afterDelay(timing.heartbeat);
     if (peer.isClosed()) co_return;

@@ -149,7 +149,7 @@ Co<Peer*> ActorSupervisor::startChildRaw(kj::StringPtr name, kj::StringPtr imple
   }
 }
 
-Co<Peer*> ActorSupervisor::spawnInstance(Slot& slot) {
+Co<Peer*> ActorSupervisor::spawnInstance(Slot& slot) {  // in `slots` for the supervisor's life
   auto instance = kj::heap<Instance>(*this, slot);
   Instance& ref = *instance;
   instances.add(kj::mv(instance));
@@ -415,7 +415,7 @@ Co<void> ActorSupervisor::runRestarter() {
   }
 }
 
-Co<void> ActorSupervisor::restart(Request& request) {
+Co<void> ActorSupervisor::restart(Request& request) {  // the restarter's, which awaits this
   Slot& failed = request.failed;
   if (failed.state != Slot::State::DOWN) co_return;  // an earlier restart brought it back
   // A sibling of the group that startChild() is still starting is stopped once it is up.

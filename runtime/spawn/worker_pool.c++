@@ -158,7 +158,7 @@ Co<void> PoolCore::map(Job job) {
   });
 }
 
-Co<void> PoolCore::runLane(Running& job, Lane& lane) {
+Co<void> PoolCore::runLane(Running& job, Lane& lane) {  // both the pool's, for the run
   kj::StringPtr name = names[lane.worker];
   while (!job.done()) {
     kj::Maybe<PortalHandle> portal;
@@ -185,7 +185,8 @@ Co<void> PoolCore::runLane(Running& job, Lane& lane) {
   }
 }
 
-Co<void> PoolCore::runContext(Running& job, Lane& lane, RawPortal& portal) {
+Co<void> PoolCore::runContext(Running& job, Lane& lane,  // both the pool's, for the run
+                              RawPortal& portal) {
   auto start = portal.newStart(hooks.interfaceId, hooks.methodId);
   hooks.initParams(*start);
   kj::Own<OutgoingTask> task = co_await portal.open(kj::mv(start), MethodKind::CONTEXT);
@@ -211,7 +212,8 @@ Co<void> PoolCore::runContext(Running& job, Lane& lane, RawPortal& portal) {
   co_await task->result();
 }
 
-Co<void> PoolCore::sendItems(Running& job, Lane& lane, OutgoingTask& task) {
+Co<void> PoolCore::sendItems(Running& job, Lane& lane,  // both the pool's, for the run
+                             OutgoingTask& task) {      // the caller's, which awaits this
   while (!job.done()) {
     size_t i;
     if (lane.solo && !lane.inFlight.empty()) {
@@ -244,7 +246,8 @@ Co<void> PoolCore::sendItems(Running& job, Lane& lane, OutgoingTask& task) {
   co_await task.stop();  // the worker's loop ends, and its stream with it
 }
 
-Co<void> PoolCore::receiveResults(Running& job, Lane& lane, OutgoingTask& task) {
+Co<void> PoolCore::receiveResults(Running& job, Lane& lane,  // both the pool's, for the run
+                                  OutgoingTask& task) {
   for (;;) {
     auto received = co_await task.receive();
     KJ_IF_MAYBE(message, received) {

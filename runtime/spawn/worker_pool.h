@@ -82,6 +82,13 @@ struct WorkerPoolOptions {
 template <typename Call>
 class WorkerPool;
 
+// What a pool's block must be: called with the pool, it returns a promise (a coroutine returning
+// harrow::Co<void>): `[&](WorkerPool<FooActor::Server::WorkCall>& pool) -> harrow::Co<void>`.
+template <typename Body, typename Call>
+concept PoolBody = requires(Body& body, WorkerPool<Call>& pool) {
+  { body(pool) } -> std::convertible_to<kj::Promise<void>>;
+};
+
 namespace _ {
 
 template <typename Call>
@@ -260,7 +267,8 @@ private:
 // come, by `fn(In::Reader item, Out::Builder result)`; started with an empty Started. An exception
 // from `fn` fails the context (the pool reports that item and goes on with a new context).
 template <typename P, typename R, typename S, typename In, typename Out, typename Fn>
-Co<void> serveItems(ServerContext<P, R, S, In, Out>& call, Fn fn) {
+Co<void> serveItems(ServerContext<P, R, S, In, Out>& call,  // the handler's: it awaits this
+                    Fn fn) {
   co_await call.started([](typename S::Builder) {});
   co_await call.openStream([&](MsgStream<Out, In>& stream) -> Co<void> {
     while (auto item = co_await stream.receive()) {
@@ -273,42 +281,40 @@ Co<void> serveItems(ServerContext<P, R, S, In, Out>& call, Fn fn) {
 // strategy and intensity apply), runs `body(WorkerPool<Call>&)`, then stops the workers and
 // resolves once they have ended. `method` names the context the workers serve:
 // &FooActor::Server::work.
-template <typename Impl, typename Server, typename Call, typename Body>
-  requires std::is_base_of_v<Server, Impl> &&
-           std::is_convertible_v<std::invoke_result_t<Body&, WorkerPool<Call>&>, kj::Promise<void>>
-Co<void> openWorkerPool(ActorSupervisor& supervisor, size_t n, Co<void> (Server::*method)(Call),
-                        Body body, WorkerPoolOptions options = {}) {
-    static_assert(_::IsServerContext<Call>::value,
-                  "a worker pool runs a context method ($Harrow.context, callerSends and "
-                  "calleeSends): the callee streams one result for each item the caller sends");
-    (void)method;
-    if constexpr (_::IsServerContext<
-                      Call>::value) {  // (else: only the assertion above is reported)
-      using Interface = typename Impl::Interface;
-      using Portal = typename Interface::Portal;
-      using Params = typename _::IsServerContext<Call>::Params;
-      using Results = typename _::IsServerContext<Call>::Results;
-      ChildSpec spec{.restart = Restart::PERMANENT, .spawn = options.spawn};
-      _::PoolCore::Hooks hooks{
-          .interfaceId = Interface::INTERFACE_ID,
-          .methodId = _::methodIdOf(capnp::Schema::from<typename Interface::Schema>(),
-                                    capnp::Schema::from<Params>(), capnp::Schema::from<Results>()),
-          .initParams = [](OutgoingMessage& start) { start.template init<Params>(); },
-          .startWorker = [&supervisor, spec](kj::StringPtr name) -> Co<void> {
-            co_await supervisor.startChild<Impl>(name, spec);
-          },
-          .portalOf = [&supervisor](kj::StringPtr name) -> Co<PortalHandle> {
-            Portal portal = co_await supervisor.portal<Interface>(name);
-            co_return PortalHandle(portal.raw());
-          },
-          .stopWorker = [&supervisor](kj::StringPtr name) { supervisor.stopChild(name); },
-          .whenEnded = [&supervisor](kj::StringPtr name) { return supervisor.whenEnded(name); },
-          .restarts = [&supervisor]() { return supervisor.restartCount(); },
-      };
-      _::PoolCore core(currentActor().timer(), n, options, kj::mv(hooks));
-      WorkerPool<Call> pool(core);
-      co_await core.run([&]() -> kj::Promise<void> { return body(pool); });
-    }
+template <typename Impl, typename Server, typename Call, PoolBody<Call> Body>
+requires std::is_base_of_v<Server, Impl> Co<void> openWorkerPool(
+    ActorSupervisor& supervisor,  // the caller's, open around this call
+    size_t n, Co<void> (Server::*method)(Call), Body body, WorkerPoolOptions options = {}) {
+  static_assert(_::IsServerContext<Call>::value,
+                "a worker pool runs a context method ($Harrow.context, callerSends and "
+                "calleeSends): the callee streams one result for each item the caller sends");
+  (void)method;
+  if constexpr (_::IsServerContext<Call>::value) {  // (else: only the assertion above is reported)
+    using Interface = typename Impl::Interface;
+    using Portal = typename Interface::Portal;
+    using Params = typename _::IsServerContext<Call>::Params;
+    using Results = typename _::IsServerContext<Call>::Results;
+    ChildSpec spec{.restart = Restart::PERMANENT, .spawn = options.spawn};
+    _::PoolCore::Hooks hooks{
+        .interfaceId = Interface::INTERFACE_ID,
+        .methodId = _::methodIdOf(capnp::Schema::from<typename Interface::Schema>(),
+                                  capnp::Schema::from<Params>(), capnp::Schema::from<Results>()),
+        .initParams = [](OutgoingMessage& start) { start.template init<Params>(); },
+        .startWorker = [&supervisor, spec](kj::StringPtr name) -> Co<void> {
+          co_await supervisor.startChild<Impl>(name, spec);
+        },
+        .portalOf = [&supervisor](kj::StringPtr name) -> Co<PortalHandle> {
+          Portal portal = co_await supervisor.portal<Interface>(name);
+          co_return PortalHandle(portal.raw());
+        },
+        .stopWorker = [&supervisor](kj::StringPtr name) { supervisor.stopChild(name); },
+        .whenEnded = [&supervisor](kj::StringPtr name) { return supervisor.whenEnded(name); },
+        .restarts = [&supervisor]() { return supervisor.restartCount(); },
+    };
+    _::PoolCore core(currentActor().timer(), n, options, kj::mv(hooks));
+    WorkerPool<Call> pool(core);
+    co_await core.run([&]() -> kj::Promise<void> { return body(pool); });
+  }
 }
 
 // The same under a supervisor of its own (options.supervisor, one_for_one) in `actor`.

@@ -195,7 +195,7 @@ namespace _ {
 // Context.open_stream() on either side: runs `body(stream)`, then tells the peer this side sends
 // no more.
 template <typename Send, typename Recv, typename Body>
-Co<void> openMsgStream(RawStream& raw, Body body) {
+Co<void> openMsgStream(RawStream& raw, Body body) {  // the task's stream: the caller awaits this
   MsgStream<Send, Recv> stream(raw);
   co_await body(stream);
   raw.stopReading();

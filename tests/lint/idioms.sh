@@ -46,4 +46,17 @@ report "PROTOCOL.md reference by number or to no heading" \
   "write docs/PROTOCOL.md, \"Title\" with a heading's title (without its number)" \
   "$(python3 tests/lint/protocol_refs.py)"
 
+# 4. A coroutine copies what it borrows before it suspends: a kj::StringPtr, kj::ArrayPtr, T& or
+#    kj::Maybe<T&> parameter of a coroutine (Co<...> or kj::Promise<...> with a co_await) is not
+#    used after its first co_await unless its line says why it outlives the call.
+#    tests/lint/coroutine_params.py does the matching; first it must find exactly the bad cases of
+#    its fixture (tests/lint/fixtures/coroutine_params.*), so a broken heuristic fails here too.
+report "coroutine_params.py self-test" \
+  "the lint no longer finds what tests/lint/fixtures/coroutine_params.expected lists; fix it" \
+  "$(python3 tests/lint/coroutine_params.py tests/lint/fixtures/coroutine_params.c++ |
+     diff tests/lint/fixtures/coroutine_params.expected - | grep '^[<>]')"
+report "borrowed parameter used after the coroutine suspended" \
+  "copy it at entry (auto name = kj::str(nameParam);), or say on its line why it outlives the call" \
+  "$(python3 tests/lint/coroutine_params.py runtime)"
+
 exit "$failed"
