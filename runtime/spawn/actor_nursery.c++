@@ -57,8 +57,9 @@ ActorNursery::~ActorNursery() noexcept(false) {
   // reaped by ChildProcess's destructor. All are sent SIGKILL here first, so that they die
   // together: one destructor after another would each wait for its own child's death (a 1,110-
   // actor tree dropped at its root took 0.6 s that way, ten subtrees one after another). Peers go
-  // before processes.
+  // before processes, and a Slurm step's liveness calls before its peer.
   for (auto& child : children) {
+    child->liveness = nullptr;
     child->peer = nullptr;
     child->process->kill(SIGKILL);
   }
