@@ -2,6 +2,8 @@
 
 #pragma once
 
+#include <harrow/co/cancel_scope.h>
+
 #include <gtest/gtest.h>
 #include <kj/async.h>
 #include <kj/debug.h>
@@ -20,6 +22,8 @@ protected:
   kj::WaitScope waitScope{loop};
   // Time only moves when a test advances it: deadlines are tested without sleeping.
   kj::TimerImpl timer{kj::origin<kj::TimePoint>()};
+  // As in an actor: the scopes' deadlines on `timer` share one timer entry.
+  DeadlineQueue deadlines{timer};
 
   void advance(kj::Duration d) {
     timer.advanceTo(timer.now() + d);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <harrow/actor/log.h>
+#include <harrow/co/cancel_scope.h>
 #include <harrow/engine/peer.h>
 #include <harrow/ipc/transport.h>
 
@@ -280,6 +281,9 @@ private:
   struct Outbound;
 
   kj::AsyncIoContext& ioContext;
+  // The loop's deadlines on its timer, behind one timer entry; destroyed after everything else
+  // the actor owns, so the scopes they hold leave it first.
+  DeadlineQueue deadlines{ioContext.provider->getTimer()};
   ActorIdentity id;
   kj::Maybe<Implementations&> impls;
   kj::Vector<kj::Function<void()>> exitCallbacks;

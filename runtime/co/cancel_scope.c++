@@ -59,7 +59,7 @@ CancelScope::CancelScope(bool shield)
 }
 
 CancelScope::~CancelScope() noexcept(false) {
-  deadlineTask = nullptr;
+  dropDeadline();
   if (parent != nullptr) parent->children.remove(*this);
   // Coroutines running in this scope hold a pointer to it; the scope's owner must outlive them.
   KJ_ASSERT(waiters.empty(), "cancel scope destroyed while coroutines still await inside it");
@@ -97,12 +97,25 @@ void CancelScope::deliver() {
 }
 
 void CancelScope::setDeadline(kj::Timer& timer, kj::TimePoint deadline) {
+  dropDeadline();
   deadlineAt = deadline;
   deadlineTimer = &timer;
-  deadlineTask = timer.atTime(deadline).then([this]() {
-    deadlineExpired_ = true;
-    cancel();
-  }).eagerlyEvaluate(nullptr);
+  if (DeadlineQueue* queue = DeadlineQueue::forTimer(timer)) {
+    queue->add(*this);
+  } else {
+    deadlineTask =
+        timer.atTime(deadline).then([this]() { expireDeadline(); }).eagerlyEvaluate(nullptr);
+  }
+}
+
+void CancelScope::expireDeadline() {
+  deadlineExpired_ = true;
+  cancel();
+}
+
+void CancelScope::dropDeadline() {
+  deadlineTask = nullptr;
+  if (deadlineQueue != nullptr) deadlineQueue->remove(*this);
 }
 
 Co<void> CancelScope::run(kj::Function<kj::Promise<void>()> body) {
@@ -121,7 +134,11 @@ Co<void> CancelScope::runInside(kj::Function<kj::Promise<void>()> body) {
   } catch (...) {
     failure = currentException();
   }
-  deadlineTask = nullptr;
+  close(kj::mv(failure));
+}
+
+void CancelScope::close(kj::Maybe<kj::Exception> failure) {
+  dropDeadline();
   deadlineAt = nullptr;  // nothing runs in the scope any more: no call can carry it
   KJ_IF_MAYBE(exception, failure) {
     if (cancelCalled_ && isCancelled(*exception)) {
@@ -130,6 +147,116 @@ Co<void> CancelScope::runInside(kj::Function<kj::Promise<void>()> body) {
       kj::throwFatalException(kj::mv(*exception));
     }
   }
+}
+
+namespace {
+thread_local DeadlineQueue* innermostQueue = nullptr;
+}  // namespace
+
+DeadlineQueue::DeadlineQueue(kj::Timer& timer) : timer(timer), outer(innermostQueue) {
+  innermostQueue = this;
+}
+
+DeadlineQueue::~DeadlineQueue() noexcept(false) {
+  for (DeadlineQueue** q = &innermostQueue; *q != nullptr; q = &(*q)->outer) {
+    if (*q == this) {
+      *q = outer;
+      break;
+    }
+  }
+  for (CancelScope* scope : heap) scope->deadlineQueue = nullptr;
+}
+
+DeadlineQueue* DeadlineQueue::forTimer(kj::Timer& timer) {
+  for (DeadlineQueue* q = innermostQueue; q != nullptr; q = q->outer) {
+    if (&q->timer == &timer) return q;
+  }
+  return nullptr;
+}
+
+bool DeadlineQueue::before(size_t a, size_t b) const {
+  const CancelScope& x = *heap[a];
+  const CancelScope& y = *heap[b];
+  kj::TimePoint xWhen = KJ_ASSERT_NONNULL(x.deadlineAt);
+  kj::TimePoint yWhen = KJ_ASSERT_NONNULL(y.deadlineAt);
+  return xWhen < yWhen || (xWhen == yWhen && x.deadlineOrder < y.deadlineOrder);
+}
+
+void DeadlineQueue::place(size_t slot, CancelScope* scope) {
+  heap[slot] = scope;
+  scope->deadlineSlot = slot;
+}
+
+void DeadlineQueue::siftUp(size_t slot) {
+  while (slot > 0) {
+    size_t up = (slot - 1) / 2;
+    if (!before(slot, up)) break;
+    CancelScope* s = heap[slot];
+    place(slot, heap[up]);
+    place(up, s);
+    slot = up;
+  }
+}
+
+void DeadlineQueue::siftDown(size_t slot) {
+  for (;;) {
+    size_t first = slot;
+    for (size_t child = 2 * slot + 1; child <= 2 * slot + 2 && child < heap.size(); ++child) {
+      if (before(child, first)) first = child;
+    }
+    if (first == slot) break;
+    CancelScope* s = heap[slot];
+    place(slot, heap[first]);
+    place(first, s);
+    slot = first;
+  }
+}
+
+void DeadlineQueue::add(CancelScope& scope) {
+  kj::TimePoint when = KJ_ASSERT_NONNULL(scope.deadlineAt);
+  scope.deadlineQueue = this;
+  scope.deadlineOrder = nextOrder++;
+  heap.add(&scope);
+  scope.deadlineSlot = heap.size() - 1;
+  siftUp(scope.deadlineSlot);
+  if (expiring) return;  // expire() arms for whatever is earliest once it has finished
+  KJ_IF_MAYBE (at, armedAt) {
+    if (*at <= when) return;  // the armed entry fires first; expire() re-arms from there
+  }
+  armed = armFor(when);  // drops (disarms) the later entry, if one was armed
+}
+
+void DeadlineQueue::remove(CancelScope& scope) {
+  // The timer stays armed: it fires at most once for nothing, which costs less than re-arming
+  // it for every scope that closes before its deadline (the common case).
+  size_t slot = scope.deadlineSlot;
+  scope.deadlineQueue = nullptr;
+  CancelScope* last = heap.back();
+  heap.removeLast();
+  if (last == &scope) return;
+  place(slot, last);
+  siftUp(slot);
+  siftDown(last->deadlineSlot);
+}
+
+kj::Promise<void> DeadlineQueue::armFor(kj::TimePoint when) {
+  armedAt = when;
+  return timer.atTime(when).then([this]() { return expire(); }).eagerlyEvaluate(nullptr);
+}
+
+kj::Promise<void> DeadlineQueue::expire() {
+  armedAt = nullptr;
+  kj::TimePoint now = timer.now();
+  expiring = true;
+  KJ_DEFER(expiring = false);
+  while (heap.size() > 0 && KJ_ASSERT_NONNULL(heap[0]->deadlineAt) <= now) {
+    CancelScope& due = *heap[0];
+    remove(due);
+    due.expireDeadline();  // may close other scopes (dropped frames), which leave the heap
+  }
+  if (heap.size() == 0) return kj::READY_NOW;
+  // Chained to the promise that is firing now (which must not be replaced from inside itself).
+  return armFor(KJ_ASSERT_NONNULL(heap[0]->deadlineAt));
 }
 
 }  // namespace harrow

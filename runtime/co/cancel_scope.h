@@ -27,6 +27,7 @@
 #include <kj/list.h>
 #include <kj/one-of.h>
 #include <kj/timer.h>
+#include <kj/vector.h>
 
 namespace harrow {
 
@@ -53,6 +54,55 @@ struct Deadline {
 // cancellation out); nullptr if none has one. Scopes on different timers are compared by what
 // remains of each. A call started here carries `remaining()` to its callee (docs/PROTOCOL.md).
 kj::Maybe<Deadline> currentDeadline();
+
+// The deadlines of the cancel scopes on one loop that share `timer`, behind one timer entry
+// (trio's Runner.deadlines). Without it every scope with a deadline arms a kj timer of its own:
+// an adapter, a promise node and a multimap entry allocated, inserted and erased per scope, which
+// made a call under a deadline 1.05-1.08x a plain one (bench/README.md). With it, a scope's entry
+// is intrusive (its slot in a binary heap held here) and the kj timer is armed only for a
+// deadline earlier than the one already armed; a timer left armed for a scope that has since
+// closed fires once, finds nothing due, and re-arms for the earliest left.
+//
+//   harrow::DeadlineQueue deadlines(timer);  // for the loop's life (harrow::Actor owns one)
+//   ... scopes on this thread with setDeadline(timer, ...) use it ...
+//
+// Guarantees: deadlines fire in order of time, ties in the order they were set; every scope due
+// at one firing is cancelled before any coroutine resumes (as trio's run loop expires all due
+// deadlines at once). A scope on another timer, or on a thread with no queue, arms its own timer
+// as before. The queue must be destroyed on its loop's thread, before the loop and the timer;
+// scopes still waiting then lose their deadline (nothing would run them any more). Several may
+// be installed on one thread (one per actor, say): a scope uses the newest one on its timer.
+class DeadlineQueue {
+public:
+  explicit DeadlineQueue(kj::Timer& timer);
+  ~DeadlineQueue() noexcept(false);
+  KJ_DISALLOW_COPY(DeadlineQueue);
+
+  // The queue for `timer` installed on this thread (the innermost), if any.
+  static DeadlineQueue* forTimer(kj::Timer& timer);
+
+  size_t size() const { return heap.size(); }
+
+private:
+  kj::Timer& timer;
+  DeadlineQueue* outer;           // the next older queue installed on this thread
+  kj::Vector<CancelScope*> heap;  // min-heap by (deadline, order set)
+  uint64_t nextOrder = 0;
+  kj::Maybe<kj::TimePoint> armedAt;  // when the kj timer entry fires, while one is armed
+  kj::Maybe<kj::Promise<void>> armed;
+  bool expiring = false;
+
+  void add(CancelScope& scope);
+  void remove(CancelScope& scope);
+  kj::Promise<void> armFor(kj::TimePoint when);
+  kj::Promise<void> expire();
+  bool before(size_t a, size_t b) const;
+  void place(size_t slot, CancelScope* scope);
+  void siftUp(size_t slot);
+  void siftDown(size_t slot);
+
+  friend class CancelScope;
+};
 
 class CancelScope {
 public:
@@ -100,7 +150,10 @@ private:
   bool ran = false;
   kj::Maybe<kj::TimePoint> deadlineAt;
   kj::Timer* deadlineTimer = nullptr;
-  kj::Maybe<kj::Promise<void>> deadlineTask;
+  kj::Maybe<kj::Promise<void>> deadlineTask;  // a timer of its own, when no queue serves it
+  DeadlineQueue* deadlineQueue = nullptr;     // the queue it waits in, if any
+  size_t deadlineSlot = 0;                    // its index in that queue's heap
+  uint64_t deadlineOrder = 0;                 // when it joined the queue, for ties
   kj::String taskName;
 
   kj::ListLink<CancelScope> childLink;
@@ -108,13 +161,21 @@ private:
   kj::List<_::LeafAwait, &_::LeafAwait::link> waiters;
 
   void deliver();
+  // The body has finished (with `failure`, if it raised): the deadline is dropped and a
+  // Cancelled of this scope's own absorbed; any other error is raised again.
+  void close(kj::Maybe<kj::Exception> failure);
+  void expireDeadline();
+  void dropDeadline();
   Co<void> runInside(kj::Function<kj::Promise<void>()> body);
 
   friend class _::CoroutineBase;
   friend class TaskNursery;
+  friend class DeadlineQueue;
   friend kj::StringPtr currentTaskName();
   friend kj::Maybe<Deadline> currentDeadline();
   template <typename T> friend class TaskStatus;
+  template <typename Body>
+  friend Co<bool> moveOnAfter(kj::Timer& timer, kj::Duration timeout, Body body);
 };
 
 // Runs `body` shielded from cancellation of the enclosing scopes: for cleanup that must finish.
@@ -127,11 +188,24 @@ Co<void> shielded(Body body) {
 
 // trio's move_on_after: runs `body`, cancelling it when `timeout` passes. Resolves to true when
 // the deadline cut the body short, false when the body finished first.
+//
+// What CancelScope::run() does, in this coroutine's own frame (as trio's `with` block runs in
+// its task): no frame for the scope's body and no kj::Function, which made a call under a
+// deadline cost more than the same call in a plain scope (bench/README.md, "Deadlines").
 template <typename Body>
 Co<bool> moveOnAfter(kj::Timer& timer, kj::Duration timeout, Body body) {
   CancelScope scope;
   scope.setDeadline(timer, timer.now() + timeout);
-  co_await scope.run(kj::mv(body));
+  co_await _::EnterScope{&scope};
+  kj::Maybe<kj::Exception> failure;
+  try {
+    // As a kj::Promise<void>: evalNow would wrap a Co<void> in a Promise<Co<void>>.
+    co_await kj::evalNow([&]() -> kj::Promise<void> { return body(); });
+  } catch (...) {
+    failure = currentException();
+  }
+  co_await _::EnterScope{scope.parent};
+  scope.close(kj::mv(failure));
   co_return scope.cancelledCaught();
 }
 
@@ -144,10 +218,9 @@ kj::StringPtr currentTaskName();
 // harrow.DeadlineExceeded (trio's TooSlowError; isTooSlow()).
 template <typename Body>
 Co<void> failAfter(kj::Timer& timer, kj::Duration timeout, Body body) {
-  CancelScope scope;
-  scope.setDeadline(timer, timer.now() + timeout);
-  co_await scope.run(kj::mv(body));
-  if (scope.cancelledCaught()) throwTooSlow(timeout);
+  // Named first: GCC 12 frees the awaited Co too early in `if (co_await moveOnAfter(...))`.
+  bool cut = co_await moveOnAfter(timer, timeout, kj::mv(body));
+  if (cut) throwTooSlow(timeout);
 }
 
 // Runs `body` (a function returning a promise) and resolves to the error it raised, or nullptr

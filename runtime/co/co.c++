@@ -31,6 +31,15 @@ namespace _ {
 thread_local bool nextCoIsHandler = false;
 thread_local HandlerHook* handlerHook = nullptr;
 
+std::atomic<std::uintptr_t> CoroutineTypes::slots[kSlots] = {};
+
+bool CoroutineTypes::learn(kj::_::PromiseNode& node, std::uintptr_t key) {
+  // type_info objects are at least pointer-aligned, which leaves the low bit for the answer.
+  bool isCoroutine = dynamic_cast<CoroutineBase*>(&node) != nullptr;
+  slots[(key >> 4) % kSlots].store(key | std::uintptr_t(isCoroutine), std::memory_order_relaxed);
+  return isCoroutine;
+}
+
 Ambient& ambient() noexcept {
   static thread_local Ambient state;
   return state;
@@ -102,6 +111,11 @@ void CoroutineBase::enterBody() noexcept {
   running = true;
   savedScope = ambient().scope;
   ambient().scope = scope_;
+}
+
+void CoroutineBase::enterScope(CancelScope* scope) noexcept {
+  scope_ = scope;
+  ambient().scope = scope;
 }
 
 void CoroutineBase::leaveBody() noexcept {

@@ -35,7 +35,10 @@
 
 #include <coroutine>
 #include <exception>
+#include <atomic>
+#include <cstdint>
 #include <type_traits>
+#include <typeinfo>
 #include <utility>
 
 namespace harrow {
@@ -115,6 +118,8 @@ public:
   void destroy();
 
   CancelScope* scope() const { return scope_; }
+  // Moves the running body into `scope` (EnterScope below); only between awaits.
+  void enterScope(CancelScope* scope) noexcept;
 
   // --- used by the awaiters ---
   void enterBody() noexcept;   // the body starts or resumes on this thread
@@ -153,6 +158,27 @@ private:
   friend class LeafAwait;
 };
 
+// Whether an awaited promise node is a harrow coroutine frame (whose await is not a
+// checkpoint). Asked at every co_await, so it is memoised by the node's dynamic type: a
+// dynamic_cast per await was 3 % of a stream's CPU (bench/README.md). The cache maps a
+// std::type_info address to the answer (low bit), direct-mapped; a type's answer never changes,
+// so a race between threads costs at most a miss, and relaxed atomics keep it free of data races.
+class CoroutineTypes {
+public:
+  static bool contains(kj::_::PromiseNode& node) {
+    const std::type_info* type = &typeid(node);
+    auto key = reinterpret_cast<std::uintptr_t>(type);
+    std::uintptr_t entry = slots[(key >> 4) % kSlots].load(std::memory_order_relaxed);
+    if ((entry & ~std::uintptr_t(1)) == key) return entry & 1;
+    return learn(node, key);
+  }
+
+private:
+  static constexpr std::size_t kSlots = 64;
+  static std::atomic<std::uintptr_t> slots[kSlots];
+  static bool learn(kj::_::PromiseNode& node, std::uintptr_t key);  // the dynamic_cast
+};
+
 // Awaits a kj::Promise<U> from a coroutine.
 template <typename U>
 class PromiseAwaiter : public LeafAwait {
@@ -188,7 +214,7 @@ public:
 
 private:
   bool checkpoint;
-  bool isCoroutineNode() { return dynamic_cast<CoroutineBase*>(node.get()) != nullptr; }
+  bool isCoroutineNode() { return CoroutineTypes::contains(*node); }
   void throwCancelledHere();
 };
 
@@ -199,6 +225,14 @@ void PromiseAwaiter<U>::throwCancelledHere() {
   node = nullptr;
   throwCancelledFor(coroutine->scope());
 }
+
+// `co_await EnterScope{&scope}`: the awaiting coroutine runs inside `scope` from here on (its
+// checkpoints are that scope's, coroutines it creates start in it), as trio's `with` block does,
+// without a coroutine frame for the scope's body (moveOnAfter). Never suspends. The coroutine
+// must enter the scope it came from again before `scope` is destroyed.
+struct EnterScope {
+  CancelScope* scope;
+};
 
 // Marks a promise as awaited without a cancellation checkpoint: used internally where a scope
 // must wait for work it has already told to stop (a nursery joining its cancelled children).
@@ -244,6 +278,10 @@ public:
   template <typename U>
   PromiseAwaiter<U> await_transform(Uncancellable<U>&& u) {
     return PromiseAwaiter<U>(kj::mv(u.promise), false);
+  }
+  std::suspend_never await_transform(EnterScope enter) noexcept {
+    enterScope(enter.scope);
+    return {};
   }
 
   void get(kj::_::ExceptionOrValue& output) noexcept override {

@@ -282,5 +282,132 @@ TEST_F(CancelScopeTest, ASecondRunOfOneScopeIsAnError) {
             std::string::npos);
 }
 
+// ---- deadlines on one timer share one timer entry (DeadlineQueue, the fixture's `deadlines`) ----
+
+TEST_F(CancelScopeTest, ScopesOnOneTimerShareOneTimerEntry) {
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  auto first = moveOnAfter(timer, 10 * kj::MILLISECONDS,
+                           [&]() -> Co<void> { co_await kj::mv(paf.promise); });
+  auto second = moveOnAfter(timer, 20 * kj::MILLISECONDS,
+                            [&]() -> Co<void> { co_await kj::Promise<void>(kj::NEVER_DONE); });
+  EXPECT_EQ(deadlines.size(), 2u);
+  EXPECT_EQ(KJ_ASSERT_NONNULL(timer.nextEvent()), timer.now() + 10 * kj::MILLISECONDS);
+  paf.fulfiller->fulfill();  // the first closes before its deadline
+  EXPECT_FALSE(first.wait(waitScope));
+  EXPECT_EQ(deadlines.size(), 1u);
+  // Its timer entry stays: no entry is armed for the second, whose deadline comes later.
+  EXPECT_EQ(KJ_ASSERT_NONNULL(timer.nextEvent()), timer.now() + 10 * kj::MILLISECONDS);
+  advance(10 * kj::MILLISECONDS);  // fires for nothing and re-arms for the second
+  EXPECT_FALSE(second.poll(waitScope));
+  EXPECT_EQ(KJ_ASSERT_NONNULL(timer.nextEvent()), timer.now() + 10 * kj::MILLISECONDS);
+  advance(10 * kj::MILLISECONDS);
+  EXPECT_TRUE(second.wait(waitScope));
+  EXPECT_EQ(deadlines.size(), 0u);
+}
+
+TEST_F(CancelScopeTest, AnEarlierDeadlineSetLaterFiresFirst) {
+  std::vector<std::string> order;
+  auto late = moveOnAfter(timer, 100 * kj::MILLISECONDS, [&]() -> Co<void> {
+    OnDestroy onUnwind{[&]() { order.push_back("late"); }};
+    co_await kj::Promise<void>(kj::NEVER_DONE);
+  });
+  auto early = moveOnAfter(timer, 20 * kj::MILLISECONDS, [&]() -> Co<void> {
+    OnDestroy onUnwind{[&]() { order.push_back("early"); }};
+    co_await kj::Promise<void>(kj::NEVER_DONE);
+  });
+  advance(20 * kj::MILLISECONDS);
+  EXPECT_TRUE(early.wait(waitScope));
+  EXPECT_FALSE(late.poll(waitScope));
+  advance(80 * kj::MILLISECONDS);
+  EXPECT_TRUE(late.wait(waitScope));
+  EXPECT_EQ(order, (std::vector<std::string>{"early", "late"}));
+}
+
+TEST_F(CancelScopeTest, AMovedDeadlineFiresAtItsNewTimeOnly) {
+  CancelScope sooner;
+  CancelScope later;
+  sooner.setDeadline(timer, timer.now() + 50 * kj::MILLISECONDS);
+  later.setDeadline(timer, timer.now() + 10 * kj::MILLISECONDS);
+  sooner.setDeadline(timer, timer.now() + 5 * kj::MILLISECONDS);  // moved earlier
+  later.setDeadline(timer, timer.now() + 30 * kj::MILLISECONDS);  // moved later
+  EXPECT_EQ(deadlines.size(), 2u);
+  advance(5 * kj::MILLISECONDS);
+  EXPECT_TRUE(sooner.deadlineExpired());
+  EXPECT_FALSE(later.deadlineExpired());
+  advance(20 * kj::MILLISECONDS);  // past the later scope's old deadline
+  EXPECT_FALSE(later.deadlineExpired());
+  advance(5 * kj::MILLISECONDS);
+  EXPECT_TRUE(later.deadlineExpired());
+  EXPECT_TRUE(later.cancelCalled());
+}
+
+TEST_F(CancelScopeTest, AScopeCancelledBeforeItsDeadlineLeavesTheQueue) {
+  CancelScope scope;
+  scope.setDeadline(timer, timer.now() + 10 * kj::MILLISECONDS);
+  auto promise = scope.run([&]() -> Co<void> { co_await kj::Promise<void>(kj::NEVER_DONE); });
+  scope.cancel();
+  promise.wait(waitScope);
+  EXPECT_TRUE(scope.cancelledCaught());
+  EXPECT_EQ(deadlines.size(), 0u);
+  advance(10 * kj::MILLISECONDS);
+  EXPECT_FALSE(scope.deadlineExpired());
+}
+
+TEST_F(CancelScopeTest, NestedDeadlinesFireInTheirOwnOrder) {
+  // The outer scope's deadline comes first: the inner one, later, never fires; then the reverse.
+  bool innerCut = false;
+  auto outerFirst = moveOnAfter(timer, 10 * kj::MILLISECONDS, [&]() -> Co<void> {
+    innerCut = co_await moveOnAfter(timer, 20 * kj::MILLISECONDS, [&]() -> Co<void> {
+      co_await kj::Promise<void>(kj::NEVER_DONE);
+    });
+  });
+  advance(10 * kj::MILLISECONDS);
+  EXPECT_TRUE(outerFirst.wait(waitScope));
+  EXPECT_FALSE(innerCut);
+  EXPECT_EQ(deadlines.size(), 0u);
+  advance(10 * kj::MILLISECONDS);
+
+  bool outerCut = true;
+  auto innerFirst = moveOnAfter(timer, 20 * kj::MILLISECONDS, [&]() -> Co<void> {
+    innerCut = co_await moveOnAfter(timer, 10 * kj::MILLISECONDS, [&]() -> Co<void> {
+      co_await kj::Promise<void>(kj::NEVER_DONE);
+    });
+  });
+  advance(10 * kj::MILLISECONDS);
+  EXPECT_TRUE(innerCut);
+  outerCut = innerFirst.wait(waitScope);
+  EXPECT_FALSE(outerCut);
+}
+
+TEST_F(CancelScopeTest, DeadlinesDueTogetherAreAllCancelledBeforeAnyTaskResumes) {
+  // trio expires every due deadline before it runs a task; so does the queue, in the order the
+  // deadlines were set.
+  CancelScope first;
+  CancelScope second;
+  first.setDeadline(timer, timer.now() + 10 * kj::MILLISECONDS);
+  second.setDeadline(timer, timer.now() + 10 * kj::MILLISECONDS);
+  bool secondCancelledWhenFirstUnwound = false;
+  auto a = first.run([&]() -> Co<void> {
+    OnDestroy onUnwind{[&]() { secondCancelledWhenFirstUnwound = second.cancelCalled(); }};
+    co_await kj::Promise<void>(kj::NEVER_DONE);
+  });
+  auto b = second.run([&]() -> Co<void> { co_await kj::Promise<void>(kj::NEVER_DONE); });
+  advance(10 * kj::MILLISECONDS);
+  a.wait(waitScope);
+  b.wait(waitScope);
+  EXPECT_TRUE(secondCancelledWhenFirstUnwound);
+  EXPECT_TRUE(first.cancelledCaught());
+  EXPECT_TRUE(second.cancelledCaught());
+}
+
+TEST_F(CancelScopeTest, AScopeOnATimerWithoutAQueueArmsItsOwn) {
+  kj::TimerImpl other(kj::origin<kj::TimePoint>());
+  auto promise = moveOnAfter(other, 10 * kj::MILLISECONDS,
+                             [&]() -> Co<void> { co_await kj::Promise<void>(kj::NEVER_DONE); });
+  EXPECT_EQ(deadlines.size(), 0u);
+  other.advanceTo(other.now() + 10 * kj::MILLISECONDS);
+  EXPECT_TRUE(promise.wait(waitScope));
+}
+
 }  // namespace
 }  // namespace harrow
