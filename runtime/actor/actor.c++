@@ -167,8 +167,7 @@ void Actor::controlMessage(Peer& peer, wire::Message::Reader message) {
           warnedAboutCancel = true;
           KJ_LOG(WARNING, "refused cancelActor from a child", peer.remote().toString());
         }
-        peer.refuseControlMessage(
-            "cancelActor is honoured from the parent or an authenticated peer");
+        peer.refuseControlMessage(message, "is honoured from the parent or an authenticated peer");
         return;
       }
       if (requester == nullptr) requester = peer;
@@ -176,10 +175,7 @@ void Actor::controlMessage(Peer& peer, wire::Message::Reader message) {
       return;
     case wire::Message::CANCEL_ACTOR_ACK:
       return;  // the supervisor watches the channel close and the process exit
-    default:
-      peer.refuseControlMessage(kj::str("channel-level message ",
-                                        static_cast<unsigned>(message.which()),
-                                        " is not expected now"));
+    default: peer.refuseControlMessage(message, "is not expected on its own (call id 0) now");
   }
 }
 

@@ -283,8 +283,8 @@ void ViolationLog::report(const ActorIdentity& peer, kj::StringPtr what) {
   }
 }
 
-void Peer::refuseControlMessage(kj::StringPtr why) {
-  sendViolation(0, why);
+void Peer::refuseControlMessage(wire::Message::Reader message, kj::StringPtr why) {
+  sendViolation(0, kj::str(messageName(message), " ", why));
 }
 
 void Peer::sendViolation(uint64_t callId, kj::StringPtr what) {

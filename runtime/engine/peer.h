@@ -241,9 +241,10 @@ public:
   void send(kj::Own<capnp::MallocMessageBuilder> message);
 
   // For a PeerHost that does not accept a channel-level message it was given (controlMessage()):
-  // answers it with a protocolViolation error saying `why`, logged and counted against the peer
+  // answers it with a protocolViolation error "<its kind> <why>" ("cancelActor is honoured ...",
+  // the kind named as wire.capnp names it, never its number), logged and counted against the peer
   // like any violation (PeerOptions::maxViolations).
-  void refuseControlMessage(kj::StringPtr why);
+  void refuseControlMessage(wire::Message::Reader message, kj::StringPtr why);
 
   // RawPortal
   kj::Own<OutgoingMessage> newStart(uint64_t interfaceId, uint16_t methodId) override;

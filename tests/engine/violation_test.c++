@@ -423,6 +423,20 @@ TEST_F(ViolationTest, MalformedControlMessagesAreChannelLevelViolations) {
   });
 }
 
+TEST_F(ViolationTest, AnUnexpectedChannelLevelMessageIsRefusedByItsName) {
+  run([&]() {
+    sendHello();
+    {
+      wire::Message::Builder root = nullptr;
+      auto m = message(0, root);
+      root.initSpawnSpec();  // only a parent sends one, right after the hellos
+      raw->send(kj::mv(m));
+    }
+    expectViolation(0, "spawnSpec is not expected on its own (call id 0) now");
+    expectEchoStillWorks(1);
+  });
+}
+
 TEST_F(ViolationTest, ListAsTheRootIsAChannelLevelViolation) {
   // Found by fuzz/engine_fuzz: the channel's validation accepts any root pointer; reading it as a
   // wire::Message threw out of Peer::route() and ended the channel.
