@@ -717,7 +717,7 @@ public:
         auto name = kind + m + "/" + std::to_string(flat);
         double up = get(name, "up_p50_ms");
         double total = get(name, "total_p50_ms");
-        if (total == 0) continue;
+        if (total == 0 || (!probeSizes.empty() && kind == std::string("BM_FlatStatic/"))) continue;
         double baseline = flat == 10000 && scaleTrueMs != 0 ? scaleTrueMs : flat * execTrue / 1e3;
         std::string verdict;
         if (flat == 1000) {

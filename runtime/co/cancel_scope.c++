@@ -2,6 +2,8 @@
 
 #include <kj/debug.h>
 
+#include <stdlib.h>
+
 namespace harrow {
 bool isCancelled(const kj::Exception& exception) {
   return is(exception, ErrorKind::CANCELLED);
@@ -14,11 +16,19 @@ bool isTooSlow(const kj::Exception& exception) {
 namespace _ {
 
 void throwCancelledFor(CancelScope*) {
-  kj::throwFatalException(
-      makeError(ErrorKind::CANCELLED, "the enclosing cancel scope was cancelled"));
+  rethrow(makeError(ErrorKind::CANCELLED, "the enclosing cancel scope was cancelled"));
 }
 
 }  // namespace _
+
+void rethrow(kj::Exception&& exception) {
+  if (isCancelled(exception)) {
+    // What kj::throwFatalException does, less Exception::extendTrace (a backtrace).
+    kj::getExceptionCallback().onFatalException(kj::mv(exception));
+    abort();  // onFatalException throws
+  }
+  kj::throwFatalException(kj::mv(exception), 1);
+}
 
 void throwTooSlow(kj::Duration timeout) {
   kj::throwFatalException(kj::Exception(kj::Exception::Type::OVERLOADED, __FILE__, __LINE__,
@@ -144,7 +154,7 @@ void CancelScope::close(kj::Maybe<kj::Exception> failure) {
     if (cancelCalled_ && isCancelled(*exception)) {
       cancelledCaught_ = true;
     } else {
-      kj::throwFatalException(kj::mv(*exception));
+      rethrow(kj::mv(*exception));
     }
   }
 }

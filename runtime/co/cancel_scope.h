@@ -243,7 +243,7 @@ Co<kj::Maybe<kj::Exception>> errorOf(Body body) {
     failure = currentException();
   }
   KJ_IF_MAYBE(e, failure) {
-    if (isCancelled(*e)) kj::throwFatalException(kj::mv(*e));
+    if (isCancelled(*e)) rethrow(kj::mv(*e));
   }
   co_return kj::mv(failure);
 }
@@ -287,7 +287,7 @@ Co<ErrorOr<PromiseValue<decltype(kj::instance<Body&>()())>>> errorOr(Body body) 
     failure = currentException();
   }
   auto& e = KJ_ASSERT_NONNULL(failure);
-  if (isCancelled(e)) kj::throwFatalException(kj::mv(e));
+  if (isCancelled(e)) rethrow(kj::mv(e));
   co_return ErrorOr<T>(kj::mv(e));
 }
 
@@ -312,7 +312,7 @@ Co<void> finally(Body body, Cleanup cleanup) {
   } else {
     co_await shielded(kj::mv(cleanup));
   }
-  KJ_IF_MAYBE(e, failure) kj::throwFatalException(kj::mv(*e));
+  KJ_IF_MAYBE (e, failure) rethrow(kj::mv(*e));
 }
 
 }  // namespace harrow

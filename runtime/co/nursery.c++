@@ -52,7 +52,7 @@ Co<void> TaskNursery::join() {
     kj::throwFatalException(makeMultiError(errors.releaseAsArray()));
   }
   KJ_IF_MAYBE(cancelled, outerCancellation) {
-    kj::throwFatalException(kj::mv(*cancelled));
+    rethrow(kj::mv(*cancelled));
   }
 }
 
