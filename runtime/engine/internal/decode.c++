@@ -239,25 +239,46 @@ kj::Maybe<kj::String> checkStruct(capnp::StructSchema schema, capnp::AnyPointer:
   return kj::mv(problem);
 }
 
-kj::Own<capnp::MessageReader> decodeReader(capnp::MessageReader& message,
-                                           capnp::ReaderOptions options, uint64_t reads) {
-  kj::Vector<kj::ArrayPtr<const capnp::word>> segments;
-  for (unsigned id = 0;; ++id) {
-    auto segment = message.getSegment(id);
-    if (segment == nullptr) break;
-    segments.add(segment);
-  }
-  auto array = segments.releaseAsArray();
+namespace {
+
+capnp::ReaderOptions withBudget(capnp::ReaderOptions options, uint64_t words, uint64_t reads) {
   // The walk reads each word of a well-formed message about once. What a frame can make it do
   // beyond that (pointers that alias one object, long lists of zero-sized elements, which cost
   // no bytes) is amplification: bounded here by the frame's own size, so that a few hundred
   // bytes cannot buy a walk over the whole configured traversal limit.
-  uint64_t words = 0;
-  for (auto segment : array) words += segment.size();
   options.traversalLimitInWords =
       kj::min(options.traversalLimitInWords / reads, AMPLIFICATION * words + SLACK_WORDS);
-  auto reader = kj::heap<capnp::SegmentArrayMessageReader>(array, options);
-  return reader.attach(kj::mv(array));
+  return options;
+}
+
+}  // namespace
+
+_::DecodeSegments::DecodeSegments(capnp::MessageReader& message) {
+  size_t count = 0;
+  while (message.getSegment(count) != nullptr) ++count;
+  kj::ArrayPtr<kj::ArrayPtr<const capnp::word>> slots;
+  if (count <= INLINE) {
+    slots = kj::arrayPtr(inlineSegments, count);
+  } else {
+    heapSegments = kj::heapArray<kj::ArrayPtr<const capnp::word>>(count);
+    slots = heapSegments;
+  }
+  for (size_t id = 0; id < count; ++id) {
+    slots[id] = message.getSegment(id);
+    words += slots[id].size();
+  }
+  segments = slots;
+}
+
+DecodeReader::DecodeReader(capnp::MessageReader& message, capnp::ReaderOptions options,
+                           uint64_t reads)
+    : DecodeSegments(message),
+      SegmentArrayMessageReader(DecodeSegments::segments,
+                                withBudget(options, DecodeSegments::words, reads)) {}
+
+kj::Own<capnp::MessageReader> decodeReader(capnp::MessageReader& message,
+                                           capnp::ReaderOptions options, uint64_t reads) {
+  return kj::heap<DecodeReader>(message, options, reads);
 }
 
 }  // namespace harrow

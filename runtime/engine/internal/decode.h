@@ -15,6 +15,7 @@
 #include <capnp/any.h>
 #include <capnp/message.h>
 #include <capnp/schema.h>
+#include <kj/array.h>
 #include <kj/string.h>
 
 namespace harrow {
@@ -39,6 +40,31 @@ constexpr uint64_t AMPLIFICATION = 4;
 constexpr uint64_t SLACK_WORDS = 1024;
 kj::Own<capnp::MessageReader> decodeReader(capnp::MessageReader& message,
                                            capnp::ReaderOptions options = {}, uint64_t reads = 1);
+
+namespace _ {
+// The segment list a DecodeReader reads: inline for a message of up to INLINE segments.
+struct DecodeSegments {
+  static constexpr size_t INLINE = 4;
+  explicit DecodeSegments(capnp::MessageReader& message);
+  kj::ArrayPtr<const capnp::word> inlineSegments[INLINE];
+  kj::Array<kj::ArrayPtr<const capnp::word>> heapSegments;
+  kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments;
+  uint64_t words = 0;
+};
+}  // namespace _
+
+// decodeReader()'s reader built in place, where it is used (the engine checks every received
+// envelope and payload with one): no allocation for a message of up to four segments. As an Own
+// it cost four allocations, twice per stream item (bench/README.md, "Streams").
+//
+//   DecodeReader fresh(reader, reader.getOptions());
+//   checkStruct(schema, fresh.getRoot<capnp::AnyPointer>());
+class DecodeReader final : private _::DecodeSegments, public capnp::SegmentArrayMessageReader {
+public:
+  DecodeReader(capnp::MessageReader& message, capnp::ReaderOptions options = {},
+               uint64_t reads = 1);
+  KJ_DISALLOW_COPY(DecodeReader);
+};
 
 // The `reads` of an envelope (wire::Message, checkEnvelope()): the engine reads the root and the
 // struct under it at each step of routing a message (the receive loop, route(), the task's

@@ -6,11 +6,13 @@
 #include <capnp/schema.h>
 #include <kj/debug.h>
 
+#include <typeinfo>
+
 namespace harrow {
 
 kj::Maybe<kj::String> checkEnvelope(capnp::MessageReader& reader) {
-  auto fresh = decodeReader(reader, reader.getOptions(), ENVELOPE_READS);
-  return checkStruct(capnp::Schema::from<wire::Message>(), fresh->getRoot<capnp::AnyPointer>());
+  DecodeReader fresh(reader, reader.getOptions(), ENVELOPE_READS);
+  return checkStruct(capnp::Schema::from<wire::Message>(), fresh.getRoot<capnp::AnyPointer>());
 }
 
 bool hasStructRoot(capnp::MessageReader& reader) {
@@ -19,9 +21,10 @@ bool hasStructRoot(capnp::MessageReader& reader) {
 }
 
 WireOutgoing& asWire(OutgoingMessage& message) {
-  auto* wire = dynamic_cast<WireOutgoing*>(&message);
-  KJ_REQUIRE(wire != nullptr, "message was not created by this channel");
-  return *wire;
+  // WireOutgoing is final: an exact type test, inline, where a dynamic_cast (once per message
+  // sent) walks the hierarchy in a library call.
+  KJ_REQUIRE(typeid(message) == typeid(WireOutgoing), "message was not created by this channel");
+  return static_cast<WireOutgoing&>(message);
 }
 
 kj::StringPtr WireOutgoing::typeName() const {
@@ -98,8 +101,8 @@ void WireIncoming::check(capnp::StructSchema expected) {
     // its value is walked through a reader of its own (a fresh traversal budget).
     auto value = payloadReader.getValue();
     if (!value.isNull()) {
-      auto fresh = decodeReader(*reader, reader->getOptions());
-      problem = checkStruct(expected, payloadOf(fresh->getRoot<wire::Message>()).getValue());
+      DecodeReader fresh(*reader, reader->getOptions());
+      problem = checkStruct(expected, payloadOf(fresh.getRoot<wire::Message>()).getValue());
     }
   }
   KJ_IF_MAYBE(what, problem) {
