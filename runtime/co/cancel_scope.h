@@ -202,7 +202,7 @@ Co<bool> moveOnAfter(kj::Timer& timer, kj::Duration timeout, Body body) {
     // As a kj::Promise<void>: evalNow would wrap a Co<void> in a Promise<Co<void>>.
     co_await kj::evalNow([&]() -> kj::Promise<void> { return body(); });
   } catch (...) {
-    failure = currentException();
+    failure = currentException();  // not errorOf: that would give the body a frame of its own
   }
   co_await _::EnterScope{scope.parent};
   scope.close(kj::mv(failure));
