@@ -23,7 +23,8 @@ work=$(mktemp -d)
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  wait 2>/dev/null || true  # this shell's own children
+  bash "$here/../../tests/cluster/stop_daemons.sh" "${pids[@]}"  # and the started daemons
   for ns in a b c hub; do ip netns del "$tag-$ns" 2>/dev/null || true; done
   rm -rf "$work"
 }
