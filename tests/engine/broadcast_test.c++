@@ -131,13 +131,10 @@ private:
   }
 };
 
-class BroadcastTest : public ::testing::Test {
+class BroadcastTest : public testing::TwoActorTest<> {
 protected:
   ~BroadcastTest() noexcept override {}
 
-  kj::AsyncIoContext io = kj::setupAsyncIo();
-  Actor serverActor{io, ActorIdentity::random("server")};
-  Actor clientActor{io, ActorIdentity::random("client")};
   Source* server = nullptr;
 
   BroadcastTest() {
@@ -145,18 +142,6 @@ protected:
     server = owned.get();
     serverActor.addServer(kj::mv(owned));
     clientActor.addServer(kj::heap<Source>());
-  }
-
-  void run(kj::Function<kj::Promise<void>(Peer& client)> body, PeerOptions options = {}) {
-    auto pipe = io.provider->newTwoWayPipe();
-    auto clientSide =
-        handshake(kj::heap<Channel>(kj::mv(pipe.ends[0])), clientActor, true, options);
-    auto serverSide =
-        handshake(kj::heap<Channel>(kj::mv(pipe.ends[1])), serverActor, false, options);
-    kj::Own<Peer> clientPeer = clientSide.wait(io.waitScope);
-    kj::Own<Peer> serverPeer = serverSide.wait(io.waitScope);
-    testing::servePair(io.waitScope, clientActor, *clientPeer, serverActor, *serverPeer,
-                       kj::mv(body));
   }
 };
 

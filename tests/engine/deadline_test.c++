@@ -127,13 +127,10 @@ private:
   kj::Timer& timer;
 };
 
-class DeadlineTest : public ::testing::Test {
+class DeadlineTest : public testing::TwoActorTest<> {
 protected:
   ~DeadlineTest() noexcept override {}
 
-  kj::AsyncIoContext io = kj::setupAsyncIo();
-  Actor serverActor{io, ActorIdentity::random("server")};
-  Actor clientActor{io, ActorIdentity::random("client")};
   DeadlineServer* server = nullptr;
   DeadlineServer* client = nullptr;  // the client serves too: nested calls come back to it
 
@@ -148,16 +145,11 @@ protected:
 
   // `guard`: under a failAfter of 20 s (a failure guard only: every test ends long before).
   void run(kj::Function<kj::Promise<void>(Peer& peer)> body, bool guard = true) {
-    auto pipe = io.provider->newTwoWayPipe();
-    auto clientSide = handshake(kj::heap<Channel>(kj::mv(pipe.ends[0])), clientActor, true);
-    auto serverSide = handshake(kj::heap<Channel>(kj::mv(pipe.ends[1])), serverActor, false);
-    kj::Own<Peer> clientPeer = clientSide.wait(io.waitScope);
-    kj::Own<Peer> serverPeer = serverSide.wait(io.waitScope);
-    testing::servePair(io.waitScope, clientActor, *clientPeer, serverActor, *serverPeer,
-        [&](Peer& peer) -> kj::Promise<void> {
-          if (!guard) return body(peer);
-          return failAfter(clientActor.timer(), 20 * kj::SECONDS, [&]() { return body(peer); });
-        });
+    auto peers = testing::handshakeOverPipe(io, clientActor, serverActor);
+    serve(peers, [&](Peer& peer) -> kj::Promise<void> {
+      if (!guard) return body(peer);
+      return failAfter(clientActor.timer(), 20 * kj::SECONDS, [&]() { return body(peer); });
+    });
   }
 
   kj::Timer& timer() { return clientActor.timer(); }

@@ -147,14 +147,11 @@ private:
   }
 };
 
-class FrameLimitTest : public ::testing::Test {
+class FrameLimitTest : public testing::TwoActorTest<> {
 protected:
   ~FrameLimitTest() noexcept override {}
 
   LogCapture* logs = nullptr;  // each test's, on its stack (KJ requires that of callbacks)
-  kj::AsyncIoContext io = kj::setupAsyncIo();
-  Actor serverActor{io, ActorIdentity::random("server")};
-  Actor clientActor{io, ActorIdentity::random("client")};
   ProbeServer* server = nullptr;
   size_t measured = 0;                 // the client's own measurements
   kj::Maybe<kj::Exception> outcome;    // how the attempt ended
@@ -169,19 +166,12 @@ protected:
   // peer while both sides serve; then closes the client's channel.
   void run(size_t clientLimit, size_t serverLimit,
            kj::Function<kj::Promise<void>(Peer& client)> body) {
-    auto pipe = io.provider->newTwoWayPipe();
     PeerOptions clientOptions, serverOptions;
     clientOptions.maxMessageBytes = clientLimit;
     serverOptions.maxMessageBytes = serverLimit;
-    auto clientSide = handshake(kj::heap<Channel>(kj::mv(pipe.ends[0])), clientActor, true,
-                                clientOptions);
-    auto serverSide = handshake(kj::heap<Channel>(kj::mv(pipe.ends[1])), serverActor, false,
-                                serverOptions);
-    kj::Own<Peer> clientPeer = clientSide.wait(io.waitScope);
-    kj::Own<Peer> serverPeer = serverSide.wait(io.waitScope);
-
-    testing::servePair(io.waitScope, clientActor, *clientPeer, serverActor, *serverPeer,
-                       kj::mv(body));
+    auto peers =
+        testing::handshakeOverPipe(io, clientActor, serverActor, clientOptions, serverOptions);
+    serve(peers, kj::mv(body));
   }
 
   kj::Own<OutgoingMessage> countStart(Peer& peer, Method method, uint32_t n) {

@@ -57,13 +57,9 @@ public:
   }
 };
 
-class EngineMetricsTest : public ::testing::Test {
+class EngineMetricsTest : public testing::TwoActorTest<> {
 protected:
   ~EngineMetricsTest() noexcept override {}
-
-  kj::AsyncIoContext io = kj::setupAsyncIo();
-  Actor serverActor{io, ActorIdentity::random("server")};
-  Actor clientActor{io, ActorIdentity::random("client")};
 
   EngineMetricsTest() {
     serverActor.addServer(kj::heap<ProbeServer>());
@@ -73,16 +69,13 @@ protected:
 
   // The client is the server's parent; the client's stream window is 1 item.
   void run(kj::Function<kj::Promise<void>(Peer& client)> body) {
-    auto pipe = io.provider->newTwoWayPipe();
+    auto channels = testing::pipeChannels(io);
     PeerOptions clientOptions;
     clientOptions.window = 1;
-    auto clientSide =
-        handshakeWithChild(kj::heap<Channel>(kj::mv(pipe.ends[0])), clientActor, clientOptions);
-    auto serverSide = handshakeWithParent(kj::heap<Channel>(kj::mv(pipe.ends[1])), serverActor);
-    kj::Own<Peer> serverPeer = serverSide.wait(io.waitScope);
-    kj::Own<Peer> clientPeer = clientSide.wait(io.waitScope);
-    testing::servePair(io.waitScope, clientActor, *clientPeer, serverActor, *serverPeer,
-                       kj::mv(body));
+    auto clientSide = handshakeWithChild(kj::mv(channels.client), clientActor, clientOptions);
+    auto serverSide = handshakeWithParent(kj::mv(channels.server), serverActor);
+    auto peers = testing::awaitPeers(io.waitScope, kj::mv(clientSide), kj::mv(serverSide));
+    serve(peers, kj::mv(body));
   }
 
   static kj::Own<OutgoingMessage> start(Peer& peer, Method method, uint32_t n) {

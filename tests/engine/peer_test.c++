@@ -125,13 +125,10 @@ public:
 
 // Every test runs over each transport: a socketpair (how a parent talks to its child), TCP on
 // loopback, and a Unix socket (abstract name) through a listener.
-class PeerTest : public ::testing::TestWithParam<const char*> {
+class PeerTest : public testing::TwoActorTest<::testing::TestWithParam<const char*>> {
 protected:
   ~PeerTest() noexcept override {}
 
-  kj::AsyncIoContext io = kj::setupAsyncIo();
-  Actor serverActor{io, ActorIdentity::random("server")};
-  Actor clientActor{io, ActorIdentity::random("client")};
   ProbeServer* server = nullptr;
 
   PeerTest() {
@@ -143,34 +140,26 @@ protected:
   // Connects the two actors over a socketpair and runs `body` with the client's peer while both
   // sides serve; then closes the client's channel and waits for the server to see it.
   void run(kj::Function<kj::Promise<void>(Peer& client)> body, PeerOptions options = {}) {
-    kj::Own<Channel> clientChannel, serverChannel;
     kj::StringPtr transport = GetParam();
+    testing::ChannelPair channels;
     if (transport == "socketpair") {
-      auto pipe = io.provider->newTwoWayPipe();
-      clientChannel = kj::heap<Channel>(kj::mv(pipe.ends[0]));
-      serverChannel = kj::heap<Channel>(kj::mv(pipe.ends[1]));
+      channels = testing::pipeChannels(io);
     } else {
       auto address = transport.startsWith("tcp") ? kj::str("tcp:127.0.0.1:0")
                                                  : testing::uniqueAbstractAddress("peer");
-      auto& network = io.provider->getNetwork();
-      auto listener = Listener::bind(network, address).wait(io.waitScope);
-      auto accepted = listener->accept();
-      clientChannel = connect(network, listener->getAddress()).wait(io.waitScope);
-      serverChannel = accepted.wait(io.waitScope);
+      channels = testing::channelsThroughListener(io, address);
     }
+    PeerOptions serverOptions = options;
     if (transport == "tcp-encrypted") options.encrypt = true;  // one side asking is enough
-    auto clientSide = handshake(kj::mv(clientChannel), clientActor, true, options);
-    options.encrypt = false;
-    auto serverSide = handshake(kj::mv(serverChannel), serverActor, false, options);
-    kj::Own<Peer> clientPeer = clientSide.wait(io.waitScope);
-    kj::Own<Peer> serverPeer = serverSide.wait(io.waitScope);
+    serverOptions.encrypt = false;
+    auto peers = testing::connectPeers(io.waitScope, kj::mv(channels), clientActor, serverActor,
+                                       options, serverOptions);
     // TCP carries a tag on every frame; a Unix socket between processes of one user does not
     // (docs/PROTOCOL.md, "Frame protection").
-    EXPECT_EQ(clientPeer->channel().framesProtected(), transport.startsWith("tcp"));
-    EXPECT_EQ(serverPeer->channel().framesProtected(), transport.startsWith("tcp"));
+    EXPECT_EQ(peers.client->channel().framesProtected(), transport.startsWith("tcp"));
+    EXPECT_EQ(peers.server->channel().framesProtected(), transport.startsWith("tcp"));
 
-    testing::servePair(io.waitScope, clientActor, *clientPeer, serverActor, *serverPeer,
-                       kj::mv(body));
+    serve(peers, kj::mv(body));
   }
 };
 
@@ -579,11 +568,9 @@ TEST(PeerLossTest, TheOwnersExplanationReachesEveryCallOnALostChannel) {
   kj::AsyncIoContext io = kj::setupAsyncIo();
   Actor clientActor{io, ActorIdentity::random("client")};
   Actor serverActor{io, ActorIdentity::random("server")};
-  auto pipe = io.provider->newTwoWayPipe();
-  auto clientSide = handshake(kj::heap<Channel>(kj::mv(pipe.ends[0])), clientActor, true);
-  auto serverSide = handshake(kj::heap<Channel>(kj::mv(pipe.ends[1])), serverActor, false);
-  kj::Own<Peer> client = clientSide.wait(io.waitScope);
-  kj::Own<Peer> server = serverSide.wait(io.waitScope);  // never serves: calls to it stay open
+  auto peers = testing::handshakeOverPipe(io, clientActor, serverActor);
+  kj::Own<Peer> client = kj::mv(peers.client);
+  kj::Own<Peer> server = kj::mv(peers.server);  // never serves: calls to it stay open
 
   kj::Maybe<kj::Exception> channelError;
   auto explanation = kj::newPromiseAndFulfiller<kj::Exception>();
@@ -645,11 +632,9 @@ TEST(PeerLossTest, ACancelledServeRefusesNewCallsAtOnce) {
   Actor clientActor{io, ActorIdentity::random("client")};
   Actor serverActor{io, ActorIdentity::random("server")};
   serverActor.addServer(kj::heap<ProbeServer>());
-  auto pipe = io.provider->newTwoWayPipe();
-  auto clientSide = handshake(kj::heap<Channel>(kj::mv(pipe.ends[0])), clientActor, true);
-  auto serverSide = handshake(kj::heap<Channel>(kj::mv(pipe.ends[1])), serverActor, false);
-  kj::Own<Peer> client = clientSide.wait(io.waitScope);
-  kj::Own<Peer> server = serverSide.wait(io.waitScope);
+  auto peers = testing::handshakeOverPipe(io, clientActor, serverActor);
+  kj::Own<Peer> client = kj::mv(peers.client);
+  kj::Own<Peer> server = kj::mv(peers.server);
 
   kj::Maybe<kj::Exception> called, opened;
   serverActor.serve([&]() -> Co<void> {

@@ -110,13 +110,10 @@ size_t sealedFrameMappings() {
   return mappingsOf("harrow-frame");
 }
 
-class SharedMemoryTest : public ::testing::TestWithParam<const char*> {
+class SharedMemoryTest : public testing::TwoActorTest<::testing::TestWithParam<const char*>> {
 protected:
   ~SharedMemoryTest() noexcept override {}
 
-  kj::AsyncIoContext io = kj::setupAsyncIo();
-  Actor serverActor{io, ActorIdentity::random("server")};
-  Actor clientActor{io, ActorIdentity::random("client")};
   kj::Own<Peer> clientPeer;
   kj::Own<Peer> serverPeer;
 
@@ -125,28 +122,24 @@ protected:
   bool overUnixSocket() const { return kj::StringPtr(GetParam()) != "tcp"; }
 
   void run(kj::Function<kj::Promise<void>(Peer& client)> body, PeerOptions options = {}) {
-    kj::Own<Channel> clientChannel, serverChannel;
+    testing::ChannelPair channels;
     kj::StringPtr transport = GetParam();
     ChannelOptions channelOptions;
     channelOptions.eventPort = io.unixEventPort;
     if (transport == "socketpair") {
       int fds[2];
       KJ_SYSCALL(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds));
-      clientChannel = kj::heap<Channel>(io.unixEventPort, kj::AutoCloseFd(fds[0]));
-      serverChannel = kj::heap<Channel>(io.unixEventPort, kj::AutoCloseFd(fds[1]));
+      channels.client = kj::heap<Channel>(io.unixEventPort, kj::AutoCloseFd(fds[0]));
+      channels.server = kj::heap<Channel>(io.unixEventPort, kj::AutoCloseFd(fds[1]));
     } else {
       auto address = transport == "tcp" ? kj::str("tcp:127.0.0.1:0")
                                         : testing::uniqueAbstractAddress("shm");
-      auto& network = io.provider->getNetwork();
-      auto listener = Listener::bind(network, address, channelOptions).wait(io.waitScope);
-      auto accepted = listener->accept();
-      clientChannel = connect(network, listener->getAddress(), channelOptions).wait(io.waitScope);
-      serverChannel = accepted.wait(io.waitScope);
+      channels = testing::channelsThroughListener(io, address, channelOptions);
     }
-    auto clientSide = handshake(kj::mv(clientChannel), clientActor, true, options);
-    auto serverSide = handshake(kj::mv(serverChannel), serverActor, false, options);
-    clientPeer = clientSide.wait(io.waitScope);
-    serverPeer = serverSide.wait(io.waitScope);
+    auto peers = testing::connectPeers(io.waitScope, kj::mv(channels), clientActor, serverActor,
+                                       options, options);
+    clientPeer = kj::mv(peers.client);
+    serverPeer = kj::mv(peers.server);
     testing::servePair(io.waitScope, clientActor, *clientPeer, serverActor, *serverPeer,
                        kj::mv(body));
   }
