@@ -7,32 +7,35 @@
 namespace harrow {
 namespace {
 
+// A channel-level message (call id 0, as every shared-memory message is) whose content `init`
+// sets on the root.
+template <typename Init>
+kj::Own<capnp::MessageBuilder> channelMessage(Init&& init) {
+  auto builder = kj::heap<capnp::MallocMessageBuilder>(64);
+  auto root = builder->initRoot<wire::Message>();
+  root.setCallId(0);
+  init(root);
+  return builder;
+}
+
 class WireSharedFrameCodec final : public SharedFrameCodec {
 public:
   kj::Own<capnp::MessageBuilder> ringMessage(uint64_t capacity) override {
-    auto builder = kj::heap<capnp::MallocMessageBuilder>(64);
-    auto root = builder->initRoot<wire::Message>();
-    root.setCallId(0);
-    root.setSharedMemoryRing(capacity);
-    return builder;
+    return channelMessage([&](wire::Message::Builder root) { root.setSharedMemoryRing(capacity); });
   }
   kj::Own<capnp::MessageBuilder> frameMessage(uint64_t start, uint64_t length) override {
-    auto builder = kj::heap<capnp::MallocMessageBuilder>(64);
-    auto root = builder->initRoot<wire::Message>();
-    root.setCallId(0);
-    auto frame = root.initSharedMemoryFrame();
-    frame.setStart(start);
-    frame.setLength(length);
-    return builder;
+    return channelMessage([&](wire::Message::Builder root) {
+      auto frame = root.initSharedMemoryFrame();
+      frame.setStart(start);
+      frame.setLength(length);
+    });
   }
   kj::Own<capnp::MessageBuilder> fileMessage(uint64_t start, uint64_t length) override {
-    auto builder = kj::heap<capnp::MallocMessageBuilder>(64);
-    auto root = builder->initRoot<wire::Message>();
-    root.setCallId(0);
-    auto file = root.initSharedMemoryFile();
-    file.setStart(start);
-    file.setLength(length);
-    return builder;
+    return channelMessage([&](wire::Message::Builder root) {
+      auto file = root.initSharedMemoryFile();
+      file.setStart(start);
+      file.setLength(length);
+    });
   }
 };
 
