@@ -7,7 +7,7 @@
 //
 // Every step of the set-up is a helper of its own, so a test that needs one step done its own way
 // (the parent-child hellos, a transport of its choice, peers that never serve) still uses the rest:
-// channelsThroughListener() makes the two channels, connectPeers() handshakes them,
+// channelsThroughListener() makes the two channels (a ChannelPair, tests/channels.h), connectPeers() handshakes them,
 // handshakeOverPipe() does both over an in-process pipe, servePair() serves both ends while the
 // test's body runs, and TwoActorTest is the fixture holding the two actors on one event loop.
 
@@ -16,19 +16,13 @@
 #include <harrow/actor/actor.h>
 #include <harrow/co/nursery.h>
 #include <harrow/ipc/transport.h>
+#include "tests/channels.h"
 
 #include <gtest/gtest.h>
 
 #include <kj/async-io.h>
 
 namespace harrow::testing {
-
-// The two ends of one connection, before the handshake: the opener's (the client's) and the
-// acceptor's (the server's).
-struct ChannelPair {
-  kj::Own<Channel> client;
-  kj::Own<Channel> server;
-};
 
 // The two Peers of one channel after its handshake: the opener's (the client's) and the
 // acceptor's (the server's).

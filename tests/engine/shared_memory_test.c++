@@ -19,12 +19,9 @@
 #include <kj/async-io.h>
 #include <kj/debug.h>
 
-#include <dirent.h>
 #include <sys/mman.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
-#include <fstream>
 #include <string>
 
 namespace harrow {
@@ -82,32 +79,11 @@ public:
   }
 };
 
-size_t openFds() {
-  size_t count = 0;
-  DIR* dir = opendir("/proc/self/fd");
-  KJ_ASSERT(dir != nullptr);
-  while (auto* entry = readdir(dir)) {
-    if (entry->d_name[0] != '.') ++count;
-  }
-  closedir(dir);
-  return count - 1;  // the DIR's own fd
-}
-
-// Mappings of memfds named `name` in this process.
-size_t mappingsOf(const char* name) {
-  std::ifstream maps("/proc/self/maps");
-  std::string line;
-  size_t count = 0;
-  while (std::getline(maps, line)) {
-    if (line.find(name) != std::string::npos) ++count;
-  }
-  return count;
-}
 size_t ringMappings() {
-  return mappingsOf("harrow-ring");
+  return testing::mappingsOf("harrow-ring");
 }
 size_t sealedFrameMappings() {
-  return mappingsOf("harrow-frame");
+  return testing::mappingsOf("harrow-frame");
 }
 
 class SharedMemoryTest : public testing::TwoActorTest<::testing::TestWithParam<const char*>> {
@@ -127,10 +103,7 @@ protected:
     ChannelOptions channelOptions;
     channelOptions.eventPort = io.unixEventPort;
     if (transport == "socketpair") {
-      int fds[2];
-      KJ_SYSCALL(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds));
-      channels.client = kj::heap<Channel>(io.unixEventPort, kj::AutoCloseFd(fds[0]));
-      channels.server = kj::heap<Channel>(io.unixEventPort, kj::AutoCloseFd(fds[1]));
+      channels = testing::socketpairChannels(io.unixEventPort);
     } else {
       auto address = transport == "tcp" ? kj::str("tcp:127.0.0.1:0")
                                         : testing::uniqueAbstractAddress("shm");
@@ -221,7 +194,7 @@ TEST_P(SharedMemoryTest, AFullRingHoldsFramesBackUntilTheReceiverFreesSpace) {
 }
 
 TEST_P(SharedMemoryTest, ManyChannelsLeaveNoFdOrMappingBehind) {
-  size_t fdsBefore = openFds();
+  size_t fdsBefore = testing::openFds();
   size_t mappingsBefore = ringMappings();
   for (int i = 0; i < 30; ++i) {
     run([&](Peer& peer) -> Co<void> { co_await streamAndEcho(peer, 3, 32u << 10); });
@@ -233,19 +206,19 @@ TEST_P(SharedMemoryTest, ManyChannelsLeaveNoFdOrMappingBehind) {
     clientPeer = nullptr;
     serverPeer = nullptr;
   }
-  EXPECT_EQ(openFds(), fdsBefore);
+  EXPECT_EQ(testing::openFds(), fdsBefore);
   EXPECT_EQ(ringMappings(), mappingsBefore);
 }
 
 TEST_P(SharedMemoryTest, SealedFramesLeaveNoFdOrMappingBehind) {
-  size_t fdsBefore = openFds();
+  size_t fdsBefore = testing::openFds();
   for (int i = 0; i < 4; ++i) {
     run([&](Peer& peer) -> Co<void> { co_await streamAndEcho(peer, 2, 3u << 20); });
     clientPeer = nullptr;
     serverPeer = nullptr;
     EXPECT_EQ(sealedFrameMappings(), 0u);
   }
-  EXPECT_EQ(openFds(), fdsBefore);
+  EXPECT_EQ(testing::openFds(), fdsBefore);
 }
 
 INSTANTIATE_TEST_SUITE_P(Transports, SharedMemoryTest,
@@ -254,35 +227,6 @@ INSTANTIATE_TEST_SUITE_P(Transports, SharedMemoryTest,
 // ---------------------------------------------------------------------------------------------
 // A peer that sends bad references: a protocol violation, and its channel is closed.
 
-// Records where the channel put each frame in its ring.
-class RecordingCodec final : public SharedFrameCodec {
-public:
-  explicit RecordingCodec(uint64_t& end) : end(end) {}
-  kj::Own<capnp::MessageBuilder> ringMessage(uint64_t capacity) override {
-    auto builder = kj::heap<capnp::MallocMessageBuilder>();
-    builder->initRoot<wire::Message>().setSharedMemoryRing(capacity);
-    return builder;
-  }
-  kj::Own<capnp::MessageBuilder> frameMessage(uint64_t start, uint64_t length) override {
-    end = start + length;
-    auto builder = kj::heap<capnp::MallocMessageBuilder>();
-    auto frame = builder->initRoot<wire::Message>().initSharedMemoryFrame();
-    frame.setStart(start);
-    frame.setLength(length);
-    return builder;
-  }
-  kj::Own<capnp::MessageBuilder> fileMessage(uint64_t start, uint64_t length) override {
-    auto builder = kj::heap<capnp::MallocMessageBuilder>();
-    auto file = builder->initRoot<wire::Message>().initSharedMemoryFile();
-    file.setStart(start);
-    file.setLength(length);
-    return builder;
-  }
-
-private:
-  uint64_t& end;
-};
-
 class HostileRingTest : public ::testing::Test {
 protected:
   ~HostileRingTest() noexcept override {}
@@ -290,7 +234,7 @@ protected:
   kj::AsyncIoContext io = kj::setupAsyncIo();
   Actor actor{io, ActorIdentity::random("victim")};
   kj::Own<Channel> raw;
-  uint64_t ringEnd = 0;  // where the rogue's ring continues
+  testing::SharedFrameRecord sent;  // where the rogue's ring continues: sent.ringEnd
 
   HostileRingTest() { actor.addServer(kj::heap<BulkServer>()); }
 
@@ -317,7 +261,7 @@ protected:
 
   // A large echo through the rogue's ring (set up properly): the victim answers it.
   void echoThroughRing() {
-    raw->sendLargeFramesThroughSharedMemory(kj::heap<RecordingCodec>(ringEnd), 16u << 10,
+    raw->sendLargeFramesThroughSharedMemory(kj::heap<testing::RecordingCodec>(sent), 16u << 10,
                                             1u << 20);
     auto m = kj::heap<capnp::MallocMessageBuilder>();
     auto root = m->initRoot<wire::Message>();
@@ -359,10 +303,9 @@ protected:
   // Runs the victim while `body` misbehaves; then expects a channel-level protocol violation
   // that mentions `containing`, and the channel closed.
   void expectViolation(kj::Function<void()> body, kj::StringPtr containing) {
-    int fds[2];
-    KJ_SYSCALL(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds));
-    raw = kj::heap<Channel>(io.unixEventPort, kj::AutoCloseFd(fds[0]));
-    auto victim = kj::heap<Channel>(io.unixEventPort, kj::AutoCloseFd(fds[1]));
+    auto channels = testing::socketpairChannels(io.unixEventPort);
+    raw = kj::mv(channels.client);
+    auto victim = kj::mv(channels.server);
     bool malformed = false;
     auto served = actor.serve([&]() -> Co<void> {
       auto peer = co_await handshake(kj::mv(victim), actor, false);
@@ -421,7 +364,7 @@ TEST_F(HostileRingTest, ASealedFrameWithoutItsFd) {
 }
 
 TEST_F(HostileRingTest, ASealedFrameTheSenderCanStillWrite) {
-  size_t fdsBefore = openFds();
+  size_t fdsBefore = testing::openFds();
   expectViolation(
       [&]() {
         int fd;
@@ -434,7 +377,7 @@ TEST_F(HostileRingTest, ASealedFrameTheSenderCanStillWrite) {
         raw->send(m);
       },
       "not sealed");
-  EXPECT_EQ(openFds(), fdsBefore);  // the victim closed the fd it refused
+  EXPECT_EQ(testing::openFds(), fdsBefore);  // the victim closed the fd it refused
 }
 
 TEST_F(HostileRingTest, AReferenceBeforeAnyRing) {
@@ -444,14 +387,14 @@ TEST_F(HostileRingTest, AReferenceBeforeAnyRing) {
 TEST_F(HostileRingTest, AReferenceOutOfOrder) {
   expectViolation([&]() {
     echoThroughRing();
-    sendReference(ringEnd + 8, 64);
+    sendReference(sent.ringEnd + 8, 64);
   }, "out of order");
 }
 
 TEST_F(HostileRingTest, ALengthOverTheRing) {
   expectViolation([&]() {
     echoThroughRing();
-    sendReference(ringEnd, (1u << 20) + 8);
+    sendReference(sent.ringEnd, (1u << 20) + 8);
   }, "bad length");
 }
 
@@ -459,7 +402,7 @@ TEST_F(HostileRingTest, ALengthTheSegmentTableDoesNotMatch) {
   // The ring after the last frame holds zeros: a table of one empty segment, 16 bytes, not 64.
   expectViolation([&]() {
     echoThroughRing();
-    sendReference(ringEnd, 64);
+    sendReference(sent.ringEnd, 64);
   }, "does not match");
 }
 

@@ -10,57 +10,30 @@
 #include <harrow/ipc/sealed_frame.h>
 
 #include "harrow/wire.capnp.h"
+#include "tests/channels.h"
 
 #include <capnp/message.h>
 #include <gtest/gtest.h>
 #include <kj/async-io.h>
 #include <kj/debug.h>
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
-#include <fstream>
 #include <string>
 
 namespace harrow {
 namespace {
 
 namespace testing = ::testing;
+using harrow::testing::mappingsOf;
+using harrow::testing::openFds;
+using harrow::testing::RecordingCodec;
+using harrow::testing::SharedFrameRecord;
 
 constexpr size_t RING_BYTES = 1u << 20;  // frames over this go as sealed files
 constexpr size_t LARGE = 3u << 20;
-
-// The wire messages of the engine's codec, recording where each sealed frame starts.
-class TestCodec final : public SharedFrameCodec {
-public:
-  explicit TestCodec(kj::Vector<uint64_t>& starts) : starts(starts) {}
-  kj::Own<capnp::MessageBuilder> ringMessage(uint64_t capacity) override {
-    auto builder = kj::heap<capnp::MallocMessageBuilder>();
-    builder->initRoot<wire::Message>().setSharedMemoryRing(capacity);
-    return builder;
-  }
-  kj::Own<capnp::MessageBuilder> frameMessage(uint64_t start, uint64_t length) override {
-    auto builder = kj::heap<capnp::MallocMessageBuilder>();
-    auto frame = builder->initRoot<wire::Message>().initSharedMemoryFrame();
-    frame.setStart(start);
-    frame.setLength(length);
-    return builder;
-  }
-  kj::Own<capnp::MessageBuilder> fileMessage(uint64_t start, uint64_t length) override {
-    starts.add(start);
-    auto builder = kj::heap<capnp::MallocMessageBuilder>();
-    auto file = builder->initRoot<wire::Message>().initSharedMemoryFile();
-    file.setStart(start);
-    file.setLength(length);
-    return builder;
-  }
-
-private:
-  kj::Vector<uint64_t>& starts;
-};
 
 kj::byte patternByte(uint64_t seq, size_t i) {
   return kj::byte(seq * 31 + i * 7 + (i >> 12));
@@ -85,26 +58,9 @@ bool intact(capnp::MessageReader& reader, uint64_t seq, size_t bytes) {
   return true;
 }
 
-size_t openFds() {
-  size_t count = 0;
-  DIR* dir = opendir("/proc/self/fd");
-  KJ_ASSERT(dir != nullptr);
-  while (auto* entry = readdir(dir)) {
-    if (entry->d_name[0] != '.') ++count;
-  }
-  closedir(dir);
-  return count - 1;  // the DIR's own fd
-}
-
 // Mappings of sealed frames in this process (memfds named harrow-frame).
 size_t frameMappings() {
-  std::ifstream maps("/proc/self/maps");
-  std::string line;
-  size_t count = 0;
-  while (std::getline(maps, line)) {
-    if (line.find("harrow-frame") != std::string::npos) ++count;
-  }
-  return count;
+  return mappingsOf("harrow-frame");
 }
 
 testing::AssertionResult says(const kj::Exception& error, const char* text) {
@@ -135,19 +91,19 @@ protected:
   kj::WaitScope& ws = io.waitScope;
   kj::Own<Channel> sender;
   kj::Own<Channel> receiver;
-  kj::Vector<uint64_t> starts;
+  SharedFrameRecord sent;
   size_t fdsBefore = openFds();
 
   SealedFrameTest() {
-    int fds[2];
-    KJ_SYSCALL(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds));
-    sender = kj::heap<Channel>(io.unixEventPort, kj::AutoCloseFd(fds[0]));
-    receiver = kj::heap<Channel>(io.unixEventPort, kj::AutoCloseFd(fds[1]));
+    auto channels = harrow::testing::socketpairChannels(io.unixEventPort);
+    sender = kj::mv(channels.client);
+    receiver = kj::mv(channels.server);
     receiver->setMaxFrameBytes(16u << 20);
   }
 
   void sendSealedFrames() {
-    sender->sendLargeFramesThroughSharedMemory(kj::heap<TestCodec>(starts), 16u << 10, RING_BYTES);
+    sender->sendLargeFramesThroughSharedMemory(kj::heap<RecordingCodec>(sent), 16u << 10,
+                                               RING_BYTES);
   }
 
   // The next message, which must be a sealed frame's reference: the frame.
@@ -215,9 +171,9 @@ TEST_F(SealedFrameTest, AMessageBuiltInAFrameFileIsSealedWhereItWasBuilt) {
   EXPECT_TRUE(intact(*frame, 7, LARGE));
   // Its segment table and first segment were written just in front of the segment; a copy
   // would start at 0.
-  ASSERT_EQ(starts.size(), 1u);
-  EXPECT_GT(starts[0], 0u);
-  EXPECT_LT(starts[0], FrameFile::HEADROOM);
+  ASSERT_EQ(sent.fileStarts.size(), 1u);
+  EXPECT_GT(sent.fileStarts[0], 0u);
+  EXPECT_LT(sent.fileStarts[0], FrameFile::HEADROOM);
   frame = nullptr;
   expectNothingLeft();
 }
