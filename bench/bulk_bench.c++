@@ -15,6 +15,7 @@
 // the table shows each row's median over repetitions, in MB/s (10^6 bytes), and the ratios.
 
 #include "bench/bulk.capnp.h"
+#include "bench/summary.h"
 #include <harrow/actor/actor.h>
 #include <harrow/co/nursery.h>
 #include <harrow/typed/typed.h>
@@ -356,10 +357,7 @@ ValueFigures measureValue(Mode mode, size_t bytes) {
   return figures;
 }
 
-double median(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  return values[values.size() / 2];
-}
+using bench::median;
 
 // The large-value rows: medians over `reps`, all rows interleaved per repetition.
 void runValues(int reps) {

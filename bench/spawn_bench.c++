@@ -59,6 +59,7 @@
 
 #include "bench/spawn.capnp.h"
 #include "bench/spawn.capnp.harrow.h"
+#include "bench/summary.h"
 #include <harrow/spawn/actor_nursery.h>
 #include <harrow/spawn/forkserver.h>
 #include <harrow/discovery/discovery.h>
@@ -682,10 +683,7 @@ public:
 
   double get(const std::string& name, const std::string& counter) {
     auto it = values.find(name + ":" + counter);
-    if (it == values.end() || it->second.empty()) return 0;
-    auto v = it->second;
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
+    return it == values.end() ? 0 : harrow::bench::median(it->second);
   }
 
   void Finalize() override {
