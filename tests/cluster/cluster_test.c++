@@ -79,8 +79,7 @@ protected:
     alarm(120);  // the last guard (installWatchdog in main)
     cookie = makeCookie("cookie");
     cluster = std::make_unique<NetnsCluster>(std::vector<std::string>{"a", "b", "c"});
-    nodesFlag = "--harrow-nodes=b=tcp:" + cluster->address("b") + ":7000,c=tcp:" +
-                cluster->address("c") + ":7000";
+    reachBAt(cluster->address("b") + ":7000");
   }
 
   void TearDown() override {
@@ -129,40 +128,50 @@ protected:
             "--harrow-tls-ca=" + certs + "/ca.pem"};
   }
 
-  // A man in the middle (link_tap) in a, between the root and b's node: roots started after
-  // this reach b through it. Start the nodes first (they keep the direct addresses).
+  // The --harrow-nodes flag of the roots and nodes started from now on: b's node reached at
+  // `address` (its own, or that of a program in a on the way to it), c's node at its own.
+  void reachBAt(const std::string& address) {
+    nodesFlag = "--harrow-nodes=b=tcp:" + address + ",c=tcp:" + cluster->address("c") + ":7000";
+  }
+
+  // A program in a on the root's link to b's node (`tap`): `binary --listen=A:7100 --to=B:7000`
+  // and `flags`, ready once it prints `ready`. Roots started after this reach b through it;
+  // start the nodes first (they keep the direct addresses).
   std::unique_ptr<Program> tap;
+  void startOnTheLinkToB(const std::string& binary, std::vector<std::string> flags,
+                         const std::string& ready) {
+    std::vector<std::string> command = {binary, "--listen=" + cluster->address("a") + ":7100",
+                                        "--to=" + cluster->address("b") + ":7000"};
+    command.insert(command.end(), flags.begin(), flags.end());
+    tap = std::make_unique<Program>(io, cluster->exec("a", command));
+    line(*tap, ready);
+    reachBAt(cluster->address("a") + ":7100");
+  }
+  void stopTap() {
+    kill(tap->getPid(), SIGKILL);
+    finish(*tap);
+    tap = nullptr;
+  }
+
+  // A man in the middle (link_tap) on the link to b, capturing what it relays.
   std::string capture;
   void startTap(std::vector<std::string> extra = {}) {
     const char* tmp = getenv("TEST_TMPDIR");
     capture = std::string(tmp != nullptr ? tmp : "/tmp") + "/tap-" + randomToken().cStr();
-    std::vector<std::string> command = {tapBinary, "--listen=" + cluster->address("a") + ":7100",
-                                        "--to=" + cluster->address("b") + ":7000",
-                                        "--capture=" + capture};
-    command.insert(command.end(), extra.begin(), extra.end());
-    tap = std::make_unique<Program>(io, cluster->exec("a", command));
-    line(*tap, "link_tap: listening");
-    nodesFlag = "--harrow-nodes=b=tcp:" + cluster->address("a") +
-                ":7100,c=tcp:" + cluster->address("c") + ":7000";
+    std::vector<std::string> flags = {"--capture=" + capture};
+    flags.insert(flags.end(), extra.begin(), extra.end());
+    startOnTheLinkToB(tapBinary, flags, "link_tap: listening");
   }
-  // A relay in a that terminates TLS with `certificate` (a name in certs) between the root and
-  // b's node, as startTap() places the tap.
+  // A relay on the link to b that terminates TLS with `certificate` (a name in certs).
   void startTlsRelay(const std::string& certificate) {
-    tap = std::make_unique<Program>(
-        io, cluster->exec(
-                "a", {tlsRelayBinary, "--listen=" + cluster->address("a") + ":7100",
-                      "--to=" + cluster->address("b") + ":7000", "--name=b",
-                      "--cert=" + certs + "/" + certificate + ".pem",
-                      "--key=" + certs + "/" + certificate + ".key", "--ca=" + certs + "/ca.pem"}));
-    line(*tap, "tls_relay: listening");
-    nodesFlag = "--harrow-nodes=b=tcp:" + cluster->address("a") +
-                ":7100,c=tcp:" + cluster->address("c") + ":7000";
+    startOnTheLinkToB(tlsRelayBinary,
+                      {"--name=b", "--cert=" + certs + "/" + certificate + ".pem",
+                       "--key=" + certs + "/" + certificate + ".key", "--ca=" + certs + "/ca.pem"},
+                      "tls_relay: listening");
   }
   // Stops the tap; what it relayed, both ways.
   std::string tapped() {
-    kill(tap->getPid(), SIGKILL);
-    finish(*tap);
-    tap = nullptr;
+    stopTap();
     std::string all;
     for (auto way : {".up", ".down"}) {
       std::ifstream in(capture + way, std::ios::binary);
@@ -475,7 +484,7 @@ TEST_F(ClusterTest, ARelayOnALinkThatTampersWithAFrameEndsThatLinkAndNothingElse
     command.push_back("--at=1");  // the root's frame after link.spawn: the child runs
     Program relay(io, cluster->exec("a", command));
     line(relay, "listening ");
-    nodesFlag = "--harrow-nodes=b=tcp:" + through + ",c=tcp:" + cluster->address("c") + ":7000";
+    reachBAt(through);
     auto root = startRoot("tree");
     int status = finish(*root);
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << root->outputSoFar();
@@ -610,9 +619,7 @@ TEST_F(ClusterTest, OverTlsARelayWithACertificateOfItsOwnFailsTheHandshake) {
   EXPECT_NE(root->outputSoFar().find("terminate TLS"), std::string::npos) << root->outputSoFar();
   EXPECT_EQ(nodes["b"]->outputSoFar().find("started"), std::string::npos)
       << nodes["b"]->outputSoFar();
-  kill(tap->getPid(), SIGKILL);
-  finish(*tap);
-  tap = nullptr;
+  stopTap();
 
   nodesFlag = direct;
   root = startRoot("tree", "", tlsFlags("root"));

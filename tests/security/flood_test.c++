@@ -14,8 +14,7 @@
 #include <harrow/actor/actor.h>
 #include <harrow/actor/cookie.h>
 #include <harrow/co/cancel_scope.h>
-#include "tests/processes.h"
-#include "tests/program.h"
+#include "tests/security/daemon_test.h"
 
 #include <gtest/gtest.h>
 #include <kj/async-io.h>
@@ -36,7 +35,6 @@
 #include <unistd.h>
 
 #include <fstream>
-#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -44,14 +42,9 @@
 namespace harrow {
 namespace {
 
-using testing::childrenOf;
-using testing::describe;
-using testing::field;
 using testing::Program;
-using testing::readStat;
 
 const char* daemonPath = nullptr;
-constexpr kj::Duration GUARD = 60 * kj::SECONDS;
 
 // "VmRSS:   21000 kB" -> bytes.
 size_t statusBytes(pid_t pid, const std::string& key) {
@@ -96,32 +89,12 @@ void inAttacker(kj::Function<void()> attack) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
 }
 
-class FloodTest : public ::testing::Test {
+class FloodTest : public testing::DaemonTest {
 protected:
+  FloodTest() : DaemonTest("flood") {}
   ~FloodTest() noexcept override {}
 
-  kj::AsyncIoContext io = kj::setupAsyncIo();
-  std::set<pid_t> known;
-  std::string dir = []() {
-    char buffer[] = "/tmp/harrow-flood-test-XXXXXX";
-    KJ_ASSERT(mkdtemp(buffer) != nullptr);
-    return std::string(buffer);
-  }();
   std::string cookie = dir + "/cookie";
-
-  void TearDown() override {
-    for (auto& line : harrow::testing::leftBehind(known)) ADD_FAILURE() << line;
-    std::string command = "rm -rf '" + dir + "'";
-    (void)!system(command.c_str());
-  }
-
-  void run(kj::Function<kj::Promise<void>()> body) {
-    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
-                  failAfter(io.provider->getTimer(), GUARD, kj::mv(body)).wait(io.waitScope);
-                })) {
-      ADD_FAILURE() << kj::str(*e).cStr();
-    }
-  }
 
   // The daemon, hosting its registry on a loopback port, with at most `descriptors` open files.
   kj::Own<Program> daemon(int descriptors) {
@@ -129,13 +102,6 @@ protected:
     return kj::heap<Program>(io, std::vector<std::string>{
         "/usr/bin/prlimit", limit, "--", daemonPath, "--harrow-registry=tcp:127.0.0.1:0",
         "--harrow-cookie=" + cookie});
-  }
-
-  Co<std::string> ready(Program& program) {
-    known.insert(program.getPid());
-    auto line = co_await program.waitForLine("ready ");
-    known.insert(std::stoi(field(line, "greeter-pid")));
-    co_return field(line, "registry");
   }
 
   Co<void> stop(Program& program) {

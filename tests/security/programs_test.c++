@@ -15,8 +15,7 @@
 
 #include <harrow/actor/actor.h>
 #include <harrow/co/cancel_scope.h>
-#include "tests/processes.h"
-#include "tests/program.h"
+#include "tests/security/daemon_test.h"
 
 #include <gtest/gtest.h>
 #include <kj/async-io.h>
@@ -32,24 +31,18 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <set>
 #include <string>
 #include <vector>
 
 namespace harrow {
 namespace {
 
-using testing::childrenOf;
-using testing::describe;
-using testing::field;
 using testing::Program;
-using testing::readStat;
 
 const char* daemonPath = nullptr;
 const char* clientPath = nullptr;
 const char* squatterPath = nullptr;
 
-constexpr kj::Duration GUARD = 60 * kj::SECONDS;
 constexpr unsigned WATCHDOG_SECONDS = 120;
 
 bool has(const std::string& text, const std::string& what) {
@@ -68,33 +61,16 @@ int countLines(const std::string& text, const std::string& what) {
   return n;
 }
 
-class ProgramsTest : public ::testing::Test {
+class ProgramsTest : public testing::DaemonTest {
 protected:
+  ProgramsTest() : DaemonTest("programs") {}
   ~ProgramsTest() noexcept override {}
-
-  kj::AsyncIoContext io = kj::setupAsyncIo();
-  std::set<pid_t> known;
-  std::string dir = []() {
-    char buffer[] = "/tmp/harrow-programs-test-XXXXXX";
-    KJ_ASSERT(mkdtemp(buffer) != nullptr);
-    return std::string(buffer);
-  }();
 
   void SetUp() override { alarm(WATCHDOG_SECONDS); }
 
   void TearDown() override {
     alarm(0);
-    for (auto& line : harrow::testing::leftBehind(known)) ADD_FAILURE() << line;
-    std::string command = "rm -rf '" + dir + "'";
-    (void)!system(command.c_str());
-  }
-
-  void run(kj::Function<kj::Promise<void>()> body) {
-    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
-                  failAfter(io.provider->getTimer(), GUARD, kj::mv(body)).wait(io.waitScope);
-                })) {
-      ADD_FAILURE() << kj::str(*e).cStr();
-    }
+    DaemonTest::TearDown();
   }
 
   kj::Own<Program> daemon(const std::string& cookie) {
@@ -107,14 +83,6 @@ protected:
     return kj::heap<Program>(io,
         std::vector<std::string>{clientPath, "--harrow-registry=" + registry},
         std::vector<std::string>{"HARROW_COOKIE=" + cookie});
-  }
-
-  // The registry address a ready daemon reports.
-  Co<std::string> ready(Program& program) {
-    known.insert(program.getPid());
-    auto line = co_await program.waitForLine("ready ");
-    known.insert(std::stoi(field(line, "greeter-pid")));
-    co_return field(line, "registry");
   }
 
   Co<void> expectGreeting(const std::string& registry, const std::string& cookie) {

@@ -15,8 +15,7 @@
 #include <harrow/co/cancel_scope.h>
 #include <harrow/co/nursery.h>
 #include <harrow/registry.capnp.harrow.h>
-#include "tests/processes.h"
-#include "tests/program.h"
+#include "tests/security/daemon_test.h"
 
 #include <capnp/serialize.h>
 #include <gtest/gtest.h>
@@ -30,22 +29,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <set>
 #include <string>
 #include <vector>
 
 namespace harrow {
 namespace {
 
-using testing::childrenOf;
-using testing::describe;
-using testing::field;
 using testing::Program;
-using testing::readStat;
 
 const char* daemonPath = nullptr;
 const char* relayPath = nullptr;
-constexpr kj::Duration GUARD = 60 * kj::SECONDS;
 
 // The frame a relay would love to slip in: cancel the actor.
 std::string cancelActorHex() {
@@ -55,25 +48,12 @@ std::string cancelActorHex() {
   return kj::encodeHex(flat.asBytes()).cStr();
 }
 
-class RelayTest : public ::testing::Test {
+class RelayTest : public testing::DaemonTest {
 protected:
+  RelayTest() : DaemonTest("relay", 0755) {}  // the relay's copy must be reachable by `nobody`
   ~RelayTest() noexcept override {}
 
-  kj::AsyncIoContext io = kj::setupAsyncIo();
-  std::set<pid_t> known;
-  std::string dir = []() {
-    char buffer[] = "/tmp/harrow-relay-test-XXXXXX";
-    KJ_ASSERT(mkdtemp(buffer) != nullptr);
-    chmod(buffer, 0755);  // the relay's copy must be reachable by `nobody`
-    return std::string(buffer);
-  }();
   std::string cookie = dir + "/cookie";
-
-  void TearDown() override {
-    for (auto& line : harrow::testing::leftBehind(known)) ADD_FAILURE() << line;
-    std::string command = "rm -rf '" + dir + "'";
-    (void)!system(command.c_str());
-  }
 
   // The relay, as `nobody` if this process may run it so (from a copy nobody can execute).
   kj::Own<Program> relay(int targetPort, const std::string& mode) {
@@ -118,65 +98,58 @@ Co<int> twoCalls(Peer& peer, kj::Timer& timer) {
 }
 
 TEST_F(RelayTest, EveryTamperingAfterTheHandshakeEndsThatChannelAndNothingElse) {
-  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
-    failAfter(io.provider->getTimer(), GUARD, [&]() -> Co<void> {
-      Program daemon(io, {daemonPath, "--harrow-registry=tcp:127.0.0.1:0",
-                          "--harrow-cookie=" + cookie});
-      known.insert(daemon.getPid());
-      auto ready = co_await daemon.waitForLine("ready ");
-      known.insert(std::stoi(field(ready, "greeter-pid")));
-      std::string registry = field(ready, "registry");
-      int port = std::stoi(registry.substr(registry.rfind(':') + 1));
+  run([&]() -> Co<void> {
+    Program daemon(io,
+                   {daemonPath, "--harrow-registry=tcp:127.0.0.1:0", "--harrow-cookie=" + cookie});
+    std::string registry = co_await ready(daemon);
+    int port = std::stoi(registry.substr(registry.rfind(':') + 1));
 
-      size_t tampered = 0;
-      for (std::string mode : {"pass", "inject", "drop", "reorder", "modify", "replay"}) {
-        SCOPED_TRACE(mode);
-        auto r = relay(port, mode);
-        auto listening = co_await r->waitForLine("listening ");
-        auto through = kj::str("tcp:127.0.0.1:", listening.substr(10));
+    size_t tampered = 0;
+    for (std::string mode : {"pass", "inject", "drop", "reorder", "modify", "replay"}) {
+      SCOPED_TRACE(mode);
+      auto r = relay(port, mode);
+      auto listening = co_await r->waitForLine("listening ");
+      auto through = kj::str("tcp:127.0.0.1:", listening.substr(10));
 
-        // A member of the tree (it has the cookie), a new one each time.
-        Actor client{io, ActorIdentity::random(kj::str("client-", mode))};
-        client.setTreeSecret(readCookie(kj::StringPtr(cookie.c_str())));
-        client.setChannelServer({});
-        int ok = -1;
-        co_await client.serve([&]() -> Co<void> {
-          Peer* peer = co_await client.connectTo(through);
-          EXPECT_EQ(peer->trust(), PeerTrust::TREE_SECRET);
-          ok = co_await twoCalls(*peer, client.timer());
-        });
-        if (mode == "pass") {
-          EXPECT_EQ(ok, 2) << "the relay itself must carry an untouched channel";
-        } else if (mode == "replay") {
-          // The genuine first frame is through (its call may answer before the channel ends);
-          // its copy, and everything after it, is not.
-          EXPECT_LE(ok, 1) << "a replayed call ran";
-          co_await daemon.waitForCount("a frame failed its tag", ++tampered);
-        } else {
-          EXPECT_EQ(ok, 0) << "a call went through a tampered channel";
-          // The daemon logged it, as a frame that failed its tag.
-          co_await daemon.waitForCount("a frame failed its tag", ++tampered);
-        }
-        co_await r->waitForLine("done ");
-        EXPECT_EQ(co_await r->finish(), 0);
-
-        // The daemon was not cancelled, and serves a client that connects directly.
-        Actor direct{io, ActorIdentity::random("direct")};
-        direct.setTreeSecret(readCookie(kj::StringPtr(cookie.c_str())));
-        direct.setChannelServer({});
-        co_await direct.serve([&]() -> Co<void> {
-          Peer* peer = co_await direct.connectTo(kj::StringPtr(registry.c_str()));
-          EXPECT_EQ(co_await twoCalls(*peer, direct.timer()), 2);
-        });
-        EXPECT_EQ(kill(daemon.getPid(), 0), 0);
+      // A member of the tree (it has the cookie), a new one each time.
+      Actor client{io, ActorIdentity::random(kj::str("client-", mode))};
+      client.setTreeSecret(readCookie(kj::StringPtr(cookie.c_str())));
+      client.setChannelServer({});
+      int ok = -1;
+      co_await client.serve([&]() -> Co<void> {
+        Peer* peer = co_await client.connectTo(through);
+        EXPECT_EQ(peer->trust(), PeerTrust::TREE_SECRET);
+        ok = co_await twoCalls(*peer, client.timer());
+      });
+      if (mode == "pass") {
+        EXPECT_EQ(ok, 2) << "the relay itself must carry an untouched channel";
+      } else if (mode == "replay") {
+        // The genuine first frame is through (its call may answer before the channel ends);
+        // its copy, and everything after it, is not.
+        EXPECT_LE(ok, 1) << "a replayed call ran";
+        co_await daemon.waitForCount("a frame failed its tag", ++tampered);
+      } else {
+        EXPECT_EQ(ok, 0) << "a call went through a tampered channel";
+        // The daemon logged it, as a frame that failed its tag.
+        co_await daemon.waitForCount("a frame failed its tag", ++tampered);
       }
-      daemon.signal(SIGTERM);
-      int status = co_await daemon.finish();
-      EXPECT_TRUE(WIFEXITED(status)) << status << daemon.outputSoFar();
-    }).wait(io.waitScope);
-  })) {
-    ADD_FAILURE() << kj::str(*e).cStr();
-  }
+      co_await r->waitForLine("done ");
+      EXPECT_EQ(co_await r->finish(), 0);
+
+      // The daemon was not cancelled, and serves a client that connects directly.
+      Actor direct{io, ActorIdentity::random("direct")};
+      direct.setTreeSecret(readCookie(kj::StringPtr(cookie.c_str())));
+      direct.setChannelServer({});
+      co_await direct.serve([&]() -> Co<void> {
+        Peer* peer = co_await direct.connectTo(kj::StringPtr(registry.c_str()));
+        EXPECT_EQ(co_await twoCalls(*peer, direct.timer()), 2);
+      });
+      EXPECT_EQ(kill(daemon.getPid(), 0), 0);
+    }
+    daemon.signal(SIGTERM);
+    int status = co_await daemon.finish();
+    EXPECT_TRUE(WIFEXITED(status)) << status << daemon.outputSoFar();
+  });
 }
 
 }  // namespace
