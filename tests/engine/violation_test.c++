@@ -62,6 +62,14 @@ protected:
     return builder;
   }
 
+  // The rogue connects: its end of a new pipe in `raw`, the actor's end under the actor's side
+  // of the handshake (the acceptor's), which is returned.
+  Co<kj::Own<Peer>> rogueConnects() {
+    auto pipe = io.provider->newTwoWayPipe();
+    raw = kj::heap<Channel>(kj::mv(pipe.ends[0]));
+    return handshake(kj::heap<Channel>(kj::mv(pipe.ends[1])), actor, false);
+  }
+
   // A hello, without the proof that must follow it.
   kj::Own<capnp::MallocMessageBuilder> sendBareHello(uint32_t version = wire::PROTOCOL_VERSION) {
     return sendBareHelloOn(*raw, "rogue", version);
@@ -239,9 +247,7 @@ protected:
 };
 
 TEST_F(ViolationTest, VersionMismatchIsRefusedWithAnError) {
-  auto pipe = io.provider->newTwoWayPipe();
-  raw = kj::heap<Channel>(kj::mv(pipe.ends[0]));
-  auto shaking = handshake(kj::heap<Channel>(kj::mv(pipe.ends[1])), actor, false);
+  auto shaking = rogueConnects();
   sendBareHello(99);
   auto failure = kj::runCatchingExceptions([&]() { shaking.wait(io.waitScope); });
   EXPECT_TRUE(isProtocolViolation(KJ_ASSERT_NONNULL(failure)));
@@ -452,9 +458,7 @@ TEST_F(ViolationTest, ListAsTheRootIsAChannelLevelViolation) {
 
 TEST_F(ViolationTest, ListAsTheRootOfTheHelloIsRefused) {
   // Found by fuzz/handshake_fuzz: the same, during the handshake (an unexpected exception).
-  auto pipe = io.provider->newTwoWayPipe();
-  raw = kj::heap<Channel>(kj::mv(pipe.ends[0]));
-  auto shaking = handshake(kj::heap<Channel>(kj::mv(pipe.ends[1])), actor, false);
+  auto shaking = rogueConnects();
   capnp::MallocMessageBuilder m;
   m.initRoot<capnp::AnyPointer>().setAs<capnp::Text>("hello?");
   raw->send(m);
@@ -465,9 +469,7 @@ TEST_F(ViolationTest, ListAsTheRootOfTheHelloIsRefused) {
 }
 
 TEST_F(ViolationTest, MalformedHelloIsRefused) {
-  auto pipe = io.provider->newTwoWayPipe();
-  raw = kj::heap<Channel>(kj::mv(pipe.ends[0]));
-  auto shaking = handshake(kj::heap<Channel>(kj::mv(pipe.ends[1])), actor, false);
+  auto shaking = rogueConnects();
   wire::Message::Builder root = nullptr;
   auto m = message(0, root);
   root.initHello().setProtocolVersion(wire::PROTOCOL_VERSION);
@@ -489,9 +491,7 @@ protected:
   kj::Promise<void> serving = nullptr;
 
   void connect() {
-    auto pipe = io.provider->newTwoWayPipe();
-    raw = kj::heap<Channel>(kj::mv(pipe.ends[0]));
-    auto shaking = handshake(kj::heap<Channel>(kj::mv(pipe.ends[1])), actor, false);
+    auto shaking = rogueConnects();
     sendHello();
     peer = shaking.wait(io.waitScope);
     serving = peer->serve().then([]() {}, [](kj::Exception&&) {}).eagerlyEvaluate(nullptr);
