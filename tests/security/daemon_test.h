@@ -16,7 +16,7 @@
 // Guarantees: a test's body runs under a 60 s failure guard (GUARD) and a failure in it is a test
 // failure, not a crash; every process the test records in `known` (the daemon and its greeter, via
 // ready()) must be gone at the end (leftBehind(), tests/processes.h); `dir`, a fresh directory
-// under /tmp, is removed with what the test put there.
+// under /tmp, is removed with what the test put there. daemonTestMain() is such a test's main().
 
 #pragma once
 
@@ -26,11 +26,14 @@
 
 #include <gtest/gtest.h>
 #include <kj/async-io.h>
+#include <kj/async-unix.h>
 #include <kj/debug.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 
+#include <initializer_list>
 #include <set>
 #include <string>
 
@@ -80,5 +83,21 @@ private:
     return path;
   }
 };
+
+// The main() of such a test: the watchdog and gtest set up, then `paths` set, in order, from the
+// arguments Bazel passes (the programs' locations: `usage` names them). 2 for a wrong count.
+inline int daemonTestMain(int argc, char** argv, const char* name, const char* usage,
+                          std::initializer_list<const char**> paths) {
+  kj::UnixEventPort::captureChildExit();
+  installWatchdog(name);
+  ::testing::InitGoogleTest(&argc, argv);
+  if (argc != int(paths.size()) + 1) {
+    fprintf(stderr, "usage: %s %s\n", name, usage);
+    return 2;
+  }
+  int i = 1;
+  for (const char** path : paths) *path = argv[i++];
+  return RUN_ALL_TESTS();
+}
 
 }  // namespace harrow::testing

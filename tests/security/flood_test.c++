@@ -248,10 +248,5 @@ TEST_F(FloodTest, AThousandIdleConnectionsDoNotStopAClientWithTheCookie) {
 }  // namespace harrow
 
 int main(int argc, char** argv) {
-  kj::UnixEventPort::captureChildExit();
-  harrow::testing::installWatchdog("flood_test");
-  ::testing::InitGoogleTest(&argc, argv);
-  KJ_REQUIRE(argc == 2, "usage: flood_test DAEMON");
-  harrow::daemonPath = argv[1];
-  return RUN_ALL_TESTS();
+  return harrow::testing::daemonTestMain(argc, argv, "flood_test", "DAEMON", {&harrow::daemonPath});
 }

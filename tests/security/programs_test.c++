@@ -279,15 +279,7 @@ TEST_F(ProgramsTest, TheDefaultRegistryIsPrivateAndASquatterOnTheOldPortGetsNoth
 }  // namespace harrow
 
 int main(int argc, char** argv) {
-  kj::UnixEventPort::captureChildExit();
-  harrow::testing::installWatchdog("programs_test");
-  ::testing::InitGoogleTest(&argc, argv);
-  if (argc != 4) {
-    fprintf(stderr, "usage: programs_test DAEMON CLIENT SQUATTER\n");
-    return 2;
-  }
-  harrow::daemonPath = argv[1];
-  harrow::clientPath = argv[2];
-  harrow::squatterPath = argv[3];
-  return RUN_ALL_TESTS();
+  return harrow::testing::daemonTestMain(
+      argc, argv, "programs_test", "DAEMON CLIENT SQUATTER",
+      {&harrow::daemonPath, &harrow::clientPath, &harrow::squatterPath});
 }

@@ -156,11 +156,6 @@ TEST_F(RelayTest, EveryTamperingAfterTheHandshakeEndsThatChannelAndNothingElse) 
 }  // namespace harrow
 
 int main(int argc, char** argv) {
-  kj::UnixEventPort::captureChildExit();
-  harrow::testing::installWatchdog("relay_test");
-  ::testing::InitGoogleTest(&argc, argv);
-  KJ_REQUIRE(argc == 3, "usage: relay_test DAEMON RELAY");
-  harrow::daemonPath = argv[1];
-  harrow::relayPath = argv[2];
-  return RUN_ALL_TESTS();
+  return harrow::testing::daemonTestMain(argc, argv, "relay_test", "DAEMON RELAY",
+                                         {&harrow::daemonPath, &harrow::relayPath});
 }
