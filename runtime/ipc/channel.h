@@ -222,7 +222,8 @@ public:
   // (sharedSpaceFreed()); they count as queued bytes (backpressure) meanwhile. Larger frames go
   // each in a sealed memfd of its own (<harrow/ipc/sealed_frame.h>), sealed (or, unless it was
   // built in one by a FrameFileBuilder, written) by send() itself, the reference and the fd
-  // queued in its place (the socket, if no memfd can be made).
+  // queued in its place (the socket, if no memfd can be made); on an idle channel they are
+  // written at once rather than at the end of the loop turn.
   void sendLargeFramesThroughSharedMemory(kj::Own<SharedFrameCodec> codec, size_t threshold,
                                           size_t ringBytes);
   // Frames of more than this many bytes go as sealed memfds (see above); 0 while shared memory

@@ -43,8 +43,9 @@ public:
   // must fit there for the frame to go without a copy.
   static constexpr size_t HEADROOM = 4096;
 
-  // A fresh memfd with a writable segment of at least `words` words. Throws (the syscall's
-  // error) if none can be made: out of fds or memory.
+  // A fresh memfd with a writable segment of at least `words` words, its pages allocated and
+  // mapped at once (MADV_POPULATE_WRITE). Throws (the syscall's error) if none can be made: out
+  // of fds or memory.
   static kj::Own<FrameFile> create(size_t words);
 
   FrameFile(int fd, capnp::word* segment, size_t segmentBytes);

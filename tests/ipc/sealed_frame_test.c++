@@ -1,7 +1,8 @@
 // Frames too large for the shared-memory ring go as sealed memfds of their own
 // (docs/PROTOCOL.md, "Large frames through shared memory"): they arrive intact and are read in
-// place; one built in a FrameFileBuilder is sealed where it was built (no copy); a burst of them
-// keeps every fd with its reference; a receiver refuses a reference without its fd, a file that
+// place; one built in a FrameFileBuilder is sealed where it was built (no copy), its pages
+// allocated before it is filled; one on an idle channel leaves at once; a burst of them keeps
+// every fd with its reference; a receiver refuses a reference without its fd, a file that
 // is not sealed against writes, one that does not hold the frame, and one over its frame limit
 // (before mapping it), and closes the fd each time.
 
@@ -18,6 +19,7 @@
 #include <kj/debug.h>
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -175,6 +177,37 @@ TEST_F(SealedFrameTest, AMessageBuiltInAFrameFileIsSealedWhereItWasBuilt) {
   EXPECT_GT(sent.fileStarts[0], 0u);
   EXPECT_LT(sent.fileStarts[0], FrameFile::HEADROOM);
   frame = nullptr;
+  expectNothingLeft();
+}
+
+TEST_F(SealedFrameTest, ASealedFrameOnAnIdleChannelLeavesAtOnce) {
+  // Not at the end of the loop turn, after whatever the turn does next (such as freeing a large
+  // frame received): the peer waits for it.
+  sendSealedFrames();
+  auto message = kj::heap<FrameFileBuilder>();
+  message->allocateLargeSegmentsInFiles(sender->sealedFrameBytes());
+  fill(*message, 3, LARGE);
+  sender->send(kj::mv(message));
+  int receiverFd = KJ_ASSERT_NONNULL(receiver->getStream().getFd());
+  struct pollfd readable = {receiverFd, POLLIN, 0};
+  EXPECT_EQ(poll(&readable, 1, 0), 1);  // the loop has not run since send()
+  auto frame = receiveFile();
+  EXPECT_TRUE(intact(*frame, 3, LARGE));
+  frame = nullptr;
+  expectNothingLeft();
+}
+
+TEST_F(SealedFrameTest, AFrameFilesPagesAreThereBeforeItIsFilled) {
+  // Allocated and mapped in one call rather than faulted in one by one as the value is copied.
+  auto file = FrameFile::create(LARGE / sizeof(capnp::word));
+  auto segment = file->segment().asBytes();
+  size_t pages = (segment.size() + 4095) / 4096;
+  auto resident = kj::heapArray<unsigned char>(pages);
+  KJ_SYSCALL(mincore(segment.begin(), segment.size(), resident.begin()));
+  size_t present = 0;
+  for (auto page : resident) present += page & 1;
+  EXPECT_EQ(present, pages);
+  file = nullptr;
   expectNothingLeft();
 }
 
