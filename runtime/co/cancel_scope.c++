@@ -159,6 +159,14 @@ void CancelScope::close(kj::Maybe<kj::Exception> failure) {
   }
 }
 
+void CancelScope::close(kj::Maybe<kj::Own<kj::Exception>> failure) {
+  KJ_IF_MAYBE (exception, failure) {
+    close(kj::mv(**exception));
+  } else {
+    close(kj::Maybe<kj::Exception>(nullptr));
+  }
+}
+
 namespace {
 thread_local DeadlineQueue* innermostQueue = nullptr;
 }  // namespace
