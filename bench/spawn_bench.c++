@@ -569,11 +569,11 @@ void BM_Cascade(benchmark::State& state) {
   state.counters["left"] = left;
 }
 
-// Processes below `root` now (children, grandchildren, ...), from /proc.
-int descendantsOf(pid_t root) {
+// `root` and the live processes below it (children, grandchildren, ...), from /proc.
+std::vector<pid_t> treeOf(pid_t root) {
   std::map<pid_t, pid_t> parents;
   DIR* dir = opendir("/proc");
-  if (dir == nullptr) return -1;
+  KJ_ASSERT(dir != nullptr);
   while (struct dirent* entry = readdir(dir)) {
     char* end;
     long pid = strtol(entry->d_name, &end, 10);
@@ -594,11 +594,11 @@ int descendantsOf(pid_t root) {
     }
   }
   closedir(dir);
-  int count = 0;
+  std::vector<pid_t> tree;
   for (auto [pid, ppid] : parents) {
-    for (pid_t up = ppid; up > 1;) {
+    for (pid_t up = pid; up > 1;) {
       if (up == root) {
-        ++count;
+        tree.push_back(pid);
         break;
       }
       auto it = parents.find(up);
@@ -606,15 +606,52 @@ int descendantsOf(pid_t root) {
       up = it->second;
     }
   }
-  return count;
+  return tree;
 }
 
-// One teardown of a width x depth tree under a harrow::main root by `signal`; milliseconds.
-double teardownOnce(int signal, uint32_t width, uint32_t depth) {
+// Processes below `root` now.
+int descendantsOf(pid_t root) {
+  auto tree = treeOf(root);
+  return int(tree.size()) - int(std::count(tree.begin(), tree.end(), root));
+}
+
+// CPU time `root` and the processes below it have used so far (user + system, all threads), from
+// /proc/PID/schedstat: nanoseconds, exact (/proc/PID/stat's ticks round to 10 ms per process).
+int64_t treeCpuNs(pid_t root) {
+  int64_t total = 0;
+  for (pid_t pid : treeOf(root)) {
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/schedstat", pid);
+    FILE* f = fopen(path, "r");
+    if (f == nullptr) continue;
+    long long ns = 0;
+    if (fscanf(f, "%lld", &ns) == 1) total += ns;
+    fclose(f);
+  }
+  return total;
+}
+
+// CPU time of this process's reaped descendants so far (getrusage's RUSAGE_CHILDREN: a process
+// counts once it and every ancestor up to us were waited for), nanoseconds.
+int64_t reapedCpuNs() {
+  struct rusage usage;
+  KJ_SYSCALL(getrusage(RUSAGE_CHILDREN, &usage));
+  auto ns = [](const timeval& t) { return int64_t(t.tv_sec) * 1000000000 + t.tv_usec * 1000; };
+  return ns(usage.ru_utime) + ns(usage.ru_stime);
+}
+
+struct TeardownFigures {
+  double ms;        // signal -> the tree's last process reaped
+  double cpuMsPer;  // CPU the tree used from the signal on (root included), per actor
+};
+
+// One teardown of a width x depth tree under a harrow::main root by `signal`.
+TeardownFigures teardownOnce(int signal, uint32_t width, uint32_t depth) {
   uint32_t expected = 0;
   for (uint32_t level = 1, n = 1; level <= depth; ++level) expected += (n *= width);
   auto spec = kj::str("--tree-root=", width, ",", depth);
   fflush(stdout);
+  int64_t reapedBefore = reapedCpuNs();
   pid_t root = fork();
   KJ_ASSERT(root >= 0);
   if (root == 0) {
@@ -626,6 +663,8 @@ double teardownOnce(int signal, uint32_t width, uint32_t depth) {
   // milliseconds of CPU with a thousand processes: less often for large trees.
   while (descendantsOf(root) < int(expected)) usleep(expected > 500 ? 200000 : 20000);
   usleep(expected > 500 ? 500000 : 100000);  // their last handshakes and calls settle
+  // The tree's CPU until now, the root's included.
+  int64_t cpuBefore = treeCpuNs(root);
   auto t0 = Clock::now();
   KJ_SYSCALL(kill(root, signal));
   // Reaped: the root always comes to us. A graceful root reaps its children, and they theirs;
@@ -652,16 +691,24 @@ double teardownOnce(int signal, uint32_t width, uint32_t depth) {
   }
   double ms = us(Clock::now() - t0) / 1e3;
   KJ_ASSERT(leftoverChildren() == 0 && descendantsOf(root) <= 0, "the tree left processes");
-  return ms;
+  // Every process of the tree was reaped, by its parent or by us: its whole life is in
+  // RUSAGE_CHILDREN now (the zygote stays up and is not counted).
+  double cpuMs = (reapedCpuNs() - reapedBefore - cpuBefore) / 1e6;
+  return {ms, cpuMs / (expected + 1)};
 }
 
 void BM_Teardown(benchmark::State& state) {
   int signal = state.range(0);
   uint32_t width = state.range(1), depth = state.range(2);
   configure(EXEC);
-  Samples teardown;
-  for (auto _ : state) teardown.add(teardownOnce(signal, width, depth));
+  Samples teardown, cpu;
+  for (auto _ : state) {
+    auto figures = teardownOnce(signal, width, depth);
+    teardown.add(figures.ms);
+    cpu.add(figures.cpuMsPer);
+  }
   state.counters["teardown_p50_ms"] = teardown.median();
+  state.counters["cpu_per_actor_ms"] = cpu.median();
   state.counters["left"] = leftoverChildren();
 }
 
@@ -788,9 +835,12 @@ public:
       for (int level = 0, n = 1; level < depth; ++level) actors += (n *= width);
       printf(
           "  %dx%d tree (%d actors) under harrow::main, exec: SIGINT teardown %.0f ms, kill -9 "
-          "teardown %.0f ms: %.2fx (target <= 2x: %s)\n",
+          "teardown %.0f ms: %.2fx (target <= 2x: %s); CPU per actor from the signal on: "
+          "SIGINT %.3f ms, kill -9 %.3f ms\n",
           width, depth, actors, graceful, hard, graceful / hard,
-          graceful <= 2 * hard ? "met" : "NOT met");
+          graceful <= 2 * hard ? "met" : "NOT met",
+          get("BM_Teardown/" + std::to_string(SIGINT) + shape, "cpu_per_actor_ms"),
+          get("BM_Teardown/" + std::to_string(SIGKILL) + shape, "cpu_per_actor_ms"));
     }
     fflush(stdout);
   }
