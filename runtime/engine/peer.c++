@@ -93,8 +93,10 @@ size_t Peer::frameBytes(OutgoingMessage& message) {
   return harrow::frameBytes(asWire(message).message());
 }
 
-void Peer::checkSize(WireOutgoing& message) {
-  refuseOverLimit(message, harrow::frameBytes(message.message()), false);
+size_t Peer::checkSize(WireOutgoing& message) {
+  size_t bytes = harrow::frameBytes(message.message());
+  refuseOverLimit(message, bytes, false);
+  return bytes;
 }
 
 void Peer::refuseOverLimit(WireOutgoing& message, uint64_t bytes, bool atLeast) {
@@ -209,15 +211,6 @@ NewMessage<capnp::MallocMessageBuilder> newMessage(uint64_t callId) {
   return {kj::mv(builder), root};
 }
 
-NewMessage<PayloadBuilder> Peer::newPayloadMessage(uint64_t callId) {
-  auto builder = kj::heap<PayloadBuilder>(*this);
-  // A large value goes into a memfd as it is built: the channel passes it without a copy.
-  builder->allocateLargeSegmentsInFiles(chan->sealedFrameBytes());
-  auto root = builder->initRoot<wire::Message>();
-  root.setCallId(callId);
-  return {kj::mv(builder), root};
-}
-
 kj::Own<capnp::MallocMessageBuilder> Peer::newControlMessage() {
   return newMessage(0).builder;
 }
@@ -326,12 +319,12 @@ Co<kj::Own<capnp::MessageReader>> Peer::receiveOne() {
 kj::Own<OutgoingMessage> Peer::newStart(uint64_t interfaceId, uint16_t methodId) {
   uint64_t callId = nextCallId;
   nextCallId += 2;
-  auto [builder, root] = newPayloadMessage(callId);
-  auto start = root.initStart();
+  auto message = kj::heap<WireOutgoing>(*this, callId, wire::Message::START);
+  auto start = message->root().getStart();
   start.setInterfaceId(interfaceId);
   start.setMethodId(methodId);
   start.setWindow(options.window);
-  return kj::heap<WireOutgoing>(kj::mv(builder), callId, start.initParams());
+  return message;
 }
 
 // A start that cannot be sent (too large, or the channel is gone) fails here, before the task
@@ -347,9 +340,10 @@ Co<kj::Own<IncomingMessage>> Peer::call(kj::Own<OutgoingMessage> start) {
   wire.setKind(MethodKind::CALL);
   checkSize(wire);
   auto deadline = stampDeadline(wire.root().getStart());
-  send(wire.release());
+  auto paramsType = wire.type();
+  send(WireOutgoing::release(kj::mv(start)));
   PendingCall pending(*this, callId, deadline);
-  pending.paramsType = wire.type();
+  pending.paramsType = paramsType;
   co_return co_await pending.result();
 }
 
@@ -363,9 +357,10 @@ Co<kj::Own<OutgoingTask>> Peer::open(kj::Own<OutgoingMessage> start, MethodKind 
   checkSize(wire);
   auto name = describeOutgoing(wire, kind);
   auto deadline = stampDeadline(wire.root().getStart());
-  send(wire.release());
+  auto paramsType = wire.type();
+  send(WireOutgoing::release(kj::mv(start)));
   auto task = kj::heap<OutgoingTaskImpl>(*this, callId, kind, kj::mv(name), deadline);
-  task->paramsType = wire.type();
+  task->paramsType = paramsType;
   co_await task->acknowledged();
   co_return kj::mv(task);
 }

@@ -31,7 +31,6 @@ namespace harrow {
 class Peer;
 // The engine's own (runtime/engine/internal/peer_internal.h, not API).
 class PeerRoute;
-class PayloadBuilder;
 class WireOutgoing;
 template <typename Builder>
 struct NewMessage;
@@ -295,20 +294,16 @@ private:
   friend class OutgoingTaskImpl;
   friend class IncomingTaskImpl;
   friend class TaskStream;
-  friend class PayloadBuilder;
   friend class WireOutgoing;
 
   void addRoute(uint64_t callId, PeerRoute& route);
   void removeRoute(uint64_t callId);
-  // A message that will carry a payload: it refuses to grow past the limit while it is being
-  // filled (PayloadBuilder). newMessage() (internal/peer_internal.h) for the others.
-  NewMessage<PayloadBuilder> newPayloadMessage(uint64_t callId);
   // Logs the violation, then answers it (unless the channel is closed) with a protocolViolation
   // error for `callId`.
   void sendViolation(uint64_t callId, kj::StringPtr what);
   // Throws harrow.MessageTooLarge if `message` is over this channel's limit: "<what it is> is N
-  // bytes, over the limit of L bytes ...". Nothing is sent either way.
-  void checkSize(WireOutgoing& message);
+  // bytes, over the limit of L bytes ...". Nothing is sent either way. Returns its size.
+  size_t checkSize(WireOutgoing& message);
   // The same for a frame of `bytes` (`atLeast`: a lower bound, while the message is built).
   void refuseOverLimit(WireOutgoing& message, uint64_t bytes, bool atLeast);
   // Sends `error` for `callId`. An error too large for the channel (a huge message or trace) is

@@ -74,6 +74,9 @@ class FrameFileBuilder : public capnp::MallocMessageBuilder {
 public:
   explicit FrameFileBuilder(capnp::uint firstSegmentWords = capnp::SUGGESTED_FIRST_SEGMENT_WORDS)
       : capnp::MallocMessageBuilder(firstSegmentWords) {}
+  // With a zeroed first segment the caller owns (and keeps until the builder is gone).
+  explicit FrameFileBuilder(kj::ArrayPtr<capnp::word> firstSegment)
+      : capnp::MallocMessageBuilder(firstSegment) {}
 
   // From now on segments of more than `bytes` go into FrameFiles (0: never, the default).
   // Channel::sealedFrameBytes() is what a channel sends as sealed files.

@@ -29,17 +29,13 @@ IncomingTaskImpl::IncomingTaskImpl(Peer& peer, uint64_t callId, MethodKind kind,
 IncomingTaskImpl::~IncomingTaskImpl() noexcept(false) { stream.peer.removeRoute(stream.callId); }
 
 OutgoingMessage& IncomingTaskImpl::results() {
-  KJ_IF_MAYBE(message, returnMessage) return **message;
-  auto [builder, root] = stream.peer.newPayloadMessage(stream.callId);
-  auto payload = root.initReturn();
+  KJ_IF_MAYBE (message, returnMessage) return **message;
   return *returnMessage.emplace(
-      kj::heap<WireOutgoing>(kj::mv(builder), stream.callId, payload, stream.task));
+      kj::heap<WireOutgoing>(stream.peer, stream.callId, wire::Message::RETURN, stream.task));
 }
 
 kj::Own<OutgoingMessage> IncomingTaskImpl::newStarted() {
-  auto [builder, root] = stream.peer.newPayloadMessage(stream.callId);
-  auto payload = root.initStarted();
-  return kj::heap<WireOutgoing>(kj::mv(builder), stream.callId, payload, stream.task);
+  return kj::heap<WireOutgoing>(stream.peer, stream.callId, wire::Message::STARTED, stream.task);
 }
 
 Co<void> IncomingTaskImpl::sendStarted(kj::Own<OutgoingMessage> started) {
@@ -49,7 +45,7 @@ Co<void> IncomingTaskImpl::sendStarted(kj::Own<OutgoingMessage> started) {
   WireOutgoing& wire = asWire(*started);
   stream.peer.checkSize(wire);
   startedSent = true;
-  stream.peer.send(wire.release());
+  stream.peer.send(WireOutgoing::release(kj::mv(started)));
   co_return;
 }
 
@@ -147,7 +143,7 @@ void IncomingTaskImpl::sendFinal(kj::Maybe<kj::Exception> failure) {
     })) {
       peer.sendError(stream.callId, *tooLarge, wire::ErrorKind::FAILED, stream.task);
     } else {
-      peer.send(result.release());
+      peer.send(WireOutgoing::release(kj::mv(KJ_ASSERT_NONNULL(returnMessage))));
     }
   }
   peer.removeRoute(stream.callId);

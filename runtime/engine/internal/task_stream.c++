@@ -39,16 +39,17 @@ void TaskStream::throwIfCannotSend() {
 }
 
 kj::Own<OutgoingMessage> TaskStream::newItem() {
-  auto [builder, root] = peer.newPayloadMessage(callId);
-  auto payload = root.initYield();
-  return kj::heap<WireOutgoing>(kj::mv(builder), callId, payload, task);
+  // Sized like the last item (items of a stream tend to be alike), with room to spare.
+  capnp::uint words = lastItemWords == 0 ? FirstSegment::DEFAULT_WORDS
+                                         : kj::max(lastItemWords + lastItemWords / 2, 16u);
+  return kj::heap<WireOutgoing>(peer, callId, wire::Message::YIELD, task, words);
 }
 
 Co<void> TaskStream::send(kj::Own<OutgoingMessage> item) {
   KJ_REQUIRE(!stopped, "send() after stop()");
   // An item too large for the channel fails here, before it uses credit: the stream carries on.
   WireOutgoing& wire = asWire(*item);
-  peer.checkSize(wire);
+  size_t bytes = peer.checkSize(wire);
   throwIfCannotSend();
   if (sendCredit == 0) peer.host().metrics().creditStall();
   while (sendCredit == 0) {
@@ -57,7 +58,8 @@ Co<void> TaskStream::send(kj::Own<OutgoingMessage> item) {
   }
   throwIfCannotSend();
   --sendCredit;
-  peer.send(wire.release());
+  lastItemWords = bytes / sizeof(capnp::word);
+  peer.send(WireOutgoing::release(kj::mv(item)));
   if (!peer.channel().isWritable()) co_await peer.whenWritable();
 }
 

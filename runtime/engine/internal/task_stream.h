@@ -71,6 +71,7 @@ private:
   std::deque<kj::Own<IncomingMessage>> inbox;
   bool peerStopped = false;
   uint32_t sendCredit = 0;
+  capnp::uint lastItemWords = 0;  // the size of the last item sent (newItem())
   bool stopped = false;
   kj::Maybe<kj::Exception> failure;
   bool sendingClosed = false;

@@ -6,6 +6,7 @@
 #include <capnp/schema.h>
 #include <kj/debug.h>
 
+#include <string.h>
 #include <typeinfo>
 
 namespace harrow {
@@ -27,6 +28,40 @@ WireOutgoing& asWire(OutgoingMessage& message) {
   return static_cast<WireOutgoing&>(message);
 }
 
+FirstSegment::FirstSegment(capnp::uint words) {
+  if (words <= INLINE_WORDS) {
+    segment = kj::arrayPtr(inlineWords, kj::max(words, 1u));
+  } else {
+    heapWords = kj::heapArray<capnp::word>(words);
+    segment = heapWords;
+  }
+  memset(segment.begin(), 0, segment.asBytes().size());
+}
+
+WireOutgoing::WireOutgoing(Peer& peer, uint64_t callId, wire::Message::Which which,
+                           kj::StringPtr task, capnp::uint expectedWords)
+    : FirstSegment(expectedWords), FrameFileBuilder(FirstSegment::words()), peer(peer),
+      callId(callId), task(task), payloadBuilder(initPayload(which)) {}
+
+wire::Payload::Builder WireOutgoing::initPayload(wire::Message::Which which) {
+  // A large value goes into a memfd as it is built: the channel passes it without a copy.
+  allocateLargeSegmentsInFiles(peer.channel().sealedFrameBytes());
+  auto root = initRoot<wire::Message>();
+  root.setCallId(callId);
+  switch (which) {
+    case wire::Message::START: return root.initStart().initParams();
+    case wire::Message::STARTED: return root.initStarted();
+    case wire::Message::YIELD: return root.initYield();
+    case wire::Message::RETURN: return root.initReturn();
+    default: KJ_FAIL_REQUIRE("this message carries no payload", which);
+  }
+}
+
+kj::Own<capnp::MallocMessageBuilder> WireOutgoing::release(kj::Own<OutgoingMessage> message) {
+  asWire(*message);
+  return message.downcast<WireOutgoing>();
+}
+
 kj::StringPtr WireOutgoing::typeName() const {
   KJ_IF_MAYBE(schema, payloadSchema) {
     // The display name is "path/file.capnp:Outer.Inner"; the part after the file names the type.
@@ -37,14 +72,12 @@ kj::StringPtr WireOutgoing::typeName() const {
   return "";
 }
 
-kj::ArrayPtr<capnp::word> PayloadBuilder::allocateSegment(capnp::uint minimumSize) {
+kj::ArrayPtr<capnp::word> WireOutgoing::allocateSegment(capnp::uint minimumSize) {
   requestedWords += minimumSize;
   ++segments;
-  if (message != nullptr) {
-    // The segment table (a count, a size per segment, padded to a word) and what is asked for.
-    uint64_t atLeast = (segments / 2 + 1 + requestedWords) * sizeof(capnp::word);
-    peer.refuseOverLimit(*message, atLeast, true);
-  }
+  // The segment table (a count, a size per segment, padded to a word) and what is asked for.
+  uint64_t atLeast = (segments / 2 + 1 + requestedWords) * sizeof(capnp::word);
+  peer.refuseOverLimit(*this, atLeast, true);
   return FrameFileBuilder::allocateSegment(minimumSize);
 }
 

@@ -12,37 +12,45 @@
 
 namespace harrow {
 
-class WireOutgoing;
+// The first segment of an outgoing payload message, a base of WireOutgoing so that it exists
+// before the builder that uses it: inside the message object when the message is expected to be
+// small (a stream of small items then allocates one object per item, not a builder, a segment and
+// a message), on the heap otherwise. Only the words asked for are zeroed, not capnp's default
+// 2 KiB (bench/README.md, "Allocations per stream item").
+class FirstSegment {
+public:
+  // What a message without a better guess starts with: most calls and results fit.
+  static constexpr capnp::uint DEFAULT_WORDS = 256;
+  // Up to this many words live inside the message object.
+  static constexpr capnp::uint INLINE_WORDS = 48;
 
-// The builder of an outgoing message that carries a payload. It refuses to grow past the
-// channel's limit while it is being filled: the allocation that would take the message over it
-// raises harrow.MessageTooLarge before it is made, so a value far over the limit costs neither a
-// copy nor memory of its size (the exact check, Peer::checkSize(), decides near the limit). Each
+protected:
+  explicit FirstSegment(capnp::uint words);
+  KJ_DISALLOW_COPY(FirstSegment);
+  kj::ArrayPtr<capnp::word> words() { return segment; }
+
+private:
+  kj::Array<capnp::word> heapWords;
+  kj::ArrayPtr<capnp::word> segment;
+  capnp::word inlineWords[INLINE_WORDS];  // zeroed as far as `segment` reaches, if it is here
+};
+
+// An outgoing wire::Message that carries a payload, and its own builder: Channel::send() takes the
+// object itself (release()). The builder refuses to grow past the channel's limit while it is
+// being filled: the allocation that would take the message over it raises
+// harrow.MessageTooLarge before it is made, so a value far over the limit costs neither a copy
+// nor memory of its size (the exact check, Peer::checkSize(), decides near the limit). Each
 // segment allocated for an object of `minimumSize` words is used by that object, so the segment
 // table plus the minimum sizes requested so far never exceed the final frame. Over a channel with
 // shared memory, a segment too large for the ring is built in a memfd (FrameFileBuilder), which
 // the channel passes sealed, without copying it.
-class PayloadBuilder final : public FrameFileBuilder {
+class WireOutgoing final : public OutgoingMessage, private FirstSegment, public FrameFileBuilder {
 public:
-  PayloadBuilder(Peer& peer) : FrameFileBuilder(256), peer(peer) {}
-  kj::ArrayPtr<capnp::word> allocateSegment(capnp::uint minimumSize) override;
-
-private:
-  Peer& peer;
-  WireOutgoing* message = nullptr;  // the message this builds, once it exists
-  uint64_t requestedWords = 0;
-  size_t segments = 0;
-  friend class WireOutgoing;
-};
-
-class WireOutgoing final : public OutgoingMessage {
-public:
-  // `task` describes the task for errors (a start describes itself: the task does not exist yet).
-  WireOutgoing(kj::Own<PayloadBuilder> builder, uint64_t callId, wire::Payload::Builder payload,
-               kj::StringPtr task = nullptr)
-      : builder(kj::mv(builder)), callId(callId), payloadBuilder(payload), task(task) {
-    this->builder->message = this;
-  }
+  // A message for `callId` whose payload is the `which` member (START: the start's params), ready
+  // to fill. `task` describes the task for errors (a start describes itself: the task does not
+  // exist yet). `expectedWords`: the size the message will probably have (a stream's last item).
+  WireOutgoing(Peer& peer, uint64_t callId, wire::Message::Which which,
+               kj::StringPtr task = nullptr, capnp::uint expectedWords = DEFAULT_WORDS);
 
   capnp::AnyPointer::Builder payload() override { return payloadBuilder.getValue(); }
   void setTypeId(uint64_t typeId) override { payloadBuilder.setTypeId(typeId); }
@@ -51,28 +59,32 @@ public:
     payloadSchema = schema;
   }
   void setKind(MethodKind kind) override { startKind = kind; }
+  kj::ArrayPtr<capnp::word> allocateSegment(capnp::uint minimumSize) override;
 
   uint64_t getCallId() const { return callId; }
-  capnp::MessageBuilder& message() { return *builder; }
+  capnp::MessageBuilder& message() { return *this; }
   // The payload's type as the typed layer set it, e.g. "Store.put$Params"; "" if unknown.
   kj::StringPtr typeName() const;
   kj::Maybe<capnp::Schema> type() const { return payloadSchema; }
-  wire::Message::Builder root() { return builder->getRoot<wire::Message>(); }
-  kj::Own<capnp::MallocMessageBuilder> release() {
-    builder->message = nullptr;
-    return kj::mv(builder);
-  }
+  wire::Message::Builder root() { return getRoot<wire::Message>(); }
+  // The message for Channel::send(): `message` itself (one the engine made: asWire()), as its
+  // builder.
+  static kj::Own<capnp::MallocMessageBuilder> release(kj::Own<OutgoingMessage> message);
   // What this message is, for a MessageTooLarge error: "the start of the call Store.put to actor
   // 'store' (...)", "the result of Store.get#3 for actor ...", "a stream item (Chunk) of ...".
   kj::String describe(Peer& peer);
 
 private:
-  kj::Own<PayloadBuilder> builder;
+  Peer& peer;
   uint64_t callId;
-  wire::Payload::Builder payloadBuilder;
-  kj::Maybe<capnp::Schema> payloadSchema;
   kj::StringPtr task;
   MethodKind startKind = MethodKind::CALL;
+  uint64_t requestedWords = 0;
+  size_t segments = 0;
+  kj::Maybe<capnp::Schema> payloadSchema;
+  wire::Payload::Builder payloadBuilder;  // last: made by initPayload(), which uses the above
+
+  wire::Payload::Builder initPayload(wire::Message::Which which);
 };
 
 // "Store.put" for params or results of an interface method (capnp names them "Store.put$Params",
