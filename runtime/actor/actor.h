@@ -281,9 +281,9 @@ private:
   struct Outbound;
 
   kj::AsyncIoContext& ioContext;
-  // The loop's deadlines on its timer, behind one timer entry; destroyed after everything else
-  // the actor owns, so the scopes they hold leave it first.
-  DeadlineQueue deadlines{ioContext.provider->getTimer()};
+  // The loop's deadlines on its timer, behind one timerfd; destroyed after everything else the
+  // actor owns, so the scopes they hold leave it first.
+  DeadlineQueue deadlines{ioContext.unixEventPort};
   ActorIdentity id;
   kj::Maybe<Implementations&> impls;
   kj::Vector<kj::Function<void()>> exitCallbacks;

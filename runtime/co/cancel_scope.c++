@@ -3,6 +3,9 @@
 #include <kj/debug.h>
 
 #include <stdlib.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
 
 namespace harrow {
 bool isCancelled(const kj::Exception& exception) {
@@ -175,6 +178,22 @@ DeadlineQueue::DeadlineQueue(kj::Timer& timer) : timer(timer), outer(innermostQu
   innermostQueue = this;
 }
 
+DeadlineQueue::DeadlineQueue(kj::UnixEventPort& port) : DeadlineQueue(port.getTimer()) {
+  // The timerfd is set in CLOCK_MONOTONIC time, which is what KJ's port timer counts from its
+  // origin (systemPreciseMonotonicClock). Checked, not assumed: a timer that reads otherwise (it
+  // lags the clock by at most the time since the loop last woke) keeps the kj timer entry.
+  struct timespec ts;
+  KJ_SYSCALL(clock_gettime(CLOCK_MONOTONIC, &ts));
+  kj::Duration lag = kj::origin<kj::TimePoint>() + ts.tv_sec * kj::SECONDS +
+                     ts.tv_nsec * kj::NANOSECONDS - timer.now();
+  if (lag < 0 * kj::SECONDS || lag > 3600 * kj::SECONDS) return;
+  int fd;
+  KJ_SYSCALL(fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
+  timerFd = kj::AutoCloseFd(fd);
+  timerFdObserver = kj::heap<kj::UnixEventPort::FdObserver>(
+      port, fd, kj::UnixEventPort::FdObserver::OBSERVE_READ);
+}
+
 DeadlineQueue::~DeadlineQueue() noexcept(false) {
   for (DeadlineQueue** q = &innermostQueue; *q != nullptr; q = &(*q)->outer) {
     if (*q == this) {
@@ -241,7 +260,8 @@ void DeadlineQueue::add(CancelScope& scope) {
   KJ_IF_MAYBE (at, armedAt) {
     if (*at <= when) return;  // the armed entry fires first; expire() re-arms from there
   }
-  armed = armFor(when);  // drops (disarms) the later entry, if one was armed
+  // A kj entry replaces (disarms) the later one; the timerfd is set again, its watch kept.
+  KJ_IF_MAYBE (promise, armFor(when)) armed = kj::mv(*promise);
 }
 
 void DeadlineQueue::remove(CancelScope& scope) {
@@ -257,9 +277,35 @@ void DeadlineQueue::remove(CancelScope& scope) {
   siftDown(last->deadlineSlot);
 }
 
-kj::Promise<void> DeadlineQueue::armFor(kj::TimePoint when) {
+kj::Maybe<kj::Promise<void>> DeadlineQueue::armFor(kj::TimePoint when) {
   armedAt = when;
-  return timer.atTime(when).then([this]() { return expire(); }).eagerlyEvaluate(nullptr);
+  if (timerFd == nullptr) {
+    return timer.atTime(when).then([this]() { return expire(); }).eagerlyEvaluate(nullptr);
+  }
+  // 0 would disarm it: a deadline at or before the clock's origin is simply due (1 ns is past).
+  int64_t ns = kj::max((when - kj::origin<kj::TimePoint>()) / kj::NANOSECONDS, 1);
+  struct itimerspec spec = {};
+  spec.it_value.tv_sec = ns / 1000000000;
+  spec.it_value.tv_nsec = ns % 1000000000;
+  KJ_SYSCALL(timerfd_settime(timerFd, TFD_TIMER_ABSTIME, &spec, nullptr));
+  if (watching) return nullptr;
+  return watchTimerFd();
+}
+
+kj::Promise<void> DeadlineQueue::watchTimerFd() {
+  watching = true;
+  return KJ_ASSERT_NONNULL(timerFdObserver)
+      ->whenBecomesReadable()
+      .then([this]() -> kj::Promise<void> {
+        watching = false;
+        uint64_t expirations;
+        ssize_t n;
+        // Read, or the edge-triggered observer would not see it fire again.
+        KJ_NONBLOCKING_SYSCALL(n = ::read(timerFd, &expirations, sizeof(expirations)));
+        if (n < 0) return watchTimerFd();  // set again (earlier) since it fired: not due yet
+        return expire();
+      })
+      .eagerlyEvaluate(nullptr);
 }
 
 kj::Promise<void> DeadlineQueue::expire() {
@@ -274,7 +320,8 @@ kj::Promise<void> DeadlineQueue::expire() {
   }
   if (heap.size() == 0) return kj::READY_NOW;
   // Chained to the promise that is firing now (which must not be replaced from inside itself).
-  return armFor(KJ_ASSERT_NONNULL(heap[0]->deadlineAt));
+  KJ_IF_MAYBE (promise, armFor(KJ_ASSERT_NONNULL(heap[0]->deadlineAt))) return kj::mv(*promise);
+  return kj::READY_NOW;
 }
 
 }  // namespace harrow

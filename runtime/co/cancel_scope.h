@@ -22,6 +22,7 @@
 #include <harrow/co/co.h>
 #include <harrow/co/errors.h>
 
+#include <kj/async-unix.h>
 #include <kj/debug.h>
 #include <kj/function.h>
 #include <kj/list.h>
@@ -72,9 +73,18 @@ kj::Maybe<Deadline> currentDeadline();
 // as before. The queue must be destroyed on its loop's thread, before the loop and the timer;
 // scopes still waiting then lose their deadline (nothing would run them any more). Several may
 // be installed on one thread (one per actor, say): a scope uses the newest one on its timer.
+//
+// Built on a loop's UnixEventPort (as harrow::Actor's is), the queue wakes the loop with a
+// timerfd of its own instead of a kj timer entry: a pending kj timer makes every epoll_wait of
+// the loop sleep with a timeout, and a sleep with a timeout costs the kernel a timer set and
+// cancelled per wait (twice per call, caller and callee: bench/README.md, "Deadlines"). The
+// timerfd is set (a syscall) only when a deadline earlier than the armed one arrives, as the kj
+// entry was.
 class DeadlineQueue {
 public:
   explicit DeadlineQueue(kj::Timer& timer);
+  // On `port`'s own timer (port.getTimer()), woken by a timerfd.
+  explicit DeadlineQueue(kj::UnixEventPort& port);
   ~DeadlineQueue() noexcept(false);
   KJ_DISALLOW_COPY(DeadlineQueue);
 
@@ -88,13 +98,18 @@ private:
   DeadlineQueue* outer;           // the next older queue installed on this thread
   kj::Vector<CancelScope*> heap;  // min-heap by (deadline, order set)
   uint64_t nextOrder = 0;
-  kj::Maybe<kj::TimePoint> armedAt;  // when the kj timer entry fires, while one is armed
+  kj::Maybe<kj::TimePoint> armedAt;  // when the kj timer entry (or timerfd) fires, while armed
+  kj::AutoCloseFd timerFd;           // with a UnixEventPort: the timerfd, on CLOCK_MONOTONIC
+  kj::Maybe<kj::Own<kj::UnixEventPort::FdObserver>> timerFdObserver;
+  bool watching = false;  // a whenBecomesReadable() of the timerfd is pending
   kj::Maybe<kj::Promise<void>> armed;
   bool expiring = false;
 
   void add(CancelScope& scope);
   void remove(CancelScope& scope);
-  kj::Promise<void> armFor(kj::TimePoint when);
+  // Arms the timer for `when`; what it returns (if anything) is the promise to keep in `armed`.
+  kj::Maybe<kj::Promise<void>> armFor(kj::TimePoint when);
+  kj::Promise<void> watchTimerFd();
   kj::Promise<void> expire();
   bool before(size_t a, size_t b) const;
   void place(size_t slot, CancelScope* scope);

@@ -4,6 +4,8 @@
 
 #include "tests/test_util.h"
 
+#include <kj/async-io.h>
+
 #include <string>
 #include <vector>
 
@@ -407,6 +409,63 @@ TEST_F(CancelScopeTest, AScopeOnATimerWithoutAQueueArmsItsOwn) {
   EXPECT_EQ(deadlines.size(), 0u);
   other.advanceTo(other.now() + 10 * kj::MILLISECONDS);
   EXPECT_TRUE(promise.wait(waitScope));
+}
+
+// ---- a queue on a loop's UnixEventPort (as an actor's) wakes the loop by a timerfd ----
+
+class DeadlineQueueOnAPortTest : public ::testing::Test {
+protected:
+  ~DeadlineQueueOnAPortTest() noexcept override {}
+
+  kj::AsyncIoContext io = kj::setupAsyncIo();
+  DeadlineQueue deadlines{io.unixEventPort};
+  kj::TimerImpl& timer = static_cast<kj::TimerImpl&>(io.unixEventPort.getTimer());
+
+  // Fails the test rather than hanging if `promise` is not done within a minute.
+  bool waitGuarded(kj::Promise<bool> promise) {
+    return promise
+        .exclusiveJoin(timer.afterDelay(60 * kj::SECONDS).then([]() -> bool {
+          ADD_FAILURE() << "the deadline never woke the loop";
+          return false;
+        }))
+        .wait(io.waitScope);
+  }
+};
+
+TEST_F(DeadlineQueueOnAPortTest, ADeadlineLeavesTheLoopNoTimerEntryToSleepOn) {
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  auto call =
+      moveOnAfter(timer, 3600 * kj::SECONDS, [&]() -> Co<void> { co_await kj::mv(paf.promise); });
+  EXPECT_EQ(deadlines.size(), 1u);
+  // A pending kj timer entry would make every epoll_wait of the loop sleep with a timeout.
+  EXPECT_TRUE(timer.nextEvent() == nullptr);
+  paf.fulfiller->fulfill();
+  EXPECT_FALSE(call.wait(io.waitScope));
+}
+
+TEST_F(DeadlineQueueOnAPortTest, AnEarlierDeadlineSetLaterWakesTheLoopAtItsTime) {
+  auto later = moveOnAfter(timer, 3600 * kj::SECONDS,
+                           [&]() -> Co<void> { co_await kj::Promise<void>(kj::NEVER_DONE); });
+  kj::TimePoint start = timer.now();
+  auto sooner = moveOnAfter(timer, 20 * kj::MILLISECONDS,
+                            [&]() -> Co<void> { co_await kj::Promise<void>(kj::NEVER_DONE); });
+  EXPECT_TRUE(waitGuarded(kj::mv(sooner)));
+  EXPECT_GE(timer.now() - start, 20 * kj::MILLISECONDS);
+  EXPECT_EQ(deadlines.size(), 1u);  // the hour's, still waiting
+}
+
+TEST_F(DeadlineQueueOnAPortTest, ATimerfdThatFiresForAClosedScopeWakesTheNextOnTime) {
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  auto first = moveOnAfter(timer, 10 * kj::MILLISECONDS,
+                           [&]() -> Co<void> { co_await kj::mv(paf.promise); });
+  kj::TimePoint start = timer.now();
+  auto second = moveOnAfter(timer, 40 * kj::MILLISECONDS,
+                            [&]() -> Co<void> { co_await kj::Promise<void>(kj::NEVER_DONE); });
+  paf.fulfiller->fulfill();  // the first closes early: the timerfd stays set for its deadline
+  EXPECT_FALSE(first.wait(io.waitScope));
+  EXPECT_TRUE(waitGuarded(kj::mv(second)));
+  EXPECT_GE(timer.now() - start, 40 * kj::MILLISECONDS);
+  EXPECT_EQ(deadlines.size(), 0u);
 }
 
 }  // namespace
