@@ -96,6 +96,12 @@ Co<void> runChild(Actor& actor, Implementations& implementations,  // childMain'
       actor.cancel();  // the parent is gone: nobody is left to serve
     }); };
 
+    // Once cancelled, this actor spawns nothing more: its zygote leaves now, while the children
+    // are torn down, not after them on the way out (issue 20, "Cascades" in bench/README.md).
+    root.startSoon([&]() -> Co<void> {
+      co_await actor.whenCancelled();
+      retireForkServer();
+    });
     co_await actor.serve([&]() -> Co<void> {
       serveParent();
       co_await actor.whenCancelled();
@@ -240,6 +246,7 @@ kj::Promise<void> cancelOnSignals(kj::AsyncIoContext& io, Actor& root, int& inte
       interruptedBy = signal;
       fprintf(stderr, "harrow: %s: cancelling the actor tree\n", strsignal(signal));
       root.cancel();
+      retireForkServer();  // as a cancelled child does (runChild)
     });
   };
   return onSignal(SIGINT).exclusiveJoin(onSignal(SIGTERM)).eagerlyEvaluate(nullptr);

@@ -58,6 +58,7 @@ struct ForkServer {
   int pidfd;    // -1 without pidfd support
 };
 ForkServer* zygote = nullptr;
+ForkServer* retired = nullptr;  // told to leave (retireForkServer), not reaped yet
 bool warnedNoZygote = false;
 
 // ---------------------------------------------------------------------------------------------
@@ -303,12 +304,26 @@ void startForkServer(ChildEntry childEntry) {
 }
 
 void stopForkServer() {
-  if (zygote == nullptr) return;
-  ForkServer* server = zygote;
-  zygote = nullptr;
-  close(server->control);  // end-of-file: the zygote leaves
+  retireForkServer();
+  if (retired == nullptr) return;
+  ForkServer* server = retired;
+  retired = nullptr;
   reap(*server);
   delete server;
+}
+
+void retireForkServer() {
+  if (zygote == nullptr) return;
+  if (retired != nullptr) {  // a zygote started since the last one was retired (tests do that)
+    reap(*retired);
+    delete retired;
+  }
+  retired = zygote;
+  zygote = nullptr;
+  warnedNoZygote = true;    // a cancelled actor that still spawns gets exec, not a warning
+  close(retired->control);  // end-of-file: the zygote leaves
+  retired->control = -1;
+  if (retired->pidfd >= 0) syscall(SYS_pidfd_send_signal, retired->pidfd, SIGKILL, nullptr, 0);
 }
 
 kj::Maybe<pid_t> forkServerPid() {

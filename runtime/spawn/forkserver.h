@@ -64,6 +64,12 @@ kj::Own<ChildProcess> startChildProcess(kj::UnixEventPort& eventPort, kj::String
 // Stops and reaps the zygote, if any: children it forked are not affected (they are ours).
 void stopForkServer();
 
+// Tells the zygote to leave now, without waiting for it: for an actor that has been cancelled and
+// will spawn nothing more. Its exit then runs while the actor's children are torn down, instead of
+// after them (stopForkServer, on the way out, finds it gone: issue 20's cascades measured 2.3 ms
+// median, 7.9 ms p90, per actor on that serial path). Spawns after this use exec, quietly.
+void retireForkServer();
+
 // The zygote's pid, while there is one.
 kj::Maybe<pid_t> forkServerPid();
 

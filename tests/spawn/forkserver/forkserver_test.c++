@@ -128,6 +128,34 @@ public:
     co_await kj::Promise<void>(kj::READY_NOW);
     crashNow();
   }
+
+  // As long as this actor's own grace period allows (3/4 of it): a test may stop the child.
+  static ActorNurseryOptions patient() {
+    ActorNurseryOptions options;
+    options.gracePeriod = 60 * kj::SECONDS;
+    return options;
+  }
+
+  Co<void> holdChild(HoldChildCall call) override {
+    auto name = kj::str(call.params().getName());
+    auto up = kj::newPromiseAndFulfiller<void>();
+    auto& service = KJ_ASSERT_NONNULL(currentActor().serviceNursery());
+    service.startSoon([&, fulfiller = kj::mv(up.fulfiller)]() mutable -> Co<void> {
+      co_await openActorNursery(
+          [&](ActorNursery& nursery) -> Co<void> {
+            SpawnOptions options;
+            options.backend = SpawnBackend::FORKSERVER;
+            auto child = co_await nursery.startActor<PingActor>(name, "ping", options);
+            auto who = co_await child.whoAmI();
+            call.results().setWho(who->getWho());
+            call.results().setZygote(zygotePid());
+            fulfiller->fulfill();
+            co_await kj::Promise<void>(kj::NEVER_DONE);  // until this actor is cancelled
+          },
+          patient());
+    });
+    co_await kj::mv(up.promise);
+  }
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -296,6 +324,51 @@ TEST_F(ForkServerTest, NestedTreesUseTheChildsOwnZygote) {
   });
   KJ_IF_MAYBE(e, failure) ADD_FAILURE() << kj::str(*e).cStr();
   EXPECT_EQ(spawned.size(), 2u);
+}
+
+// An actor that is cancelled spawns nothing more: its zygote leaves at once, while its children
+// are still being torn down, not after them (issue 20: in an error cascade each level waited for
+// every zygote below it to be stopped and reaped, one after another).
+TEST_F(ForkServerTest, ACancelledActorsZygoteLeavesBeforeItsChildrenAreReaped) {
+  auto failure = runRoot([&]() -> Co<void> {
+    // Grace periods long enough that the stopped grandchild is not killed during the test.
+    ActorNurseryOptions patient;
+    patient.gracePeriod = 60 * kj::SECONDS;
+    co_await openActorNursery(
+        root,
+        [&](ActorNursery& nursery) -> Co<void> {
+          auto parent = co_await startPing(nursery, "holder", SpawnBackend::FORKSERVER);
+          auto held = co_await parent.holdChild("held");
+          pid_t child = held->getWho().getPid();
+          pid_t zygote = held->getZygote();
+          spawned.push_back(child);
+          KJ_REQUIRE(zygote > 0, "the holder has no zygote");
+          int pidfd = static_cast<int>(syscall(SYS_pidfd_open, zygote, 0));
+          KJ_REQUIRE(pidfd >= 0, "pidfd_open of the holder's zygote", strerror(errno));
+          KJ_DEFER(close(pidfd));
+          // The grandchild cannot act on its cancel until it is continued: the holder's nursery
+          // waits for it.
+          KJ_SYSCALL(kill(child, SIGSTOP));
+          KJ_DEFER(kill(child, SIGCONT));
+          nursery.cancelActor(parent);
+          kj::UnixEventPort::FdObserver zygoteExit(root.eventPort(), pidfd,
+                                                   kj::UnixEventPort::FdObserver::OBSERVE_READ);
+          bool left = co_await zygoteExit.whenBecomesReadable()
+                          .then([]() { return true; })
+                          .exclusiveJoin(root.timer().afterDelay(30 * kj::SECONDS).then([]() {
+                            return false;
+                          }));  // a failure guard only
+          EXPECT_TRUE(left) << "the cancelled holder's zygote " << zygote << " is still running";
+          KJ_IF_MAYBE (stat, readStat(child)) {
+            EXPECT_NE(stat->state, 'Z') << describe(*stat);  // stopping (R) or stopped (T)
+          } else {
+            ADD_FAILURE() << "the held grandchild " << child
+                          << " was reaped before the zygote left";
+          }
+        },
+        patient);
+  });
+  KJ_IF_MAYBE (e, failure) ADD_FAILURE() << kj::str(*e).cStr();
 }
 
 TEST_F(ForkServerTest, ForkedChildDyingIsReportedAsForAnExecdOne) {

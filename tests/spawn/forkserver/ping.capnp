@@ -18,6 +18,11 @@ interface Ping $Harrow.actor {
   crash @3 () -> ();
   # abort(): the process dies of SIGABRT mid-call.
 
+  holdChild @4 (name :Text) -> (who :Who, zygote :Int32);
+  # Spawns a Ping child `name` by the forkserver, in an actor nursery of a task of its own, and
+  # answers with the child's whoAmI and this actor's zygote pid (-1: none). The child stays until
+  # this actor is cancelled; then it is cancelled and reaped as any child is.
+
   struct Who {
     pid @0 :Int32;
     ppid @1 :Int32;
