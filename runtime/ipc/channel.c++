@@ -102,6 +102,18 @@ void walk(capnp::AnyPointer::Reader pointer) {
   }
 }
 
+// A reader over a frame and what keeps the frame's bytes alive, in one allocation (a reader with
+// an attachment was two per received message).
+template <typename Keep>
+class FrameReader final : public capnp::FlatArrayMessageReader {
+public:
+  FrameReader(kj::ArrayPtr<const capnp::word> words, capnp::ReaderOptions options, Keep keep)
+      : capnp::FlatArrayMessageReader(words, options), keep(kj::mv(keep)) {}
+
+private:
+  Keep keep;
+};
+
 }  // namespace
 
 bool isTransportClosed(const kj::Exception& exception) {
@@ -237,6 +249,13 @@ Co<kj::Maybe<kj::Own<capnp::MessageReader>>> Channel::receive() {
   }
 }
 
+kj::Maybe<kj::Own<capnp::MessageReader>> Channel::receiveBuffered() {
+  KJ_REQUIRE(!receiving, "Channel::receiveBuffered() called while a receive() is waiting");
+  if (readError != nullptr) return nullptr;
+  size_t needed = 0;
+  return tryParse(needed);
+}
+
 kj::Maybe<kj::Own<capnp::MessageReader>> Channel::tryParse(size_t& needed) {
   size_t available = end - begin;
   const kj::byte* frame = buffer->bytes() + begin;
@@ -277,16 +296,17 @@ kj::Maybe<kj::Own<capnp::MessageReader>> Channel::tryParse(size_t& needed) {
   }
   auto words = buffer->wordsAt(begin, frameBytes);
   kj::Maybe<kj::Exception> error;
-  auto reader = checkedReader(words, frameBytes, error);
+  auto reader = checkedReader(words, frameBytes, kj::addRef(*buffer), error);
   KJ_IF_MAYBE(e, error) failRead(kj::mv(*e));
   begin += frameBytes + tagBytes;
   receivedTotal += frameBytes + tagBytes;
-  return reader.attach(kj::addRef(*buffer));
+  return reader;
 }
 
 // A reader over a whole frame, validated if the options say so; sets `error` instead if it fails.
+template <typename Keep>
 kj::Own<capnp::MessageReader> Channel::checkedReader(kj::ArrayPtr<const capnp::word> words,
-                                                     size_t frameBytes,
+                                                     size_t frameBytes, Keep keep,
                                                      kj::Maybe<kj::Exception>& error) {
   if (options.validate) {
     // A reader of its own, so that validation does not use up the traversal limit of the reader
@@ -299,7 +319,7 @@ kj::Own<capnp::MessageReader> Channel::checkedReader(kj::ArrayPtr<const capnp::w
                                      exception->getDescription()));
     }
   }
-  return kj::heap<capnp::FlatArrayMessageReader>(words, options.readerOptions);
+  return kj::heap<FrameReader<Keep>>(words, options.readerOptions, kj::mv(keep));
 }
 
 size_t Channel::standardBufferBytes() const {
@@ -848,8 +868,8 @@ kj::Own<capnp::MessageReader> Channel::receiveShared(uint64_t start, uint64_t le
                                                      exception->getDescription())));
     }
     // From here on only the private copy is read.
-    auto reader = sharedFrameReader(copy);
-    return reader.attach(kj::mv(copy));
+    auto words = copy.asPtr();
+    return sharedFrameReader(words, kj::mv(copy));
   }
   kj::throwFatalException(malformedFrame("a shared-memory frame before any ring"));
 }
@@ -871,16 +891,18 @@ kj::Own<capnp::MessageReader> Channel::receiveSealedFrame(uint64_t start, uint64
           kj::str("the peer's sealed frame is unusable: ", exception->getDescription())));
     }
     // Read in place: the seals keep the sender from changing it.
-    auto reader = sharedFrameReader(mapped->words());
+    auto words = mapped->words();
     ++sharedCounts.filesReceived;
-    return reader.attach(kj::mv(mapped));
+    return sharedFrameReader(words, kj::mv(mapped));
   }
   kj::throwFatalException(malformedFrame("a sealed frame sent without its fd"));
 }
 
 // A reader over a frame that came through shared memory, checked as one read from the socket
 // would be; its segment table must describe exactly `words`.
-kj::Own<capnp::MessageReader> Channel::sharedFrameReader(kj::ArrayPtr<const capnp::word> words) {
+template <typename Keep>
+kj::Own<capnp::MessageReader> Channel::sharedFrameReader(kj::ArrayPtr<const capnp::word> words,
+                                                         Keep keep) {
   const kj::byte* bytes = words.asBytes().begin();
   size_t length = words.asBytes().size();
   uint64_t segmentCount = uint64_t(readLE32(bytes)) + 1;
@@ -895,7 +917,7 @@ kj::Own<capnp::MessageReader> Channel::sharedFrameReader(kj::ArrayPtr<const capn
         "a shared-memory frame whose segment table does not match its length of ", length)));
   }
   kj::Maybe<kj::Exception> error;
-  auto reader = checkedReader(words, length, error);
+  auto reader = checkedReader(words, length, kj::mv(keep), error);
   KJ_IF_MAYBE (e, error) kj::throwFatalException(kj::mv(*e));
   ++sharedCounts.framesReceived;
   receivedTotal += length;  // counted as if it had come by the socket (bytesReceived())

@@ -140,6 +140,11 @@ public:
   // channel's receive buffer (no copy) and keeps that buffer alive for as long as it lives.
   Co<kj::Maybe<kj::Own<capnp::MessageReader>>> receive();
 
+  // The next message if a whole frame has already been read into the buffer: what receive()
+  // would return at once, without a coroutine or a loop turn. nullptr if none is there (nor an
+  // EOF or error: receive() reports those). Throws MalformedFrame as receive() does.
+  kj::Maybe<kj::Own<capnp::MessageReader>> receiveBuffered();
+
   // ---- sending ----
 
   // Queues a copy of `message`. Everything queued goes out together (one writev) at the end of
@@ -352,9 +357,14 @@ private:
                          size_t tagBytes);
   Outgoing sealedFrame(kj::Own<capnp::MessageBuilder> message, size_t bytes);
   size_t withinFdLimit(size_t ready) const;
-  kj::Own<capnp::MessageReader> sharedFrameReader(kj::ArrayPtr<const capnp::word> words);
+  // The readers receive() and the shared-memory path hand out, each holding what keeps its
+  // frame's bytes (`keep`: the receive buffer, a private copy, a mapping) in the same allocation.
+  template <typename Keep>
+  kj::Own<capnp::MessageReader> sharedFrameReader(kj::ArrayPtr<const capnp::word> words, Keep keep);
+  template <typename Keep>
   kj::Own<capnp::MessageReader> checkedReader(kj::ArrayPtr<const capnp::word> words,
-                                              size_t frameBytes, kj::Maybe<kj::Exception>& error);
+                                              size_t frameBytes, Keep keep,
+                                              kj::Maybe<kj::Exception>& error);
   void writeFailed(kj::Exception&& exception);
   void wakeWaiters();
 };
