@@ -153,7 +153,8 @@ public:
   // after shutdownWrite().
   void send(capnp::MessageBuilder& message);
 
-  // Same, without the copy: the channel keeps `message` until it has been written.
+  // Same, without the copy: the channel keeps `message` until it has been written. A small frame
+  // (up to 1 KiB) is copied all the same, and `message` freed at once.
   void send(kj::Own<capnp::MessageBuilder> message);
 
   // Resolves once everything queued before the call has been handed to the stream. Throws
