@@ -272,7 +272,13 @@ public:
   void authenticationFailed(const kj::Exception& why) override;
   kj::Maybe<ActorServer&> findServer(uint64_t interfaceId) override;
   void controlMessage(Peer& peer, wire::Message::Reader message) override;
-  kj::Maybe<TaskNursery&> serviceNursery() override { return service; }
+  // None once cancel-actor has come: a start behind it in the same read is refused at once, not
+  // run in the service nursery before the cancellation reaches it (Peer::serve() routes the
+  // frames it has buffered without a loop turn between them).
+  kj::Maybe<TaskNursery&> serviceNursery() override {
+    if (cancelRequested) return nullptr;
+    return service;
+  }
   void taskFailed(const kj::Exception& error) override {
     for (auto& attachment : attachments) attachment->taskFailed(error);
   }
