@@ -22,11 +22,12 @@ node=$(readlink -f "${2:-bazel-bin/programs/harrow-node/harrow-node}")
 here=$(cd "$(dirname "$0")" && pwd)
 tag=hwb$$
 work=$(mktemp -d)
-pids=()
+pids=()     # this shell's own children
+daemons=()  # what start_sshd.sh / start_slurm.sh started (not our children), in start order
 cleanup() {
+  bash "$here/../tests/cluster/stop_daemons.sh" "${daemons[@]}"
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true  # this shell's own children
-  bash "$here/../tests/cluster/stop_daemons.sh" "${pids[@]}"  # and the started daemons
+  wait 2>/dev/null || true
   for ns in a b hub; do ip netns del "$tag-$ns" 2>/dev/null || true; done
   rm -rf "$work"
 }
@@ -67,7 +68,7 @@ start_node "$tag-b" 10.77.0.2:7001 "$work/btls.log" $(tls b)
 start_node "$tag-b" 10.77.0.2:7002 "$work/binsecure.log" --harrow-insecure-links
 
 # sshd in b: key-only, a host key and a client key made here, strict known_hosts.
-pids+=($(bash "$here/../tests/cluster/start_sshd.sh" "$work" "$tag-b=10.77.0.2"))
+daemons+=($(bash "$here/../tests/cluster/start_sshd.sh" "$work" "$tag-b=10.77.0.2"))
 
 run() {  # run LABEL [FLAGS...]
   local label=$1
@@ -94,7 +95,7 @@ run ssh --host=b --harrow-hosts=b=ssh://root@10.77.0.2 --harrow-ssh-config="$wor
 # start_slurm.sh); the root under salloc.
 if started=$(bash "$here/../tests/cluster/start_slurm.sh" "$work/slurm" "$tag-a=10.77.0.1" \
                "$tag-b=10.77.0.2" 2> "$work/slurm.log"); then
-  pids+=($started)
+  daemons+=($started)
   export SLURM_CONF="$work/slurm/slurm.conf"
   for pin in "" "taskset -c 0"; do
     printf '%-9s %-8s ' slurm "$([ -n "$pin" ] && echo pinned || echo unpinned)"

@@ -20,11 +20,12 @@ fi
 
 tag=hwex$$
 work=$(mktemp -d)
-pids=()
+pids=()     # this shell's own children
+daemons=()  # what start_sshd.sh / start_slurm.sh started (not our children), in start order
 cleanup() {
+  bash "$here/../../tests/cluster/stop_daemons.sh" "${daemons[@]}"
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true  # this shell's own children
-  bash "$here/../../tests/cluster/stop_daemons.sh" "${pids[@]}"  # and the started daemons
+  wait 2>/dev/null || true
   for ns in a b c hub; do ip netns del "$tag-$ns" 2>/dev/null || true; done
   rm -rf "$work"
 }
@@ -49,8 +50,8 @@ done
 (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$work/cookie")
 if [[ $backend == ssh ]]; then
   # The ssh backend: an sshd in b and c, keys and a strict known_hosts made here; no harrow-node.
-  pids+=($(bash "$here/../../tests/cluster/start_sshd.sh" "$work" "$tag-b=10.77.0.2" \
-             "$tag-c=10.77.0.3"))
+  daemons+=($(bash "$here/../../tests/cluster/start_sshd.sh" "$work" "$tag-b=10.77.0.2" \
+                "$tag-c=10.77.0.3"))
   ip netns exec "$tag-a" "$program" --workers=b,c \
     --harrow-hosts=b=ssh://root@10.77.0.2,c=ssh://root@10.77.0.3 \
     --harrow-ssh-config="$work/ssh_config" --harrow-cookie="$work/cookie" --harrow-registry=none
@@ -62,7 +63,7 @@ if [[ $backend == slurm ]]; then
   # each worker a job step. The cookie is on the "shared filesystem" (this machine's).
   started=$(bash "$here/../../tests/cluster/start_slurm.sh" "$work/slurm" "$tag-a=10.77.0.1" \
               "$tag-b=10.77.0.2" "$tag-c=10.77.0.3") || exit $?
-  pids+=($started)
+  daemons+=($started)
   SLURM_CONF="$work/slurm/slurm.conf" ip netns exec "$tag-a" salloc --quiet --nodes=2 \
     "$program" --workers=b,c --harrow-hosts=b=slurm://n1,c=slurm://n2 \
     --harrow-cookie="$work/cookie" --harrow-registry=none

@@ -17,29 +17,7 @@ mkdir -p "$dir/munge" "$dir/state"
 chmod 700 "$dir/munge"
 head -c 64 /dev/urandom > "$dir/munge/key"
 chmod 400 "$dir/munge/key"
-# Runs a daemon in the background with its output through a FIFO read here line by line, until
-# a line containing PATTERN (20 s without a line: a failure guard); prints its pid; the rest of
-# its output goes on to LOG.
-#   started PATTERN LOG COMMAND...
-started() {
-  local pattern=$1 log=$2
-  shift 2
-  rm -f "$log.fifo" && mkfifo "$log.fifo"
-  "$@" > "$log.fifo" 2>&1 < /dev/null &
-  echo $!
-  local out line=
-  exec {out}< "$log.fifo"
-  while IFS= read -r -t 20 line <&"$out"; do
-    printf '%s\n' "$line" >> "$log"
-    [[ $line == *"$pattern"* ]] && break
-  done
-  if [[ $line != *"$pattern"* ]]; then
-    echo "start_slurm.sh: $1 did not start: $(cat "$log")" >&2
-    exit 1
-  fi
-  cat <&"$out" >> "$log" &
-  exec {out}<&-
-}
+source "$(dirname "$0")/started.sh"
 # munged's last line once its socket accepts.
 started "work threads" "$dir/munged.log" /usr/sbin/munged -F --force \
   --socket="$dir/munge/socket" --key-file="$dir/munge/key" --pid-file="$dir/munge/pid" \

@@ -6,6 +6,7 @@
 #
 #   tests/cluster/start_sshd.sh DIR NETNS=ADDRESS [NETNS=ADDRESS...]
 set -euo pipefail
+source "$(dirname "$0")/started.sh"
 dir=$1
 shift
 mkdir -p /run/sshd  # sshd's privilege separation directory
@@ -39,24 +40,7 @@ StrictModes no
 UsePAM no
 LogLevel INFO
 CONF
-  # sshd logs to stderr (-e), through a FIFO read here line by line as it writes: its
-  # "Server listening" line is the event (10 s without a line: a failure guard). The rest goes on
-  # to the log file.
-  log="$dir/sshd-$address.log"
-  rm -f "$log.fifo" && mkfifo "$log.fifo"
-  ip netns exec "$ns" /usr/sbin/sshd -D -e -f "$dir/sshd_config-$address" \
-    > /dev/null 2> "$log.fifo" < /dev/null &
-  echo $!
-  exec {err}< "$log.fifo"
-  line=
-  while IFS= read -r -t 10 line <&"$err"; do
-    printf '%s\n' "$line" >> "$log"
-    [[ $line == *"Server listening"* ]] && break
-  done
-  if [[ $line != *"Server listening"* ]]; then
-    echo "start_sshd.sh: sshd in $ns did not listen: $(cat "$log")" >&2
-    exit 1
-  fi
-  cat <&"$err" >> "$log" &
-  exec {err}<&-
+  # sshd logs to stderr (-e); its "Server listening" line is the event.
+  started "Server listening" "$dir/sshd-$address.log" \
+    ip netns exec "$ns" /usr/sbin/sshd -D -e -f "$dir/sshd_config-$address"
 done
