@@ -421,7 +421,8 @@ protected:
   DeadlineQueue deadlines{io.unixEventPort};
   kj::TimerImpl& timer = static_cast<kj::TimerImpl&>(io.unixEventPort.getTimer());
 
-  // Fails the test rather than hanging if `promise` is not done within a minute.
+  // Fails the test rather than hanging if `promise` is not done within a minute. A kj timer of
+  // its own, not moveOnAfter: a guard must not go through the DeadlineQueue under test.
   bool waitGuarded(kj::Promise<bool> promise) {
     return promise
         .exclusiveJoin(timer.afterDelay(60 * kj::SECONDS).then([]() -> bool {

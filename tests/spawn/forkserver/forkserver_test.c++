@@ -8,6 +8,7 @@
 // process except our zygote, running or zombie, and none of the spawned actors as an orphan. At
 // the very end the zygote is stopped, and then no child at all may remain.
 
+#include <harrow/co/cancel_scope.h>
 #include <harrow/spawn/actor_nursery.h>
 #include <harrow/spawn/forkserver.h>
 #include <harrow/main.h>
@@ -353,11 +354,11 @@ TEST_F(ForkServerTest, ACancelledActorsZygoteLeavesBeforeItsChildrenAreReaped) {
           nursery.cancelActor(parent);
           kj::UnixEventPort::FdObserver zygoteExit(root.eventPort(), pidfd,
                                                    kj::UnixEventPort::FdObserver::OBSERVE_READ);
-          bool left = co_await zygoteExit.whenBecomesReadable()
-                          .then([]() { return true; })
-                          .exclusiveJoin(root.timer().afterDelay(30 * kj::SECONDS).then([]() {
-                            return false;
-                          }));  // a failure guard only
+          // The 30 s deadline is a failure guard only.
+          bool cut = co_await moveOnAfter(root.timer(), 30 * kj::SECONDS, [&]() -> Co<void> {
+            co_await zygoteExit.whenBecomesReadable();
+          });
+          bool left = !cut;
           EXPECT_TRUE(left) << "the cancelled holder's zygote " << zygote << " is still running";
           KJ_IF_MAYBE (stat, readStat(child)) {
             EXPECT_NE(stat->state, 'Z') << describe(*stat);  // stopping (R) or stopped (T)
